@@ -1,0 +1,34 @@
+# gmtrack — the two commands of the README, plus install.
+#   make bench    build Release and run gmbench; writes out/report.md, out/results.csv, out/*.svg
+#   make check    every test (ASan+UBSan, TSan), fuzz smoke runs, examples, install test
+# Extra flags for gmbench: make bench BENCH_ARGS="--size 100000000 --scenario shadow_pages"
+
+BUILD      ?= build
+OUT        ?= out
+BENCH_ARGS ?=
+PREFIX     ?= /usr/local
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all bench check deps release install clean
+
+all: release
+
+deps:
+	@scripts/install-deps
+
+release: deps
+	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build $(BUILD)/release -j $(JOBS)
+
+bench: release
+	$(BUILD)/release/gmbench --out $(OUT) $(BENCH_ARGS)
+
+check: deps
+	@scripts/check
+
+# Honours DESTDIR and PREFIX: make install DESTDIR=$PWD/stage
+install: release
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)/release --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(OUT)

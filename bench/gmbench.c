@@ -1,0 +1,754 @@
+/*
+ * bench/gmbench.c — the workbench driver: scenario registry, options,
+ * timing, result rows, targets, and the report (tables, CSV, SVG plots).
+ *
+ *   gmbench [--list] [--scenario NAME]... [--size N] [--seed S]
+ *           [--repeat R] [--quick] [--csv FILE] [--out DIR]
+ */
+#include "gmbench.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+volatile uint64_t gmb_sink_var;
+
+/* ---- registry ------------------------------------------------------------ */
+#define GMB_MAX_SCENARIOS 64
+static const struct gmb_scenario *scenarios[GMB_MAX_SCENARIOS];
+static int nscenarios;
+
+void gmb_register(const struct gmb_scenario *s)
+{
+	if (nscenarios < GMB_MAX_SCENARIOS)
+		scenarios[nscenarios++] = s;
+}
+
+static int scenario_cmp(const void *a, const void *b)
+{
+	const struct gmb_scenario *const *x = a, *const *y = b;
+	return strcmp((*x)->name, (*y)->name);
+}
+
+/* ---- results ------------------------------------------------------------- */
+struct row {
+	char *scenario, *structure, *op, *dist;
+	uint64_t n;
+	double ns, bytes;
+};
+
+struct target {
+	char *scenario, *what, *measured;
+	int verdict; /* 1 meets, 0 falls short, -1 not measured */
+};
+
+struct note {
+	char *scenario, *text;
+};
+
+static struct row *rows;
+static size_t nrows, cap_rows;
+static struct target *targets;
+static size_t ntargets, cap_targets;
+static struct note *notes;
+static size_t nnotes, cap_notes;
+
+#define GROW(arr, n, cap)                                                     \
+	do {                                                                  \
+		if ((n) == (cap)) {                                           \
+			(cap) = (cap) ? 2 * (cap) : 64;                       \
+			void *p_ = realloc((arr), (cap) * sizeof(*(arr)));    \
+			if (!p_) {                                            \
+				perror("gmbench");                            \
+				exit(1);                                      \
+			}                                                     \
+			(arr) = p_;                                           \
+		}                                                             \
+	} while (0)
+
+static char *dupstr(const char *s)
+{
+	char *d = strdup(s ? s : "");
+	if (!d) {
+		perror("gmbench");
+		exit(1);
+	}
+	return d;
+}
+
+/* ---- context ------------------------------------------------------------- */
+struct gmb_ctx {
+	const struct gmb_scenario *scenario;
+	char *reference;
+	size_t first_row; /* this scenario's rows start here */
+	uint64_t start_ns, last_progress_ns;
+	bool progress_shown;
+};
+
+static struct {
+	uint64_t size;
+	bool size_given;
+	uint64_t seed;
+	int repeat;
+	bool quick;
+	const char *csv;
+	const char *out;
+} opt = {.seed = 42, .repeat = 5, .out = "out"};
+
+uint64_t gmb_max_size(struct gmb_ctx *ctx, uint64_t dflt)
+{
+	(void)ctx;
+	return opt.size_given ? opt.size : dflt;
+}
+bool gmb_size_given(struct gmb_ctx *ctx) { (void)ctx; return opt.size_given; }
+uint64_t gmb_seed(struct gmb_ctx *ctx) { (void)ctx; return opt.seed; }
+bool gmb_quick(struct gmb_ctx *ctx) { (void)ctx; return opt.quick; }
+int gmb_repeat(struct gmb_ctx *ctx) { (void)ctx; return opt.repeat; }
+
+uint64_t gmb_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+void gmb_progress(struct gmb_ctx *ctx, const char *fmt, ...)
+{
+	uint64_t now = gmb_now_ns();
+	if (now - ctx->start_ns < 1000000000ULL)
+		return;
+	if (ctx->progress_shown && now - ctx->last_progress_ns < 200000000ULL)
+		return; /* at most five updates a second */
+	ctx->last_progress_ns = now;
+	ctx->progress_shown = true;
+	char buf[160];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\r\033[K[%s %5.1fs] %s", ctx->scenario->name,
+		(now - ctx->start_ns) / 1e9, buf);
+	fflush(stderr);
+}
+
+void gmb_note(struct gmb_ctx *ctx, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	GROW(notes, nnotes, cap_notes);
+	notes[nnotes].scenario = dupstr(ctx->scenario->name);
+	notes[nnotes].text = dupstr(buf);
+	nnotes++;
+}
+
+void gmb_reference(struct gmb_ctx *ctx, const char *structure)
+{
+	free(ctx->reference);
+	ctx->reference = dupstr(structure);
+}
+
+void gmb_row(struct gmb_ctx *ctx, const char *structure, const char *op,
+	     uint64_t n, const char *dist, double ns, double bytes)
+{
+	GROW(rows, nrows, cap_rows);
+	rows[nrows] = (struct row){
+		.scenario = dupstr(ctx->scenario->name),
+		.structure = dupstr(structure),
+		.op = dupstr(op),
+		.dist = dupstr(dist),
+		.n = n,
+		.ns = ns,
+		.bytes = bytes,
+	};
+	nrows++;
+	gmb_progress(ctx, "%s %s n=%" PRIu64 " %s: %.2f ns", structure, op, n,
+		     dist, ns);
+}
+
+/* ---- timing -------------------------------------------------------------- */
+static int dbl_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double run_once(const struct gmb_case *c)
+{
+	if (c->setup)
+		c->setup(c->arg);
+	uint64_t t0 = gmb_now_ns();
+	uint64_t ops = c->body(c->arg);
+	uint64_t t1 = gmb_now_ns();
+	if (c->teardown)
+		c->teardown(c->arg);
+	return ops ? (double)(t1 - t0) / (double)ops : 0.0;
+}
+
+double gmb_measure_n(struct gmb_ctx *ctx, const struct gmb_case *c,
+		     int repeat, bool warmup)
+{
+	(void)ctx;
+	if (repeat < 1)
+		repeat = 1;
+	if (warmup)
+		run_once(c);
+	double *v = malloc(sizeof(double) * (size_t)repeat);
+	if (!v) {
+		perror("gmbench");
+		exit(1);
+	}
+	for (int i = 0; i < repeat; i++)
+		v[i] = run_once(c);
+	qsort(v, (size_t)repeat, sizeof(double), dbl_cmp);
+	double median = repeat % 2 ? v[repeat / 2]
+				   : (v[repeat / 2 - 1] + v[repeat / 2]) / 2;
+	free(v);
+	return median;
+}
+
+double gmb_measure(struct gmb_ctx *ctx, const struct gmb_case *c)
+{
+	return gmb_measure_n(ctx, c, opt.repeat, true);
+}
+
+/* ---- PRNG ---------------------------------------------------------------- */
+void gmb_rng_init(struct gmb_rng *r, uint64_t seed)
+{
+	for (int i = 0; i < 4; i++) {
+		uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		r->s[i] = z ^ (z >> 31);
+	}
+}
+
+uint64_t gmb_rng_next(struct gmb_rng *r)
+{
+	uint64_t *s = r->s;
+	uint64_t x = s[1] * 5;
+	uint64_t result = ((x << 7) | (x >> 57)) * 9;
+	uint64_t t = s[1] << 17;
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = (s[3] << 45) | (s[3] >> 19);
+	return result;
+}
+
+uint64_t gmb_rng_below(struct gmb_rng *r, uint64_t n)
+{
+	return n ? (uint64_t)(((unsigned __int128)gmb_rng_next(r) * n) >> 64)
+		 : gmb_rng_next(r);
+}
+
+/* ---- targets ------------------------------------------------------------- */
+static const struct row *find_row(const char *scenario, struct gmb_sel s)
+{
+	/* The last matching row wins, so a re-measured row replaces one. */
+	for (size_t i = nrows; i-- > 0;) {
+		const struct row *r = &rows[i];
+		if (!strcmp(r->scenario, scenario) &&
+		    !strcmp(r->structure, s.structure) && !strcmp(r->op, s.op) &&
+		    r->n == s.n && !strcmp(r->dist, s.dist))
+			return r;
+	}
+	return NULL;
+}
+
+static void add_target(struct gmb_ctx *ctx, const char *what,
+		       const char *measured, int verdict)
+{
+	GROW(targets, ntargets, cap_targets);
+	targets[ntargets] = (struct target){
+		.scenario = dupstr(ctx->scenario->name),
+		.what = dupstr(what),
+		.measured = dupstr(measured),
+		.verdict = verdict,
+	};
+	ntargets++;
+}
+
+static bool compare(double v, enum gmb_cmp cmp, double bound)
+{
+	return cmp == GMB_AT_MOST ? v <= bound : v >= bound;
+}
+
+static void target_ratio_field(struct gmb_ctx *ctx, const char *what,
+			       struct gmb_sel a, struct gmb_sel b,
+			       enum gmb_cmp cmp, double bound,
+			       enum gmb_field field)
+{
+	const struct row *ra = find_row(ctx->scenario->name, a);
+	const struct row *rb = find_row(ctx->scenario->name, b);
+	if (!ra || !rb) {
+		add_target(ctx, what, "row not measured", -1);
+		return;
+	}
+	double va = field == GMB_NS ? ra->ns : ra->bytes;
+	double vb = field == GMB_NS ? rb->ns : rb->bytes;
+	double ratio = vb > 0 ? va / vb : INFINITY;
+	char buf[160];
+	snprintf(buf, sizeof(buf), "%.4gx (%.4g / %.4g %s)", ratio, va, vb,
+		 field == GMB_NS ? "ns" : "B");
+	add_target(ctx, what, buf, compare(ratio, cmp, bound));
+}
+
+void gmb_target_ratio(struct gmb_ctx *ctx, const char *what, struct gmb_sel a,
+		      struct gmb_sel b, enum gmb_cmp cmp, double bound)
+{
+	target_ratio_field(ctx, what, a, b, cmp, bound, GMB_NS);
+}
+
+void gmb_target_bytes_ratio(struct gmb_ctx *ctx, const char *what,
+			    struct gmb_sel a, struct gmb_sel b,
+			    enum gmb_cmp cmp, double bound)
+{
+	target_ratio_field(ctx, what, a, b, cmp, bound, GMB_BYTES);
+}
+
+void gmb_target_bound(struct gmb_ctx *ctx, const char *what, struct gmb_sel a,
+		      enum gmb_field field, enum gmb_cmp cmp, double bound)
+{
+	const struct row *ra = find_row(ctx->scenario->name, a);
+	if (!ra) {
+		add_target(ctx, what, "row not measured", -1);
+		return;
+	}
+	double v = field == GMB_NS ? ra->ns : ra->bytes;
+	char buf[96];
+	snprintf(buf, sizeof(buf), "%.4g %s", v, field == GMB_NS ? "ns" : "B");
+	add_target(ctx, what, buf, compare(v, cmp, bound));
+}
+
+void gmb_target_verdict(struct gmb_ctx *ctx, const char *what,
+			const char *measured, bool meets)
+{
+	add_target(ctx, what, measured, meets);
+}
+
+/* ---- ratios and output --------------------------------------------------- */
+static const struct row *reference_row(const char *reference, const struct row *r)
+{
+	if (!reference)
+		return NULL;
+	const struct row *fallback = NULL;
+	for (size_t i = 0; i < nrows; i++) {
+		const struct row *q = &rows[i];
+		if (strcmp(q->scenario, r->scenario) ||
+		    strcmp(q->structure, reference) || q->n != r->n ||
+		    strcmp(q->dist, r->dist))
+			continue;
+		if (!strcmp(q->op, r->op))
+			return q;
+		if (!fallback)
+			fallback = q;
+	}
+	return fallback;
+}
+
+static void format_ratio(char *buf, size_t len, const char *reference,
+			 const struct row *r)
+{
+	const struct row *ref = reference_row(reference, r);
+	if (ref && ref->ns > 0)
+		snprintf(buf, len, "%.3f", r->ns / ref->ns);
+	else
+		snprintf(buf, len, "-");
+}
+
+static void format_bytes(char *buf, size_t len, double b)
+{
+	if (b < 0)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.2f", b);
+}
+
+static const char *verdict_text(int v)
+{
+	return v > 0 ? "meets" : v == 0 ? "falls short" : "not measured";
+}
+
+static void print_table(FILE *f, struct gmb_ctx *ctx, bool markdown)
+{
+	const char *ref = ctx->reference;
+	if (markdown) {
+		fprintf(f, "| structure | op | n | dist | ns/op | bytes/entry | ratio to %s |\n",
+			ref ? ref : "-");
+		fprintf(f, "|---|---|---:|---|---:|---:|---:|\n");
+	} else {
+		fprintf(f, "%-26s %-14s %10s %-10s %12s %12s %9s\n", "structure",
+			"op", "n", "dist", "ns/op", "bytes/entry", "ratio");
+	}
+	for (size_t i = ctx->first_row; i < nrows; i++) {
+		const struct row *r = &rows[i];
+		char ratio[32], bytes[32];
+		format_ratio(ratio, sizeof(ratio), ref, r);
+		format_bytes(bytes, sizeof(bytes), r->bytes);
+		if (markdown)
+			fprintf(f, "| %s | %s | %" PRIu64 " | %s | %.2f | %s | %s |\n",
+				r->structure, r->op, r->n, r->dist, r->ns, bytes, ratio);
+		else
+			fprintf(f, "%-26s %-14s %10" PRIu64 " %-10s %12.2f %12s %9s\n",
+				r->structure, r->op, r->n, r->dist, r->ns, bytes, ratio);
+	}
+}
+
+static void print_targets(FILE *f, const char *scenario, bool markdown)
+{
+	bool any = false;
+	for (size_t i = 0; i < ntargets; i++) {
+		const struct target *t = &targets[i];
+		if (strcmp(t->scenario, scenario))
+			continue;
+		if (!any && markdown)
+			fprintf(f, "\n| target | measured | verdict |\n|---|---|---|\n");
+		if (!any && !markdown)
+			fprintf(f, "targets:\n");
+		any = true;
+		if (markdown)
+			fprintf(f, "| %s | %s | **%s** |\n", t->what, t->measured,
+				verdict_text(t->verdict));
+		else
+			fprintf(f, "  [%s] %s: %s\n", verdict_text(t->verdict),
+				t->what, t->measured);
+	}
+}
+
+static void csv_field(FILE *f, const char *s)
+{
+	/* Names never hold commas or quotes; keep the file plain. */
+	fputs(s, f);
+}
+
+static int write_csv(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "gmbench: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "scenario,structure,op,n,dist,ns_per_op,bytes_per_entry\n");
+	for (size_t i = 0; i < nrows; i++) {
+		const struct row *r = &rows[i];
+		csv_field(f, r->scenario);
+		fputc(',', f);
+		csv_field(f, r->structure);
+		fputc(',', f);
+		csv_field(f, r->op);
+		fprintf(f, ",%" PRIu64 ",", r->n);
+		csv_field(f, r->dist);
+		fprintf(f, ",%.4f,", r->ns);
+		if (r->bytes >= 0)
+			fprintf(f, "%.4f", r->bytes);
+		fputc('\n', f);
+	}
+	fclose(f);
+	return 0;
+}
+
+/* One plot per (scenario, op, dist) that has at least two sizes: ns/op
+ * against n, one line per structure, both axes logarithmic. */
+static bool seen_before(size_t i, const char *scenario, const char *op,
+			const char *dist, const char *structure)
+{
+	for (size_t j = 0; j < i; j++)
+		if (!strcmp(rows[j].scenario, scenario) && !strcmp(rows[j].op, op) &&
+		    !strcmp(rows[j].dist, dist) &&
+		    (!structure || !strcmp(rows[j].structure, structure)))
+			return true;
+	return false;
+}
+
+static int count_sizes(const char *scenario, const char *op, const char *dist)
+{
+	uint64_t seen[64];
+	int k = 0;
+	for (size_t i = 0; i < nrows && k < 64; i++) {
+		const struct row *r = &rows[i];
+		if (strcmp(r->scenario, scenario) || strcmp(r->op, op) ||
+		    strcmp(r->dist, dist))
+			continue;
+		bool dup = false;
+		for (int j = 0; j < k; j++)
+			dup |= seen[j] == r->n;
+		if (!dup)
+			seen[k++] = r->n;
+	}
+	return k;
+}
+
+static int write_plot(const char *dir, const char *scenario, const char *op,
+		      const char *dist, FILE *report)
+{
+	char base[512], path[600];
+	snprintf(base, sizeof(base), "%s_%s_%s", scenario, op, dist);
+	for (char *p = base; *p; p++)
+		if (*p == '/' || *p == ' ')
+			*p = '-';
+	snprintf(path, sizeof(path), "%s/%s.gp", dir, base);
+	FILE *gp = fopen(path, "w");
+	if (!gp)
+		return -1;
+	fprintf(gp, "set terminal svg size 800,500 dynamic background '#ffffff'\n"
+		    "set output '%s/%s.svg'\n"
+		    "set title '%s: %s (%s)' noenhanced\n"
+		    "set logscale xy\nset xlabel 'n'\nset ylabel 'ns per op'\n"
+		    "set key outside right noenhanced\nset grid\n",
+		dir, base, scenario, op, dist);
+	fprintf(gp, "plot ");
+	bool first = true;
+	for (size_t i = 0; i < nrows; i++) {
+		const struct row *r = &rows[i];
+		if (strcmp(r->scenario, scenario) || strcmp(r->op, op) ||
+		    strcmp(r->dist, dist) || seen_before(i, scenario, op, dist, r->structure))
+			continue;
+		fprintf(gp, "%s'-' using 1:2 with linespoints title '%s'",
+			first ? "" : ", ", r->structure);
+		first = false;
+	}
+	fprintf(gp, "\n");
+	for (size_t i = 0; i < nrows; i++) {
+		const struct row *r = &rows[i];
+		if (strcmp(r->scenario, scenario) || strcmp(r->op, op) ||
+		    strcmp(r->dist, dist) || seen_before(i, scenario, op, dist, r->structure))
+			continue;
+		for (size_t j = i; j < nrows; j++) {
+			const struct row *q = &rows[j];
+			if (!strcmp(q->scenario, scenario) && !strcmp(q->op, op) &&
+			    !strcmp(q->dist, dist) && !strcmp(q->structure, r->structure))
+				fprintf(gp, "%" PRIu64 " %g\n", q->n, q->ns > 0 ? q->ns : 1e-3);
+		}
+		fprintf(gp, "e\n");
+	}
+	fclose(gp);
+	char cmd[1400];
+	snprintf(cmd, sizeof(cmd), "gnuplot '%s' 2>/dev/null", path);
+	int rc = system(cmd);
+	if (rc == 0) {
+		remove(path);
+		fprintf(report, "![%s](%s.svg)\n\n", base, base);
+		return 0;
+	}
+	return -1;
+}
+
+static void write_plots(const char *dir, const char *scenario, FILE *report)
+{
+	for (size_t i = 0; i < nrows; i++) {
+		const struct row *r = &rows[i];
+		if (strcmp(r->scenario, scenario) ||
+		    seen_before(i, scenario, r->op, r->dist, NULL))
+			continue;
+		if (count_sizes(scenario, r->op, r->dist) < 2)
+			continue;
+		if (write_plot(dir, scenario, r->op, r->dist, report) < 0) {
+			fprintf(report, "(plot for %s/%s not drawn: is gnuplot installed?)\n\n",
+				r->op, r->dist);
+		}
+	}
+}
+
+static void machine_line(FILE *f)
+{
+	char model[256] = "unknown CPU";
+	FILE *c = fopen("/proc/cpuinfo", "r");
+	if (c) {
+		char line[512];
+		while (fgets(line, sizeof(line), c)) {
+			if (!strncmp(line, "model name", 10)) {
+				char *p = strchr(line, ':');
+				if (p) {
+					snprintf(model, sizeof(model), "%s", p + 2);
+					model[strcspn(model, "\n")] = 0;
+				}
+				break;
+			}
+		}
+		fclose(c);
+	}
+	fprintf(f, "Machine: %s, %ld cores online.\n", model,
+		sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+/* ---- main ---------------------------------------------------------------- */
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: gmbench [options]\n"
+		"  --list             list scenarios and exit\n"
+		"  --scenario NAME    run NAME (repeatable; default: all)\n"
+		"  --size N           largest n a scenario uses (scenario default otherwise)\n"
+		"  --seed S           workload seed (default 42)\n"
+		"  --repeat R         timed repeats, median reported (default 5)\n"
+		"  --quick            small sizes and one repeat: a smoke run\n"
+		"  --csv FILE         also write the rows to FILE\n"
+		"  --out DIR          report directory (default out)\n");
+}
+
+static bool parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(s, &end); /* accepts 1e6 as well as 1000000 */
+	if (errno || *end || d < 0 || d > 1.8e19)
+		return false;
+	*v = (uint64_t)d;
+	return true;
+}
+
+static const struct gmb_scenario *find_scenario(const char *name)
+{
+	for (int i = 0; i < nscenarios; i++)
+		if (!strcmp(scenarios[i]->name, name))
+			return scenarios[i];
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	const char *wanted[GMB_MAX_SCENARIOS];
+	int nwanted = 0;
+	bool list = false;
+	qsort(scenarios, (size_t)nscenarios, sizeof(scenarios[0]), scenario_cmp);
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+		uint64_t v;
+		if (!strcmp(a, "--list")) {
+			list = true;
+		} else if (!strcmp(a, "--quick")) {
+			opt.quick = true;
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			return 0;
+		} else if (val && !strcmp(a, "--scenario")) {
+			if (!find_scenario(val)) {
+				fprintf(stderr, "gmbench: no scenario '%s' (see --list)\n", val);
+				return 2;
+			}
+			if (nwanted < GMB_MAX_SCENARIOS)
+				wanted[nwanted++] = val;
+			i++;
+		} else if (val && !strcmp(a, "--size") && parse_u64(val, &v) && v > 0) {
+			opt.size = v;
+			opt.size_given = true;
+			i++;
+		} else if (val && !strcmp(a, "--seed") && parse_u64(val, &v)) {
+			opt.seed = v;
+			i++;
+		} else if (val && !strcmp(a, "--repeat") && parse_u64(val, &v) &&
+			   v >= 1 && v <= 1000) {
+			opt.repeat = (int)v;
+			i++;
+		} else if (val && !strcmp(a, "--csv")) {
+			opt.csv = val;
+			i++;
+		} else if (val && !strcmp(a, "--out")) {
+			opt.out = val;
+			i++;
+		} else {
+			fprintf(stderr, "gmbench: bad argument '%s'\n", a);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (list) {
+		for (int i = 0; i < nscenarios; i++)
+			printf("%-16s %s\n", scenarios[i]->name, scenarios[i]->description);
+		return 0;
+	}
+	if (opt.quick)
+		opt.repeat = 1;
+	if (mkdir(opt.out, 0777) && errno != EEXIST) {
+		fprintf(stderr, "gmbench: %s: %s\n", opt.out, strerror(errno));
+		return 1;
+	}
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/report.md", opt.out);
+	FILE *report = fopen(path, "w");
+	if (!report) {
+		fprintf(stderr, "gmbench: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	time_t now = time(NULL);
+	char date[64];
+	strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
+	fprintf(report, "# gmbench report\n\n%s. ", date);
+	machine_line(report);
+	fprintf(report, "\nOptions: seed %" PRIu64 ", repeat %d (median)%s%s.\n\n",
+		opt.seed, opt.repeat, opt.quick ? ", quick" : "",
+		opt.size_given ? ", --size given" : "");
+	fprintf(report, "Each table's last column is the row's time divided by the "
+			"reference structure's time for the same op, n and dist.\n\n");
+
+	int bad = 0, short_targets = 0, met = 0;
+	for (int i = 0; i < nscenarios; i++) {
+		const struct gmb_scenario *s = scenarios[i];
+		bool run = nwanted == 0;
+		for (int j = 0; j < nwanted; j++)
+			run |= !strcmp(wanted[j], s->name);
+		if (!run)
+			continue;
+		struct gmb_ctx ctx = {.scenario = s, .first_row = nrows,
+				      .start_ns = gmb_now_ns()};
+		size_t first_target = ntargets;
+		s->run(&ctx);
+		if (ctx.progress_shown)
+			fprintf(stderr, "\r\033[K");
+		double secs = (gmb_now_ns() - ctx.start_ns) / 1e9;
+
+		printf("\n== %s: %s (%.1f s, reference %s)\n", s->name,
+		       s->description, secs, ctx.reference ? ctx.reference : "-");
+		print_table(stdout, &ctx, false);
+		print_targets(stdout, s->name, false);
+		fflush(stdout);
+
+		fprintf(report, "## %s\n\n%s. Ran in %.1f s. Reference row: `%s`.\n\n",
+			s->name, s->description, secs,
+			ctx.reference ? ctx.reference : "-");
+		print_table(report, &ctx, true);
+		print_targets(report, s->name, true);
+		for (size_t k = 0; k < nnotes; k++)
+			if (!strcmp(notes[k].scenario, s->name))
+				fprintf(report, "\n- %s", notes[k].text);
+		fprintf(report, "\n\n");
+		write_plots(opt.out, s->name, report);
+		for (size_t k = first_target; k < ntargets; k++) {
+			met += targets[k].verdict > 0;
+			short_targets += targets[k].verdict <= 0;
+		}
+		if (nrows == ctx.first_row) {
+			fprintf(stderr, "gmbench: scenario %s produced no rows\n", s->name);
+			bad++;
+		}
+		free(ctx.reference);
+	}
+	fprintf(report, "## Targets\n\n%d met, %d falling short or not measured.\n",
+		met, short_targets);
+	fclose(report);
+	printf("\ntargets: %d met, %d falling short or not measured\n", met,
+	       short_targets);
+
+	snprintf(path, sizeof(path), "%s/results.csv", opt.out);
+	if (write_csv(path))
+		bad++;
+	if (opt.csv && write_csv(opt.csv))
+		bad++;
+	printf("wrote %s/report.md, %s/results.csv and plots in %s/\n", opt.out,
+	       opt.out, opt.out);
+	return bad ? 1 : 0;
+}

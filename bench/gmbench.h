@@ -1,0 +1,131 @@
+/*
+ * bench/gmbench.h — what a gmbench scenario is written against.
+ *
+ * A scenario is one .c file in bench/scenarios/ that registers itself:
+ *
+ *   static void run(struct gmb_ctx *ctx) {
+ *       gmb_reference(ctx, "openhash");          // ratios are to this row
+ *       for (n = 1000; n <= gmb_max_size(ctx, 10000000); n *= 10) {
+ *           ... build ...
+ *           double ns = gmb_measure(ctx, &(struct gmb_case){ .body = f, .arg = &s });
+ *           gmb_row(ctx, "gm_pagemap", "load", n, "random", ns, bytes / n);
+ *       }
+ *       gmb_target_ratio(ctx, "load <= 0.8x JudyL at 1e6 random",
+ *                        (struct gmb_sel){"gm_pagemap","load",1000000,"random"},
+ *                        (struct gmb_sel){"judyl","load",1000000,"random"},
+ *                        GMB_AT_MOST, 0.8);
+ *   }
+ *   GMB_SCENARIO(shadow_pages, "frame number -> shadow page", run)
+ *
+ * Rows are `scenario,structure,op,n,dist,ns_per_op,bytes_per_entry`. Each
+ * row's ratio is to the reference structure's row with the same op, n and
+ * dist (or, failing that, the same n and dist). Targets are checked after
+ * the scenario ran and listed in the report as `meets` / `falls short`
+ * (or `not measured` when a row is missing, e.g. with a smaller --size).
+ *
+ * Timing: gmb_measure runs body once to warm up, then `--repeat` times
+ * (setup and teardown untimed around each), with CLOCK_MONOTONIC, and
+ * returns the median ns per op (body returns how many ops it did).
+ */
+#ifndef GMBENCH_H
+#define GMBENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct gmb_ctx;
+
+struct gmb_case {
+	void *arg;
+	void (*setup)(void *arg);      /* untimed, before each run; may be NULL */
+	uint64_t (*body)(void *arg);   /* timed; returns number of ops done */
+	void (*teardown)(void *arg);   /* untimed, after each run; may be NULL */
+};
+
+/* Median ns/op over --repeat timed runs after one warm-up run. */
+double gmb_measure(struct gmb_ctx *ctx, const struct gmb_case *c);
+/* Same, but with `repeat` forced (e.g. 1 for something that takes minutes
+ * or that cannot be undone cheaply); no warm-up when warmup is false. */
+double gmb_measure_n(struct gmb_ctx *ctx, const struct gmb_case *c,
+		     int repeat, bool warmup);
+/* Nanoseconds since an arbitrary origin (CLOCK_MONOTONIC). */
+uint64_t gmb_now_ns(void);
+
+/* Emits one result row. bytes_per_entry < 0 means "not applicable". */
+void gmb_row(struct gmb_ctx *ctx, const char *structure, const char *op,
+	     uint64_t n, const char *dist, double ns_per_op,
+	     double bytes_per_entry);
+/* Names the scenario's reference structure for ratios. */
+void gmb_reference(struct gmb_ctx *ctx, const char *structure);
+
+/* Options as given on the command line. */
+uint64_t gmb_max_size(struct gmb_ctx *ctx, uint64_t dflt); /* --size or dflt */
+bool gmb_size_given(struct gmb_ctx *ctx);
+uint64_t gmb_seed(struct gmb_ctx *ctx);                    /* --seed */
+bool gmb_quick(struct gmb_ctx *ctx);                       /* --quick */
+int gmb_repeat(struct gmb_ctx *ctx);                       /* --repeat */
+/* Free-form note shown under the scenario's table in the report. */
+void gmb_note(struct gmb_ctx *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Progress text on stderr (shown once the scenario has run > 1 s). */
+void gmb_progress(struct gmb_ctx *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Row selector for targets. */
+struct gmb_sel {
+	const char *structure;
+	const char *op;
+	uint64_t n;
+	const char *dist;
+};
+
+enum gmb_cmp { GMB_AT_MOST, GMB_AT_LEAST };
+enum gmb_field { GMB_NS, GMB_BYTES };
+
+/* Target: a.ns / b.ns compared with `bound`. */
+void gmb_target_ratio(struct gmb_ctx *ctx, const char *what,
+		      struct gmb_sel a, struct gmb_sel b, enum gmb_cmp cmp,
+		      double bound);
+/* Target: a.bytes / b.bytes compared with `bound`. */
+void gmb_target_bytes_ratio(struct gmb_ctx *ctx, const char *what,
+			    struct gmb_sel a, struct gmb_sel b,
+			    enum gmb_cmp cmp, double bound);
+/* Target: one row's ns_per_op or bytes_per_entry compared with `bound`. */
+void gmb_target_bound(struct gmb_ctx *ctx, const char *what,
+		      struct gmb_sel a, enum gmb_field field,
+		      enum gmb_cmp cmp, double bound);
+/* Target decided by the scenario itself (e.g. "grows with n"); `measured`
+ * is the text shown as the measured value. */
+void gmb_target_verdict(struct gmb_ctx *ctx, const char *what,
+			const char *measured, bool meets);
+
+/* Keeps the compiler from discarding a computed value. */
+extern volatile uint64_t gmb_sink_var;
+static inline void gmb_sink(uint64_t v) { gmb_sink_var += v; }
+
+/* Seeded PRNG for workloads (splitmix64 / xoshiro256**). */
+struct gmb_rng {
+	uint64_t s[4];
+};
+void gmb_rng_init(struct gmb_rng *r, uint64_t seed);
+uint64_t gmb_rng_next(struct gmb_rng *r);
+uint64_t gmb_rng_below(struct gmb_rng *r, uint64_t n); /* [0, n) */
+
+/* Registration. */
+struct gmb_scenario {
+	const char *name;
+	const char *description;
+	void (*run)(struct gmb_ctx *ctx);
+};
+void gmb_register(const struct gmb_scenario *s);
+
+#define GMB_SCENARIO(name_, desc_, run_)                                      \
+	static const struct gmb_scenario gmb_scenario_##name_ = {             \
+		#name_, desc_, run_};                                         \
+	__attribute__((constructor)) static void gmb_register_##name_(void)   \
+	{                                                                     \
+		gmb_register(&gmb_scenario_##name_);                          \
+	}
+
+#endif /* GMBENCH_H */

@@ -1,0 +1,87 @@
+/*
+ * src/internal.h — helpers shared by the library's .c files. Not installed.
+ */
+#ifndef GMTRACK_INTERNAL_H
+#define GMTRACK_INTERNAL_H
+
+#include <gmtrack/alloc.h>
+#include <gmtrack/rcu.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GM_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define GM_TSAN 1
+#endif
+
+#ifdef GM_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+extern char gm_rcu_tsan_token;
+/* A reader's section ends: everything it read happens-before the free that
+ * a grace period lets through. */
+#define GM_TSAN_RELEASE() __tsan_release(&gm_rcu_tsan_token)
+/* A grace period (or call_rcu callback) begins freeing. */
+#define GM_TSAN_ACQUIRE() __tsan_acquire(&gm_rcu_tsan_token)
+/* A hand-off through liburcu's (uninstrumented) queues, e.g. call_rcu. */
+#define GM_TSAN_HANDOFF_SEND(obj) __tsan_release(obj)
+#define GM_TSAN_HANDOFF_RECV(obj) __tsan_acquire(obj)
+#else
+#define GM_TSAN_HANDOFF_SEND(obj) ((void)(obj))
+#define GM_TSAN_HANDOFF_RECV(obj) ((void)(obj))
+#define GM_TSAN_RELEASE() ((void)0)
+#define GM_TSAN_ACQUIRE() ((void)0)
+#endif
+
+#define GM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define GM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Pointer publication: readers follow pointers with an acquire load; the
+ * writer publishes fully-built nodes with a release store. */
+#define gm_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
+#define gm_store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
+#define gm_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
+#define gm_store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+
+/*
+ * Deferred reclamation ("retire lists").
+ *
+ * A writer that unlinks nodes readers may still hold retires them here.
+ * Retired pointers are gathered into batches of GM_RETIRE_BATCH; a full
+ * batch goes to call_rcu and is freed after a grace period. Retiring never
+ * allocates: a write operation first calls gm_reclaim_reserve(r, n) for the
+ * most nodes it can retire (which may allocate batches and may fail with
+ * -ENOMEM before anything changed), then changes the structure, then
+ * retires. Without RCU, retire frees at once and reserve is free.
+ */
+#define GM_RETIRE_BATCH 60
+
+struct gm_retire_batch;
+
+struct gm_reclaim {
+	const struct gm_allocator *alloc;
+	bool rcu;
+	struct gm_retire_batch *cur;    /* being filled, may be NULL */
+	struct gm_retire_batch *spare;  /* reserved empty batches */
+	size_t room;                    /* retirements possible without alloc */
+	size_t pending_bytes;           /* retired, not yet queued for free */
+};
+
+void gm_reclaim_init(struct gm_reclaim *r, const struct gm_allocator *a,
+		     bool rcu);
+/* Ensures n retirements can follow without allocating. -ENOMEM, nothing
+ * changed, if a batch cannot be allocated. O(n / GM_RETIRE_BATCH). */
+int gm_reclaim_reserve(struct gm_reclaim *r, size_t n);
+/* Retires ptr (size bytes from r->alloc). Never fails after a reserve. */
+void gm_reclaim_retire(struct gm_reclaim *r, void *ptr, size_t size);
+/* Queues the partly filled batch for freeing after a grace period. */
+void gm_reclaim_flush(struct gm_reclaim *r);
+/* Flushes, waits for all deferred frees (rcu_barrier), frees spares. */
+void gm_reclaim_destroy(struct gm_reclaim *r);
+
+#endif /* GMTRACK_INTERNAL_H */

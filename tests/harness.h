@@ -1,0 +1,156 @@
+/*
+ * tests/harness.h — the small test harness every gmtrack test uses.
+ *
+ *   #include "harness.h"
+ *   GM_TEST(counts_bytes) {
+ *       struct gm_rng *rng = gm_test_rng();   // seeded, replayable
+ *       CHECK_EQ(gm_rng_below(rng, 1), 0);
+ *   }
+ *   GM_TEST_MAIN()
+ *
+ * - Tests register themselves; `./test [substring]` runs the matching ones.
+ * - A failed CHECK prints file:line, the expression and both values, then
+ *   abandons the current test (longjmp) and the runner goes on.
+ * - Each test gets a PRNG seeded from GM_SEED (env) or the clock; a failing
+ *   test prints `GM_SEED=<seed>` to replay it exactly.
+ * - GM_TEST_SCALE (env, default 1.0) scales iteration counts through
+ *   gm_test_iters(n), so sanitizer builds can run shorter.
+ * - The run ends with "N passed, N failed" and exits non-zero on failure.
+ */
+#ifndef GMTRACK_TEST_HARNESS_H
+#define GMTRACK_TEST_HARNESS_H
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- PRNG: xoshiro256** seeded by splitmix64 --------------------------- */
+struct gm_rng {
+	uint64_t s[4];
+};
+
+static inline uint64_t gm_splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static inline void gm_rng_init(struct gm_rng *r, uint64_t seed)
+{
+	for (int i = 0; i < 4; i++)
+		r->s[i] = gm_splitmix64(&seed);
+}
+
+static inline uint64_t gm_rng_next(struct gm_rng *r)
+{
+	uint64_t *s = r->s;
+	uint64_t x = s[1] * 5;
+	uint64_t result = ((x << 7) | (x >> 57)) * 9;
+	uint64_t t = s[1] << 17;
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = (s[3] << 45) | (s[3] >> 19);
+	return result;
+}
+
+/* Uniform in [0, n); n == 0 means the whole 64-bit range. */
+static inline uint64_t gm_rng_below(struct gm_rng *r, uint64_t n)
+{
+	if (n == 0)
+		return gm_rng_next(r);
+	return (uint64_t)(((unsigned __int128)gm_rng_next(r) * n) >> 64);
+}
+
+/* Uniform in [lo, hi], inclusive; any lo <= hi. */
+static inline uint64_t gm_rng_range(struct gm_rng *r, uint64_t lo, uint64_t hi)
+{
+	return lo + gm_rng_below(r, hi - lo + 1);
+}
+
+/* True with probability num/den. */
+static inline bool gm_rng_chance(struct gm_rng *r, uint64_t num, uint64_t den)
+{
+	return gm_rng_below(r, den) < num;
+}
+
+/* ---- registration and checks ------------------------------------------- */
+typedef void (*gm_test_fn)(void);
+void gm_test_register(const char *name, gm_test_fn fn);
+void gm_test_fail(const char *file, int line, const char *fmt, ...)
+	__attribute__((noreturn, format(printf, 3, 4)));
+/* Prints like printf, prefixed with the test's name; for context lines. */
+void gm_test_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+struct gm_rng *gm_test_rng(void);
+uint64_t gm_test_seed(void);
+/* n scaled by GM_TEST_SCALE, at least 1. */
+uint64_t gm_test_iters(uint64_t n);
+int gm_test_main(int argc, char **argv);
+
+#define GM_TEST(name)                                                        \
+	static void gm_test_##name(void);                                    \
+	__attribute__((constructor)) static void gm_test_reg_##name(void)    \
+	{                                                                    \
+		gm_test_register(#name, gm_test_##name);                     \
+	}                                                                    \
+	static void gm_test_##name(void)
+
+#define GM_TEST_MAIN()                                                       \
+	int main(int argc, char **argv) { return gm_test_main(argc, argv); }
+
+#define CHECK(cond)                                                          \
+	do {                                                                 \
+		if (!(cond))                                                 \
+			gm_test_fail(__FILE__, __LINE__, "CHECK(%s)", #cond); \
+	} while (0)
+
+#define CHECK_MSG(cond, ...)                                                 \
+	do {                                                                 \
+		if (!(cond))                                                 \
+			gm_test_fail(__FILE__, __LINE__, __VA_ARGS__);       \
+	} while (0)
+
+/* Compares both as uint64_t (so -ENOMEM == -ENOMEM whatever the types); prints
+ * both values in decimal and hex. */
+#define CHECK_EQ(a, b)                                                       \
+	do {                                                                 \
+		__typeof__(a) gm_a_ = (a);                                   \
+		__typeof__(b) gm_b_ = (b);                                   \
+		if ((uint64_t)gm_a_ != (uint64_t)gm_b_)                                 \
+			gm_test_fail(__FILE__, __LINE__,                     \
+				     "CHECK_EQ(%s, %s): %" PRId64 " (0x%" PRIx64 \
+				     ") != %" PRId64 " (0x%" PRIx64 ")",     \
+				     #a, #b, (int64_t)gm_a_, (uint64_t)gm_a_, \
+				     (int64_t)gm_b_, (uint64_t)gm_b_);       \
+	} while (0)
+
+#define CHECK_NE(a, b)                                                       \
+	do {                                                                 \
+		__typeof__(a) gm_a_ = (a);                                   \
+		__typeof__(b) gm_b_ = (b);                                   \
+		if ((uint64_t)gm_a_ == (uint64_t)gm_b_)                                \
+			gm_test_fail(__FILE__, __LINE__,                     \
+				     "CHECK_NE(%s, %s): both %" PRId64       \
+				     " (0x%" PRIx64 ")",                      \
+				     #a, #b, (int64_t)gm_a_, (uint64_t)gm_a_); \
+	} while (0)
+
+/* Checks a gm_*_validate(obj, &reason) style call returned 0. */
+#define CHECK_VALID(call_with_reason, reason)                                \
+	do {                                                                 \
+		const char *reason = NULL;                                   \
+		int gm_rc_ = (call_with_reason);                             \
+		if (gm_rc_ != 0)                                             \
+			gm_test_fail(__FILE__, __LINE__,                     \
+				     "%s failed (%d): %s", #call_with_reason, \
+				     gm_rc_, reason ? reason : "?");          \
+	} while (0)
+
+#endif /* GMTRACK_TEST_HARNESS_H */
