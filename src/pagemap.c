@@ -1,0 +1,1152 @@
+/*
+ * src/pagemap.c — gm_pagemap: a path-compressed 64-way radix tree over
+ * 64-bit keys with bitmap-packed branches and two kinds of leaf.
+ *
+ * A key is cut into 6-bit chunks from the bottom; a node at shift s looks at
+ * chunk (key >> s) & 63 (s = 0, 6, ..., 54, 60; the top chunk has 4 bits).
+ * Every node records the key bits above its own chunk (its prefix), so a
+ * child may sit any number of levels below its parent (path compression)
+ * and a lookup checks the prefix instead of walking one-child levels.
+ *
+ *   tagged pointer: | node address (16-aligned) | tag (4 bits) |
+ *                     tag 1 = branch, 2 = bitmap leaf, 3 = sorted leaf
+ *
+ *   every node starts with   +-----------------------------+-------+
+ *   word 0 "prefix_shift":   | key bits above chunk (s+6..)| shift |  (low 6 bits)
+ *                            +-----------------------------+-------+
+ *   branch (shift s >= 6):   | prefix_shift | bitmap (64) | child[popcount] ...
+ *                              child[i] = tagged pointer for the i-th set bit
+ *   bitmap leaf (shift 0):   | prefix_shift | bitmap (64) | value[popcount] ...
+ *                              value[i] = value of key prefix | (i-th set bit)
+ *   sorted leaf (shift s):   | prefix_shift | count | pad | suffix[count] |pad| value[count]
+ *                              suffix = key bits below s+6, ascending;
+ *                              uint32_t when s + 6 <= 30, else uint64_t
+ *
+ *   root ──> branch s=30 ──> branch s=18 ──> sorted leaf s=6 (keys 12-bit suffixes)
+ *                       └──> bitmap leaf s=0 (64 frames, 8 B each)
+ *
+ * Invariants (gm_pagemap_validate checks each):
+ *  I1 shift is a multiple of 6, <= 60; prefix has no bits below shift + 6.
+ *  I2 a child's shift is below its parent's, and the child's prefix agrees
+ *     with the parent's prefix and with the chunk of the slot it is in.
+ *  I3 a branch has >= 2 children; its bitmap only uses chunk values that
+ *     exist at its shift (16 at shift 60).
+ *  I4 a bitmap leaf has shift 0 and >= 1 entry; a sorted leaf has shift >= 6,
+ *     1..PM_SORTED_MAX entries with strictly ascending suffixes that fit in
+ *     s + 6 bits.
+ *  I5 no value is NULL; map->count, map->bytes and map->nodes[] match the
+ *     tree.
+ * Why this shape: branch and bitmap leaves cost 8 bytes per present slot
+ * plus a 16-byte header, so dense and clustered frames approach 8 B/entry;
+ * sparse (random) keys collect in sorted leaves of up to 64 entries, 12
+ * B/entry with 32-bit suffixes, instead of one mostly-empty node per key
+ * (the 576-byte xarray node the GVT thread found "heavy").
+ *
+ * Concurrency: nodes are immutable once published except (a) branch child
+ * slots, which the writer replaces in place with a release store (the
+ * child's new copy is fully built first), and (b) value slots, replaced in
+ * place by store(). Both are _Atomic. Adding or removing a key copies the
+ * one node whose shape changes (plus a new leaf or branch), publishes the
+ * copy with one release store in the parent's slot, and retires the old
+ * node through gm_reclaim. A branch slot never holds 0 (readers never see
+ * an empty node); a branch reduced to one child is replaced by that child.
+ */
+#include "internal.h"
+
+#include <gmtrack/pagemap.h>
+
+#include <stdalign.h>
+#include <string.h>
+
+#define PM_TAG_BRANCH 1u
+#define PM_TAG_BITS 2u
+#define PM_TAG_SORTED 3u
+#define PM_TAG_MASK 15u
+#define PM_ALIGN 16
+#define PM_SORTED_MAX 64   /* entries of a sorted leaf before it splits */
+#define PM_TOP_SHIFT 60
+#define PM_NARROW_SHIFT 24 /* sorted leaves at shift <= 24 use 32-bit suffixes */
+
+_Static_assert(sizeof(struct gm_pagemap_reclaim_) == sizeof(struct gm_reclaim),
+	       "gm_pagemap_reclaim_ must mirror struct gm_reclaim");
+_Static_assert(alignof(struct gm_pagemap_reclaim_) == alignof(struct gm_reclaim),
+	       "gm_pagemap_reclaim_ must mirror struct gm_reclaim");
+
+struct pm_head {
+	uint64_t prefix_shift;
+};
+
+struct pm_branch {
+	uint64_t prefix_shift;
+	uint64_t bitmap;
+	_Atomic uintptr_t child[];
+};
+
+struct pm_bits {
+	uint64_t prefix_shift;
+	uint64_t bitmap;
+	_Atomic uintptr_t value[];
+};
+
+struct pm_sorted {
+	uint64_t prefix_shift;
+	uint32_t count;
+	uint32_t pad;
+	/* suffix[count] (uint32_t or uint64_t), padding to 8, value[count] */
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static inline struct gm_reclaim *pm_reclaim(struct gm_pagemap *m)
+{
+	return (struct gm_reclaim *)(void *)&m->reclaim;
+}
+
+static inline unsigned pm_tag(uintptr_t p) { return p & PM_TAG_MASK; }
+static inline void *pm_ptr(uintptr_t p) { return (void *)(p & ~(uintptr_t)PM_TAG_MASK); }
+static inline unsigned pm_shift(const void *n)
+{
+	return ((const struct pm_head *)n)->prefix_shift & 63;
+}
+static inline uint64_t pm_prefix(const void *n)
+{
+	return ((const struct pm_head *)n)->prefix_shift & ~(uint64_t)63;
+}
+/* Mask of the key bits above the chunk of a node at shift s. */
+static inline uint64_t pm_above_mask(unsigned s)
+{
+	return s + 6 >= 64 ? 0 : ~0ULL << (s + 6);
+}
+/* True if key lies outside the range of the node with this head. Shifting
+ * twice keeps the shift count below 64 for s = 60. */
+static inline bool pm_outside(uint64_t prefix_shift, uint64_t key)
+{
+	unsigned s = prefix_shift & 63;
+	return ((key ^ prefix_shift) >> s) >> 6 != 0;
+}
+static inline unsigned pm_chunk(uint64_t key, unsigned s) { return (key >> s) & 63; }
+/* Position in a packed array of the slot for chunk c. */
+static inline unsigned pm_rank(uint64_t bitmap, unsigned c)
+{
+	return (unsigned)__builtin_popcountll(bitmap & ((1ULL << c) - 1));
+}
+/* The 6-aligned shift of the chunk holding the highest bit of x (x != 0). */
+static inline unsigned pm_split_shift(uint64_t x)
+{
+	unsigned d = 63 - (unsigned)__builtin_clzll(x);
+	return d / 6 * 6;
+}
+
+static inline bool pm_sorted_narrow(unsigned s) { return s <= PM_NARROW_SHIFT; }
+static inline size_t pm_sorted_suffix_bytes(unsigned s, size_t count)
+{
+	size_t b = count * (pm_sorted_narrow(s) ? 4 : 8);
+	return (b + 7) & ~(size_t)7;
+}
+static inline size_t pm_sorted_size(unsigned s, size_t count)
+{
+	return sizeof(struct pm_sorted) + pm_sorted_suffix_bytes(s, count) + 8 * count;
+}
+static inline uint32_t *pm_suffix32(const struct pm_sorted *l)
+{
+	return (uint32_t *)(void *)(l + 1);
+}
+static inline uint64_t *pm_suffix64(const struct pm_sorted *l)
+{
+	return (uint64_t *)(void *)(l + 1);
+}
+static inline _Atomic uintptr_t *pm_sorted_values(const struct pm_sorted *l)
+{
+	unsigned s = l->prefix_shift & 63;
+	return (_Atomic uintptr_t *)(void *)((char *)(l + 1) +
+					      pm_sorted_suffix_bytes(s, l->count));
+}
+static inline uint64_t pm_sorted_key(const struct pm_sorted *l, unsigned i)
+{
+	unsigned s = l->prefix_shift & 63;
+	uint64_t suffix = pm_sorted_narrow(s) ? pm_suffix32(l)[i] : pm_suffix64(l)[i];
+	return pm_prefix(l) | suffix;
+}
+/* First index whose suffix is >= the suffix of key (key in the leaf's range). */
+static inline unsigned pm_sorted_lower_bound(const struct pm_sorted *l, uint64_t key)
+{
+	unsigned s = l->prefix_shift & 63, n = l->count, lo = 0;
+	if (pm_sorted_narrow(s)) {
+		const uint32_t *a = pm_suffix32(l);
+		uint32_t want = (uint32_t)(key & ~pm_above_mask(s));
+		while (n > 0) {
+			unsigned half = n / 2;
+			bool right = a[lo + half] < want;
+			lo = right ? lo + half + 1 : lo;
+			n = right ? n - half - 1 : half;
+		}
+	} else {
+		const uint64_t *a = pm_suffix64(l);
+		uint64_t want = key & ~pm_above_mask(s);
+		while (n > 0) {
+			unsigned half = n / 2;
+			bool right = a[lo + half] < want;
+			lo = right ? lo + half + 1 : lo;
+			n = right ? n - half - 1 : half;
+		}
+	}
+	return lo;
+}
+static inline size_t pm_branch_size(unsigned children) { return 16 + 8 * (size_t)children; }
+
+static inline size_t pm_node_size(uintptr_t p)
+{
+	void *n = pm_ptr(p);
+	switch (pm_tag(p)) {
+	case PM_TAG_BRANCH:
+		return pm_branch_size((unsigned)__builtin_popcountll(((struct pm_branch *)n)->bitmap));
+	case PM_TAG_BITS:
+		return pm_branch_size((unsigned)__builtin_popcountll(((struct pm_bits *)n)->bitmap));
+	default:
+		return pm_sorted_size(pm_shift(n), ((struct pm_sorted *)n)->count);
+	}
+}
+
+/* ---- node allocation ---------------------------------------------------- */
+
+static void *pm_node_alloc(struct gm_pagemap *m, unsigned tag, size_t size)
+{
+	void *n = gm_alloc_mem(m->alloc, size, PM_ALIGN);
+	if (n) {
+		m->bytes += size;
+		m->nodes[tag]++;
+	}
+	return n;
+}
+
+/* Frees a node no reader can have seen (a failed change's new nodes). */
+static void pm_node_free_now(struct gm_pagemap *m, uintptr_t p)
+{
+	if (!p)
+		return;
+	size_t size = pm_node_size(p);
+	m->bytes -= size;
+	m->nodes[pm_tag(p)]--;
+	gm_alloc_release(m->alloc, pm_ptr(p), size);
+}
+
+/* Hands an unlinked node to the retire list (freed after a grace period in
+ * RCU mode). The caller reserved room first. */
+static void pm_node_retire(struct gm_pagemap *m, uintptr_t p)
+{
+	size_t size = pm_node_size(p);
+	m->bytes -= size;
+	m->nodes[pm_tag(p)]--;
+	gm_reclaim_retire(pm_reclaim(m), pm_ptr(p), size);
+}
+
+static uintptr_t pm_make_bits(struct gm_pagemap *m, uint64_t prefix,
+			      const uint64_t *keys, const uintptr_t *values,
+			      unsigned n)
+{
+	struct pm_bits *b = pm_node_alloc(m, PM_TAG_BITS, pm_branch_size(n));
+	if (!b)
+		return 0;
+	b->prefix_shift = prefix;
+	b->bitmap = 0;
+	for (unsigned i = 0; i < n; i++) {
+		b->bitmap |= 1ULL << (keys[i] & 63);
+		atomic_init(&b->value[i], values[i]);
+	}
+	return (uintptr_t)b | PM_TAG_BITS;
+}
+
+/* Builds a sorted leaf at shift s from n ascending keys in its range. */
+static uintptr_t pm_make_sorted(struct gm_pagemap *m, unsigned s,
+				const uint64_t *keys, const uintptr_t *values,
+				unsigned n)
+{
+	struct pm_sorted *l = pm_node_alloc(m, PM_TAG_SORTED, pm_sorted_size(s, n));
+	if (!l)
+		return 0;
+	uint64_t low = ~pm_above_mask(s);
+	l->prefix_shift = (keys[0] & pm_above_mask(s)) | s;
+	l->count = n;
+	l->pad = 0;
+	if (pm_sorted_narrow(s)) {
+		uint32_t *a = pm_suffix32(l);
+		for (unsigned i = 0; i < n; i++)
+			a[i] = (uint32_t)(keys[i] & low);
+		if (n & 1)
+			a[n] = 0; /* padding word: keep it defined */
+	} else {
+		uint64_t *a = pm_suffix64(l);
+		for (unsigned i = 0; i < n; i++)
+			a[i] = keys[i] & low;
+	}
+	_Atomic uintptr_t *v = pm_sorted_values(l);
+	for (unsigned i = 0; i < n; i++)
+		atomic_init(&v[i], values[i]);
+	return (uintptr_t)l | PM_TAG_SORTED;
+}
+
+/* A leaf at shift s (bitmap leaf when s == 0) holding n ascending keys. */
+static uintptr_t pm_make_leaf(struct gm_pagemap *m, unsigned s,
+			      const uint64_t *keys, const uintptr_t *values,
+			      unsigned n)
+{
+	if (s == 0)
+		return pm_make_bits(m, keys[0] & ~63ULL, keys, values, n);
+	return pm_make_sorted(m, s, keys, values, n);
+}
+
+/* ---- reads --------------------------------------------------------------- */
+
+static inline uintptr_t pm_leaf_find(uintptr_t p, uint64_t key)
+{
+	void *n = pm_ptr(p);
+	if (pm_tag(p) == PM_TAG_BITS) {
+		const struct pm_bits *b = n;
+		unsigned c = key & 63;
+		if (!(b->bitmap >> c & 1))
+			return 0;
+		return gm_load_acquire(&b->value[pm_rank(b->bitmap, c)]);
+	}
+	const struct pm_sorted *l = n;
+	unsigned i = pm_sorted_lower_bound(l, key);
+	if (i >= l->count || pm_sorted_key(l, i) != key)
+		return 0;
+	return gm_load_acquire(&pm_sorted_values(l)[i]);
+}
+
+static inline uintptr_t pm_lookup(const struct gm_pagemap *m, uint64_t key)
+{
+	uintptr_t p = gm_load_acquire(&((struct gm_pagemap *)m)->root);
+	while (p) {
+		const void *n = pm_ptr(p);
+		uint64_t ps = ((const struct pm_head *)n)->prefix_shift;
+		if (pm_outside(ps, key))
+			return 0;
+		if (pm_tag(p) != PM_TAG_BRANCH)
+			return pm_leaf_find(p, key);
+		const struct pm_branch *b = n;
+		unsigned c = pm_chunk(key, ps & 63);
+		if (!(b->bitmap >> c & 1))
+			return 0;
+		p = gm_load_acquire((_Atomic uintptr_t *)&b->child[pm_rank(b->bitmap, c)]);
+	}
+	return 0;
+}
+
+void *gm_pagemap_load(const struct gm_pagemap *map, uint64_t key)
+{
+	if (!map)
+		return NULL;
+	return (void *)pm_lookup(map, key);
+}
+
+uint64_t gm_pagemap_count(const struct gm_pagemap *map)
+{
+	return map ? gm_load_relaxed(&((struct gm_pagemap *)map)->count) : 0;
+}
+
+/* ---- batched lookups: interleaved walks --------------------------------- */
+
+#define PM_BATCH 16
+
+size_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t *keys,
+			    size_t n, void **values)
+{
+	if (!map || (n && (!keys || !values)))
+		return 0;
+	size_t found = 0;
+	uintptr_t root = gm_load_acquire(&((struct gm_pagemap *)map)->root);
+	for (size_t base = 0; base < n; base += PM_BATCH) {
+		unsigned k = n - base < PM_BATCH ? (unsigned)(n - base) : PM_BATCH;
+		uintptr_t cur[PM_BATCH];
+		for (unsigned i = 0; i < k; i++)
+			cur[i] = root;
+		/* Each round moves every unfinished walk one node down and
+		 * prefetches the node it will read next round, so up to k
+		 * misses are in flight at once. */
+		unsigned active = k;
+		while (active) {
+			active = 0;
+			for (unsigned i = 0; i < k; i++) {
+				uintptr_t p = cur[i];
+				if (pm_tag(p) != PM_TAG_BRANCH)
+					continue;
+				uint64_t key = keys[base + i];
+				const struct pm_branch *b = pm_ptr(p);
+				uint64_t ps = b->prefix_shift;
+				unsigned c = pm_chunk(key, ps & 63);
+				if (pm_outside(ps, key) || !(b->bitmap >> c & 1)) {
+					cur[i] = 0;
+					continue;
+				}
+				p = gm_load_acquire((_Atomic uintptr_t *)&b->child[pm_rank(b->bitmap, c)]);
+				__builtin_prefetch(pm_ptr(p));
+				cur[i] = p;
+				active += pm_tag(p) == PM_TAG_BRANCH;
+			}
+		}
+		for (unsigned i = 0; i < k; i++) {
+			uintptr_t p = cur[i], v = 0;
+			uint64_t key = keys[base + i];
+			if (p && !pm_outside(((const struct pm_head *)pm_ptr(p))->prefix_shift, key))
+				v = pm_leaf_find(p, key);
+			values[base + i] = (void *)v;
+			found += v != 0;
+		}
+	}
+	return found;
+}
+
+/* ---- ordered reads ------------------------------------------------------- */
+
+struct pm_hit {
+	uint64_t key;
+	uintptr_t value;
+};
+
+static inline uintptr_t pm_child_at(const struct pm_branch *b, unsigned rank)
+{
+	return gm_load_acquire((_Atomic uintptr_t *)&b->child[rank]);
+}
+
+/* Smallest (or largest, when last) entry under node p; p != 0. */
+static void pm_extreme(uintptr_t p, bool last, struct pm_hit *hit)
+{
+	for (;;) {
+		void *n = pm_ptr(p);
+		switch (pm_tag(p)) {
+		case PM_TAG_BRANCH: {
+			const struct pm_branch *b = n;
+			unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
+			p = pm_child_at(b, last ? cnt - 1 : 0);
+			continue;
+		}
+		case PM_TAG_BITS: {
+			const struct pm_bits *b = n;
+			unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
+			unsigned c = last ? 63 - (unsigned)__builtin_clzll(b->bitmap)
+					  : (unsigned)__builtin_ctzll(b->bitmap);
+			hit->key = pm_prefix(b) | c;
+			hit->value = gm_load_acquire(&b->value[last ? cnt - 1 : 0]);
+			return;
+		}
+		default: {
+			const struct pm_sorted *l = n;
+			unsigned i = last ? l->count - 1 : 0;
+			hit->key = pm_sorted_key(l, i);
+			hit->value = gm_load_acquire(&pm_sorted_values(l)[i]);
+			return;
+		}
+		}
+	}
+}
+
+/* First entry >= key under node p (ge) or last entry <= key (!ge). */
+static bool pm_seek(uintptr_t p, uint64_t key, bool ge, struct pm_hit *hit)
+{
+	void *n = pm_ptr(p);
+	uint64_t ps = ((struct pm_head *)n)->prefix_shift;
+	if (pm_outside(ps, key)) {
+		bool node_above = (ps & ~63ULL) > key;
+		if (node_above != ge)
+			return false;
+		pm_extreme(p, !ge, hit);
+		return true;
+	}
+	unsigned s = ps & 63;
+	switch (pm_tag(p)) {
+	case PM_TAG_BRANCH: {
+		const struct pm_branch *b = n;
+		unsigned c = pm_chunk(key, s);
+		uint64_t bit = 1ULL << c;
+		if ((b->bitmap & bit) && pm_seek(pm_child_at(b, pm_rank(b->bitmap, c)), key, ge, hit))
+			return true;
+		uint64_t rest = ge ? b->bitmap & ~(bit | (bit - 1)) : b->bitmap & (bit - 1);
+		if (!rest)
+			return false;
+		unsigned next = ge ? (unsigned)__builtin_ctzll(rest) : 63 - (unsigned)__builtin_clzll(rest);
+		pm_extreme(pm_child_at(b, pm_rank(b->bitmap, next)), !ge, hit);
+		return true;
+	}
+	case PM_TAG_BITS: {
+		const struct pm_bits *b = n;
+		unsigned c = key & 63;
+		uint64_t bit = 1ULL << c;
+		uint64_t rest = ge ? b->bitmap & ~(bit - 1) : b->bitmap & (bit | (bit - 1));
+		if (!rest)
+			return false;
+		unsigned at = ge ? (unsigned)__builtin_ctzll(rest) : 63 - (unsigned)__builtin_clzll(rest);
+		hit->key = pm_prefix(b) | at;
+		hit->value = gm_load_acquire(&b->value[pm_rank(b->bitmap, at)]);
+		return true;
+	}
+	default: {
+		const struct pm_sorted *l = n;
+		unsigned i = pm_sorted_lower_bound(l, key);
+		if (ge) {
+			if (i >= l->count)
+				return false;
+		} else {
+			if (i >= l->count || pm_sorted_key(l, i) != key) {
+				if (i == 0)
+					return false;
+				i--;
+			}
+		}
+		hit->key = pm_sorted_key(l, i);
+		hit->value = gm_load_acquire(&pm_sorted_values(l)[i]);
+		return true;
+	}
+	}
+}
+
+static int pm_seek_map(const struct gm_pagemap *map, uint64_t *key, void **value,
+		       bool ge)
+{
+	if (!map || !key)
+		return -EINVAL;
+	uintptr_t root = gm_load_acquire(&((struct gm_pagemap *)map)->root);
+	struct pm_hit hit;
+	if (!root || !pm_seek(root, *key, ge, &hit))
+		return -ENOENT;
+	*key = hit.key;
+	if (value)
+		*value = (void *)hit.value;
+	return 0;
+}
+
+int gm_pagemap_next(const struct gm_pagemap *map, uint64_t *key, void **value)
+{
+	return pm_seek_map(map, key, value, true);
+}
+
+int gm_pagemap_prev(const struct gm_pagemap *map, uint64_t *key, void **value)
+{
+	return pm_seek_map(map, key, value, false);
+}
+
+void gm_pagemap_iter_init(struct gm_pagemap_iter *it, const struct gm_pagemap *map,
+			  uint64_t first, uint64_t last)
+{
+	if (!it)
+		return;
+	it->map = map;
+	it->pos = first;
+	it->last = last;
+	it->done = !map || first > last;
+}
+
+bool gm_pagemap_iter_next(struct gm_pagemap_iter *it, uint64_t *key, void **value)
+{
+	if (!it || it->done)
+		return false;
+	uint64_t k = it->pos;
+	void *v;
+	if (gm_pagemap_next(it->map, &k, &v) != 0 || k > it->last) {
+		it->done = true;
+		return false;
+	}
+	if (k == it->last)
+		it->done = true;
+	else
+		it->pos = k + 1;
+	if (key)
+		*key = k;
+	if (value)
+		*value = v;
+	return true;
+}
+
+/* ---- writes -------------------------------------------------------------- */
+
+int gm_pagemap_init(struct gm_pagemap *map, unsigned flags,
+		    const struct gm_allocator *alloc)
+{
+	if (!map || (flags & ~GM_PAGEMAP_RCU))
+		return -EINVAL;
+	memset(map, 0, sizeof(*map));
+	atomic_init(&map->root, 0);
+	atomic_init(&map->count, 0);
+	map->alloc = alloc ? alloc : gm_alloc_default();
+	map->flags = flags;
+	gm_reclaim_init(pm_reclaim(map), map->alloc, flags & GM_PAGEMAP_RCU);
+	return 0;
+}
+
+static void pm_count_add(struct gm_pagemap *m, int64_t d)
+{
+	gm_store_relaxed(&m->count, gm_load_relaxed(&m->count) + (uint64_t)d);
+}
+
+/* Copy of branch b with child `child` added at chunk c. */
+static uintptr_t pm_branch_with(struct gm_pagemap *m, const struct pm_branch *b,
+				unsigned c, uintptr_t child)
+{
+	unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
+	struct pm_branch *nb = pm_node_alloc(m, PM_TAG_BRANCH, pm_branch_size(cnt + 1));
+	if (!nb)
+		return 0;
+	unsigned at = pm_rank(b->bitmap, c);
+	nb->prefix_shift = b->prefix_shift;
+	nb->bitmap = b->bitmap | 1ULL << c;
+	for (unsigned i = 0, j = 0; i <= cnt; i++)
+		atomic_init(&nb->child[i], i == at ? child : gm_load_relaxed(&b->child[j++]));
+	return (uintptr_t)nb | PM_TAG_BRANCH;
+}
+
+/* Copy of branch b without the child at chunk c (b has >= 3 children). */
+static uintptr_t pm_branch_without(struct gm_pagemap *m, const struct pm_branch *b,
+				   unsigned c)
+{
+	unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
+	struct pm_branch *nb = pm_node_alloc(m, PM_TAG_BRANCH, pm_branch_size(cnt - 1));
+	if (!nb)
+		return 0;
+	unsigned at = pm_rank(b->bitmap, c);
+	nb->prefix_shift = b->prefix_shift;
+	nb->bitmap = b->bitmap & ~(1ULL << c);
+	for (unsigned i = 0, j = 0; i < cnt; i++)
+		if (i != at)
+			atomic_init(&nb->child[j++], gm_load_relaxed(&b->child[i]));
+	return (uintptr_t)nb | PM_TAG_BRANCH;
+}
+
+/* New branch at shift s over two nodes with different chunks at s. */
+static uintptr_t pm_branch_pair(struct gm_pagemap *m, unsigned s, uint64_t key_a,
+				uintptr_t a, uint64_t key_b, uintptr_t b)
+{
+	struct pm_branch *nb = pm_node_alloc(m, PM_TAG_BRANCH, pm_branch_size(2));
+	if (!nb)
+		return 0;
+	unsigned ca = pm_chunk(key_a, s), cb = pm_chunk(key_b, s);
+	nb->prefix_shift = (key_a & pm_above_mask(s)) | s;
+	nb->bitmap = 1ULL << ca | 1ULL << cb;
+	atomic_init(&nb->child[0], ca < cb ? a : b);
+	atomic_init(&nb->child[1], ca < cb ? b : a);
+	return (uintptr_t)nb | PM_TAG_BRANCH;
+}
+
+/* Key lies outside node p (in slot): put a branch above both. */
+static int pm_insert_beside(struct gm_pagemap *m, _Atomic uintptr_t *slot,
+			    uintptr_t p, uint64_t key, uintptr_t value)
+{
+	uint64_t prefix = pm_prefix(pm_ptr(p));
+	unsigned s = pm_split_shift(key ^ prefix);
+	uintptr_t leaf = pm_make_leaf(m, s - 6, &key, &value, 1);
+	if (!leaf)
+		return -ENOMEM;
+	uintptr_t nb = pm_branch_pair(m, s, key, leaf, prefix, p);
+	if (!nb) {
+		pm_node_free_now(m, leaf);
+		return -ENOMEM;
+	}
+	gm_store_release(slot, nb);
+	return 0;
+}
+
+/* Key's chunk is free in branch p: copy the branch with a new leaf. */
+static int pm_insert_child(struct gm_pagemap *m, _Atomic uintptr_t *slot,
+			   uintptr_t p, uint64_t key, uintptr_t value)
+{
+	const struct pm_branch *b = pm_ptr(p);
+	unsigned s = pm_shift(b);
+	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
+	if (rc)
+		return rc;
+	uintptr_t leaf = pm_make_leaf(m, s - 6, &key, &value, 1);
+	if (!leaf)
+		return -ENOMEM;
+	uintptr_t nb = pm_branch_with(m, b, pm_chunk(key, s), leaf);
+	if (!nb) {
+		pm_node_free_now(m, leaf);
+		return -ENOMEM;
+	}
+	gm_store_release(slot, nb);
+	pm_node_retire(m, p);
+	return 0;
+}
+
+static int pm_insert_bits(struct gm_pagemap *m, _Atomic uintptr_t *slot,
+			  uintptr_t p, uint64_t key, uintptr_t value)
+{
+	const struct pm_bits *b = pm_ptr(p);
+	unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap), c = key & 63;
+	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
+	if (rc)
+		return rc;
+	struct pm_bits *nb = pm_node_alloc(m, PM_TAG_BITS, pm_branch_size(cnt + 1));
+	if (!nb)
+		return -ENOMEM;
+	unsigned at = pm_rank(b->bitmap, c);
+	nb->prefix_shift = b->prefix_shift;
+	nb->bitmap = b->bitmap | 1ULL << c;
+	for (unsigned i = 0, j = 0; i <= cnt; i++)
+		atomic_init(&nb->value[i], i == at ? value : gm_load_relaxed(&b->value[j++]));
+	gm_store_release(slot, (uintptr_t)nb | PM_TAG_BITS);
+	pm_node_retire(m, p);
+	return 0;
+}
+
+/* Replaces a full sorted leaf's entries plus one by a branch over smaller
+ * leaves at the highest chunk where the keys differ (or one bitmap leaf if
+ * they all fall in 64 neighbouring keys). */
+static uintptr_t pm_build_split(struct gm_pagemap *m, const uint64_t *keys,
+				const uintptr_t *values, unsigned n)
+{
+	unsigned s = pm_split_shift(keys[0] ^ keys[n - 1]);
+	if (s == 0)
+		return pm_make_bits(m, keys[0] & ~63ULL, keys, values, n);
+	uintptr_t child[64];
+	unsigned nchild = 0;
+	uint64_t bitmap = 0;
+	for (unsigned i = 0; i < n;) {
+		unsigned j = i + 1, c = pm_chunk(keys[i], s);
+		while (j < n && pm_chunk(keys[j], s) == c)
+			j++;
+		child[nchild] = pm_make_leaf(m, s - 6, keys + i, values + i, j - i);
+		if (!child[nchild]) {
+			while (nchild)
+				pm_node_free_now(m, child[--nchild]);
+			return 0;
+		}
+		nchild++;
+		bitmap |= 1ULL << c;
+		i = j;
+	}
+	struct pm_branch *nb = pm_node_alloc(m, PM_TAG_BRANCH, pm_branch_size(nchild));
+	if (!nb) {
+		while (nchild)
+			pm_node_free_now(m, child[--nchild]);
+		return 0;
+	}
+	nb->prefix_shift = (keys[0] & pm_above_mask(s)) | s;
+	nb->bitmap = bitmap;
+	for (unsigned i = 0; i < nchild; i++)
+		atomic_init(&nb->child[i], child[i]);
+	return (uintptr_t)nb | PM_TAG_BRANCH;
+}
+
+static int pm_insert_sorted(struct gm_pagemap *m, _Atomic uintptr_t *slot,
+			    uintptr_t p, unsigned at, uint64_t key, uintptr_t value)
+{
+	const struct pm_sorted *l = pm_ptr(p);
+	unsigned n = l->count;
+	uint64_t keys[PM_SORTED_MAX + 1];
+	uintptr_t vals[PM_SORTED_MAX + 1];
+	const _Atomic uintptr_t *lv = pm_sorted_values(l);
+	for (unsigned i = 0, j = 0; i <= n; i++) {
+		if (i == at) {
+			keys[i] = key;
+			vals[i] = value;
+		} else {
+			keys[i] = pm_sorted_key(l, j);
+			vals[i] = gm_load_relaxed(&lv[j]);
+			j++;
+		}
+	}
+	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
+	if (rc)
+		return rc;
+	uintptr_t q = n < PM_SORTED_MAX ? pm_make_sorted(m, pm_shift(l), keys, vals, n + 1)
+					: pm_build_split(m, keys, vals, n + 1);
+	if (!q)
+		return -ENOMEM;
+	gm_store_release(slot, q);
+	pm_node_retire(m, p);
+	return 0;
+}
+
+/* Shared by insert and store. replace: overwrite an existing value. */
+static int pm_set(struct gm_pagemap *m, uint64_t key, uintptr_t value,
+		  bool replace, uintptr_t *old)
+{
+	_Atomic uintptr_t *slot = &m->root;
+	uintptr_t p = gm_load_relaxed(slot);
+	*old = 0;
+	if (!p) {
+		uintptr_t leaf = pm_make_sorted(m, PM_TOP_SHIFT, &key, &value, 1);
+		if (!leaf)
+			return -ENOMEM;
+		gm_store_release(slot, leaf);
+		pm_count_add(m, 1);
+		return 0;
+	}
+	int rc = 0;
+	_Atomic uintptr_t *vslot = NULL;
+	for (;;) {
+		void *n = pm_ptr(p);
+		if (pm_outside(((struct pm_head *)n)->prefix_shift, key)) {
+			rc = pm_insert_beside(m, slot, p, key, value);
+			break;
+		}
+		if (pm_tag(p) == PM_TAG_BRANCH) {
+			struct pm_branch *b = n;
+			unsigned c = pm_chunk(key, pm_shift(b));
+			if (!(b->bitmap >> c & 1)) {
+				rc = pm_insert_child(m, slot, p, key, value);
+				break;
+			}
+			slot = &b->child[pm_rank(b->bitmap, c)];
+			p = gm_load_relaxed(slot);
+			continue;
+		}
+		if (pm_tag(p) == PM_TAG_BITS) {
+			struct pm_bits *b = n;
+			unsigned c = key & 63;
+			if (b->bitmap >> c & 1) {
+				vslot = &b->value[pm_rank(b->bitmap, c)];
+				break;
+			}
+			rc = pm_insert_bits(m, slot, p, key, value);
+			break;
+		}
+		struct pm_sorted *l = n;
+		unsigned i = pm_sorted_lower_bound(l, key);
+		if (i < l->count && pm_sorted_key(l, i) == key) {
+			vslot = &pm_sorted_values(l)[i];
+			break;
+		}
+		rc = pm_insert_sorted(m, slot, p, i, key, value);
+		break;
+	}
+	if (vslot) {
+		*old = gm_load_relaxed(vslot);
+		if (!replace)
+			return -EEXIST;
+		gm_store_release(vslot, value);
+		return 0;
+	}
+	if (rc == 0)
+		pm_count_add(m, 1);
+	return rc;
+}
+
+int gm_pagemap_insert(struct gm_pagemap *map, uint64_t key, void *value)
+{
+	if (!map || !value)
+		return -EINVAL;
+	uintptr_t old;
+	return pm_set(map, key, (uintptr_t)value, false, &old);
+}
+
+int gm_pagemap_store(struct gm_pagemap *map, uint64_t key, void *value, void **old)
+{
+	if (!map || !value)
+		return -EINVAL;
+	uintptr_t was;
+	int rc = pm_set(map, key, (uintptr_t)value, true, &was);
+	if (rc == 0 && old)
+		*old = (void *)was;
+	return rc;
+}
+
+/* Removes the leaf in slots[depth] that became empty from its parent. */
+static int pm_unlink_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
+			  unsigned depth)
+{
+	uintptr_t leaf = gm_load_relaxed(slots[depth]);
+	if (depth == 0) {
+		int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
+		if (rc)
+			return rc;
+		gm_store_release(slots[0], 0);
+		pm_node_retire(m, leaf);
+		return 0;
+	}
+	_Atomic uintptr_t *pslot = slots[depth - 1];
+	uintptr_t bp = gm_load_relaxed(pslot);
+	const struct pm_branch *b = pm_ptr(bp);
+	unsigned rank = (unsigned)(slots[depth] - b->child);
+	unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
+	int rc = gm_reclaim_reserve(pm_reclaim(m), 2);
+	if (rc)
+		return rc;
+	uintptr_t replacement;
+	if (cnt == 2) {
+		replacement = gm_load_relaxed(&b->child[1 - rank]);
+	} else {
+		/* chunk of the rank-th set bit */
+		uint64_t bm = b->bitmap;
+		for (unsigned i = 0; i < rank; i++)
+			bm &= bm - 1;
+		replacement = pm_branch_without(m, b, (unsigned)__builtin_ctzll(bm));
+		if (!replacement)
+			return -ENOMEM;
+	}
+	gm_store_release(pslot, replacement);
+	pm_node_retire(m, bp);
+	pm_node_retire(m, leaf);
+	return 0;
+}
+
+static int pm_erase_in_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
+			    unsigned depth, uint64_t key, uintptr_t *old)
+{
+	uintptr_t p = gm_load_relaxed(slots[depth]);
+	void *n = pm_ptr(p);
+	if (pm_tag(p) == PM_TAG_BITS) {
+		struct pm_bits *b = n;
+		unsigned c = key & 63;
+		if (!(b->bitmap >> c & 1))
+			return -ENOENT;
+		unsigned at = pm_rank(b->bitmap, c);
+		unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
+		*old = gm_load_relaxed(&b->value[at]);
+		if (cnt == 1)
+			return pm_unlink_leaf(m, slots, depth);
+		int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
+		if (rc)
+			return rc;
+		struct pm_bits *nb = pm_node_alloc(m, PM_TAG_BITS, pm_branch_size(cnt - 1));
+		if (!nb)
+			return -ENOMEM;
+		nb->prefix_shift = b->prefix_shift;
+		nb->bitmap = b->bitmap & ~(1ULL << c);
+		for (unsigned i = 0, j = 0; i < cnt; i++)
+			if (i != at)
+				atomic_init(&nb->value[j++], gm_load_relaxed(&b->value[i]));
+		gm_store_release(slots[depth], (uintptr_t)nb | PM_TAG_BITS);
+		pm_node_retire(m, p);
+		return 0;
+	}
+	struct pm_sorted *l = n;
+	unsigned at = pm_sorted_lower_bound(l, key);
+	if (at >= l->count || pm_sorted_key(l, at) != key)
+		return -ENOENT;
+	*old = gm_load_relaxed(&pm_sorted_values(l)[at]);
+	if (l->count == 1)
+		return pm_unlink_leaf(m, slots, depth);
+	uint64_t keys[PM_SORTED_MAX];
+	uintptr_t vals[PM_SORTED_MAX];
+	const _Atomic uintptr_t *lv = pm_sorted_values(l);
+	unsigned k = 0;
+	for (unsigned i = 0; i < l->count; i++) {
+		if (i == at)
+			continue;
+		keys[k] = pm_sorted_key(l, i);
+		vals[k++] = gm_load_relaxed(&lv[i]);
+	}
+	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
+	if (rc)
+		return rc;
+	uintptr_t q = pm_make_sorted(m, pm_shift(l), keys, vals, k);
+	if (!q)
+		return -ENOMEM;
+	gm_store_release(slots[depth], q);
+	pm_node_retire(m, p);
+	return 0;
+}
+
+int gm_pagemap_erase(struct gm_pagemap *map, uint64_t key, void **old)
+{
+	if (!map)
+		return -EINVAL;
+	_Atomic uintptr_t *slots[16];
+	unsigned depth = 0;
+	slots[0] = &map->root;
+	uintptr_t p = gm_load_relaxed(slots[0]);
+	for (;;) {
+		if (!p || pm_outside(((struct pm_head *)pm_ptr(p))->prefix_shift, key))
+			return -ENOENT;
+		if (pm_tag(p) != PM_TAG_BRANCH)
+			break;
+		struct pm_branch *b = pm_ptr(p);
+		unsigned c = pm_chunk(key, pm_shift(b));
+		if (!(b->bitmap >> c & 1))
+			return -ENOENT;
+		slots[++depth] = &b->child[pm_rank(b->bitmap, c)];
+		p = gm_load_relaxed(slots[depth]);
+	}
+	uintptr_t was = 0;
+	int rc = pm_erase_in_leaf(map, slots, depth, key, &was);
+	if (rc == 0) {
+		pm_count_add(map, -1);
+		if (old)
+			*old = (void *)was;
+	}
+	return rc;
+}
+
+/* ---- whole-tree walks ----------------------------------------------------- */
+
+static void pm_free_tree(struct gm_pagemap *m, uintptr_t p,
+			 void (*fn)(uint64_t, void *, void *), void *ctx)
+{
+	void *n = pm_ptr(p);
+	switch (pm_tag(p)) {
+	case PM_TAG_BRANCH: {
+		struct pm_branch *b = n;
+		unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
+		for (unsigned i = 0; i < cnt; i++)
+			pm_free_tree(m, gm_load_relaxed(&b->child[i]), fn, ctx);
+		break;
+	}
+	case PM_TAG_BITS: {
+		struct pm_bits *b = n;
+		if (fn) {
+			uint64_t bm = b->bitmap;
+			for (unsigned i = 0; bm; i++, bm &= bm - 1)
+				fn(pm_prefix(b) | (unsigned)__builtin_ctzll(bm),
+				   (void *)gm_load_relaxed(&b->value[i]), ctx);
+		}
+		break;
+	}
+	default: {
+		struct pm_sorted *l = n;
+		if (fn)
+			for (unsigned i = 0; i < l->count; i++)
+				fn(pm_sorted_key(l, i),
+				   (void *)gm_load_relaxed(&pm_sorted_values(l)[i]), ctx);
+		break;
+	}
+	}
+	pm_node_free_now(m, p);
+}
+
+void gm_pagemap_destroy(struct gm_pagemap *map,
+			void (*fn)(uint64_t key, void *value, void *ctx), void *ctx)
+{
+	if (!map)
+		return;
+	bool rcu = map->flags & GM_PAGEMAP_RCU;
+	uintptr_t root = gm_load_relaxed(&map->root);
+	gm_store_release(&map->root, 0);
+	if (rcu)
+		gm_rcu_synchronize();
+	if (root)
+		pm_free_tree(map, root, fn, ctx);
+	gm_store_relaxed(&map->count, 0);
+	gm_reclaim_destroy(pm_reclaim(map));
+	gm_reclaim_init(pm_reclaim(map), map->alloc, rcu);
+}
+
+struct pm_check {
+	const char *reason;
+	uint64_t entries;
+	size_t bytes;
+	size_t nodes[4];
+	unsigned max_depth;
+};
+
+#define PM_FAIL(chk, why) do { (chk)->reason = (why); return false; } while (0)
+
+/* Checks node p, found in a slot whose keys share `prefix` above bit `limit`
+ * (limit = parent's shift, 64 for the root). */
+static bool pm_check_node(uintptr_t p, uint64_t prefix, unsigned limit,
+			  unsigned depth, struct pm_check *chk)
+{
+	if (!p)
+		PM_FAIL(chk, "I3: empty child slot");
+	unsigned tag = pm_tag(p);
+	if (tag < PM_TAG_BRANCH || tag > PM_TAG_SORTED || ((uintptr_t)pm_ptr(p) % PM_ALIGN))
+		PM_FAIL(chk, "bad tag or misaligned node");
+	void *n = pm_ptr(p);
+	unsigned s = pm_shift(n);
+	uint64_t np = pm_prefix(n);
+	if (s % 6 || s > PM_TOP_SHIFT)
+		PM_FAIL(chk, "I1: shift not a multiple of 6 in [0, 60]");
+	if (np & ~pm_above_mask(s))
+		PM_FAIL(chk, "I1: prefix has bits below shift + 6");
+	if (limit <= 60 ? s >= limit : false)
+		PM_FAIL(chk, "I2: child shift not below parent's");
+	uint64_t lim_mask = limit >= 64 ? 0 : ~0ULL << limit;
+	if ((np & lim_mask) != (prefix & lim_mask))
+		PM_FAIL(chk, "I2: child prefix disagrees with its slot");
+	if (depth + 1 > chk->max_depth)
+		chk->max_depth = depth + 1;
+	chk->nodes[tag]++;
+	chk->bytes += pm_node_size(p);
+	uint64_t valid_chunks = s == PM_TOP_SHIFT ? 0xffffULL : ~0ULL;
+	switch (tag) {
+	case PM_TAG_BRANCH: {
+		struct pm_branch *b = n;
+		if (s == 0)
+			PM_FAIL(chk, "I1: branch at shift 0");
+		if (__builtin_popcountll(b->bitmap) < 2)
+			PM_FAIL(chk, "I3: branch with fewer than 2 children");
+		if (b->bitmap & ~valid_chunks)
+			PM_FAIL(chk, "I3: branch bitmap uses chunks beyond the key");
+		uint64_t bm = b->bitmap;
+		for (unsigned i = 0; bm; i++, bm &= bm - 1) {
+			uint64_t c = (unsigned)__builtin_ctzll(bm);
+			if (!pm_check_node(gm_load_relaxed(&b->child[i]), np | c << s, s,
+					   depth + 1, chk))
+				return false;
+		}
+		return true;
+	}
+	case PM_TAG_BITS: {
+		struct pm_bits *b = n;
+		if (s != 0)
+			PM_FAIL(chk, "I4: bitmap leaf not at shift 0");
+		if (!b->bitmap)
+			PM_FAIL(chk, "I4: empty bitmap leaf");
+		unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
+		for (unsigned i = 0; i < cnt; i++)
+			if (!gm_load_relaxed(&b->value[i]))
+				PM_FAIL(chk, "I5: NULL value");
+		chk->entries += cnt;
+		return true;
+	}
+	default: {
+		struct pm_sorted *l = n;
+		if (s == 0)
+			PM_FAIL(chk, "I4: sorted leaf at shift 0");
+		if (l->count < 1 || l->count > PM_SORTED_MAX)
+			PM_FAIL(chk, "I4: sorted leaf count out of 1..PM_SORTED_MAX");
+		for (unsigned i = 0; i < l->count; i++) {
+			uint64_t suffix = pm_sorted_narrow(s) ? pm_suffix32(l)[i] : pm_suffix64(l)[i];
+			if (suffix & pm_above_mask(s))
+				PM_FAIL(chk, "I4: suffix wider than s + 6 bits");
+			if (i && pm_sorted_key(l, i) <= pm_sorted_key(l, i - 1))
+				PM_FAIL(chk, "I4: sorted leaf keys not strictly ascending");
+			if (!gm_load_relaxed(&pm_sorted_values(l)[i]))
+				PM_FAIL(chk, "I5: NULL value");
+		}
+		chk->entries += l->count;
+		return true;
+	}
+	}
+}
+
+static bool pm_check_tree(const struct gm_pagemap *m, struct pm_check *chk)
+{
+	memset(chk, 0, sizeof(*chk));
+	uintptr_t root = gm_load_relaxed(&((struct gm_pagemap *)m)->root);
+	return !root || pm_check_node(root, 0, 64, 0, chk);
+}
+
+int gm_pagemap_validate(const struct gm_pagemap *map, const char **reason)
+{
+	const char *why = NULL;
+	struct pm_check chk;
+	if (!map)
+		why = "NULL map";
+	else if (!pm_check_tree(map, &chk))
+		why = chk.reason;
+	else if (chk.entries != gm_load_relaxed(&((struct gm_pagemap *)map)->count))
+		why = "I5: count does not match the entries in the tree";
+	else if (chk.bytes != map->bytes)
+		why = "I5: bytes does not match the nodes in the tree";
+	else if (chk.nodes[PM_TAG_BRANCH] != map->nodes[PM_TAG_BRANCH] ||
+		 chk.nodes[PM_TAG_BITS] != map->nodes[PM_TAG_BITS] ||
+		 chk.nodes[PM_TAG_SORTED] != map->nodes[PM_TAG_SORTED])
+		why = "I5: node counts do not match the tree";
+	if (reason)
+		*reason = why;
+	return why ? -EINVAL : 0;
+}
+
+void gm_pagemap_stats(const struct gm_pagemap *map, struct gm_pagemap_stats *stats)
+{
+	if (!map || !stats)
+		return;
+	struct pm_check chk;
+	pm_check_tree(map, &chk);
+	stats->entries = gm_pagemap_count(map);
+	stats->bytes = map->bytes;
+	stats->branches = map->nodes[PM_TAG_BRANCH];
+	stats->bitmap_leaves = map->nodes[PM_TAG_BITS];
+	stats->sorted_leaves = map->nodes[PM_TAG_SORTED];
+	stats->max_depth = chk.max_depth;
+}
