@@ -38,7 +38,7 @@
  *     tree.
  * Why this shape: branch and bitmap leaves cost 8 bytes per present slot
  * plus a 16-byte header, so dense and clustered frames approach 8 B/entry;
- * sparse (random) keys collect in sorted leaves of up to 64 entries, 12
+ * sparse (random) keys collect in sorted leaves of up to 256 entries, 12
  * B/entry with 32-bit suffixes, instead of one mostly-empty node per key
  * (the 576-byte xarray node the GVT thread found "heavy").
  *
@@ -58,12 +58,22 @@
 #include <stdalign.h>
 #include <string.h>
 
+/* Rank lookups are popcounts: on x86-64 the read paths are compiled twice,
+ * with and without the POPCNT instruction, and picked once at load time
+ * (without it, each popcount is a libgcc call and a lookup costs ~2x). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PM_HOT __attribute__((target_clones("popcnt", "default")))
+#else
+#define PM_HOT
+#endif
+#define PM_INLINE static inline __attribute__((always_inline))
+
 #define PM_TAG_BRANCH 1u
 #define PM_TAG_BITS 2u
 #define PM_TAG_SORTED 3u
 #define PM_TAG_MASK 15u
 #define PM_ALIGN 16
-#define PM_SORTED_MAX 64   /* entries of a sorted leaf before it splits */
+#define PM_SORTED_MAX 256  /* entries of a sorted leaf before it splits */
 #define PM_TOP_SHIFT 60
 #define PM_NARROW_SHIFT 24 /* sorted leaves at shift <= 24 use 32-bit suffixes */
 
@@ -126,7 +136,7 @@ static inline bool pm_outside(uint64_t prefix_shift, uint64_t key)
 }
 static inline unsigned pm_chunk(uint64_t key, unsigned s) { return (key >> s) & 63; }
 /* Position in a packed array of the slot for chunk c. */
-static inline unsigned pm_rank(uint64_t bitmap, unsigned c)
+PM_INLINE unsigned pm_rank(uint64_t bitmap, unsigned c)
 {
 	return (unsigned)__builtin_popcountll(bitmap & ((1ULL << c) - 1));
 }
@@ -167,30 +177,60 @@ static inline uint64_t pm_sorted_key(const struct pm_sorted *l, unsigned i)
 	uint64_t suffix = pm_sorted_narrow(s) ? pm_suffix32(l)[i] : pm_suffix64(l)[i];
 	return pm_prefix(l) | suffix;
 }
-/* First index whose suffix is >= the suffix of key (key in the leaf's range). */
-static inline unsigned pm_sorted_lower_bound(const struct pm_sorted *l, uint64_t key)
-{
-	unsigned s = l->prefix_shift & 63, n = l->count, lo = 0;
-	if (pm_sorted_narrow(s)) {
-		const uint32_t *a = pm_suffix32(l);
-		uint32_t want = (uint32_t)(key & ~pm_above_mask(s));
-		while (n > 0) {
-			unsigned half = n / 2;
-			bool right = a[lo + half] < want;
-			lo = right ? lo + half + 1 : lo;
-			n = right ? n - half - 1 : half;
-		}
-	} else {
-		const uint64_t *a = pm_suffix64(l);
-		uint64_t want = key & ~pm_above_mask(s);
-		while (n > 0) {
-			unsigned half = n / 2;
-			bool right = a[lo + half] < want;
-			lo = right ? lo + half + 1 : lo;
-			n = right ? n - half - 1 : half;
-		}
+/*
+ * First index i of a[0..n) with a[i] >= want, where every a[i] < 2^bits.
+ * Sorted leaves hold up to 256 suffixes, and frame numbers inside one leaf
+ * are close to uniform over its range, so the search starts at
+ * want * n / 2^bits (a multiply and a shift, no division), gallops outwards
+ * to bracket want and finishes with a binary search: usually one cache line
+ * for uniform keys, O(log n) probes whatever the keys.
+ */
+#define PM_DEFINE_LOWER_BOUND(name, T, WIDE)                                  \
+	PM_INLINE unsigned name(const T *a, unsigned n, T want, unsigned bits) \
+	{                                                                     \
+		int g = (int)(((WIDE)want * n) >> bits);                      \
+		if (g > (int)n - 1)                                           \
+			g = (int)n - 1;                                       \
+		int lo, hi; /* a[lo] < want <= a[hi], a[-1] = -inf, a[n] = +inf */ \
+		if (a[g] < want) {                                            \
+			lo = g;                                               \
+			hi = g + 1;                                           \
+			for (int step = 2; hi < (int)n && a[hi] < want; step *= 2) { \
+				lo = hi;                                      \
+				hi += step;                                   \
+			}                                                     \
+			if (hi > (int)n)                                      \
+				hi = (int)n;                                  \
+		} else {                                                      \
+			hi = g;                                               \
+			lo = g - 1;                                           \
+			for (int step = 2; lo >= 0 && a[lo] >= want; step *= 2) { \
+				hi = lo;                                      \
+				lo -= step;                                   \
+			}                                                     \
+			if (lo < -1)                                          \
+				lo = -1;                                      \
+		}                                                             \
+		while (hi - lo > 1) {                                         \
+			int mid = lo + (hi - lo) / 2;                         \
+			if (a[mid] < want)                                    \
+				lo = mid;                                     \
+			else                                                  \
+				hi = mid;                                     \
+		}                                                             \
+		return (unsigned)hi;                                          \
 	}
-	return lo;
+PM_DEFINE_LOWER_BOUND(pm_lower_bound32, uint32_t, uint64_t)
+PM_DEFINE_LOWER_BOUND(pm_lower_bound64, uint64_t, unsigned __int128)
+
+/* First index whose suffix is >= the suffix of key (key in the leaf's range). */
+PM_INLINE unsigned pm_sorted_lower_bound(const struct pm_sorted *l, uint64_t key)
+{
+	unsigned s = l->prefix_shift & 63;
+	uint64_t want = key & ~pm_above_mask(s);
+	if (pm_sorted_narrow(s))
+		return pm_lower_bound32(pm_suffix32(l), l->count, (uint32_t)want, s + 6);
+	return pm_lower_bound64(pm_suffix64(l), l->count, want, s + 6);
 }
 static inline size_t pm_branch_size(unsigned children) { return 16 + 8 * (size_t)children; }
 
@@ -297,7 +337,7 @@ static uintptr_t pm_make_leaf(struct gm_pagemap *m, unsigned s,
 
 /* ---- reads --------------------------------------------------------------- */
 
-static inline uintptr_t pm_leaf_find(uintptr_t p, uint64_t key)
+PM_INLINE uintptr_t pm_leaf_find(uintptr_t p, uint64_t key)
 {
 	void *n = pm_ptr(p);
 	if (pm_tag(p) == PM_TAG_BITS) {
@@ -314,7 +354,7 @@ static inline uintptr_t pm_leaf_find(uintptr_t p, uint64_t key)
 	return gm_load_acquire(&pm_sorted_values(l)[i]);
 }
 
-static inline uintptr_t pm_lookup(const struct gm_pagemap *m, uint64_t key)
+PM_INLINE uintptr_t pm_lookup(const struct gm_pagemap *m, uint64_t key)
 {
 	uintptr_t p = gm_load_acquire(&((struct gm_pagemap *)m)->root);
 	while (p) {
@@ -333,7 +373,7 @@ static inline uintptr_t pm_lookup(const struct gm_pagemap *m, uint64_t key)
 	return 0;
 }
 
-void *gm_pagemap_load(const struct gm_pagemap *map, uint64_t key)
+PM_HOT void *gm_pagemap_load(const struct gm_pagemap *map, uint64_t key)
 {
 	if (!map)
 		return NULL;
@@ -349,7 +389,7 @@ uint64_t gm_pagemap_count(const struct gm_pagemap *map)
 
 #define PM_BATCH 16
 
-size_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t *keys,
+PM_HOT size_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t *keys,
 			    size_t n, void **values)
 {
 	if (!map || (n && (!keys || !values)))
@@ -726,6 +766,23 @@ static uintptr_t pm_build_split(struct gm_pagemap *m, const uint64_t *keys,
 	return (uintptr_t)nb | PM_TAG_BRANCH;
 }
 
+/* True if keys (ascending) cost fewer bytes as bitmap leaves (under one
+ * branch at shift 6, or a single bitmap leaf) than as a sorted leaf: dense
+ * and clustered frames then use 8 bytes per entry instead of 12-16. */
+static bool pm_bitmaps_are_smaller(const uint64_t *keys, unsigned n)
+{
+	unsigned s = pm_split_shift((keys[0] ^ keys[n - 1]) | 1);
+	if (s == 0)
+		return true;
+	if (s != 6)
+		return false;
+	unsigned groups = 1;
+	for (unsigned i = 1; i < n; i++)
+		groups += keys[i] >> 6 != keys[i - 1] >> 6;
+	/* branch 16 + 8g, leaves 16g + 8n  vs  sorted 16 + 12n (narrow) */
+	return 24 * groups < 4 * n;
+}
+
 static int pm_insert_sorted(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 			    uintptr_t p, unsigned at, uint64_t key, uintptr_t value)
 {
@@ -747,8 +804,9 @@ static int pm_insert_sorted(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
 	if (rc)
 		return rc;
-	uintptr_t q = n < PM_SORTED_MAX ? pm_make_sorted(m, pm_shift(l), keys, vals, n + 1)
-					: pm_build_split(m, keys, vals, n + 1);
+	uintptr_t q = n < PM_SORTED_MAX && !pm_bitmaps_are_smaller(keys, n + 1)
+			      ? pm_make_sorted(m, pm_shift(l), keys, vals, n + 1)
+			      : pm_build_split(m, keys, vals, n + 1);
 	if (!q)
 		return -ENOMEM;
 	gm_store_release(slot, q);

@@ -12,7 +12,7 @@
  * branch costs 16 + 8 * children bytes), and two kinds of leaf:
  *  - bitmap leaves for 64 neighbouring keys: 16 + 8 * entries bytes, so
  *    dense and clustered frames cost ~8.3 bytes per entry;
- *  - sorted leaves of up to 64 (suffix, value) pairs for sparse keys, whose
+ *  - sorted leaves of up to 256 (suffix, value) pairs for sparse keys, whose
  *    suffixes are 32-bit once the leaf spans <= 2^30 keys (12 B/entry).
  * Nothing needs its size guessed: the tree grows and shrinks a node at a
  * time, and a lookup costs at most 11 node visits (in practice 3-5).
@@ -91,7 +91,7 @@ GM_EXPORT void gm_pagemap_destroy(struct gm_pagemap *map,
 
 /*
  * gm_pagemap_insert — adds key -> value. O(log64 n) plus one copy of a node
- * of at most 64 slots. Writer only (one at a time). Returns 0, -EEXIST if
+ * of at most 256 slots. Writer only (one at a time). Returns 0, -EEXIST if
  * key is present (map unchanged), -EINVAL for a NULL value, -ENOMEM with the
  * map unchanged.
  */
