@@ -61,7 +61,13 @@
 /* Rank lookups are popcounts: on x86-64 the read paths are compiled twice,
  * with and without the POPCNT instruction, and picked once at load time
  * (without it, each popcount is a libgcc call and a lookup costs ~2x). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* Not in sanitizer builds: their runtimes are not up yet when the loader
+ * runs the clones' resolver (TSan crashes there). */
+#if defined(__SANITIZE_ADDRESS__) && !defined(GM_TSAN)
+#define PM_SANITIZED 1
+#endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+	!defined(GM_TSAN) && !defined(PM_SANITIZED)
 #define PM_HOT __attribute__((target_clones("popcnt", "default")))
 #else
 #define PM_HOT
