@@ -404,6 +404,12 @@ static void hash_to_small(struct gm_rmap_head *h, struct dir *d,
 		}
 	}
 	dir_release(c, d);
+	if (n <= 1) {   /* possible after gm_rmap_iter_remove thinned it out */
+		h->word = n ? (uintptr_t)e[0] : 0;
+		if (keep)
+			cache_put(c, keep);
+		return;
+	}
 	keep->meta = n;
 	memcpy(keep->e, e, n * sizeof(void *));
 	h->word = (uintptr_t)keep | TAG_SMALL;

@@ -325,7 +325,7 @@ GM_TEST(remove_during_iteration)
 	struct model m;
 	model_init(&m, 1, 5000, NULL);
 	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
-		for (int mode = 0; mode < 3; mode++) {   /* none, half, all */
+		for (int mode = 0; mode < 5; mode++) {   /* none, half, all, all but 1 or 2 */
 			for (uint32_t i = 0; i < sizes[si]; i++) {
 				uint32_t s = take_free(&m, rng);
 				CHECK_EQ(add_topped(&m, 0, slot_ptr(&m, s)), 0);
@@ -342,7 +342,8 @@ GM_TEST(remove_during_iteration)
 				CHECK_EQ(m.slots[s], 0);  /* not seen before */
 				m.slots[s] = 1;
 				seen++;
-				if (mode == 2 || (mode == 1 && gm_rng_chance(rng, 1, 2))) {
+				if (mode == 2 || (mode == 1 && gm_rng_chance(rng, 1, 2)) ||
+				    (mode >= 3 && seen > (uint32_t)mode - 2)) {
 					CHECK_EQ(gm_rmap_iter_remove(&it, &m.cache), 0);
 					CHECK_EQ(gm_rmap_iter_remove(&it, &m.cache), -EINVAL);
 					model_remove(&m, s);
