@@ -7,5 +7,7 @@
 #include <gmtrack/common.h>
 #include <gmtrack/alloc.h>
 #include <gmtrack/rcu.h>
+#include <gmtrack/pagemap.h>
+#include <gmtrack/rmap.h>
 
 #endif /* GMTRACK_GMTRACK_H */
