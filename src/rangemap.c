@@ -1146,6 +1146,85 @@ static bool mergeable(const struct gm_rangemap *m, bool pa, uint64_t va, bool pb
 	return !pa || (coalescing(m) && va == vb);
 }
 
+/*
+ * The common case, without the general machinery: [first, last] and both
+ * its neighbours lie inside one leaf and the rebuilt leaf neither overflows
+ * nor underflows. The new leaf replaces the old one with one release store
+ * of the parent's child pointer (same bounds), then the gap summaries on
+ * the path are refreshed. Returns 1 when the case does not apply.
+ */
+static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, bool present,
+			  uint64_t value)
+{
+	struct inner *path[GM_RANGEMAP_MAX_HEIGHT];
+	unsigned idx[GM_RANGEMAP_MAX_HEIGHT], depth = 0;
+	void *n = gm_load_relaxed(&m->root);
+	while (node_level(n)) {
+		struct inner *x = n;
+		unsigned i = inner_find(x, first);
+		path[depth] = x;
+		idx[depth++] = i;
+		n = gm_load_relaxed(&x->child[i]);
+	}
+	struct leaf *l = n;
+	if (first <= l->lo || last >= leaf_hi(l))
+		return 1; /* a neighbour lies in another leaf */
+	unsigned i = leaf_find(l, first), j = leaf_find(l, last);
+	unsigned il = first - 1 < leaf_start(l, i) ? i - 1 : i;
+	unsigned jr = last + 1 > leaf_pivot(l, j) ? j + 1 : j;
+	if (mergeable(m, leaf_present(l, il), leaf_present(l, il) ? leaf_value(l, il) : 0, present,
+		      value)) {
+		first = leaf_start(l, il);
+		i = il;
+	}
+	if (mergeable(m, leaf_present(l, jr), leaf_present(l, jr) ? leaf_value(l, jr) : 0, present,
+		      value)) {
+		last = leaf_pivot(l, jr);
+		j = jr;
+	}
+	if (i == j && leaf_start(l, i) == first && leaf_pivot(l, i) == last &&
+	    leaf_present(l, i) == present && (!present || leaf_value(l, i) == value))
+		return 0; /* already so */
+	struct slot s[LEAF_MAX + 2];
+	unsigned k = 0;
+	for (unsigned t = 0; t < i; t++)
+		s[k++] = (struct slot){leaf_pivot(l, t), leaf_present(l, t) ? leaf_value(l, t) : 0,
+				       leaf_present(l, t), 0};
+	if (leaf_start(l, i) < first)
+		s[k++] = (struct slot){first - 1, leaf_present(l, i) ? leaf_value(l, i) : 0,
+				       leaf_present(l, i), 0};
+	s[k++] = (struct slot){last, value, present, 0};
+	if (leaf_pivot(l, j) > last)
+		s[k++] = (struct slot){leaf_pivot(l, j), leaf_present(l, j) ? leaf_value(l, j) : 0,
+				       leaf_present(l, j), 0};
+	for (unsigned t = j + 1; t < l->n; t++)
+		s[k++] = (struct slot){leaf_pivot(l, t), leaf_present(l, t) ? leaf_value(l, t) : 0,
+				       leaf_present(l, t), 0};
+	if (k > LEAF_MAX || (k < LEAF_MIN && depth))
+		return 1;
+	if (gm_reclaim_reserve(map_reclaim(m), 1))
+		return -ENOMEM;
+	struct wctx w;
+	wctx_init(&w, m);
+	struct leaf *nl = leaf_build(&w, l->lo, s, k);
+	wctx_release(&w);
+	if (!nl)
+		return -ENOMEM;
+	if (depth)
+		gm_store_release(&path[depth - 1]->child[idx[depth - 1]], nl);
+	else
+		gm_store_release(&m->root, nl);
+	for (unsigned d = depth; d-- > 0;) {
+		uint64_t g = node_maxgap(gm_load_relaxed(&path[d]->child[idx[d]]));
+		if (gm_load_relaxed(&path[d]->gap[idx[d]]) == g)
+			break;
+		gm_store_relaxed(&path[d]->gap[idx[d]], g);
+	}
+	m->count = m->count + (uint64_t)w.count_delta - (uint64_t)__builtin_popcountll(l->present);
+	gm_reclaim_retire(map_reclaim(m), l, l->size);
+	return 0;
+}
+
 /* Makes [first, last] one slot (range or gap), merged with neighbours. */
 static int assign(struct gm_rangemap *m, uint64_t first, uint64_t last, bool present,
 		  uint64_t value)
@@ -1153,6 +1232,9 @@ static int assign(struct gm_rangemap *m, uint64_t first, uint64_t last, bool pre
 	struct probe p;
 	if (!present)
 		value = 0;
+	int rc = assign_in_leaf(m, first, last, present, value);
+	if (rc <= 0)
+		return rc;
 	if (first > 0) {
 		probe_at(m, first - 1, &p);
 		if (mergeable(m, p.present, p.value, present, value))
