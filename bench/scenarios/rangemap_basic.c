@@ -338,9 +338,12 @@ static uint64_t sorted_find_gap_body(void *arg)
 
 static double measure(struct gmb_ctx *ctx, uint64_t n, struct gmb_case c)
 {
-	/* Rebuilding for every repeat of an erase costs seconds at 10^7. */
+	/* Rebuilding for every repeat of a store or erase costs seconds at
+	 * 10^6 and more: fewer repeats, no warm-up, there. */
 	if (n >= 10000000)
 		return gmb_measure_n(ctx, &c, 1, false);
+	if (n >= 1000000)
+		return gmb_measure_n(ctx, &c, gmb_repeat(ctx) < 3 ? gmb_repeat(ctx) : 3, false);
 	return gmb_measure(ctx, &c);
 }
 
