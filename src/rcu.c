@@ -62,6 +62,9 @@ static void batch_after_grace_period(struct rcu_head *head)
 	GM_TSAN_ACQUIRE();
 	batch_free_items(b);
 	gm_alloc_release(b->alloc, b, sizeof(*b));
+	/* What the frees did (e.g. a counting allocator's counters) happens
+	 * before whatever follows the rcu_barrier() that waits for us. */
+	GM_TSAN_RELEASE();
 }
 
 void gm_reclaim_init(struct gm_reclaim *r, const struct gm_allocator *a,

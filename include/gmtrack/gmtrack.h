@@ -8,6 +8,8 @@
 #include <gmtrack/alloc.h>
 #include <gmtrack/rcu.h>
 #include <gmtrack/pagemap.h>
+#include <gmtrack/rangemap.h>
+#include <gmtrack/rangeset.h>
 #include <gmtrack/rmap.h>
 
 #endif /* GMTRACK_GMTRACK_H */
