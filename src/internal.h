@@ -53,13 +53,17 @@ extern char gm_rcu_tsan_token;
  *
  * A writer that unlinks nodes readers may still hold retires them here.
  * Retired pointers are gathered into batches of GM_RETIRE_BATCH; a full
- * batch goes to call_rcu and is freed after a grace period. Retiring never
+ * batch (or, at the next reserve, one holding GM_RETIRE_PENDING_MAX bytes)
+ * goes to call_rcu and is freed after a grace period. Retiring never
  * allocates: a write operation first calls gm_reclaim_reserve(r, n) for the
  * most nodes it can retire (which may allocate batches and may fail with
  * -ENOMEM before anything changed), then changes the structure, then
  * retires. Without RCU, retire frees at once and reserve is free.
  */
-#define GM_RETIRE_BATCH 60
+#define GM_RETIRE_BATCH 30
+/* Retired bytes a map may hold back before its partly filled batch is
+ * queued (at the next reserve): bounds the memory a quiet map keeps. */
+#define GM_RETIRE_PENDING_MAX 2048
 
 struct gm_retire_batch;
 

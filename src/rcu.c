@@ -82,6 +82,8 @@ int gm_reclaim_reserve(struct gm_reclaim *r, size_t n)
 {
 	if (!r->rcu)
 		return 0;
+	if (r->pending_bytes >= GM_RETIRE_PENDING_MAX)
+		gm_reclaim_flush(r); /* between writes: no retirement is owed */
 	while (r->room < n) {
 		struct gm_retire_batch *b = gm_alloc_mem(r->alloc, sizeof(*b),
 							 _Alignof(struct gm_retire_batch));

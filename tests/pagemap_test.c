@@ -416,7 +416,9 @@ static void oom_round(bool rcu)
 			if (rc == -ENOMEM && rcu && exact) {
 				gm_rcu_barrier();
 				size_t after = gm_alloc_counting_bytes(&c);
-				CHECK(after >= before && after - before <= 2048);
+				/* May fall: a reserve queues nodes retired by earlier
+				 * writes; may grow only by a spare retire batch. */
+				CHECK(after <= before + 2048);
 			}
 			if (rc != -ENOMEM) {
 				uintptr_t want = model_get(&m, key);
