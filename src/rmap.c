@@ -5,7 +5,7 @@
  *  +--------------------+--+      line 0   +--------+------+-----+------+
  *  | 0                  |00| empty         | header | e    | ... | e    |
  *  | entry pointer      |00|      line 1   +--------+------+-----+------+
- *  | table              |01|               | e      | e    | ... | e    |
+ *  | table     |min(nb,16)-1|01|        | e      | e    | ... | e    |
  *  +--------------------+--+      ...      +--------+------+-----+------+
  *                                 header = count (low 32 bits) | nb << 32
  *                                 empty slot = 0
@@ -23,7 +23,8 @@
  * Entries never move on removal, which keeps iteration simple.
  *
  * Invariants (gm_rmap_validate checks all of them):
- *  I1  tags 10 and 11 are never used; tables are 64-byte aligned.
+ *  I1  tags 10 and 11 are never used; tables are 64-byte aligned; a
+ *      table's head word holds min(nb, 16) - 1 in bits 2..5.
  *  I2  every entry is non-NULL, has the tag bits clear, and occurs once.
  *  I3  table: 1 <= nb <= MAX_LINES; 1 <= count <= 8 nb - 1 and count
  *      equals the non-zero slots (header excluded). count is >= 2 except
@@ -60,7 +61,7 @@ _Static_assert(GM_RMAP_BLOCK_SIZE == LINE, "a block is one line");
 
 /* ---- head word and table header ------------------------------------------ */
 static inline uintptr_t tag_of(uintptr_t w) { return w & TAG_MASK; }
-static inline struct line *tab_of(uintptr_t w) { return (struct line *)(w & ~TAG_MASK); }
+static inline struct line *tab_of(uintptr_t w) { return (struct line *)(w & ~(uintptr_t)(LINE - 1)); }
 
 static inline bool bad_entry(const void *p)
 {
@@ -72,6 +73,21 @@ static inline uint32_t tab_count(const struct line *t) { return (uint32_t)t[0].s
 static inline void tab_set(struct line *t, uint32_t count, uint32_t nb)
 {
 	t[0].s[0] = (uintptr_t)count | (uintptr_t)nb << 32;
+}
+
+/* The head word also holds min(nb, 16) - 1 in bits 2..5, so the lines an
+ * entry may be in are known without reading line 0 first: the loads of
+ * the header and of both candidate lines go out together. */
+static inline uintptr_t tab_word(const struct line *t, uint32_t nb)
+{
+	uintptr_t code = nb < 16 ? nb - 1 : 15;
+	return (uintptr_t)t | code << 2 | TAG_TAB;
+}
+
+static inline uint32_t word_nb(uintptr_t w, const struct line *t)
+{
+	uint32_t code = (uint32_t)(w >> 2) & 15;
+	return code < 15 ? code + 1 : tab_nb(t);
 }
 
 static inline size_t tab_bytes(uint32_t nb) { return (size_t)nb * LINE; }
@@ -135,13 +151,22 @@ static inline unsigned line_match(const struct line *l, uintptr_t v, uint32_t li
 	return li == 0 ? m & ~1u : m;
 }
 
+static inline unsigned pop8(unsigned x)
+{
+	x = x - ((x >> 1) & 0x55);
+	x = (x & 0x33) + ((x >> 2) & 0x33);
+	return (x + (x >> 4)) & 0x0f;
+}
+
 /* Free slots; the header is never 0, so never free. */
 static inline unsigned line_free(const struct line *l) { return line_match(l, 0, 1); }
 
-static bool tab_find(const struct line *t, uintptr_t e, uint32_t *li, unsigned *slot)
+static bool tab_find(const struct line *t, uint32_t nb, uintptr_t e, uint32_t *li,
+		     unsigned *slot)
 {
 	uint32_t b1, b2;
-	lines_of(e, tab_nb(t), &b1, &b2);
+	lines_of(e, nb, &b1, &b2);
+	__builtin_prefetch(&t[b2]);   /* fetched alongside b1, in case */
 	unsigned m = line_match(&t[b1], e, b1);
 	if (m) {
 		*li = b1;
@@ -170,8 +195,10 @@ static bool tab_place(struct line *t, uint32_t nb, uintptr_t e)
 	uint32_t b[2];
 	lines_of(e, nb, &b[0], &b[1]);
 	unsigned f0 = line_free(&t[b[0]]), f1 = line_free(&t[b[1]]);
-	if (f0 | f1) {   /* the emptier line: keeps lines balanced */
-		uint32_t li = __builtin_popcount(f1) > __builtin_popcount(f0) ? b[1] : b[0];
+	if (f0 | f1) {
+		/* The first line unless it is much fuller than the second: most
+		 * lookups then stop at one line, and lines stay balanced enough. */
+		uint32_t li = !f0 || pop8(f1) > pop8(f0) + 2 ? b[1] : b[0];
 		put_free(&t[li], e);
 		return true;
 	}
@@ -358,17 +385,17 @@ static int tab_grow(struct gm_rmap_head *h, struct line *t, uintptr_t e,
 		return -ENOMEM;
 	}
 	tab_set(t2, n + 1, nb2);
-	h->word = (uintptr_t)t2 | TAG_TAB;
+	h->word = tab_word(t2, nb2);
 	tab_free(c, t, nb);
 	return 0;
 }
 
-static int tab_add(struct gm_rmap_head *h, struct line *t, uintptr_t e,
+static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_t e,
 		   struct gm_rmap_cache *c)
 {
-	uint32_t nb = tab_nb(t), n = tab_count(t), li;
+	uint32_t n = tab_count(t), li;
 	unsigned slot;
-	if (tab_find(t, e, &li, &slot))
+	if (tab_find(t, nb, e, &li, &slot))
 		return -EEXIST;
 	if (n == UINT32_MAX)
 		return -ENOSPC;
@@ -404,11 +431,11 @@ int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 		t->s[1] = w;
 		t->s[2] = e;
 		tab_set(t, 2, 1);
-		h->word = (uintptr_t)t | TAG_TAB;
+		h->word = tab_word(t, 1);
 		return 0;
 	}
 	case TAG_TAB:
-		return tab_add(h, tab_of(w), e, c);
+		return tab_add(h, tab_of(w), word_nb(w, tab_of(w)), e, c);
 	}
 	return -EINVAL;   /* tag 10 or 11: a corrupted head */
 }
@@ -450,7 +477,7 @@ static void tab_shrink(struct gm_rmap_head *h, struct line *t, struct gm_rmap_ca
 			spare_return(c, t2, nb2);
 		return;
 	}
-	h->word = (uintptr_t)t2 | TAG_TAB;
+	h->word = tab_word(t2, nb2);
 	tab_free(c, t, nb);
 }
 
@@ -467,9 +494,9 @@ int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 		return 0;
 	case TAG_TAB: {
 		struct line *t = tab_of(w);
-		uint32_t li, nb = tab_nb(t), n = tab_count(t) - 1;
+		uint32_t li, nb = word_nb(w, t), n = tab_count(t) - 1;
 		unsigned slot;
-		if (!tab_find(t, e, &li, &slot))
+		if (!tab_find(t, nb, e, &li, &slot))
 			return -ENOENT;
 		t[li].s[slot] = 0;
 		if (n <= 1) {
@@ -496,7 +523,7 @@ bool gm_rmap_contains(const struct gm_rmap_head *h, const void *ptr)
 	case TAG_INLINE:
 		return w != 0 && w == (uintptr_t)ptr;
 	case TAG_TAB:
-		return tab_find(tab_of(w), (uintptr_t)ptr, &li, &slot);
+		return tab_find(tab_of(w), word_nb(w, tab_of(w)), (uintptr_t)ptr, &li, &slot);
 	}
 	return false;
 }
@@ -666,11 +693,11 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 		return 0;
 	case TAG_TAB: {
 		const struct line *t = tab_of(w);
-		if ((uintptr_t)t % LINE)
-			FAIL("I1: table misaligned");
 		uint32_t nb = tab_nb(t), n = tab_count(t), seen = 0;
 		if (nb < 1 || nb > MAX_LINES)
 			FAIL("I3: line count out of range");
+		if (w != tab_word(t, nb))
+			FAIL("I1: head word's line count differs from the table's");
 		if (n < 1 || n > tab_slots(nb))
 			FAIL("I3: count out of range");
 		for (uint32_t li = 0; li < nb; li++) {
@@ -685,9 +712,9 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 				lines_of(e, nb, &b1, &b2);
 				if (li != b1 && li != b2)
 					FAIL("I4: entry outside its candidate lines");
-				unsigned dup = __builtin_popcount(line_match(&t[b1], e, b1));
+				unsigned dup = pop8(line_match(&t[b1], e, b1));
 				if (b2 != b1)
-					dup += __builtin_popcount(line_match(&t[b2], e, b2));
+					dup += pop8(line_match(&t[b2], e, b2));
 				if (dup != 1)
 					FAIL("I2: duplicate entry");
 			}
