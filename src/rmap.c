@@ -1,42 +1,40 @@
 /*
  * src/rmap.c — gm_rmap: one-word reverse-map heads, O(1) add and remove.
  *
- *  head word                       128-byte block (64-byte aligned)
- *  +--------------------+--+       +-----------+------+------+-----+------+
- *  | 0                  |00| empty | meta      | e[0] | e[1] | ... | e[14]|
- *  | entry pointer      |00|       +-----------+------+------+-----+------+
- *  | small block        |01|       small form:  meta = count (1..15)
- *  | hash directory     |10|       bucket form: meta = next block | count
- *  +--------------------+--+                    (count in the low 4 bits)
+ *  head word                      table: nb lines of 64 bytes (64-B aligned)
+ *  +--------------------+--+      line 0   +--------+------+-----+------+
+ *  | 0                  |00| empty         | header | e    | ... | e    |
+ *  | entry pointer      |00|      line 1   +--------+------+-----+------+
+ *  | table     |min(nb,16)-1|01|        | e      | e    | ... | e    |
+ *  +--------------------+--+      ...      +--------+------+-----+------+
+ *                                 header = count (low 32 bits) | nb << 32
+ *                                 empty slot = 0
  *
- *  hash directory (128 B from the block cache, larger ones from the
- *  cache's spare directory slot):
- *  +-------+-------+-------+-----+-----------+-----------+----------------+
- *  | count | level | split | cap | bucket[0] | bucket[1] | ... bucket[cap-1]
- *  +-------+-------+-------+-----+-----------+-----------+----------------+
- *     bucket[b] -> [block cnt 1..15] -> [block 15] -> [block 15] -> NULL
- *
- * Linear hashing: B = 2^level + split buckets; an entry with hash h lives
- * in bucket h mod 2^level, or h mod 2^(level+1) if that is < split. Adds
- * split one bucket when count > SPLIT_LOAD * B, removes merge one pair
- * when count < MERGE_LOAD * B, so buckets hold ~6..12 entries and every
- * operation touches O(1) blocks however long the chain is. Each bucket is
- * a KVM-style chain: only its first block may be partly full, so an add
- * appends to the first block and a remove fills its hole from there.
+ * A table is a bucketized cuckoo hash: entry e has two candidate lines
+ * b1, b2 (two halves of one 64-bit hash, each mapped onto [0, nb) by a
+ * multiply-shift; b2 = b1 + 1 if they collide) and lives in one of them.
+ * So membership, add and remove read line 0 (header) and two lines.
+ * Add puts e in the emptier candidate line; if both are full it moves one
+ * or two entries to their other line (a path found before anything
+ * moves); if there is none, or the table is 15/16 full, it rebuilds the
+ * table one size up. Sizes: 1, 2, ..., 16 lines, then +1/8 each step, so
+ * a table is 83..94% full after it has grown (8.5..9.6 B per entry), and
+ * it shrinks one size down when under 3/4 of the smaller size's limit.
+ * Entries never move on removal, which keeps iteration simple.
  *
  * Invariants (gm_rmap_validate checks all of them):
- *  I1  tag 11 is never used; blocks and directories are 64-byte aligned.
+ *  I1  tags 10 and 11 are never used; tables are 64-byte aligned; a
+ *      table's head word holds min(nb, 16) - 1 in bits 2..5.
  *  I2  every entry is non-NULL, has the tag bits clear, and occurs once.
- *  I3  small form: 1 <= count <= 15 (1 only after gm_rmap_iter_remove).
- *  I4  hash form: count >= 1 equals the entries in its buckets;
- *      level >= 1, split < 2^level, 2^level + split <= cap; buckets at
- *      index >= B are NULL.
- *  I5  in a bucket chain the first block holds 1..15 entries and every
- *      other block exactly 15; every entry hashes to its bucket.
+ *  I3  table: 1 <= nb <= MAX_LINES; 1 <= count <= 8 nb - 1 and count
+ *      equals the non-zero slots (header excluded). count is >= 2 except
+ *      after gm_rmap_iter_remove.
+ *  I4  every entry lies in one of its two candidate lines.
  *
- * Allocation: add takes at most GM_RMAP_ADD_BLOCKS blocks from the cache
- * (checked before anything changes); a directory larger than one block
- * comes from the cache's spare slot. Remove only frees.
+ * Allocation: add takes at most one block (the 2nd entry's one-line table)
+ * from the cache, or the cache's spare table to grow into (checked before
+ * anything changes). Remove only frees, and shrinks only into memory the
+ * cache already holds.
  */
 #include <gmtrack/rmap.h>
 
@@ -45,61 +43,74 @@
 
 #include "internal.h"
 
+_Static_assert(sizeof(uintptr_t) == 8, "the table header packs two 32-bit fields");
+
 #define TAG_MASK ((uintptr_t)3)
 #define TAG_INLINE ((uintptr_t)0)
-#define TAG_SMALL ((uintptr_t)1)
-#define TAG_HASH ((uintptr_t)2)
+#define TAG_TAB ((uintptr_t)1)
 
-#define BLOCK_SLOTS 15
-#define BLOCK_ALIGN 64
-#define COUNT_MASK ((uintptr_t)15)
-#define SPLIT_LOAD 12          /* mean entries per bucket before a split */
-#define MERGE_LOAD 5           /* ... and below which a pair merges */
-#define SMALL_AGAIN 7          /* a hash form this small becomes small */
-#define DIR_HEADER 24
+#define SLOTS 8
+#define LINE 64
+#define MAX_LINES ((uint32_t)1 << 28)
 
-struct block {
-	uintptr_t meta;
-	void *e[BLOCK_SLOTS];
+struct line {
+	uintptr_t s[SLOTS];
 };
-_Static_assert(sizeof(struct block) == GM_RMAP_BLOCK_SIZE, "block is 128 B");
+_Static_assert(sizeof(struct line) == LINE, "a line is 64 B");
+_Static_assert(GM_RMAP_BLOCK_SIZE == LINE, "a block is one line");
 
-struct dir {
-	size_t count;
-	uint32_t level;
-	uint32_t split;
-	uint32_t cap;
-	uint32_t pad;
-	struct block *bucket[];
-};
-_Static_assert(sizeof(struct dir) == DIR_HEADER, "dir header");
-
-static inline size_t dir_size(uint32_t cap) { return DIR_HEADER + 8 * (size_t)cap; }
-static inline uint32_t dir_cap_of(size_t bytes) { return (uint32_t)((bytes - DIR_HEADER) / 8); }
-
-/* ---- head word ----------------------------------------------------------- */
+/* ---- head word and table header ------------------------------------------ */
 static inline uintptr_t tag_of(uintptr_t w) { return w & TAG_MASK; }
-static inline struct block *small_of(uintptr_t w) { return (struct block *)(w & ~TAG_MASK); }
-static inline struct dir *dir_of(uintptr_t w) { return (struct dir *)(w & ~TAG_MASK); }
+static inline struct line *tab_of(uintptr_t w) { return (struct line *)(w & ~(uintptr_t)(LINE - 1)); }
 
 static inline bool bad_entry(const void *p)
 {
 	return !p || ((uintptr_t)p & TAG_MASK);
 }
 
-/* ---- blocks: meta word ---------------------------------------------------- */
-static inline unsigned blk_count(const struct block *b) { return (unsigned)(b->meta & COUNT_MASK); }
-static inline struct block *blk_next(const struct block *b) { return (struct block *)(b->meta & ~COUNT_MASK); }
-static inline void blk_set(struct block *b, struct block *next, unsigned count)
+static inline uint32_t tab_nb(const struct line *t) { return (uint32_t)(t[0].s[0] >> 32); }
+static inline uint32_t tab_count(const struct line *t) { return (uint32_t)t[0].s[0]; }
+static inline void tab_set(struct line *t, uint32_t count, uint32_t nb)
 {
-	b->meta = (uintptr_t)next | count;
+	t[0].s[0] = (uintptr_t)count | (uintptr_t)nb << 32;
 }
 
-/* ---- hashing --------------------------------------------------------------- */
-static inline uint64_t hash_ptr(const void *p)
+/* The head word also holds min(nb, 16) - 1 in bits 2..5, so the lines an
+ * entry may be in are known without reading line 0 first: the loads of
+ * the header and of both candidate lines go out together. */
+static inline uintptr_t tab_word(const struct line *t, uint32_t nb)
 {
-	uint64_t x = (uint64_t)(uintptr_t)p;   /* murmur3's finalizer */
-	x ^= x >> 33;
+	uintptr_t code = nb < 16 ? nb - 1 : 15;
+	return (uintptr_t)t | code << 2 | TAG_TAB;
+}
+
+static inline uint32_t word_nb(uintptr_t w, const struct line *t)
+{
+	uint32_t code = (uint32_t)(w >> 2) & 15;
+	return code < 15 ? code + 1 : tab_nb(t);
+}
+
+static inline size_t tab_bytes(uint32_t nb) { return (size_t)nb * LINE; }
+static inline uint32_t tab_slots(uint32_t nb) { return nb * SLOTS - 1; }
+
+/* Most entries a table of nb lines takes before it grows: all slots for
+ * one or two lines (every entry may use every line), else 15/16. */
+static inline uint32_t max_count(uint32_t nb)
+{
+	uint32_t s = tab_slots(nb);
+	return nb <= 2 ? s : s - s / 16;
+}
+
+static inline uint32_t next_nb(uint32_t nb) { return nb < 16 ? nb + 1 : nb + nb / 8; }
+static inline uint32_t prev_nb(uint32_t nb) { return nb <= 17 ? nb - 1 : nb - nb / 9; }
+
+/* Shrink when the smaller size would be at most 3/4 of its limit. */
+static inline uint32_t shrink_at(uint32_t nb) { return max_count(prev_nb(nb)) * 3 / 4; }
+
+/* ---- hashing --------------------------------------------------------------- */
+static inline uint64_t hash_ptr(uintptr_t x)
+{
+	x ^= x >> 33;   /* murmur3's finalizer */
 	x *= 0xff51afd7ed558ccdULL;
 	x ^= x >> 33;
 	x *= 0xc4ceb9fe1a85ec53ULL;
@@ -107,21 +118,141 @@ static inline uint64_t hash_ptr(const void *p)
 	return x;
 }
 
-static inline uint32_t bucket_of(uint64_t h, uint32_t level, uint32_t split)
+static inline void lines_of(uintptr_t e, uint32_t nb, uint32_t *b1, uint32_t *b2)
 {
-	uint64_t b = h & (((uint64_t)1 << level) - 1);
-	if (b < split)
-		b = h & (((uint64_t)2 << level) - 1);
-	return (uint32_t)b;
+	if (nb == 1) {
+		*b1 = *b2 = 0;
+		return;
+	}
+	uint64_t h = hash_ptr(e);
+	uint32_t a = (uint32_t)(((h & 0xffffffffu) * nb) >> 32);
+	uint32_t b = (uint32_t)(((h >> 32) * nb) >> 32);
+	if (b == a)
+		b = a + 1 == nb ? 0 : a + 1;
+	*b1 = a;
+	*b2 = b;
 }
 
-static inline uint32_t nbuckets(const struct dir *d) { return ((uint32_t)1 << d->level) + d->split; }
+/* The candidate line of e that is not `here`. */
+static inline uint32_t other_line(uintptr_t e, uint32_t nb, uint32_t here)
+{
+	uint32_t b1, b2;
+	lines_of(e, nb, &b1, &b2);
+	return here == b1 ? b2 : b1;
+}
+
+/* ---- lines ------------------------------------------------------------------ */
+/* Bit i set if slot i holds v (line 0's header slot never matches). */
+static inline unsigned line_match(const struct line *l, uintptr_t v, uint32_t li)
+{
+	unsigned m = 0;
+	for (unsigned i = 0; i < SLOTS; i++)
+		m |= (unsigned)(l->s[i] == v) << i;
+	return li == 0 ? m & ~1u : m;
+}
+
+static inline unsigned pop8(unsigned x)
+{
+	x = x - ((x >> 1) & 0x55);
+	x = (x & 0x33) + ((x >> 2) & 0x33);
+	return (x + (x >> 4)) & 0x0f;
+}
+
+/* Free slots; the header is never 0, so never free. */
+static inline unsigned line_free(const struct line *l) { return line_match(l, 0, 1); }
+
+static bool tab_find(const struct line *t, uint32_t nb, uintptr_t e, uint32_t *li,
+		     unsigned *slot)
+{
+	uint32_t b1, b2;
+	lines_of(e, nb, &b1, &b2);
+	__builtin_prefetch(&t[b2]);   /* fetched alongside b1, in case */
+	unsigned m = line_match(&t[b1], e, b1);
+	if (m) {
+		*li = b1;
+		*slot = (unsigned)__builtin_ctz(m);
+		return true;
+	}
+	m = line_match(&t[b2], e, b2);
+	if (m) {
+		*li = b2;
+		*slot = (unsigned)__builtin_ctz(m);
+		return true;
+	}
+	return false;
+}
+
+static inline void put_free(struct line *l, uintptr_t e)
+{
+	l->s[__builtin_ctz(line_free(l))] = e;
+}
+
+/* Puts e (not present) into one of its lines, moving at most two other
+ * entries to their other line along a path found before anything moves.
+ * Returns false, with nothing changed, if there is no room that way. */
+static bool tab_place(struct line *t, uint32_t nb, uintptr_t e)
+{
+	uint32_t b[2];
+	lines_of(e, nb, &b[0], &b[1]);
+	unsigned f0 = line_free(&t[b[0]]), f1 = line_free(&t[b[1]]);
+	if (f0 | f1) {
+		/* The first line unless it is much fuller than the second: most
+		 * lookups then stop at one line, and lines stay balanced enough. */
+		uint32_t li = !f0 || pop8(f1) > pop8(f0) + 2 ? b[1] : b[0];
+		put_free(&t[li], e);
+		return true;
+	}
+	for (int k = 0; k < 2; k++) {   /* move one entry x to its other line */
+		for (unsigned i = b[k] == 0; i < SLOTS; i++) {
+			uintptr_t x = t[b[k]].s[i];
+			uint32_t ax = other_line(x, nb, b[k]);
+			if (ax != b[k] && line_free(&t[ax])) {
+				put_free(&t[ax], x);
+				t[b[k]].s[i] = e;
+				return true;
+			}
+		}
+	}
+	for (int k = 0; k < 2; k++) {   /* move x and, before it, one y */
+		for (unsigned i = b[k] == 0; i < SLOTS; i++) {
+			uintptr_t x = t[b[k]].s[i];
+			uint32_t ax = other_line(x, nb, b[k]);
+			if (ax == b[k])
+				continue;
+			for (unsigned j = ax == 0; j < SLOTS; j++) {
+				uintptr_t y = t[ax].s[j];
+				uint32_t ay = other_line(y, nb, ax);
+				if (ay != ax && line_free(&t[ay])) {
+					put_free(&t[ay], y);
+					t[ax].s[j] = x;
+					t[b[k]].s[i] = e;
+					return true;
+				}
+			}
+		}
+	}
+	return false;
+}
+
+/* Fills the empty table `to` (nb2 lines) with the entries of `from`.
+ * False if one did not fit (`to` is then garbage, `from` untouched). */
+static bool tab_rebuild(struct line *to, uint32_t nb2, const struct line *from)
+{
+	uint32_t nb = tab_nb(from), n = tab_count(from);
+	memset(to, 0, tab_bytes(nb2));
+	tab_set(to, n, nb2);
+	for (uint32_t li = 0; li < nb; li++)
+		for (unsigned i = li == 0; i < SLOTS; i++)
+			if (from[li].s[i] && !tab_place(to, nb2, from[li].s[i]))
+				return false;
+	return true;
+}
 
 /* ---- the cache ------------------------------------------------------------- */
-static struct block *cache_take(struct gm_rmap_cache *c)
+static struct line *cache_take(struct gm_rmap_cache *c)
 {
-	struct block *b = c->blocks;
-	c->blocks = (void *)b->meta;
+	struct line *b = c->blocks;
+	c->blocks = (void *)b->s[0];
 	c->nblocks--;
 	return b;
 }
@@ -132,19 +263,50 @@ static void cache_put(struct gm_rmap_cache *c, void *p)
 		gm_alloc_release(c->alloc, p, GM_RMAP_BLOCK_SIZE);
 		return;
 	}
-	struct block *b = p;
-	b->meta = (uintptr_t)c->blocks;
+	struct line *b = p;
+	b->s[0] = (uintptr_t)c->blocks;
 	c->blocks = b;
 	c->nblocks++;
 }
 
-static void dir_release(struct gm_rmap_cache *c, struct dir *d)
+/* Gives a table's memory back: one line to the block stock, larger ones
+ * to the allocator. */
+static void tab_free(struct gm_rmap_cache *c, struct line *t, uint32_t nb)
 {
-	size_t bytes = dir_size(d->cap);
-	if (bytes == GM_RMAP_BLOCK_SIZE)
-		cache_put(c, d);
+	if (nb == 1)
+		cache_put(c, t);
 	else
-		gm_alloc_release(c->alloc, d, bytes);
+		gm_alloc_release(c->alloc, t, tab_bytes(nb));
+}
+
+/* Asks the next topup for a spare table of nb lines. */
+static inline void want(struct gm_rmap_cache *c, uint32_t nb)
+{
+	if (nb > 1)
+		c->dir_want = tab_bytes(nb);
+}
+
+/* The spare table, if it has lo..hi lines (it leaves the cache). */
+static struct line *spare_take(struct gm_rmap_cache *c, uint32_t lo, uint32_t hi,
+			       uint32_t *nb)
+{
+	uint32_t have = (uint32_t)(c->dir_bytes / LINE);
+	if (!c->dir || have < lo || have > hi)
+		return NULL;
+	struct line *t = c->dir;
+	c->dir = NULL;
+	c->dir_bytes = 0;
+	if (c->dir_want == tab_bytes(have))
+		c->dir_want = 0;
+	*nb = have;
+	return t;
+}
+
+/* Puts a spare taken by spare_take back (a rebuild into it failed). */
+static void spare_return(struct gm_rmap_cache *c, struct line *t, uint32_t nb)
+{
+	c->dir = t;
+	c->dir_bytes = tab_bytes(nb);
 }
 
 int gm_rmap_cache_init(struct gm_rmap_cache *c, const struct gm_allocator *a)
@@ -162,16 +324,15 @@ int gm_rmap_cache_topup(struct gm_rmap_cache *c, size_t n)
 		return -EINVAL;
 	size_t had = c->nblocks;
 	while (c->nblocks < n) {
-		void *b = gm_alloc_mem(c->alloc, GM_RMAP_BLOCK_SIZE, BLOCK_ALIGN);
+		struct line *b = gm_alloc_mem(c->alloc, GM_RMAP_BLOCK_SIZE, LINE);
 		if (!b)
 			goto fail;
-		struct block *blk = b;
-		blk->meta = (uintptr_t)c->blocks;
-		c->blocks = blk;
+		b->s[0] = (uintptr_t)c->blocks;
+		c->blocks = b;
 		c->nblocks++;
 	}
-	if (c->dir_want > c->dir_bytes) {
-		void *d = gm_alloc_mem(c->alloc, c->dir_want, BLOCK_ALIGN);
+	if (c->dir_want && c->dir_want != c->dir_bytes) {
+		void *d = gm_alloc_mem(c->alloc, c->dir_want, LINE);
 		if (!d)
 			goto fail;
 		if (c->dir)
@@ -179,6 +340,7 @@ int gm_rmap_cache_topup(struct gm_rmap_cache *c, size_t n)
 		c->dir = d;
 		c->dir_bytes = c->dir_want;
 	}
+	c->dir_want = 0;
 	return 0;
 fail:
 	while (c->nblocks > had)
@@ -204,362 +366,164 @@ void gm_rmap_cache_destroy(struct gm_rmap_cache *c)
 	c->dir_want = 0;
 }
 
-/* ---- bucket chains ---------------------------------------------------------
- * A "pool" is a short list of blocks a rebuild may reuse: blocks it has
- * already emptied, topped up from the cache. Rebuilds (split, merge,
- * small->hash) consume the old chain block by block, so they never need
- * more than one block beyond the ones they free (see chain_push's users).
- */
-struct pool {
-	struct block *free;
-	struct gm_rmap_cache *cache;
-};
-
-static struct block *pool_get(struct pool *p)
-{
-	struct block *b = p->free;
-	if (b) {
-		p->free = blk_next(b);
-		return b;
-	}
-	return cache_take(p->cache);
-}
-
-static void pool_put(struct pool *p, struct block *b)
-{
-	blk_set(b, p->free, 0);
-	p->free = b;
-}
-
-static void pool_drain(struct pool *p)
-{
-	while (p->free) {
-		struct block *b = p->free;
-		p->free = blk_next(b);
-		cache_put(p->cache, b);
-	}
-}
-
-/* Adds e to the chain at *first: into the first block if it has room,
- * else in a new first block. */
-static void chain_push(struct block **first, void *e, struct pool *p)
-{
-	struct block *f = *first;
-	if (f && blk_count(f) < BLOCK_SLOTS) {
-		unsigned n = blk_count(f);
-		f->e[n] = e;
-		f->meta++;
-		return;
-	}
-	struct block *b = pool_get(p);
-	blk_set(b, f, 1);
-	b->e[0] = e;
-	*first = b;
-}
-
-/* Finds e in the chain: its block and slot. */
-static bool chain_find(struct block *first, const void *e, struct block **blk,
-		       unsigned *slot)
-{
-	for (struct block *b = first; b; b = blk_next(b)) {
-		unsigned n = blk_count(b);
-		for (unsigned i = 0; i < n; i++) {
-			if (b->e[i] == e) {
-				*blk = b;
-				*slot = i;
-				return true;
-			}
-		}
-	}
-	return false;
-}
-
-/* Removes the entry at (b, slot): the first block's last entry fills the
- * hole (keeping I5); an emptied first block goes to the cache. */
-static void chain_take(struct block **first, struct block *b, unsigned slot,
-		       struct gm_rmap_cache *c)
-{
-	struct block *f = *first;
-	unsigned last = blk_count(f) - 1;
-	b->e[slot] = f->e[last];
-	f->meta--;
-	if (last == 0) {
-		*first = blk_next(f);
-		cache_put(c, f);
-	}
-}
-
-/* ---- small form ----------------------------------------------------------- */
-static int small_find(const struct block *s, const void *e)
-{
-	unsigned n = (unsigned)s->meta;
-	for (unsigned i = 0; i < n; i++)
-		if (s->e[i] == e)
-			return (int)i;
-	return -1;
-}
-
-/* ---- hash form ------------------------------------------------------------ */
-static struct block **bucket_for(struct dir *d, const void *e)
-{
-	return &d->bucket[bucket_of(hash_ptr(e), d->level, d->split)];
-}
-
-/* Splits bucket `split` into itself and bucket 2^level + split.
- * Needs at most one block from the cache. */
-static void hash_split(struct dir *d, struct gm_rmap_cache *c)
-{
-	uint32_t from = d->split, to = nbuckets(d), level = d->level;
-	struct block *old = d->bucket[from];
-	struct block *stay = NULL, *move = NULL;
-	struct pool p = {NULL, c};
-	while (old) {
-		struct block *b = old;
-		old = blk_next(b);
-		unsigned n = blk_count(b);
-		void *e[BLOCK_SLOTS];
-		memcpy(e, b->e, n * sizeof(void *));
-		pool_put(&p, b);
-		for (unsigned i = 0; i < n; i++) {
-			bool hi = (hash_ptr(e[i]) >> level) & 1;
-			chain_push(hi ? &move : &stay, e[i], &p);
-		}
-	}
-	pool_drain(&p);
-	d->bucket[from] = stay;
-	d->bucket[to] = move;
-	if (++d->split == ((uint32_t)1 << level)) {
-		d->level++;
-		d->split = 0;
-	}
-}
-
-/* Merges the last bucket into its buddy; needs no new block. */
-static void hash_merge(struct dir *d, struct gm_rmap_cache *c)
-{
-	if (d->split == 0) {
-		d->level--;
-		d->split = (uint32_t)1 << d->level;
-	}
-	d->split--;
-	uint32_t into = d->split, from = nbuckets(d);
-	struct block *old = d->bucket[from];
-	struct pool p = {NULL, c};
-	d->bucket[from] = NULL;
-	while (old) {
-		struct block *b = old;
-		old = blk_next(b);
-		unsigned n = blk_count(b);
-		void *e[BLOCK_SLOTS];
-		memcpy(e, b->e, n * sizeof(void *));
-		pool_put(&p, b);
-		for (unsigned i = 0; i < n; i++)
-			chain_push(&d->bucket[into], e[i], &p);
-	}
-	pool_drain(&p);
-}
-
-/* Turns a full small block plus `extra` into a 2-bucket hash form.
- * Uses 2 cache blocks at most (the directory and one bucket block). */
-static void small_to_hash(struct gm_rmap_head *h, struct block *s, void *extra,
-			  struct gm_rmap_cache *c)
-{
-	struct dir *d = (struct dir *)cache_take(c);
-	memset(d, 0, GM_RMAP_BLOCK_SIZE);
-	d->level = 1;
-	d->cap = dir_cap_of(GM_RMAP_BLOCK_SIZE);
-	void *e[BLOCK_SLOTS + 1];
-	memcpy(e, s->e, BLOCK_SLOTS * sizeof(void *));
-	e[BLOCK_SLOTS] = extra;
-	struct pool p = {NULL, c};
-	pool_put(&p, s);
-	for (unsigned i = 0; i <= BLOCK_SLOTS; i++)
-		chain_push(bucket_for(d, e[i]), e[i], &p);
-	pool_drain(&p);
-	d->count = BLOCK_SLOTS + 1;
-	h->word = (uintptr_t)d | TAG_HASH;
-}
-
-/* A hash form with <= BLOCK_SLOTS entries becomes a small block again,
- * reusing one of its own blocks. */
-static void hash_to_small(struct gm_rmap_head *h, struct dir *d,
-			  struct gm_rmap_cache *c)
-{
-	void *e[BLOCK_SLOTS];
-	unsigned n = 0;
-	struct block *keep = NULL;
-	uint32_t nb = nbuckets(d);
-	for (uint32_t i = 0; i < nb; i++) {
-		struct block *b = d->bucket[i];
-		while (b) {
-			struct block *next = blk_next(b);
-			unsigned k = blk_count(b);
-			memcpy(e + n, b->e, k * sizeof(void *));
-			n += k;
-			if (keep)
-				cache_put(c, b);
-			else
-				keep = b;
-			b = next;
-		}
-	}
-	dir_release(c, d);
-	if (n <= 1) {   /* possible after gm_rmap_iter_remove thinned it out */
-		h->word = n ? (uintptr_t)e[0] : 0;
-		if (keep)
-			cache_put(c, keep);
-		return;
-	}
-	keep->meta = n;
-	memcpy(keep->e, e, n * sizeof(void *));
-	h->word = (uintptr_t)keep | TAG_SMALL;
-}
-
-/* Grows the directory into the cache's spare one (checked by the caller). */
-static struct dir *dir_grow(struct gm_rmap_head *h, struct dir *d,
-			    struct gm_rmap_cache *c)
-{
-	struct dir *nd = c->dir;
-	uint32_t cap = dir_cap_of(c->dir_bytes);
-	uint32_t nb = nbuckets(d);
-	memcpy(nd, d, DIR_HEADER + nb * sizeof(void *));
-	memset(&nd->bucket[nb], 0, (cap - nb) * sizeof(void *));
-	nd->cap = cap;
-	c->dir = NULL;
-	c->dir_bytes = 0;
-	c->dir_want = 0;
-	dir_release(c, d);
-	h->word = (uintptr_t)nd | TAG_HASH;
-	return nd;
-}
-
-static int hash_add(struct gm_rmap_head *h, struct dir *d, void *e,
+/* ---- add -------------------------------------------------------------------- */
+/* Rebuilds t one size up with e added, in the cache's spare table. */
+static int tab_grow(struct gm_rmap_head *h, struct line *t, uintptr_t e,
 		    struct gm_rmap_cache *c)
 {
-	struct block *blk;
-	unsigned slot;
-	if (chain_find(*bucket_for(d, e), e, &blk, &slot))
-		return -EEXIST;
-	uint32_t nb = nbuckets(d);
-	bool split = d->count + 1 > (size_t)SPLIT_LOAD * nb;
-	size_t next_dir = dir_size(d->cap) * 2;  /* 128, 256, 512, ... bytes */
-	if (nb * 2 >= d->cap && c->dir_want < next_dir)
-		c->dir_want = next_dir;   /* a hint: the next topup fetches it */
-	bool grow = split && nb + 1 > d->cap;
-	if (grow && (!c->dir || c->dir_bytes < next_dir)) {
-		c->dir_want = next_dir > c->dir_want ? next_dir : c->dir_want;
+	uint32_t nb = tab_nb(t), n = tab_count(t), up = next_nb(nb), nb2;
+	if (up > MAX_LINES)
+		return -ENOSPC;
+	struct line *t2 = spare_take(c, up, next_nb(up), &nb2);
+	if (!t2) {
+		want(c, up);
 		return -ENOMEM;
 	}
-	if (c->nblocks < (size_t)split + 1)
+	if (!tab_rebuild(t2, nb2, t) || !tab_place(t2, nb2, e)) {
+		spare_return(c, t2, nb2);   /* unlucky hashes: ask for more room */
+		want(c, next_nb(nb2));
 		return -ENOMEM;
-	if (grow)
-		d = dir_grow(h, d, c);
-	if (split)
-		hash_split(d, c);
-	struct pool p = {NULL, c};
-	chain_push(bucket_for(d, e), e, &p);
-	d->count++;
+	}
+	tab_set(t2, n + 1, nb2);
+	h->word = tab_word(t2, nb2);
+	tab_free(c, t, nb);
 	return 0;
 }
 
-/* ---- public operations ------------------------------------------------------ */
-int gm_rmap_add(struct gm_rmap_head *h, void *e, struct gm_rmap_cache *c)
+static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_t e,
+		   struct gm_rmap_cache *c)
 {
-	if (!h || !c || bad_entry(e))
+	uint32_t n = tab_count(t), li;
+	unsigned slot;
+	if (tab_find(t, nb, e, &li, &slot))
+		return -EEXIST;
+	if (n == UINT32_MAX)
+		return -ENOSPC;
+	uint32_t most = max_count(nb);
+	if (n < most) {
+		if (n + 2 > most)
+			want(c, next_nb(nb));   /* so the next add finds it */
+		if (tab_place(t, nb, e)) {
+			tab_set(t, n + 1, nb);
+			return 0;
+		}
+	}
+	return tab_grow(h, t, e, c);
+}
+
+int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
+{
+	if (!h || !c || bad_entry(ptr))
 		return -EINVAL;
-	uintptr_t w = h->word;
+	uintptr_t w = h->word, e = (uintptr_t)ptr;
 	switch (tag_of(w)) {
 	case TAG_INLINE: {
 		if (w == 0) {
-			h->word = (uintptr_t)e;
+			h->word = e;
 			return 0;
 		}
-		if ((void *)w == e)
+		if (w == e)
 			return -EEXIST;
 		if (c->nblocks < 1)
 			return -ENOMEM;
-		struct block *s = cache_take(c);
-		s->meta = 2;
-		s->e[0] = (void *)w;
-		s->e[1] = e;
-		h->word = (uintptr_t)s | TAG_SMALL;
+		struct line *t = cache_take(c);
+		memset(t, 0, LINE);
+		t->s[1] = w;
+		t->s[2] = e;
+		tab_set(t, 2, 1);
+		h->word = tab_word(t, 1);
 		return 0;
 	}
-	case TAG_SMALL: {
-		struct block *s = small_of(w);
-		if (small_find(s, e) >= 0)
-			return -EEXIST;
-		if (s->meta < BLOCK_SLOTS) {
-			s->e[s->meta++] = e;
-			return 0;
-		}
-		if (c->nblocks < 2)
-			return -ENOMEM;
-		small_to_hash(h, s, e, c);
-		return 0;
+	case TAG_TAB:
+		return tab_add(h, tab_of(w), word_nb(w, tab_of(w)), e, c);
 	}
-	case TAG_HASH:
-		return hash_add(h, dir_of(w), e, c);
-	}
-	return -EINVAL;   /* tag 11: a corrupted head */
+	return -EINVAL;   /* tag 10 or 11: a corrupted head */
 }
 
-int gm_rmap_remove(struct gm_rmap_head *h, void *e, struct gm_rmap_cache *c)
+/* ---- remove ----------------------------------------------------------------- */
+/* A table left with <= 1 entry goes inline (or empty) and is freed. */
+static void tab_to_inline(struct gm_rmap_head *h, struct line *t, struct gm_rmap_cache *c)
 {
-	if (!h || !c || bad_entry(e))
+	uint32_t nb = tab_nb(t);
+	uintptr_t left = 0;
+	for (uint32_t li = 0; li < nb && !left; li++)
+		for (unsigned i = li == 0; i < SLOTS; i++)
+			left |= t[li].s[i];   /* at most one is non-zero */
+	h->word = left;
+	tab_free(c, t, nb);
+}
+
+/* Rebuilds t one size down if the cache holds the memory; else asks. */
+static void tab_shrink(struct gm_rmap_head *h, struct line *t, struct gm_rmap_cache *c)
+{
+	uint32_t nb = tab_nb(t), down = prev_nb(nb), nb2 = 1;
+	struct line *t2;
+	if (down == 1) {
+		if (c->nblocks < 1)
+			return;
+		t2 = cache_take(c);
+	} else {
+		t2 = spare_take(c, down, nb - 1, &nb2);
+		if (!t2) {
+			if (!c->dir_want)
+				want(c, down);
+			return;
+		}
+	}
+	if (!tab_rebuild(t2, nb2, t)) {
+		if (nb2 == 1)
+			cache_put(c, t2);
+		else
+			spare_return(c, t2, nb2);
+		return;
+	}
+	h->word = tab_word(t2, nb2);
+	tab_free(c, t, nb);
+}
+
+int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
+{
+	if (!h || !c || bad_entry(ptr))
 		return -EINVAL;
-	uintptr_t w = h->word;
+	uintptr_t w = h->word, e = (uintptr_t)ptr;
 	switch (tag_of(w)) {
 	case TAG_INLINE:
-		if (w == 0 || (void *)w != e)
+		if (w == 0 || w != e)
 			return -ENOENT;
 		h->word = 0;
 		return 0;
-	case TAG_SMALL: {
-		struct block *s = small_of(w);
-		int i = small_find(s, e);
-		if (i < 0)
-			return -ENOENT;
-		s->e[i] = s->e[--s->meta];
-		if (s->meta > 1)
-			return 0;
-		/* one entry left goes back inline; none left: empty */
-		h->word = s->meta ? (uintptr_t)s->e[0] : 0;
-		cache_put(c, s);
-		return 0;
-	}
-	case TAG_HASH: {
-		struct dir *d = dir_of(w);
-		struct block **first = bucket_for(d, e), *blk;
+	case TAG_TAB: {
+		struct line *t = tab_of(w);
+		uint32_t li, nb = word_nb(w, t), n = tab_count(t) - 1;
 		unsigned slot;
-		if (!chain_find(*first, e, &blk, &slot))
+		if (!tab_find(t, nb, e, &li, &slot))
 			return -ENOENT;
-		chain_take(first, blk, slot, c);
-		d->count--;
-		if (d->count <= SMALL_AGAIN)
-			hash_to_small(h, d, c);
-		else if (nbuckets(d) > 2 && d->count < (size_t)MERGE_LOAD * nbuckets(d))
-			hash_merge(d, c);
+		t[li].s[slot] = 0;
+		if (n <= 1) {
+			tab_to_inline(h, t, c);
+			return 0;
+		}
+		tab_set(t, n, nb);
+		if (nb > 1 && n <= shrink_at(nb))
+			tab_shrink(h, t, c);
 		return 0;
 	}
 	}
 	return -EINVAL;
 }
 
-bool gm_rmap_contains(const struct gm_rmap_head *h, const void *e)
+bool gm_rmap_contains(const struct gm_rmap_head *h, const void *ptr)
 {
-	if (!h || bad_entry(e))
+	if (!h || bad_entry(ptr))
 		return false;
 	uintptr_t w = h->word;
-	struct block *blk;
+	uint32_t li;
 	unsigned slot;
 	switch (tag_of(w)) {
 	case TAG_INLINE:
-		return w != 0 && (const void *)w == e;
-	case TAG_SMALL:
-		return small_find(small_of(w), e) >= 0;
-	case TAG_HASH:
-		return chain_find(*bucket_for(dir_of(w), e), e, &blk, &slot);
+		return w != 0 && w == (uintptr_t)ptr;
+	case TAG_TAB:
+		return tab_find(tab_of(w), word_nb(w, tab_of(w)), (uintptr_t)ptr, &li, &slot);
 	}
 	return false;
 }
@@ -570,42 +534,31 @@ size_t gm_rmap_count(const struct gm_rmap_head *h)
 	switch (tag_of(w)) {
 	case TAG_INLINE:
 		return w != 0;
-	case TAG_SMALL:
-		return small_of(w)->meta;
-	case TAG_HASH:
-		return dir_of(w)->count;
+	case TAG_TAB:
+		return tab_count(tab_of(w));
 	}
 	return 0;
 }
 
 /* ---- iteration ------------------------------------------------------------
- * Blocks are walked from their last slot down and chains from their first
- * block on, buckets from the last down. Removing the current entry moves
- * the first block's last entry into its slot: an entry already returned,
- * so the walk (which goes on at the slot below) neither skips nor repeats.
+ * Lines from the last down, slots from the last down. Removal only zeroes
+ * a slot, so the walk is never disturbed by gm_rmap_iter_remove.
  */
 static void *iter_step(struct gm_rmap_iter *it)
 {
-	for (;;) {
-		struct block *b = it->blk;
-		if (b && it->idx > 0) {
-			it->idx--;
-			return it->cur = b->e[it->idx];
+	const struct line *t = it->tab;
+	while (t) {
+		while (it->idx > (it->line == 0)) {
+			uintptr_t v = t[it->line].s[--it->idx];
+			if (v)
+				return it->cur = (void *)v;
 		}
-		if (it->next_blk) {
-			b = it->blk = it->next_blk;
-			it->next_blk = blk_next(b);
-			it->idx = blk_count(b);
-			continue;
-		}
-		if (it->form != GM_RMAP_HASH || it->bucket == 0)
+		if (it->line == 0)
 			break;
-		struct dir *d = dir_of(it->head->word);
-		it->bucket--;
-		it->blk = NULL;
-		it->next_blk = d->bucket[it->bucket];
+		it->line--;
+		it->idx = SLOTS;
 	}
-	it->blk = NULL;
+	it->tab = NULL;
 	it->form = GM_RMAP_EMPTY;
 	return it->cur = NULL;
 }
@@ -619,14 +572,11 @@ void *gm_rmap_iter_first(struct gm_rmap_iter *it, struct gm_rmap_head *h)
 	case TAG_INLINE:
 		it->form = w ? GM_RMAP_INLINE : GM_RMAP_EMPTY;
 		return it->cur = (void *)w;
-	case TAG_SMALL:
-		it->form = GM_RMAP_SMALL;
-		it->blk = small_of(w);
-		it->idx = (uint32_t)small_of(w)->meta;
-		return iter_step(it);
-	case TAG_HASH:
+	case TAG_TAB:
 		it->form = GM_RMAP_HASH;
-		it->bucket = nbuckets(dir_of(w));
+		it->tab = tab_of(w);
+		it->line = tab_nb(tab_of(w)) - 1;
+		it->idx = SLOTS;
 		return iter_step(it);
 	}
 	return NULL;
@@ -634,19 +584,11 @@ void *gm_rmap_iter_first(struct gm_rmap_iter *it, struct gm_rmap_head *h)
 
 void *gm_rmap_iter_next(struct gm_rmap_iter *it)
 {
-	if (it->form == GM_RMAP_INLINE || it->form == GM_RMAP_EMPTY) {
+	if (it->form != GM_RMAP_HASH) {
 		it->form = GM_RMAP_EMPTY;
 		return it->cur = NULL;
 	}
 	return iter_step(it);
-}
-
-/* The head emptied under the iterator: end the walk. */
-static void iter_end(struct gm_rmap_iter *it)
-{
-	it->form = GM_RMAP_EMPTY;
-	it->blk = it->next_blk = NULL;
-	it->bucket = 0;
 }
 
 int gm_rmap_iter_remove(struct gm_rmap_iter *it, struct gm_rmap_cache *c)
@@ -658,31 +600,20 @@ int gm_rmap_iter_remove(struct gm_rmap_iter *it, struct gm_rmap_cache *c)
 	switch (it->form) {
 	case GM_RMAP_INLINE:
 		h->word = 0;
-		iter_end(it);
+		it->form = GM_RMAP_EMPTY;
 		return 0;
-	case GM_RMAP_SMALL: {
-		struct block *s = it->blk;
-		s->e[it->idx] = s->e[--s->meta];
-		if (s->meta == 0) {
-			cache_put(c, s);
-			h->word = 0;
-			iter_end(it);
-		}
-		return 0;
-	}
 	case GM_RMAP_HASH: {
-		struct dir *d = dir_of(h->word);
-		struct block **first = &d->bucket[it->bucket];
-		struct block *cur = it->blk;
-		bool cur_freed = *first == cur && blk_count(cur) == 1;
-		chain_take(first, cur, it->idx, c);
-		if (cur_freed)
-			it->blk = NULL;
-		if (--d->count == 0) {
-			dir_release(c, d);
+		struct line *t = it->tab;
+		uint32_t nb = tab_nb(t), n = tab_count(t) - 1;
+		t[it->line].s[it->idx] = 0;
+		if (n == 0) {
+			tab_free(c, t, nb);
 			h->word = 0;
-			iter_end(it);
+			it->tab = NULL;
+			it->form = GM_RMAP_EMPTY;
+			return 0;
 		}
+		tab_set(t, n, nb);
 		return 0;
 	}
 	}
@@ -701,27 +632,14 @@ void gm_rmap_clear(struct gm_rmap_head *h, struct gm_rmap_cache *c,
 		if (w && cb)
 			cb(ctx, (void *)w);
 		return;
-	case TAG_SMALL: {
-		struct block *s = small_of(w);
-		for (unsigned i = 0; cb && i < s->meta; i++)
-			cb(ctx, s->e[i]);
-		cache_put(c, s);
-		return;
-	}
-	case TAG_HASH: {
-		struct dir *d = dir_of(w);
-		uint32_t nb = nbuckets(d);
-		for (uint32_t i = 0; i < nb; i++) {
-			struct block *b = d->bucket[i];
-			while (b) {
-				struct block *next = blk_next(b);
-				for (unsigned k = 0; cb && k < blk_count(b); k++)
-					cb(ctx, b->e[k]);
-				cache_put(c, b);
-				b = next;
-			}
-		}
-		dir_release(c, d);
+	case TAG_TAB: {
+		struct line *t = tab_of(w);
+		uint32_t nb = tab_nb(t);
+		for (uint32_t li = 0; cb && li < nb; li++)
+			for (unsigned i = li == 0; i < SLOTS; i++)
+				if (t[li].s[i])
+					cb(ctx, (void *)t[li].s[i]);
+		tab_free(c, t, nb);
 		return;
 	}
 	}
@@ -736,27 +654,22 @@ void gm_rmap_stats(const struct gm_rmap_head *h, struct gm_rmap_stats *st)
 		st->form = w ? GM_RMAP_INLINE : GM_RMAP_EMPTY;
 		st->count = w != 0;
 		return;
-	case TAG_SMALL:
-		st->form = GM_RMAP_SMALL;
-		st->count = small_of(w)->meta;
-		st->blocks = 1;
-		st->bytes = GM_RMAP_BLOCK_SIZE;
-		return;
-	case TAG_HASH: {
-		struct dir *d = dir_of(w);
-		st->form = GM_RMAP_HASH;
-		st->count = d->count;
-		st->buckets = nbuckets(d);
-		st->dir_bytes = dir_size(d->cap);
-		for (uint32_t i = 0; i < st->buckets; i++) {
-			size_t len = 0;
-			for (struct block *b = d->bucket[i]; b; b = blk_next(b))
-				len++;
-			st->blocks += len;
-			if (len > st->max_chain)
-				st->max_chain = len;
-		}
-		st->bytes = st->dir_bytes + st->blocks * GM_RMAP_BLOCK_SIZE;
+	case TAG_TAB: {
+		const struct line *t = tab_of(w);
+		uint32_t nb = tab_nb(t);
+		st->form = nb == 1 ? GM_RMAP_SMALL : GM_RMAP_HASH;
+		st->count = tab_count(t);
+		st->lines = nb;
+		st->slots = tab_slots(nb);
+		st->bytes = tab_bytes(nb);
+		for (uint32_t li = 0; li < nb; li++)
+			for (unsigned i = li == 0; i < SLOTS; i++) {
+				uint32_t b1, b2;
+				if (!t[li].s[i])
+					continue;
+				lines_of(t[li].s[i], nb, &b1, &b2);
+				st->second += li != b1;
+			}
 		return;
 	}
 	}
@@ -770,8 +683,6 @@ void gm_rmap_stats(const struct gm_rmap_head *h, struct gm_rmap_stats *st)
 		return -EINVAL;        \
 	} while (0)
 
-static bool aligned(const void *p) { return ((uintptr_t)p % BLOCK_ALIGN) == 0; }
-
 int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 {
 	if (!h)
@@ -780,67 +691,38 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 	switch (tag_of(w)) {
 	case TAG_INLINE:
 		return 0;
-	case TAG_SMALL: {
-		const struct block *s = small_of(w);
-		if (!aligned(s))
-			FAIL("I1: small block misaligned");
-		if (s->meta < 1 || s->meta > BLOCK_SLOTS)
-			FAIL("I3: small count outside 1..15");
-		for (unsigned i = 0; i < s->meta; i++) {
-			if (bad_entry(s->e[i]))
-				FAIL("I2: NULL or misaligned entry");
-			for (unsigned j = 0; j < i; j++)
-				if (s->e[i] == s->e[j])
-					FAIL("I2: duplicate entry in small block");
-		}
-		return 0;
-	}
-	case TAG_HASH: {
-		const struct dir *d = dir_of(w);
-		if (!aligned(d))
-			FAIL("I1: directory misaligned");
-		if (d->level < 1 || d->level > 31 || d->split >= (1u << d->level))
-			FAIL("I4: level/split out of range");
-		uint32_t nb = nbuckets(d);
-		if (nb > d->cap)
-			FAIL("I4: more buckets than directory capacity");
-		if (d->count < 1)
-			FAIL("I4: empty hash form");
-		size_t total = 0;
-		for (uint32_t i = 0; i < d->cap; i++) {
-			const struct block *b = d->bucket[i];
-			if (i >= nb) {
-				if (b)
-					FAIL("I4: bucket beyond B is not NULL");
-				continue;
-			}
-			for (bool first = true; b; b = blk_next(b), first = false) {
-				unsigned n = blk_count(b);
-				if (!aligned(b))
-					FAIL("I1: bucket block misaligned");
-				if (n < 1 || (!first && n != BLOCK_SLOTS))
-					FAIL("I5: bucket block count wrong");
-				for (unsigned k = 0; k < n; k++) {
-					if (bad_entry(b->e[k]))
-						FAIL("I2: NULL or misaligned entry");
-					if (bucket_of(hash_ptr(b->e[k]), d->level, d->split) != i)
-						FAIL("I5: entry in the wrong bucket");
-					const struct block *b2;
-					for (b2 = d->bucket[i]; b2 != b; b2 = blk_next(b2))
-						for (unsigned j = 0; j < blk_count(b2); j++)
-							if (b2->e[j] == b->e[k])
-								FAIL("I2: duplicate entry");
-					for (unsigned j = 0; j < k; j++)
-						if (b->e[j] == b->e[k])
-							FAIL("I2: duplicate entry");
-				}
-				total += n;
+	case TAG_TAB: {
+		const struct line *t = tab_of(w);
+		uint32_t nb = tab_nb(t), n = tab_count(t), seen = 0;
+		if (nb < 1 || nb > MAX_LINES)
+			FAIL("I3: line count out of range");
+		if (w != tab_word(t, nb))
+			FAIL("I1: head word's line count differs from the table's");
+		if (n < 1 || n > tab_slots(nb))
+			FAIL("I3: count out of range");
+		for (uint32_t li = 0; li < nb; li++) {
+			for (unsigned i = li == 0; i < SLOTS; i++) {
+				uintptr_t e = t[li].s[i];
+				if (!e)
+					continue;
+				seen++;
+				if (bad_entry((void *)e))
+					FAIL("I2: misaligned entry");
+				uint32_t b1, b2;
+				lines_of(e, nb, &b1, &b2);
+				if (li != b1 && li != b2)
+					FAIL("I4: entry outside its candidate lines");
+				unsigned dup = pop8(line_match(&t[b1], e, b1));
+				if (b2 != b1)
+					dup += pop8(line_match(&t[b2], e, b2));
+				if (dup != 1)
+					FAIL("I2: duplicate entry");
 			}
 		}
-		if (total != d->count)
-			FAIL("I4: count differs from the entries");
+		if (seen != n)
+			FAIL("I3: count differs from the entries");
 		return 0;
 	}
 	}
-	FAIL("I1: tag 11 in head");
+	FAIL("I1: tag 10 or 11 in head");
 }

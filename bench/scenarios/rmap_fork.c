@@ -13,9 +13,9 @@
  *    of L entries each (T = 100,000 entries in all, so every row works on
  *    the same ~1 MB of entries and only the chain shape differs). remove
  *    = removing R random entries (random heads, random members), untimed
- *    re-add afterwards; add = adding R new entries to random heads (the
- *    cache topup an add needs is inside the timing), untimed removal
- *    afterwards. bytes_per_entry = bytes the heads and everything they
+ *    re-add afterwards; add = the same R removed untimed, the cache topped
+ *    up, then re-adding them timed (topups an add still needs are inside
+ *    the timing). bytes_per_entry = bytes the heads and everything they
  *    own take per mapping (head words included; sibling: its array).
  *  fork, dist "storm": P pages mapped once by a parent; N children each
  *    map every page (in a random order), then exit in random order, each
@@ -91,7 +91,8 @@ static inline void impl_add(struct impl *im, uintptr_t *head, void *p)
 	int rc = 0;
 	switch (im->kind) {
 	case K_GM:
-		if (im->cache.nblocks < GM_RMAP_ADD_BLOCKS || im->cache.dir_want > im->cache.dir_bytes)
+		if (im->cache.nblocks < GM_RMAP_ADD_BLOCKS ||
+		    (im->cache.dir_want && im->cache.dir_want != im->cache.dir_bytes))
 			gm_rmap_cache_topup(&im->cache, 8);
 		rc = gm_rmap_add((struct gm_rmap_head *)head, p, &im->cache);
 		if (rc == -ENOMEM) {  /* a directory to grow into: top up, retry */
@@ -226,26 +227,28 @@ static void remove_teardown(void *arg)
 		impl_add(c->im, head_of(c, c->victims[i]), &c->ptes[c->victims[i]]);
 }
 
+/* add: the same R random entries are removed untimed first, the cache is
+ * topped up, and re-adding them is timed, so every chain length (1
+ * included: an add into an empty head) is measured on warm heads and a
+ * full cache, as remove is. */
 static void add_setup(void *arg)
 {
 	struct chain *c = arg;
+	remove_setup(c);
 	for (size_t i = 0; i < c->r; i++)
-		c->victims[i] = (uint32_t)gmb_rng_below(&c->rng, c->nheads);
+		impl_remove(c->im, head_of(c, c->victims[i]), &c->ptes[c->victims[i]]);
+	if (c->im->kind == K_GM)
+		gm_rmap_cache_topup(&c->im->cache, GM_RMAP_CACHE_KEEP);
+	else if (c->im->kind != K_SIBLING)
+		bl_objcache_topup(&c->im->objs, 64);
 }
 
 static uint64_t add_body(void *arg)
 {
 	struct chain *c = arg;
-	for (size_t i = 0; i < c->r; i++)
-		impl_add(c->im, &c->heads[c->victims[i]], &c->ptes[c->built + i]);
-	return c->r;
-}
-
-static void add_teardown(void *arg)
-{
-	struct chain *c = arg;
 	for (size_t i = c->r; i-- > 0;)
-		impl_remove(c->im, &c->heads[c->victims[i]], &c->ptes[c->built + i]);
+		impl_add(c->im, head_of(c, c->victims[i]), &c->ptes[c->victims[i]]);
+	return c->r;
 }
 
 static void run_chain(struct gmb_ctx *ctx, size_t len, size_t total)
@@ -282,7 +285,7 @@ static void run_chain(struct gmb_ctx *ctx, size_t len, size_t total)
 				.body = remove_body, .teardown = remove_teardown});
 		gmb_row(ctx, im.name, "remove", len, "chain", ns, bytes);
 		ns = gmb_measure(ctx, &(struct gmb_case){.arg = &c, .setup = add_setup,
-				.body = add_body, .teardown = add_teardown});
+				.body = add_body});
 		gmb_row(ctx, im.name, "add", len, "chain", ns, bytes);
 		for (size_t h = 0; h < nheads; h++)
 			impl_zap(&im, &heads[h]);
@@ -436,7 +439,7 @@ static void run(struct gmb_ctx *ctx)
 		top *= 10;
 	gmb_note(ctx, "chain rows: %zu entries in all, in max(1, %zu/L) heads of L; "
 		      "remove = a random member of a random head (re-added untimed), "
-		      "add = a new entry to a random head, cache topup included. "
+		      "add = re-adding R entries removed untimed, into warm heads with a topped-up cache. "
 		      "fork storm: %zu pages, parent + %zu children mapping every page "
 		      "in random order, exiting in random order; fork bytes = extra bytes "
 		      "per additional mapping at the peak. zap: all mappings of %zu "

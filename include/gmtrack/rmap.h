@@ -5,22 +5,28 @@
  *   struct gm_rmap_head heads[npages];     calloc'ed: all-zero = empty
  *
  *   head word (2 tag bits, entries must be 4-byte aligned):
- *     0                    empty
- *     ptr            | 00  one entry, stored inline, no allocation
- *     small block    | 01  2..15 entries in one 128-byte block
- *     hash directory | 10  16+ entries: linear hash of 128-byte blocks,
- *                          O(1) expected add, remove and membership
+ *     0                  empty
+ *     ptr          | 00  one entry, stored inline, no allocation
+ *     table        | 01  2+ entries: a bucketized cuckoo hash table of
+ *                        64-byte lines (8 slots each, one slot of line 0
+ *                        is the header); every entry lives in one of two
+ *                        lines its hash picks, so add, remove and
+ *                        membership touch at most 3 cache lines whatever
+ *                        the chain length
  *
- * Memory: 8 bytes per page mapped at most once; 128 bytes for 2..15
- * entries; long chains cost ~128/(15 x load) bytes per entry plus a
- * directory of 8 bytes per bucket (see src/rmap.c for the layout).
+ * Memory: 8 bytes per page mapped at most once; 64 bytes for 2..7
+ * entries; then tables grow one line at a time up to 16 lines and by 1/8
+ * beyond, filled to <= 15/16, so a long chain costs 8.5..9.6 bytes per
+ * entry (see src/rmap.c).
  *
- * Allocation follows KVM's rule: add never allocates. Blocks come from a
- * `struct gm_rmap_cache` the caller fills with gm_rmap_cache_topup()
- * OUTSIDE its lock; remove gives blocks back to the cache.
+ * Allocation follows KVM's rule: add never allocates. One-line tables
+ * come from a `struct gm_rmap_cache` the caller fills with
+ * gm_rmap_cache_topup() OUTSIDE its lock; a table that must grow takes the
+ * cache's spare table, whose size the add asks for in advance (dir_want)
+ * so the next topup fetches it. remove gives memory back to the cache.
  *
  * Duplicates: the map is a SET. Adding a pointer already present returns
- * -EEXIST (the check is a scan of <= 15 entries, or one hash bucket).
+ * -EEXIST (free: add looks at both candidate lines anyway).
  *
  * Concurrency: every function that takes a head must be called with the
  * caller's lock for that head held (reads included). There are no RCU or
@@ -38,11 +44,11 @@ GM_BEGIN_DECLS
 /* Low bits of an entry pointer the head uses as a tag; entries must have
  * these bits clear (4-byte alignment) or add returns -EINVAL. */
 #define GM_RMAP_TAG_BITS 2
-/* Size of every block the map takes from its cache. */
-#define GM_RMAP_BLOCK_SIZE 128
-/* Most blocks one gm_rmap_add can take from the cache. Top up to at least
- * this before each add (gm_rmap_cache_topup(cache, GM_RMAP_ADD_BLOCKS)). */
-#define GM_RMAP_ADD_BLOCKS 2
+/* Size of the one-line tables (2..7 entries) the cache keeps a stock of. */
+#define GM_RMAP_BLOCK_SIZE 64
+/* Blocks one gm_rmap_add can take from the cache. Top up to at least this
+ * before each add (gm_rmap_cache_topup(cache, GM_RMAP_ADD_BLOCKS)). */
+#define GM_RMAP_ADD_BLOCKS 1
 /* Blocks a cache keeps when remove gives blocks back; more are freed. */
 #define GM_RMAP_CACHE_KEEP 64
 
@@ -53,16 +59,15 @@ struct gm_rmap_head {
 
 /*
  * The object cache add takes memory from. Fields are private.
- * Besides 128-byte blocks it may hold one "directory" (a larger array a
- * long chain's hash table grows into once each time its bucket count
- * doubles past 13); an add on a long chain leaves a hint in dir_want so
- * that the next topup fetches the directory before it is needed.
+ * It holds 64-byte blocks (one-line tables) and one spare larger table.
+ * An add or remove that will soon need a table of another size records
+ * that size in dir_want, and the next topup fetches it.
  */
 struct gm_rmap_cache {
 	const struct gm_allocator *alloc;
 	void *blocks;          /* free blocks, linked through their first word */
 	size_t nblocks;
-	void *dir;             /* spare directory or NULL */
+	void *dir;             /* spare table or NULL */
 	size_t dir_bytes;      /* its size */
 	size_t dir_want;       /* size the next topup should provide (0: none) */
 };
@@ -76,15 +81,16 @@ GM_EXPORT int gm_rmap_cache_init(struct gm_rmap_cache *cache,
 
 /*
  * gm_rmap_cache_topup — makes the cache hold at least n blocks, and the
- * directory a previous add asked for (dir_want). Call it outside the lock
- * that protects the heads, before adds (n >= GM_RMAP_ADD_BLOCKS).
+ * spare table a previous add or remove asked for (dir_want; an old spare
+ * of another size is freed). Call it outside the lock that protects the
+ * heads, before adds (n >= GM_RMAP_ADD_BLOCKS).
  * Cost: O(blocks allocated). Allocates.
  * Out of memory: -ENOMEM, and the cache is exactly as before the call
  * (what this call allocated is released).
  */
 GM_EXPORT int gm_rmap_cache_topup(struct gm_rmap_cache *cache, size_t n);
 
-/* gm_rmap_cache_bytes — bytes the cache holds (blocks + spare directory).
+/* gm_rmap_cache_bytes — bytes the cache holds (blocks + spare table).
  * O(1). */
 GM_EXPORT size_t gm_rmap_cache_bytes(const struct gm_rmap_cache *cache);
 
@@ -94,26 +100,28 @@ GM_EXPORT void gm_rmap_cache_destroy(struct gm_rmap_cache *cache);
 
 /*
  * gm_rmap_add — adds ptr to the set at head.
- * Cost: O(1) expected, whatever the chain length (membership check
- * included); a long chain's add may also split one hash bucket (<= ~30
- * entries moved) and, once per doubling of its buckets, copy its directory.
+ * Cost: O(1): two candidate lines (plus line 0's header), or rarely a
+ * cuckoo move of one or two entries; when the table is full it is rebuilt
+ * one size up (O(count), amortized O(1): at most every count/8 adds).
  * Lock: caller's lock for head. Never allocates.
  * Returns 0; -EINVAL if head/cache is NULL, ptr is NULL or not 4-byte
- * aligned; -EEXIST if ptr is already there; -ENOMEM if the cache holds
- * fewer blocks than this add may need (at most GM_RMAP_ADD_BLOCKS) or
- * this add must grow a long chain's directory and the cache has none of
- * the size it asked for (cache->dir_want) — top up and retry. On any
- * error nothing changed (-ENOMEM may only record dir_want in the cache).
+ * aligned; -EEXIST if ptr is already there; -ENOSPC past 2^32 entries;
+ * -ENOMEM if the cache lacks the block (2nd entry) or the spare table of
+ * the size this add must grow to (recorded in cache->dir_want) — top up
+ * and retry. On any error nothing changed (-ENOMEM may only record
+ * dir_want in the cache).
  */
 GM_EXPORT int gm_rmap_add(struct gm_rmap_head *head, void *ptr,
 			  struct gm_rmap_cache *cache);
 
 /*
  * gm_rmap_remove — removes ptr from the set at head.
- * Cost: O(1) expected, whatever the chain length (a long chain may merge
- * one bucket pair, or turn back into a small block when <= 7 remain).
- * Lock: caller's lock for head. Never allocates; freed blocks go back to
- * the cache (beyond GM_RMAP_CACHE_KEEP, to the allocator).
+ * Cost: O(1): two candidate lines. A table left with one entry goes back
+ * inline (O(table)); one left under ~5/8 full is rebuilt one size down
+ * (O(count), amortized O(1)) if the cache holds a table of that size —
+ * else it asks for one in dir_want and stays as it is for now.
+ * Lock: caller's lock for head. Never allocates; freed memory goes back
+ * to the cache (beyond GM_RMAP_CACHE_KEEP blocks, to the allocator).
  * Returns 0; -ENOENT if absent; -EINVAL on NULL head/cache/ptr or a
  * misaligned ptr. On error nothing changed.
  * Invalidates iterators on head (use gm_rmap_iter_remove while iterating).
@@ -139,15 +147,14 @@ GM_EXPORT size_t gm_rmap_count(const struct gm_rmap_head *head);
  *
  * Removing the current entry with gm_rmap_iter_remove keeps the iterator
  * valid; any other change to head (add, gm_rmap_remove) invalidates it.
- * Cost: O(1) amortized per entry (O(buckets) per walk of a long chain).
+ * Cost: O(1) amortized per entry (O(table lines) per walk).
  * Lock: caller's lock for head, held across the whole walk.
  */
 struct gm_rmap_iter {
 	struct gm_rmap_head *head;  /* private fields below */
 	void *cur;
-	void *blk;
-	void *next_blk;
-	uint32_t bucket;
+	void *tab;
+	uint32_t line;
 	uint32_t idx;
 	int form;
 };
@@ -159,9 +166,10 @@ GM_EXPORT void *gm_rmap_iter_first(struct gm_rmap_iter *it,
 GM_EXPORT void *gm_rmap_iter_next(struct gm_rmap_iter *it);
 /*
  * gm_rmap_iter_remove — removes the entry the iterator last returned.
- * O(1). Never allocates; freed blocks go to the cache. Unlike
- * gm_rmap_remove it does not shrink a long chain's table (the next
- * gm_rmap_remove does), except that an emptied head frees everything.
+ * O(1). Never allocates. Entries never move on removal, so the walk goes
+ * on unaffected. Unlike gm_rmap_remove it never shrinks the table or
+ * turns it back inline (the next gm_rmap_remove does), except that an
+ * emptied head frees its table.
  * Returns 0, or -EINVAL if there is no current entry (never returned one,
  * already removed, or at the end).
  */
@@ -180,22 +188,21 @@ GM_EXPORT void gm_rmap_clear(struct gm_rmap_head *head,
 enum gm_rmap_form {
 	GM_RMAP_EMPTY = 0,
 	GM_RMAP_INLINE = 1,
-	GM_RMAP_SMALL = 2,
-	GM_RMAP_HASH = 3,
+	GM_RMAP_SMALL = 2,   /* a one-line table: 2..7 entries */
+	GM_RMAP_HASH = 3,    /* a table of 2+ lines */
 };
 
 struct gm_rmap_stats {
 	size_t count;        /* entries */
 	int form;            /* enum gm_rmap_form */
-	size_t blocks;       /* 128-byte blocks (hash directory not included) */
-	size_t buckets;      /* hash form: buckets in use */
-	size_t dir_bytes;    /* hash form: directory size */
+	size_t lines;        /* table lines (64 B each), 0 if none */
+	size_t slots;        /* entry slots in the table (8 x lines - 1) */
 	size_t bytes;        /* heap bytes this head owns (head word excluded) */
-	size_t max_chain;    /* hash form: most blocks in one bucket */
+	size_t second;       /* entries in their second-choice line */
 };
 
-/* gm_rmap_stats — fills *st. O(1) for empty/inline/small, O(blocks) for
- * the hash form. Lock: caller's lock for head. */
+/* gm_rmap_stats — fills *st. O(table lines). Lock: caller's lock for
+ * head. */
 GM_EXPORT void gm_rmap_stats(const struct gm_rmap_head *head,
 			     struct gm_rmap_stats *st);
 
