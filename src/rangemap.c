@@ -1146,6 +1146,16 @@ static bool mergeable(const struct gm_rangemap *m, bool pa, uint64_t va, bool pb
 	return !pa || (coalescing(m) && va == vb);
 }
 
+/* Asks for a node's first four cache lines at once (its header, pivots or
+ * key deltas) instead of one miss after another. */
+static inline void prefetch_node(const void *n)
+{
+	const char *p = n;
+	__builtin_prefetch(p + 64);
+	__builtin_prefetch(p + 128);
+	__builtin_prefetch(p + 192);
+}
+
 /* Shifts that treat a count of 64 as "everything shifted out". */
 static inline uint64_t shl64(uint64_t x, unsigned s) { return s >= 64 ? 0 : x << s; }
 static inline uint64_t shr64(uint64_t x, unsigned s) { return s >= 64 ? 0 : x >> s; }
@@ -1266,6 +1276,85 @@ static struct leaf *leaf_splice(const struct gm_allocator *a, const struct leaf 
 	return x;
 }
 
+/* Refreshes the gap summaries of path[0..depth-1] (bottom up) after the
+ * child of path[depth-1] changed; stops where a summary did not change. */
+static void refresh_gaps(struct inner *const *path, const unsigned *idx, unsigned depth)
+{
+	for (unsigned d = depth; d-- > 0;) {
+		uint64_t g = node_maxgap(gm_load_relaxed(&path[d]->child[idx[d]]));
+		if (gm_load_relaxed(&path[d]->gap[idx[d]]) == g)
+			break;
+		gm_store_relaxed(&path[d]->gap[idx[d]], g);
+	}
+}
+
+/*
+ * The in-leaf store whose leaf l overflows, when l's parent has room for
+ * one more child: l's slots [0, i), ns[0..k-1], l's slots (j, n) are cut
+ * into two leaves, and a copy of the parent takes them in l's place. The
+ * parent copy (same bounds) is published with one release store into the
+ * grandparent (or as the root). O(LEAF_MAX + INNER_MAX).
+ */
+static int split_in_parent(struct gm_rangemap *m, struct inner *const *path, const unsigned *idx,
+			   unsigned depth, struct leaf *l, unsigned i, unsigned j,
+			   const struct slot *ns, unsigned k)
+{
+	struct slot s[LEAF_MAX + 3];
+	unsigned nn = 0;
+	for (unsigned t = 0; t < l->n; t++) {
+		if (t == i) {
+			memcpy(&s[nn], ns, k * sizeof(*ns));
+			nn += k;
+			t = j;
+			continue;
+		}
+		bool pr = leaf_present(l, t);
+		s[nn++] = (struct slot){leaf_pivot(l, t), pr ? leaf_value(l, t) : 0, pr, 0};
+	}
+	struct inner *p = path[depth - 1];
+	unsigned a = idx[depth - 1], half = nn / 2;
+	uint64_t mid = s[half - 1].pivot;
+	if (gm_reclaim_reserve(map_reclaim(m), 2))
+		return -ENOMEM;
+	struct wctx w;
+	wctx_init(&w, m);
+	struct leaf *left = leaf_build(&w, l->lo, s, half);
+	struct leaf *right = left ? leaf_build(&w, mid + 1, s + half, nn - half) : NULL;
+	struct inner *np = right ? fresh_alloc(&w, sizeof(*np)) : NULL;
+	if (!np) {
+		fail_cleanup(&w);
+		return -ENOMEM;
+	}
+	memset(np, 0, sizeof(*np));
+	np->level = p->level;
+	np->n = (uint8_t)(p->n + 1);
+	memcpy(np->pivot, p->pivot, a * sizeof(uint64_t));
+	np->pivot[a] = mid;
+	memcpy(np->pivot + a + 1, p->pivot + a, (p->n - 1u - a) * sizeof(uint64_t));
+	for (unsigned t = 0, d = 0; t < p->n; t++, d++) {
+		if (t == a) {
+			gm_store_relaxed(&np->child[d], left);
+			gm_store_relaxed(&np->gap[d], left->maxgap);
+			d++;
+			gm_store_relaxed(&np->child[d], right);
+			gm_store_relaxed(&np->gap[d], right->maxgap);
+			continue;
+		}
+		gm_store_relaxed(&np->child[d], gm_load_relaxed(&p->child[t]));
+		gm_store_relaxed(&np->gap[d], gm_load_relaxed(&p->gap[t]));
+	}
+	if (depth > 1)
+		gm_store_release(&path[depth - 2]->child[idx[depth - 2]], np);
+	else
+		gm_store_release(&m->root, np);
+	refresh_gaps(path, idx, depth - 1);
+	m->count = m->count + (uint64_t)w.count_delta - (uint64_t)__builtin_popcountll(l->present);
+	wctx_release(&w);
+	gm_reclaim_retire(map_reclaim(m), l, l->size);
+	gm_reclaim_retire(map_reclaim(m), p, sizeof(*p));
+	return 0;
+}
+
 /*
  * The common case, without the general machinery: [first, last] and both
  * its neighbours lie inside one leaf and the rebuilt leaf neither overflows
@@ -1285,6 +1374,7 @@ static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, 
 		path[depth] = x;
 		idx[depth++] = i;
 		n = gm_load_relaxed(&x->child[i]);
+		prefetch_node(n);
 	}
 	struct leaf *l = n;
 	if (first <= l->lo || last >= leaf_hi(l))
@@ -1317,6 +1407,8 @@ static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, 
 	if (pj > last)
 		ns[k++] = (struct slot){pj, pjp ? leaf_value(l, j) : 0, pjp, 0};
 	unsigned nn = l->n - (j - i + 1) + k;
+	if (nn > LEAF_MAX && depth && path[depth - 1]->n < INNER_MAX)
+		return split_in_parent(m, path, idx, depth, l, i, j, ns, k);
 	if (nn > LEAF_MAX || (nn < LEAF_MIN && depth))
 		return 1;
 	if (gm_reclaim_reserve(map_reclaim(m), 1))
@@ -1328,12 +1420,7 @@ static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, 
 		gm_store_release(&path[depth - 1]->child[idx[depth - 1]], nl);
 	else
 		gm_store_release(&m->root, nl);
-	for (unsigned d = depth; d-- > 0;) {
-		uint64_t g = node_maxgap(gm_load_relaxed(&path[d]->child[idx[d]]));
-		if (gm_load_relaxed(&path[d]->gap[idx[d]]) == g)
-			break;
-		gm_store_relaxed(&path[d]->gap[idx[d]], g);
-	}
+	refresh_gaps(path, idx, depth);
 	m->count = m->count + (uint64_t)__builtin_popcountll(nl->present) -
 		   (uint64_t)__builtin_popcountll(l->present);
 	gm_reclaim_retire(map_reclaim(m), l, l->size);
