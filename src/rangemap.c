@@ -59,6 +59,7 @@
 
 #include <gmtrack/rangemap.h>
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,6 +239,17 @@ static uint64_t node_maxgap(const void *n)
 static inline const void *child_acquire(const struct inner *x, unsigned i)
 {
 	return gm_load_acquire(&((struct inner *)x)->child[i]);
+}
+
+/* Asks for the cache lines a descent reads in a node all at once, instead
+ * of one miss after another: an inner node's pivots and child pointers
+ * (not its gap summaries), a leaf's header and key deltas. The first line
+ * is being loaded already. */
+static inline void prefetch_node(const void *n)
+{
+	const char *p = n;
+	for (unsigned off = 64; off < offsetof(struct inner, gap); off += 64)
+		__builtin_prefetch(p + off);
 }
 
 /* ---- writer context ------------------------------------------------------- */
@@ -882,6 +894,7 @@ static const struct leaf *descend(const struct gm_rangemap *m, uint64_t index)
 	while (node_level(n)) {
 		const struct inner *x = n;
 		n = child_acquire(x, inner_find(x, index));
+		prefetch_node(n);
 	}
 	return n;
 }
@@ -1144,16 +1157,6 @@ static bool mergeable(const struct gm_rangemap *m, bool pa, uint64_t va, bool pb
 	if (pa != pb)
 		return false;
 	return !pa || (coalescing(m) && va == vb);
-}
-
-/* Asks for a node's first four cache lines at once (its header, pivots or
- * key deltas) instead of one miss after another. */
-static inline void prefetch_node(const void *n)
-{
-	const char *p = n;
-	__builtin_prefetch(p + 64);
-	__builtin_prefetch(p + 128);
-	__builtin_prefetch(p + 192);
 }
 
 /* Shifts that treat a count of 64 as "everything shifted out". */
@@ -1420,7 +1423,8 @@ static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, 
 		gm_store_release(&path[depth - 1]->child[idx[depth - 1]], nl);
 	else
 		gm_store_release(&m->root, nl);
-	refresh_gaps(path, idx, depth);
+	if (nl->maxgap != l->maxgap) /* else the summaries above still hold */
+		refresh_gaps(path, idx, depth);
 	m->count = m->count + (uint64_t)__builtin_popcountll(nl->present) -
 		   (uint64_t)__builtin_popcountll(l->present);
 	gm_reclaim_retire(map_reclaim(m), l, l->size);
