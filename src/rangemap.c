@@ -39,7 +39,7 @@
  *  I4 gap[i] of an inner node and maxgap of a leaf are exact;
  *  I5 map->count is the number of present slots.
  *
- * Writes. Every write is one call of replace(F, L, seq): the slots of
+ * Writes. The general write is one call of replace(F, L, seq): the slots of
  * [F, L] are replaced by the slot sequence seq (which partitions [F, L]).
  * The caller first widens [F, L] over neighbours that would merge with seq
  * (so I3 holds without looking across leaves afterwards). replace walks down
@@ -54,6 +54,15 @@
  * bounds, that child pointer. Replaced nodes are retired (freed after a
  * grace period in RCU mode, at once otherwise). Readers therefore always see
  * a complete old tree or a complete new tree.
+ *
+ * Fast paths (store, erase, insert; measured: most writes take them). When
+ * [F, L] and both its neighbours lie in one leaf, assign_in_leaf builds the
+ * new leaf straight from the old one's compressed arrays (leaf_splice:
+ * block copies of the kept key and value bytes; the key width cannot change
+ * since the bounds do not) and publishes it in its parent. If that leaf
+ * would overflow and the parent has room, split_in_parent cuts it in two
+ * and publishes a copy of the parent instead. Same rules as replace: all
+ * allocations first, one release store, then retirements.
  */
 #include "internal.h"
 
