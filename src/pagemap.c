@@ -450,53 +450,140 @@ uint64_t gm_pagemap_count(const struct gm_pagemap *map)
 	return map ? gm_load_relaxed(&((struct gm_pagemap *)map)->count) : 0;
 }
 
-/* ---- batched lookups: interleaved walks --------------------------------- */
+/* ---- batched lookups: a rolling pipeline of walks ----------------------- */
 
-#define PM_BATCH 16
+/*
+ * load_many keeps PM_LANES walks in flight. Each visit to a lane does one
+ * step that ends with a prefetch of the line the lane's next step reads, so
+ * while one lane waits for memory the others work, and the misses of all
+ * lanes overlap. A finished lane takes the next key at once (no batch
+ * barrier), so slow walks never stall fast ones. Steps:
+ *   PM_AT_NODE  node header prefetched: a branch computes its child slot,
+ *               a bitmap leaf its value slot, a sorted leaf interpolates the
+ *               position and prefetches that suffix line and value line;
+ *   PM_AT_SLOT  read the child pointer, prefetch the child's header;
+ *   PM_AT_SORTED search the (prefetched) suffixes, read the value;
+ *   PM_AT_VALUE read the (prefetched) value.
+ */
+#define PM_LANES 24
+
+enum { PM_AT_NODE, PM_AT_SLOT, PM_AT_SORTED, PM_AT_VALUE };
+
+struct pm_lane {
+	uintptr_t p;                    /* node (AT_NODE, AT_SORTED) */
+	const _Atomic uintptr_t *slot;  /* child or value slot (AT_SLOT, AT_VALUE) */
+	size_t i;                       /* index of the key */
+	unsigned step;
+};
+
+/* One step of lane l; returns true when the lane's key is done (value in
+ * *v, 0 if absent). */
+PM_INLINE bool pm_lane_step(struct pm_lane *l, uint64_t key, uintptr_t *v)
+{
+	switch (l->step) {
+	case PM_AT_SLOT: {
+		uintptr_t p = gm_load_acquire((_Atomic uintptr_t *)l->slot);
+		if (!p) {
+			*v = 0;
+			return true;
+		}
+		__builtin_prefetch(pm_ptr(p));
+		l->p = p;
+		l->step = PM_AT_NODE;
+		return false;
+	}
+	case PM_AT_VALUE:
+		*v = gm_load_acquire((_Atomic uintptr_t *)l->slot);
+		return true;
+	case PM_AT_SORTED:
+		*v = pm_leaf_find(l->p, key);
+		return true;
+	default:
+		break;
+	}
+	uintptr_t p = l->p;
+	const void *n = pm_ptr(p);
+	uint64_t ps = ((const struct pm_head *)n)->prefix_shift;
+	switch (pm_tag(p)) {
+	case PM_TAG_BRANCH: {
+		const struct pm_branch *b = n;
+		unsigned c = pm_chunk(key, ps & 63);
+		uint64_t bm = b->bitmap;
+		if (!(bm >> c & 1)) {
+			*v = 0;
+			return true;
+		}
+		l->slot = &b->child[__builtin_popcountll(bm << (63 - c)) - 1];
+		__builtin_prefetch((const void *)l->slot);
+		l->step = PM_AT_SLOT;
+		return false;
+	}
+	case PM_TAG_FULL:
+		if ((key ^ ps) >> 6) {
+			*v = 0;
+			return true;
+		}
+		l->slot = &((const struct pm_full *)n)->value[key & 63];
+		break;
+	case PM_TAG_BITS: {
+		const struct pm_bits *b = n;
+		unsigned c = key & 63;
+		if ((key ^ ps) >> 6 || !(b->bitmap >> c & 1)) {
+			*v = 0;
+			return true;
+		}
+		l->slot = &b->value[pm_rank(b->bitmap, c)];
+		break;
+	}
+	default: {
+		/* prefetch where interpolation will look first */
+		const struct pm_sorted *s = n;
+		unsigned sh = ps & 63, cnt = s->count;
+		uint64_t want = key & ~pm_above_mask(sh);
+		unsigned g = (unsigned)(((unsigned __int128)want * cnt) >> (sh + 6));
+		const char *suffix = pm_sorted_narrow(sh) ? (const char *)&pm_suffix32(s)[g]
+							  : (const char *)&pm_suffix64(s)[g];
+		__builtin_prefetch(suffix);
+		__builtin_prefetch(&pm_sorted_values(s)[g < cnt ? g : cnt - 1]);
+		l->step = PM_AT_SORTED;
+		return false;
+	}
+	}
+	__builtin_prefetch((const void *)l->slot);
+	l->step = PM_AT_VALUE;
+	return false;
+}
 
 PM_HOT size_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t *keys,
-			    size_t n, void **values)
+				   size_t n, void **values)
 {
 	if (!map || (n && (!keys || !values)))
 		return 0;
-	size_t found = 0;
 	uintptr_t root = gm_load_acquire(&((struct gm_pagemap *)map)->root);
-	for (size_t base = 0; base < n; base += PM_BATCH) {
-		unsigned k = n - base < PM_BATCH ? (unsigned)(n - base) : PM_BATCH;
-		uintptr_t cur[PM_BATCH];
-		for (unsigned i = 0; i < k; i++)
-			cur[i] = root;
-		/* Each round moves every unfinished walk one node down and
-		 * prefetches the node it will read next round, so up to k
-		 * misses are in flight at once. */
-		unsigned active = k;
-		while (active) {
-			active = 0;
-			for (unsigned i = 0; i < k; i++) {
-				uintptr_t p = cur[i];
-				if (pm_tag(p) != PM_TAG_BRANCH)
-					continue;
-				uint64_t key = keys[base + i];
-				const struct pm_branch *b = pm_ptr(p);
-				uint64_t ps = b->prefix_shift;
-				unsigned c = pm_chunk(key, ps & 63);
-				if (pm_outside(ps, key) || !(b->bitmap >> c & 1)) {
-					cur[i] = 0;
-					continue;
-				}
-				p = gm_load_acquire((_Atomic uintptr_t *)&b->child[pm_rank(b->bitmap, c)]);
-				__builtin_prefetch(pm_ptr(p));
-				cur[i] = p;
-				active += pm_tag(p) == PM_TAG_BRANCH;
+	if (!root) {
+		for (size_t i = 0; i < n; i++)
+			values[i] = NULL;
+		return 0;
+	}
+	struct pm_lane lane[PM_LANES];
+	unsigned active = 0;
+	size_t next = 0, found = 0;
+	while (active < PM_LANES && next < n)
+		lane[active++] = (struct pm_lane){.p = root, .i = next++, .step = PM_AT_NODE};
+	while (active) {
+		for (unsigned j = 0; j < active;) {
+			struct pm_lane *l = &lane[j];
+			uintptr_t v;
+			if (!pm_lane_step(l, keys[l->i], &v)) {
+				j++;
+				continue;
 			}
-		}
-		for (unsigned i = 0; i < k; i++) {
-			uintptr_t p = cur[i], v = 0;
-			uint64_t key = keys[base + i];
-			if (p && !pm_outside(((const struct pm_head *)pm_ptr(p))->prefix_shift, key))
-				v = pm_leaf_find(p, key);
-			values[base + i] = (void *)v;
+			values[l->i] = (void *)v;
 			found += v != 0;
+			if (next < n)
+				*l = (struct pm_lane){.p = root, .i = next++, .step = PM_AT_NODE};
+			else
+				*l = lane[--active];
 		}
 	}
 	return found;
