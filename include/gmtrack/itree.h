@@ -44,8 +44,12 @@
 
 GM_BEGIN_DECLS
 
-/* Flag for gm_itree_create: readers may run under RCU during writes. */
-#define GM_ITREE_RCU 1u
+/* Flags for gm_itree_create. */
+#define GM_ITREE_RCU 1u      /* readers may run under RCU during writes */
+#define GM_ITREE_NO_CACHE 2u /* free replaced nodes to the allocator at once
+			      * (after a grace period) instead of keeping up
+			      * to 64 of each kind for reuse: exact memory,
+			      * every node allocation reaches the hook */
 
 /* Deepest tree an iterator can walk; a tree never grows beyond it
  * (insert returns -ENOSPC first; needs > 2^33 entries in practice). */
@@ -75,11 +79,13 @@ struct gm_itree_stats {
 	size_t leaf_nodes;
 	size_t inner_nodes;
 	size_t node_bytes;   /* bytes held by live nodes (excl. the handle) */
-	size_t total_bytes;  /* node_bytes + the handle */
+	size_t cache_bytes;  /* freed nodes kept for reuse (see NO_CACHE) */
+	size_t total_bytes;  /* node_bytes + cache_bytes + the handle */
 };
 
 /*
- * gm_itree_create — makes an empty tree in *out. flags: 0 or GM_ITREE_RCU.
+ * gm_itree_create — makes an empty tree in *out. flags: 0 or GM_ITREE_RCU,
+ * optionally | GM_ITREE_NO_CACHE.
  * alloc: NULL for the default allocator; every byte goes through it.
  * Cost O(1). Returns 0, -EINVAL (bad flags or out == NULL) or -ENOMEM
  * (nothing allocated, *out untouched).
