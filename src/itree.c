@@ -1,54 +1,61 @@
 /*
- * src/itree.c — gm_itree: a B+tree of intervals with max-`last` summaries,
- * copy-on-write under RCU (see include/gmtrack/itree.h for the API).
+ * src/itree.c — gm_itree: a B+tree of intervals with max-`last` summaries;
+ * RCU readers never miss (see include/gmtrack/itree.h for the API).
  *
- * Node layout (FANOUT = 16, parallel arrays so a scan touches few lines):
+ * Node layout (parallel arrays, so a scan touches few cache lines):
  *
- *   struct itnode (leaf, level 0)                        392 bytes
- *   +-------+-------+------+------------------------------------------+
- *   | level | count | pad  | first[16] | last[16] | item[16]          |
- *   +-------+-------+------+------------------------------------------+
- *   struct itinner (level >= 1)                          648 bytes
- *   +------------------------+-------------------+--------------------+
- *   | struct itnode keys     | max_last[16] (A)  | child[16] (A)      |
- *   | (sep_i = first/last/   | max `last` of the | subtree i          |
- *   |  item triple)          | subtree i         |                    |
- *   +------------------------+-------------------+--------------------+
+ *   struct itleaf (level 0)                                    376 bytes
+ *   +-------+------+-------+-----------------+---------------------------+
+ *   | level | live | used  | order (A, 64b)  | first[15] last[15] item[15]|
+ *   +-------+------+-------+-----------------+---------------------------+
+ *     order = live count (bits 0-3) + 15 nibbles: nibble i+1 is the
+ *     physical slot of the i-th smallest key. Slots [used, 15) were never
+ *     filled; slots < used that the order word no longer lists are dead.
+ *
+ *   struct itinner (level >= 1)                                648 bytes
+ *   +-------+-------+------+--------------------+---------------+--------------+
+ *   | level | count | pad  | first/last/item[16] | max_last[16](A)| child[16](A) |
+ *   +-------+-------+------+--------------------+---------------+--------------+
+ *     (first, last, item)_i = sep_i, the lower bound of child i's keys.
+ *
  *   (A) = _Atomic: the only fields ever changed in a published node.
  *
  * Keys are triples k = (first, last, item), compared lexicographically.
  *
  * Invariants (gm_itree_validate checks each):
- *  I1 leaf keys strictly increase; first <= last for every entry.
+ *  I1 leaf: keys in order-word order strictly increase; first <= last; the
+ *     order word lists distinct slots < used; live == its count.
  *  I2 inner: sep_i strictly increase; every key in child i is in
  *     [sep_i, sep_{i+1}) (and below the node's own upper bound).
  *  I3 an inner node's sep_0 equals its parent's separator for it; the
  *     leftmost node of every level has sep_0 = (0, 0, 0). (A leaf's parent
- *     separator is only a lower bound of its first key: removing a leaf's
- *     minimum does not touch the parent.)
- *  I4 max_last_i == the largest `last` in subtree i (exact).
- *  I5 every leaf is at level 0 and every root-to-leaf path has `height`
- *     nodes; a node's level field is its height above the leaves.
- *  I6 1 <= count <= FANOUT; non-root nodes hold >= NODE_MIN; an inner root
- *     holds >= 2. The tree is empty iff root == NULL.
- *  I7 the handle's count equals the number of leaf entries.
+ *     separator is only a lower bound of its first key.)
+ *  I4 max_last_i == the largest `last` of the live entries of subtree i.
+ *  I5 every root-to-leaf path has `height` nodes; level = height above leaves.
+ *  I6 leaves hold 1..15 live entries, inner nodes 2..16 children; non-root
+ *     nodes hold >= NODE_MIN. The tree is empty iff root == NULL.
+ *  I7 the handle's count equals the number of live leaf entries.
  *
- * Why readers never miss (RCU mode): sep_*, level and count of a published
- * node never change, so the key range of every child slot is fixed while
- * that node is reachable. A child pointer is changed in place only to a node
- * covering the same range (a copied leaf or inner node); any change of
- * separators (split, merge, redistribution) copies the parent too. A
- * max_last value is changed in place only to the exact max of some complete
- * version of the subtree, and every version holds each entry present for a
+ * Why readers never miss (RCU mode): a published leaf's filled slots are
+ * never rewritten, so any order word a reader loaded keeps naming intact
+ * entries; insert writes an unused slot and then publishes a new order word
+ * (release), remove publishes an order word without the slot. Separators,
+ * level and count of a published inner node never change, so the key range
+ * of every child slot is fixed while the node is reachable; a child pointer
+ * is changed in place only to a node covering the same range, and any
+ * change of separators (split, merge, redistribution) copies the parent.
+ * A max_last value is only ever set to the exact max of some complete
+ * version of its subtree, and every version holds each entry present for a
  * reader's whole section, so pruning by max_last never drops one.
  *
  * Writers: descend once recording the path, PLAN the outcome at each level
- * (replace / split / merge / redistribute / root change) from node counts
- * alone, allocate exactly the nodes the plan needs plus retire room
- * (-ENOMEM here leaves the tree untouched), then EXECUTE bottom-up by
- * gathering a node's entries into a flat array, editing it, and scattering
- * it into new nodes. Without RCU a leaf that neither splits nor underflows
- * is edited in place (no allocation).
+ * from counts alone (in-place edit of the leaf / copy / split / merge /
+ * redistribute / root change), allocate exactly the nodes the plan needs
+ * plus retire room (-ENOMEM here leaves the tree untouched), then EXECUTE
+ * bottom-up: gather a node's live entries into a flat array, edit it,
+ * scatter it into new nodes. Most inserts and removes are in-place leaf
+ * edits: no allocation, no retirement. A leaf is copied (compacted) only
+ * when an insert finds no unused slot.
  */
 #include <gmtrack/itree.h>
 
@@ -56,40 +63,33 @@
 
 #include <string.h>
 
+#define LEAF_MAX 15
 #define FANOUT 16
 #define NODE_MIN 4
 #define MAXH GM_ITREE_MAX_HEIGHT
 
-struct itnode {
+struct itnode { /* the header both kinds start with */
 	uint8_t level;
-	uint8_t count;
-	uint8_t pad[6];
-	uint64_t first[FANOUT];
-	uint64_t last[FANOUT];
-	uintptr_t item[FANOUT];
+	uint8_t count; /* inner: children; leaf: live entries (writer's copy) */
+	uint8_t used;  /* leaf: physical slots filled so far */
+	uint8_t pad[5];
+};
+
+struct itleaf {
+	struct itnode h;
+	_Atomic uint64_t order;
+	uint64_t first[LEAF_MAX];
+	uint64_t last[LEAF_MAX];
+	uintptr_t item[LEAF_MAX];
 };
 
 struct itinner {
-	struct itnode k;
+	struct itnode h;
+	uint64_t first[FANOUT];
+	uint64_t last[FANOUT];
+	uintptr_t item[FANOUT];
 	_Atomic uint64_t max_last[FANOUT];
 	_Atomic(struct itnode *) child[FANOUT];
-};
-
-/* Freed nodes kept for reuse (per kind), so churn does not pay malloc plus
- * a free on liburcu's thread for every copied leaf. */
-#define CACHE_MAX 256
-
-struct freenode {
-	struct freenode *next;
-};
-
-struct recycler {
-	struct gm_allocator hook;               /* gm_reclaim frees through it */
-	const struct gm_allocator *parent;      /* the tree's allocator */
-	_Atomic(struct freenode *) returned[2]; /* pushed by deferred frees */
-	_Atomic size_t cached[2];               /* nodes in returned + local */
-	struct freenode *local[2];              /* the writer's own list */
-	size_t limit;                           /* CACHE_MAX, or 0: no cache */
 };
 
 struct gm_itree {
@@ -100,7 +100,6 @@ struct gm_itree {
 	size_t leaves, inners;
 	const struct gm_allocator *alloc;
 	struct gm_reclaim reclaim;
-	struct recycler rec;
 };
 
 struct key {
@@ -108,7 +107,7 @@ struct key {
 	uintptr_t item;
 };
 
-/* One slot of a node, spread out while a writer rebuilds nodes. */
+/* One entry of a node, spread out while a writer rebuilds nodes. */
 struct slot {
 	struct key k;
 	uint64_t max_last;      /* inner only */
@@ -120,9 +119,19 @@ static inline struct itinner *inner_of(const struct itnode *n)
 	return (struct itinner *)n;
 }
 
+static inline struct itleaf *leaf_of(const struct itnode *n)
+{
+	return (struct itleaf *)n;
+}
+
 static inline size_t node_size(unsigned level)
 {
-	return level ? sizeof(struct itinner) : sizeof(struct itnode);
+	return level ? sizeof(struct itinner) : sizeof(struct itleaf);
+}
+
+static inline unsigned node_cap(unsigned level)
+{
+	return level ? FANOUT : LEAF_MAX;
 }
 
 static inline int key_cmp(struct key a, struct key b)
@@ -136,18 +145,75 @@ static inline int key_cmp(struct key a, struct key b)
 	return 0;
 }
 
-static inline struct key node_key(const struct itnode *n, unsigned i)
+/* ---- order words --------------------------------------------------------- */
+
+static inline unsigned order_count(uint64_t w) { return (unsigned)(w & 15); }
+
+static inline unsigned order_slot(uint64_t w, unsigned i)
 {
-	return (struct key){n->first[i], n->last[i], n->item[i]};
+	return (unsigned)(w >> (4 + 4 * i)) & 15;
 }
 
-/* Largest `last` in the subtree of n (exact, from n's own slots). */
+static inline uint64_t low_nibbles(uint64_t perm, unsigned n)
+{
+	return n ? perm & (~0ull >> (64 - 4 * n)) : 0;
+}
+
+/* w with physical slot `phys` inserted at logical position pos. */
+static uint64_t order_insert(uint64_t w, unsigned pos, unsigned phys)
+{
+	uint64_t perm = w >> 4;
+	uint64_t out = low_nibbles(perm, pos) | (uint64_t)phys << (4 * pos) |
+		       (perm >> (4 * pos)) << (4 * pos + 4);
+	return low_nibbles(out, LEAF_MAX) << 4 | (order_count(w) + 1);
+}
+
+/* w without the entry at logical position pos. */
+static uint64_t order_remove(uint64_t w, unsigned pos)
+{
+	uint64_t perm = w >> 4;
+	uint64_t out = low_nibbles(perm, pos) | (perm >> (4 * pos + 4)) << (4 * pos);
+	return out << 4 | (order_count(w) - 1);
+}
+
+/* Slots 0..n-1 in order. */
+static uint64_t order_identity(unsigned n)
+{
+	uint64_t w = 0;
+	for (unsigned i = n; i-- > 0;)
+		w = w << 4 | i;
+	return w << 4 | n;
+}
+
+/* Writer's view of a leaf's order word (it is the only one changing it). */
+static inline uint64_t leaf_order(const struct itnode *n)
+{
+	return gm_load_relaxed(&leaf_of(n)->order);
+}
+
+/* Key at logical position i: an inner separator or a leaf entry. */
+static inline struct key node_key(const struct itnode *n, unsigned i)
+{
+	if (n->level) {
+		const struct itinner *in = inner_of(n);
+		return (struct key){in->first[i], in->last[i], in->item[i]};
+	}
+	const struct itleaf *lf = leaf_of(n);
+	unsigned s = order_slot(leaf_order(n), i);
+	return (struct key){lf->first[s], lf->last[s], lf->item[s]};
+}
+
+/* Largest `last` among the live entries of n's subtree (exact). */
 static uint64_t node_max(const struct itnode *n)
 {
 	uint64_t m = 0;
 	if (n->level == 0) {
-		for (unsigned i = 0; i < n->count; i++)
-			m = n->last[i] > m ? n->last[i] : m;
+		const struct itleaf *lf = leaf_of(n);
+		uint64_t w = leaf_order(n);
+		for (unsigned i = 0; i < order_count(w); i++) {
+			uint64_t v = lf->last[order_slot(w, i)];
+			m = v > m ? v : m;
+		}
 	} else {
 		const struct itinner *in = inner_of(n);
 		for (unsigned i = 0; i < n->count; i++) {
@@ -158,109 +224,12 @@ static uint64_t node_max(const struct itnode *n)
 	return m;
 }
 
-/* ---- node memory: allocator + recycler --------------------------------- */
-
-static int kind_of_size(size_t size)
-{
-	return size == sizeof(struct itinner) ? 1 : size == sizeof(struct itnode) ? 0 : -1;
-}
-
-static void *rec_alloc(void *ctx, size_t size, size_t align)
-{
-	struct recycler *r = ctx;
-	return gm_alloc_mem(r->parent, size, align);
-}
-
-/* Called by gm_reclaim: at once without RCU, else on liburcu's thread after
- * a grace period. Keeps up to `limit` nodes of each kind for reuse. */
-static void rec_free(void *ctx, void *ptr, size_t size)
-{
-	struct recycler *r = ctx;
-	int kind = kind_of_size(size);
-	if (kind >= 0 && atomic_fetch_add_explicit(&r->cached[kind], 1,
-						   memory_order_relaxed) < r->limit) {
-		struct freenode *f = ptr;
-		f->next = atomic_load_explicit(&r->returned[kind], memory_order_relaxed);
-		while (!atomic_compare_exchange_weak_explicit(
-			&r->returned[kind], &f->next, f, memory_order_release,
-			memory_order_relaxed))
-			;
-		return;
-	}
-	if (kind >= 0)
-		atomic_fetch_sub_explicit(&r->cached[kind], 1, memory_order_relaxed);
-	gm_alloc_release(r->parent, ptr, size);
-}
-
-static void rec_init(struct recycler *r, const struct gm_allocator *parent,
-		     size_t limit)
-{
-	r->hook.alloc = rec_alloc;
-	r->hook.free = rec_free;
-	r->hook.ctx = r;
-	r->parent = parent;
-	r->limit = limit;
-	for (int k = 0; k < 2; k++) {
-		atomic_init(&r->returned[k], NULL);
-		atomic_init(&r->cached[k], 0);
-		r->local[k] = NULL;
-	}
-}
-
-/* Writer: a node of `kind`, recycled if possible; NULL if out of memory. */
-static struct itnode *node_get(struct recycler *r, unsigned kind)
-{
-	if (!r->local[kind] &&
-	    atomic_load_explicit(&r->returned[kind], memory_order_relaxed))
-		r->local[kind] = atomic_exchange_explicit(&r->returned[kind], NULL,
-							  memory_order_acquire);
-	struct freenode *f = r->local[kind];
-	if (f) {
-		r->local[kind] = f->next;
-		atomic_fetch_sub_explicit(&r->cached[kind], 1, memory_order_relaxed);
-		return (struct itnode *)f;
-	}
-	return gm_alloc_mem(r->parent, node_size(kind), _Alignof(struct itinner));
-}
-
-/* Writer: gives back a node no reader has seen (e.g. after -ENOMEM). */
-static void node_put(struct recycler *r, struct itnode *n, unsigned kind)
-{
-	if (atomic_load_explicit(&r->cached[kind], memory_order_relaxed) < r->limit) {
-		struct freenode *f = (struct freenode *)n;
-		f->next = r->local[kind];
-		r->local[kind] = f;
-		atomic_fetch_add_explicit(&r->cached[kind], 1, memory_order_relaxed);
-		return;
-	}
-	gm_alloc_release(r->parent, n, node_size(kind));
-}
-
-/* After every deferred free ran: returns all cached nodes. */
-static void rec_drain(struct recycler *r)
-{
-	for (unsigned k = 0; k < 2; k++) {
-		struct freenode *f = atomic_exchange_explicit(&r->returned[k], NULL,
-							      memory_order_acquire);
-		while (f || r->local[k]) {
-			if (!f) {
-				f = r->local[k];
-				r->local[k] = NULL;
-			}
-			struct freenode *next = f->next;
-			gm_alloc_release(r->parent, f, node_size(k));
-			f = next;
-		}
-		atomic_store_explicit(&r->cached[k], 0, memory_order_relaxed);
-	}
-}
-
 /* ---- create / destroy -------------------------------------------------- */
 
 int gm_itree_create(struct gm_itree **out, unsigned flags,
 		    const struct gm_allocator *alloc)
 {
-	if (!out || (flags & ~(GM_ITREE_RCU | GM_ITREE_NO_CACHE)))
+	if (!out || (flags & ~GM_ITREE_RCU))
 		return -EINVAL;
 	if (!alloc)
 		alloc = gm_alloc_default();
@@ -273,8 +242,7 @@ int gm_itree_create(struct gm_itree **out, unsigned flags,
 	atomic_init(&t->count, 0);
 	t->leaves = t->inners = 0;
 	t->alloc = alloc;
-	rec_init(&t->rec, alloc, flags & GM_ITREE_NO_CACHE ? 0 : CACHE_MAX);
-	gm_reclaim_init(&t->reclaim, &t->rec.hook, t->rcu);
+	gm_reclaim_init(&t->reclaim, alloc, t->rcu);
 	*out = t;
 	return 0;
 }
@@ -299,11 +267,20 @@ void gm_itree_destroy(struct gm_itree *t)
 	if (root)
 		free_subtree(t, root);
 	gm_reclaim_destroy(&t->reclaim);
-	rec_drain(&t->rec);
 	gm_alloc_release(t->alloc, t, sizeof(*t));
 }
 
 /* ---- reading ----------------------------------------------------------- */
+
+/* A reader arriving at a leaf takes one snapshot of its order word; the
+ * slots it names stay intact for the leaf's lifetime. */
+static inline void iter_enter(struct gm_itree_iter *it, const struct itnode *n)
+{
+	it->node[n->level] = n;
+	it->idx[n->level] = 0;
+	if (n->level == 0)
+		it->leaf_order = gm_load_acquire(&leaf_of(n)->order);
+}
 
 int gm_itree_iter_init(struct gm_itree_iter *it, const struct gm_itree *t,
 		       uint64_t a, uint64_t b)
@@ -318,8 +295,7 @@ int gm_itree_iter_init(struct gm_itree_iter *it, const struct gm_itree *t,
 	if (!root)
 		return 0;
 	it->top = it->level = root->level;
-	it->node[root->level] = root;
-	it->idx[root->level] = 0;
+	iter_enter(it, root);
 	return 0;
 }
 
@@ -337,15 +313,18 @@ bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
 		return false;
 	while (level <= it->top) {
 		const struct itnode *n = it->node[level];
-		unsigned i = it->idx[level], count = n->count;
+		unsigned i = it->idx[level];
 		if (level == 0) {
-			for (; i < count; i++) {
-				if (n->first[i] > b)
+			const struct itleaf *lf = leaf_of(n);
+			uint64_t w = it->leaf_order;
+			for (unsigned cnt = order_count(w); i < cnt; i++) {
+				unsigned s = order_slot(w, i);
+				if (lf->first[s] > b)
 					goto finished; /* all later keys start after b */
-				if (n->last[i] >= a) {
-					out->first = n->first[i];
-					out->last = n->last[i];
-					out->item = (void *)n->item[i];
+				if (lf->last[s] >= a) {
+					out->first = lf->first[s];
+					out->last = lf->last[s];
+					out->item = (void *)lf->item[s];
 					it->idx[0] = (uint8_t)(i + 1);
 					it->level = 0;
 					return true;
@@ -355,20 +334,21 @@ bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
 			continue;
 		}
 		const struct itinner *in = inner_of(n);
+		unsigned count = n->count;
 		for (; i < count; i++) {
-			if (n->first[i] > b)
-				goto finished; /* sep_i <= every key of child i.. */
 			if (gm_load_relaxed(&in->max_last[i]) >= a)
 				break;
 		}
-		if (i == count) {
+		/* sep_i <= every key in children >= i: none can start <= b */
+		if (i == count || in->first[i] > b) {
+			if (i < count)
+				goto finished;
 			level++;
 			continue;
 		}
 		it->idx[level] = (uint8_t)(i + 1);
 		level--;
-		it->node[level] = gm_load_acquire(&in->child[i]);
-		it->idx[level] = 0;
+		iter_enter(it, gm_load_acquire(&in->child[i]));
 	}
 finished:
 	it->level = -1;
@@ -385,7 +365,7 @@ size_t gm_itree_count(const struct gm_itree *t)
 
 /* What happens to the path node at one level. */
 enum outcome {
-	OUT_INPLACE,       /* (no RCU) leaf edited in place */
+	OUT_INPLACE,       /* leaf edited in place (order word) */
 	OUT_REPLACE,       /* copy with the edit, publish in the same slot */
 	OUT_SPLIT,         /* too full: two nodes, parent gains a slot */
 	OUT_MERGE,         /* too empty: joined with a sibling, parent loses one */
@@ -403,7 +383,6 @@ struct wpath {
 struct plan {
 	enum outcome out[MAXH];
 	unsigned sib[MAXH];  /* MERGE/REDIST: the sibling's slot in the parent */
-	bool new_root;       /* the root splits */
 	unsigned need[2];    /* nodes to allocate: [0] leaves, [1] inner */
 	unsigned retire;     /* nodes that will be retired */
 };
@@ -415,36 +394,34 @@ struct pool {
 
 #define SLOTS (2 * FANOUT + 1)
 
-/* Number of slots i in [from, count) with first[i] < kf: branch-free, so
- * the compiler can vectorize it; cheaper than a binary search at 16. */
-static inline unsigned count_below(const struct itnode *n, unsigned from,
-				   uint64_t kf)
-{
-	unsigned c = 0;
-	for (unsigned i = from; i < n->count; i++)
-		c += n->first[i] < kf;
-	return c;
-}
-
-/* Inner node: the child whose range holds k (largest i with sep_i <= k). */
+/* Inner node: the child whose range holds k (largest i with sep_i <= k).
+ * Counts separators below k.first branch-free (vectorizable), then settles
+ * ties on `first` with full key compares. */
 static unsigned route(const struct itnode *n, struct key k)
 {
-	unsigned i = 1 + count_below(n, 1, k.first);
-	while (i < n->count && n->first[i] == k.first &&
+	const struct itinner *in = inner_of(n);
+	unsigned i = 1;
+	for (unsigned j = 1; j < n->count; j++)
+		i += in->first[j] < k.first;
+	while (i < n->count && in->first[i] == k.first &&
 	       key_cmp(k, node_key(n, i)) >= 0)
 		i++;
 	return i - 1;
 }
 
-/* Leaf: first position whose key is >= k; *found if it equals k. */
+/* Leaf: first logical position whose key is >= k; *found if it equals k. */
 static unsigned leaf_lower_bound(const struct itnode *n, struct key k,
 				 bool *found)
 {
-	unsigned j = count_below(n, 0, k.first);
-	while (j < n->count && n->first[j] == k.first &&
+	const struct itleaf *lf = leaf_of(n);
+	uint64_t w = leaf_order(n);
+	unsigned cnt = order_count(w), j = 0;
+	for (unsigned i = 0; i < cnt; i++)
+		j += lf->first[order_slot(w, i)] < k.first;
+	while (j < cnt && lf->first[order_slot(w, j)] == k.first &&
 	       key_cmp(node_key(n, j), k) < 0)
 		j++;
-	*found = j < n->count && key_cmp(node_key(n, j), k) == 0;
+	*found = j < cnt && key_cmp(node_key(n, j), k) == 0;
 	return j;
 }
 
@@ -465,34 +442,34 @@ static void descend(const struct gm_itree *t, struct key k, struct wpath *p)
  * Decides, from counts alone, what each level of the path becomes when the
  * leaf gains (delta = +1) or loses (-1) an entry, and what that needs.
  */
-static int make_plan(const struct gm_itree *t, const struct wpath *p,
-		     int delta, struct plan *pl)
+static int make_plan(const struct wpath *p, int delta, struct plan *pl)
 {
 	unsigned h = p->height;
 	int c = p->node[0]->count + delta;
-	pl->new_root = false;
 	pl->need[0] = pl->need[1] = 0;
 	pl->retire = 0;
 	for (unsigned level = 0; level < h; level++) {
 		bool is_root = level == h - 1;
 		unsigned kind = level ? 1 : 0;
+		int cap = (int)node_cap(level);
 		int minc = is_root ? (level ? 2 : 1) : NODE_MIN;
-		if (c > FANOUT) {
+		if (c > cap) {
 			pl->out[level] = OUT_SPLIT;
 			pl->need[kind] += 2;
 			pl->retire++;
 			if (is_root) {
 				if (h == MAXH)
 					return -ENOSPC;
-				pl->new_root = true;
-				pl->need[1]++;
+				pl->need[1]++; /* the new root */
 				return 0;
 			}
 			c = p->node[level + 1]->count + 1;
 			continue;
 		}
 		if (c >= minc) {
-			if (level == 0 && !t->rcu) {
+			/* A leaf edits in place unless an insert finds no
+			 * unused slot: then it is compacted into a copy. */
+			if (level == 0 && (delta < 0 || p->node[0]->used < LEAF_MAX)) {
 				pl->out[level] = OUT_INPLACE;
 			} else {
 				pl->out[level] = OUT_REPLACE;
@@ -512,14 +489,14 @@ static int make_plan(const struct gm_itree *t, const struct wpath *p,
 		int sc = gm_load_relaxed(&par->child[s])->count;
 		pl->sib[level] = s;
 		pl->retire++;
-		if (c + sc <= FANOUT) {
+		if (c + sc <= cap) {
 			pl->out[level] = OUT_MERGE;
 			pl->need[kind]++;
-			c = par->k.count - 1;
+			c = par->h.count - 1;
 		} else {
 			pl->out[level] = OUT_REDIST;
 			pl->need[kind] += 2;
-			c = par->k.count; /* parent is copied with new separators */
+			c = par->h.count; /* parent is copied with new separators */
 		}
 	}
 	return 0; /* not reached: the root level always decides */
@@ -529,7 +506,8 @@ static void pool_drain(struct gm_itree *t, struct pool *po)
 {
 	for (unsigned kind = 0; kind < 2; kind++)
 		while (po->have[kind])
-			node_put(&t->rec, po->n[kind][--po->have[kind]], kind);
+			gm_alloc_release(t->alloc, po->n[kind][--po->have[kind]],
+					 node_size(kind));
 }
 
 /* Allocates everything the plan needs; -ENOMEM leaves nothing behind. */
@@ -539,7 +517,8 @@ static int pool_fill(struct gm_itree *t, const struct plan *pl,
 	po->have[0] = po->have[1] = 0;
 	for (unsigned kind = 0; kind < 2; kind++) {
 		for (unsigned j = 0; j < pl->need[kind]; j++) {
-			struct itnode *n = node_get(&t->rec, kind);
+			struct itnode *n = gm_alloc_mem(t->alloc, node_size(kind),
+							_Alignof(struct itinner));
 			if (!n) {
 				pool_drain(t, po);
 				return -ENOMEM;
@@ -559,9 +538,8 @@ static struct itnode *pool_take(struct gm_itree *t, struct pool *po,
 {
 	unsigned kind = level ? 1 : 0;
 	struct itnode *n = po->n[kind][--po->have[kind]];
-	memset(n->pad, 0, sizeof(n->pad));
+	memset(n, 0, sizeof(*n));
 	n->level = (uint8_t)level;
-	n->count = 0;
 	if (kind)
 		t->inners++;
 	else
@@ -578,6 +556,7 @@ static void retire_node(struct gm_itree *t, struct itnode *n)
 	gm_reclaim_retire(&t->reclaim, n, node_size(n->level));
 }
 
+/* The live entries of n, in key order. */
 static unsigned gather(const struct itnode *n, struct slot *s)
 {
 	const struct itinner *in = inner_of(n);
@@ -591,19 +570,28 @@ static unsigned gather(const struct itnode *n, struct slot *s)
 	return n->count;
 }
 
-/* Fills an unpublished node (its level set) with cnt slots. */
+/* Fills an unpublished node (its level set) with cnt entries. */
 static void scatter(struct itnode *n, const struct slot *s, unsigned cnt)
 {
-	struct itinner *in = inner_of(n);
 	n->count = (uint8_t)cnt;
-	for (unsigned i = 0; i < cnt; i++) {
-		n->first[i] = s[i].k.first;
-		n->last[i] = s[i].k.last;
-		n->item[i] = s[i].k.item;
-		if (n->level) {
-			atomic_init(&in->max_last[i], s[i].max_last);
-			atomic_init(&in->child[i], s[i].child);
+	if (n->level == 0) {
+		struct itleaf *lf = leaf_of(n);
+		for (unsigned i = 0; i < cnt; i++) {
+			lf->first[i] = s[i].k.first;
+			lf->last[i] = s[i].k.last;
+			lf->item[i] = s[i].k.item;
 		}
+		n->used = (uint8_t)cnt;
+		atomic_init(&lf->order, order_identity(cnt));
+		return;
+	}
+	struct itinner *in = inner_of(n);
+	for (unsigned i = 0; i < cnt; i++) {
+		in->first[i] = s[i].k.first;
+		in->last[i] = s[i].k.last;
+		in->item[i] = s[i].k.item;
+		atomic_init(&in->max_last[i], s[i].max_last);
+		atomic_init(&in->child[i], s[i].child);
 	}
 }
 
@@ -656,9 +644,10 @@ static void publish_replace(struct gm_itree *t, const struct wpath *p,
 	fix_max_above(p, level + 1);
 }
 
-/* Where to cut n (> FANOUT) slots: in half, except that an insert at either
- * end of a node leaves the old node nearly full, so runs of ascending (or
- * descending) inserts, common for memslots, fill leaves to ~80%, not 50%. */
+/* Where to cut n (> capacity) entries: in half, except that an insert at
+ * either end of a node leaves the old node nearly full, so runs of
+ * ascending (or descending) inserts, common for memslots, fill nodes to
+ * ~80% instead of 50%. */
 static unsigned split_point(unsigned n, int editpos)
 {
 	if (editpos == (int)n - 1)
@@ -669,7 +658,7 @@ static unsigned split_point(unsigned n, int editpos)
 }
 
 /*
- * Carries out the plan bottom-up. buf[0] holds the leaf's slots after the
+ * Carries out the plan bottom-up. buf[0] holds the leaf's entries after the
  * edit (n of them; the edited position is editpos, -1 for a removal).
  * Replaced nodes are retired only at the end, so the path stays readable
  * even without RCU (where retiring frees at once).
@@ -735,7 +724,7 @@ static void execute(struct gm_itree *t, const struct wpath *p,
 				memcpy(next, cur, n * sizeof(*cur));
 				cn = n + gather(sib, next + n);
 			}
-			n = gather(&par->k, cur);
+			n = gather(&par->h, cur);
 			if (pl->out[level] == OUT_MERGE) {
 				struct itnode *nn = pool_take(t, po, level);
 				scatter(nn, next, cn);
@@ -759,35 +748,36 @@ static void execute(struct gm_itree *t, const struct wpath *p,
 		retire_node(t, dead[j]);
 }
 
+/* Insert into a published leaf without copying: fill an unused slot, then
+ * publish a new order word (release) that lists it. */
 static void leaf_insert_inplace(struct itnode *n, unsigned pos, struct key k)
 {
-	unsigned tail = n->count - pos;
-	memmove(&n->first[pos + 1], &n->first[pos], tail * sizeof(uint64_t));
-	memmove(&n->last[pos + 1], &n->last[pos], tail * sizeof(uint64_t));
-	memmove(&n->item[pos + 1], &n->item[pos], tail * sizeof(uintptr_t));
-	n->first[pos] = k.first;
-	n->last[pos] = k.last;
-	n->item[pos] = k.item;
+	struct itleaf *lf = leaf_of(n);
+	unsigned phys = n->used++;
+	lf->first[phys] = k.first;
+	lf->last[phys] = k.last;
+	lf->item[phys] = k.item;
+	gm_store_release(&lf->order, order_insert(leaf_order(n), pos, phys));
 	n->count++;
 }
 
+/* Remove from a published leaf: a new order word without the entry. The
+ * slot stays as it was (dead) until the leaf is next copied. */
 static void leaf_delete_inplace(struct itnode *n, unsigned pos)
 {
-	unsigned tail = n->count - pos - 1;
-	memmove(&n->first[pos], &n->first[pos + 1], tail * sizeof(uint64_t));
-	memmove(&n->last[pos], &n->last[pos + 1], tail * sizeof(uint64_t));
-	memmove(&n->item[pos], &n->item[pos + 1], tail * sizeof(uintptr_t));
+	struct itleaf *lf = leaf_of(n);
+	gm_store_release(&lf->order, order_remove(leaf_order(n), pos));
 	n->count--;
 }
 
 static int insert_first(struct gm_itree *t, struct key k)
 {
-	struct itnode *n = node_get(&t->rec, 0);
+	struct itnode *n = gm_alloc_mem(t->alloc, sizeof(struct itleaf),
+					_Alignof(struct itinner));
 	if (!n)
 		return -ENOMEM;
-	memset(n->pad, 0, sizeof(n->pad));
-	n->level = 0;
-	n->count = 0;
+	memset(n, 0, sizeof(*n));
+	atomic_init(&leaf_of(n)->order, 0);
 	leaf_insert_inplace(n, 0, k);
 	t->leaves++;
 	t->height = 1;
@@ -795,40 +785,15 @@ static int insert_first(struct gm_itree *t, struct key k)
 	return 0;
 }
 
-static void copy_cols(struct itnode *dst, unsigned to, const struct itnode *src,
-		      unsigned from, unsigned n)
-{
-	memcpy(&dst->first[to], &src->first[from], n * sizeof(uint64_t));
-	memcpy(&dst->last[to], &src->last[from], n * sizeof(uint64_t));
-	memcpy(&dst->item[to], &src->item[from], n * sizeof(uintptr_t));
-}
-
-/* dst = src with k inserted at pos (delta > 0) or slot pos removed. */
-static void leaf_copy_edit(struct itnode *dst, const struct itnode *src,
-			   unsigned pos, int delta, struct key k)
-{
-	unsigned cnt = src->count;
-	copy_cols(dst, 0, src, 0, pos);
-	if (delta > 0) {
-		copy_cols(dst, pos + 1, src, pos, cnt - pos);
-		dst->first[pos] = k.first;
-		dst->last[pos] = k.last;
-		dst->item[pos] = k.item;
-	} else {
-		copy_cols(dst, pos, src, pos + 1, cnt - pos - 1);
-	}
-	dst->count = (uint8_t)(cnt + delta);
-}
-
 /* Shared tail of insert and remove once the leaf position is known. */
 static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 {
 	struct plan pl;
-	int rc = make_plan(t, p, delta, &pl);
+	int rc = make_plan(p, delta, &pl);
 	if (rc)
 		return rc;
 	unsigned pos = p->idx[0];
-	if (pl.out[0] == OUT_INPLACE) {
+	if (pl.out[0] == OUT_INPLACE) { /* the common case */
 		if (delta > 0)
 			leaf_insert_inplace(p->node[0], pos, k);
 		else
@@ -840,13 +805,6 @@ static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 	rc = pool_fill(t, &pl, &po);
 	if (rc)
 		return rc;
-	if (pl.out[0] == OUT_REPLACE) { /* the common case: copy one leaf */
-		struct itnode *nn = pool_take(t, &po, 0);
-		leaf_copy_edit(nn, p->node[0], pos, delta, k);
-		publish_replace(t, p, 0, nn);
-		retire_node(t, p->node[0]);
-		return 0;
-	}
 	struct slot buf[2][SLOTS];
 	unsigned n = gather(p->node[0], buf[0]);
 	if (delta > 0)
@@ -906,7 +864,7 @@ static void stats_walk(const struct itnode *n, struct gm_itree_stats *s)
 {
 	if (n->level == 0) {
 		s->leaf_nodes++;
-		s->entries += n->count;
+		s->entries += order_count(leaf_order(n));
 		return;
 	}
 	s->inner_nodes++;
@@ -923,13 +881,9 @@ int gm_itree_stats(const struct gm_itree *t, struct gm_itree_stats *s)
 	if (root)
 		stats_walk(root, s);
 	s->height = t->height;
-	s->node_bytes = s->leaf_nodes * sizeof(struct itnode) +
+	s->node_bytes = s->leaf_nodes * sizeof(struct itleaf) +
 			s->inner_nodes * sizeof(struct itinner);
-	s->cache_bytes = atomic_load_explicit(&((struct gm_itree *)t)->rec.cached[0], memory_order_relaxed) *
-			 sizeof(struct itnode) +
-			 atomic_load_explicit(&((struct gm_itree *)t)->rec.cached[1], memory_order_relaxed) *
-			 sizeof(struct itinner);
-	s->total_bytes = s->node_bytes + s->cache_bytes + sizeof(*t);
+	s->total_bytes = s->node_bytes + sizeof(*t);
 	return 0;
 }
 
@@ -946,6 +900,30 @@ static int vfail(struct vstate *v, const char *why)
 	return -EINVAL;
 }
 
+static int vleaf(const struct itnode *n, struct key lo, uint64_t *max,
+		 struct vstate *v)
+{
+	const struct itleaf *lf = leaf_of(n);
+	uint64_t w = leaf_order(n);
+	unsigned seen = 0;
+	if (n->used > LEAF_MAX || order_count(w) != n->count)
+		return vfail(v, "leaf order word count differs from its live count");
+	for (unsigned i = 0; i < n->count; i++) {
+		unsigned s = order_slot(w, i);
+		if (s >= n->used || (seen >> s & 1))
+			return vfail(v, "leaf order word names an unused or repeated slot");
+		seen |= 1u << s;
+		if (lf->first[s] > lf->last[s])
+			return vfail(v, "entry with first > last");
+	}
+	if (key_cmp(node_key(n, 0), lo) < 0)
+		return vfail(v, "leaf key below its parent's separator");
+	v->leaves++;
+	v->entries += n->count;
+	*max = node_max(n);
+	return 0;
+}
+
 /* Checks the subtree n at `level`; lo is its lower bound (for an inner
  * node: exactly its sep_0), hi its exclusive upper bound (NULL: none). */
 static int vnode(const struct itnode *n, unsigned level, bool is_root,
@@ -956,31 +934,21 @@ static int vnode(const struct itnode *n, unsigned level, bool is_root,
 		return vfail(v, "NULL child pointer");
 	if (n->level != level)
 		return vfail(v, "node level does not match its depth (leaves at unequal depth)");
-	if (n->count == 0 || n->count > FANOUT)
-		return vfail(v, "node count out of range 1..16");
+	if (n->count == 0 || n->count > node_cap(level))
+		return vfail(v, "node count out of range");
 	if (!is_root && n->count < NODE_MIN)
 		return vfail(v, "non-root node below the minimum fill");
 	if (is_root && level && n->count < 2)
 		return vfail(v, "inner root with fewer than 2 children");
+	if (level == 0 && (n->used > LEAF_MAX || order_count(leaf_order(n)) != n->count))
+		return vfail(v, "leaf order word count differs from its live count");
 	for (unsigned i = 1; i < n->count; i++)
 		if (key_cmp(node_key(n, i - 1), node_key(n, i)) >= 0)
 			return vfail(v, "keys not strictly increasing");
 	if (hi && key_cmp(node_key(n, n->count - 1), *hi) >= 0)
 		return vfail(v, "key at or above the next separator");
-	if (level == 0) {
-		v->leaves++;
-		if (key_cmp(node_key(n, 0), lo) < 0)
-			return vfail(v, "leaf key below its parent's separator");
-		uint64_t m = 0;
-		for (unsigned i = 0; i < n->count; i++) {
-			if (n->first[i] > n->last[i])
-				return vfail(v, "entry with first > last");
-			m = n->last[i] > m ? n->last[i] : m;
-		}
-		v->entries += n->count;
-		*max = m;
-		return 0;
-	}
+	if (level == 0)
+		return vleaf(n, lo, max, v);
 	v->inners++;
 	if (key_cmp(node_key(n, 0), lo) != 0)
 		return vfail(v, "inner sep_0 differs from the parent's separator");

@@ -15,15 +15,19 @@
  * carry each child subtree's maximum `last`:
  *
  *   inner:  | sep0 sep1 .. sep15 | maxlast0 .. maxlast15 | child0 .. child15 |
- *   leaf:   | first0 .. first15  | last0 .. last15       | item0 .. item15   |
+ *   leaf:   | order word | first0 .. first14 | last0 .. last14 | item0 .. item14 |
  *
  * An overlap query descends only into children whose max `last` >= a and
- * whose separator's `first` <= b. In RCU mode every structural change is
- * copy-on-write along the path and published with one release store (of
- * the root, or of one child pointer); the only fields changed in place are
- * a child pointer (to a node covering exactly the same key range) and the
- * max-`last` summaries, which are always >= the `last` of every entry that
- * stays in that subtree. So a reader never sees a half-done node and never
+ * whose separator's `first` <= b. A leaf lists its entries through one
+ * 64-bit "order word" (count + a permutation of its slots): an insert fills
+ * a never-used slot and publishes a new order word, a remove publishes one
+ * without the entry, so most writes touch one leaf in place, without
+ * copying, and a published slot is never rewritten. Every structural change
+ * (split, merge, a leaf out of unused slots) is copy-on-write along the
+ * path, published with one release store (of the root or of one child
+ * pointer). The other fields changed in place are the max-`last`
+ * summaries, always >= the `last` of every entry that stays in that
+ * subtree. So a reader never sees a half-done node and never
  * skips a subtree holding an entry that was present for its whole read-side
  * section: such an entry is found, while a concurrent insert or remove of
  * OTHER entries may or may not be seen. Replaced nodes are freed after a
@@ -44,12 +48,8 @@
 
 GM_BEGIN_DECLS
 
-/* Flags for gm_itree_create. */
-#define GM_ITREE_RCU 1u      /* readers may run under RCU during writes */
-#define GM_ITREE_NO_CACHE 2u /* free replaced nodes to the allocator at once
-			      * (after a grace period) instead of keeping up
-			      * to 64 of each kind for reuse: exact memory,
-			      * every node allocation reaches the hook */
+/* Flag for gm_itree_create: readers may run under RCU during writes. */
+#define GM_ITREE_RCU 1u
 
 /* Deepest tree an iterator can walk; a tree never grows beyond it
  * (insert returns -ENOSPC first; needs > 2^33 entries in practice). */
@@ -69,6 +69,7 @@ struct gm_itree_iter {
 	uint64_t a, b;
 	int level;  /* level of node[level] being scanned; -1 when finished */
 	int top;    /* level of the root this iteration started from */
+	uint64_t leaf_order; /* the current leaf's order word, as first read */
 	const void *node[GM_ITREE_MAX_HEIGHT];
 	uint8_t idx[GM_ITREE_MAX_HEIGHT]; /* next slot to look at per level */
 };
@@ -79,13 +80,11 @@ struct gm_itree_stats {
 	size_t leaf_nodes;
 	size_t inner_nodes;
 	size_t node_bytes;   /* bytes held by live nodes (excl. the handle) */
-	size_t cache_bytes;  /* freed nodes kept for reuse (see NO_CACHE) */
-	size_t total_bytes;  /* node_bytes + cache_bytes + the handle */
+	size_t total_bytes;  /* node_bytes + the handle */
 };
 
 /*
- * gm_itree_create — makes an empty tree in *out. flags: 0 or GM_ITREE_RCU,
- * optionally | GM_ITREE_NO_CACHE.
+ * gm_itree_create — makes an empty tree in *out. flags: 0 or GM_ITREE_RCU.
  * alloc: NULL for the default allocator; every byte goes through it.
  * Cost O(1). Returns 0, -EINVAL (bad flags or out == NULL) or -ENOMEM
  * (nothing allocated, *out untouched).
@@ -104,8 +103,8 @@ GM_EXPORT void gm_itree_destroy(struct gm_itree *t);
 
 /*
  * gm_itree_insert — adds (first, last, item).
- * Cost O(log n): in RCU mode one leaf copy (plus O(log n) node copies on a
- * split). Writer only (caller serializes writers); RCU readers may run.
+ * Cost O(log n): usually an in-place leaf edit; a leaf copy when the leaf has
+ * no unused slot, plus O(log n) node copies on a split. Writer only (caller serializes writers); RCU readers may run.
  * Returns 0; -EINVAL if first > last; -EEXIST if the identical triple is
  * present; -ENOSPC if the tree would exceed GM_ITREE_MAX_HEIGHT; -ENOMEM
  * with the tree unchanged (everything is allocated before anything changes).
