@@ -12,11 +12,14 @@
  *     physical slot of the i-th smallest key. Slots [used, 15) were never
  *     filled; slots < used that the order word no longer lists are dead.
  *
- *   struct itinner (level >= 1)                                648 bytes
- *   +-------+-------+------+--------------------+---------------+--------------+
- *   | level | count | pad  | first/last/item[16] | max_last[16](A)| child[16](A) |
- *   +-------+-------+------+--------------------+---------------+--------------+
- *     (first, last, item)_i = sep_i, the lower bound of child i's keys.
+ *   struct itinner (level >= 1)                                776 bytes
+ *   +------+-------+-----+---------------+-------------+----------+-----------+----------------+
+ *   |level |count  | pad | prefix_max(A) | max_last(A) | first    | child(A)  | last, item     |
+ *   +------+-------+-----+---------------+-------------+----------+-----------+----------------+
+ *     16 of each. (first, last, item)_i = sep_i, the lower bound of child
+ *     i's keys; max_last_i = max `last` in child i; prefix_max_i = max of
+ *     max_last_0..i, so a reader finds the first child worth visiting by
+ *     binary search. Reader-hot arrays come first.
  *
  *   (A) = _Atomic: the only fields ever changed in a published node.
  *
@@ -30,7 +33,8 @@
  *  I3 an inner node's sep_0 equals its parent's separator for it; the
  *     leftmost node of every level has sep_0 = (0, 0, 0). (A leaf's parent
  *     separator is only a lower bound of its first key.)
- *  I4 max_last_i == the largest `last` of the live entries of subtree i.
+ *  I4 max_last_i == the largest `last` of the live entries of subtree i;
+ *     prefix_max_i == max(max_last_0..i).
  *  I5 every root-to-leaf path has `height` nodes; level = height above leaves.
  *  I6 leaves hold 1..15 live entries, inner nodes 2..16 children; non-root
  *     nodes hold >= NODE_MIN. The tree is empty iff root == NULL.
@@ -46,7 +50,10 @@
  * change of separators (split, merge, redistribution) copies the parent.
  * A max_last value is only ever set to the exact max of some complete
  * version of its subtree, and every version holds each entry present for a
- * reader's whole section, so pruning by max_last never drops one.
+ * reader's whole section, so pruning by max_last never drops one; likewise
+ * a prefix_max_i is computed from such values, so reading prefix_max_i < a
+ * proves children 0..i hold no such entry overlapping [a, ..], even if the
+ * array is momentarily not monotone while the writer updates it.
  *
  * Writers: descend once recording the path, PLAN the outcome at each level
  * from counts alone (in-place edit of the leaf / copy / split / merge /
@@ -85,11 +92,12 @@ struct itleaf {
 
 struct itinner {
 	struct itnode h;
+	_Atomic uint64_t prefix_max[FANOUT]; /* max(max_last[0..i]) */
+	_Atomic uint64_t max_last[FANOUT];
 	uint64_t first[FANOUT];
+	_Atomic(struct itnode *) child[FANOUT];
 	uint64_t last[FANOUT];
 	uintptr_t item[FANOUT];
-	_Atomic uint64_t max_last[FANOUT];
-	_Atomic(struct itnode *) child[FANOUT];
 };
 
 struct gm_itree {
@@ -335,9 +343,18 @@ bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
 		}
 		const struct itinner *in = inner_of(n);
 		unsigned count = n->count;
-		for (; i < count; i++) {
-			if (gm_load_relaxed(&in->max_last[i]) >= a)
-				break;
+		if (i == 0) { /* first child whose prefix max reaches a */
+			unsigned hi = count;
+			while (i < hi) {
+				unsigned mid = (i + hi) / 2;
+				if (gm_load_relaxed(&in->prefix_max[mid]) < a)
+					i = mid + 1;
+				else
+					hi = mid;
+			}
+		} else {
+			while (i < count && gm_load_relaxed(&in->max_last[i]) < a)
+				i++;
 		}
 		/* sep_i <= every key in children >= i: none can start <= b */
 		if (i == count || in->first[i] > b) {
@@ -586,11 +603,14 @@ static void scatter(struct itnode *n, const struct slot *s, unsigned cnt)
 		return;
 	}
 	struct itinner *in = inner_of(n);
+	uint64_t run = 0;
 	for (unsigned i = 0; i < cnt; i++) {
 		in->first[i] = s[i].k.first;
 		in->last[i] = s[i].k.last;
 		in->item[i] = s[i].k.item;
+		run = s[i].max_last > run ? s[i].max_last : run;
 		atomic_init(&in->max_last[i], s[i].max_last);
+		atomic_init(&in->prefix_max[i], run);
 		atomic_init(&in->child[i], s[i].child);
 	}
 }
@@ -614,6 +634,21 @@ static struct slot slot_for(struct key k, struct itnode *child)
 	return (struct slot){.k = k, .max_last = node_max(child), .child = child};
 }
 
+/* Sets max_last_i of a published (or new) inner node and refreshes the
+ * prefix maxima from i on (they stop changing once one is unchanged). */
+static void set_max(struct itinner *in, unsigned i, uint64_t v)
+{
+	gm_store_relaxed(&in->max_last[i], v);
+	uint64_t run = i ? gm_load_relaxed(&in->prefix_max[i - 1]) : 0;
+	for (unsigned j = i; j < in->h.count; j++) {
+		uint64_t ml = gm_load_relaxed(&in->max_last[j]);
+		run = ml > run ? ml : run;
+		if (j > i && gm_load_relaxed(&in->prefix_max[j]) == run)
+			break;
+		gm_store_relaxed(&in->prefix_max[j], run);
+	}
+}
+
 /* After the node at path level `level` changed in place, refreshes the
  * max-`last` summaries above it (stops once one is unchanged). */
 static void fix_max_above(const struct wpath *p, unsigned level)
@@ -624,7 +659,7 @@ static void fix_max_above(const struct wpath *p, unsigned level)
 		unsigned i = p->idx[level + 1];
 		if (gm_load_relaxed(&par->max_last[i]) == m)
 			break;
-		gm_store_relaxed(&par->max_last[i], m);
+		set_max(par, i, m);
 	}
 }
 
@@ -639,7 +674,7 @@ static void publish_replace(struct gm_itree *t, const struct wpath *p,
 	struct itinner *par = inner_of(p->node[level + 1]);
 	unsigned i = p->idx[level + 1];
 	/* Any order of these two is safe for readers (see the top). */
-	gm_store_relaxed(&par->max_last[i], node_max(n));
+	set_max(par, i, node_max(n));
 	gm_store_release(&par->child[i], n);
 	fix_max_above(p, level + 1);
 }
@@ -965,6 +1000,8 @@ static int vnode(const struct itnode *n, unsigned level, bool is_root,
 		if (gm_load_relaxed(&in->max_last[i]) != cm)
 			return vfail(v, "max_last summary differs from the subtree's max last");
 		m = cm > m ? cm : m;
+		if (gm_load_relaxed(&in->prefix_max[i]) != m)
+			return vfail(v, "prefix_max differs from the max of max_last 0..i");
 	}
 	*max = m;
 	return 0;
