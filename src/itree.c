@@ -12,11 +12,11 @@
  *     physical slot of the i-th smallest key. Slots [used, 15) were never
  *     filled; slots < used that the order word no longer lists are dead.
  *
- *   struct itinner (level >= 1)                                776 bytes
+ *   struct itinner (level >= 1)                               1544 bytes
  *   +------+-------+-----+---------------+-------------+----------+-----------+----------------+
  *   |level |count  | pad | prefix_max(A) | max_last(A) | first    | child(A)  | last, item     |
  *   +------+-------+-----+---------------+-------------+----------+-----------+----------------+
- *     16 of each. (first, last, item)_i = sep_i, the lower bound of child
+ *     32 of each. (first, last, item)_i = sep_i, the lower bound of child
  *     i's keys; max_last_i = max `last` in child i; prefix_max_i = max of
  *     max_last_0..i, so a reader finds the first child worth visiting by
  *     binary search. Reader-hot arrays come first.
@@ -36,7 +36,7 @@
  *  I4 max_last_i == the largest `last` of the live entries of subtree i;
  *     prefix_max_i == max(max_last_0..i).
  *  I5 every root-to-leaf path has `height` nodes; level = height above leaves.
- *  I6 leaves hold 1..15 live entries, inner nodes 2..16 children; non-root
+ *  I6 leaves hold 1..15 live entries, inner nodes 2..32 children; non-root
  *     nodes hold >= NODE_MIN. The tree is empty iff root == NULL.
  *  I7 the handle's count equals the number of live leaf entries.
  *
@@ -71,7 +71,7 @@
 #include <string.h>
 
 #define LEAF_MAX 15
-#define FANOUT 16
+#define FANOUT 32
 #define NODE_MIN 4
 #define MAXH GM_ITREE_MAX_HEIGHT
 

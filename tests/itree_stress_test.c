@@ -17,6 +17,7 @@
 #include <gmtrack/itree.h>
 
 #include <pthread.h>
+#include <time.h>
 
 #define NSTABLE 150
 #define NCHURN 4000
@@ -31,7 +32,7 @@ static struct ival stable[NSTABLE]; /* sorted by first */
 static struct ival churn[NCHURN];
 static struct gm_itree *tree;
 static atomic_bool stop;
-static _Atomic uint64_t queries, misses, bad_entries, bad_order;
+static _Atomic uint64_t queries, misses, bad_entries, bad_order, live_queries;
 
 static void *stable_item(unsigned i) { return (void *)(uintptr_t)(i * 2 + 1); }
 static void *churn_item(unsigned i) { return (void *)(uintptr_t)(i * 2); }
@@ -114,6 +115,7 @@ static void *reader(void *arg)
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
 		one_query(&r);
 		n++;
+		atomic_fetch_add_explicit(&live_queries, 1, memory_order_relaxed);
 	}
 	atomic_fetch_add(&queries, n);
 	gm_rcu_unregister_thread();
@@ -148,8 +150,18 @@ GM_TEST(readers_never_miss_stable_intervals)
 	bool present[NCHURN] = {false};
 	size_t npresent = 0, peak = 0, low = SIZE_MAX;
 	unsigned hmin = 99, hmax = 0;
-	uint64_t ops = gm_test_iters(300000);
-	for (uint64_t s = 0; s < ops; s++) {
+	/* churn for `ops` writes, and on until the readers ran `min_queries`
+	 * queries (slow under TSan), but never more than ~4 s */
+	uint64_t ops = gm_test_iters(300000), min_queries = gm_test_iters(100000);
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (uint64_t s = 0;; s++) {
+		if (s >= ops && s % 1024 == 0) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (atomic_load_explicit(&live_queries, memory_order_relaxed) >= min_queries ||
+			    now.tv_sec - t0.tv_sec >= 4)
+				break;
+		}
 		/* the target size swings so the tree grows and shrinks a level */
 		uint64_t phase = (s / 20000) % 2;
 		bool grow = phase == 0 ? gm_rng_chance(r, 3, 4) : gm_rng_chance(r, 1, 20);

@@ -363,11 +363,11 @@ GM_TEST(validate_detects_corruption)
 		CHECK_EQ(gm_itree_insert(t, i, i + 3, NULL), 0);
 	CHECK_VALID(gm_itree_validate(t, &reason), reason);
 	/* the handle starts with the root pointer; the root is inner here,
-	 * and its max_last[0] follows the 8-byte header and prefix_max[16] */
+	 * and its max_last[0] follows the 8-byte header and prefix_max[32] */
 	struct itnode_hdr { uint8_t level, count; };
 	void *root = atomic_load((_Atomic(void *) *)t);
 	CHECK(((struct itnode_hdr *)root)->level >= 1);
-	uint64_t *max0 = (uint64_t *)((char *)root + 8 + 16 * 8);
+	uint64_t *max0 = (uint64_t *)((char *)root + 8 + 32 * 8);
 	*max0 += 1;
 	const char *why = NULL;
 	CHECK_EQ(gm_itree_validate(t, &why), -EINVAL);

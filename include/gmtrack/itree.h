@@ -14,7 +14,7 @@
  * gm_itree is a B+tree ordered by (first, last, item) whose inner entries
  * carry each child subtree's maximum `last`:
  *
- *   inner:  | sep0 sep1 .. sep15 | maxlast0 .. maxlast15 | child0 .. child15 |
+ *   inner:  | prefix max[32] | max last[32] | sep[32] | child[32] |
  *   leaf:   | order word | first0 .. first14 | last0 .. last14 | item0 .. item14 |
  *
  * An overlap query descends only into children whose max `last` >= a and
