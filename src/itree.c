@@ -223,11 +223,7 @@ static uint64_t node_max(const struct itnode *n)
 			m = v > m ? v : m;
 		}
 	} else {
-		const struct itinner *in = inner_of(n);
-		for (unsigned i = 0; i < n->count; i++) {
-			uint64_t v = gm_load_relaxed(&in->max_last[i]);
-			m = v > m ? v : m;
-		}
+		m = gm_load_relaxed(&inner_of(n)->prefix_max[n->count - 1]);
 	}
 	return m;
 }
@@ -343,15 +339,14 @@ bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
 		}
 		const struct itinner *in = inner_of(n);
 		unsigned count = n->count;
-		if (i == 0) { /* first child whose prefix max reaches a */
-			unsigned hi = count;
-			while (i < hi) {
-				unsigned mid = (i + hi) / 2;
-				if (gm_load_relaxed(&in->prefix_max[mid]) < a)
-					i = mid + 1;
-				else
-					hi = mid;
+		if (i == 0) { /* first child whose prefix max reaches a: a */
+			unsigned len = count; /* branch-free binary search */
+			while (len > 1) {
+				unsigned half = len / 2;
+				i += (gm_load_relaxed(&in->prefix_max[i + half - 1]) < a) * half;
+				len -= half;
 			}
+			i += gm_load_relaxed(&in->prefix_max[i]) < a;
 		} else {
 			while (i < count && gm_load_relaxed(&in->max_last[i]) < a)
 				i++;
@@ -411,15 +406,27 @@ struct pool {
 
 #define SLOTS (2 * FANOUT + 1)
 
-/* Inner node: the child whose range holds k (largest i with sep_i <= k).
- * Counts separators below k.first branch-free (vectorizable), then settles
- * ties on `first` with full key compares. */
+/* Number of positions j in [0, n) with firstval(j) < kf, for keys sorted by
+ * `first`: a branch-free binary search. */
+#define COUNT_BELOW(n, kf, firstval)                                          \
+	({                                                                    \
+		unsigned base_ = 0, len_ = (n);                               \
+		while (len_ > 1) {                                            \
+			unsigned half_ = len_ / 2;                            \
+			base_ += (firstval(base_ + half_ - 1) < (kf)) * half_; \
+			len_ -= half_;                                        \
+		}                                                             \
+		base_ + (len_ && firstval(base_) < (kf));                     \
+	})
+
+/* Inner node: the child whose range holds k (largest i with sep_i <= k):
+ * counts separators 1.. below k.first, then settles ties on `first`. */
 static unsigned route(const struct itnode *n, struct key k)
 {
 	const struct itinner *in = inner_of(n);
-	unsigned i = 1;
-	for (unsigned j = 1; j < n->count; j++)
-		i += in->first[j] < k.first;
+#define SEP_FIRST(j) in->first[1 + (j)]
+	unsigned i = 1 + COUNT_BELOW(n->count - 1u, k.first, SEP_FIRST);
+#undef SEP_FIRST
 	while (i < n->count && in->first[i] == k.first &&
 	       key_cmp(k, node_key(n, i)) >= 0)
 		i++;
@@ -432,9 +439,10 @@ static unsigned leaf_lower_bound(const struct itnode *n, struct key k,
 {
 	const struct itleaf *lf = leaf_of(n);
 	uint64_t w = leaf_order(n);
-	unsigned cnt = order_count(w), j = 0;
-	for (unsigned i = 0; i < cnt; i++)
-		j += lf->first[order_slot(w, i)] < k.first;
+	unsigned cnt = order_count(w);
+#define LEAF_FIRST(j) lf->first[order_slot(w, (j))]
+	unsigned j = COUNT_BELOW(cnt, k.first, LEAF_FIRST);
+#undef LEAF_FIRST
 	while (j < cnt && lf->first[order_slot(w, j)] == k.first &&
 	       key_cmp(node_key(n, j), k) < 0)
 		j++;
@@ -663,6 +671,24 @@ static void fix_max_above(const struct wpath *p, unsigned level)
 	}
 }
 
+/* After an in-place leaf insert (delta > 0) or remove of an entry whose
+ * last is klast: the summaries above change only if klast raises a max, or
+ * if the removed entry was the max (then recomputed exactly). */
+static void fix_max_after_edit(const struct wpath *p, int delta, uint64_t klast)
+{
+	for (unsigned level = 0; level + 1 < p->height; level++) {
+		struct itinner *par = inner_of(p->node[level + 1]);
+		unsigned i = p->idx[level + 1];
+		uint64_t old = gm_load_relaxed(&par->max_last[i]);
+		if (delta > 0 ? klast <= old : klast < old)
+			return;
+		uint64_t m = delta > 0 ? klast : node_max(p->node[level]);
+		if (m == old)
+			return;
+		set_max(par, i, m);
+	}
+}
+
 /* Puts n where path level `level`'s node was: same key range, one store. */
 static void publish_replace(struct gm_itree *t, const struct wpath *p,
 			    unsigned level, struct itnode *n)
@@ -833,7 +859,7 @@ static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 			leaf_insert_inplace(p->node[0], pos, k);
 		else
 			leaf_delete_inplace(p->node[0], pos);
-		fix_max_above(p, 0);
+		fix_max_after_edit(p, delta, k.last);
 		return 0;
 	}
 	struct pool po;
