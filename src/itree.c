@@ -16,7 +16,8 @@
  *   +------+-------+-----+---------------+-------------+----------+-----------+----------------+
  *   |level |count  | pad | prefix_max(A) | max_last(A) | first    | child(A)  | last, item     |
  *   +------+-------+-----+---------------+-------------+----------+-----------+----------------+
- *     32 of each. (first, last, item)_i = sep_i, the lower bound of child
+ *     32 of each (unused first[] = UINT64_MAX, for a fixed-size search).
+ *     (first, last, item)_i = sep_i, the lower bound of child
  *     i's keys; max_last_i = max `last` in child i; prefix_max_i = max of
  *     max_last_0..i, so a reader finds the first child worth visiting by
  *     binary search. Reader-hot arrays come first.
@@ -419,18 +420,32 @@ struct pool {
 		base_ + (len_ && firstval(base_) < (kf));                     \
 	})
 
+/* #{j : a[j] < kf} over FANOUT sorted values: a fixed, unrolled, branch-free
+ * binary search (inner nodes pad unused separators with UINT64_MAX). */
+static inline unsigned count_below_fanout(const uint64_t *a, uint64_t kf)
+{
+	_Static_assert(FANOUT == 32, "count_below_fanout is unrolled for 32");
+	unsigned base = 0;
+	base += (a[base + 15] < kf) * 16;
+	base += (a[base + 7] < kf) * 8;
+	base += (a[base + 3] < kf) * 4;
+	base += (a[base + 1] < kf) * 2;
+	base += (a[base] < kf);
+	return base + (a[base] < kf);
+}
+
 /* Inner node: the child whose range holds k (largest i with sep_i <= k):
- * counts separators 1.. below k.first, then settles ties on `first`. */
+ * the last separator whose `first` is below k.first, then ties on `first`
+ * settled with full key compares. */
 static unsigned route(const struct itnode *n, struct key k)
 {
 	const struct itinner *in = inner_of(n);
-#define SEP_FIRST(j) in->first[1 + (j)]
-	unsigned i = 1 + COUNT_BELOW(n->count - 1u, k.first, SEP_FIRST);
-#undef SEP_FIRST
-	while (i < n->count && in->first[i] == k.first &&
-	       key_cmp(k, node_key(n, i)) >= 0)
+	unsigned c = count_below_fanout(in->first, k.first);
+	unsigned i = c ? c - 1 : 0;
+	while (i + 1 < n->count && in->first[i + 1] == k.first &&
+	       key_cmp(k, node_key(n, i + 1)) >= 0)
 		i++;
-	return i - 1;
+	return i;
 }
 
 /* Leaf: first logical position whose key is >= k; *found if it equals k. */
@@ -621,6 +636,8 @@ static void scatter(struct itnode *n, const struct slot *s, unsigned cnt)
 		atomic_init(&in->prefix_max[i], run);
 		atomic_init(&in->child[i], s[i].child);
 	}
+	for (unsigned i = cnt; i < FANOUT; i++)
+		in->first[i] = UINT64_MAX; /* padding for count_below_fanout */
 }
 
 static void insert_slot(struct slot *s, unsigned *n, unsigned pos,
