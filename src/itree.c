@@ -322,8 +322,9 @@ bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
 		if (level == 0) {
 			const struct itleaf *lf = leaf_of(n);
 			uint64_t w = it->leaf_order;
-			for (unsigned cnt = order_count(w); i < cnt; i++) {
-				unsigned s = order_slot(w, i);
+			uint64_t rest = (w >> 4) >> (4 * i); /* next slots, low nibble first */
+			for (unsigned cnt = order_count(w); i < cnt; i++, rest >>= 4) {
+				unsigned s = (unsigned)rest & 15;
 				if (lf->first[s] > b)
 					goto finished; /* all later keys start after b */
 				if (lf->last[s] >= a) {
@@ -863,6 +864,35 @@ static int insert_first(struct gm_itree *t, struct key k)
 	return 0;
 }
 
+/* dst (new) = the live entries of src in key order with k inserted at
+ * logical position pos; dst's slots are in order, none unused-but-dead. */
+static void leaf_compact_insert(struct itnode *dst, const struct itnode *src,
+				unsigned pos, struct key k)
+{
+	const struct itleaf *s = leaf_of(src);
+	struct itleaf *d = leaf_of(dst);
+	uint64_t rest = leaf_order(src) >> 4;
+	unsigned cnt = src->count, j = 0;
+	for (unsigned i = 0; i <= cnt; i++) {
+		if (i == pos) {
+			d->first[j] = k.first;
+			d->last[j] = k.last;
+			d->item[j] = k.item;
+			j++;
+		}
+		if (i == cnt)
+			break;
+		unsigned from = (unsigned)rest & 15;
+		rest >>= 4;
+		d->first[j] = s->first[from];
+		d->last[j] = s->last[from];
+		d->item[j] = s->item[from];
+		j++;
+	}
+	dst->count = dst->used = (uint8_t)j;
+	atomic_init(&d->order, order_identity(j));
+}
+
 /* Shared tail of insert and remove once the leaf position is known. */
 static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 {
@@ -883,6 +913,13 @@ static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 	rc = pool_fill(t, &pl, &po);
 	if (rc)
 		return rc;
+	if (pl.out[0] == OUT_REPLACE) { /* leaf out of unused slots: compact */
+		struct itnode *nn = pool_take(t, &po, 0);
+		leaf_compact_insert(nn, p->node[0], pos, k);
+		publish_replace(t, p, 0, nn);
+		retire_node(t, p->node[0]);
+		return 0;
+	}
 	struct slot buf[2][SLOTS];
 	unsigned n = gather(p->node[0], buf[0]);
 	if (delta > 0)
