@@ -310,7 +310,8 @@ void gm_itree_stab_init(struct gm_itree_iter *it, const struct gm_itree *t,
 	(void)gm_itree_iter_init(it, t, point, point);
 }
 
-bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
+/* The cursor's step, shared by iter_next and iter_fill. */
+static inline bool iter_step(struct gm_itree_iter *it, struct gm_itree_entry *out)
 {
 	const uint64_t a = it->a, b = it->b;
 	int level = it->level;
@@ -367,6 +368,20 @@ bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
 finished:
 	it->level = -1;
 	return false;
+}
+
+bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
+{
+	return iter_step(it, out);
+}
+
+size_t gm_itree_iter_fill(struct gm_itree_iter *it, struct gm_itree_entry *out,
+			  size_t max)
+{
+	size_t k = 0;
+	while (k < max && iter_step(it, &out[k]))
+		k++;
+	return k;
 }
 
 size_t gm_itree_count(const struct gm_itree *t)

@@ -149,6 +149,15 @@ GM_EXPORT bool gm_itree_iter_next(struct gm_itree_iter *it,
 				  struct gm_itree_entry *out);
 
 /*
+ * gm_itree_iter_fill — up to max next overlapping entries into out[0..),
+ * in the same order as iter_next; returns how many (fewer than max only at
+ * the end, 0 when done). Same rules and cost as iter_next, one call for a
+ * whole batch (typical memslot queries finish in one call). Never allocates.
+ */
+GM_EXPORT size_t gm_itree_iter_fill(struct gm_itree_iter *it,
+				    struct gm_itree_entry *out, size_t max);
+
+/*
  * gm_itree_count — number of stored triples. O(1). Any thread (in RCU mode a
  * reader sees a recent value; it is not synchronized with iteration).
  */
