@@ -87,7 +87,7 @@ static void check_query(const struct gm_itree *t, const struct model *m,
 			uint64_t a, uint64_t b)
 {
 	struct gm_itree_entry *want = malloc((m->n + 1) * sizeof(*want));
-	struct gm_itree_entry *got = malloc((m->n + 2) * sizeof(*got));
+	struct gm_itree_entry *got = malloc((m->n + 10) * sizeof(*got));
 	size_t nw = model_query(m, a, b, want);
 	size_t ng = tree_query(t, a, b, got, m->n + 1);
 	CHECK_MSG(nw == ng, "query [%" PRIu64 ", %" PRIu64 "]: %zu hits, want %zu",
@@ -95,6 +95,21 @@ static void check_query(const struct gm_itree *t, const struct model *m,
 	for (size_t i = 0; i < nw; i++)
 		CHECK_MSG(entry_cmp(&want[i], &got[i]) == 0,
 			  "query [%" PRIu64 ", %" PRIu64 "]: hit %zu differs", a, b, i);
+	/* the same through iter_fill, in batches of 1..8 */
+	struct gm_itree_iter it;
+	size_t batch = 1 + (size_t)gm_rng_below(gm_test_rng(), 8), k = 0, n;
+	CHECK_EQ(gm_itree_iter_init(&it, t, a, b), 0);
+	while ((n = gm_itree_iter_fill(&it, &got[k], batch)) > 0) {
+		CHECK(n <= batch);
+		k += n;
+		CHECK(k <= nw);
+		if (n < batch)
+			break;
+	}
+	CHECK_EQ(gm_itree_iter_fill(&it, got, batch), 0);
+	CHECK_EQ(k, nw);
+	for (size_t i = 0; i < nw; i++)
+		CHECK_EQ(entry_cmp(&want[i], &got[i]), 0);
 	free(want);
 	free(got);
 }
