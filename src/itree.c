@@ -311,7 +311,8 @@ void gm_itree_stab_init(struct gm_itree_iter *it, const struct gm_itree *t,
 }
 
 /* The cursor's step, shared by iter_next and iter_fill. */
-static inline bool iter_step(struct gm_itree_iter *it, struct gm_itree_entry *out)
+static inline __attribute__((always_inline)) bool
+iter_step(struct gm_itree_iter *it, struct gm_itree_entry *out)
 {
 	const uint64_t a = it->a, b = it->b;
 	int level = it->level;
