@@ -33,6 +33,22 @@
  * OTHER entries may or may not be seen. Replaced nodes are freed after a
  * grace period.
  *
+ * Memory: 376-byte leaves (15 entries) and 1544-byte inner nodes (32
+ * children), about 35-43 bytes per entry at the fill random or ascending
+ * inserts give (a Linux interval_tree_node is 48).
+ *
+ *   struct gm_itree *t;
+ *   gm_itree_create(&t, GM_ITREE_RCU, NULL);
+ *   gm_itree_insert(t, slot->hva, slot->hva + slot->size - 1, slot);  // writer
+ *   ...
+ *   struct gm_itree_iter it;                                          // reader
+ *   struct gm_itree_entry e;
+ *   gm_rcu_read_lock();
+ *   gm_itree_iter_init(&it, t, start, end - 1);
+ *   while (gm_itree_iter_next(&it, &e))
+ *       invalidate(e.item, start, end);
+ *   gm_rcu_read_unlock();
+ *
  * Concurrency: one writer at a time (the caller serializes insert/remove/
  * destroy); with GM_ITREE_RCU any number of readers iterate under
  * gm_rcu_read_lock() without locks. Without the flag, readers must not run
