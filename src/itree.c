@@ -16,7 +16,8 @@
  *   +------+-------+-----+---------------+-------------+----------+-----------+----------------+
  *   |level |count  | pad | prefix_max(A) | max_last(A) | first    | child(A)  | last, item     |
  *   +------+-------+-----+---------------+-------------+----------+-----------+----------------+
- *     32 of each (unused first[] = UINT64_MAX, for a fixed-size search).
+ *     32 of each (unused first[] and prefix_max[] = UINT64_MAX, so
+ *     searches run a fixed, unrolled length).
  *     (first, last, item)_i = sep_i, the lower bound of child
  *     i's keys; max_last_i = max `last` in child i; prefix_max_i = max of
  *     max_last_0..i, so a reader finds the first child worth visiting by
@@ -310,6 +311,22 @@ void gm_itree_stab_init(struct gm_itree_iter *it, const struct gm_itree *t,
 	(void)gm_itree_iter_init(it, t, point, point);
 }
 
+/* First i with pm[i] >= a, over all FANOUT slots (unused ones hold
+ * UINT64_MAX, so the answer is <= count): unrolled branch-free binary
+ * search. Probes may see a momentarily non-monotone array; see the top for
+ * why the answer never skips a child holding a stable overlapping entry. */
+static inline unsigned first_reaching(const _Atomic uint64_t *pm, uint64_t a)
+{
+	_Static_assert(FANOUT == 32, "first_reaching is unrolled for 32");
+	unsigned i = 0;
+	i += (gm_load_relaxed(&pm[i + 15]) < a) * 16;
+	i += (gm_load_relaxed(&pm[i + 7]) < a) * 8;
+	i += (gm_load_relaxed(&pm[i + 3]) < a) * 4;
+	i += (gm_load_relaxed(&pm[i + 1]) < a) * 2;
+	i += gm_load_relaxed(&pm[i]) < a;
+	return i + (gm_load_relaxed(&pm[i]) < a);
+}
+
 /* The cursor's step, shared by iter_next and iter_fill. */
 static inline __attribute__((always_inline)) bool
 iter_step(struct gm_itree_iter *it, struct gm_itree_entry *out)
@@ -343,14 +360,8 @@ iter_step(struct gm_itree_iter *it, struct gm_itree_entry *out)
 		}
 		const struct itinner *in = inner_of(n);
 		unsigned count = n->count;
-		if (i == 0) { /* first child whose prefix max reaches a: a */
-			unsigned len = count; /* branch-free binary search */
-			while (len > 1) {
-				unsigned half = len / 2;
-				i += (gm_load_relaxed(&in->prefix_max[i + half - 1]) < a) * half;
-				len -= half;
-			}
-			i += gm_load_relaxed(&in->prefix_max[i]) < a;
+		if (i == 0) { /* first child whose prefix max reaches a */
+			i = first_reaching(in->prefix_max, a);
 		} else {
 			while (i < count && gm_load_relaxed(&in->max_last[i]) < a)
 				i++;
@@ -653,8 +664,10 @@ static void scatter(struct itnode *n, const struct slot *s, unsigned cnt)
 		atomic_init(&in->prefix_max[i], run);
 		atomic_init(&in->child[i], s[i].child);
 	}
-	for (unsigned i = cnt; i < FANOUT; i++)
-		in->first[i] = UINT64_MAX; /* padding for count_below_fanout */
+	for (unsigned i = cnt; i < FANOUT; i++) { /* padding for the searches */
+		in->first[i] = UINT64_MAX;
+		atomic_init(&in->prefix_max[i], UINT64_MAX);
+	}
 }
 
 static void insert_slot(struct slot *s, unsigned *n, unsigned pos,
