@@ -64,7 +64,16 @@
  * bottom-up: gather a node's live entries into a flat array, edit it,
  * scatter it into new nodes. Most inserts and removes are in-place leaf
  * edits: no allocation, no retirement. A leaf is copied (compacted) only
- * when an insert finds no unused slot.
+ * when an insert finds neither an unused slot nor a reusable dead one.
+ *
+ * Dead slots: a removed entry's slot may still be read by a reader that
+ * loaded an older order word, so it can be rewritten only after a grace
+ * period. The writer stamps the leaf with the number of "grace tokens"
+ * submitted so far and, if none is in flight, retires a tiny token through
+ * gm_reclaim (flushed at once). When a token's deferred free runs (after a
+ * grace period), tokens_done advances; a leaf whose stamp is below it may
+ * refill its dead slots in place. So steady churn copies almost no leaves:
+ * at most one token per grace period instead of one copy per few inserts.
  */
 #include <gmtrack/itree.h>
 
@@ -81,7 +90,8 @@ struct itnode { /* the header both kinds start with */
 	uint8_t level;
 	uint8_t count; /* inner: children; leaf: live entries (writer's copy) */
 	uint8_t used;  /* leaf: physical slots filled so far */
-	uint8_t pad[5];
+	uint8_t pad;
+	uint32_t dead_stamp; /* leaf: grace tokens submitted when a slot last died */
 };
 
 struct itleaf {
@@ -110,6 +120,20 @@ struct gm_itree {
 	size_t leaves, inners;
 	const struct gm_allocator *alloc;
 	struct gm_reclaim reclaim;
+	/* Grace tokens (see "Dead slots" at the top): gm_reclaim frees through
+	 * `hook`, which notices a token's deferred free. */
+	struct gm_allocator hook;
+	uint32_t tokens_submitted;      /* writer */
+	_Atomic uint32_t tokens_done;   /* latest token whose grace period ended */
+	_Atomic uint64_t hook_frees;    /* frees through hook (orders destroy) */
+};
+
+/* Retired like a node; its deferred free says "a grace period passed". */
+struct grace_token {
+	uint64_t magic;
+	uint32_t epoch;
+	uint32_t pad;
+	uint64_t pad2;
 };
 
 struct key {
@@ -230,6 +254,63 @@ static uint64_t node_max(const struct itnode *n)
 	return m;
 }
 
+/* ---- grace tokens ------------------------------------------------------- */
+
+#define GRACE_MAGIC 0x6772616365746b6eull
+
+static void *hook_alloc(void *ctx, size_t size, size_t align)
+{
+	struct gm_itree *t = ctx;
+	return gm_alloc_mem(t->alloc, size, align);
+}
+
+/* Every deferred (or, without RCU, immediate) free of gm_reclaim comes
+ * here; a grace token publishes its epoch. */
+static void hook_free(void *ctx, void *ptr, size_t size)
+{
+	struct gm_itree *t = ctx;
+	if (size == sizeof(struct grace_token)) {
+		struct grace_token *k = ptr;
+		if (k->magic == GRACE_MAGIC)
+			atomic_store_explicit(&t->tokens_done, k->epoch,
+					      memory_order_release);
+	}
+	gm_alloc_release(t->alloc, ptr, size);
+	/* last touch of t: destroy acquires this after the rcu barrier */
+	atomic_fetch_add_explicit(&t->hook_frees, 1, memory_order_release);
+}
+
+static bool token_in_flight(const struct gm_itree *t)
+{
+	return atomic_load_explicit(&((struct gm_itree *)t)->tokens_done,
+				    memory_order_relaxed) != t->tokens_submitted;
+}
+
+/* Asks for a grace period if none is being waited for. Best effort: on
+ * -ENOMEM nothing happens (dead slots then wait for a leaf copy). */
+static void request_grace(struct gm_itree *t)
+{
+	if (token_in_flight(t) || gm_reclaim_reserve(&t->reclaim, 1))
+		return;
+	struct grace_token *k = gm_alloc_mem(t->alloc, sizeof(*k), _Alignof(struct grace_token));
+	if (!k)
+		return;
+	k->magic = GRACE_MAGIC;
+	k->epoch = ++t->tokens_submitted;
+	k->pad = 0;
+	k->pad2 = 0;
+	gm_reclaim_retire(&t->reclaim, k, sizeof(*k));
+	gm_reclaim_flush(&t->reclaim);
+}
+
+/* True if every slot that died in leaf n is past a grace period. */
+static bool dead_slots_reusable(const struct gm_itree *t, const struct itnode *n)
+{
+	uint32_t done = atomic_load_explicit(&((struct gm_itree *)t)->tokens_done,
+					     memory_order_acquire);
+	return (int32_t)(done - n->dead_stamp) > 0;
+}
+
 /* ---- create / destroy -------------------------------------------------- */
 
 int gm_itree_create(struct gm_itree **out, unsigned flags,
@@ -248,7 +329,11 @@ int gm_itree_create(struct gm_itree **out, unsigned flags,
 	atomic_init(&t->count, 0);
 	t->leaves = t->inners = 0;
 	t->alloc = alloc;
-	gm_reclaim_init(&t->reclaim, alloc, t->rcu);
+	t->hook = (struct gm_allocator){hook_alloc, hook_free, t};
+	t->tokens_submitted = 0;
+	atomic_init(&t->tokens_done, 0);
+	atomic_init(&t->hook_frees, 0);
+	gm_reclaim_init(&t->reclaim, &t->hook, t->rcu);
 	*out = t;
 	return 0;
 }
@@ -273,6 +358,7 @@ void gm_itree_destroy(struct gm_itree *t)
 	if (root)
 		free_subtree(t, root);
 	gm_reclaim_destroy(&t->reclaim);
+	(void)atomic_load_explicit(&t->hook_frees, memory_order_acquire);
 	gm_alloc_release(t->alloc, t, sizeof(*t));
 }
 
@@ -510,7 +596,8 @@ static void descend(const struct gm_itree *t, struct key k, struct wpath *p)
  * Decides, from counts alone, what each level of the path becomes when the
  * leaf gains (delta = +1) or loses (-1) an entry, and what that needs.
  */
-static int make_plan(const struct wpath *p, int delta, struct plan *pl)
+static int make_plan(const struct gm_itree *t, const struct wpath *p,
+		     int delta, struct plan *pl)
 {
 	unsigned h = p->height;
 	int c = p->node[0]->count + delta;
@@ -536,8 +623,11 @@ static int make_plan(const struct wpath *p, int delta, struct plan *pl)
 		}
 		if (c >= minc) {
 			/* A leaf edits in place unless an insert finds no
-			 * unused slot: then it is compacted into a copy. */
-			if (level == 0 && (delta < 0 || p->node[0]->used < LEAF_MAX)) {
+			 * unused or reusable dead slot: then it is copied. */
+			const struct itnode *lf = p->node[0];
+			if (level == 0 &&
+			    (delta < 0 || lf->used < LEAF_MAX ||
+			     (lf->count < LEAF_MAX && dead_slots_reusable(t, lf)))) {
 				pl->out[level] = OUT_INPLACE;
 			} else {
 				pl->out[level] = OUT_REPLACE;
@@ -858,10 +948,23 @@ static void execute(struct gm_itree *t, const struct wpath *p,
 
 /* Insert into a published leaf without copying: fill an unused slot, then
  * publish a new order word (release) that lists it. */
+/* A slot for a new entry: never used yet, or else dead (the caller checked
+ * that dead slots are past a grace period). */
+static unsigned free_slot(struct itnode *n)
+{
+	if (n->used < LEAF_MAX)
+		return n->used++;
+	uint64_t w = leaf_order(n);
+	unsigned live = 0;
+	for (unsigned i = 0; i < order_count(w); i++)
+		live |= 1u << order_slot(w, i);
+	return (unsigned)__builtin_ctz(~live);
+}
+
 static void leaf_insert_inplace(struct itnode *n, unsigned pos, struct key k)
 {
 	struct itleaf *lf = leaf_of(n);
-	unsigned phys = n->used++;
+	unsigned phys = free_slot(n);
 	lf->first[phys] = k.first;
 	lf->last[phys] = k.last;
 	lf->item[phys] = k.item;
@@ -870,12 +973,15 @@ static void leaf_insert_inplace(struct itnode *n, unsigned pos, struct key k)
 }
 
 /* Remove from a published leaf: a new order word without the entry. The
- * slot stays as it was (dead) until the leaf is next copied. */
-static void leaf_delete_inplace(struct itnode *n, unsigned pos)
+ * slot stays as it was (dead) until a grace period has passed. */
+static void leaf_delete_inplace(struct gm_itree *t, struct itnode *n,
+				unsigned pos)
 {
 	struct itleaf *lf = leaf_of(n);
 	gm_store_release(&lf->order, order_remove(leaf_order(n), pos));
 	n->count--;
+	n->dead_stamp = t->tokens_submitted;
+	request_grace(t);
 }
 
 static int insert_first(struct gm_itree *t, struct key k)
@@ -926,7 +1032,7 @@ static void leaf_compact_insert(struct itnode *dst, const struct itnode *src,
 static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 {
 	struct plan pl;
-	int rc = make_plan(p, delta, &pl);
+	int rc = make_plan(t, p, delta, &pl);
 	if (rc)
 		return rc;
 	unsigned pos = p->idx[0];
@@ -934,7 +1040,7 @@ static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 		if (delta > 0)
 			leaf_insert_inplace(p->node[0], pos, k);
 		else
-			leaf_delete_inplace(p->node[0], pos);
+			leaf_delete_inplace(t, p->node[0], pos);
 		fix_max_after_edit(p, delta, k.last);
 		return 0;
 	}
