@@ -446,8 +446,9 @@ static void run(struct gmb_ctx *ctx)
 	gmb_note(ctx, "gm_itree runs in RCU mode: queries/stabs run in read-side "
 		      "sections of %d queries each (gm_rcu_read_lock/unlock once per "
 		      "batch); churn edits leaves in place (order word), copies a "
-		      "leaf only when it has no unused slot, and frees replaced "
-		      "nodes after a grace period.", READ_BATCH);
+		      "leaf only when it has neither an unused slot nor a dead one "
+		      "past a grace period, and frees replaced nodes after a grace "
+		      "period (liburcu call_rcu).", READ_BATCH);
 	gmb_note(ctx, "query = one invalidation of a random hva range (80%% one "
 		      "page, 15%% 2 MiB, 5%% up to 64 MiB), all overlapping slots "
 		      "collected; churn = one remove + one insert (a slot moved).");
