@@ -1,0 +1,440 @@
+/*
+ * bench/scenarios/rangemap_basic.c — the range map's basic operations at
+ * 10^3 .. 10^6 ranges (--size up to 10^7): store (random order, from
+ * empty), load (random hits), iterate (all ranges), erase (all, random
+ * order), find_gap (isolated only: 16 free indices from a random start).
+ *
+ * dist: isolated (ranges of 1..16 indices, gaps of 1..16, value = ordinal),
+ * adjacent (no gaps, distinct values = ordinal), fewvalues (no gaps,
+ * values 0..3, never equal to the left neighbour so nothing coalesces).
+ * Rows: gm_rangemap (RCU mode), rbranges (red-black tree of ranges, BSD
+ * sys/tree.h), sorted (binary search over sorted arrays: the lookup
+ * reference; no updates). bytes_per_entry = bytes per stored range.
+ */
+#include "gmbench.h"
+#include "rbranges.h"
+
+#include <gmtrack/rangemap.h>
+#include <gmtrack/rcu.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+enum dist { ISOLATED, ADJACENT, FEWVALUES, NDIST };
+static const char *const dist_names[NDIST] = {"isolated", "adjacent", "fewvalues"};
+
+struct layout {
+	uint64_t n;
+	uint64_t *first, *last, *value; /* in key order */
+	uint64_t *order;                /* a random permutation of 0..n-1 */
+	uint64_t *probe;                /* indices inside ranges */
+	uint64_t nprobe;
+	uint64_t *gmin;                 /* find_gap starts */
+	uint64_t ngap;
+};
+
+static void layout_make(struct layout *l, enum dist d, uint64_t n, uint64_t nprobe,
+			struct gmb_rng *rng)
+{
+	l->n = n;
+	l->first = malloc(n * sizeof(uint64_t));
+	l->last = malloc(n * sizeof(uint64_t));
+	l->value = malloc(n * sizeof(uint64_t));
+	l->order = malloc(n * sizeof(uint64_t));
+	uint64_t pos = 0, prev = 99;
+	for (uint64_t i = 0; i < n; i++) {
+		if (d == ISOLATED)
+			pos += 1 + gmb_rng_below(rng, 16);
+		l->first[i] = pos;
+		pos += gmb_rng_below(rng, 16);
+		l->last[i] = pos++;
+		if (d == FEWVALUES) {
+			uint64_t v;
+			do
+				v = gmb_rng_below(rng, 4);
+			while (v == prev);
+			l->value[i] = prev = v;
+		} else {
+			l->value[i] = i;
+		}
+		l->order[i] = i;
+	}
+	for (uint64_t i = n - 1; i > 0; i--) {
+		uint64_t j = gmb_rng_below(rng, i + 1), t = l->order[i];
+		l->order[i] = l->order[j];
+		l->order[j] = t;
+	}
+	l->nprobe = nprobe;
+	l->probe = malloc(nprobe * sizeof(uint64_t));
+	for (uint64_t i = 0; i < nprobe; i++) {
+		uint64_t r = gmb_rng_below(rng, n);
+		l->probe[i] = l->first[r] + gmb_rng_below(rng, l->last[r] - l->first[r] + 1);
+	}
+	l->ngap = nprobe / 16;
+	l->gmin = malloc(l->ngap * sizeof(uint64_t));
+	for (uint64_t i = 0; i < l->ngap; i++)
+		l->gmin[i] = gmb_rng_below(rng, l->last[n - 1]);
+}
+
+static void layout_free(struct layout *l)
+{
+	free(l->first);
+	free(l->last);
+	free(l->value);
+	free(l->order);
+	free(l->probe);
+	free(l->gmin);
+}
+
+#define GAP_SIZE 16
+
+/* ---- gm_rangemap ---------------------------------------------------------- */
+
+struct gm_case {
+	const struct layout *l;
+	struct gm_alloc_counting cnt;
+	struct gm_rangemap map;
+	bool built;
+};
+
+static void gm_build(struct gm_case *c)
+{
+	gm_alloc_counting_init(&c->cnt, NULL);
+	if (gm_rangemap_init(&c->map, GM_RANGEMAP_RCU, &c->cnt.allocator))
+		abort();
+	const struct layout *l = c->l;
+	for (uint64_t i = 0; i < l->n; i++) {
+		uint64_t r = l->order[i];
+		if (gm_rangemap_store(&c->map, l->first[r], l->last[r], l->value[r]))
+			abort();
+	}
+}
+
+static void gm_setup_empty(void *arg)
+{
+	struct gm_case *c = arg;
+	gm_alloc_counting_init(&c->cnt, NULL);
+	if (gm_rangemap_init(&c->map, GM_RANGEMAP_RCU, &c->cnt.allocator))
+		abort();
+}
+static void gm_setup_built(void *arg) { gm_build(arg); }
+static void gm_teardown(void *arg) { gm_rangemap_destroy(&((struct gm_case *)arg)->map); }
+
+static uint64_t gm_store_body(void *arg)
+{
+	struct gm_case *c = arg;
+	const struct layout *l = c->l;
+	for (uint64_t i = 0; i < l->n; i++) {
+		uint64_t r = l->order[i];
+		gm_rangemap_store(&c->map, l->first[r], l->last[r], l->value[r]);
+	}
+	return l->n;
+}
+
+static uint64_t gm_erase_body(void *arg)
+{
+	struct gm_case *c = arg;
+	const struct layout *l = c->l;
+	for (uint64_t i = 0; i < l->n; i++) {
+		uint64_t r = l->order[i];
+		gm_rangemap_erase(&c->map, l->first[r], l->last[r]);
+	}
+	return l->n;
+}
+
+static uint64_t gm_load_body(void *arg)
+{
+	struct gm_case *c = arg;
+	const struct layout *l = c->l;
+	uint64_t sum = 0, v = 0;
+	gm_rcu_read_lock();
+	for (uint64_t i = 0; i < l->nprobe; i++) {
+		gm_rangemap_load(&c->map, l->probe[i], &v, NULL, NULL);
+		sum += v;
+	}
+	gm_rcu_read_unlock();
+	gmb_sink(sum);
+	return l->nprobe;
+}
+
+static uint64_t gm_iterate_body(void *arg)
+{
+	struct gm_case *c = arg;
+	struct gm_rangemap_cursor cur;
+	struct gm_range r;
+	uint64_t sum = 0, n = 0;
+	gm_rcu_read_lock();
+	gm_rangemap_cursor_init(&cur, &c->map, 0, UINT64_MAX, 0);
+	while (gm_rangemap_cursor_next(&cur, &r) == 0) {
+		sum += r.value;
+		n++;
+	}
+	gm_rcu_read_unlock();
+	gmb_sink(sum);
+	return n;
+}
+
+static uint64_t gm_find_gap_body(void *arg)
+{
+	struct gm_case *c = arg;
+	const struct layout *l = c->l;
+	uint64_t sum = 0, f = 0;
+	gm_rcu_read_lock();
+	for (uint64_t i = 0; i < l->ngap; i++) {
+		gm_rangemap_find_gap(&c->map, GAP_SIZE, 1, l->gmin[i], UINT64_MAX, &f);
+		sum += f;
+	}
+	gm_rcu_read_unlock();
+	gmb_sink(sum);
+	return l->ngap;
+}
+
+/* ---- rbranges ---------------------------------------------------------------- */
+
+struct rb_case {
+	const struct layout *l;
+	struct gm_alloc_counting cnt;
+	struct bl_rbranges t;
+};
+
+static void rb_setup_empty(void *arg)
+{
+	struct rb_case *c = arg;
+	gm_alloc_counting_init(&c->cnt, NULL);
+	bl_rbranges_init(&c->t, &c->cnt.allocator);
+}
+
+static uint64_t rb_store_body(void *arg)
+{
+	struct rb_case *c = arg;
+	const struct layout *l = c->l;
+	for (uint64_t i = 0; i < l->n; i++) {
+		uint64_t r = l->order[i];
+		bl_rbranges_store(&c->t, l->first[r], l->last[r], l->value[r]);
+	}
+	return l->n;
+}
+
+static void rb_setup_built(void *arg)
+{
+	rb_setup_empty(arg);
+	rb_store_body(arg);
+}
+static void rb_teardown(void *arg) { bl_rbranges_destroy(&((struct rb_case *)arg)->t); }
+
+static uint64_t rb_erase_body(void *arg)
+{
+	struct rb_case *c = arg;
+	const struct layout *l = c->l;
+	for (uint64_t i = 0; i < l->n; i++) {
+		uint64_t r = l->order[i];
+		bl_rbranges_erase(&c->t, l->first[r], l->last[r]);
+	}
+	return l->n;
+}
+
+static uint64_t rb_load_body(void *arg)
+{
+	struct rb_case *c = arg;
+	const struct layout *l = c->l;
+	uint64_t sum = 0, v = 0;
+	for (uint64_t i = 0; i < l->nprobe; i++) {
+		bl_rbranges_load(&c->t, l->probe[i], &v, NULL, NULL);
+		sum += v;
+	}
+	gmb_sink(sum);
+	return l->nprobe;
+}
+
+static int rb_count_fn(void *ctx, uint64_t first, uint64_t last, uint64_t value)
+{
+	(void)first;
+	(void)last;
+	uint64_t *acc = ctx;
+	acc[0] += value;
+	acc[1]++;
+	return 0;
+}
+
+static uint64_t rb_iterate_body(void *arg)
+{
+	struct rb_case *c = arg;
+	uint64_t acc[2] = {0, 0};
+	bl_rbranges_iterate(&c->t, 0, UINT64_MAX, rb_count_fn, acc);
+	gmb_sink(acc[0]);
+	return acc[1];
+}
+
+static uint64_t rb_find_gap_body(void *arg)
+{
+	struct rb_case *c = arg;
+	const struct layout *l = c->l;
+	uint64_t sum = 0, f = 0;
+	for (uint64_t i = 0; i < l->ngap; i++) {
+		bl_rbranges_find_gap(&c->t, GAP_SIZE, l->gmin[i], UINT64_MAX, &f);
+		sum += f;
+	}
+	gmb_sink(sum);
+	return l->ngap;
+}
+
+/* ---- sorted arrays ---------------------------------------------------------- */
+
+/* Branch-free lower bound (as in the limits scenario). */
+static uint64_t lower_bound(const uint64_t *a, uint64_t n, uint64_t key)
+{
+	const uint64_t *base = a;
+	while (n > 1) {
+		uint64_t half = n / 2;
+		base += (uint64_t)(base[half - 1] < key) * half;
+		n -= half;
+	}
+	return (uint64_t)(base - a) + (*base < key);
+}
+
+static uint64_t sorted_load_body(void *arg)
+{
+	const struct layout *l = arg;
+	uint64_t sum = 0;
+	for (uint64_t i = 0; i < l->nprobe; i++) {
+		uint64_t j = lower_bound(l->last, l->n, l->probe[i]);
+		if (j < l->n && l->first[j] <= l->probe[i])
+			sum += l->value[j];
+	}
+	gmb_sink(sum);
+	return l->nprobe;
+}
+
+static uint64_t sorted_iterate_body(void *arg)
+{
+	const struct layout *l = arg;
+	uint64_t sum = 0;
+	for (uint64_t i = 0; i < l->n; i++)
+		sum += l->value[i] + l->first[i];
+	gmb_sink(sum);
+	return l->n;
+}
+
+static uint64_t sorted_find_gap_body(void *arg)
+{
+	const struct layout *l = arg;
+	uint64_t sum = 0;
+	for (uint64_t i = 0; i < l->ngap; i++) {
+		uint64_t j = lower_bound(l->last, l->n, l->gmin[i]);
+		uint64_t start = l->gmin[i];
+		for (; j < l->n; j++) {
+			if (l->first[j] > start && l->first[j] - start >= GAP_SIZE)
+				break;
+			if (l->last[j] + 1 > start)
+				start = l->last[j] + 1;
+		}
+		sum += start;
+	}
+	gmb_sink(sum);
+	return l->ngap;
+}
+
+/* ---- driver ------------------------------------------------------------------ */
+
+static double measure(struct gmb_ctx *ctx, uint64_t n, struct gmb_case c)
+{
+	/* Rebuilding for every repeat of a store or erase costs seconds at
+	 * 10^6 and more: fewer repeats, no warm-up, there. */
+	if (n >= 10000000)
+		return gmb_measure_n(ctx, &c, 1, false);
+	if (n >= 1000000)
+		return gmb_measure_n(ctx, &c, gmb_repeat(ctx) < 3 ? gmb_repeat(ctx) : 3, false);
+	return gmb_measure(ctx, &c);
+}
+
+static void run_one(struct gmb_ctx *ctx, enum dist d, uint64_t n, struct gmb_rng *rng)
+{
+	const char *dn = dist_names[d];
+	struct layout l;
+	layout_make(&l, d, n, gmb_quick(ctx) ? 1 << 14 : 1 << 20, rng);
+
+	struct gm_case g = {.l = &l};
+	double ns = measure(ctx, n, (struct gmb_case){&g, gm_setup_empty, gm_store_body, gm_teardown});
+	gm_build(&g);
+	gm_rcu_barrier(); /* count the map, not nodes still waiting for a grace period */
+	double bytes = (double)gm_alloc_counting_bytes(&g.cnt) / (double)n;
+	if (gm_rangemap_count(&g.map) != n)
+		abort();
+	gmb_row(ctx, "gm_rangemap", "store", n, dn, ns, bytes);
+	gmb_row(ctx, "gm_rangemap", "load", n, dn,
+		measure(ctx, n, (struct gmb_case){.arg = &g, .body = gm_load_body}), bytes);
+	gmb_row(ctx, "gm_rangemap", "iterate", n, dn,
+		measure(ctx, n, (struct gmb_case){.arg = &g, .body = gm_iterate_body}), bytes);
+	if (d == ISOLATED)
+		gmb_row(ctx, "gm_rangemap", "find_gap", n, dn,
+			measure(ctx, n, (struct gmb_case){.arg = &g, .body = gm_find_gap_body}), bytes);
+	gm_rangemap_destroy(&g.map);
+	gmb_row(ctx, "gm_rangemap", "erase", n, dn,
+		measure(ctx, n, (struct gmb_case){&g, gm_setup_built, gm_erase_body, gm_teardown}),
+		bytes);
+
+	struct rb_case r = {.l = &l};
+	ns = measure(ctx, n, (struct gmb_case){&r, rb_setup_empty, rb_store_body, rb_teardown});
+	rb_setup_built(&r);
+	bytes = (double)gm_alloc_counting_bytes(&r.cnt) / (double)n;
+	gmb_row(ctx, "rbranges", "store", n, dn, ns, bytes);
+	gmb_row(ctx, "rbranges", "load", n, dn,
+		measure(ctx, n, (struct gmb_case){.arg = &r, .body = rb_load_body}), bytes);
+	gmb_row(ctx, "rbranges", "iterate", n, dn,
+		measure(ctx, n, (struct gmb_case){.arg = &r, .body = rb_iterate_body}), bytes);
+	if (d == ISOLATED)
+		gmb_row(ctx, "rbranges", "find_gap", n, dn,
+			measure(ctx, n, (struct gmb_case){.arg = &r, .body = rb_find_gap_body}), bytes);
+	rb_teardown(&r);
+	gmb_row(ctx, "rbranges", "erase", n, dn,
+		measure(ctx, n, (struct gmb_case){&r, rb_setup_built, rb_erase_body, rb_teardown}),
+		bytes);
+
+	gmb_row(ctx, "sorted", "load", n, dn,
+		measure(ctx, n, (struct gmb_case){.arg = &l, .body = sorted_load_body}), 24.0);
+	gmb_row(ctx, "sorted", "iterate", n, dn,
+		measure(ctx, n, (struct gmb_case){.arg = &l, .body = sorted_iterate_body}), 24.0);
+	if (d == ISOLATED)
+		gmb_row(ctx, "sorted", "find_gap", n, dn,
+			measure(ctx, n, (struct gmb_case){.arg = &l, .body = sorted_find_gap_body}), 24.0);
+	layout_free(&l);
+}
+
+static void run(struct gmb_ctx *ctx)
+{
+	uint64_t max = gmb_max_size(ctx, gmb_quick(ctx) ? 10000 : 1000000);
+	struct gmb_rng rng;
+	gmb_rng_init(&rng, gmb_seed(ctx));
+	gm_rcu_register_thread();
+	gmb_reference(ctx, "rbranges");
+	for (uint64_t n = 1000; n <= max; n *= 10) {
+		for (int d = 0; d < NDIST; d++)
+			run_one(ctx, (enum dist)d, n, &rng);
+		gmb_progress(ctx, "n = %llu done", (unsigned long long)n);
+	}
+	gm_rcu_unregister_thread();
+	gmb_note(ctx, "gm_rangemap runs in RCU mode (stores publish copy-on-write leaves and "
+		      "retire the old ones); load/iterate/find_gap batches hold one "
+		      "gm_rcu_read_lock(). Values are the range's ordinal (isolated, adjacent) or "
+		      "0..3 (fewvalues); leaves store value deltas, so 64-bit random values "
+		      "cost up to 8 more bytes per slot. sorted = three arrays (first, last, "
+		      "value), 24 B per range, no updates.");
+	const uint64_t M = 1000000;
+	gmb_target_ratio(ctx, "load at 1e6 random ranges <= 0.5x rbranges",
+			 (struct gmb_sel){"gm_rangemap", "load", M, "isolated"},
+			 (struct gmb_sel){"rbranges", "load", M, "isolated"}, GMB_AT_MOST, 0.5);
+	gmb_target_ratio(ctx, "load at 1e6 random ranges <= 1.5x sorted",
+			 (struct gmb_sel){"gm_rangemap", "load", M, "isolated"},
+			 (struct gmb_sel){"sorted", "load", M, "isolated"}, GMB_AT_MOST, 1.5);
+	gmb_target_bound(ctx, "<= 24 bytes per isolated range at 1e6",
+			 (struct gmb_sel){"gm_rangemap", "store", M, "isolated"}, GMB_BYTES,
+			 GMB_AT_MOST, 24);
+	gmb_target_bound(ctx, "<= 12 bytes per adjacent range at 1e6",
+			 (struct gmb_sel){"gm_rangemap", "store", M, "adjacent"}, GMB_BYTES,
+			 GMB_AT_MOST, 12);
+	gmb_target_ratio(ctx, "store at 1e6 ranges <= 0.5x rbranges, RCU mode",
+			 (struct gmb_sel){"gm_rangemap", "store", M, "isolated"},
+			 (struct gmb_sel){"rbranges", "store", M, "isolated"}, GMB_AT_MOST, 0.5);
+}
+
+GMB_SCENARIO(rangemap_basic, "range map: store/load/iterate/erase/find_gap vs rbtree and sorted array", run)

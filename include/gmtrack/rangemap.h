@@ -1,0 +1,228 @@
+/*
+ * gmtrack/rangemap.h — a B-tree range map: uint64_t index -> uint64_t value
+ * over inclusive ranges [first, last], with range stores in O(log n + k),
+ * equal touching neighbours merged (unless GM_RANGEMAP_NOCOALESCE), and
+ * lock-free readers under RCU (GM_RANGEMAP_RCU).
+ *
+ *   struct gm_rangemap map;
+ *   gm_rangemap_init(&map, GM_RANGEMAP_RCU, NULL);
+ *   gm_rangemap_store(&map, 0, (1ULL << 28) - 1, PRIVATE);   // 1 TiB guest
+ *   gm_rangemap_store(&map, 0x1000, 0x1fff, SHARED);         // convert
+ *   uint64_t v, first, last;
+ *   gm_rcu_read_lock();
+ *   if (gm_rangemap_load(&map, 0x1234, &v, &first, &last) == 0) ...
+ *   gm_rcu_read_unlock();
+ *   gm_rangemap_destroy(&map);
+ *
+ * An index outside every stored range is in a gap. Every index of
+ * [0, UINT64_MAX] is either in exactly one range or in exactly one gap.
+ *
+ * Concurrency: writers (init, destroy, store, insert, erase, update) are
+ * serialized by the caller. With GM_RANGEMAP_RCU, readers (load, next, prev,
+ * cursors, find_gap) may run concurrently with the writer inside
+ * gm_rcu_read_lock()/gm_rcu_read_unlock(); each index is seen with its old
+ * or its new value, never with a gap that was never there. count, stats and
+ * validate are writer-side (or quiescent) calls. Without GM_RANGEMAP_RCU the
+ * map is for single-threaded use (or callers that lock readers too).
+ */
+#ifndef GMTRACK_RANGEMAP_H
+#define GMTRACK_RANGEMAP_H
+
+#include <gmtrack/alloc.h>
+#include <gmtrack/common.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+GM_BEGIN_DECLS
+
+/* init flags */
+#define GM_RANGEMAP_NOCOALESCE 0x1u /* keep touching equal ranges apart */
+#define GM_RANGEMAP_RCU 0x2u        /* readers under RCU, deferred frees */
+
+/* cursor flags */
+#define GM_RANGEMAP_ITER_CLIP 0x1u  /* clip yielded bounds to [a, b] */
+#define GM_RANGEMAP_ITER_GAPS 0x2u  /* yield gaps (value 0), not ranges */
+
+/* update flags */
+#define GM_RANGEMAP_UPDATE_GAPS 0x1u /* also call fn on the gaps */
+
+/* What an update callback asks for its piece. */
+enum gm_rangemap_action {
+	GM_RANGEMAP_KEEP = 0,  /* leave the piece as it is */
+	GM_RANGEMAP_SET = 1,   /* store *value over the piece */
+	GM_RANGEMAP_CLEAR = 2, /* make the piece a gap */
+};
+
+/* Deepest tree a cursor can walk (far beyond 2^64 ranges' needs). */
+#define GM_RANGEMAP_MAX_HEIGHT 32
+
+struct gm_range {
+	uint64_t first, last; /* inclusive */
+	uint64_t value;       /* 0 for gaps */
+};
+
+/* The map. Fields are private; embed it anywhere. */
+struct gm_rangemap {
+	_Atomic(void *) root;
+	const struct gm_allocator *alloc;
+	unsigned flags;
+	unsigned height;          /* 1 = the root is a leaf */
+	uint64_t count;           /* ranges stored */
+	uint64_t reclaim_[8];     /* struct gm_reclaim (src/internal.h) */
+};
+
+struct gm_rangemap_stats {
+	uint64_t ranges;  /* stored ranges (== gm_rangemap_count) */
+	uint64_t gaps;    /* gaps (explicit gap slots) */
+	uint64_t leaves, inner_nodes;
+	uint64_t bytes;   /* bytes of live nodes (allocator sizes) */
+	unsigned height;  /* levels, 1 = a single leaf */
+};
+
+/* A cursor: iterate ranges (or gaps) overlapping [a, b] in ascending order.
+ * Fields are private. Valid only inside one RCU read section (RCU mode) or
+ * while no writer runs (otherwise). */
+struct gm_rangemap_cursor {
+	const struct gm_rangemap *map;
+	uint64_t a, b;
+	unsigned flags;
+	int state;                /* 0 not started, 1 running, 2 done */
+	unsigned depth;           /* inner levels on the path */
+	unsigned slot;            /* slot in leaf */
+	const void *leaf;
+	const void *node[GM_RANGEMAP_MAX_HEIGHT];
+	unsigned char pos[GM_RANGEMAP_MAX_HEIGHT];
+};
+
+/*
+ * gm_rangemap_init — sets up an empty map (one gap [0, UINT64_MAX]).
+ * flags: GM_RANGEMAP_NOCOALESCE, GM_RANGEMAP_RCU. allocator NULL = default.
+ * Cost O(1); allocates one small leaf. -EINVAL on unknown flags, -ENOMEM
+ * (map unusable, nothing allocated) if the leaf cannot be allocated.
+ */
+GM_EXPORT int gm_rangemap_init(struct gm_rangemap *map, unsigned flags,
+			       const struct gm_allocator *allocator);
+
+/*
+ * gm_rangemap_destroy — frees every node. O(n). Writer-side; in RCU mode it
+ * waits for a grace period and for all deferred frees (call it from a
+ * registered thread, outside any read section), so the allocator may be torn
+ * down afterwards. Never fails.
+ */
+GM_EXPORT void gm_rangemap_destroy(struct gm_rangemap *map);
+
+/*
+ * gm_rangemap_store — maps every index of [first, last] to value,
+ * overwriting what was there; unless NOCOALESCE, merges with touching
+ * ranges of the same value. O(log n + k) for k ranges overwritten,
+ * independent of last - first. Writer-side. -EINVAL if first > last;
+ * -ENOMEM with the map unchanged.
+ */
+GM_EXPORT int gm_rangemap_store(struct gm_rangemap *map, uint64_t first,
+				uint64_t last, uint64_t value);
+
+/*
+ * gm_rangemap_insert — like store, but -EEXIST (map unchanged) if any index
+ * of [first, last] is already in a range. O(log n). Writer-side. -EINVAL,
+ * -ENOMEM as store.
+ */
+GM_EXPORT int gm_rangemap_insert(struct gm_rangemap *map, uint64_t first,
+				 uint64_t last, uint64_t value);
+
+/*
+ * gm_rangemap_erase — makes [first, last] a gap, cutting ranges at the
+ * edges. O(log n + k). Writer-side. Returns 0 even if nothing was stored;
+ * -EINVAL if first > last; -ENOMEM with the map unchanged.
+ */
+GM_EXPORT int gm_rangemap_erase(struct gm_rangemap *map, uint64_t first,
+				uint64_t last);
+
+/*
+ * gm_rangemap_load — the range containing index: 0 with *value, *first,
+ * *last set; or -ENOENT with *first, *last set to the gap's bounds (*value
+ * untouched). Any pointer may be NULL. O(log n), never allocates. Reader:
+ * under gm_rcu_read_lock() in RCU mode.
+ */
+GM_EXPORT int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index,
+			       uint64_t *value, uint64_t *first,
+			       uint64_t *last);
+
+/*
+ * gm_rangemap_next — the first range with last >= index (the range holding
+ * index, or the next one). gm_rangemap_prev — the last range with first <=
+ * index. 0 and *range set, or -ENOENT. O(log n). Reader (as load).
+ */
+GM_EXPORT int gm_rangemap_next(const struct gm_rangemap *map, uint64_t index,
+			       struct gm_range *range);
+GM_EXPORT int gm_rangemap_prev(const struct gm_rangemap *map, uint64_t index,
+			       struct gm_range *range);
+
+/*
+ * gm_rangemap_cursor_init — prepares c to yield, in ascending order, the
+ * ranges (or with GM_RANGEMAP_ITER_GAPS the gaps) that overlap [a, b];
+ * bounds are whole unless GM_RANGEMAP_ITER_CLIP. O(1); the first
+ * cursor_next seeks in O(log n), later ones cost O(1) amortised. Never
+ * yields an empty range. -EINVAL if a > b or unknown flags. Reader: the
+ * whole iteration inside one read section in RCU mode.
+ */
+GM_EXPORT int gm_rangemap_cursor_init(struct gm_rangemap_cursor *c,
+				      const struct gm_rangemap *map,
+				      uint64_t a, uint64_t b, unsigned flags);
+/* The next range (or gap): 0 and *range set, or -ENOENT at the end. */
+GM_EXPORT int gm_rangemap_cursor_next(struct gm_rangemap_cursor *c,
+				      struct gm_range *range);
+
+/*
+ * gm_rangemap_find_gap — the lowest first such that [first, first+size-1]
+ * is all gap, lies inside [min, max], and first % align == 0 (align 0 or 1:
+ * any; otherwise a power of two). O(log n) through the per-child max-gap
+ * summaries of inner nodes (subtrees whose largest gap is too small are
+ * skipped; with align > 1 a subtree may be visited and found wanting, at
+ * most O(log n) extra nodes per such miss). 0 and *first set, -ENOSPC if
+ * none, -EINVAL if size == 0, align not a power of two, or min > max.
+ * Reader (as load); exact when called by the writer.
+ */
+GM_EXPORT int gm_rangemap_find_gap(const struct gm_rangemap *map,
+				   uint64_t size, uint64_t align,
+				   uint64_t min, uint64_t max,
+				   uint64_t *first);
+
+/*
+ * Update callback: `piece` is one stored range (or, with
+ * GM_RANGEMAP_UPDATE_GAPS, one gap) clipped to [first, last]; present says
+ * which; *value holds its value (0 for a gap). Return GM_RANGEMAP_KEEP,
+ * GM_RANGEMAP_SET (after writing *value) or GM_RANGEMAP_CLEAR; a negative
+ * errno aborts the update with the map unchanged.
+ */
+typedef int (*gm_rangemap_update_fn)(void *ctx, const struct gm_range *piece,
+				     bool present, uint64_t *value);
+
+/*
+ * gm_rangemap_update — calls fn on each piece of [first, last] in ascending
+ * order, then stores all answers in one change, splitting and merging as
+ * needed. O(log n + k) for k pieces. Writer-side; fn must not touch the
+ * map. -EINVAL if first > last; fn's negative return; -ENOMEM with the map
+ * unchanged (fn has been called, though).
+ */
+GM_EXPORT int gm_rangemap_update(struct gm_rangemap *map, uint64_t first,
+				 uint64_t last, gm_rangemap_update_fn fn,
+				 void *ctx, unsigned flags);
+
+/* Number of stored ranges. O(1). Writer-side. */
+GM_EXPORT uint64_t gm_rangemap_count(const struct gm_rangemap *map);
+
+/* Node, byte and range counts and the height. O(n). Writer-side. */
+GM_EXPORT void gm_rangemap_stats(const struct gm_rangemap *map,
+				 struct gm_rangemap_stats *stats);
+
+/*
+ * gm_rangemap_validate — checks every invariant (see src/rangemap.c); 0, or
+ * -EINVAL with *reason naming the first broken one. O(n). Writer-side.
+ */
+GM_EXPORT int gm_rangemap_validate(const struct gm_rangemap *map,
+				   const char **reason);
+
+GM_END_DECLS
+
+#endif /* GMTRACK_RANGEMAP_H */

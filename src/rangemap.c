@@ -1,0 +1,1543 @@
+/*
+ * src/rangemap.c — gm_rangemap, a B+tree of pivots with compressed leaves.
+ *
+ * The key space [0, UINT64_MAX] is cut into SLOTS; each slot is a range
+ * (present) or a gap, and ends at its PIVOT (its last index). A slot begins
+ * one after the previous pivot (or at the node's lower bound). Leaves hold
+ * slots; inner nodes hold the pivots that separate their children.
+ *
+ *                       inner (level >= 1), 768 bytes
+ *   +-------+---+----------------------+------------------+----------------+
+ *   | level | n | pivot[0 .. n-2] (u64) | child[0 .. n-1]  | gap[0 .. n-1]  |
+ *   +-------+---+----------------------+------------------+----------------+
+ *   child i covers [pivot[i-1] + 1, pivot[i]] (the node's own bounds at the
+ *   ends); gap[i] = the longest gap inside child i (saturated at 2^64-1),
+ *   which lets find_gap skip whole subtrees.
+ *
+ *                       leaf (level 0), 40 + n*(kw+vw) bytes, rounded to 16
+ *   +-------+---+----+----+------+----+-------+---------+--------+------------+----------+
+ *   | level | n | kw | vw | size | lo | vbase | present | maxgap | key deltas | val deltas|
+ *   +-------+---+----+----+------+----+-------+---------+--------+------------+----------+
+ *   slot i ends at lo + key[i] (key deltas are kw = 1, 2, 4 or 8 bytes);
+ *   its value is vbase + val[i] (vw = 0, 1, 2, 4 or 8 bytes); bit i of
+ *   `present` says range (1) or gap (0). lo is the leaf's first index.
+ *
+ * Why: a slot costs kw + vw bytes, usually 2-6 instead of the 16 of a
+ * (pivot, value) pair, and leaves are allocated at their exact size, so
+ * there is no slack to pay for. Gaps are explicit slots: isolated ranges
+ * cost two slots, adjacent ranges one. A leaf is never changed once built
+ * (every write builds new leaves), which is what RCU readers need anyway.
+ *
+ * Invariants (gm_rangemap_validate checks each one):
+ *  I1 every leaf is at depth height-1; inner nodes have 1..32 children (the
+ *     root >= 2), leaves 1..64 slots;
+ *  I2 pivots strictly increase, the first slot of a subtree starts at its
+ *     lower bound and the last ends at its upper bound: slots partition
+ *     [0, UINT64_MAX];
+ *  I3 no two neighbouring slots (across leaves too) are both gaps; unless
+ *     NOCOALESCE, no two neighbouring ranges carry the same value;
+ *  I4 gap[i] of an inner node and maxgap of a leaf are exact;
+ *  I5 map->count is the number of present slots.
+ *
+ * Writes. Every write is one call of replace(F, L, seq): the slots of
+ * [F, L] are replaced by the slot sequence seq (which partitions [F, L]).
+ * The caller first widens [F, L] over neighbours that would merge with seq
+ * (so I3 holds without looking across leaves afterwards). replace walks down
+ * to the child holding F and the child holding L; where they differ, the
+ * child of F is truncated at F-1, the children in between are dropped whole
+ * (O(k)), and the child of L is widened down to F and gets seq. Every node
+ * it changes is rebuilt as a new ("fresh") node; underfull fresh nodes are
+ * merged with a neighbour; overfull lists are split. Nothing visible changes
+ * until all allocations (nodes, scratch, retire batches) succeeded; then ONE
+ * release store publishes the change: either the new root, or, when only
+ * one child of an unchanged node was replaced by one node with the same
+ * bounds, that child pointer. Replaced nodes are retired (freed after a
+ * grace period in RCU mode, at once otherwise). Readers therefore always see
+ * a complete old tree or a complete new tree.
+ */
+#include "internal.h"
+
+#include <gmtrack/rangemap.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LEAF_MAX 64
+#define LEAF_MIN 16
+#define INNER_MAX 32
+#define INNER_MIN 8
+#define KEY_MAX UINT64_MAX
+
+_Static_assert(sizeof(struct gm_reclaim) <= sizeof(((struct gm_rangemap *)0)->reclaim_),
+	       "reclaim storage too small");
+
+struct leaf {
+	uint8_t level; /* 0 */
+	uint8_t n;     /* slots, 1..LEAF_MAX */
+	uint8_t kw;    /* bytes per key delta: 1, 2, 4, 8 */
+	uint8_t vw;    /* bytes per value delta: 0, 1, 2, 4, 8 */
+	uint32_t size; /* bytes allocated */
+	uint64_t lo;   /* first index covered */
+	uint64_t vbase;
+	uint64_t present; /* bit i: slot i is a range */
+	uint64_t maxgap;  /* longest gap (saturated) */
+	unsigned char data[];
+};
+
+struct inner {
+	uint8_t level; /* >= 1 */
+	uint8_t n;     /* children, 1..INNER_MAX */
+	uint64_t pivot[INNER_MAX - 1];
+	_Atomic(void *) child[INNER_MAX];
+	_Atomic uint64_t gap[INNER_MAX];
+};
+
+/* A slot while a writer works on it. */
+struct slot {
+	uint64_t pivot, value;
+	uint32_t present;
+	uint32_t origin; /* update(): index of the slot it came from */
+};
+
+static inline unsigned node_level(const void *n) { return *(const uint8_t *)n; }
+static inline struct gm_reclaim *map_reclaim(const struct gm_rangemap *m)
+{
+	return (struct gm_reclaim *)(uintptr_t)m->reclaim_;
+}
+static inline bool coalescing(const struct gm_rangemap *m)
+{
+	return !(m->flags & GM_RANGEMAP_NOCOALESCE);
+}
+
+/* ---- leaf encoding --------------------------------------------------------- */
+
+static inline uint64_t get_w(const unsigned char *p, unsigned w)
+{
+	switch (w) {
+	case 0: return 0;
+	case 1: return *p;
+	case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
+	case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
+	default: { uint64_t v; memcpy(&v, p, 8); return v; }
+	}
+}
+
+static inline void put_w(unsigned char *p, unsigned w, uint64_t v)
+{
+	switch (w) {
+	case 0: break;
+	case 1: *p = (uint8_t)v; break;
+	case 2: { uint16_t x = (uint16_t)v; memcpy(p, &x, 2); break; }
+	case 4: { uint32_t x = (uint32_t)v; memcpy(p, &x, 4); break; }
+	default: memcpy(p, &v, 8); break;
+	}
+}
+
+static inline unsigned width_for(uint64_t v)
+{
+	return v <= 0xff ? 1 : v <= 0xffff ? 2 : v <= 0xffffffffu ? 4 : 8;
+}
+
+static inline uint64_t leaf_pivot(const struct leaf *l, unsigned i)
+{
+	return l->lo + get_w(l->data + (size_t)i * l->kw, l->kw);
+}
+
+static inline uint64_t leaf_value(const struct leaf *l, unsigned i)
+{
+	return l->vbase + get_w(l->data + (size_t)l->n * l->kw + (size_t)i * l->vw, l->vw);
+}
+
+static inline bool leaf_present(const struct leaf *l, unsigned i)
+{
+	return (l->present >> i) & 1;
+}
+
+static inline uint64_t leaf_start(const struct leaf *l, unsigned i)
+{
+	return i ? leaf_pivot(l, i - 1) + 1 : l->lo;
+}
+
+static inline uint64_t leaf_hi(const struct leaf *l) { return leaf_pivot(l, l->n - 1); }
+
+/* Index of the slot holding index (lo <= index <= hi of the leaf): the
+ * number of pivots below it. Branch-free counting loops the compiler
+ * vectorizes; the delta always fits the key width because index <= hi. */
+static inline unsigned leaf_find(const struct leaf *l, uint64_t index)
+{
+	uint64_t d = index - l->lo;
+	unsigned n = l->n, c = 0;
+	switch (l->kw) {
+	case 1: {
+		const uint8_t *k = (const uint8_t *)l->data;
+		for (unsigned i = 0; i < n; i++)
+			c += k[i] < (uint8_t)d;
+		break;
+	}
+	case 2: {
+		const uint16_t *k = (const uint16_t *)(const void *)l->data;
+		for (unsigned i = 0; i < n; i++)
+			c += k[i] < (uint16_t)d;
+		break;
+	}
+	case 4: {
+		const uint32_t *k = (const uint32_t *)(const void *)l->data;
+		for (unsigned i = 0; i < n; i++)
+			c += k[i] < (uint32_t)d;
+		break;
+	}
+	default: {
+		const uint64_t *k = (const uint64_t *)(const void *)l->data;
+		for (unsigned i = 0; i < n; i++)
+			c += k[i] < d;
+		break;
+	}
+	}
+	return c;
+}
+
+static inline unsigned inner_find(const struct inner *x, uint64_t index)
+{
+	unsigned c = 0, n = x->n - 1u;
+	for (unsigned i = 0; i < n; i++)
+		c += x->pivot[i] < index;
+	return c;
+}
+
+static inline uint64_t gap_len(uint64_t start, uint64_t pivot)
+{
+	uint64_t d = pivot - start;
+	return d == KEY_MAX ? KEY_MAX : d + 1;
+}
+
+static size_t leaf_bytes(unsigned n, unsigned kw, unsigned vw)
+{
+	size_t s = sizeof(struct leaf) + (size_t)n * (kw + vw);
+	return (s + 15) & ~(size_t)15;
+}
+
+static inline size_t node_size(const void *n)
+{
+	return node_level(n) ? sizeof(struct inner) : ((const struct leaf *)n)->size;
+}
+
+static uint64_t node_maxgap(const void *n)
+{
+	if (!node_level(n))
+		return ((const struct leaf *)n)->maxgap;
+	const struct inner *x = n;
+	uint64_t g = 0;
+	for (unsigned i = 0; i < x->n; i++) {
+		uint64_t v = gm_load_relaxed(&((struct inner *)x)->gap[i]);
+		if (v > g)
+			g = v;
+	}
+	return g;
+}
+
+static inline const void *child_acquire(const struct inner *x, unsigned i)
+{
+	return gm_load_acquire(&((struct inner *)x)->child[i]);
+}
+
+/* ---- writer context ------------------------------------------------------- */
+
+/* A growable array whose first storage is the caller's (usually the stack);
+ * it grows through the map's allocator so failures are injectable. */
+struct vec {
+	void *p;
+	size_t n, cap, elem;
+	bool heap;
+};
+
+#define VEC_INIT(buf) {(buf), 0, sizeof(buf) / sizeof((buf)[0]), sizeof((buf)[0]), false}
+
+struct entry { /* one child in a list being rebuilt */
+	void *node;
+	uint64_t hi;  /* last index it covers */
+	uint64_t gap; /* its longest gap */
+	bool fresh;   /* built by this write (not yet visible) */
+};
+
+struct pathfix {
+	struct inner *node;
+	unsigned idx;
+};
+
+struct wctx {
+	struct gm_rangemap *m;
+	const struct gm_allocator *a;
+	struct vec fresh, discard, retire, dropped;
+	void *fresh_buf[32], *discard_buf[16], *retire_buf[32], *dropped_buf[32];
+	_Atomic(void *) *pub_slot; /* in-place publication, or NULL */
+	void *pub_node;
+	struct pathfix path[GM_RANGEMAP_MAX_HEIGHT];
+	unsigned npath;
+	int64_t count_delta;
+};
+
+static void *vec_at(struct vec *v, size_t i) { return (char *)v->p + i * v->elem; }
+
+static int vec_reserve(struct wctx *w, struct vec *v, size_t need)
+{
+	if (need <= v->cap)
+		return 0;
+	size_t cap = v->cap * 2;
+	while (cap < need)
+		cap *= 2;
+	void *p = gm_alloc_mem(w->a, cap * v->elem, 16);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, v->p, v->n * v->elem);
+	if (v->heap)
+		gm_alloc_release(w->a, v->p, v->cap * v->elem);
+	v->p = p;
+	v->cap = cap;
+	v->heap = true;
+	return 0;
+}
+
+static int vec_push(struct wctx *w, struct vec *v, const void *item)
+{
+	int rc = vec_reserve(w, v, v->n + 1);
+	if (rc)
+		return rc;
+	memcpy(vec_at(v, v->n++), item, v->elem);
+	return 0;
+}
+
+static int vec_push_ptr(struct wctx *w, struct vec *v, void *ptr)
+{
+	return vec_push(w, v, &ptr);
+}
+
+static void vec_free(struct wctx *w, struct vec *v)
+{
+	if (v->heap)
+		gm_alloc_release(w->a, v->p, v->cap * v->elem);
+	v->heap = false;
+	v->n = 0;
+}
+
+static void wctx_init(struct wctx *w, struct gm_rangemap *m)
+{
+	w->m = m;
+	w->a = m->alloc;
+	w->fresh = (struct vec)VEC_INIT(w->fresh_buf);
+	w->discard = (struct vec)VEC_INIT(w->discard_buf);
+	w->retire = (struct vec)VEC_INIT(w->retire_buf);
+	w->dropped = (struct vec)VEC_INIT(w->dropped_buf);
+	w->pub_slot = NULL;
+	w->pub_node = NULL;
+	w->npath = 0;
+	w->count_delta = 0;
+}
+
+static void wctx_release(struct wctx *w)
+{
+	vec_free(w, &w->fresh);
+	vec_free(w, &w->discard);
+	vec_free(w, &w->retire);
+	vec_free(w, &w->dropped);
+}
+
+/* Allocates a node for this write; it is remembered so that a failure can
+ * free it again. */
+static void *fresh_alloc(struct wctx *w, size_t size)
+{
+	if (vec_reserve(w, &w->fresh, w->fresh.n + 1))
+		return NULL;
+	void *p = gm_alloc_mem(w->a, size, 16);
+	if (p)
+		*(void **)vec_at(&w->fresh, w->fresh.n++) = p;
+	return p;
+}
+
+/* A node this write no longer uses: a fresh one is freed at commit (it was
+ * never visible); an old one is retired after publication. */
+static int drop_node(struct wctx *w, void *node, bool fresh)
+{
+	if (fresh) {
+		if (!node_level(node))
+			w->count_delta -= __builtin_popcountll(((struct leaf *)node)->present);
+		return vec_push_ptr(w, &w->discard, node);
+	}
+	return vec_push_ptr(w, &w->retire, node);
+}
+
+/* ---- building nodes --------------------------------------------------------- */
+
+/* One leaf from n (1..LEAF_MAX) slots starting at lo. */
+static struct leaf *leaf_build(struct wctx *w, uint64_t lo, const struct slot *s, unsigned n)
+{
+	uint64_t vmin = KEY_MAX, vmax = 0, present = 0, maxgap = 0, start = lo;
+	for (unsigned i = 0; i < n; i++) {
+		if (s[i].present) {
+			present |= 1ULL << i;
+			if (s[i].value < vmin)
+				vmin = s[i].value;
+			if (s[i].value > vmax)
+				vmax = s[i].value;
+		} else {
+			uint64_t g = gap_len(start, s[i].pivot);
+			if (g > maxgap)
+				maxgap = g;
+		}
+		start = s[i].pivot + 1;
+	}
+	if (!present)
+		vmin = vmax = 0;
+	unsigned kw = width_for(s[n - 1].pivot - lo);
+	unsigned vw = vmax == vmin ? 0 : width_for(vmax - vmin);
+	size_t size = leaf_bytes(n, kw, vw);
+	struct leaf *l = fresh_alloc(w, size);
+	if (!l)
+		return NULL;
+	memset(l, 0, size);
+	l->level = 0;
+	l->n = (uint8_t)n;
+	l->kw = (uint8_t)kw;
+	l->vw = (uint8_t)vw;
+	l->size = (uint32_t)size;
+	l->lo = lo;
+	l->vbase = vmin;
+	l->present = present;
+	l->maxgap = maxgap;
+	unsigned char *vals = l->data + (size_t)n * kw;
+	for (unsigned i = 0; i < n; i++) {
+		put_w(l->data + (size_t)i * kw, kw, s[i].pivot - lo);
+		put_w(vals + (size_t)i * vw, vw, s[i].present ? s[i].value - vmin : 0);
+	}
+	w->count_delta += __builtin_popcountll(present);
+	return l;
+}
+
+/* Appends leaves holding slots s[0..n-1] (n >= 1) from lo to out, split
+ * evenly so that each holds at most LEAF_MAX (and at least LEAF_MAX/2 when
+ * there is more than one). */
+static int leaves_build(struct wctx *w, uint64_t lo, const struct slot *s, size_t n,
+			struct vec *out)
+{
+	size_t parts = (n + LEAF_MAX - 1) / LEAF_MAX, done = 0;
+	for (size_t p = 0; p < parts; p++) {
+		size_t take = (n - done) / (parts - p);
+		struct leaf *l = leaf_build(w, lo, s + done, (unsigned)take);
+		if (!l)
+			return -ENOMEM;
+		struct entry e = {l, s[done + take - 1].pivot, l->maxgap, true};
+		if (vec_push(w, out, &e))
+			return -ENOMEM;
+		lo = e.hi + 1;
+		done += take;
+	}
+	return 0;
+}
+
+static int leaf_decode(struct wctx *w, const struct leaf *l, struct vec *out)
+{
+	int rc = vec_reserve(w, out, out->n + l->n);
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < l->n; i++) {
+		struct slot *s = vec_at(out, out->n++);
+		s->pivot = leaf_pivot(l, i);
+		s->present = leaf_present(l, i);
+		s->value = s->present ? leaf_value(l, i) : 0;
+		s->origin = 0;
+	}
+	return 0;
+}
+
+/* Appends inner nodes of level `level` over the entries e[0..n-1]. */
+static int inners_build(struct wctx *w, unsigned level, const struct entry *e, size_t n,
+			struct vec *out)
+{
+	size_t parts = (n + INNER_MAX - 1) / INNER_MAX, done = 0;
+	for (size_t p = 0; p < parts; p++) {
+		size_t take = (n - done) / (parts - p);
+		struct inner *x = fresh_alloc(w, sizeof(*x));
+		if (!x)
+			return -ENOMEM;
+		memset(x, 0, sizeof(*x));
+		x->level = (uint8_t)level;
+		x->n = (uint8_t)take;
+		uint64_t g = 0;
+		for (size_t i = 0; i < take; i++) {
+			const struct entry *c = &e[done + i];
+			if (i + 1 < take)
+				x->pivot[i] = c->hi;
+			gm_store_relaxed(&x->child[i], c->node);
+			gm_store_relaxed(&x->gap[i], c->gap);
+			if (c->gap > g)
+				g = c->gap;
+		}
+		struct entry r = {x, e[done + take - 1].hi, g, true};
+		if (vec_push(w, out, &r))
+			return -ENOMEM;
+		done += take;
+	}
+	return 0;
+}
+
+static unsigned entry_count(const struct entry *e)
+{
+	return node_level(e->node) ? ((struct inner *)e->node)->n : ((struct leaf *)e->node)->n;
+}
+
+static bool entry_underfull(const struct entry *e)
+{
+	return entry_count(e) < (node_level(e->node) ? INNER_MIN : LEAF_MIN);
+}
+
+/* Appends child entries of inner node x (old) to v. */
+static int push_children(struct wctx *w, struct vec *v, const struct inner *x, unsigned from,
+			 unsigned to, uint64_t hi)
+{
+	for (unsigned i = from; i < to; i++) {
+		struct entry e = {gm_load_relaxed(&((struct inner *)x)->child[i]),
+				  i + 1u < x->n ? x->pivot[i] : hi,
+				  gm_load_relaxed(&((struct inner *)x)->gap[i]), false};
+		if (vec_push(w, v, &e))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Merges list entries i and i+1 into one or two fresh nodes, in place. */
+static int merge_pair(struct wctx *w, struct vec *list, size_t i)
+{
+	struct entry *e = vec_at(list, i);
+	struct entry l = e[0], r = e[1];
+	struct entry obuf[4];
+	struct vec out = VEC_INIT(obuf);
+	int rc;
+	if (!node_level(l.node)) {
+		struct slot sbuf[2 * LEAF_MAX];
+		struct vec s = VEC_INIT(sbuf);
+		rc = leaf_decode(w, l.node, &s);
+		if (!rc)
+			rc = leaf_decode(w, r.node, &s);
+		if (!rc)
+			rc = leaves_build(w, ((struct leaf *)l.node)->lo, s.p, s.n, &out);
+		vec_free(w, &s);
+	} else {
+		struct entry cbuf[2 * INNER_MAX];
+		struct vec c = VEC_INIT(cbuf);
+		rc = push_children(w, &c, l.node, 0, ((struct inner *)l.node)->n, l.hi);
+		if (!rc)
+			rc = push_children(w, &c, r.node, 0, ((struct inner *)r.node)->n, r.hi);
+		if (!rc)
+			rc = inners_build(w, node_level(l.node), c.p, c.n, &out);
+		vec_free(w, &c);
+	}
+	if (!rc)
+		rc = drop_node(w, l.node, l.fresh);
+	if (!rc)
+		rc = drop_node(w, r.node, r.fresh);
+	if (rc) {
+		vec_free(w, &out);
+		return rc;
+	}
+	/* out has 1 or 2 entries; replace the pair. */
+	e = vec_at(list, i);
+	e[0] = ((struct entry *)out.p)[0];
+	if (out.n == 2) {
+		e[1] = ((struct entry *)out.p)[1];
+	} else {
+		memmove(&e[1], &e[2], (list->n - i - 2) * sizeof(*e));
+		list->n--;
+	}
+	vec_free(w, &out);
+	return 0;
+}
+
+/* Merges every underfull fresh entry with a neighbour (old neighbours are
+ * copied and retired), so fresh nodes are not left nearly empty. */
+static int fix_underfull(struct wctx *w, struct vec *list)
+{
+	size_t i = 0;
+	while (i < list->n && list->n > 1) {
+		struct entry *e = vec_at(list, i);
+		if (!e->fresh || !entry_underfull(e)) {
+			i++;
+			continue;
+		}
+		size_t left = i + 1 < list->n ? i : i - 1;
+		size_t before = list->n;
+		int rc = merge_pair(w, list, left);
+		if (rc)
+			return rc;
+		i = list->n < before ? left : left + 2;
+	}
+	return 0;
+}
+
+/* ---- the recursive rewrite ------------------------------------------------ */
+
+static int truncate_node(struct wctx *w, void *node, uint64_t lo, uint64_t hi, uint64_t t,
+			 struct vec *out);
+
+/* Bounds of child i of x, which covers [lo, hi]. */
+static inline uint64_t child_lo(const struct inner *x, unsigned i, uint64_t lo)
+{
+	return i ? x->pivot[i - 1] + 1 : lo;
+}
+static inline uint64_t child_hi(const struct inner *x, unsigned i, uint64_t hi)
+{
+	return i + 1u < x->n ? x->pivot[i] : hi;
+}
+
+static int modify_leaf(struct wctx *w, struct leaf *l, uint64_t lo, uint64_t f, uint64_t last,
+		       const struct slot *seq, size_t nseq, struct vec *out)
+{
+	struct slot sbuf[LEAF_MAX + 8];
+	struct vec s = VEC_INIT(sbuf);
+	int rc = vec_reserve(w, &s, l->n + nseq + 1);
+	unsigned i = 0;
+	if (rc)
+		goto done;
+	/* Slots before f, the one holding f cut at f - 1. */
+	for (; i < l->n; i++) {
+		uint64_t p = leaf_pivot(l, i), start = leaf_start(l, i);
+		if (start >= f)
+			break;
+		struct slot *d = vec_at(&s, s.n++);
+		d->present = leaf_present(l, i);
+		d->value = d->present ? leaf_value(l, i) : 0;
+		d->pivot = p < f ? p : f - 1;
+		d->origin = 0;
+		if (p >= f)
+			break;
+	}
+	memcpy(vec_at(&s, s.n), seq, nseq * sizeof(*seq));
+	s.n += nseq;
+	/* Slots after last (the one holding last keeps its tail). */
+	for (i = 0; i < l->n; i++) {
+		if (leaf_pivot(l, i) <= last)
+			continue;
+		struct slot *d = vec_at(&s, s.n++);
+		d->pivot = leaf_pivot(l, i);
+		d->present = leaf_present(l, i);
+		d->value = d->present ? leaf_value(l, i) : 0;
+		d->origin = 0;
+	}
+	rc = leaves_build(w, lo, s.p, s.n, out);
+	if (!rc)
+		rc = drop_node(w, l, false);
+done:
+	vec_free(w, &s);
+	return rc;
+}
+
+/*
+ * Rewrites the subtree `node`, which covers [lo, hi] (lo may have been
+ * widened below the node's old lower bound, then lo == f), replacing
+ * [f, last] by seq; appends the nodes that now cover [lo, hi] to out. With
+ * may_publish, an unchanged node is reported as itself (non-fresh) and the
+ * one-pointer publication is recorded in w.
+ */
+static int modify_node(struct wctx *w, void *node, uint64_t lo, uint64_t hi, uint64_t f,
+		       uint64_t last, const struct slot *seq, size_t nseq, bool may_publish,
+		       struct vec *out)
+{
+	if (!node_level(node))
+		return modify_leaf(w, node, lo, f, last, seq, nseq, out);
+	struct inner *x = node;
+	unsigned a = inner_find(x, f), b = inner_find(x, last);
+	struct entry tbuf[INNER_MAX + 8];
+	struct vec t = VEC_INIT(tbuf);
+	int rc;
+
+	if (a == b && may_publish) {
+		struct entry sbuf[4];
+		struct vec sub = VEC_INIT(sbuf);
+		void *c = gm_load_relaxed(&x->child[a]);
+		rc = modify_node(w, c, child_lo(x, a, lo), child_hi(x, a, hi), f, last, seq, nseq,
+				 true, &sub);
+		struct entry *r = sub.p;
+		if (!rc && sub.n == 1 && (r->node == c || !entry_underfull(r) || x->n == 1)) {
+			if (r->node != c) { /* publish here: one pointer */
+				w->pub_slot = &x->child[a];
+				w->pub_node = r->node;
+			}
+			w->path[w->npath++] = (struct pathfix){x, a};
+			vec_free(w, &sub);
+			struct entry me = {x, hi, 0, false};
+			return vec_push(w, out, &me);
+		}
+		if (!rc)
+			rc = push_children(w, &t, x, 0, a, hi);
+		for (size_t i = 0; !rc && i < sub.n; i++)
+			rc = vec_push(w, &t, vec_at(&sub, i));
+		vec_free(w, &sub);
+	} else if (a == b) {
+		rc = push_children(w, &t, x, 0, a, hi);
+		if (!rc)
+			rc = modify_node(w, gm_load_relaxed(&x->child[a]), child_lo(x, a, lo),
+					 child_hi(x, a, hi), f, last, seq, nseq, false, &t);
+	} else {
+		rc = push_children(w, &t, x, 0, a, hi);
+		void *ca = gm_load_relaxed(&x->child[a]);
+		uint64_t alo = child_lo(x, a, lo);
+		if (!rc && f > alo)
+			rc = truncate_node(w, ca, alo, child_hi(x, a, hi), f - 1, &t);
+		else if (!rc)
+			rc = vec_push_ptr(w, &w->dropped, ca);
+		for (unsigned i = a + 1; !rc && i < b; i++)
+			rc = vec_push_ptr(w, &w->dropped, gm_load_relaxed(&x->child[i]));
+		if (!rc)
+			rc = modify_node(w, gm_load_relaxed(&x->child[b]), f, child_hi(x, b, hi), f,
+					 last, seq, nseq, false, &t);
+	}
+	if (!rc)
+		rc = push_children(w, &t, x, b + 1, x->n, hi);
+	if (!rc)
+		rc = fix_underfull(w, &t);
+	if (!rc)
+		rc = inners_build(w, x->level, t.p, t.n, out);
+	if (!rc)
+		rc = drop_node(w, x, false);
+	vec_free(w, &t);
+	return rc;
+}
+
+/* Rewrites `node` (covering [lo, hi]) to cover only [lo, t], t < hi. */
+static int truncate_node(struct wctx *w, void *node, uint64_t lo, uint64_t hi, uint64_t t,
+			 struct vec *out)
+{
+	int rc;
+	if (!node_level(node)) {
+		struct leaf *l = node;
+		struct slot sbuf[LEAF_MAX];
+		struct vec s = VEC_INIT(sbuf);
+		rc = leaf_decode(w, l, &s);
+		if (!rc) {
+			struct slot *sl = s.p;
+			size_t n = 0;
+			while (sl[n].pivot < t)
+				n++;
+			sl[n].pivot = t;
+			rc = leaves_build(w, lo, sl, n + 1, out);
+		}
+		if (!rc)
+			rc = drop_node(w, l, false);
+		vec_free(w, &s);
+		return rc;
+	}
+	struct inner *x = node;
+	unsigned c = inner_find(x, t);
+	struct entry tbuf[INNER_MAX + 8];
+	struct vec v = VEC_INIT(tbuf);
+	rc = push_children(w, &v, x, 0, c, hi);
+	if (!rc && t == child_hi(x, c, hi))
+		rc = push_children(w, &v, x, c, c + 1, hi);
+	else if (!rc)
+		rc = truncate_node(w, gm_load_relaxed(&x->child[c]), child_lo(x, c, lo),
+				   child_hi(x, c, hi), t, &v);
+	for (unsigned i = c + 1; !rc && i < x->n; i++)
+		rc = vec_push_ptr(w, &w->dropped, gm_load_relaxed(&x->child[i]));
+	if (!rc)
+		rc = fix_underfull(w, &v);
+	if (!rc)
+		rc = inners_build(w, x->level, v.p, v.n, out);
+	if (!rc)
+		rc = drop_node(w, x, false);
+	vec_free(w, &v);
+	return rc;
+}
+
+/* Nodes in a subtree (for reserving retirements). */
+static size_t subtree_nodes(const void *node)
+{
+	if (!node_level(node))
+		return 1;
+	const struct inner *x = node;
+	size_t n = 1;
+	for (unsigned i = 0; i < x->n; i++)
+		n += subtree_nodes(gm_load_relaxed(&((struct inner *)x)->child[i]));
+	return n;
+}
+
+/* Retires (or frees) a whole subtree; returns the ranges it held. */
+static uint64_t subtree_retire(struct gm_reclaim *r, void *node)
+{
+	if (!node_level(node)) {
+		struct leaf *l = node;
+		uint64_t c = (uint64_t)__builtin_popcountll(l->present);
+		gm_reclaim_retire(r, l, l->size);
+		return c;
+	}
+	struct inner *x = node;
+	uint64_t c = 0;
+	for (unsigned i = 0; i < x->n; i++)
+		c += subtree_retire(r, gm_load_relaxed(&x->child[i]));
+	gm_reclaim_retire(r, x, sizeof(*x));
+	return c;
+}
+
+static void fail_cleanup(struct wctx *w)
+{
+	for (size_t i = 0; i < w->fresh.n; i++) {
+		void *p = *(void **)vec_at(&w->fresh, i);
+		gm_alloc_release(w->a, p, node_size(p));
+	}
+	wctx_release(w);
+}
+
+/*
+ * Replaces the slots of [f, last] by seq[0..nseq-1] (which partitions
+ * [f, last] and must not merge with the slots around it). All or nothing:
+ * -ENOMEM leaves the map as it was.
+ */
+static int replace(struct gm_rangemap *m, uint64_t f, uint64_t last, const struct slot *seq,
+		   size_t nseq)
+{
+	struct wctx w;
+	wctx_init(&w, m);
+	struct entry obuf[8];
+	struct vec out = VEC_INIT(obuf);
+	void *root = gm_load_relaxed(&m->root);
+	unsigned height = m->height;
+	int rc = modify_node(&w, root, 0, KEY_MAX, f, last, seq, nseq, true, &out);
+	void *new_root = root;
+	if (!rc && !(out.n == 1 && ((struct entry *)out.p)->node == root)) {
+		/* Grow levels while more than one node is left. */
+		while (!rc && out.n > 1) {
+			struct entry nbuf[8];
+			struct vec next = VEC_INIT(nbuf);
+			unsigned level = node_level(((struct entry *)out.p)->node) + 1;
+			rc = inners_build(&w, level, out.p, out.n, &next);
+			vec_free(&w, &out);
+			out = next;
+			if (out.p == nbuf) { /* keep the buffer alive: copy to obuf */
+				memcpy(obuf, nbuf, out.n * sizeof(struct entry));
+				out.p = obuf;
+			}
+		}
+		if (!rc) {
+			new_root = ((struct entry *)out.p)->node;
+			/* Shrink while the (fresh) root has a single child. */
+			while (!rc && node_level(new_root) && ((struct inner *)new_root)->n == 1) {
+				void *child = gm_load_relaxed(&((struct inner *)new_root)->child[0]);
+				rc = drop_node(&w, new_root, true);
+				new_root = child;
+			}
+			height = node_level(new_root) + 1;
+		}
+	}
+	vec_free(&w, &out);
+	if (!rc && height >= GM_RANGEMAP_MAX_HEIGHT)
+		rc = -ENOSPC;
+	size_t nretire = 0;
+	if (!rc) {
+		nretire = w.retire.n;
+		for (size_t i = 0; i < w.dropped.n; i++)
+			nretire += subtree_nodes(*(void **)vec_at(&w.dropped, i));
+		rc = gm_reclaim_reserve(map_reclaim(m), nretire);
+	}
+	if (rc) {
+		fail_cleanup(&w);
+		return rc;
+	}
+	/* Commit: one release store makes the whole change visible. */
+	if (w.pub_slot)
+		gm_store_release(w.pub_slot, w.pub_node);
+	else if (new_root != root)
+		gm_store_release(&m->root, new_root);
+	m->height = height;
+	for (unsigned i = 0; i < w.npath; i++) {
+		struct inner *x = w.path[i].node;
+		unsigned j = w.path[i].idx;
+		gm_store_relaxed(&x->gap[j], node_maxgap(gm_load_relaxed(&x->child[j])));
+	}
+	int64_t delta = w.count_delta;
+	struct gm_reclaim *r = map_reclaim(m);
+	for (size_t i = 0; i < w.retire.n; i++) {
+		void *p = *(void **)vec_at(&w.retire, i);
+		if (!node_level(p))
+			delta -= __builtin_popcountll(((struct leaf *)p)->present);
+		gm_reclaim_retire(r, p, node_size(p));
+	}
+	for (size_t i = 0; i < w.dropped.n; i++)
+		delta -= (int64_t)subtree_retire(r, *(void **)vec_at(&w.dropped, i));
+	for (size_t i = 0; i < w.discard.n; i++) {
+		void *p = *(void **)vec_at(&w.discard, i);
+		gm_alloc_release(w.a, p, node_size(p));
+	}
+	m->count = (uint64_t)((int64_t)m->count + delta);
+	wctx_release(&w);
+	return 0;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static inline const void *map_root(const struct gm_rangemap *m)
+{
+	return gm_load_acquire(&((struct gm_rangemap *)m)->root);
+}
+
+static const struct leaf *descend(const struct gm_rangemap *m, uint64_t index)
+{
+	const void *n = map_root(m);
+	while (node_level(n)) {
+		const struct inner *x = n;
+		n = child_acquire(x, inner_find(x, index));
+	}
+	return n;
+}
+
+/* The slot holding index. */
+struct probe {
+	uint64_t first, last, value;
+	bool present;
+};
+
+static void probe_at(const struct gm_rangemap *m, uint64_t index, struct probe *p)
+{
+	const struct leaf *l = descend(m, index);
+	unsigned i = leaf_find(l, index);
+	p->first = leaf_start(l, i);
+	p->last = leaf_pivot(l, i);
+	p->present = leaf_present(l, i);
+	p->value = p->present ? leaf_value(l, i) : 0;
+}
+
+int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index, uint64_t *value,
+		     uint64_t *first, uint64_t *last)
+{
+	const struct leaf *l = descend(map, index);
+	unsigned i = leaf_find(l, index);
+	if (first)
+		*first = leaf_start(l, i);
+	if (last)
+		*last = leaf_pivot(l, i);
+	if (!leaf_present(l, i))
+		return -ENOENT;
+	if (value)
+		*value = leaf_value(l, i);
+	return 0;
+}
+
+/* Cursor moves: the path from the root is kept so a step costs O(1)
+ * amortised. Under RCU the path is one consistent (possibly older) version
+ * of the tree, since nodes a reader can reach never change except for a
+ * child pointer swapped for a node with the same bounds. */
+static void cursor_seek(struct gm_rangemap_cursor *c, uint64_t index)
+{
+	const void *n = map_root(c->map);
+	unsigned d = 0;
+	while (node_level(n) && d < GM_RANGEMAP_MAX_HEIGHT) {
+		const struct inner *x = n;
+		unsigned i = inner_find(x, index);
+		c->node[d] = x;
+		c->pos[d] = (unsigned char)i;
+		d++;
+		n = child_acquire(x, i);
+	}
+	c->depth = d;
+	c->leaf = n;
+	c->slot = leaf_find(n, index);
+}
+
+/* Descends from n (at path depth d) to its leftmost (or rightmost) leaf. */
+static void cursor_descend(struct gm_rangemap_cursor *c, const void *n, unsigned d, bool right)
+{
+	while (node_level(n) && d < GM_RANGEMAP_MAX_HEIGHT) {
+		const struct inner *x = n;
+		unsigned i = right ? x->n - 1u : 0;
+		c->node[d] = x;
+		c->pos[d] = (unsigned char)i;
+		d++;
+		n = child_acquire(x, i);
+	}
+	c->depth = d;
+	c->leaf = n;
+	c->slot = right ? ((const struct leaf *)n)->n - 1u : 0;
+}
+
+static bool cursor_advance(struct gm_rangemap_cursor *c)
+{
+	const struct leaf *l = c->leaf;
+	if (c->slot + 1 < l->n) {
+		c->slot++;
+		return true;
+	}
+	int d = (int)c->depth - 1;
+	while (d >= 0 && c->pos[d] + 1u >= ((const struct inner *)c->node[d])->n)
+		d--;
+	if (d < 0)
+		return false;
+	c->pos[d]++;
+	cursor_descend(c, child_acquire(c->node[d], c->pos[d]), (unsigned)d + 1, false);
+	return true;
+}
+
+static bool cursor_retreat(struct gm_rangemap_cursor *c)
+{
+	if (c->slot > 0) {
+		c->slot--;
+		return true;
+	}
+	int d = (int)c->depth - 1;
+	while (d >= 0 && c->pos[d] == 0)
+		d--;
+	if (d < 0)
+		return false;
+	c->pos[d]--;
+	cursor_descend(c, child_acquire(c->node[d], c->pos[d]), (unsigned)d + 1, true);
+	return true;
+}
+
+static void cursor_get(const struct gm_rangemap_cursor *c, struct gm_range *r, bool *present)
+{
+	const struct leaf *l = c->leaf;
+	r->first = leaf_start(l, c->slot);
+	r->last = leaf_pivot(l, c->slot);
+	*present = leaf_present(l, c->slot);
+	r->value = *present ? leaf_value(l, c->slot) : 0;
+}
+
+int gm_rangemap_next(const struct gm_rangemap *map, uint64_t index, struct gm_range *range)
+{
+	struct gm_rangemap_cursor c = {.map = map};
+	bool present;
+	cursor_seek(&c, index);
+	cursor_get(&c, range, &present);
+	if (present)
+		return 0;
+	if (!cursor_advance(&c))
+		return -ENOENT;
+	cursor_get(&c, range, &present); /* gaps never touch gaps */
+	return present ? 0 : -ENOENT;
+}
+
+int gm_rangemap_prev(const struct gm_rangemap *map, uint64_t index, struct gm_range *range)
+{
+	struct gm_rangemap_cursor c = {.map = map};
+	bool present;
+	cursor_seek(&c, index);
+	cursor_get(&c, range, &present);
+	if (present)
+		return 0;
+	if (!cursor_retreat(&c))
+		return -ENOENT;
+	cursor_get(&c, range, &present);
+	return present ? 0 : -ENOENT;
+}
+
+int gm_rangemap_cursor_init(struct gm_rangemap_cursor *c, const struct gm_rangemap *map,
+			    uint64_t a, uint64_t b, unsigned flags)
+{
+	if (a > b || (flags & ~(GM_RANGEMAP_ITER_CLIP | GM_RANGEMAP_ITER_GAPS)))
+		return -EINVAL;
+	c->map = map;
+	c->a = a;
+	c->b = b;
+	c->flags = flags;
+	c->state = 0;
+	return 0;
+}
+
+int gm_rangemap_cursor_next(struct gm_rangemap_cursor *c, struct gm_range *range)
+{
+	bool want_gaps = c->flags & GM_RANGEMAP_ITER_GAPS;
+	if (c->state == 0) {
+		cursor_seek(c, c->a);
+		c->state = 1;
+	}
+	while (c->state == 1) {
+		struct gm_range r;
+		bool present;
+		cursor_get(c, &r, &present);
+		if (r.first > c->b) {
+			c->state = 2;
+			break;
+		}
+		if (!cursor_advance(c))
+			c->state = 2;
+		if (present == want_gaps)
+			continue;
+		if (c->flags & GM_RANGEMAP_ITER_CLIP) {
+			if (r.first < c->a)
+				r.first = c->a;
+			if (r.last > c->b)
+				r.last = c->b;
+		}
+		*range = r;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* ---- find_gap ------------------------------------------------------------ */
+
+struct gap_query {
+	uint64_t size, align, min, max, found;
+};
+
+static bool gap_fits(struct gap_query *q, uint64_t start, uint64_t end)
+{
+	if (end < q->min || start > q->max)
+		return false;
+	uint64_t s = start > q->min ? start : q->min;
+	uint64_t e = end < q->max ? end : q->max;
+	uint64_t r = s & (q->align - 1);
+	if (r) {
+		if (s > KEY_MAX - (q->align - r))
+			return false;
+		s += q->align - r;
+	}
+	if (s > e || e - s < q->size - 1)
+		return false;
+	q->found = s;
+	return true;
+}
+
+static bool find_gap_in(struct gap_query *q, const void *node, uint64_t lo, uint64_t hi)
+{
+	if (!node_level(node)) {
+		const struct leaf *l = node;
+		for (unsigned i = 0; i < l->n; i++) {
+			uint64_t start = leaf_start(l, i), end = leaf_pivot(l, i);
+			if (start > q->max)
+				return false;
+			if (!leaf_present(l, i) && gap_len(start, end) >= q->size &&
+			    gap_fits(q, start, end))
+				return true;
+		}
+		return false;
+	}
+	const struct inner *x = node;
+	for (unsigned i = 0; i < x->n; i++) {
+		uint64_t clo = child_lo(x, i, lo), chi = child_hi(x, i, hi);
+		if (chi < q->min)
+			continue;
+		if (clo > q->max)
+			return false;
+		if (gm_load_relaxed(&((struct inner *)x)->gap[i]) < q->size)
+			continue;
+		if (find_gap_in(q, child_acquire(x, i), clo, chi))
+			return true;
+	}
+	return false;
+}
+
+int gm_rangemap_find_gap(const struct gm_rangemap *map, uint64_t size, uint64_t align,
+			 uint64_t min, uint64_t max, uint64_t *first)
+{
+	if (align == 0)
+		align = 1;
+	if (size == 0 || (align & (align - 1)) || min > max)
+		return -EINVAL;
+	struct gap_query q = {size, align, min, max, 0};
+	if (!find_gap_in(&q, map_root(map), 0, KEY_MAX))
+		return -ENOSPC;
+	if (first)
+		*first = q.found;
+	return 0;
+}
+
+/* ---- writing --------------------------------------------------------------- */
+
+static bool mergeable(const struct gm_rangemap *m, bool pa, uint64_t va, bool pb, uint64_t vb)
+{
+	if (pa != pb)
+		return false;
+	return !pa || (coalescing(m) && va == vb);
+}
+
+/*
+ * The common case, without the general machinery: [first, last] and both
+ * its neighbours lie inside one leaf and the rebuilt leaf neither overflows
+ * nor underflows. The new leaf replaces the old one with one release store
+ * of the parent's child pointer (same bounds), then the gap summaries on
+ * the path are refreshed. Returns 1 when the case does not apply.
+ */
+static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, bool present,
+			  uint64_t value)
+{
+	struct inner *path[GM_RANGEMAP_MAX_HEIGHT];
+	unsigned idx[GM_RANGEMAP_MAX_HEIGHT], depth = 0;
+	void *n = gm_load_relaxed(&m->root);
+	while (node_level(n)) {
+		struct inner *x = n;
+		unsigned i = inner_find(x, first);
+		path[depth] = x;
+		idx[depth++] = i;
+		n = gm_load_relaxed(&x->child[i]);
+	}
+	struct leaf *l = n;
+	if (first <= l->lo || last >= leaf_hi(l))
+		return 1; /* a neighbour lies in another leaf */
+	unsigned i = leaf_find(l, first), j = leaf_find(l, last);
+	unsigned il = first - 1 < leaf_start(l, i) ? i - 1 : i;
+	unsigned jr = last + 1 > leaf_pivot(l, j) ? j + 1 : j;
+	if (mergeable(m, leaf_present(l, il), leaf_present(l, il) ? leaf_value(l, il) : 0, present,
+		      value)) {
+		first = leaf_start(l, il);
+		i = il;
+	}
+	if (mergeable(m, leaf_present(l, jr), leaf_present(l, jr) ? leaf_value(l, jr) : 0, present,
+		      value)) {
+		last = leaf_pivot(l, jr);
+		j = jr;
+	}
+	if (i == j && leaf_start(l, i) == first && leaf_pivot(l, i) == last &&
+	    leaf_present(l, i) == present && (!present || leaf_value(l, i) == value))
+		return 0; /* already so */
+	struct slot s[LEAF_MAX + 2];
+	unsigned k = 0;
+	for (unsigned t = 0; t < i; t++)
+		s[k++] = (struct slot){leaf_pivot(l, t), leaf_present(l, t) ? leaf_value(l, t) : 0,
+				       leaf_present(l, t), 0};
+	if (leaf_start(l, i) < first)
+		s[k++] = (struct slot){first - 1, leaf_present(l, i) ? leaf_value(l, i) : 0,
+				       leaf_present(l, i), 0};
+	s[k++] = (struct slot){last, value, present, 0};
+	if (leaf_pivot(l, j) > last)
+		s[k++] = (struct slot){leaf_pivot(l, j), leaf_present(l, j) ? leaf_value(l, j) : 0,
+				       leaf_present(l, j), 0};
+	for (unsigned t = j + 1; t < l->n; t++)
+		s[k++] = (struct slot){leaf_pivot(l, t), leaf_present(l, t) ? leaf_value(l, t) : 0,
+				       leaf_present(l, t), 0};
+	if (k > LEAF_MAX || (k < LEAF_MIN && depth))
+		return 1;
+	if (gm_reclaim_reserve(map_reclaim(m), 1))
+		return -ENOMEM;
+	struct wctx w;
+	wctx_init(&w, m);
+	struct leaf *nl = leaf_build(&w, l->lo, s, k);
+	wctx_release(&w);
+	if (!nl)
+		return -ENOMEM;
+	if (depth)
+		gm_store_release(&path[depth - 1]->child[idx[depth - 1]], nl);
+	else
+		gm_store_release(&m->root, nl);
+	for (unsigned d = depth; d-- > 0;) {
+		uint64_t g = node_maxgap(gm_load_relaxed(&path[d]->child[idx[d]]));
+		if (gm_load_relaxed(&path[d]->gap[idx[d]]) == g)
+			break;
+		gm_store_relaxed(&path[d]->gap[idx[d]], g);
+	}
+	m->count = m->count + (uint64_t)w.count_delta - (uint64_t)__builtin_popcountll(l->present);
+	gm_reclaim_retire(map_reclaim(m), l, l->size);
+	return 0;
+}
+
+/* Makes [first, last] one slot (range or gap), merged with neighbours. */
+static int assign(struct gm_rangemap *m, uint64_t first, uint64_t last, bool present,
+		  uint64_t value)
+{
+	struct probe p;
+	if (!present)
+		value = 0;
+	int rc = assign_in_leaf(m, first, last, present, value);
+	if (rc <= 0)
+		return rc;
+	if (first > 0) {
+		probe_at(m, first - 1, &p);
+		if (mergeable(m, p.present, p.value, present, value))
+			first = p.first;
+	}
+	if (last < KEY_MAX) {
+		probe_at(m, last + 1, &p);
+		if (mergeable(m, p.present, p.value, present, value))
+			last = p.last;
+	}
+	probe_at(m, first, &p);
+	if (p.first == first && p.last == last && p.present == present && p.value == value)
+		return 0; /* already so */
+	struct slot s = {last, value, present, 0};
+	return replace(m, first, last, &s, 1);
+}
+
+int gm_rangemap_store(struct gm_rangemap *map, uint64_t first, uint64_t last, uint64_t value)
+{
+	if (first > last)
+		return -EINVAL;
+	return assign(map, first, last, true, value);
+}
+
+int gm_rangemap_erase(struct gm_rangemap *map, uint64_t first, uint64_t last)
+{
+	if (first > last)
+		return -EINVAL;
+	return assign(map, first, last, false, 0);
+}
+
+int gm_rangemap_insert(struct gm_rangemap *map, uint64_t first, uint64_t last, uint64_t value)
+{
+	if (first > last)
+		return -EINVAL;
+	struct probe p;
+	probe_at(map, first, &p);
+	if (p.present || p.last < last)
+		return -EEXIST;
+	return assign(map, first, last, true, value);
+}
+
+static int push_slot(struct wctx *w, struct vec *v, uint64_t pivot, bool present,
+		     uint64_t value, uint32_t origin)
+{
+	struct slot s = {pivot, present ? value : 0, present, origin};
+	return vec_push(w, v, &s);
+}
+
+/* Calls fn on each piece of [first, last]; collects the new slots of the
+ * whole slots touching [first, last] into seq. */
+static int update_collect(struct gm_rangemap *m, uint64_t first, uint64_t last,
+			  gm_rangemap_update_fn fn, void *ctx, unsigned flags, struct wctx *w,
+			  struct vec *seq, uint64_t *region_first, bool *changed)
+{
+	struct gm_rangemap_cursor c = {.map = m};
+	cursor_seek(&c, first);
+	*changed = false;
+	for (uint32_t origin = 0;; origin++) {
+		struct gm_range r;
+		bool present;
+		cursor_get(&c, &r, &present);
+		if (origin == 0)
+			*region_first = r.first;
+		int rc = 0;
+		if (r.first < first)
+			rc = push_slot(w, seq, first - 1, present, r.value, origin);
+		struct gm_range piece = {r.first < first ? first : r.first,
+					 r.last > last ? last : r.last, r.value};
+		bool np = present;
+		uint64_t nv = r.value;
+		if (!rc && (present || (flags & GM_RANGEMAP_UPDATE_GAPS))) {
+			uint64_t v = r.value;
+			rc = fn(ctx, &piece, present, &v);
+			if (rc == GM_RANGEMAP_SET) {
+				np = true;
+				nv = v;
+				rc = 0;
+			} else if (rc == GM_RANGEMAP_CLEAR) {
+				np = false;
+				nv = 0;
+				rc = 0;
+			} else if (rc > 0) {
+				rc = -EINVAL;
+			}
+		}
+		if (!rc && (np != present || (np && nv != r.value)))
+			*changed = true;
+		if (!rc)
+			rc = push_slot(w, seq, piece.last, np, nv, origin);
+		if (!rc && r.last > last)
+			rc = push_slot(w, seq, r.last, present, r.value, origin);
+		if (rc)
+			return rc;
+		if (r.last >= last || !cursor_advance(&c))
+			return 0;
+	}
+}
+
+int gm_rangemap_update(struct gm_rangemap *map, uint64_t first, uint64_t last,
+		       gm_rangemap_update_fn fn, void *ctx, unsigned flags)
+{
+	if (first > last || !fn || (flags & ~GM_RANGEMAP_UPDATE_GAPS))
+		return -EINVAL;
+	struct wctx w;
+	wctx_init(&w, map);
+	struct slot buf[64];
+	struct vec seq = VEC_INIT(buf);
+	uint64_t rfirst;
+	bool changed;
+	int rc = update_collect(map, first, last, fn, ctx, flags, &w, &seq, &rfirst, &changed);
+	if (rc || !changed)
+		goto out;
+	/* Merge neighbours: gaps always; ranges of equal value when coalescing
+	 * or when both come from the same original slot. */
+	struct slot *s = seq.p;
+	size_t n = 0;
+	for (size_t i = 0; i < seq.n; i++) {
+		if (n && s[n - 1].present == s[i].present &&
+		    (!s[i].present || (s[n - 1].value == s[i].value &&
+				       (coalescing(map) || s[n - 1].origin == s[i].origin)))) {
+			s[n - 1].pivot = s[i].pivot;
+			continue;
+		}
+		s[n++] = s[i];
+	}
+	uint64_t rlast = s[n - 1].pivot;
+	struct probe p;
+	if (rfirst > 0) {
+		probe_at(map, rfirst - 1, &p);
+		if (mergeable(map, p.present, p.value, s[0].present, s[0].value))
+			rfirst = p.first;
+	}
+	if (rlast < KEY_MAX) {
+		probe_at(map, rlast + 1, &p);
+		if (mergeable(map, p.present, p.value, s[n - 1].present, s[n - 1].value))
+			rlast = s[n - 1].pivot = p.last;
+	}
+	rc = replace(map, rfirst, rlast, s, n);
+out:
+	vec_free(&w, &seq);
+	wctx_release(&w);
+	return rc;
+}
+
+/* ---- life cycle, stats, validate --------------------------------------------- */
+
+int gm_rangemap_init(struct gm_rangemap *map, unsigned flags, const struct gm_allocator *allocator)
+{
+	if (flags & ~(GM_RANGEMAP_NOCOALESCE | GM_RANGEMAP_RCU))
+		return -EINVAL;
+	memset(map, 0, sizeof(*map));
+	map->alloc = allocator ? allocator : gm_alloc_default();
+	map->flags = flags;
+	map->height = 1;
+	struct wctx w;
+	wctx_init(&w, map);
+	struct slot whole = {KEY_MAX, 0, 0, 0};
+	struct leaf *l = leaf_build(&w, 0, &whole, 1);
+	wctx_release(&w);
+	if (!l)
+		return -ENOMEM;
+	gm_store_relaxed(&map->root, l);
+	gm_reclaim_init(map_reclaim(map), map->alloc, flags & GM_RANGEMAP_RCU);
+	return 0;
+}
+
+static void free_subtree(const struct gm_allocator *a, void *node)
+{
+	if (node_level(node)) {
+		struct inner *x = node;
+		for (unsigned i = 0; i < x->n; i++)
+			free_subtree(a, gm_load_relaxed(&x->child[i]));
+	}
+	gm_alloc_release(a, node, node_size(node));
+}
+
+void gm_rangemap_destroy(struct gm_rangemap *map)
+{
+	void *root = gm_load_relaxed(&map->root);
+	if (!root)
+		return;
+	if (map->flags & GM_RANGEMAP_RCU)
+		gm_rcu_synchronize();
+	free_subtree(map->alloc, root);
+	gm_store_relaxed(&map->root, NULL);
+	gm_reclaim_destroy(map_reclaim(map));
+	map->count = 0;
+}
+
+uint64_t gm_rangemap_count(const struct gm_rangemap *map) { return map->count; }
+
+static void stats_walk(const void *node, struct gm_rangemap_stats *s)
+{
+	s->bytes += node_size(node);
+	if (!node_level(node)) {
+		const struct leaf *l = node;
+		unsigned r = (unsigned)__builtin_popcountll(l->present);
+		s->leaves++;
+		s->ranges += r;
+		s->gaps += l->n - r;
+		return;
+	}
+	const struct inner *x = node;
+	s->inner_nodes++;
+	for (unsigned i = 0; i < x->n; i++)
+		stats_walk(gm_load_relaxed(&((struct inner *)x)->child[i]), s);
+}
+
+void gm_rangemap_stats(const struct gm_rangemap *map, struct gm_rangemap_stats *stats)
+{
+	memset(stats, 0, sizeof(*stats));
+	stats->height = map->height;
+	stats_walk(map_root(map), stats);
+}
+
+struct vstate {
+	const struct gm_rangemap *m;
+	bool have_prev, prev_present;
+	uint64_t prev_value, ranges;
+	const char *why;
+};
+
+#define VFAIL(st, msg) do { (st)->why = (msg); return false; } while (0)
+
+static bool validate_leaf(struct vstate *st, const struct leaf *l, uint64_t lo, uint64_t hi)
+{
+	if (l->n < 1 || l->n > LEAF_MAX)
+		VFAIL(st, "I1: leaf slot count out of 1..64");
+	if (l->kw != 1 && l->kw != 2 && l->kw != 4 && l->kw != 8)
+		VFAIL(st, "leaf key width invalid");
+	if (l->vw != 0 && l->vw != 1 && l->vw != 2 && l->vw != 4 && l->vw != 8)
+		VFAIL(st, "leaf value width invalid");
+	if (l->size != leaf_bytes(l->n, l->kw, l->vw))
+		VFAIL(st, "leaf size does not match its contents");
+	if (l->n < 64 && (l->present >> l->n))
+		VFAIL(st, "leaf present bits beyond its slots");
+	if (l->lo != lo)
+		VFAIL(st, "I2: leaf lower bound differs from its parent's");
+	uint64_t maxgap = 0;
+	for (unsigned i = 0; i < l->n; i++) {
+		uint64_t start = leaf_start(l, i), p = leaf_pivot(l, i);
+		if (p < start || (i && p <= leaf_pivot(l, i - 1)))
+			VFAIL(st, "I2: leaf pivots do not increase");
+		bool pr = leaf_present(l, i);
+		uint64_t v = pr ? leaf_value(l, i) : 0;
+		if (st->have_prev && !pr && !st->prev_present)
+			VFAIL(st, "I3: two neighbouring gaps");
+		if (st->have_prev && pr && st->prev_present && v == st->prev_value &&
+		    coalescing(st->m))
+			VFAIL(st, "I3: neighbouring ranges with the same value not merged");
+		if (!pr && gap_len(start, p) > maxgap)
+			maxgap = gap_len(start, p);
+		st->ranges += pr;
+		st->have_prev = true;
+		st->prev_present = pr;
+		st->prev_value = v;
+	}
+	if (leaf_hi(l) != hi)
+		VFAIL(st, "I2: leaf does not end at its upper bound");
+	if (maxgap != l->maxgap)
+		VFAIL(st, "I4: leaf maxgap wrong");
+	return true;
+}
+
+static bool validate_node(struct vstate *st, const void *node, uint64_t lo, uint64_t hi,
+			  unsigned depth)
+{
+	unsigned height = st->m->height;
+	if (depth >= height || node_level(node) != height - 1 - depth)
+		VFAIL(st, "I1: node level does not match its depth");
+	if (!node_level(node))
+		return validate_leaf(st, node, lo, hi);
+	const struct inner *x = node;
+	if (x->n < (depth ? 1 : 2) || x->n > INNER_MAX)
+		VFAIL(st, "I1: inner child count out of range");
+	for (unsigned i = 0; i + 1u < x->n; i++) {
+		if (x->pivot[i] < lo || x->pivot[i] >= hi || (i && x->pivot[i] <= x->pivot[i - 1]))
+			VFAIL(st, "I2: inner pivots out of order or out of bounds");
+	}
+	for (unsigned i = 0; i < x->n; i++) {
+		const void *c = gm_load_relaxed(&((struct inner *)x)->child[i]);
+		if (!c)
+			VFAIL(st, "inner child is NULL");
+		if (!validate_node(st, c, child_lo(x, i, lo), child_hi(x, i, hi), depth + 1))
+			return false;
+		if (gm_load_relaxed(&((struct inner *)x)->gap[i]) != node_maxgap(c))
+			VFAIL(st, "I4: inner gap summary wrong");
+	}
+	return true;
+}
+
+int gm_rangemap_validate(const struct gm_rangemap *map, const char **reason)
+{
+	struct vstate st = {map, false, false, 0, 0, NULL};
+	const void *root = map_root(map);
+	if (!root) {
+		st.why = "no root";
+	} else if (validate_node(&st, root, 0, KEY_MAX, 0)) {
+		if (st.ranges != map->count)
+			st.why = "I5: count differs from the ranges stored";
+	}
+	if (reason)
+		*reason = st.why;
+	return st.why ? -EINVAL : 0;
+}
