@@ -1,0 +1,183 @@
+/*
+ * gmtrack/rangeset.h — a set of uint64_t indices kept as disjoint inclusive
+ * ranges: Xen's rangeset API, complete and correct, for thousands of ranges.
+ *
+ * Built on gm_rangemap (a B-tree of range end points, see rangemap.h): the
+ * set is the map's stored ranges, all with one value, coalesced, so touching
+ * and overlapping ranges always merge and the set's representation is
+ * canonical. Lookups cost O(log n) instead of the O(n) list walk of Xen's
+ * rangeset, and no cap applies unless you set one.
+ *
+ *     set {[2,5], [9,9], [12,20]}  ==  rangemap  [2..5]=1 gap [9..9]=1 gap [12..20]=1
+ *
+ * Errors: first > last is -EINVAL; out of memory is -ENOMEM; a change that
+ * would take the set past its range limit is -ENOSPC. In every error case
+ * the set is exactly as it was.
+ *
+ * Concurrency: with GM_RANGESET_RCU, contains/contains_range/
+ * overlaps_range/report_ranges/is_empty may run under
+ * gm_rcu_read_lock() while one writer (serialized by the caller) changes the
+ * set. Single-range changes (add_range, remove_range, claim_range) are seen
+ * by readers index by index: each index shows its old or new membership.
+ * consume_ranges removes what it consumed in one change, seen the same way.
+ * Whole-set changes (union, subtract, intersect, purge, swap) build the new
+ * set aside and publish it with one pointer store, so readers see the old
+ * set or the new one, never a mix; they wait for a grace period before
+ * freeing the old one, so they must not be called inside a read section. Without the flag, the set is for one thread (or
+ * callers that lock readers too).
+ */
+#ifndef GMTRACK_RANGESET_H
+#define GMTRACK_RANGESET_H
+
+#include <gmtrack/alloc.h>
+#include <gmtrack/rangemap.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+
+GM_BEGIN_DECLS
+
+#define GM_RANGESET_RCU 0x1u         /* readers may run under RCU */
+#define GM_RANGESET_NAME_MAX 32      /* name bytes kept, with the NUL */
+#define GM_RANGESET_NO_LIMIT 0       /* max_ranges: unlimited */
+
+struct gm_rangeset {
+	_Atomic(struct gm_rangemap *) map; /* the current set; replaced whole
+					    * by whole-set operations */
+	const struct gm_allocator *alloc;
+	uint64_t max_ranges;               /* 0: no limit */
+	unsigned flags;
+	char name[GM_RANGESET_NAME_MAX];
+};
+
+/*
+ * gm_rangeset_init — an empty set named `name` (NULL: ""; longer names are
+ * cut to GM_RANGESET_NAME_MAX - 1 bytes) holding at most `max_ranges` ranges
+ * (GM_RANGESET_NO_LIMIT: any number). flags: GM_RANGESET_RCU.
+ * -EINVAL for unknown flags, -ENOMEM (nothing to free). O(1). Not thread-safe.
+ */
+GM_EXPORT int gm_rangeset_init(struct gm_rangeset *s, const char *name,
+			       unsigned flags, uint64_t max_ranges,
+			       const struct gm_allocator *alloc);
+/*
+ * gm_rangeset_destroy — frees everything. O(n). In RCU mode waits for a
+ * grace period and pending deferred frees (see rcu.h); call it from a
+ * registered thread outside any read section once no reader can find s.
+ */
+GM_EXPORT void gm_rangeset_destroy(struct gm_rangeset *s);
+
+/*
+ * gm_rangeset_add_range — adds every index of [first, last], merging with
+ * overlapping and touching ranges. O(log n + k), k ranges merged.
+ * Writer only. -EINVAL, -ENOSPC (limit), -ENOMEM: set unchanged.
+ */
+GM_EXPORT int gm_rangeset_add_range(struct gm_rangeset *s, uint64_t first,
+				    uint64_t last);
+/*
+ * gm_rangeset_remove_range — removes every index of [first, last], splitting
+ * a range that straddles it (which may need a new range: -ENOSPC at the
+ * limit). O(log n + k). Writer only. -EINVAL/-ENOSPC/-ENOMEM: unchanged.
+ */
+GM_EXPORT int gm_rangeset_remove_range(struct gm_rangeset *s, uint64_t first,
+				       uint64_t last);
+/* True if every index of [first, last] is in the set (false if first >
+ * last). O(log n). Reader (RCU) or writer. */
+GM_EXPORT bool gm_rangeset_contains_range(const struct gm_rangeset *s,
+					  uint64_t first, uint64_t last);
+/* True if some index of [first, last] is in the set (false if first >
+ * last). O(log n). Reader (RCU) or writer. */
+GM_EXPORT bool gm_rangeset_overlaps_range(const struct gm_rangeset *s,
+					  uint64_t first, uint64_t last);
+/* True if index is in the set. O(log n). Reader (RCU) or writer. */
+GM_EXPORT bool gm_rangeset_contains(const struct gm_rangeset *s,
+				    uint64_t index);
+
+/*
+ * gm_rangeset_claim_range — finds the lowest run of `size` indices, none in
+ * the set, that starts at a multiple of `align` (0 or 1: any) and lies in
+ * [min, max]; adds it and stores its first index in *first.
+ * O(log n) through the map's gap summaries. Writer only.
+ * -EINVAL (size 0, min > max, align not a power of two), -ENOSPC (no such
+ * run, or the range limit), -ENOMEM: set unchanged.
+ */
+GM_EXPORT int gm_rangeset_claim_range(struct gm_rangeset *s, uint64_t size,
+				      uint64_t align, uint64_t min,
+				      uint64_t max, uint64_t *first);
+
+/*
+ * A report callback: gets one range (clipped to the asked window); returns
+ * 0 to go on, anything else to stop (that value is passed back).
+ */
+typedef int (*gm_rangeset_report_fn)(uint64_t first, uint64_t last, void *ctx);
+
+/*
+ * gm_rangeset_report_ranges — calls cb on each range that overlaps [a, b],
+ * in increasing order, clipped to [a, b]. Returns 0, the callback's nonzero
+ * value, or -EINVAL (a > b). O(log n + k). Reader (RCU) or writer; the
+ * callback must not change s.
+ */
+GM_EXPORT int gm_rangeset_report_ranges(const struct gm_rangeset *s,
+					uint64_t a, uint64_t b,
+					gm_rangeset_report_fn cb, void *ctx);
+/*
+ * gm_rangeset_consume_ranges — like report_ranges, and removes from the set
+ * each reported piece whose callback returned 0. Stops at the first nonzero
+ * return (that piece and the rest stay) and returns it. The removal is one
+ * change made after the callbacks: if it fails (-ENOMEM, or -ENOSPC when
+ * cutting a range at the window's edge would pass the limit) the set is
+ * unchanged — the pieces reported stay in it — and that error is returned.
+ * O(log n + k). Writer only; cb must not change s. -EINVAL if a > b.
+ */
+GM_EXPORT int gm_rangeset_consume_ranges(struct gm_rangeset *s, uint64_t a,
+					 uint64_t b, gm_rangeset_report_fn cb,
+					 void *ctx);
+
+/*
+ * Whole-set operations: dst = dst ∪ src, dst \ src, dst ∩ src. src is not
+ * changed (src == dst is allowed). O(n + m). Writer of dst; src must not be
+ * changed meanwhile. -ENOSPC if the result would pass dst's limit, -ENOMEM:
+ * dst unchanged. In RCU mode readers of dst see the old or the new set; the
+ * call waits for a grace period before freeing the old one.
+ */
+GM_EXPORT int gm_rangeset_union(struct gm_rangeset *dst,
+				const struct gm_rangeset *src);
+GM_EXPORT int gm_rangeset_subtract(struct gm_rangeset *dst,
+				   const struct gm_rangeset *src);
+GM_EXPORT int gm_rangeset_intersect(struct gm_rangeset *dst,
+				    const struct gm_rangeset *src);
+/* Xen's name for union. */
+#define gm_rangeset_merge gm_rangeset_union
+
+/* Empties the set. O(n). Writer only; -ENOMEM (RCU mode only, where an empty
+ * map is published), set unchanged. */
+GM_EXPORT int gm_rangeset_purge(struct gm_rangeset *s);
+/* Exchanges the contents (not names or limits) of a and b. O(1). Writer of
+ * both. RCU readers of either see the old or the new contents. -EINVAL if
+ * the two differ in GM_RANGESET_RCU; -ENOSPC if either would pass its
+ * limit; nothing changed then. */
+GM_EXPORT int gm_rangeset_swap(struct gm_rangeset *a, struct gm_rangeset *b);
+/* True if the set holds no index. O(log n). Reader (RCU) or writer. */
+GM_EXPORT bool gm_rangeset_is_empty(const struct gm_rangeset *s);
+/* Number of ranges (maximal runs of indices). O(1). Writer only. */
+GM_EXPORT uint64_t gm_rangeset_count(const struct gm_rangeset *s);
+/* The set's name. O(1). Any context. */
+GM_EXPORT const char *gm_rangeset_name(const struct gm_rangeset *s);
+/* Bytes of memory the set holds now (nodes and its map header). O(n).
+ * Writer only. */
+GM_EXPORT size_t gm_rangeset_bytes(const struct gm_rangeset *s);
+
+/*
+ * gm_rangeset_dump — writes `name { [a, b], [c], ... }` (hexadecimal, a
+ * one-index range as [a]) and a newline to f. O(n). Reader or writer.
+ * Returns 0 or -EIO if writing failed.
+ */
+GM_EXPORT int gm_rangeset_dump(const struct gm_rangeset *s, FILE *f);
+
+/* Checks every invariant (those of the map, plus: one value, no two
+ * touching ranges, count within the limit). 0, or -EINVAL with *reason. */
+GM_EXPORT int gm_rangeset_validate(const struct gm_rangeset *s,
+				   const char **reason);
+
+GM_END_DECLS
+
+#endif /* GMTRACK_RANGESET_H */
