@@ -63,6 +63,18 @@
 #define RMAP_CHUNK_BYTES ((size_t)sizeof(struct gm_rmap_head) << RMAP_SHIFT)
 #define SLOT_FLAGS (GM_SPACE_SLOT_READONLY | GM_SPACE_SLOT_DIRTY_LOG)
 
+/* Seqcount fences. gcc's TSan rejects atomic_thread_fence; there the seq
+ * accesses themselves become seq_cst (stronger, and what TSan models). */
+#ifdef GM_TSAN
+#define SEQ_FENCE_WRITER() ((void)0)
+#define SEQ_FENCE_READER() ((void)0)
+#define SEQ_ORDER memory_order_seq_cst
+#else
+#define SEQ_FENCE_WRITER() atomic_thread_fence(memory_order_seq_cst)
+#define SEQ_FENCE_READER() atomic_thread_fence(memory_order_acquire)
+#define SEQ_ORDER memory_order_relaxed
+#endif
+
 struct dchunk {
 	_Atomic uint64_t sum[DC_SUMS];   /* bit per non-zero word */
 	_Atomic uint64_t w[DC_WORDS];    /* bit per frame */
@@ -254,6 +266,7 @@ static void slot_after_second_gp(struct rcu_head *head)
 	GM_TSAN_HANDOFF_RECV(sl);
 	GM_TSAN_ACQUIRE();
 	slot_free(sl);
+	GM_TSAN_RELEASE(); /* a later gm_rcu_barrier() may free the space */
 }
 
 /* First grace period over: no reader can newly find the slot in an index,
@@ -269,6 +282,7 @@ static void slot_after_first_gp(struct rcu_head *head)
 		atomic_compare_exchange_strong(&sl->space->lay[i].hint, &expect, NULL);
 	}
 	GM_TSAN_HANDOFF_SEND(sl);
+	GM_TSAN_RELEASE(); /* a later gm_rcu_barrier() may free the space */
 	urcu_memb_call_rcu(&sl->rcu, slot_after_second_gp);
 }
 
@@ -620,10 +634,10 @@ static void edit_begin(struct layout *L)
 {
 	uint64_t seq = atomic_load_explicit(&L->seq, memory_order_relaxed);
 	if (!(seq & 1))
-		atomic_store_explicit(&L->seq, seq + 1, memory_order_relaxed);
-	atomic_store_explicit(&L->generation, 0, memory_order_relaxed);
-	atomic_store_explicit(&L->hint, NULL, memory_order_relaxed);
-	atomic_thread_fence(memory_order_seq_cst);
+		atomic_store_explicit(&L->seq, seq + 1, SEQ_ORDER);
+	atomic_store_explicit(&L->generation, 0, SEQ_ORDER);
+	atomic_store_explicit(&L->hint, NULL, SEQ_ORDER);
+	SEQ_FENCE_WRITER();
 }
 
 static void edit_end(struct layout *L)
@@ -814,8 +828,8 @@ static struct layout *view_enter(struct gm_space *s, uint64_t *seq)
 
 static bool view_valid(struct layout *L, uint64_t seq)
 {
-	atomic_thread_fence(memory_order_acquire);
-	return atomic_load_explicit(&L->seq, memory_order_relaxed) == seq;
+	SEQ_FENCE_READER();
+	return atomic_load_explicit(&L->seq, SEQ_ORDER) == seq;
 }
 
 static bool slot_has(const struct gm_space_slot *p, uint64_t gfn)
