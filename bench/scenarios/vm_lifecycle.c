@@ -242,7 +242,8 @@ static void run_n(struct gmb_ctx *ctx, uint64_t n)
 	gm_alloc_counting_init(&w->cg, NULL);
 	gm_alloc_counting_init(&w->ck, NULL);
 	gm_alloc_counting_init(&w->cv, NULL);
-	gm_space_create(&w->sp, NULL, &w->cg.allocator);
+	struct gm_space_config cfg = {.max_slots = (uint32_t)n + 1024}; /* room for add's extra slots */
+	gm_space_create(&w->sp, &cfg, &w->cg.allocator);
 	bl_kvm2020_init(&w->kvm, &w->ck.allocator);
 	bl_vecsnap_init(&w->vec, &w->cv.allocator);
 	for (int s = 0; s < 3; s++) {
