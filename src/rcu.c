@@ -18,6 +18,8 @@ void gm_rcu_register_thread(void) { urcu_memb_register_thread(); }
 void gm_rcu_unregister_thread(void) { urcu_memb_unregister_thread(); }
 void gm_rcu_read_lock(void) { urcu_memb_read_lock(); }
 
+int gm_rcu_read_ongoing(void) { return urcu_memb_read_ongoing(); }
+
 void gm_rcu_read_unlock(void)
 {
 	GM_TSAN_RELEASE();
