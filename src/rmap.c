@@ -177,23 +177,18 @@ static inline unsigned pop8(unsigned x)
 /* Free slots; the header is never 0, so never free. */
 static inline unsigned line_free(const struct line *l) { return line_match(l, 0, 1); }
 
+/* Both lines are matched without a branch on the first: the entry is in
+ * either about as often (no predictable branch), and a mispredicted branch
+ * on a line just fetched would stop the CPU from starting the next
+ * operation's loads early. */
 static inline bool tab_find_at(const struct line *t, uintptr_t e, uint32_t b1,
 			       uint32_t b2, uint32_t *li, unsigned *slot)
 {
-	__builtin_prefetch(&t[b2]);   /* fetched alongside b1, in case */
-	unsigned m = line_match(&t[b1], e, b1);
-	if (m) {
-		*li = b1;
-		*slot = (unsigned)__builtin_ctz(m);
-		return true;
-	}
-	m = line_match(&t[b2], e, b2);
-	if (m) {
-		*li = b2;
-		*slot = (unsigned)__builtin_ctz(m);
-		return true;
-	}
-	return false;
+	unsigned m1 = line_match(&t[b1], e, b1), m2 = line_match(&t[b2], e, b2);
+	unsigned m = m1 ? m1 : m2;
+	*li = m1 ? b1 : b2;
+	*slot = (unsigned)__builtin_ctz(m | 1u << SLOTS);
+	return m != 0;
 }
 
 static bool tab_find(const struct line *t, uint32_t nb, uintptr_t e, uint32_t *li,
@@ -476,20 +471,27 @@ static int tab_grow(struct gm_rmap_head *h, struct line *t, uintptr_t e,
 	uint32_t nb = tab_nb(t), n = tab_count(t), up = next_nb(nb), nb2;
 	if (up > MAX_LINES)
 		return -ENOSPC;
-	struct line *t2 = spare_take(c, up, next_nb(up), &nb2);
-	if (!t2) {
-		want(c, up);
-		return -ENOMEM;
+	/* Any size from one up to three up; a size whose rebuild failed
+	 * (unlucky hashes) is skipped, so a retry after topup goes on to the
+	 * larger size that failure asked for. */
+	uint32_t lo = up, hi = next_nb(next_nb(up));
+	for (;;) {
+		struct line *t2 = spare_take(c, lo, hi, &nb2);
+		if (!t2) {
+			want(c, lo);
+			return -ENOMEM;
+		}
+		if (tab_rebuild(t2, nb2, t) && tab_place(t2, nb2, e)) {
+			tab_set(t2, n + 1, nb2);
+			h->word = tab_word(t2, nb2);
+			tab_free(c, t, nb);
+			return 0;
+		}
+		spare_return(c, t2, nb2);
+		lo = next_nb(nb2);
+		if (lo > hi || lo > MAX_LINES)
+			return -ENOSPC;   /* three sizes up failed: hashes far off */
 	}
-	if (!tab_rebuild(t2, nb2, t) || !tab_place(t2, nb2, e)) {
-		spare_return(c, t2, nb2);   /* unlucky hashes: ask for more room */
-		want(c, next_nb(nb2));
-		return -ENOMEM;
-	}
-	tab_set(t2, n + 1, nb2);
-	h->word = tab_word(t2, nb2);
-	tab_free(c, t, nb);
-	return 0;
 }
 
 static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_t e,
