@@ -17,7 +17,7 @@
  * Add puts e in the emptier candidate line; if both are full it moves one
  * or two entries to their other line (a path found before anything
  * moves); if there is none, or the table is 15/16 full, it rebuilds the
- * table one size up. Sizes: 1, 2, 4, 6, 9 lines (short chains grow in
+ * table one size up. Sizes: 1, 2, 3, 4, 6, 9 lines (short chains grow in
  * few rebuilds), then 10, 11, ..., 16, then +1/8 each step, so a long
  * chain's table is 83..94% full after it has grown (8.5..9.6 B per entry);
  * it shrinks one size down when under 3/4 of the smaller size's limit.
@@ -106,19 +106,19 @@ static inline uint32_t max_count(uint32_t nb)
 	return nb <= 2 ? s : s - s / 16;
 }
 
-/* Sizes: 1, 2, 4, 6, 9 lines (few rebuilds while a chain is short), then
+/* Sizes: 1, 2, 3, 4, 6, 9 lines (short chains grow in few rebuilds), then
  * 10, 11, ..., 16 one line at a time, then +1/8 per step. */
 static inline uint32_t next_nb(uint32_t nb)
 {
 	if (nb < 9)
-		return nb < 2 ? 2 : nb < 4 ? 4 : nb < 6 ? 6 : 9;
+		return nb < 4 ? nb + 1 : nb < 6 ? 6 : 9;
 	return nb < 16 ? nb + 1 : nb + nb / 8;
 }
 
 static inline uint32_t prev_nb(uint32_t nb)
 {
 	if (nb <= 9)
-		return nb <= 2 ? 1 : nb <= 4 ? 2 : nb <= 6 ? 4 : 6;
+		return nb <= 4 ? nb - 1 : nb <= 6 ? 4 : 6;
 	return nb <= 17 ? nb - 1 : nb - nb / 9;
 }
 

@@ -15,7 +15,7 @@
  *                        the chain length
  *
  * Memory: 8 bytes per page mapped at most once; 64 bytes for 2..7
- * entries; then tables of 2, 4, 6, 9, 10, ..., 16 lines and +1/8 beyond,
+ * entries; then tables of 2, 3, 4, 6, 9, 10, ..., 16 lines and +1/8 beyond,
  * filled to <= 15/16, so a long chain costs 8.5..9.6 bytes per entry
  * (see src/rmap.c).
  *
