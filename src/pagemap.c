@@ -9,7 +9,8 @@
  * and a lookup checks the prefix instead of walking one-child levels.
  *
  *   tagged pointer: | node address (16-aligned) | tag (4 bits) |
- *                     tag 1 = branch, 2 = bitmap leaf, 3 = sorted leaf
+ *                     tag 1 = branch, 2 = bitmap leaf, 3 = sorted leaf,
+ *                         4 = full bitmap leaf
  *
  *   every node starts with   +-----------------------------+-------+
  *   word 0 "prefix_shift":   | key bits above chunk (s+6..)| shift |  (low 6 bits)
@@ -18,6 +19,8 @@
  *                              child[i] = tagged pointer for the i-th set bit
  *   bitmap leaf (shift 0):   | prefix_shift | bitmap (64) | value[popcount] ...
  *                              value[i] = value of key prefix | (i-th set bit)
+ *   full leaf (shift 0):     | prefix_shift | value[64] |   (all 64 keys present:
+ *                              value[i] = value of prefix | i; 8 B less, no popcount)
  *   sorted leaf (shift s):   | prefix_shift | count | pad | suffix[count] |pad| value[count]
  *                              suffix = key bits below s+6, ascending;
  *                              uint32_t when s + 6 <= 30, else uint64_t
@@ -31,7 +34,8 @@
  *     with the parent's prefix and with the chunk of the slot it is in.
  *  I3 a branch has >= 2 children; its bitmap only uses chunk values that
  *     exist at its shift (16 at shift 60).
- *  I4 a bitmap leaf has shift 0 and >= 1 entry; a sorted leaf has shift >= 6,
+ *  I4 a bitmap leaf has shift 0 and >= 1 entry (all 64 exactly when it is
+ *     a full leaf); a sorted leaf has shift >= 6,
  *     1..PM_SORTED_MAX entries with strictly ascending suffixes that fit in
  *     s + 6 bits.
  *  I5 no value is NULL; map->count, map->bytes and map->nodes[] match the
@@ -77,6 +81,7 @@
 #define PM_TAG_BRANCH 1u
 #define PM_TAG_BITS 2u
 #define PM_TAG_SORTED 3u
+#define PM_TAG_FULL 4u     /* bitmap leaf with all 64 keys: no bitmap word */
 #define PM_TAG_MASK 15u
 #define PM_ALIGN 16
 #define PM_SORTED_MAX 256  /* entries of a sorted leaf before it splits */
@@ -102,6 +107,11 @@ struct pm_bits {
 	uint64_t prefix_shift;
 	uint64_t bitmap;
 	_Atomic uintptr_t value[];
+};
+
+struct pm_full {
+	uint64_t prefix_shift;
+	_Atomic uintptr_t value[64];
 };
 
 struct pm_sorted {
@@ -240,6 +250,24 @@ PM_INLINE unsigned pm_sorted_lower_bound(const struct pm_sorted *l, uint64_t key
 }
 static inline size_t pm_branch_size(unsigned children) { return 16 + 8 * (size_t)children; }
 
+/* Bitmap leaves come in two layouts: pm_bits (a bitmap word, then the
+ * present values) and, once all 64 keys are present, pm_full (no bitmap:
+ * 8 bytes less, and a lookup is one indexed load). These hide which. */
+static inline bool pm_is_bits(unsigned tag) { return tag == PM_TAG_BITS || tag == PM_TAG_FULL; }
+static inline uint64_t pm_bits_map(uintptr_t p)
+{
+	return pm_tag(p) == PM_TAG_FULL ? ~0ULL : ((const struct pm_bits *)pm_ptr(p))->bitmap;
+}
+static inline _Atomic uintptr_t *pm_bits_vals(uintptr_t p)
+{
+	return pm_tag(p) == PM_TAG_FULL ? ((struct pm_full *)pm_ptr(p))->value
+					: ((struct pm_bits *)pm_ptr(p))->value;
+}
+static inline size_t pm_bits_size(unsigned cnt)
+{
+	return cnt == 64 ? sizeof(struct pm_full) : pm_branch_size(cnt);
+}
+
 static inline size_t pm_node_size(uintptr_t p)
 {
 	void *n = pm_ptr(p);
@@ -247,7 +275,8 @@ static inline size_t pm_node_size(uintptr_t p)
 	case PM_TAG_BRANCH:
 		return pm_branch_size((unsigned)__builtin_popcountll(((struct pm_branch *)n)->bitmap));
 	case PM_TAG_BITS:
-		return pm_branch_size((unsigned)__builtin_popcountll(((struct pm_bits *)n)->bitmap));
+	case PM_TAG_FULL:
+		return pm_bits_size((unsigned)__builtin_popcountll(pm_bits_map(p)));
 	default:
 		return pm_sorted_size(pm_shift(n), ((struct pm_sorted *)n)->count);
 	}
@@ -286,20 +315,34 @@ static void pm_node_retire(struct gm_pagemap *m, uintptr_t p)
 	gm_reclaim_retire(pm_reclaim(m), pm_ptr(p), size);
 }
 
+/* A bitmap leaf (pm_full when all 64 bits are set) with values unset. */
+static uintptr_t pm_alloc_bits(struct gm_pagemap *m, uint64_t prefix, uint64_t bitmap)
+{
+	unsigned cnt = (unsigned)__builtin_popcountll(bitmap);
+	unsigned tag = cnt == 64 ? PM_TAG_FULL : PM_TAG_BITS;
+	struct pm_bits *b = pm_node_alloc(m, tag, pm_bits_size(cnt));
+	if (!b)
+		return 0;
+	b->prefix_shift = prefix;
+	if (tag == PM_TAG_BITS)
+		b->bitmap = bitmap;
+	return (uintptr_t)b | tag;
+}
+
 static uintptr_t pm_make_bits(struct gm_pagemap *m, uint64_t prefix,
 			      const uint64_t *keys, const uintptr_t *values,
 			      unsigned n)
 {
-	struct pm_bits *b = pm_node_alloc(m, PM_TAG_BITS, pm_branch_size(n));
-	if (!b)
+	uint64_t bitmap = 0;
+	for (unsigned i = 0; i < n; i++)
+		bitmap |= 1ULL << (keys[i] & 63);
+	uintptr_t p = pm_alloc_bits(m, prefix, bitmap);
+	if (!p)
 		return 0;
-	b->prefix_shift = prefix;
-	b->bitmap = 0;
-	for (unsigned i = 0; i < n; i++) {
-		b->bitmap |= 1ULL << (keys[i] & 63);
-		atomic_init(&b->value[i], values[i]);
-	}
-	return (uintptr_t)b | PM_TAG_BITS;
+	_Atomic uintptr_t *v = pm_bits_vals(p);
+	for (unsigned i = 0; i < n; i++)
+		atomic_init(&v[i], values[i]);
+	return p;
 }
 
 /* Builds a sorted leaf at shift s from n ascending keys in its range. */
@@ -343,13 +386,21 @@ static uintptr_t pm_make_leaf(struct gm_pagemap *m, unsigned s,
 
 /* ---- reads --------------------------------------------------------------- */
 
+/* Value of key in leaf p, or 0. Checks the whole key: lookups do not check
+ * the prefixes of the branches they pass (see pm_lookup). */
 PM_INLINE uintptr_t pm_leaf_find(uintptr_t p, uint64_t key)
 {
 	void *n = pm_ptr(p);
+	uint64_t ps = ((const struct pm_head *)n)->prefix_shift;
+	if (pm_tag(p) == PM_TAG_FULL) {
+		if ((key ^ ps) >> 6)
+			return 0;
+		return gm_load_acquire(&((const struct pm_full *)n)->value[key & 63]);
+	}
 	if (pm_tag(p) == PM_TAG_BITS) {
 		const struct pm_bits *b = n;
 		unsigned c = key & 63;
-		if (!(b->bitmap >> c & 1))
+		if ((key ^ ps) >> 6 || !(b->bitmap >> c & 1))
 			return 0;
 		return gm_load_acquire(&b->value[pm_rank(b->bitmap, c)]);
 	}
@@ -360,23 +411,31 @@ PM_INLINE uintptr_t pm_leaf_find(uintptr_t p, uint64_t key)
 	return gm_load_acquire(&pm_sorted_values(l)[i]);
 }
 
+/* Child of branch b for key, or 0. */
+PM_INLINE uintptr_t pm_branch_step(const struct pm_branch *b, uint64_t key)
+{
+	unsigned c = pm_chunk(key, b->prefix_shift & 63);
+	uint64_t bm = b->bitmap;
+	if (!(bm >> c & 1))
+		return 0;
+	/* bits 0..c moved to the top: their count is the rank of c plus one */
+	unsigned rank1 = (unsigned)__builtin_popcountll(bm << (63 - c));
+	return gm_load_acquire((_Atomic uintptr_t *)&b->child[rank1 - 1]);
+}
+
+/*
+ * Point lookup. It does not check the prefix of the branches it passes
+ * (only their chunk): a key outside a branch's prefix still lands in some
+ * leaf or empty slot, and the leaf compares the whole key. That keeps a
+ * level at ~12 instructions, so a loop of independent lookups keeps several
+ * of them (and their cache misses) in flight at once.
+ */
 PM_INLINE uintptr_t pm_lookup(const struct gm_pagemap *m, uint64_t key)
 {
 	uintptr_t p = gm_load_acquire(&((struct gm_pagemap *)m)->root);
-	while (p) {
-		const void *n = pm_ptr(p);
-		uint64_t ps = ((const struct pm_head *)n)->prefix_shift;
-		if (pm_outside(ps, key))
-			return 0;
-		if (pm_tag(p) != PM_TAG_BRANCH)
-			return pm_leaf_find(p, key);
-		const struct pm_branch *b = n;
-		unsigned c = pm_chunk(key, ps & 63);
-		if (!(b->bitmap >> c & 1))
-			return 0;
-		p = gm_load_acquire((_Atomic uintptr_t *)&b->child[pm_rank(b->bitmap, c)]);
-	}
-	return 0;
+	while (pm_tag(p) == PM_TAG_BRANCH)
+		p = pm_branch_step(pm_ptr(p), key);
+	return p ? pm_leaf_find(p, key) : 0;
 }
 
 PM_HOT void *gm_pagemap_load(const struct gm_pagemap *map, uint64_t key)
@@ -391,53 +450,140 @@ uint64_t gm_pagemap_count(const struct gm_pagemap *map)
 	return map ? gm_load_relaxed(&((struct gm_pagemap *)map)->count) : 0;
 }
 
-/* ---- batched lookups: interleaved walks --------------------------------- */
+/* ---- batched lookups: a rolling pipeline of walks ----------------------- */
 
-#define PM_BATCH 16
+/*
+ * load_many keeps PM_LANES walks in flight. Each visit to a lane does one
+ * step that ends with a prefetch of the line the lane's next step reads, so
+ * while one lane waits for memory the others work, and the misses of all
+ * lanes overlap. A finished lane takes the next key at once (no batch
+ * barrier), so slow walks never stall fast ones. Steps:
+ *   PM_AT_NODE  node header prefetched: a branch computes its child slot,
+ *               a bitmap leaf its value slot, a sorted leaf interpolates the
+ *               position and prefetches that suffix line and value line;
+ *   PM_AT_SLOT  read the child pointer, prefetch the child's header;
+ *   PM_AT_SORTED search the (prefetched) suffixes, read the value;
+ *   PM_AT_VALUE read the (prefetched) value.
+ */
+#define PM_LANES 24
+
+enum { PM_AT_NODE, PM_AT_SLOT, PM_AT_SORTED, PM_AT_VALUE };
+
+struct pm_lane {
+	uintptr_t p;                    /* node (AT_NODE, AT_SORTED) */
+	const _Atomic uintptr_t *slot;  /* child or value slot (AT_SLOT, AT_VALUE) */
+	size_t i;                       /* index of the key */
+	unsigned step;
+};
+
+/* One step of lane l; returns true when the lane's key is done (value in
+ * *v, 0 if absent). */
+PM_INLINE bool pm_lane_step(struct pm_lane *l, uint64_t key, uintptr_t *v)
+{
+	switch (l->step) {
+	case PM_AT_SLOT: {
+		uintptr_t p = gm_load_acquire((_Atomic uintptr_t *)l->slot);
+		if (!p) {
+			*v = 0;
+			return true;
+		}
+		__builtin_prefetch(pm_ptr(p));
+		l->p = p;
+		l->step = PM_AT_NODE;
+		return false;
+	}
+	case PM_AT_VALUE:
+		*v = gm_load_acquire((_Atomic uintptr_t *)l->slot);
+		return true;
+	case PM_AT_SORTED:
+		*v = pm_leaf_find(l->p, key);
+		return true;
+	default:
+		break;
+	}
+	uintptr_t p = l->p;
+	const void *n = pm_ptr(p);
+	uint64_t ps = ((const struct pm_head *)n)->prefix_shift;
+	switch (pm_tag(p)) {
+	case PM_TAG_BRANCH: {
+		const struct pm_branch *b = n;
+		unsigned c = pm_chunk(key, ps & 63);
+		uint64_t bm = b->bitmap;
+		if (!(bm >> c & 1)) {
+			*v = 0;
+			return true;
+		}
+		l->slot = &b->child[__builtin_popcountll(bm << (63 - c)) - 1];
+		__builtin_prefetch((const void *)l->slot);
+		l->step = PM_AT_SLOT;
+		return false;
+	}
+	case PM_TAG_FULL:
+		if ((key ^ ps) >> 6) {
+			*v = 0;
+			return true;
+		}
+		l->slot = &((const struct pm_full *)n)->value[key & 63];
+		break;
+	case PM_TAG_BITS: {
+		const struct pm_bits *b = n;
+		unsigned c = key & 63;
+		if ((key ^ ps) >> 6 || !(b->bitmap >> c & 1)) {
+			*v = 0;
+			return true;
+		}
+		l->slot = &b->value[pm_rank(b->bitmap, c)];
+		break;
+	}
+	default: {
+		/* prefetch where interpolation will look first */
+		const struct pm_sorted *s = n;
+		unsigned sh = ps & 63, cnt = s->count;
+		uint64_t want = key & ~pm_above_mask(sh);
+		unsigned g = (unsigned)(((unsigned __int128)want * cnt) >> (sh + 6));
+		const char *suffix = pm_sorted_narrow(sh) ? (const char *)&pm_suffix32(s)[g]
+							  : (const char *)&pm_suffix64(s)[g];
+		__builtin_prefetch(suffix);
+		__builtin_prefetch(&pm_sorted_values(s)[g < cnt ? g : cnt - 1]);
+		l->step = PM_AT_SORTED;
+		return false;
+	}
+	}
+	__builtin_prefetch((const void *)l->slot);
+	l->step = PM_AT_VALUE;
+	return false;
+}
 
 PM_HOT size_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t *keys,
-			    size_t n, void **values)
+				   size_t n, void **values)
 {
 	if (!map || (n && (!keys || !values)))
 		return 0;
-	size_t found = 0;
 	uintptr_t root = gm_load_acquire(&((struct gm_pagemap *)map)->root);
-	for (size_t base = 0; base < n; base += PM_BATCH) {
-		unsigned k = n - base < PM_BATCH ? (unsigned)(n - base) : PM_BATCH;
-		uintptr_t cur[PM_BATCH];
-		for (unsigned i = 0; i < k; i++)
-			cur[i] = root;
-		/* Each round moves every unfinished walk one node down and
-		 * prefetches the node it will read next round, so up to k
-		 * misses are in flight at once. */
-		unsigned active = k;
-		while (active) {
-			active = 0;
-			for (unsigned i = 0; i < k; i++) {
-				uintptr_t p = cur[i];
-				if (pm_tag(p) != PM_TAG_BRANCH)
-					continue;
-				uint64_t key = keys[base + i];
-				const struct pm_branch *b = pm_ptr(p);
-				uint64_t ps = b->prefix_shift;
-				unsigned c = pm_chunk(key, ps & 63);
-				if (pm_outside(ps, key) || !(b->bitmap >> c & 1)) {
-					cur[i] = 0;
-					continue;
-				}
-				p = gm_load_acquire((_Atomic uintptr_t *)&b->child[pm_rank(b->bitmap, c)]);
-				__builtin_prefetch(pm_ptr(p));
-				cur[i] = p;
-				active += pm_tag(p) == PM_TAG_BRANCH;
+	if (!root) {
+		for (size_t i = 0; i < n; i++)
+			values[i] = NULL;
+		return 0;
+	}
+	struct pm_lane lane[PM_LANES];
+	unsigned active = 0;
+	size_t next = 0, found = 0;
+	while (active < PM_LANES && next < n)
+		lane[active++] = (struct pm_lane){.p = root, .i = next++, .step = PM_AT_NODE};
+	while (active) {
+		for (unsigned j = 0; j < active;) {
+			struct pm_lane *l = &lane[j];
+			uintptr_t v;
+			if (!pm_lane_step(l, keys[l->i], &v)) {
+				j++;
+				continue;
 			}
-		}
-		for (unsigned i = 0; i < k; i++) {
-			uintptr_t p = cur[i], v = 0;
-			uint64_t key = keys[base + i];
-			if (p && !pm_outside(((const struct pm_head *)pm_ptr(p))->prefix_shift, key))
-				v = pm_leaf_find(p, key);
-			values[base + i] = (void *)v;
+			values[l->i] = (void *)v;
 			found += v != 0;
+			if (next < n)
+				*l = (struct pm_lane){.p = root, .i = next++, .step = PM_AT_NODE};
+			else
+				*l = lane[--active];
 		}
 	}
 	return found;
@@ -467,13 +613,14 @@ static void pm_extreme(uintptr_t p, bool last, struct pm_hit *hit)
 			p = pm_child_at(b, last ? cnt - 1 : 0);
 			continue;
 		}
-		case PM_TAG_BITS: {
-			const struct pm_bits *b = n;
-			unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
-			unsigned c = last ? 63 - (unsigned)__builtin_clzll(b->bitmap)
-					  : (unsigned)__builtin_ctzll(b->bitmap);
-			hit->key = pm_prefix(b) | c;
-			hit->value = gm_load_acquire(&b->value[last ? cnt - 1 : 0]);
+		case PM_TAG_BITS:
+		case PM_TAG_FULL: {
+			uint64_t bm = pm_bits_map(p);
+			unsigned cnt = (unsigned)__builtin_popcountll(bm);
+			unsigned c = last ? 63 - (unsigned)__builtin_clzll(bm)
+					  : (unsigned)__builtin_ctzll(bm);
+			hit->key = pm_prefix(n) | c;
+			hit->value = gm_load_acquire(&pm_bits_vals(p)[last ? cnt - 1 : 0]);
 			return;
 		}
 		default: {
@@ -514,16 +661,17 @@ static bool pm_seek(uintptr_t p, uint64_t key, bool ge, struct pm_hit *hit)
 		pm_extreme(pm_child_at(b, pm_rank(b->bitmap, next)), !ge, hit);
 		return true;
 	}
-	case PM_TAG_BITS: {
-		const struct pm_bits *b = n;
+	case PM_TAG_BITS:
+	case PM_TAG_FULL: {
+		uint64_t bm = pm_bits_map(p);
 		unsigned c = key & 63;
 		uint64_t bit = 1ULL << c;
-		uint64_t rest = ge ? b->bitmap & ~(bit - 1) : b->bitmap & (bit | (bit - 1));
+		uint64_t rest = ge ? bm & ~(bit - 1) : bm & (bit | (bit - 1));
 		if (!rest)
 			return false;
 		unsigned at = ge ? (unsigned)__builtin_ctzll(rest) : 63 - (unsigned)__builtin_clzll(rest);
-		hit->key = pm_prefix(b) | at;
-		hit->value = gm_load_acquire(&b->value[pm_rank(b->bitmap, at)]);
+		hit->key = pm_prefix(n) | at;
+		hit->value = gm_load_acquire(&pm_bits_vals(p)[pm_rank(bm, at)]);
 		return true;
 	}
 	default: {
@@ -715,20 +863,20 @@ static int pm_insert_child(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 static int pm_insert_bits(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 			  uintptr_t p, uint64_t key, uintptr_t value)
 {
-	const struct pm_bits *b = pm_ptr(p);
-	unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap), c = key & 63;
+	uint64_t bm = pm_bits_map(p);
+	const _Atomic uintptr_t *old = pm_bits_vals(p);
+	unsigned cnt = (unsigned)__builtin_popcountll(bm), c = key & 63;
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
 	if (rc)
 		return rc;
-	struct pm_bits *nb = pm_node_alloc(m, PM_TAG_BITS, pm_branch_size(cnt + 1));
-	if (!nb)
+	uintptr_t q = pm_alloc_bits(m, pm_prefix(pm_ptr(p)), bm | 1ULL << c);
+	if (!q)
 		return -ENOMEM;
-	unsigned at = pm_rank(b->bitmap, c);
-	nb->prefix_shift = b->prefix_shift;
-	nb->bitmap = b->bitmap | 1ULL << c;
+	_Atomic uintptr_t *nv = pm_bits_vals(q);
+	unsigned at = pm_rank(bm, c);
 	for (unsigned i = 0, j = 0; i <= cnt; i++)
-		atomic_init(&nb->value[i], i == at ? value : gm_load_relaxed(&b->value[j++]));
-	gm_store_release(slot, (uintptr_t)nb | PM_TAG_BITS);
+		atomic_init(&nv[i], i == at ? value : gm_load_relaxed(&old[j++]));
+	gm_store_release(slot, q);
 	pm_node_retire(m, p);
 	return 0;
 }
@@ -854,11 +1002,11 @@ static int pm_set(struct gm_pagemap *m, uint64_t key, uintptr_t value,
 			p = gm_load_relaxed(slot);
 			continue;
 		}
-		if (pm_tag(p) == PM_TAG_BITS) {
-			struct pm_bits *b = n;
+		if (pm_is_bits(pm_tag(p))) {
+			uint64_t bm = pm_bits_map(p);
 			unsigned c = key & 63;
-			if (b->bitmap >> c & 1) {
-				vslot = &b->value[pm_rank(b->bitmap, c)];
+			if (bm >> c & 1) {
+				vslot = &pm_bits_vals(p)[pm_rank(bm, c)];
 				break;
 			}
 			rc = pm_insert_bits(m, slot, p, key, value);
@@ -948,28 +1096,28 @@ static int pm_erase_in_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 {
 	uintptr_t p = gm_load_relaxed(slots[depth]);
 	void *n = pm_ptr(p);
-	if (pm_tag(p) == PM_TAG_BITS) {
-		struct pm_bits *b = n;
+	if (pm_is_bits(pm_tag(p))) {
+		uint64_t bm = pm_bits_map(p);
+		const _Atomic uintptr_t *ov = pm_bits_vals(p);
 		unsigned c = key & 63;
-		if (!(b->bitmap >> c & 1))
+		if (!(bm >> c & 1))
 			return -ENOENT;
-		unsigned at = pm_rank(b->bitmap, c);
-		unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
-		*old = gm_load_relaxed(&b->value[at]);
+		unsigned at = pm_rank(bm, c);
+		unsigned cnt = (unsigned)__builtin_popcountll(bm);
+		*old = gm_load_relaxed(&ov[at]);
 		if (cnt == 1)
 			return pm_unlink_leaf(m, slots, depth);
 		int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
 		if (rc)
 			return rc;
-		struct pm_bits *nb = pm_node_alloc(m, PM_TAG_BITS, pm_branch_size(cnt - 1));
-		if (!nb)
+		uintptr_t q = pm_alloc_bits(m, pm_prefix(n), bm & ~(1ULL << c));
+		if (!q)
 			return -ENOMEM;
-		nb->prefix_shift = b->prefix_shift;
-		nb->bitmap = b->bitmap & ~(1ULL << c);
+		_Atomic uintptr_t *nv = pm_bits_vals(q);
 		for (unsigned i = 0, j = 0; i < cnt; i++)
 			if (i != at)
-				atomic_init(&nb->value[j++], gm_load_relaxed(&b->value[i]));
-		gm_store_release(slots[depth], (uintptr_t)nb | PM_TAG_BITS);
+				atomic_init(&nv[j++], gm_load_relaxed(&ov[i]));
+		gm_store_release(slots[depth], q);
 		pm_node_retire(m, p);
 		return 0;
 	}
@@ -1045,13 +1193,14 @@ static void pm_free_tree(struct gm_pagemap *m, uintptr_t p,
 			pm_free_tree(m, gm_load_relaxed(&b->child[i]), fn, ctx);
 		break;
 	}
-	case PM_TAG_BITS: {
-		struct pm_bits *b = n;
+	case PM_TAG_BITS:
+	case PM_TAG_FULL: {
 		if (fn) {
-			uint64_t bm = b->bitmap;
+			uint64_t bm = pm_bits_map(p);
+			_Atomic uintptr_t *v = pm_bits_vals(p);
 			for (unsigned i = 0; bm; i++, bm &= bm - 1)
-				fn(pm_prefix(b) | (unsigned)__builtin_ctzll(bm),
-				   (void *)gm_load_relaxed(&b->value[i]), ctx);
+				fn(pm_prefix(n) | (unsigned)__builtin_ctzll(bm),
+				   (void *)gm_load_relaxed(&v[i]), ctx);
 		}
 		break;
 	}
@@ -1088,7 +1237,7 @@ struct pm_check {
 	const char *reason;
 	uint64_t entries;
 	size_t bytes;
-	size_t nodes[4];
+	size_t nodes[5];
 	unsigned max_depth;
 };
 
@@ -1102,7 +1251,7 @@ static bool pm_check_node(uintptr_t p, uint64_t prefix, unsigned limit,
 	if (!p)
 		PM_FAIL(chk, "I3: empty child slot");
 	unsigned tag = pm_tag(p);
-	if (tag < PM_TAG_BRANCH || tag > PM_TAG_SORTED || ((uintptr_t)pm_ptr(p) % PM_ALIGN))
+	if (tag < PM_TAG_BRANCH || tag > PM_TAG_FULL || ((uintptr_t)pm_ptr(p) % PM_ALIGN))
 		PM_FAIL(chk, "bad tag or misaligned node");
 	void *n = pm_ptr(p);
 	unsigned s = pm_shift(n);
@@ -1139,15 +1288,18 @@ static bool pm_check_node(uintptr_t p, uint64_t prefix, unsigned limit,
 		}
 		return true;
 	}
-	case PM_TAG_BITS: {
-		struct pm_bits *b = n;
+	case PM_TAG_BITS:
+	case PM_TAG_FULL: {
+		uint64_t bm = pm_bits_map(p);
 		if (s != 0)
 			PM_FAIL(chk, "I4: bitmap leaf not at shift 0");
-		if (!b->bitmap)
+		if (!bm)
 			PM_FAIL(chk, "I4: empty bitmap leaf");
-		unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
+		if (tag == PM_TAG_BITS && bm == ~0ULL)
+			PM_FAIL(chk, "I4: bitmap leaf with all 64 keys not in the full layout");
+		unsigned cnt = (unsigned)__builtin_popcountll(bm);
 		for (unsigned i = 0; i < cnt; i++)
-			if (!gm_load_relaxed(&b->value[i]))
+			if (!gm_load_relaxed(&pm_bits_vals(p)[i]))
 				PM_FAIL(chk, "I5: NULL value");
 		chk->entries += cnt;
 		return true;
@@ -1194,6 +1346,7 @@ int gm_pagemap_validate(const struct gm_pagemap *map, const char **reason)
 		why = "I5: bytes does not match the nodes in the tree";
 	else if (chk.nodes[PM_TAG_BRANCH] != map->nodes[PM_TAG_BRANCH] ||
 		 chk.nodes[PM_TAG_BITS] != map->nodes[PM_TAG_BITS] ||
+		 chk.nodes[PM_TAG_FULL] != map->nodes[PM_TAG_FULL] ||
 		 chk.nodes[PM_TAG_SORTED] != map->nodes[PM_TAG_SORTED])
 		why = "I5: node counts do not match the tree";
 	if (reason)
@@ -1210,7 +1363,7 @@ void gm_pagemap_stats(const struct gm_pagemap *map, struct gm_pagemap_stats *sta
 	stats->entries = gm_pagemap_count(map);
 	stats->bytes = map->bytes;
 	stats->branches = map->nodes[PM_TAG_BRANCH];
-	stats->bitmap_leaves = map->nodes[PM_TAG_BITS];
+	stats->bitmap_leaves = map->nodes[PM_TAG_BITS] + map->nodes[PM_TAG_FULL];
 	stats->sorted_leaves = map->nodes[PM_TAG_SORTED];
 	stats->max_depth = chk.max_depth;
 }

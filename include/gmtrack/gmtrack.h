@@ -7,9 +7,11 @@
 #include <gmtrack/common.h>
 #include <gmtrack/alloc.h>
 #include <gmtrack/rcu.h>
+#include <gmtrack/itree.h>
 #include <gmtrack/pagemap.h>
 #include <gmtrack/rangemap.h>
 #include <gmtrack/rangeset.h>
 #include <gmtrack/rmap.h>
+#include <gmtrack/space.h>
 
 #endif /* GMTRACK_GMTRACK_H */

@@ -56,7 +56,7 @@ struct gm_pagemap {
 	const struct gm_allocator *alloc;
 	unsigned flags;
 	size_t bytes;                 /* bytes of live nodes */
-	size_t nodes[4];              /* live nodes by kind (index = tag) */
+	size_t nodes[5];              /* live nodes by kind (index = tag) */
 	struct gm_pagemap_reclaim_ reclaim;
 };
 
@@ -64,7 +64,7 @@ struct gm_pagemap_stats {
 	uint64_t entries;
 	size_t bytes;           /* bytes of live nodes (excludes struct gm_pagemap) */
 	size_t branches;        /* 64-way branch nodes */
-	size_t bitmap_leaves;   /* leaves of 64 neighbouring keys */
+	size_t bitmap_leaves;   /* leaves of 64 neighbouring keys (incl. full ones) */
 	size_t sorted_leaves;   /* leaves of sorted (suffix, value) pairs */
 	unsigned max_depth;     /* deepest leaf, in nodes from the root */
 };

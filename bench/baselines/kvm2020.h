@@ -1,0 +1,67 @@
+/*
+ * bench/baselines/kvm2020.h — memslots as KVM kept them before the 2021
+ * scalable-memslots series (our own code, ideas only): one array of slots
+ * sorted by base gfn; every change builds a complete new copy, publishes it
+ * and waits for a grace period before freeing the old one; gfn lookups try
+ * an "lru slot" hint then binary-search; hva lookups scan every slot; the
+ * dirty log is a flat bitmap harvested word by word.
+ * Readers: under gm_rcu_read_lock(). Writers: one at a time.
+ */
+#ifndef BL_KVM2020_H
+#define BL_KVM2020_H
+
+#include <gmtrack/alloc.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct bl_memslot {
+	uint64_t base_gfn, npages, hva;
+	uint32_t id, flags;
+};
+
+struct bl_kvm2020_arr {
+	size_t n;
+	_Atomic size_t lru;
+	struct bl_memslot s[];
+};
+
+struct bl_kvm2020 {
+	_Atomic(struct bl_kvm2020_arr *) cur;
+	const struct gm_allocator *alloc;
+	bool wait_grace; /* KVM: synchronize_srcu after every change */
+};
+
+typedef void (*bl_hva_fn)(void *ctx, const struct bl_memslot *s,
+			  uint64_t first_gfn, uint64_t last_gfn);
+
+int bl_kvm2020_init(struct bl_kvm2020 *k, const struct gm_allocator *a);
+void bl_kvm2020_destroy(struct bl_kvm2020 *k);
+/* O(n) copy + a grace period each. 0, -EEXIST, -ENOENT, -ENOMEM. */
+int bl_kvm2020_add(struct bl_kvm2020 *k, const struct bl_memslot *s);
+int bl_kvm2020_delete(struct bl_kvm2020 *k, uint32_t id);
+int bl_kvm2020_move(struct bl_kvm2020 *k, uint32_t id, uint64_t new_base);
+/* Readers. */
+int bl_kvm2020_gfn_to_hva(struct bl_kvm2020 *k, uint64_t gfn, uint64_t *hva);
+size_t bl_kvm2020_hva_range(struct bl_kvm2020 *k, uint64_t a, uint64_t b,
+			    bl_hva_fn fn, void *ctx);
+size_t bl_kvm2020_bytes(const struct bl_kvm2020 *k);
+
+/* The flat dirty bitmap of one slot: npages bits, harvested by scanning
+ * every word (KVM_GET_DIRTY_LOG's loop). */
+struct bl_flatlog {
+	_Atomic uint64_t *w;
+	uint64_t nwords;
+	const struct gm_allocator *alloc;
+};
+int bl_flatlog_init(struct bl_flatlog *f, uint64_t npages,
+		    const struct gm_allocator *a);
+void bl_flatlog_destroy(struct bl_flatlog *f);
+void bl_flatlog_mark(struct bl_flatlog *f, uint64_t off);
+/* fn(ctx, first, count) per run; returns dirty frames. */
+uint64_t bl_flatlog_harvest(struct bl_flatlog *f,
+			    void (*fn)(void *, uint64_t, uint64_t), void *ctx);
+
+#endif

@@ -1,0 +1,481 @@
+/*
+ * bench/scenarios/memslot_hva.c — hva -> memslot: which memslots overlap an
+ * MMU-notifier invalidation of a host-virtual range? (issue 5; the
+ * scalable-memslots series measured a 32k-slot unmap at 3.88 s with the
+ * linear scan and 0.035 s with an interval tree.)
+ *
+ * Workload, at n = 10, 100, 509, 8194, 32764 slots (the series' table):
+ *  - slots laid out in ascending hva order with small gaps; sizes from 4 KiB
+ *    to 1 GiB (70% <= 256 KiB, 25% <= 16 MiB, 5% larger); 1 in 20 slots
+ *    aliases part of an earlier slot (overlapping hva ranges). Inserted in
+ *    random order.
+ *  - query: one invalidation of a random hva range (80% one page, 15% 2 MiB,
+ *    5% up to 64 MiB), every overlapping slot collected into a buffer;
+ *  - stab: the slots containing one random hva;
+ *  - churn: one remove plus one insert (a slot moved to a new hva range).
+ *
+ * Rows (structure/op/n/memslots): gm_itree (RCU mode), linear (array scan,
+ * KVM before 2021), augrb (augmented red-black interval tree, KVM since
+ * 2021). Reference: augrb. bytes_per_entry = bytes per stored interval:
+ * gm_itree's nodes + handle as the counting allocator sees them (measured
+ * on a plain-mode twin built by the same inserts, so pending deferred
+ * frees do not count), linear's array capacity (counting allocator),
+ * augrb's 48-byte intrusive node (+ its root pointer).
+ */
+#include "gmbench.h"
+
+#include "augrb.h"
+#include "linear.h"
+
+#include <gmtrack/itree.h>
+#include <gmtrack/rcu.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define PAGE 4096ull
+#define HITS_MAX 4096
+#define READ_BATCH 16 /* gm_itree queries per RCU read-side section */
+
+struct slot {
+	struct bl_augrb_node node; /* augrb: intrusive, like kvm_memory_slot */
+	uint64_t first, last;      /* the slot's hva range as generated */
+};
+
+struct move {
+	uint32_t slot;
+	uint64_t first, last; /* where the slot goes */
+};
+
+struct world {
+	uint64_t n;
+	struct slot *slots;
+	uint64_t lo, hi;            /* the hva space used */
+	uint64_t *qa, *qb, nq;      /* invalidation ranges */
+	uint64_t *pt;               /* stab points (nq of them) */
+	struct move *moves;         /* churn script */
+	uint64_t nc;
+	uint64_t (*cur)[2];         /* gm_itree/linear: each slot's current range */
+	/* structures */
+	struct gm_itree *itree;
+	struct bl_augrb rb;
+	struct bl_linear lin;
+	uint64_t lin_nq, lin_nc;    /* fewer ops for the O(n) baseline */
+	void *hits[HITS_MAX];
+};
+
+static uint64_t slot_pages(struct gmb_rng *r)
+{
+	uint64_t u = gmb_rng_below(r, 100);
+	if (u < 70)
+		return 1 + gmb_rng_below(r, 64);
+	if (u < 95)
+		return 64 + gmb_rng_below(r, 4096);
+	return 4096 + gmb_rng_below(r, 262144);
+}
+
+static void gen_world(struct world *w, struct gmb_rng *r, uint64_t n,
+		      uint64_t nq, uint64_t nc)
+{
+	w->n = n;
+	w->slots = calloc(n, sizeof(*w->slots));
+	w->cur = calloc(n, sizeof(*w->cur));
+	uint64_t cursor = 1ull << 32;
+	w->lo = cursor;
+	for (uint64_t i = 0; i < n; i++) {
+		struct slot *s = &w->slots[i];
+		if (i > 4 && gmb_rng_below(r, 20) == 0) {
+			const struct slot *o = &w->slots[gmb_rng_below(r, i)];
+			uint64_t pages = (o->last - o->first + 1) / PAGE;
+			uint64_t off = gmb_rng_below(r, pages);
+			s->first = o->first + off * PAGE;
+			s->last = s->first + (1 + gmb_rng_below(r, pages - off)) * PAGE - 1;
+		} else {
+			s->first = cursor + gmb_rng_below(r, 16) * PAGE;
+			s->last = s->first + slot_pages(r) * PAGE - 1;
+			cursor = s->last + 1;
+		}
+	}
+	w->hi = cursor;
+	w->nq = nq;
+	w->qa = malloc(nq * sizeof(uint64_t));
+	w->qb = malloc(nq * sizeof(uint64_t));
+	w->pt = malloc(nq * sizeof(uint64_t));
+	for (uint64_t i = 0; i < nq; i++) {
+		uint64_t a = w->lo + gmb_rng_below(r, w->hi - w->lo) / PAGE * PAGE;
+		uint64_t u = gmb_rng_below(r, 100), len;
+		if (u < 80)
+			len = PAGE;
+		else if (u < 95)
+			len = 512 * PAGE;
+		else
+			len = (1 + gmb_rng_below(r, 16384)) * PAGE;
+		w->qa[i] = a;
+		w->qb[i] = a + len - 1;
+		w->pt[i] = w->lo + gmb_rng_below(r, w->hi - w->lo);
+	}
+	w->nc = nc;
+	w->moves = malloc(nc * sizeof(*w->moves));
+	for (uint64_t i = 0; i < nc; i++) {
+		uint64_t first = w->lo + gmb_rng_below(r, w->hi - w->lo) / PAGE * PAGE;
+		w->moves[i] = (struct move){(uint32_t)gmb_rng_below(r, n), first,
+					    first + slot_pages(r) * PAGE - 1};
+	}
+}
+
+static void free_world(struct world *w)
+{
+	free(w->slots);
+	free(w->cur);
+	free(w->qa);
+	free(w->qb);
+	free(w->pt);
+	free(w->moves);
+}
+
+/* Random insertion order (memslots are not created in hva order). */
+static uint64_t *shuffled(struct gmb_rng *r, uint64_t n)
+{
+	uint64_t *p = malloc(n * sizeof(uint64_t));
+	for (uint64_t i = 0; i < n; i++)
+		p[i] = i;
+	for (uint64_t i = n; i > 1; i--) {
+		uint64_t j = gmb_rng_below(r, i), t = p[i - 1];
+		p[i - 1] = p[j];
+		p[j] = t;
+	}
+	return p;
+}
+
+static void reset_ranges(struct world *w)
+{
+	for (uint64_t i = 0; i < w->n; i++) {
+		w->cur[i][0] = w->slots[i].first;
+		w->cur[i][1] = w->slots[i].last;
+	}
+}
+
+/* ---- gm_itree ----------------------------------------------------------- */
+
+static size_t itree_collect(struct world *w, struct gm_itree_iter *it)
+{
+	struct gm_itree_entry e[16];
+	size_t k = 0, got;
+	do {
+		got = gm_itree_iter_fill(it, e, 16);
+		for (size_t j = 0; j < got; j++, k++)
+			if (k < HITS_MAX)
+				w->hits[k] = e[j].item;
+	} while (got == 16);
+	return k;
+}
+
+static uint64_t itree_query(void *arg)
+{
+	struct world *w = arg;
+	uint64_t sum = 0;
+	for (uint64_t i = 0; i < w->nq; i++) {
+		struct gm_itree_iter it;
+		if (i % READ_BATCH == 0)
+			gm_rcu_read_lock();
+		gm_itree_iter_init(&it, w->itree, w->qa[i], w->qb[i]);
+		sum += itree_collect(w, &it);
+		if (i % READ_BATCH == READ_BATCH - 1 || i == w->nq - 1)
+			gm_rcu_read_unlock();
+	}
+	gmb_sink(sum + (uintptr_t)w->hits[0]);
+	return w->nq;
+}
+
+static uint64_t itree_stab(void *arg)
+{
+	struct world *w = arg;
+	uint64_t sum = 0;
+	for (uint64_t i = 0; i < w->nq; i++) {
+		struct gm_itree_iter it;
+		if (i % READ_BATCH == 0)
+			gm_rcu_read_lock();
+		gm_itree_stab_init(&it, w->itree, w->pt[i]);
+		sum += itree_collect(w, &it);
+		if (i % READ_BATCH == READ_BATCH - 1 || i == w->nq - 1)
+			gm_rcu_read_unlock();
+	}
+	gmb_sink(sum + (uintptr_t)w->hits[0]);
+	return w->nq;
+}
+
+static uint64_t itree_churn(void *arg)
+{
+	struct world *w = arg;
+	uint64_t bad = 0;
+	for (uint64_t i = 0; i < w->nc; i++) {
+		const struct move *m = &w->moves[i];
+		uint64_t *c = w->cur[m->slot];
+		void *item = &w->slots[m->slot];
+		bad += gm_itree_remove(w->itree, c[0], c[1], item) != 0;
+		c[0] = m->first;
+		c[1] = m->last;
+		bad += gm_itree_insert(w->itree, c[0], c[1], item) != 0;
+	}
+	if (bad)
+		fprintf(stderr, "memslot_hva: gm_itree churn failed %llu times\n",
+			(unsigned long long)bad);
+	return w->nc;
+}
+
+/* ---- linear ------------------------------------------------------------- */
+
+static uint64_t linear_query(void *arg)
+{
+	struct world *w = arg;
+	uint64_t sum = 0;
+	for (uint64_t i = 0; i < w->lin_nq; i++)
+		sum += bl_linear_query(&w->lin, w->qa[i], w->qb[i], w->hits, HITS_MAX);
+	gmb_sink(sum + (uintptr_t)w->hits[0]);
+	return w->lin_nq;
+}
+
+static uint64_t linear_stab(void *arg)
+{
+	struct world *w = arg;
+	uint64_t sum = 0;
+	for (uint64_t i = 0; i < w->lin_nq; i++)
+		sum += bl_linear_query(&w->lin, w->pt[i], w->pt[i], w->hits, HITS_MAX);
+	gmb_sink(sum + (uintptr_t)w->hits[0]);
+	return w->lin_nq;
+}
+
+static uint64_t linear_churn(void *arg)
+{
+	struct world *w = arg;
+	uint64_t bad = 0;
+	for (uint64_t i = 0; i < w->lin_nc; i++) {
+		const struct move *m = &w->moves[i];
+		uint64_t *c = w->cur[m->slot];
+		void *item = &w->slots[m->slot];
+		bad += bl_linear_remove(&w->lin, c[0], c[1], item) != 0;
+		c[0] = m->first;
+		c[1] = m->last;
+		bad += bl_linear_insert(&w->lin, c[0], c[1], item) != 0;
+	}
+	if (bad)
+		fprintf(stderr, "memslot_hva: linear churn failed\n");
+	return w->lin_nc;
+}
+
+/* ---- augrb -------------------------------------------------------------- */
+
+static size_t augrb_collect(struct world *w, uint64_t a, uint64_t b)
+{
+	size_t k = 0;
+	for (struct bl_augrb_node *n = bl_augrb_iter_first(&w->rb, a, b); n;
+	     n = bl_augrb_iter_next(n, a, b)) {
+		if (k < HITS_MAX)
+			w->hits[k] = n;
+		k++;
+	}
+	return k;
+}
+
+static uint64_t augrb_query(void *arg)
+{
+	struct world *w = arg;
+	uint64_t sum = 0;
+	for (uint64_t i = 0; i < w->nq; i++)
+		sum += augrb_collect(w, w->qa[i], w->qb[i]);
+	gmb_sink(sum + (uintptr_t)w->hits[0]);
+	return w->nq;
+}
+
+static uint64_t augrb_stab(void *arg)
+{
+	struct world *w = arg;
+	uint64_t sum = 0;
+	for (uint64_t i = 0; i < w->nq; i++)
+		sum += augrb_collect(w, w->pt[i], w->pt[i]);
+	gmb_sink(sum + (uintptr_t)w->hits[0]);
+	return w->nq;
+}
+
+static uint64_t augrb_churn(void *arg)
+{
+	struct world *w = arg;
+	for (uint64_t i = 0; i < w->nc; i++) {
+		const struct move *m = &w->moves[i];
+		struct bl_augrb_node *n = &w->slots[m->slot].node;
+		bl_augrb_remove(&w->rb, n);
+		n->start = m->first;
+		n->last = m->last;
+		bl_augrb_insert(&w->rb, n);
+	}
+	return w->nc;
+}
+
+/* ---- driver ------------------------------------------------------------- */
+
+/* Every structure must return the same hit counts, or the timings mean
+ * nothing: compares them on the first queries. */
+static bool same_answers(struct world *w)
+{
+	for (uint64_t i = 0; i < w->nq && i < 256; i++) {
+		struct gm_itree_iter it;
+		gm_rcu_read_lock();
+		gm_itree_iter_init(&it, w->itree, w->qa[i], w->qb[i]);
+		size_t a = itree_collect(w, &it);
+		gm_rcu_read_unlock();
+		size_t b = augrb_collect(w, w->qa[i], w->qb[i]);
+		size_t c = bl_linear_query(&w->lin, w->qa[i], w->qb[i], w->hits, HITS_MAX);
+		if (a != b || b != c)
+			return false;
+	}
+	return true;
+}
+
+static void run_size(struct gmb_ctx *ctx, struct gmb_rng *r, uint64_t n,
+		     uint64_t nq, uint64_t nc)
+{
+	struct world w = {0};
+	gen_world(&w, r, n, nq, nc);
+	uint64_t budget = gmb_quick(ctx) ? 1ull << 19 : 1ull << 23;
+	w.lin_nq = budget / n < nq ? (budget / n ? budget / n : 1) : nq;
+	w.lin_nc = budget / n < nc ? (budget / n ? budget / n : 1) : nc;
+	if (w.lin_nq < 32)
+		w.lin_nq = 32;
+	if (w.lin_nc < 32)
+		w.lin_nc = 32;
+	uint64_t *order = shuffled(r, n);
+
+	/* build all three from the same slots in the same order */
+	struct gm_alloc_counting lin_count;
+	gm_alloc_counting_init(&lin_count, NULL);
+	if (gm_itree_create(&w.itree, GM_ITREE_RCU, NULL)) {
+		fprintf(stderr, "memslot_hva: out of memory\n");
+		exit(1);
+	}
+	bl_augrb_init(&w.rb);
+	bl_linear_init(&w.lin, &lin_count.allocator);
+	reset_ranges(&w);
+	for (uint64_t j = 0; j < n; j++) {
+		struct slot *s = &w.slots[order[j]];
+		int rc = gm_itree_insert(w.itree, s->first, s->last, s);
+		rc |= bl_linear_insert(&w.lin, s->first, s->last, s);
+		s->node.start = s->first;
+		s->node.last = s->last;
+		bl_augrb_insert(&w.rb, &s->node);
+		if (rc) {
+			fprintf(stderr, "memslot_hva: build failed (%d)\n", rc);
+			exit(1);
+		}
+	}
+	if (!same_answers(&w)) {
+		fprintf(stderr, "memslot_hva: structures disagree at n=%llu\n",
+			(unsigned long long)n);
+		exit(1);
+	}
+	/* gm_itree's bytes: the same inserts into a plain-mode tree (same
+	 * algorithm, same shape) through the counting allocator, so no
+	 * retired-but-not-yet-freed node is counted. */
+	struct gm_alloc_counting it_count;
+	gm_alloc_counting_init(&it_count, NULL);
+	struct gm_itree *plain;
+	if (gm_itree_create(&plain, 0, &it_count.allocator)) {
+		fprintf(stderr, "memslot_hva: out of memory\n");
+		exit(1);
+	}
+	for (uint64_t j = 0; j < n; j++)
+		gm_itree_insert(plain, w.slots[order[j]].first, w.slots[order[j]].last,
+				&w.slots[order[j]]);
+	double it_bytes = (double)gm_alloc_counting_bytes(&it_count) / (double)n;
+	gm_itree_destroy(plain);
+	free(order);
+	double rb_bytes = sizeof(struct bl_augrb_node) + (double)sizeof(struct bl_augrb) / (double)n;
+	double lin_bytes = (double)gm_alloc_counting_bytes(&lin_count) / (double)n;
+
+	double ns;
+	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = itree_query});
+	gmb_row(ctx, "gm_itree", "query", n, "memslots", ns, it_bytes);
+	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = linear_query});
+	gmb_row(ctx, "linear", "query", n, "memslots", ns, lin_bytes);
+	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = augrb_query});
+	gmb_row(ctx, "augrb", "query", n, "memslots", ns, rb_bytes);
+
+	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = itree_stab});
+	gmb_row(ctx, "gm_itree", "stab", n, "memslots", ns, it_bytes);
+	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = linear_stab});
+	gmb_row(ctx, "linear", "stab", n, "memslots", ns, lin_bytes);
+	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = augrb_stab});
+	gmb_row(ctx, "augrb", "stab", n, "memslots", ns, rb_bytes);
+
+	/* churn last: it moves slots (each structure tracks its own ranges) */
+	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = itree_churn});
+	gmb_row(ctx, "gm_itree", "churn", n, "memslots", ns, it_bytes);
+	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = augrb_churn});
+	gmb_row(ctx, "augrb", "churn", n, "memslots", ns, rb_bytes);
+	reset_ranges(&w); /* linear was built from the original ranges */
+	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = linear_churn});
+	gmb_row(ctx, "linear", "churn", n, "memslots", ns, lin_bytes);
+
+	const char *why = NULL;
+	if (gm_itree_validate(w.itree, &why) || bl_augrb_check(&w.rb)) {
+		fprintf(stderr, "memslot_hva: invalid after churn: %s\n", why ? why : "augrb");
+		exit(1);
+	}
+	gm_itree_destroy(w.itree);
+	bl_linear_destroy(&w.lin);
+	free_world(&w);
+}
+
+static void run(struct gmb_ctx *ctx)
+{
+	static const uint64_t sizes[] = {10, 100, 509, 8194, 32764};
+	uint64_t max = gmb_max_size(ctx, 32764);
+	uint64_t nq = gmb_quick(ctx) ? 1 << 12 : 1 << 16;
+	uint64_t nc = gmb_quick(ctx) ? 1 << 11 : 1 << 15;
+	struct gmb_rng r;
+	gmb_rng_init(&r, gmb_seed(ctx));
+	gmb_reference(ctx, "augrb");
+	gm_rcu_register_thread();
+	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		if (sizes[i] > max)
+			break;
+		gmb_progress(ctx, "n = %llu", (unsigned long long)sizes[i]);
+		run_size(ctx, &r, sizes[i], nq, nc);
+	}
+	gm_rcu_unregister_thread();
+
+	gmb_note(ctx, "gm_itree runs in RCU mode: queries/stabs run in read-side "
+		      "sections of %d queries each (gm_rcu_read_lock/unlock once per "
+		      "batch); churn edits leaves in place (order word), copies a "
+		      "leaf only when it has neither an unused slot nor a dead one "
+		      "past a grace period, and frees replaced nodes after a grace "
+		      "period (liburcu call_rcu).", READ_BATCH);
+	gmb_note(ctx, "query = one invalidation of a random hva range (80%% one "
+		      "page, 15%% 2 MiB, 5%% up to 64 MiB), all overlapping slots "
+		      "collected; churn = one remove + one insert (a slot moved).");
+	gmb_note(ctx, "bytes/entry: gm_itree = nodes + handle (counting allocator, "
+		      "plain-mode twin of the same build); linear = array capacity; "
+		      "augrb = its 48-byte intrusive node.");
+
+	const uint64_t big = 32764;
+	gmb_target_ratio(ctx, "query at 32764 slots >= 100x faster than linear",
+			 (struct gmb_sel){"gm_itree", "query", big, "memslots"},
+			 (struct gmb_sel){"linear", "query", big, "memslots"},
+			 GMB_AT_MOST, 0.01);
+	gmb_target_ratio(ctx, "query at 32764 slots <= 0.5x augrb's time",
+			 (struct gmb_sel){"gm_itree", "query", big, "memslots"},
+			 (struct gmb_sel){"augrb", "query", big, "memslots"},
+			 GMB_AT_MOST, 0.5);
+	gmb_target_ratio(ctx, "query at 10 slots no slower than linear",
+			 (struct gmb_sel){"gm_itree", "query", 10, "memslots"},
+			 (struct gmb_sel){"linear", "query", 10, "memslots"},
+			 GMB_AT_MOST, 1.0);
+	gmb_target_ratio(ctx, "insert+remove at 32764 slots <= 1.0x augrb's time",
+			 (struct gmb_sel){"gm_itree", "churn", big, "memslots"},
+			 (struct gmb_sel){"augrb", "churn", big, "memslots"},
+			 GMB_AT_MOST, 1.0);
+	gmb_target_bound(ctx, "bytes/entry <= 48 (the Linux node) at 32764 slots",
+			 (struct gmb_sel){"gm_itree", "query", big, "memslots"},
+			 GMB_BYTES, GMB_AT_MOST, 48.0);
+}
+
+GMB_SCENARIO(memslot_hva, "hva -> memslot: overlapping intervals, invalidation queries, churn", run)

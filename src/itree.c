@@ -1,0 +1,1228 @@
+/*
+ * src/itree.c — gm_itree: a B+tree of intervals with max-`last` summaries;
+ * RCU readers never miss (see include/gmtrack/itree.h for the API).
+ *
+ * Node layout (parallel arrays, so a scan touches few cache lines):
+ *
+ *   struct itleaf (level 0)                                    376 bytes
+ *   +-------+------+-------+-----------------+---------------------------+
+ *   | level | live | used  | order (A, 64b)  | first[15] last[15] item[15]|
+ *   +-------+------+-------+-----------------+---------------------------+
+ *     order = live count (bits 0-3) + 15 nibbles: nibble i+1 is the
+ *     physical slot of the i-th smallest key. Slots [used, 15) were never
+ *     filled; slots < used that the order word no longer lists are dead.
+ *
+ *   struct itinner (level >= 1)                               1544 bytes
+ *   +------+-------+-----+---------------+-------------+----------+-----------+----------------+
+ *   |level |count  | pad | prefix_max(A) | max_last(A) | first    | child(A)  | last, item     |
+ *   +------+-------+-----+---------------+-------------+----------+-----------+----------------+
+ *     32 of each (unused first[] and prefix_max[] = UINT64_MAX, so
+ *     searches run a fixed, unrolled length).
+ *     (first, last, item)_i = sep_i, the lower bound of child
+ *     i's keys; max_last_i = max `last` in child i; prefix_max_i = max of
+ *     max_last_0..i, so a reader finds the first child worth visiting by
+ *     binary search. Reader-hot arrays come first.
+ *
+ *   (A) = _Atomic: the only fields ever changed in a published node.
+ *
+ * Keys are triples k = (first, last, item), compared lexicographically.
+ *
+ * Invariants (gm_itree_validate checks each):
+ *  I1 leaf: keys in order-word order strictly increase; first <= last; the
+ *     order word lists distinct slots < used; live == its count.
+ *  I2 inner: sep_i strictly increase; every key in child i is in
+ *     [sep_i, sep_{i+1}) (and below the node's own upper bound).
+ *  I3 an inner node's sep_0 equals its parent's separator for it; the
+ *     leftmost node of every level has sep_0 = (0, 0, 0). (A leaf's parent
+ *     separator is only a lower bound of its first key.)
+ *  I4 max_last_i == the largest `last` of the live entries of subtree i;
+ *     prefix_max_i == max(max_last_0..i).
+ *  I5 every root-to-leaf path has `height` nodes; level = height above leaves.
+ *  I6 leaves hold 1..15 live entries, inner nodes 2..32 children; non-root
+ *     nodes hold >= NODE_MIN. The tree is empty iff root == NULL.
+ *  I7 the handle's count equals the number of live leaf entries.
+ *
+ * Why readers never miss (RCU mode): a published leaf's filled slots are
+ * never rewritten, so any order word a reader loaded keeps naming intact
+ * entries; insert writes an unused slot and then publishes a new order word
+ * (release), remove publishes an order word without the slot. Separators,
+ * level and count of a published inner node never change, so the key range
+ * of every child slot is fixed while the node is reachable; a child pointer
+ * is changed in place only to a node covering the same range, and any
+ * change of separators (split, merge, redistribution) copies the parent.
+ * A max_last value is only ever set to the exact max of some complete
+ * version of its subtree, and every version holds each entry present for a
+ * reader's whole section, so pruning by max_last never drops one; likewise
+ * a prefix_max_i is computed from such values, so reading prefix_max_i < a
+ * proves children 0..i hold no such entry overlapping [a, ..], even if the
+ * array is momentarily not monotone while the writer updates it.
+ *
+ * Writers: descend once recording the path, PLAN the outcome at each level
+ * from counts alone (in-place edit of the leaf / copy / split / merge /
+ * redistribute / root change), allocate exactly the nodes the plan needs
+ * plus retire room (-ENOMEM here leaves the tree untouched), then EXECUTE
+ * bottom-up: gather a node's live entries into a flat array, edit it,
+ * scatter it into new nodes. Most inserts and removes are in-place leaf
+ * edits: no allocation, no retirement. A leaf is copied (compacted) only
+ * when an insert finds neither an unused slot nor a reusable dead one.
+ *
+ * Dead slots: a removed entry's slot may still be read by a reader that
+ * loaded an older order word, so it can be rewritten only after a grace
+ * period. The writer stamps the leaf with the number of "grace tokens"
+ * submitted so far and, if none is in flight, queues a tiny token behind
+ * the retired nodes (gm_reclaim_defer, flushed at once). When the token's
+ * call runs (after a grace period), tokens_done advances; a leaf whose stamp is below it may
+ * refill its dead slots in place. So steady churn copies almost no leaves:
+ * at most one token per grace period instead of one copy per few inserts.
+ */
+#include <gmtrack/itree.h>
+
+#include "internal.h"
+
+#include <string.h>
+
+#define LEAF_MAX 15
+#define FANOUT 32
+#define NODE_MIN 4
+#define MAXH GM_ITREE_MAX_HEIGHT
+
+struct itnode { /* the header both kinds start with */
+	uint8_t level;
+	uint8_t count; /* inner: children; leaf: live entries (writer's copy) */
+	uint8_t used;  /* leaf: physical slots filled so far */
+	uint8_t pad;
+	uint32_t dead_stamp; /* leaf: grace tokens submitted when a slot last died */
+};
+
+struct itleaf {
+	struct itnode h;
+	_Atomic uint64_t order;
+	uint64_t first[LEAF_MAX];
+	uint64_t last[LEAF_MAX];
+	uintptr_t item[LEAF_MAX];
+};
+
+struct itinner {
+	struct itnode h;
+	_Atomic uint64_t prefix_max[FANOUT]; /* max(max_last[0..i]) */
+	_Atomic uint64_t max_last[FANOUT];
+	uint64_t first[FANOUT];
+	_Atomic(struct itnode *) child[FANOUT];
+	uint64_t last[FANOUT];
+	uintptr_t item[FANOUT];
+};
+
+struct gm_itree {
+	_Atomic(struct itnode *) root;
+	unsigned height;
+	bool rcu;
+	_Atomic size_t count;
+	size_t leaves, inners;
+	const struct gm_allocator *alloc;
+	struct gm_reclaim reclaim;
+	/* Grace tokens (see "Dead slots" at the top). */
+	uint32_t tokens_submitted;      /* writer */
+	_Atomic uint32_t tokens_done;   /* latest token whose grace period ended */
+};
+
+/* A deferred call queued behind retired nodes: when it runs, a grace
+ * period has passed since it was queued. */
+struct grace_token {
+	struct gm_deferred call;
+	struct gm_itree *tree;
+	uint32_t epoch;
+};
+
+struct key {
+	uint64_t first, last;
+	uintptr_t item;
+};
+
+/* One entry of a node, spread out while a writer rebuilds nodes. */
+struct slot {
+	struct key k;
+	uint64_t max_last;      /* inner only */
+	struct itnode *child;   /* inner only */
+};
+
+static inline struct itinner *inner_of(const struct itnode *n)
+{
+	return (struct itinner *)n;
+}
+
+static inline struct itleaf *leaf_of(const struct itnode *n)
+{
+	return (struct itleaf *)n;
+}
+
+static inline size_t node_size(unsigned level)
+{
+	return level ? sizeof(struct itinner) : sizeof(struct itleaf);
+}
+
+static inline unsigned node_cap(unsigned level)
+{
+	return level ? FANOUT : LEAF_MAX;
+}
+
+static inline int key_cmp(struct key a, struct key b)
+{
+	if (a.first != b.first)
+		return a.first < b.first ? -1 : 1;
+	if (a.last != b.last)
+		return a.last < b.last ? -1 : 1;
+	if (a.item != b.item)
+		return a.item < b.item ? -1 : 1;
+	return 0;
+}
+
+/* ---- order words --------------------------------------------------------- */
+
+static inline unsigned order_count(uint64_t w) { return (unsigned)(w & 15); }
+
+static inline unsigned order_slot(uint64_t w, unsigned i)
+{
+	return (unsigned)(w >> (4 + 4 * i)) & 15;
+}
+
+static inline uint64_t low_nibbles(uint64_t perm, unsigned n)
+{
+	return n ? perm & (~0ull >> (64 - 4 * n)) : 0;
+}
+
+/* w with physical slot `phys` inserted at logical position pos. */
+static uint64_t order_insert(uint64_t w, unsigned pos, unsigned phys)
+{
+	uint64_t perm = w >> 4;
+	uint64_t out = low_nibbles(perm, pos) | (uint64_t)phys << (4 * pos) |
+		       (perm >> (4 * pos)) << (4 * pos + 4);
+	return low_nibbles(out, LEAF_MAX) << 4 | (order_count(w) + 1);
+}
+
+/* w without the entry at logical position pos. */
+static uint64_t order_remove(uint64_t w, unsigned pos)
+{
+	uint64_t perm = w >> 4;
+	uint64_t out = low_nibbles(perm, pos) | (perm >> (4 * pos + 4)) << (4 * pos);
+	return out << 4 | (order_count(w) - 1);
+}
+
+/* Slots 0..n-1 in order. */
+static uint64_t order_identity(unsigned n)
+{
+	uint64_t w = 0;
+	for (unsigned i = n; i-- > 0;)
+		w = w << 4 | i;
+	return w << 4 | n;
+}
+
+/* Writer's view of a leaf's order word (it is the only one changing it). */
+static inline uint64_t leaf_order(const struct itnode *n)
+{
+	return gm_load_relaxed(&leaf_of(n)->order);
+}
+
+/* Key at logical position i: an inner separator or a leaf entry. */
+static inline struct key node_key(const struct itnode *n, unsigned i)
+{
+	if (n->level) {
+		const struct itinner *in = inner_of(n);
+		return (struct key){in->first[i], in->last[i], in->item[i]};
+	}
+	const struct itleaf *lf = leaf_of(n);
+	unsigned s = order_slot(leaf_order(n), i);
+	return (struct key){lf->first[s], lf->last[s], lf->item[s]};
+}
+
+/* Largest `last` among the live entries of n's subtree (exact). */
+static uint64_t node_max(const struct itnode *n)
+{
+	uint64_t m = 0;
+	if (n->level == 0) {
+		const struct itleaf *lf = leaf_of(n);
+		uint64_t w = leaf_order(n);
+		for (unsigned i = 0; i < order_count(w); i++) {
+			uint64_t v = lf->last[order_slot(w, i)];
+			m = v > m ? v : m;
+		}
+	} else {
+		m = gm_load_relaxed(&inner_of(n)->prefix_max[n->count - 1]);
+	}
+	return m;
+}
+
+/* ---- grace tokens ------------------------------------------------------- */
+
+/* Runs after a grace period (destroy's rcu_barrier waits for it, so the
+ * tree is still there): publishes the token's epoch. */
+static void grace_token_done(struct gm_deferred *d)
+{
+	struct grace_token *k = (struct grace_token *)d;
+	struct gm_itree *t = k->tree;
+	atomic_store_explicit(&t->tokens_done, k->epoch, memory_order_release);
+	gm_alloc_release(t->alloc, k, sizeof(*k));
+}
+
+static bool token_in_flight(const struct gm_itree *t)
+{
+	return atomic_load_explicit(&((struct gm_itree *)t)->tokens_done,
+				    memory_order_relaxed) != t->tokens_submitted;
+}
+
+/* Asks for a grace period if none is being waited for. Best effort: on
+ * -ENOMEM nothing happens (dead slots then wait for a leaf copy). */
+static void request_grace(struct gm_itree *t)
+{
+	if (token_in_flight(t) || gm_reclaim_reserve(&t->reclaim, 1))
+		return;
+	struct grace_token *k = gm_alloc_mem(t->alloc, sizeof(*k), _Alignof(struct grace_token));
+	if (!k)
+		return;
+	k->call.fn = grace_token_done;
+	k->tree = t;
+	k->epoch = ++t->tokens_submitted;
+	gm_reclaim_defer(&t->reclaim, &k->call);
+	gm_reclaim_flush(&t->reclaim);
+}
+
+/* True if every slot that died in leaf n is past a grace period. */
+static bool dead_slots_reusable(const struct gm_itree *t, const struct itnode *n)
+{
+	uint32_t done = atomic_load_explicit(&((struct gm_itree *)t)->tokens_done,
+					     memory_order_acquire);
+	return (int32_t)(done - n->dead_stamp) > 0;
+}
+
+/* ---- create / destroy -------------------------------------------------- */
+
+int gm_itree_create(struct gm_itree **out, unsigned flags,
+		    const struct gm_allocator *alloc)
+{
+	if (!out || (flags & ~GM_ITREE_RCU))
+		return -EINVAL;
+	if (!alloc)
+		alloc = gm_alloc_default();
+	struct gm_itree *t = gm_alloc_mem(alloc, sizeof(*t), _Alignof(struct gm_itree));
+	if (!t)
+		return -ENOMEM;
+	atomic_init(&t->root, NULL);
+	t->height = 0;
+	t->rcu = flags & GM_ITREE_RCU;
+	atomic_init(&t->count, 0);
+	t->leaves = t->inners = 0;
+	t->alloc = alloc;
+	t->tokens_submitted = 0;
+	atomic_init(&t->tokens_done, 0);
+	gm_reclaim_init(&t->reclaim, alloc, t->rcu);
+	*out = t;
+	return 0;
+}
+
+static void free_subtree(struct gm_itree *t, struct itnode *n)
+{
+	if (n->level) {
+		struct itinner *in = inner_of(n);
+		for (unsigned i = 0; i < n->count; i++)
+			free_subtree(t, gm_load_relaxed(&in->child[i]));
+	}
+	gm_alloc_release(t->alloc, n, node_size(n->level));
+}
+
+void gm_itree_destroy(struct gm_itree *t)
+{
+	if (!t)
+		return;
+	if (t->rcu)
+		gm_rcu_synchronize();
+	struct itnode *root = gm_load_relaxed(&t->root);
+	if (root)
+		free_subtree(t, root);
+	gm_reclaim_destroy(&t->reclaim); /* waits for pending tokens too */
+	gm_alloc_release(t->alloc, t, sizeof(*t));
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+/* A reader arriving at a leaf takes one snapshot of its order word; the
+ * slots it names stay intact for the leaf's lifetime. */
+static inline void iter_enter(struct gm_itree_iter *it, const struct itnode *n)
+{
+	it->node[n->level] = n;
+	it->idx[n->level] = 0;
+	if (n->level == 0)
+		it->leaf_order = gm_load_acquire(&leaf_of(n)->order);
+}
+
+int gm_itree_iter_init(struct gm_itree_iter *it, const struct gm_itree *t,
+		       uint64_t a, uint64_t b)
+{
+	it->a = a;
+	it->b = b;
+	it->level = -1;
+	it->top = -1;
+	if (a > b)
+		return -EINVAL;
+	const struct itnode *root = gm_load_acquire(&((struct gm_itree *)t)->root);
+	if (!root)
+		return 0;
+	it->top = it->level = root->level;
+	iter_enter(it, root);
+	return 0;
+}
+
+void gm_itree_stab_init(struct gm_itree_iter *it, const struct gm_itree *t,
+			uint64_t point)
+{
+	(void)gm_itree_iter_init(it, t, point, point);
+}
+
+/* First i with pm[i] >= a, over all FANOUT slots (unused ones hold
+ * UINT64_MAX, so the answer is <= count): unrolled branch-free binary
+ * search. Probes may see a momentarily non-monotone array; see the top for
+ * why the answer never skips a child holding a stable overlapping entry. */
+static inline unsigned first_reaching(const _Atomic uint64_t *pm, uint64_t a)
+{
+	_Static_assert(FANOUT == 32, "first_reaching is unrolled for 32");
+	unsigned i = 0;
+	i += (gm_load_relaxed(&pm[i + 15]) < a) * 16;
+	i += (gm_load_relaxed(&pm[i + 7]) < a) * 8;
+	i += (gm_load_relaxed(&pm[i + 3]) < a) * 4;
+	i += (gm_load_relaxed(&pm[i + 1]) < a) * 2;
+	i += gm_load_relaxed(&pm[i]) < a;
+	return i + (gm_load_relaxed(&pm[i]) < a);
+}
+
+/* The cursor's step, shared by iter_next and iter_fill. */
+static inline __attribute__((always_inline)) bool
+iter_step(struct gm_itree_iter *it, struct gm_itree_entry *out)
+{
+	const uint64_t a = it->a, b = it->b;
+	int level = it->level;
+	if (level < 0)
+		return false;
+	while (level <= it->top) {
+		const struct itnode *n = it->node[level];
+		unsigned i = it->idx[level];
+		if (level == 0) {
+			const struct itleaf *lf = leaf_of(n);
+			uint64_t w = it->leaf_order;
+			uint64_t rest = (w >> 4) >> (4 * i); /* next slots, low nibble first */
+			for (unsigned cnt = order_count(w); i < cnt; i++, rest >>= 4) {
+				unsigned s = (unsigned)rest & 15;
+				if (lf->first[s] > b)
+					goto finished; /* all later keys start after b */
+				if (lf->last[s] >= a) {
+					out->first = lf->first[s];
+					out->last = lf->last[s];
+					out->item = (void *)lf->item[s];
+					it->idx[0] = (uint8_t)(i + 1);
+					it->level = 0;
+					return true;
+				}
+			}
+			level++; /* leaf done: back to its parent's next child */
+			continue;
+		}
+		const struct itinner *in = inner_of(n);
+		unsigned count = n->count;
+		if (i == 0) { /* first child whose prefix max reaches a */
+			i = first_reaching(in->prefix_max, a);
+		} else {
+			while (i < count && gm_load_relaxed(&in->max_last[i]) < a)
+				i++;
+		}
+		/* sep_i <= every key in children >= i: none can start <= b */
+		if (i == count || in->first[i] > b) {
+			if (i < count)
+				goto finished;
+			level++;
+			continue;
+		}
+		it->idx[level] = (uint8_t)(i + 1);
+		level--;
+		iter_enter(it, gm_load_acquire(&in->child[i]));
+	}
+finished:
+	it->level = -1;
+	return false;
+}
+
+bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
+{
+	return iter_step(it, out);
+}
+
+size_t gm_itree_iter_fill(struct gm_itree_iter *it, struct gm_itree_entry *out,
+			  size_t max)
+{
+	size_t k = 0;
+	while (k < max && iter_step(it, &out[k]))
+		k++;
+	return k;
+}
+
+size_t gm_itree_count(const struct gm_itree *t)
+{
+	return atomic_load_explicit(&((struct gm_itree *)t)->count,
+				    memory_order_relaxed);
+}
+
+/* ---- writing: descend, plan, allocate, execute ------------------------- */
+
+/* What happens to the path node at one level. */
+enum outcome {
+	OUT_INPLACE,       /* leaf edited in place (order word) */
+	OUT_REPLACE,       /* copy with the edit, publish in the same slot */
+	OUT_SPLIT,         /* too full: two nodes, parent gains a slot */
+	OUT_MERGE,         /* too empty: joined with a sibling, parent loses one */
+	OUT_REDIST,        /* too empty: entries shared with a sibling */
+	OUT_ROOT_EMPTY,    /* the root leaf lost its last entry */
+	OUT_ROOT_COLLAPSE, /* the inner root is left with one child */
+};
+
+struct wpath {
+	struct itnode *node[MAXH]; /* node[height-1] is the root */
+	unsigned idx[MAXH];        /* inner: child taken; leaf: key position */
+	unsigned height;
+};
+
+struct plan {
+	enum outcome out[MAXH];
+	unsigned sib[MAXH];  /* MERGE/REDIST: the sibling's slot in the parent */
+	unsigned need[2];    /* nodes to allocate: [0] leaves, [1] inner */
+	unsigned retire;     /* nodes that will be retired */
+};
+
+struct pool {
+	struct itnode *n[2][2 * MAXH + 2];
+	unsigned have[2];
+};
+
+#define SLOTS (2 * FANOUT + 1)
+
+/* Number of positions j in [0, n) with firstval(j) < kf, for keys sorted by
+ * `first`: a branch-free binary search. */
+#define COUNT_BELOW(n, kf, firstval)                                          \
+	({                                                                    \
+		unsigned base_ = 0, len_ = (n);                               \
+		while (len_ > 1) {                                            \
+			unsigned half_ = len_ / 2;                            \
+			base_ += (firstval(base_ + half_ - 1) < (kf)) * half_; \
+			len_ -= half_;                                        \
+		}                                                             \
+		base_ + (len_ && firstval(base_) < (kf));                     \
+	})
+
+/* #{j : a[j] < kf} over FANOUT sorted values: a fixed, unrolled, branch-free
+ * binary search (inner nodes pad unused separators with UINT64_MAX). */
+static inline unsigned count_below_fanout(const uint64_t *a, uint64_t kf)
+{
+	_Static_assert(FANOUT == 32, "count_below_fanout is unrolled for 32");
+	unsigned base = 0;
+	base += (a[base + 15] < kf) * 16;
+	base += (a[base + 7] < kf) * 8;
+	base += (a[base + 3] < kf) * 4;
+	base += (a[base + 1] < kf) * 2;
+	base += (a[base] < kf);
+	return base + (a[base] < kf);
+}
+
+/* Inner node: the child whose range holds k (largest i with sep_i <= k):
+ * the last separator whose `first` is below k.first, then ties on `first`
+ * settled with full key compares. */
+static unsigned route(const struct itnode *n, struct key k)
+{
+	const struct itinner *in = inner_of(n);
+	unsigned c = count_below_fanout(in->first, k.first);
+	unsigned i = c ? c - 1 : 0;
+	while (i + 1 < n->count && in->first[i + 1] == k.first &&
+	       key_cmp(k, node_key(n, i + 1)) >= 0)
+		i++;
+	return i;
+}
+
+/* Leaf: first logical position whose key is >= k; *found if it equals k. */
+static unsigned leaf_lower_bound(const struct itnode *n, struct key k,
+				 bool *found)
+{
+	const struct itleaf *lf = leaf_of(n);
+	uint64_t w = leaf_order(n);
+	unsigned cnt = order_count(w);
+#define LEAF_FIRST(j) lf->first[order_slot(w, (j))]
+	unsigned j = COUNT_BELOW(cnt, k.first, LEAF_FIRST);
+#undef LEAF_FIRST
+	while (j < cnt && lf->first[order_slot(w, j)] == k.first &&
+	       key_cmp(node_key(n, j), k) < 0)
+		j++;
+	*found = j < cnt && key_cmp(node_key(n, j), k) == 0;
+	return j;
+}
+
+static void descend(const struct gm_itree *t, struct key k, struct wpath *p)
+{
+	struct itnode *n = gm_load_relaxed(&((struct gm_itree *)t)->root);
+	p->height = t->height;
+	for (unsigned level = t->height - 1; level > 0; level--) {
+		unsigned i = route(n, k);
+		p->node[level] = n;
+		p->idx[level] = i;
+		n = gm_load_relaxed(&inner_of(n)->child[i]);
+	}
+	p->node[0] = n;
+}
+
+/*
+ * Decides, from counts alone, what each level of the path becomes when the
+ * leaf gains (delta = +1) or loses (-1) an entry, and what that needs.
+ */
+static int make_plan(const struct gm_itree *t, const struct wpath *p,
+		     int delta, struct plan *pl)
+{
+	unsigned h = p->height;
+	int c = p->node[0]->count + delta;
+	pl->need[0] = pl->need[1] = 0;
+	pl->retire = 0;
+	for (unsigned level = 0; level < h; level++) {
+		bool is_root = level == h - 1;
+		unsigned kind = level ? 1 : 0;
+		int cap = (int)node_cap(level);
+		int minc = is_root ? (level ? 2 : 1) : NODE_MIN;
+		if (c > cap) {
+			pl->out[level] = OUT_SPLIT;
+			pl->need[kind] += 2;
+			pl->retire++;
+			if (is_root) {
+				if (h == MAXH)
+					return -ENOSPC;
+				pl->need[1]++; /* the new root */
+				return 0;
+			}
+			c = p->node[level + 1]->count + 1;
+			continue;
+		}
+		if (c >= minc) {
+			/* A leaf edits in place unless an insert finds no
+			 * unused or reusable dead slot: then it is copied. */
+			const struct itnode *lf = p->node[0];
+			if (level == 0 &&
+			    (delta < 0 || lf->used < LEAF_MAX ||
+			     (lf->count < LEAF_MAX && dead_slots_reusable(t, lf)))) {
+				pl->out[level] = OUT_INPLACE;
+			} else {
+				pl->out[level] = OUT_REPLACE;
+				pl->need[kind]++;
+				pl->retire++;
+			}
+			return 0;
+		}
+		pl->retire++;
+		if (is_root) {
+			pl->out[level] = level ? OUT_ROOT_COLLAPSE : OUT_ROOT_EMPTY;
+			return 0;
+		}
+		const struct itinner *par = inner_of(p->node[level + 1]);
+		unsigned i = p->idx[level + 1];
+		unsigned s = i > 0 ? i - 1 : i + 1;
+		int sc = gm_load_relaxed(&par->child[s])->count;
+		pl->sib[level] = s;
+		pl->retire++;
+		if (c + sc <= cap) {
+			pl->out[level] = OUT_MERGE;
+			pl->need[kind]++;
+			c = par->h.count - 1;
+		} else {
+			pl->out[level] = OUT_REDIST;
+			pl->need[kind] += 2;
+			c = par->h.count; /* parent is copied with new separators */
+		}
+	}
+	return 0; /* not reached: the root level always decides */
+}
+
+static void pool_drain(struct gm_itree *t, struct pool *po)
+{
+	for (unsigned kind = 0; kind < 2; kind++)
+		while (po->have[kind])
+			gm_alloc_release(t->alloc, po->n[kind][--po->have[kind]],
+					 node_size(kind));
+}
+
+/* Allocates everything the plan needs; -ENOMEM leaves nothing behind. */
+static int pool_fill(struct gm_itree *t, const struct plan *pl,
+		     struct pool *po)
+{
+	po->have[0] = po->have[1] = 0;
+	for (unsigned kind = 0; kind < 2; kind++) {
+		for (unsigned j = 0; j < pl->need[kind]; j++) {
+			struct itnode *n = gm_alloc_mem(t->alloc, node_size(kind),
+							_Alignof(struct itinner));
+			if (!n) {
+				pool_drain(t, po);
+				return -ENOMEM;
+			}
+			po->n[kind][po->have[kind]++] = n;
+		}
+	}
+	if (gm_reclaim_reserve(&t->reclaim, pl->retire)) {
+		pool_drain(t, po);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static struct itnode *pool_take(struct gm_itree *t, struct pool *po,
+				unsigned level)
+{
+	unsigned kind = level ? 1 : 0;
+	struct itnode *n = po->n[kind][--po->have[kind]];
+	memset(n, 0, sizeof(*n));
+	n->level = (uint8_t)level;
+	if (kind)
+		t->inners++;
+	else
+		t->leaves++;
+	return n;
+}
+
+static void retire_node(struct gm_itree *t, struct itnode *n)
+{
+	if (n->level)
+		t->inners--;
+	else
+		t->leaves--;
+	gm_reclaim_retire(&t->reclaim, n, node_size(n->level));
+}
+
+/* The live entries of n, in key order. */
+static unsigned gather(const struct itnode *n, struct slot *s)
+{
+	const struct itinner *in = inner_of(n);
+	for (unsigned i = 0; i < n->count; i++) {
+		s[i].k = node_key(n, i);
+		if (n->level) {
+			s[i].max_last = gm_load_relaxed(&in->max_last[i]);
+			s[i].child = gm_load_relaxed(&in->child[i]);
+		}
+	}
+	return n->count;
+}
+
+/* Fills an unpublished node (its level set) with cnt entries. */
+static void scatter(struct itnode *n, const struct slot *s, unsigned cnt)
+{
+	n->count = (uint8_t)cnt;
+	if (n->level == 0) {
+		struct itleaf *lf = leaf_of(n);
+		for (unsigned i = 0; i < cnt; i++) {
+			lf->first[i] = s[i].k.first;
+			lf->last[i] = s[i].k.last;
+			lf->item[i] = s[i].k.item;
+		}
+		n->used = (uint8_t)cnt;
+		atomic_init(&lf->order, order_identity(cnt));
+		return;
+	}
+	struct itinner *in = inner_of(n);
+	uint64_t run = 0;
+	for (unsigned i = 0; i < cnt; i++) {
+		in->first[i] = s[i].k.first;
+		in->last[i] = s[i].k.last;
+		in->item[i] = s[i].k.item;
+		run = s[i].max_last > run ? s[i].max_last : run;
+		atomic_init(&in->max_last[i], s[i].max_last);
+		atomic_init(&in->prefix_max[i], run);
+		atomic_init(&in->child[i], s[i].child);
+	}
+	for (unsigned i = cnt; i < FANOUT; i++) { /* padding for the searches */
+		in->first[i] = UINT64_MAX;
+		atomic_init(&in->prefix_max[i], UINT64_MAX);
+	}
+}
+
+static void insert_slot(struct slot *s, unsigned *n, unsigned pos,
+			struct slot v)
+{
+	memmove(&s[pos + 1], &s[pos], (*n - pos) * sizeof(*s));
+	s[pos] = v;
+	(*n)++;
+}
+
+static void delete_slot(struct slot *s, unsigned *n, unsigned pos)
+{
+	memmove(&s[pos], &s[pos + 1], (*n - pos - 1) * sizeof(*s));
+	(*n)--;
+}
+
+static struct slot slot_for(struct key k, struct itnode *child)
+{
+	return (struct slot){.k = k, .max_last = node_max(child), .child = child};
+}
+
+/* Sets max_last_i of a published (or new) inner node and refreshes the
+ * prefix maxima from i on (they stop changing once one is unchanged). */
+static void set_max(struct itinner *in, unsigned i, uint64_t v)
+{
+	gm_store_relaxed(&in->max_last[i], v);
+	uint64_t run = i ? gm_load_relaxed(&in->prefix_max[i - 1]) : 0;
+	for (unsigned j = i; j < in->h.count; j++) {
+		uint64_t ml = gm_load_relaxed(&in->max_last[j]);
+		run = ml > run ? ml : run;
+		if (j > i && gm_load_relaxed(&in->prefix_max[j]) == run)
+			break;
+		gm_store_relaxed(&in->prefix_max[j], run);
+	}
+}
+
+/* After the node at path level `level` changed in place, refreshes the
+ * max-`last` summaries above it (stops once one is unchanged). */
+static void fix_max_above(const struct wpath *p, unsigned level)
+{
+	for (; level + 1 < p->height; level++) {
+		uint64_t m = node_max(p->node[level]);
+		struct itinner *par = inner_of(p->node[level + 1]);
+		unsigned i = p->idx[level + 1];
+		if (gm_load_relaxed(&par->max_last[i]) == m)
+			break;
+		set_max(par, i, m);
+	}
+}
+
+/* After an in-place leaf insert (delta > 0) or remove of an entry whose
+ * last is klast: the summaries above change only if klast raises a max, or
+ * if the removed entry was the max (then recomputed exactly). */
+static void fix_max_after_edit(const struct wpath *p, int delta, uint64_t klast)
+{
+	for (unsigned level = 0; level + 1 < p->height; level++) {
+		struct itinner *par = inner_of(p->node[level + 1]);
+		unsigned i = p->idx[level + 1];
+		uint64_t old = gm_load_relaxed(&par->max_last[i]);
+		if (delta > 0 ? klast <= old : klast < old)
+			return;
+		uint64_t m = delta > 0 ? klast : node_max(p->node[level]);
+		if (m == old)
+			return;
+		set_max(par, i, m);
+	}
+}
+
+/* Puts n where path level `level`'s node was: same key range, one store. */
+static void publish_replace(struct gm_itree *t, const struct wpath *p,
+			    unsigned level, struct itnode *n)
+{
+	if (level == p->height - 1) {
+		gm_store_release(&t->root, n);
+		return;
+	}
+	struct itinner *par = inner_of(p->node[level + 1]);
+	unsigned i = p->idx[level + 1];
+	/* Any order of these two is safe for readers (see the top). */
+	set_max(par, i, node_max(n));
+	gm_store_release(&par->child[i], n);
+	fix_max_above(p, level + 1);
+}
+
+/* Where to cut n (> capacity) entries: in half, except that an insert at
+ * either end of a node leaves the old node nearly full, so runs of
+ * ascending (or descending) inserts, common for memslots, fill nodes to
+ * ~80% instead of 50%. */
+static unsigned split_point(unsigned n, int editpos)
+{
+	if (editpos == (int)n - 1)
+		return n - NODE_MIN;
+	if (editpos == 0)
+		return NODE_MIN;
+	return n / 2;
+}
+
+/*
+ * Carries out the plan bottom-up. buf[0] holds the leaf's entries after the
+ * edit (n of them; the edited position is editpos, -1 for a removal).
+ * Replaced nodes are retired only at the end, so the path stays readable
+ * even without RCU (where retiring frees at once).
+ */
+static void execute(struct gm_itree *t, const struct wpath *p,
+		    const struct plan *pl, struct pool *po,
+		    struct slot buf[2][SLOTS], unsigned n, int editpos)
+{
+	struct slot *cur = buf[0], *next = buf[1], *swap;
+	struct itnode *dead[2 * MAXH + 2];
+	unsigned ndead = 0;
+	for (unsigned level = 0;; level++) {
+		struct itnode *old = p->node[level];
+		dead[ndead++] = old;
+		if (pl->out[level] == OUT_REPLACE) {
+			struct itnode *nn = pool_take(t, po, level);
+			scatter(nn, cur, n);
+			publish_replace(t, p, level, nn);
+			break;
+		}
+		if (pl->out[level] == OUT_ROOT_EMPTY) {
+			t->height = 0;
+			gm_store_release(&t->root, NULL);
+			break;
+		}
+		if (pl->out[level] == OUT_ROOT_COLLAPSE) {
+			t->height--;
+			gm_store_release(&t->root, cur[0].child);
+			break;
+		}
+		if (pl->out[level] == OUT_SPLIT) {
+			unsigned m = split_point(n, editpos);
+			struct itnode *l = pool_take(t, po, level);
+			struct itnode *r = pool_take(t, po, level);
+			scatter(l, cur, m);
+			scatter(r, cur + m, n - m);
+			struct key sep = cur[m].k;
+			if (level == p->height - 1) { /* the root split */
+				struct itnode *root = pool_take(t, po, level + 1);
+				struct slot two[2] = {slot_for((struct key){0, 0, 0}, l),
+						      slot_for(sep, r)};
+				scatter(root, two, 2);
+				t->height++;
+				gm_store_release(&t->root, root);
+				break;
+			}
+			unsigned i = p->idx[level + 1];
+			n = gather(p->node[level + 1], next);
+			next[i] = slot_for(next[i].k, l);
+			insert_slot(next, &n, i + 1, slot_for(sep, r));
+			editpos = (int)i + 1;
+		} else { /* OUT_MERGE or OUT_REDIST with sibling s */
+			const struct itinner *par = inner_of(p->node[level + 1]);
+			unsigned i = p->idx[level + 1], s = pl->sib[level];
+			unsigned lo = s < i ? s : i, cn;
+			struct itnode *sib = gm_load_relaxed(&par->child[s]);
+			dead[ndead++] = sib;
+			if (s < i) {
+				cn = gather(sib, next);
+				memcpy(next + cn, cur, n * sizeof(*cur));
+				cn += n;
+			} else {
+				memcpy(next, cur, n * sizeof(*cur));
+				cn = n + gather(sib, next + n);
+			}
+			n = gather(&par->h, cur);
+			if (pl->out[level] == OUT_MERGE) {
+				struct itnode *nn = pool_take(t, po, level);
+				scatter(nn, next, cn);
+				cur[lo] = slot_for(cur[lo].k, nn);
+				delete_slot(cur, &n, lo + 1);
+			} else {
+				unsigned m = cn / 2;
+				struct itnode *l = pool_take(t, po, level);
+				struct itnode *r = pool_take(t, po, level);
+				scatter(l, next, m);
+				scatter(r, next + m, cn - m);
+				cur[lo] = slot_for(cur[lo].k, l);
+				cur[lo + 1] = slot_for(next[m].k, r);
+			}
+			editpos = -1;
+			swap = cur, cur = next, next = swap; /* undone below */
+		}
+		swap = cur, cur = next, next = swap;
+	}
+	for (unsigned j = 0; j < ndead; j++)
+		retire_node(t, dead[j]);
+}
+
+/* Insert into a published leaf without copying: fill an unused slot, then
+ * publish a new order word (release) that lists it. */
+/* A slot for a new entry: never used yet, or else dead (the caller checked
+ * that dead slots are past a grace period). */
+static unsigned free_slot(struct itnode *n)
+{
+	if (n->used < LEAF_MAX)
+		return n->used++;
+	uint64_t w = leaf_order(n);
+	unsigned live = 0;
+	for (unsigned i = 0; i < order_count(w); i++)
+		live |= 1u << order_slot(w, i);
+	return (unsigned)__builtin_ctz(~live);
+}
+
+static void leaf_insert_inplace(struct itnode *n, unsigned pos, struct key k)
+{
+	struct itleaf *lf = leaf_of(n);
+	unsigned phys = free_slot(n);
+	lf->first[phys] = k.first;
+	lf->last[phys] = k.last;
+	lf->item[phys] = k.item;
+	gm_store_release(&lf->order, order_insert(leaf_order(n), pos, phys));
+	n->count++;
+}
+
+/* Remove from a published leaf: a new order word without the entry. The
+ * slot stays as it was (dead) until a grace period has passed. */
+static void leaf_delete_inplace(struct gm_itree *t, struct itnode *n,
+				unsigned pos)
+{
+	struct itleaf *lf = leaf_of(n);
+	gm_store_release(&lf->order, order_remove(leaf_order(n), pos));
+	n->count--;
+	n->dead_stamp = t->tokens_submitted;
+	request_grace(t);
+}
+
+static int insert_first(struct gm_itree *t, struct key k)
+{
+	struct itnode *n = gm_alloc_mem(t->alloc, sizeof(struct itleaf),
+					_Alignof(struct itinner));
+	if (!n)
+		return -ENOMEM;
+	memset(n, 0, sizeof(*n));
+	atomic_init(&leaf_of(n)->order, 0);
+	leaf_insert_inplace(n, 0, k);
+	t->leaves++;
+	t->height = 1;
+	gm_store_release(&t->root, n);
+	return 0;
+}
+
+/* dst (new) = the live entries of src in key order with k inserted at
+ * logical position pos; dst's slots are in order, none unused-but-dead. */
+static void leaf_compact_insert(struct itnode *dst, const struct itnode *src,
+				unsigned pos, struct key k)
+{
+	const struct itleaf *s = leaf_of(src);
+	struct itleaf *d = leaf_of(dst);
+	uint64_t rest = leaf_order(src) >> 4;
+	unsigned cnt = src->count, j = 0;
+	for (unsigned i = 0; i <= cnt; i++) {
+		if (i == pos) {
+			d->first[j] = k.first;
+			d->last[j] = k.last;
+			d->item[j] = k.item;
+			j++;
+		}
+		if (i == cnt)
+			break;
+		unsigned from = (unsigned)rest & 15;
+		rest >>= 4;
+		d->first[j] = s->first[from];
+		d->last[j] = s->last[from];
+		d->item[j] = s->item[from];
+		j++;
+	}
+	dst->count = dst->used = (uint8_t)j;
+	atomic_init(&d->order, order_identity(j));
+}
+
+/* Shared tail of insert and remove once the leaf position is known. */
+static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
+{
+	struct plan pl;
+	int rc = make_plan(t, p, delta, &pl);
+	if (rc)
+		return rc;
+	unsigned pos = p->idx[0];
+	if (pl.out[0] == OUT_INPLACE) { /* the common case */
+		if (delta > 0)
+			leaf_insert_inplace(p->node[0], pos, k);
+		else
+			leaf_delete_inplace(t, p->node[0], pos);
+		fix_max_after_edit(p, delta, k.last);
+		return 0;
+	}
+	struct pool po;
+	rc = pool_fill(t, &pl, &po);
+	if (rc)
+		return rc;
+	if (pl.out[0] == OUT_REPLACE) { /* leaf out of unused slots: compact */
+		struct itnode *nn = pool_take(t, &po, 0);
+		leaf_compact_insert(nn, p->node[0], pos, k);
+		publish_replace(t, p, 0, nn);
+		retire_node(t, p->node[0]);
+		return 0;
+	}
+	struct slot buf[2][SLOTS];
+	unsigned n = gather(p->node[0], buf[0]);
+	if (delta > 0)
+		insert_slot(buf[0], &n, pos, (struct slot){.k = k});
+	else
+		delete_slot(buf[0], &n, pos);
+	execute(t, p, &pl, &po, buf, n, delta > 0 ? (int)pos : -1);
+	return 0;
+}
+
+int gm_itree_insert(struct gm_itree *t, uint64_t first, uint64_t last,
+		    void *item)
+{
+	if (!t || first > last)
+		return -EINVAL;
+	struct key k = {first, last, (uintptr_t)item};
+	int rc;
+	if (!gm_load_relaxed(&t->root)) {
+		rc = insert_first(t, k);
+	} else {
+		struct wpath p;
+		bool found;
+		descend(t, k, &p);
+		p.idx[0] = leaf_lower_bound(p.node[0], k, &found);
+		if (found)
+			return -EEXIST;
+		rc = apply(t, &p, k, +1);
+	}
+	if (rc == 0)
+		atomic_fetch_add_explicit(&t->count, 1, memory_order_relaxed);
+	return rc;
+}
+
+int gm_itree_remove(struct gm_itree *t, uint64_t first, uint64_t last,
+		    void *item)
+{
+	if (!t || first > last)
+		return -EINVAL;
+	if (!gm_load_relaxed(&t->root))
+		return -ENOENT;
+	struct key k = {first, last, (uintptr_t)item};
+	struct wpath p;
+	bool found;
+	descend(t, k, &p);
+	p.idx[0] = leaf_lower_bound(p.node[0], k, &found);
+	if (!found)
+		return -ENOENT;
+	int rc = apply(t, &p, k, -1);
+	if (rc == 0)
+		atomic_fetch_sub_explicit(&t->count, 1, memory_order_relaxed);
+	return rc;
+}
+
+/* ---- stats and validation ---------------------------------------------- */
+
+static void stats_walk(const struct itnode *n, struct gm_itree_stats *s)
+{
+	if (n->level == 0) {
+		s->leaf_nodes++;
+		s->entries += order_count(leaf_order(n));
+		return;
+	}
+	s->inner_nodes++;
+	for (unsigned i = 0; i < n->count; i++)
+		stats_walk(gm_load_relaxed(&inner_of(n)->child[i]), s);
+}
+
+int gm_itree_stats(const struct gm_itree *t, struct gm_itree_stats *s)
+{
+	if (!t || !s)
+		return -EINVAL;
+	memset(s, 0, sizeof(*s));
+	const struct itnode *root = gm_load_relaxed(&((struct gm_itree *)t)->root);
+	if (root)
+		stats_walk(root, s);
+	s->height = t->height;
+	s->node_bytes = s->leaf_nodes * sizeof(struct itleaf) +
+			s->inner_nodes * sizeof(struct itinner);
+	s->total_bytes = s->node_bytes + sizeof(*t);
+	return 0;
+}
+
+struct vstate {
+	const char *reason;
+	size_t entries;
+	size_t leaves, inners;
+};
+
+static int vfail(struct vstate *v, const char *why)
+{
+	if (!v->reason)
+		v->reason = why;
+	return -EINVAL;
+}
+
+static int vleaf(const struct itnode *n, struct key lo, uint64_t *max,
+		 struct vstate *v)
+{
+	const struct itleaf *lf = leaf_of(n);
+	uint64_t w = leaf_order(n);
+	unsigned seen = 0;
+	if (n->used > LEAF_MAX || order_count(w) != n->count)
+		return vfail(v, "leaf order word count differs from its live count");
+	for (unsigned i = 0; i < n->count; i++) {
+		unsigned s = order_slot(w, i);
+		if (s >= n->used || (seen >> s & 1))
+			return vfail(v, "leaf order word names an unused or repeated slot");
+		seen |= 1u << s;
+		if (lf->first[s] > lf->last[s])
+			return vfail(v, "entry with first > last");
+	}
+	if (key_cmp(node_key(n, 0), lo) < 0)
+		return vfail(v, "leaf key below its parent's separator");
+	v->leaves++;
+	v->entries += n->count;
+	*max = node_max(n);
+	return 0;
+}
+
+/* Checks the subtree n at `level`; lo is its lower bound (for an inner
+ * node: exactly its sep_0), hi its exclusive upper bound (NULL: none). */
+static int vnode(const struct itnode *n, unsigned level, bool is_root,
+		 struct key lo, const struct key *hi, uint64_t *max,
+		 struct vstate *v)
+{
+	if (!n)
+		return vfail(v, "NULL child pointer");
+	if (n->level != level)
+		return vfail(v, "node level does not match its depth (leaves at unequal depth)");
+	if (n->count == 0 || n->count > node_cap(level))
+		return vfail(v, "node count out of range");
+	if (!is_root && n->count < NODE_MIN)
+		return vfail(v, "non-root node below the minimum fill");
+	if (is_root && level && n->count < 2)
+		return vfail(v, "inner root with fewer than 2 children");
+	if (level == 0 && (n->used > LEAF_MAX || order_count(leaf_order(n)) != n->count))
+		return vfail(v, "leaf order word count differs from its live count");
+	for (unsigned i = 1; i < n->count; i++)
+		if (key_cmp(node_key(n, i - 1), node_key(n, i)) >= 0)
+			return vfail(v, "keys not strictly increasing");
+	if (hi && key_cmp(node_key(n, n->count - 1), *hi) >= 0)
+		return vfail(v, "key at or above the next separator");
+	if (level == 0)
+		return vleaf(n, lo, max, v);
+	v->inners++;
+	if (key_cmp(node_key(n, 0), lo) != 0)
+		return vfail(v, "inner sep_0 differs from the parent's separator");
+	const struct itinner *in = inner_of(n);
+	uint64_t m = 0;
+	for (unsigned i = 0; i < n->count; i++) {
+		struct key next = i + 1 < n->count ? node_key(n, i + 1) : (struct key){0, 0, 0};
+		const struct key *chi = i + 1 < n->count ? &next : hi;
+		uint64_t cm;
+		int rc = vnode(gm_load_relaxed(&in->child[i]), level - 1, false,
+			       node_key(n, i), chi, &cm, v);
+		if (rc)
+			return rc;
+		if (gm_load_relaxed(&in->max_last[i]) != cm)
+			return vfail(v, "max_last summary differs from the subtree's max last");
+		m = cm > m ? cm : m;
+		if (gm_load_relaxed(&in->prefix_max[i]) != m)
+			return vfail(v, "prefix_max differs from the max of max_last 0..i");
+	}
+	*max = m;
+	return 0;
+}
+
+int gm_itree_validate(const struct gm_itree *t, const char **reason)
+{
+	struct vstate v = {0};
+	int rc = 0;
+	if (!t) {
+		rc = vfail(&v, "NULL tree");
+	} else {
+		const struct itnode *root = gm_load_relaxed(&((struct gm_itree *)t)->root);
+		uint64_t m;
+		if (!root && t->height != 0)
+			rc = vfail(&v, "empty tree with non-zero height");
+		else if (root && (unsigned)root->level + 1 != t->height)
+			rc = vfail(&v, "root level does not match the height");
+		else if (root)
+			rc = vnode(root, root->level, true, (struct key){0, 0, 0},
+				   NULL, &m, &v);
+		if (!rc && v.entries != gm_itree_count(t))
+			rc = vfail(&v, "count differs from the number of entries");
+		if (!rc && (v.leaves != t->leaves || v.inners != t->inners))
+			rc = vfail(&v, "node counters differ from the nodes reachable");
+	}
+	if (reason)
+		*reason = rc ? v.reason : NULL;
+	return rc;
+}

@@ -1,0 +1,1504 @@
+/*
+ * src/space.c — gm_space: one guest address space.
+ *
+ *   struct gm_space
+ *   +--------------------+        layout[0] / layout[1]  (one is active)
+ *   | active ------------+------> +-------------------------------+
+ *   | layout[2]          |        | seq (odd while being edited)  |
+ *   | generation         |        | generation (0 while edited)   |
+ *   | batch ops[]        |        | hint: last-used slot          |
+ *   | log[]  (prev commit|        | gfn: gm_rangemap gfn -> slot  |
+ *   |         changes)   |        | hva: gm_itree  hva -> slot    |
+ *   | attr  (0 | one | map)       | ids: gm_pagemap id -> slot    |
+ *   | wp    (rangemap, lazy)      | nslots, broken                |
+ *   | io[2] (rangemaps, lazy)     +-------------------------------+
+ *   +--------------------+               |   |   |
+ *                                        v   v   v
+ *                          struct slot (immutable, shared by both layouts)
+ *                          | pub {base_gfn, npages, hva, id, flags}       |
+ *                          | member bits (1 << layout index)              |
+ *                          | dirty: chunk pointers[] + top summary        |
+ *                          |        chunk = 8 summary words + 512 words   |
+ *                          | rmaps: gm_pagemap chunk# -> 512 rmap heads   |
+ *
+ * Commit k edits the inactive layout L: seq odd, replay commit k-1's
+ * changes (the log), apply the batch, generation = ++space->generation,
+ * seq even, then one release store of `active` = L. Nobody waits: a reader
+ * that still walks L (it loaded `active` before commit k-1 published the
+ * other layout) sees seq change and retries on the new active layout;
+ * L's indexes are in RCU mode, so such a reader never touches freed nodes.
+ *
+ * Invariants (checked by gm_space_validate):
+ *  1. active layout: seq even, generation == space->generation, its three
+ *     indexes hold the same nslots slots; the gfn index maps exactly
+ *     [base_gfn, base_gfn + npages - 1] of each slot (so gfn ranges never
+ *     overlap); each slot has npages >= 1, no gfn or hva range past
+ *     UINT64_MAX, and its member bit for the active layout.
+ *  2. the inactive layout (unless marked broken) holds the active slots
+ *     minus the log's additions plus the log's deletions.
+ *  3. a slot is freed only when it is in neither layout and two grace
+ *     periods passed (the first ends with the shared hints cleared of it).
+ *  4. attributes: 0, or one non-zero range (struct attr_one), or a
+ *     rangemap; protection counts >= 1 in the wp map; I/O maps hold
+ *     handler objects whose bounds equal their range.
+ *  5. dirty chunks: a word bit set => its summary bit or a later harvest's
+ *     summary bit is set (markers set word, then summary, then top).
+ */
+#include "internal.h"
+
+#include <gmtrack/itree.h>
+#include <gmtrack/pagemap.h>
+#include <gmtrack/rangemap.h>
+#include <gmtrack/space.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <urcu/urcu-memb.h>
+
+#define PAGE_SHIFT GM_SPACE_PAGE_SHIFT
+#define DC_SHIFT 15                       /* frames per dirty chunk: 32768 */
+#define DC_WORDS ((1u << DC_SHIFT) / 64)  /* 512 */
+#define DC_SUMS (DC_WORDS / 64)           /* 8 */
+#define RMAP_SHIFT 9                      /* 512 heads per rmap chunk */
+#define RMAP_CHUNK_BYTES ((size_t)sizeof(struct gm_rmap_head) << RMAP_SHIFT)
+#define SLOT_FLAGS (GM_SPACE_SLOT_READONLY | GM_SPACE_SLOT_DIRTY_LOG)
+
+/* Seqcount fences. gcc's TSan rejects atomic_thread_fence; there the seq
+ * accesses themselves become seq_cst (stronger, and what TSan models). */
+#ifdef GM_TSAN
+#define SEQ_FENCE_WRITER() ((void)0)
+#define SEQ_FENCE_READER() ((void)0)
+#define SEQ_ORDER memory_order_seq_cst
+#else
+#define SEQ_FENCE_WRITER() atomic_thread_fence(memory_order_seq_cst)
+#define SEQ_FENCE_READER() atomic_thread_fence(memory_order_acquire)
+#define SEQ_ORDER memory_order_relaxed
+#endif
+
+struct dchunk {
+	_Atomic uint64_t sum[DC_SUMS];   /* bit per non-zero word */
+	_Atomic uint64_t w[DC_WORDS];    /* bit per frame */
+};
+
+struct slot {
+	struct gm_space_slot pub;        /* first: readers get &pub */
+	struct rcu_head rcu;
+	struct gm_space *space;
+	_Atomic unsigned member;         /* bit i: in layout i */
+	uint64_t nchunks;                /* dirty chunks (0: not logging) */
+	_Atomic(struct dchunk *) *chunks;
+	_Atomic uint64_t *top;           /* bit per chunk with summary bits */
+	struct gm_pagemap rmaps;         /* chunk# -> 512 heads */
+};
+
+struct layout {
+	_Atomic uint64_t seq;
+	_Atomic uint64_t generation;
+	_Atomic(struct slot *) hint;
+	_Atomic(struct gm_rangemap *) gfn;
+	_Atomic(struct gm_itree *) hva;
+	_Atomic(struct gm_pagemap *) ids;
+	uint64_t nslots;
+	bool broken;
+	unsigned index;
+};
+
+enum op_kind { OP_ADD, OP_DELETE, OP_MOVE, OP_RESIZE, OP_FLAGS };
+struct op {
+	enum op_kind kind;
+	uint32_t id, flags;
+	uint64_t base, npages, hva;
+};
+struct change {
+	struct slot *slot;
+	bool add;
+};
+struct changes {
+	struct change *v;
+	size_t n, cap;
+};
+
+struct attr_one {
+	uint64_t first, last, value;
+};
+#define ATTR_MAP_TAG 1u
+
+struct gm_space {
+	const struct gm_allocator *alloc;
+	uint32_t max_slots;
+	_Atomic(struct layout *) active;
+	struct layout lay[2];
+	uint64_t generation;
+	struct op *ops;
+	size_t nops, cap_ops;
+	struct changes log, cur;
+	_Atomic uintptr_t attr;
+	_Atomic(struct gm_rangemap *) wp;
+	_Atomic(struct gm_rangemap *) io[2];
+	size_t io_objects;
+	struct gm_reclaim reclaim;
+	_Atomic size_t slot_bytes, dirty_bytes, rmap_bytes;
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static void *zalloc(struct gm_space *s, size_t size)
+{
+	void *p = gm_alloc_mem(s->alloc, size, 64);
+	if (p)
+		memset(p, 0, size);
+	return p;
+}
+
+static uint64_t slot_last_gfn(const struct gm_space_slot *p)
+{
+	return p->base_gfn + p->npages - 1;
+}
+
+static uint64_t slot_last_hva(const struct gm_space_slot *p)
+{
+	return p->hva + (p->npages << PAGE_SHIFT) - 1;
+}
+
+/* The range [base, base + npages - 1] fits, and so does its hva range. */
+static bool slot_shape_ok(uint64_t base, uint64_t npages, uint64_t hva)
+{
+	if (npages == 0 || base + (npages - 1) < base)
+		return false;
+	if (npages > (UINT64_MAX >> PAGE_SHIFT) + 1)
+		return false;
+	uint64_t bytes_m1 = ((npages - 1) << PAGE_SHIFT) + ((1u << PAGE_SHIFT) - 1);
+	return hva + bytes_m1 >= hva;
+}
+
+static struct layout *inactive_of(struct gm_space *s)
+{
+	struct layout *a = atomic_load_explicit(&s->active, memory_order_relaxed);
+	return a == &s->lay[0] ? &s->lay[1] : &s->lay[0];
+}
+
+/* ---- slot objects ---------------------------------------------------------- */
+
+static size_t slot_dirty_bytes(uint64_t nchunks)
+{
+	return nchunks * sizeof(void *) + ((nchunks + 63) / 64) * 8;
+}
+
+static struct slot *slot_new(struct gm_space *s, uint32_t id, uint64_t base,
+			     uint64_t npages, uint64_t hva, uint32_t flags)
+{
+	struct slot *sl = zalloc(s, sizeof(*sl));
+	if (!sl)
+		return NULL;
+	sl->pub = (struct gm_space_slot){base, npages, hva, id, flags};
+	sl->space = s;
+	gm_pagemap_init(&sl->rmaps, 0, s->alloc);
+	if (flags & GM_SPACE_SLOT_DIRTY_LOG) {
+		uint64_t nchunks = ((npages - 1) >> DC_SHIFT) + 1;
+		if (nchunks > SIZE_MAX / 16)
+			goto fail;
+		sl->chunks = zalloc(s, nchunks * sizeof(void *));
+		if (!sl->chunks)
+			goto fail;
+		sl->top = zalloc(s, ((nchunks + 63) / 64) * 8);
+		if (!sl->top) {
+			gm_alloc_release(s->alloc, sl->chunks, nchunks * sizeof(void *));
+			goto fail;
+		}
+		sl->nchunks = nchunks;
+		atomic_fetch_add(&s->dirty_bytes, slot_dirty_bytes(nchunks));
+	}
+	atomic_fetch_add(&s->slot_bytes, sizeof(*sl));
+	return sl;
+fail:
+	gm_alloc_release(s->alloc, sl, sizeof(*sl));
+	return NULL;
+}
+
+static void rmap_chunk_free(uint64_t key, void *value, void *ctx)
+{
+	struct slot *sl = ctx;
+	struct gm_space *s = sl->space;
+	struct gm_rmap_head *heads = value;
+	struct gm_rmap_cache cache;
+	(void)key;
+	gm_rmap_cache_init(&cache, s->alloc);
+	for (size_t i = 0; i < ((size_t)1 << RMAP_SHIFT); i++) {
+		struct gm_rmap_iter it;
+		if (!heads[i].word)
+			continue;
+		for (void *p = gm_rmap_iter_first(&it, &heads[i]); p;
+		     p = gm_rmap_iter_next(&it))
+			gm_rmap_iter_remove(&it, &cache);
+	}
+	gm_rmap_cache_destroy(&cache);
+	gm_alloc_release(s->alloc, heads, RMAP_CHUNK_BYTES);
+	atomic_fetch_sub(&s->rmap_bytes, RMAP_CHUNK_BYTES);
+}
+
+/* Frees a slot no reader can reach any more. */
+static void slot_free(struct slot *sl)
+{
+	struct gm_space *s = sl->space;
+	size_t rb = sl->rmaps.bytes;
+	gm_pagemap_destroy(&sl->rmaps, rmap_chunk_free, sl);
+	atomic_fetch_sub(&s->rmap_bytes, rb);
+	if (sl->nchunks) {
+		for (uint64_t i = 0; i < sl->nchunks; i++) {
+			struct dchunk *c = atomic_load_explicit(&sl->chunks[i],
+								memory_order_acquire);
+			if (c) {
+				gm_alloc_release(s->alloc, c, sizeof(*c));
+				atomic_fetch_sub(&s->dirty_bytes, sizeof(*c));
+			}
+		}
+		gm_alloc_release(s->alloc, sl->chunks, sl->nchunks * sizeof(void *));
+		gm_alloc_release(s->alloc, sl->top, ((sl->nchunks + 63) / 64) * 8);
+		atomic_fetch_sub(&s->dirty_bytes, slot_dirty_bytes(sl->nchunks));
+	}
+	atomic_fetch_sub(&s->slot_bytes, sizeof(*sl));
+	gm_alloc_release(s->alloc, sl, sizeof(*sl));
+}
+
+static void slot_after_second_gp(struct rcu_head *head)
+{
+	struct slot *sl = (struct slot *)((char *)head - offsetof(struct slot, rcu));
+	GM_TSAN_HANDOFF_RECV(sl);
+	GM_TSAN_ACQUIRE();
+	slot_free(sl);
+	GM_TSAN_RELEASE(); /* a later gm_rcu_barrier() may free the space */
+}
+
+/* First grace period over: no reader can newly find the slot in an index,
+ * so clear it from the shared hints, then wait once more for readers that
+ * took it from a hint. */
+static void slot_after_first_gp(struct rcu_head *head)
+{
+	struct slot *sl = (struct slot *)((char *)head - offsetof(struct slot, rcu));
+	GM_TSAN_HANDOFF_RECV(sl);
+	GM_TSAN_ACQUIRE();
+	for (int i = 0; i < 2; i++) {
+		struct slot *expect = sl;
+		atomic_compare_exchange_strong(&sl->space->lay[i].hint, &expect, NULL);
+	}
+	GM_TSAN_HANDOFF_SEND(sl);
+	GM_TSAN_RELEASE(); /* a later gm_rcu_barrier() may free the space */
+	urcu_memb_call_rcu(&sl->rcu, slot_after_second_gp);
+}
+
+static void slot_retire(struct slot *sl)
+{
+	GM_TSAN_HANDOFF_SEND(sl);
+	urcu_memb_call_rcu(&sl->rcu, slot_after_first_gp);
+}
+
+/* ---- layout index edits ---------------------------------------------------- */
+
+static struct gm_rangemap *L_gfn(const struct layout *L)
+{
+	return atomic_load_explicit(&L->gfn, memory_order_acquire);
+}
+static struct gm_itree *L_hva(const struct layout *L)
+{
+	return atomic_load_explicit(&L->hva, memory_order_acquire);
+}
+static struct gm_pagemap *L_ids(const struct layout *L)
+{
+	return atomic_load_explicit(&L->ids, memory_order_acquire);
+}
+
+/* Adds sl to L's three indexes, all or nothing (unless an undo itself runs
+ * out of memory: then L is marked broken and rebuilt by the next commit). */
+static int idx_insert(struct layout *L, struct slot *sl)
+{
+	const struct gm_space_slot *p = &sl->pub;
+	int rc = gm_rangemap_insert(L_gfn(L), p->base_gfn, slot_last_gfn(p),
+				    (uint64_t)(uintptr_t)sl);
+	if (rc)
+		return rc;
+	rc = gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), sl);
+	if (rc)
+		goto undo_gfn;
+	rc = gm_pagemap_insert(L_ids(L), p->id, sl);
+	if (rc)
+		goto undo_hva;
+	atomic_fetch_or(&sl->member, 1u << L->index);
+	L->nslots++;
+	return 0;
+undo_hva:
+	if (gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), sl))
+		L->broken = true;
+undo_gfn:
+	if (gm_rangemap_erase(L_gfn(L), p->base_gfn, slot_last_gfn(p)))
+		L->broken = true;
+	return rc;
+}
+
+static int idx_remove(struct layout *L, struct slot *sl)
+{
+	const struct gm_space_slot *p = &sl->pub;
+	int rc = gm_pagemap_erase(L_ids(L), p->id, NULL);
+	if (rc)
+		return rc;
+	rc = gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), sl);
+	if (rc)
+		goto undo_id;
+	rc = gm_rangemap_erase(L_gfn(L), p->base_gfn, slot_last_gfn(p));
+	if (rc)
+		goto undo_hva;
+	atomic_fetch_and(&sl->member, ~(1u << L->index));
+	L->nslots--;
+	return 0;
+undo_hva:
+	if (gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), sl))
+		L->broken = true;
+undo_id:
+	if (gm_pagemap_insert(L_ids(L), p->id, sl))
+		L->broken = true;
+	return rc;
+}
+
+static int apply_change(struct layout *L, const struct change *c)
+{
+	return c->add ? idx_insert(L, c->slot) : idx_remove(L, c->slot);
+}
+
+static int undo_change(struct layout *L, const struct change *c)
+{
+	return c->add ? idx_remove(L, c->slot) : idx_insert(L, c->slot);
+}
+
+/* ---- index objects --------------------------------------------------------- */
+
+static void idx_destroy(struct gm_space *s, struct gm_rangemap *g,
+			struct gm_itree *h, struct gm_pagemap *ids)
+{
+	if (g) {
+		gm_rangemap_destroy(g);
+		gm_alloc_release(s->alloc, g, sizeof(*g));
+	}
+	gm_itree_destroy(h);
+	if (ids) {
+		gm_pagemap_destroy(ids, NULL, NULL);
+		gm_alloc_release(s->alloc, ids, sizeof(*ids));
+	}
+}
+
+static int idx_create(struct gm_space *s, struct gm_rangemap **g,
+		      struct gm_itree **h, struct gm_pagemap **ids)
+{
+	*g = NULL;
+	*h = NULL;
+	*ids = gm_alloc_mem(s->alloc, sizeof(**ids), _Alignof(struct gm_pagemap));
+	if (!*ids)
+		return -ENOMEM;
+	gm_pagemap_init(*ids, GM_PAGEMAP_RCU, s->alloc);
+	struct gm_rangemap *m = gm_alloc_mem(s->alloc, sizeof(*m),
+					     _Alignof(struct gm_rangemap));
+	if (!m || gm_rangemap_init(m, GM_RANGEMAP_RCU | GM_RANGEMAP_NOCOALESCE,
+				   s->alloc)) {
+		gm_alloc_release(s->alloc, m, sizeof(*m));
+		goto fail;
+	}
+	*g = m;
+	if (gm_itree_create(h, GM_ITREE_RCU, s->alloc))
+		goto fail;
+	return 0;
+fail:
+	idx_destroy(s, *g, *h, *ids);
+	*g = NULL;
+	*h = NULL;
+	*ids = NULL;
+	return -ENOMEM;
+}
+
+/* Rebuilds a broken layout from the active one: new indexes are built
+ * aside, then swapped in; the old ones are destroyed (after a grace
+ * period: only late readers can still be in them). Never dereferences the
+ * broken layout's slot pointers (some may be freed). */
+static int layout_rebuild(struct gm_space *s, struct layout *L)
+{
+	struct layout *A = atomic_load_explicit(&s->active, memory_order_relaxed);
+	struct layout tmp = {.index = L->index};
+	struct gm_rangemap *g;
+	struct gm_itree *h;
+	struct gm_pagemap *ids;
+	if (idx_create(s, &g, &h, &ids))
+		return -ENOMEM;
+	atomic_init(&tmp.gfn, g);
+	atomic_init(&tmp.hva, h);
+	atomic_init(&tmp.ids, ids);
+	struct gm_pagemap_iter it;
+	uint64_t key;
+	void *v;
+	gm_pagemap_iter_init(&it, L_ids(A), 0, UINT64_MAX);
+	while (gm_pagemap_iter_next(&it, &key, &v)) {
+		if (idx_insert(&tmp, v)) {
+			/* member bits set so far for L are harmless: L is
+			 * broken and bits are re-derived on success. */
+			idx_destroy(s, g, h, ids);
+			return -ENOMEM;
+		}
+	}
+	struct gm_rangemap *og = L_gfn(L);
+	struct gm_itree *oh = L_hva(L);
+	struct gm_pagemap *oi = L_ids(L);
+	atomic_store_explicit(&L->gfn, g, memory_order_release);
+	atomic_store_explicit(&L->hva, h, memory_order_release);
+	atomic_store_explicit(&L->ids, ids, memory_order_release);
+	idx_destroy(s, og, oh, oi);
+	L->nslots = tmp.nslots;
+	L->broken = false;
+	/* member bits for L: exactly the slots now in it */
+	for (size_t i = 0; i < s->log.n; i++)
+		if (!s->log.v[i].add)
+			atomic_fetch_and(&s->log.v[i].slot->member, ~(1u << L->index));
+	return 0;
+}
+
+/* ---- create / destroy ------------------------------------------------------ */
+
+int gm_space_create(struct gm_space **out, const struct gm_space_config *config,
+		    const struct gm_allocator *alloc)
+{
+	if (!out)
+		return -EINVAL;
+	uint32_t max = config && config->max_slots ? config->max_slots
+						   : GM_SPACE_DEFAULT_MAX_SLOTS;
+	if (max > (1u << 31))
+		return -EINVAL;
+	if (!alloc)
+		alloc = gm_alloc_default();
+	struct gm_space *s = gm_alloc_mem(alloc, sizeof(*s), 64);
+	if (!s)
+		return -ENOMEM;
+	memset(s, 0, sizeof(*s));
+	s->alloc = alloc;
+	s->max_slots = max;
+	gm_reclaim_init(&s->reclaim, alloc, true);
+	for (int i = 0; i < 2; i++) {
+		struct gm_rangemap *g;
+		struct gm_itree *h;
+		struct gm_pagemap *ids;
+		if (idx_create(s, &g, &h, &ids)) {
+			if (i)
+				idx_destroy(s, L_gfn(&s->lay[0]), L_hva(&s->lay[0]),
+					    L_ids(&s->lay[0]));
+			gm_alloc_release(alloc, s, sizeof(*s));
+			return -ENOMEM;
+		}
+		s->lay[i].index = (unsigned)i;
+		atomic_init(&s->lay[i].gfn, g);
+		atomic_init(&s->lay[i].hva, h);
+		atomic_init(&s->lay[i].ids, ids);
+	}
+	s->generation = 1;
+	atomic_store_explicit(&s->lay[0].generation, 1, memory_order_relaxed);
+	atomic_store_explicit(&s->active, &s->lay[0], memory_order_release);
+	*out = s;
+	return 0;
+}
+
+static void lazy_map_destroy(struct gm_space *s, _Atomic(struct gm_rangemap *) *pm)
+{
+	struct gm_rangemap *m = atomic_load(pm);
+	if (!m)
+		return;
+	gm_rangemap_destroy(m);
+	gm_alloc_release(s->alloc, m, sizeof(*m));
+	atomic_store(pm, NULL);
+}
+
+static void attr_destroy(struct gm_space *s);
+
+void gm_space_destroy(struct gm_space *s)
+{
+	if (!s)
+		return;
+	gm_rcu_synchronize();
+	struct layout *A = atomic_load(&s->active);
+	struct gm_pagemap_iter it;
+	uint64_t key;
+	void *v;
+	gm_pagemap_iter_init(&it, L_ids(A), 0, UINT64_MAX);
+	while (gm_pagemap_iter_next(&it, &key, &v))
+		slot_free(v);
+	for (size_t i = 0; i < s->log.n; i++)
+		if (!s->log.v[i].add)
+			slot_free(s->log.v[i].slot);
+	for (int i = 0; i < 2; i++)
+		idx_destroy(s, L_gfn(&s->lay[i]), L_hva(&s->lay[i]), L_ids(&s->lay[i]));
+	for (int k = 0; k < 2; k++) {
+		struct gm_rangemap *m = atomic_load(&s->io[k]);
+		if (!m)
+			continue;
+		struct gm_rangemap_cursor c;
+		struct gm_range r;
+		gm_rangemap_cursor_init(&c, m, 0, UINT64_MAX, 0);
+		while (gm_rangemap_cursor_next(&c, &r) == 0)
+			gm_alloc_release(s->alloc, (void *)(uintptr_t)r.value,
+					 sizeof(struct gm_space_io));
+		lazy_map_destroy(s, &s->io[k]);
+	}
+	lazy_map_destroy(s, &s->wp);
+	attr_destroy(s);
+	gm_alloc_release(s->alloc, s->ops, s->cap_ops * sizeof(*s->ops));
+	gm_alloc_release(s->alloc, s->log.v, s->log.cap * sizeof(struct change));
+	gm_alloc_release(s->alloc, s->cur.v, s->cur.cap * sizeof(struct change));
+	/* retired slots: their first callback queues a second one */
+	gm_rcu_barrier();
+	gm_rcu_barrier();
+	gm_reclaim_destroy(&s->reclaim);
+	gm_alloc_release(s->alloc, s, sizeof(*s));
+}
+
+/* ---- batches ----------------------------------------------------------------- */
+
+void gm_space_begin(struct gm_space *s)
+{
+	s->nops = 0;
+}
+
+static int push_op(struct gm_space *s, struct op op)
+{
+	if (s->nops == s->cap_ops) {
+		size_t cap = s->cap_ops ? s->cap_ops * 2 : 8;
+		struct op *v = gm_alloc_mem(s->alloc, cap * sizeof(*v), _Alignof(struct op));
+		if (!v)
+			return -ENOMEM;
+		if (s->nops)
+			memcpy(v, s->ops, s->nops * sizeof(*v));
+		gm_alloc_release(s->alloc, s->ops, s->cap_ops * sizeof(*v));
+		s->ops = v;
+		s->cap_ops = cap;
+	}
+	s->ops[s->nops++] = op;
+	return 0;
+}
+
+int gm_space_batch_add(struct gm_space *s, uint32_t id, uint64_t base_gfn,
+		       uint64_t npages, uint64_t hva, uint32_t flags)
+{
+	if (!s || (flags & ~SLOT_FLAGS) || !slot_shape_ok(base_gfn, npages, hva))
+		return -EINVAL;
+	return push_op(s, (struct op){OP_ADD, id, flags, base_gfn, npages, hva});
+}
+
+int gm_space_batch_delete(struct gm_space *s, uint32_t id)
+{
+	if (!s)
+		return -EINVAL;
+	return push_op(s, (struct op){.kind = OP_DELETE, .id = id});
+}
+
+int gm_space_batch_move(struct gm_space *s, uint32_t id, uint64_t new_base_gfn)
+{
+	if (!s)
+		return -EINVAL;
+	return push_op(s, (struct op){.kind = OP_MOVE, .id = id, .base = new_base_gfn});
+}
+
+int gm_space_batch_resize(struct gm_space *s, uint32_t id, uint64_t new_npages)
+{
+	if (!s || new_npages == 0)
+		return -EINVAL;
+	return push_op(s, (struct op){.kind = OP_RESIZE, .id = id, .npages = new_npages});
+}
+
+int gm_space_batch_set_flags(struct gm_space *s, uint32_t id, uint32_t flags)
+{
+	if (!s || (flags & ~SLOT_FLAGS))
+		return -EINVAL;
+	return push_op(s, (struct op){.kind = OP_FLAGS, .id = id, .flags = flags});
+}
+
+static int changes_reserve(struct gm_space *s, struct changes *c, size_t n)
+{
+	if (c->cap >= n)
+		return 0;
+	size_t cap = c->cap ? c->cap : 8;
+	while (cap < n)
+		cap *= 2;
+	struct change *v = gm_alloc_mem(s->alloc, cap * sizeof(*v), _Alignof(struct change));
+	if (!v)
+		return -ENOMEM;
+	if (c->n)
+		memcpy(v, c->v, c->n * sizeof(*v));
+	gm_alloc_release(s->alloc, c->v, c->cap * sizeof(*v));
+	c->v = v;
+	c->cap = cap;
+	return 0;
+}
+
+static void edit_begin(struct layout *L)
+{
+	uint64_t seq = atomic_load_explicit(&L->seq, memory_order_relaxed);
+	if (!(seq & 1))
+		atomic_store_explicit(&L->seq, seq + 1, SEQ_ORDER);
+	atomic_store_explicit(&L->generation, 0, SEQ_ORDER);
+	atomic_store_explicit(&L->hint, NULL, SEQ_ORDER);
+	SEQ_FENCE_WRITER();
+}
+
+static void edit_end(struct layout *L)
+{
+	uint64_t seq = atomic_load_explicit(&L->seq, memory_order_relaxed);
+	atomic_store_explicit(&L->seq, seq + 1, memory_order_release);
+}
+
+/* Brings L up to the active layout: replays the previous commit's changes
+ * (or rebuilds L), then retires the slots that previous commit deleted. */
+static int catch_up(struct gm_space *s, struct layout *L)
+{
+	int rc = 0;
+	if (L->broken) {
+		rc = layout_rebuild(s, L);
+	} else {
+		size_t i;
+		for (i = 0; i < s->log.n; i++) {
+			rc = apply_change(L, &s->log.v[i]);
+			if (rc)
+				break;
+		}
+		if (rc) {
+			while (i-- > 0)
+				if (undo_change(L, &s->log.v[i]))
+					L->broken = true;
+		}
+	}
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < s->log.n; i++)
+		if (!s->log.v[i].add)
+			slot_retire(s->log.v[i].slot);
+	s->log.n = 0;
+	return 0;
+}
+
+static struct slot *id_lookup_writer(struct layout *L, uint32_t id)
+{
+	return gm_pagemap_load(L_ids(L), id);
+}
+
+static int record(struct gm_space *s, struct layout *L, struct slot *sl, bool add)
+{
+	struct change c = {sl, add};
+	int rc = apply_change(L, &c);
+	if (rc)
+		return rc;
+	s->cur.v[s->cur.n++] = c;
+	return 0;
+}
+
+static int apply_op(struct gm_space *s, struct layout *L, const struct op *op)
+{
+	struct slot *old = id_lookup_writer(L, op->id), *sl;
+	uint64_t base, npages, hva;
+	uint32_t flags;
+	int rc;
+	if (op->kind == OP_ADD) {
+		if (old)
+			return -EEXIST;
+		if (L->nslots >= s->max_slots)
+			return -ENOSPC;
+		base = op->base, npages = op->npages, hva = op->hva, flags = op->flags;
+	} else {
+		if (!old)
+			return -ENOENT;
+		if (op->kind == OP_DELETE)
+			return record(s, L, old, false);
+		base = old->pub.base_gfn, npages = old->pub.npages;
+		hva = old->pub.hva, flags = old->pub.flags;
+		if (op->kind == OP_MOVE)
+			base = op->base;
+		else if (op->kind == OP_RESIZE)
+			npages = op->npages;
+		else
+			flags = op->flags;
+		if (!slot_shape_ok(base, npages, hva))
+			return -EINVAL;
+	}
+	sl = slot_new(s, op->id, base, npages, hva, flags);
+	if (!sl)
+		return -ENOMEM;
+	if (old && (rc = record(s, L, old, false)))
+		goto fail;
+	if ((rc = record(s, L, sl, true)))
+		goto fail;
+	return 0;
+fail:
+	slot_retire(sl); /* a late reader of L may have seen it */
+	return rc;
+}
+
+int gm_space_commit(struct gm_space *s)
+{
+	if (!s)
+		return -EINVAL;
+	if (!s->nops)
+		return 0;
+	struct layout *L = inactive_of(s);
+	int rc = changes_reserve(s, &s->cur, 2 * s->nops);
+	if (rc)
+		goto out;
+	edit_begin(L);
+	rc = catch_up(s, L);
+	if (rc)
+		goto out; /* L stays odd (being edited) until a commit succeeds */
+	s->cur.n = 0;
+	for (size_t i = 0; i < s->nops && !rc; i++)
+		rc = apply_op(s, L, &s->ops[i]);
+	if (rc) {
+		for (size_t i = s->cur.n; i-- > 0;) {
+			if (undo_change(L, &s->cur.v[i]))
+				L->broken = true;
+			if (s->cur.v[i].add)
+				slot_retire(s->cur.v[i].slot);
+		}
+		s->cur.n = 0;
+		goto out;
+	}
+	atomic_store_explicit(&L->generation, ++s->generation, memory_order_release);
+	edit_end(L);
+	atomic_store_explicit(&s->active, L, memory_order_release);
+	struct changes t = s->log;
+	s->log = s->cur;
+	s->cur = t;
+	s->cur.n = 0;
+out:
+	s->nops = 0;
+	return rc;
+}
+
+int gm_space_slot_add(struct gm_space *s, uint32_t id, uint64_t base_gfn,
+		      uint64_t npages, uint64_t hva, uint32_t flags)
+{
+	if (!s)
+		return -EINVAL;
+	gm_space_begin(s);
+	int rc = gm_space_batch_add(s, id, base_gfn, npages, hva, flags);
+	return rc ? rc : gm_space_commit(s);
+}
+
+int gm_space_slot_delete(struct gm_space *s, uint32_t id)
+{
+	if (!s)
+		return -EINVAL;
+	gm_space_begin(s);
+	int rc = gm_space_batch_delete(s, id);
+	return rc ? rc : gm_space_commit(s);
+}
+
+int gm_space_slot_move(struct gm_space *s, uint32_t id, uint64_t new_base_gfn)
+{
+	if (!s)
+		return -EINVAL;
+	gm_space_begin(s);
+	int rc = gm_space_batch_move(s, id, new_base_gfn);
+	return rc ? rc : gm_space_commit(s);
+}
+
+int gm_space_slot_resize(struct gm_space *s, uint32_t id, uint64_t new_npages)
+{
+	if (!s)
+		return -EINVAL;
+	gm_space_begin(s);
+	int rc = gm_space_batch_resize(s, id, new_npages);
+	return rc ? rc : gm_space_commit(s);
+}
+
+/* ---- readers ------------------------------------------------------------- */
+
+void gm_space_cache_init(struct gm_space_cache *c)
+{
+	c->slot = NULL;
+	c->generation = 0;
+}
+
+/* A reader's view of one layout: enter (seq even) ... valid (seq same). */
+static struct layout *view_enter(struct gm_space *s, uint64_t *seq)
+{
+	for (;;) {
+		struct layout *L = atomic_load_explicit(&s->active, memory_order_acquire);
+		*seq = atomic_load_explicit(&L->seq, memory_order_acquire);
+		if (!(*seq & 1))
+			return L;
+	}
+}
+
+static bool view_valid(struct layout *L, uint64_t seq)
+{
+	SEQ_FENCE_READER();
+	return atomic_load_explicit(&L->seq, SEQ_ORDER) == seq;
+}
+
+static bool slot_has(const struct gm_space_slot *p, uint64_t gfn)
+{
+	return gfn - p->base_gfn < p->npages;
+}
+
+int gm_space_gfn_to_slot(struct gm_space *s, struct gm_space_cache *cache,
+			 uint64_t gfn, const struct gm_space_slot **out)
+{
+	struct layout *L = atomic_load_explicit(&s->active, memory_order_acquire);
+	if (cache && cache->slot &&
+	    cache->generation == atomic_load_explicit(&L->generation, memory_order_acquire) &&
+	    slot_has(cache->slot, gfn)) {
+		*out = cache->slot;
+		return 0;
+	}
+	uint64_t seq, gen;
+	struct slot *res, *h;
+	do {
+		L = view_enter(s, &seq);
+		gen = atomic_load_explicit(&L->generation, memory_order_relaxed);
+		h = atomic_load_explicit(&L->hint, memory_order_acquire);
+		if (h && slot_has(&h->pub, gfn) &&
+		    (atomic_load_explicit(&h->member, memory_order_relaxed) & (1u << L->index))) {
+			res = h;
+		} else {
+			uint64_t v;
+			res = gm_rangemap_load(L_gfn(L), gfn, &v, NULL, NULL) ? NULL
+				: (struct slot *)(uintptr_t)v;
+		}
+	} while (!view_valid(L, seq));
+	if (!res)
+		return -ENOENT;
+	if (res != h)
+		atomic_store_explicit(&L->hint, res, memory_order_release);
+	if (cache) {
+		cache->slot = &res->pub;
+		cache->generation = gen;
+	}
+	*out = &res->pub;
+	return 0;
+}
+
+int gm_space_gfn_to_hva(struct gm_space *s, struct gm_space_cache *cache,
+			uint64_t gfn, uint64_t *hva)
+{
+	const struct gm_space_slot *p;
+	int rc = gm_space_gfn_to_slot(s, cache, gfn, &p);
+	if (rc)
+		return rc;
+	*hva = p->hva + ((gfn - p->base_gfn) << PAGE_SHIFT);
+	return 0;
+}
+
+const struct gm_space_slot *gm_space_id_to_slot(struct gm_space *s, uint32_t id)
+{
+	uint64_t seq;
+	struct layout *L;
+	struct slot *sl;
+	do {
+		L = view_enter(s, &seq);
+		sl = gm_pagemap_load(L_ids(L), id);
+	} while (!view_valid(L, seq));
+	return sl ? &sl->pub : NULL;
+}
+
+long gm_space_hva_range(struct gm_space *s, uint64_t a, uint64_t b,
+			struct gm_space_hva_hit *hits, size_t max)
+{
+	if (a > b)
+		return -EINVAL;
+	uint64_t seq;
+	struct layout *L;
+	size_t n;
+	do {
+		L = view_enter(s, &seq);
+		struct gm_itree_iter it;
+		struct gm_itree_entry e;
+		n = 0;
+		gm_itree_iter_init(&it, L_hva(L), a, b);
+		while (gm_itree_iter_next(&it, &e)) {
+			if (n < max) {
+				const struct slot *sl = e.item;
+				uint64_t lo = a > e.first ? a : e.first;
+				uint64_t hi = b < e.last ? b : e.last;
+				hits[n].slot = &sl->pub;
+				hits[n].first_gfn = sl->pub.base_gfn + ((lo - e.first) >> PAGE_SHIFT);
+				hits[n].last_gfn = sl->pub.base_gfn + ((hi - e.first) >> PAGE_SHIFT);
+			}
+			n++;
+		}
+	} while (!view_valid(L, seq));
+	return (long)n;
+}
+
+uint64_t gm_space_generation(struct gm_space *s)
+{
+	uint64_t seq, gen;
+	struct layout *L;
+	do {
+		L = view_enter(s, &seq);
+		gen = atomic_load_explicit(&L->generation, memory_order_relaxed);
+	} while (!view_valid(L, seq));
+	return gen;
+}
+
+uint64_t gm_space_slot_count(const struct gm_space *s)
+{
+	return atomic_load_explicit(&s->active, memory_order_relaxed)->nslots;
+}
+
+/* ---- attributes ------------------------------------------------------------ */
+
+static void attr_destroy(struct gm_space *s)
+{
+	uintptr_t w = atomic_load(&s->attr);
+	if (w & ATTR_MAP_TAG) {
+		struct gm_rangemap *m = (struct gm_rangemap *)(w & ~(uintptr_t)ATTR_MAP_TAG);
+		gm_rangemap_destroy(m);
+		gm_alloc_release(s->alloc, m, sizeof(*m));
+	} else if (w) {
+		gm_alloc_release(s->alloc, (void *)w, sizeof(struct attr_one));
+	}
+	atomic_store(&s->attr, 0);
+}
+
+/* The ranges of (one range) overwritten by [first, last] = value: at most 3,
+ * sorted, non-zero values only, touching equal ranges merged. */
+static size_t attr_combine(const struct attr_one *one, uint64_t first,
+			   uint64_t last, uint64_t value, struct attr_one out[3])
+{
+	struct attr_one v[3];
+	size_t n = 0, m = 0;
+	if (one && one->first < first)
+		v[n++] = (struct attr_one){one->first, one->last < first - 1 ? one->last : first - 1, one->value};
+	if (value)
+		v[n++] = (struct attr_one){first, last, value};
+	if (one && one->last > last)
+		v[n++] = (struct attr_one){one->first > last + 1 ? one->first : last + 1, one->last, one->value};
+	for (size_t i = 0; i < n; i++) {
+		if (m && out[m - 1].value == v[i].value && out[m - 1].last + 1 == v[i].first)
+			out[m - 1].last = v[i].last;
+		else
+			out[m++] = v[i];
+	}
+	return m;
+}
+
+int gm_space_attr_set(struct gm_space *s, uint64_t first, uint64_t last, uint64_t value)
+{
+	if (!s || first > last)
+		return -EINVAL;
+	uintptr_t w = atomic_load_explicit(&s->attr, memory_order_relaxed);
+	if (w & ATTR_MAP_TAG) {
+		struct gm_rangemap *m = (struct gm_rangemap *)(w & ~(uintptr_t)ATTR_MAP_TAG);
+		return value ? gm_rangemap_store(m, first, last, value)
+			     : gm_rangemap_erase(m, first, last);
+	}
+	struct attr_one *one = (struct attr_one *)w, out[3];
+	size_t n = attr_combine(one, first, last, value, out);
+	if (one && gm_reclaim_reserve(&s->reclaim, 1))
+		return -ENOMEM;
+	uintptr_t nw = 0;
+	if (n == 1) {
+		struct attr_one *o = gm_alloc_mem(s->alloc, sizeof(*o), 8);
+		if (!o)
+			return -ENOMEM;
+		*o = out[0];
+		nw = (uintptr_t)o;
+	} else if (n > 1) {
+		struct gm_rangemap *m = gm_alloc_mem(s->alloc, sizeof(*m), _Alignof(struct gm_rangemap));
+		if (!m)
+			return -ENOMEM;
+		if (gm_rangemap_init(m, GM_RANGEMAP_RCU, s->alloc)) {
+			gm_alloc_release(s->alloc, m, sizeof(*m));
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (gm_rangemap_store(m, out[i].first, out[i].last, out[i].value)) {
+				gm_rangemap_destroy(m);
+				gm_alloc_release(s->alloc, m, sizeof(*m));
+				return -ENOMEM;
+			}
+		}
+		nw = (uintptr_t)m | ATTR_MAP_TAG;
+	}
+	atomic_store_explicit(&s->attr, nw, memory_order_release);
+	if (one) {
+		gm_reclaim_retire(&s->reclaim, one, sizeof(*one));
+		gm_reclaim_flush(&s->reclaim);
+	}
+	return 0;
+}
+
+uint64_t gm_space_attr_get(struct gm_space *s, uint64_t gfn)
+{
+	uintptr_t w = atomic_load_explicit(&s->attr, memory_order_acquire);
+	if (!w)
+		return 0;
+	if (w & ATTR_MAP_TAG) {
+		uint64_t v;
+		const struct gm_rangemap *m = (const struct gm_rangemap *)(w & ~(uintptr_t)ATTR_MAP_TAG);
+		return gm_rangemap_load(m, gfn, &v, NULL, NULL) ? 0 : v;
+	}
+	const struct attr_one *o = (const struct attr_one *)w;
+	return gfn >= o->first && gfn <= o->last ? o->value : 0;
+}
+
+bool gm_space_attr_all(struct gm_space *s, uint64_t first, uint64_t last, uint64_t value)
+{
+	if (first > last)
+		return false;
+	uintptr_t w = atomic_load_explicit(&s->attr, memory_order_acquire);
+	if (!w)
+		return value == 0;
+	if (w & ATTR_MAP_TAG) {
+		uint64_t v = 0, lo, hi;
+		const struct gm_rangemap *m = (const struct gm_rangemap *)(w & ~(uintptr_t)ATTR_MAP_TAG);
+		int rc = gm_rangemap_load(m, first, &v, &lo, &hi);
+		if (rc)
+			v = 0;
+		return v == value && hi >= last;
+	}
+	const struct attr_one *o = (const struct attr_one *)w;
+	if (value)
+		return o->value == value && first >= o->first && last <= o->last;
+	return last < o->first || first > o->last;
+}
+
+/* ---- write tracking ------------------------------------------------------------ */
+
+static int wp_inc(void *ctx, const struct gm_range *piece, bool present, uint64_t *value)
+{
+	(void)ctx;
+	(void)piece;
+	if (!present) {
+		*value = 1;
+		return GM_RANGEMAP_SET;
+	}
+	if (*value >= UINT32_MAX)
+		return -EINVAL;
+	*value += 1;
+	return GM_RANGEMAP_SET;
+}
+
+static int wp_dec(void *ctx, const struct gm_range *piece, bool present, uint64_t *value)
+{
+	(void)ctx;
+	(void)piece;
+	if (!present)
+		return -EINVAL;
+	if (*value == 1)
+		return GM_RANGEMAP_CLEAR;
+	*value -= 1;
+	return GM_RANGEMAP_SET;
+}
+
+/* The lazily created map behind *pm (RCU mode). */
+static struct gm_rangemap *lazy_map(struct gm_space *s, _Atomic(struct gm_rangemap *) *pm,
+				    unsigned flags, bool *created)
+{
+	struct gm_rangemap *m = atomic_load_explicit(pm, memory_order_relaxed);
+	*created = false;
+	if (m)
+		return m;
+	m = gm_alloc_mem(s->alloc, sizeof(*m), _Alignof(struct gm_rangemap));
+	if (!m)
+		return NULL;
+	if (gm_rangemap_init(m, GM_RANGEMAP_RCU | flags, s->alloc)) {
+		gm_alloc_release(s->alloc, m, sizeof(*m));
+		return NULL;
+	}
+	*created = true;
+	return m;
+}
+
+static void lazy_map_drop(struct gm_space *s, struct gm_rangemap *m)
+{
+	gm_rangemap_destroy(m);
+	gm_alloc_release(s->alloc, m, sizeof(*m));
+}
+
+static int wp_update(struct gm_space *s, uint64_t first, uint64_t last, bool inc)
+{
+	if (!s || first > last)
+		return -EINVAL;
+	bool created;
+	if (!inc && !atomic_load_explicit(&s->wp, memory_order_relaxed))
+		return -EINVAL;
+	struct gm_rangemap *m = lazy_map(s, &s->wp, 0, &created);
+	if (!m)
+		return -ENOMEM;
+	int rc = gm_rangemap_update(m, first, last, inc ? wp_inc : wp_dec, NULL,
+				    GM_RANGEMAP_UPDATE_GAPS);
+	if (rc && created)
+		lazy_map_drop(s, m);
+	else if (created)
+		atomic_store_explicit(&s->wp, m, memory_order_release);
+	return rc;
+}
+
+int gm_space_protect(struct gm_space *s, uint64_t first, uint64_t last)
+{
+	return wp_update(s, first, last, true);
+}
+
+int gm_space_unprotect(struct gm_space *s, uint64_t first, uint64_t last)
+{
+	return wp_update(s, first, last, false);
+}
+
+uint64_t gm_space_protect_count(struct gm_space *s, uint64_t gfn)
+{
+	struct gm_rangemap *m = atomic_load_explicit(&s->wp, memory_order_acquire);
+	uint64_t v;
+	if (!m || gm_rangemap_load(m, gfn, &v, NULL, NULL))
+		return 0;
+	return v;
+}
+
+/* ---- I/O dispatch ------------------------------------------------------------- */
+
+int gm_space_io_register(struct gm_space *s, enum gm_space_io_kind kind,
+			 uint64_t first, uint64_t last, gm_space_io_fn fn, void *opaque)
+{
+	if (!s || first > last || !fn || (kind != GM_SPACE_MMIO && kind != GM_SPACE_PIO))
+		return -EINVAL;
+	bool created;
+	struct gm_rangemap *m = lazy_map(s, &s->io[kind], GM_RANGEMAP_NOCOALESCE, &created);
+	if (!m)
+		return -ENOMEM;
+	struct gm_space_io *io = gm_alloc_mem(s->alloc, sizeof(*io), _Alignof(struct gm_space_io));
+	int rc = -ENOMEM;
+	if (io) {
+		*io = (struct gm_space_io){first, last, fn, opaque};
+		rc = gm_rangemap_insert(m, first, last, (uint64_t)(uintptr_t)io);
+		if (rc)
+			gm_alloc_release(s->alloc, io, sizeof(*io));
+	}
+	if (rc && created)
+		lazy_map_drop(s, m);
+	else if (created)
+		atomic_store_explicit(&s->io[kind], m, memory_order_release);
+	if (!rc)
+		s->io_objects++;
+	return rc;
+}
+
+int gm_space_io_unregister(struct gm_space *s, enum gm_space_io_kind kind, uint64_t first)
+{
+	if (!s || (kind != GM_SPACE_MMIO && kind != GM_SPACE_PIO))
+		return -EINVAL;
+	struct gm_rangemap *m = atomic_load_explicit(&s->io[kind], memory_order_relaxed);
+	uint64_t v, lo, hi;
+	if (!m || gm_rangemap_load(m, first, &v, &lo, &hi) || lo != first)
+		return -ENOENT;
+	if (gm_reclaim_reserve(&s->reclaim, 1))
+		return -ENOMEM;
+	int rc = gm_rangemap_erase(m, lo, hi);
+	if (rc)
+		return rc;
+	gm_reclaim_retire(&s->reclaim, (void *)(uintptr_t)v, sizeof(struct gm_space_io));
+	gm_reclaim_flush(&s->reclaim);
+	s->io_objects--;
+	return 0;
+}
+
+int gm_space_io_find(struct gm_space *s, enum gm_space_io_kind kind, uint64_t addr,
+		     struct gm_space_io *io)
+{
+	if (kind != GM_SPACE_MMIO && kind != GM_SPACE_PIO)
+		return -EINVAL;
+	struct gm_rangemap *m = atomic_load_explicit(&s->io[kind], memory_order_acquire);
+	uint64_t v;
+	if (!m || gm_rangemap_load(m, addr, &v, NULL, NULL))
+		return -ENOENT;
+	*io = *(const struct gm_space_io *)(uintptr_t)v;
+	return 0;
+}
+
+/* ---- dirty logging ----------------------------------------------------------------- */
+
+int gm_space_mark_dirty(struct gm_space *s, const struct gm_space_slot *p, uint64_t gfn)
+{
+	struct slot *sl = (struct slot *)p;
+	uint64_t off = gfn - p->base_gfn;
+	if (!sl->nchunks || off >= p->npages)
+		return -ENOENT;
+	uint64_t ci = off >> DC_SHIFT;
+	struct dchunk *c = atomic_load_explicit(&sl->chunks[ci], memory_order_acquire);
+	if (GM_UNLIKELY(!c)) {
+		struct dchunk *fresh = zalloc(s, sizeof(*fresh));
+		if (!fresh)
+			return -ENOMEM;
+		if (atomic_compare_exchange_strong_explicit(&sl->chunks[ci], &c, fresh,
+							    memory_order_acq_rel,
+							    memory_order_acquire)) {
+			c = fresh;
+			atomic_fetch_add(&s->dirty_bytes, sizeof(*fresh));
+		} else {
+			gm_alloc_release(s->alloc, fresh, sizeof(*fresh));
+		}
+	}
+	unsigned wi = (unsigned)(off >> 6) & (DC_WORDS - 1);
+	uint64_t bit = 1ull << (off & 63);
+	uint64_t old = atomic_fetch_or(&c->w[wi], bit);
+	if (old)
+		return 0;
+	uint64_t sbit = 1ull << (wi & 63);
+	uint64_t sold = atomic_fetch_or(&c->sum[wi >> 6], sbit);
+	if (sold & sbit)
+		return 0;
+	atomic_fetch_or(&sl->top[ci >> 6], 1ull << (ci & 63));
+	return 0;
+}
+
+struct run {
+	gm_space_dirty_fn fn;
+	void *ctx;
+	uint64_t first, count;
+	long total;
+};
+
+static void run_add(struct run *r, uint64_t first, uint64_t count)
+{
+	r->total += (long)count;
+	if (r->count && r->first + r->count == first) {
+		r->count += count;
+		return;
+	}
+	if (r->count)
+		r->fn(r->ctx, r->first, r->count);
+	r->first = first;
+	r->count = count;
+}
+
+long gm_space_dirty_harvest(struct gm_space *s, const struct gm_space_slot *p,
+			    gm_space_dirty_fn fn, void *ctx)
+{
+	struct slot *sl = (struct slot *)p;
+	(void)s;
+	if (!sl->nchunks || !fn)
+		return -ENOENT;
+	struct run r = {fn, ctx, 0, 0, 0};
+	uint64_t ntop = (sl->nchunks + 63) / 64;
+	for (uint64_t tw = 0; tw < ntop; tw++) {
+		if (!atomic_load_explicit(&sl->top[tw], memory_order_relaxed))
+			continue;
+		uint64_t t = atomic_exchange(&sl->top[tw], 0);
+		while (t) {
+			uint64_t ci = tw * 64 + (uint64_t)__builtin_ctzll(t);
+			t &= t - 1;
+			struct dchunk *c = atomic_load_explicit(&sl->chunks[ci], memory_order_acquire);
+			for (unsigned sw = 0; sw < DC_SUMS; sw++) {
+				if (!atomic_load_explicit(&c->sum[sw], memory_order_relaxed))
+					continue;
+				uint64_t sm = atomic_exchange(&c->sum[sw], 0);
+				while (sm) {
+					unsigned wi = sw * 64 + (unsigned)__builtin_ctzll(sm);
+					sm &= sm - 1;
+					uint64_t w = atomic_exchange(&c->w[wi], 0);
+					uint64_t fb = p->base_gfn + (ci << DC_SHIFT) + (uint64_t)wi * 64;
+					while (w) {
+						unsigned b = (unsigned)__builtin_ctzll(w);
+						uint64_t rest = ~(w >> b);
+						unsigned ones = rest ? (unsigned)__builtin_ctzll(rest) : 64 - b;
+						run_add(&r, fb + b, ones);
+						w = ones + b >= 64 ? 0 : w & ~(((1ull << ones) - 1) << b);
+					}
+				}
+			}
+		}
+	}
+	if (r.count)
+		fn(ctx, r.first, r.count);
+	return r.total;
+}
+
+/* ---- reverse maps --------------------------------------------------------------------- */
+
+struct gm_rmap_head *gm_space_rmap_head(struct gm_space *s, const struct gm_space_slot *p,
+					uint64_t gfn, bool create)
+{
+	struct slot *sl = (struct slot *)p;
+	uint64_t off = gfn - p->base_gfn;
+	if (off >= p->npages)
+		return NULL;
+	uint64_t ci = off >> RMAP_SHIFT;
+	struct gm_rmap_head *heads = gm_pagemap_load(&sl->rmaps, ci);
+	if (!heads && create) {
+		heads = zalloc(s, RMAP_CHUNK_BYTES);
+		if (!heads)
+			return NULL;
+		size_t before = sl->rmaps.bytes;
+		if (gm_pagemap_insert(&sl->rmaps, ci, heads)) {
+			gm_alloc_release(s->alloc, heads, RMAP_CHUNK_BYTES);
+			return NULL;
+		}
+		atomic_fetch_add(&s->rmap_bytes, RMAP_CHUNK_BYTES + sl->rmaps.bytes - before);
+	}
+	return heads ? &heads[off & ((1u << RMAP_SHIFT) - 1)] : NULL;
+}
+
+/* ---- stats and validation ----------------------------------------------------------------- */
+
+static size_t map_bytes(const struct gm_rangemap *m)
+{
+	struct gm_rangemap_stats st;
+	if (!m)
+		return 0;
+	gm_rangemap_stats(m, &st);
+	return st.bytes + sizeof(*m);
+}
+
+void gm_space_stats(struct gm_space *s, struct gm_space_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	struct layout *A = atomic_load(&s->active);
+	st->slots = A->nslots;
+	st->generation = s->generation;
+	struct gm_pagemap_iter it;
+	uint64_t key;
+	void *v;
+	gm_pagemap_iter_init(&it, L_ids(A), 0, UINT64_MAX);
+	while (gm_pagemap_iter_next(&it, &key, &v))
+		st->guest_pages += ((struct slot *)v)->pub.npages;
+	st->bytes_space = sizeof(*s) + s->cap_ops * sizeof(struct op) +
+			  (s->log.cap + s->cur.cap) * sizeof(struct change);
+	st->bytes_slots = atomic_load(&s->slot_bytes);
+	for (int i = 0; i < 2; i++) {
+		struct gm_itree_stats is;
+		struct gm_pagemap_stats ps;
+		st->bytes_gfn_index += map_bytes(L_gfn(&s->lay[i]));
+		gm_itree_stats(L_hva(&s->lay[i]), &is);
+		st->bytes_hva_index += is.total_bytes;
+		gm_pagemap_stats(L_ids(&s->lay[i]), &ps);
+		st->bytes_id_index += ps.bytes + sizeof(struct gm_pagemap);
+	}
+	uintptr_t w = atomic_load(&s->attr);
+	if (w & ATTR_MAP_TAG)
+		st->bytes_attributes = map_bytes((struct gm_rangemap *)(w & ~(uintptr_t)ATTR_MAP_TAG));
+	else if (w)
+		st->bytes_attributes = sizeof(struct attr_one);
+	st->bytes_write_track = map_bytes(atomic_load(&s->wp));
+	st->bytes_io = map_bytes(atomic_load(&s->io[0])) + map_bytes(atomic_load(&s->io[1])) +
+		       s->io_objects * sizeof(struct gm_space_io);
+	st->bytes_dirty = atomic_load(&s->dirty_bytes);
+	st->bytes_rmap = atomic_load(&s->rmap_bytes);
+	st->bytes_total = st->bytes_space + st->bytes_slots + st->bytes_gfn_index +
+			  st->bytes_hva_index + st->bytes_id_index + st->bytes_attributes +
+			  st->bytes_write_track + st->bytes_io + st->bytes_dirty + st->bytes_rmap;
+	double gib = (double)st->guest_pages * (1u << PAGE_SHIFT) / (double)(1ull << 30);
+	st->bytes_per_gib = gib > 0 ? (double)st->bytes_total / gib : 0;
+}
+
+#define FAIL(msg) do { *reason = (msg); return -EINVAL; } while (0)
+
+static int validate_indexes(struct layout *L, const char **reason)
+{
+	if (gm_rangemap_validate(L_gfn(L), reason) || gm_itree_validate(L_hva(L), reason) ||
+	    gm_pagemap_validate(L_ids(L), reason))
+		return -EINVAL;
+	if (gm_pagemap_count(L_ids(L)) != L->nslots || gm_itree_count(L_hva(L)) != L->nslots ||
+	    gm_rangemap_count(L_gfn(L)) != L->nslots)
+		FAIL("layout: index counts differ from nslots");
+	return 0;
+}
+
+int gm_space_validate(struct gm_space *s, const char **reason)
+{
+	const char *dummy;
+	if (!reason)
+		reason = &dummy;
+	*reason = NULL;
+	if (!s)
+		FAIL("space is NULL");
+	struct layout *A = atomic_load(&s->active);
+	struct layout *I = inactive_of(s);
+	if (atomic_load(&A->seq) & 1)
+		FAIL("active layout: seq odd");
+	if (atomic_load(&A->generation) != s->generation)
+		FAIL("active layout: generation differs from the space's");
+	if (A->broken)
+		FAIL("active layout marked broken");
+	if (A->nslots > s->max_slots)
+		FAIL("more slots than max_slots");
+	if (validate_indexes(A, reason))
+		return -EINVAL;
+	struct gm_pagemap_iter it;
+	uint64_t key;
+	void *v;
+	gm_pagemap_iter_init(&it, L_ids(A), 0, UINT64_MAX);
+	while (gm_pagemap_iter_next(&it, &key, &v)) {
+		struct slot *sl = v;
+		const struct gm_space_slot *p = &sl->pub;
+		uint64_t val, lo, hi;
+		if (p->id != key)
+			FAIL("slot: id differs from its id-index key");
+		if (!slot_shape_ok(p->base_gfn, p->npages, p->hva))
+			FAIL("slot: empty or past UINT64_MAX");
+		if (p->flags & ~SLOT_FLAGS)
+			FAIL("slot: unknown flags");
+		if (gm_rangemap_load(L_gfn(A), p->base_gfn, &val, &lo, &hi) ||
+		    val != (uint64_t)(uintptr_t)sl || lo != p->base_gfn || hi != slot_last_gfn(p))
+			FAIL("gfn index: slot's range not mapped exactly to it");
+		if (!(atomic_load(&sl->member) & (1u << A->index)))
+			FAIL("slot: member bit of the active layout clear");
+		if (!!sl->nchunks != !!(p->flags & GM_SPACE_SLOT_DIRTY_LOG))
+			FAIL("slot: dirty log present iff DIRTY_LOG");
+	}
+	if (!I->broken) {
+		if (validate_indexes(I, reason))
+			return -EINVAL;
+		uint64_t adds = 0, dels = 0;
+		for (size_t i = 0; i < s->log.n; i++) {
+			if (s->log.v[i].add)
+				adds++;
+			else {
+				bool fresh = false;
+				dels++;
+				for (size_t j = 0; j < i; j++)
+					fresh |= s->log.v[j].add && s->log.v[j].slot == s->log.v[i].slot;
+				if (!fresh && gm_pagemap_load(L_ids(I), s->log.v[i].slot->pub.id) !=
+				    s->log.v[i].slot)
+					FAIL("inactive layout lacks a slot the last commit deleted");
+			}
+		}
+		if (I->nslots != A->nslots - adds + dels)
+			FAIL("inactive layout: slot count not active - added + deleted");
+	}
+	uintptr_t w = atomic_load(&s->attr);
+	if (w & ATTR_MAP_TAG) {
+		if (gm_rangemap_validate((struct gm_rangemap *)(w & ~(uintptr_t)ATTR_MAP_TAG), reason))
+			return -EINVAL;
+	} else if (w) {
+		const struct attr_one *o = (const void *)w;
+		if (!o->value || o->first > o->last)
+			FAIL("attributes: compact range empty or of value 0");
+	}
+	struct gm_rangemap *m = atomic_load(&s->wp);
+	if (m) {
+		if (gm_rangemap_validate(m, reason))
+			return -EINVAL;
+		struct gm_rangemap_cursor c;
+		struct gm_range r;
+		gm_rangemap_cursor_init(&c, m, 0, UINT64_MAX, 0);
+		while (gm_rangemap_cursor_next(&c, &r) == 0)
+			if (r.value == 0 || r.value > UINT32_MAX)
+				FAIL("write tracking: count 0 or above 2^32-1 stored");
+	}
+	size_t ios = 0;
+	for (int k = 0; k < 2; k++) {
+		m = atomic_load(&s->io[k]);
+		if (!m)
+			continue;
+		if (gm_rangemap_validate(m, reason))
+			return -EINVAL;
+		struct gm_rangemap_cursor c;
+		struct gm_range r;
+		gm_rangemap_cursor_init(&c, m, 0, UINT64_MAX, 0);
+		while (gm_rangemap_cursor_next(&c, &r) == 0) {
+			const struct gm_space_io *io = (const void *)(uintptr_t)r.value;
+			if (io->first != r.first || io->last != r.last || !io->fn)
+				FAIL("io: handler bounds differ from its range");
+			ios++;
+		}
+	}
+	if (ios != s->io_objects)
+		FAIL("io: handler count differs");
+	return 0;
+}
