@@ -39,7 +39,7 @@
  *  I4 gap[i] of an inner node and maxgap of a leaf are exact;
  *  I5 map->count is the number of present slots.
  *
- * Writes. Every write is one call of replace(F, L, seq): the slots of
+ * Writes. The general write is one call of replace(F, L, seq): the slots of
  * [F, L] are replaced by the slot sequence seq (which partitions [F, L]).
  * The caller first widens [F, L] over neighbours that would merge with seq
  * (so I3 holds without looking across leaves afterwards). replace walks down
@@ -54,11 +54,21 @@
  * bounds, that child pointer. Replaced nodes are retired (freed after a
  * grace period in RCU mode, at once otherwise). Readers therefore always see
  * a complete old tree or a complete new tree.
+ *
+ * Fast paths (store, erase, insert; measured: most writes take them). When
+ * [F, L] and both its neighbours lie in one leaf, assign_in_leaf builds the
+ * new leaf straight from the old one's compressed arrays (leaf_splice:
+ * block copies of the kept key and value bytes; the key width cannot change
+ * since the bounds do not) and publishes it in its parent. If that leaf
+ * would overflow and the parent has room, split_in_parent cuts it in two
+ * and publishes a copy of the parent instead. Same rules as replace: all
+ * allocations first, one release store, then retirements.
  */
 #include "internal.h"
 
 #include <gmtrack/rangemap.h>
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,6 +248,17 @@ static uint64_t node_maxgap(const void *n)
 static inline const void *child_acquire(const struct inner *x, unsigned i)
 {
 	return gm_load_acquire(&((struct inner *)x)->child[i]);
+}
+
+/* Asks for the cache lines a descent reads in a node all at once, instead
+ * of one miss after another: an inner node's pivots and child pointers
+ * (not its gap summaries), a leaf's header and key deltas. The first line
+ * is being loaded already. */
+static inline void prefetch_node(const void *n)
+{
+	const char *p = n;
+	for (unsigned off = 64; off < offsetof(struct inner, gap); off += 64)
+		__builtin_prefetch(p + off);
 }
 
 /* ---- writer context ------------------------------------------------------- */
@@ -882,6 +903,7 @@ static const struct leaf *descend(const struct gm_rangemap *m, uint64_t index)
 	while (node_level(n)) {
 		const struct inner *x = n;
 		n = child_acquire(x, inner_find(x, index));
+		prefetch_node(n);
 	}
 	return n;
 }
@@ -1146,6 +1168,205 @@ static bool mergeable(const struct gm_rangemap *m, bool pa, uint64_t va, bool pb
 	return !pa || (coalescing(m) && va == vb);
 }
 
+/* Shifts that treat a count of 64 as "everything shifted out". */
+static inline uint64_t shl64(uint64_t x, unsigned s) { return s >= 64 ? 0 : x << s; }
+static inline uint64_t shr64(uint64_t x, unsigned s) { return s >= 64 ? 0 : x >> s; }
+
+/* Largest delta a value width can hold. */
+static inline uint64_t width_max(unsigned vw)
+{
+	return vw == 0 ? 0 : vw == 8 ? UINT64_MAX : (1ULL << (8 * vw)) - 1;
+}
+
+/* Bits [from, to) of a 64-bit mask. */
+static inline uint64_t bit_span(unsigned from, unsigned to)
+{
+	return shr64(KEY_MAX, 64 - to) & ~shr64(KEY_MAX, 64 - from);
+}
+
+/* Longest gap among slots [from, to) of a leaf (visits only the gaps). */
+static uint64_t leaf_gaps_max(const struct leaf *l, unsigned from, unsigned to)
+{
+	uint64_t g = 0, gaps = ~l->present & bit_span(from, to);
+	while (gaps) {
+		unsigned t = (unsigned)__builtin_ctzll(gaps);
+		gaps &= gaps - 1;
+		uint64_t len = gap_len(leaf_start(l, t), leaf_pivot(l, t));
+		if (len > g)
+			g = len;
+	}
+	return g;
+}
+
+/*
+ * A new leaf with l's bounds whose slots are l's slots [0, i), then
+ * ns[0..k-1] (which cover exactly what l's slots i..j covered), then l's
+ * slots (j, n). Built straight from l's compressed arrays: the key width
+ * cannot change (same bounds), the key and value bytes of the kept slots
+ * are copied as blocks unless the new values do not fit l's value base and
+ * width. Returns NULL when the allocation fails (nothing else changed).
+ * O(n) byte copies.
+ */
+static struct leaf *leaf_splice(const struct gm_allocator *a, const struct leaf *l, unsigned i,
+				unsigned j, const struct slot *ns, unsigned k)
+{
+	unsigned n = l->n, tail = n - j - 1, nn = i + k + tail, kw = l->kw, vw = l->vw;
+	uint64_t vbase = l->vbase, nsbits = 0;
+	bool fits = true;
+	for (unsigned t = 0; t < k; t++) {
+		if (!ns[t].present)
+			continue;
+		nsbits |= 1ULL << t;
+		if (ns[t].value < vbase || ns[t].value - vbase > width_max(vw))
+			fits = false;
+	}
+	if (!fits) { /* recompute the value base and width over what stays */
+		uint64_t vmin = KEY_MAX, vmax = 0;
+		for (unsigned t = 0; t < n; t++) {
+			if ((t >= i && t <= j) || !leaf_present(l, t))
+				continue;
+			uint64_t v = leaf_value(l, t);
+			vmin = v < vmin ? v : vmin;
+			vmax = v > vmax ? v : vmax;
+		}
+		for (unsigned t = 0; t < k; t++) {
+			if (!ns[t].present)
+				continue;
+			vmin = ns[t].value < vmin ? ns[t].value : vmin;
+			vmax = ns[t].value > vmax ? ns[t].value : vmax;
+		}
+		vbase = vmin;
+		vw = vmax == vmin ? 0 : width_for(vmax - vmin);
+	}
+	size_t size = leaf_bytes(nn, kw, vw);
+	struct leaf *x = gm_alloc_mem(a, size, 16);
+	if (!x)
+		return NULL;
+	memset((char *)x + size - 16, 0, 16); /* the padding, if any */
+	x->level = 0;
+	x->n = (uint8_t)nn;
+	x->kw = (uint8_t)kw;
+	x->vw = (uint8_t)vw;
+	x->size = (uint32_t)size;
+	x->lo = l->lo;
+	x->vbase = vbase;
+	x->present = (l->present & shr64(KEY_MAX, 64 - i)) | (nsbits << i) |
+		     shl64(shr64(l->present, j + 1), i + k);
+	/* keys */
+	memcpy(x->data, l->data, (size_t)i * kw);
+	for (unsigned t = 0; t < k; t++)
+		put_w(x->data + (size_t)(i + t) * kw, kw, ns[t].pivot - l->lo);
+	memcpy(x->data + (size_t)(i + k) * kw, l->data + (size_t)(j + 1) * kw, (size_t)tail * kw);
+	/* values */
+	const unsigned char *ov = l->data + (size_t)n * kw;
+	unsigned char *xv = x->data + (size_t)nn * kw;
+	if (vw == l->vw && vbase == l->vbase) {
+		memcpy(xv, ov, (size_t)i * vw);
+		memcpy(xv + (size_t)(i + k) * vw, ov + (size_t)(j + 1) * vw, (size_t)tail * vw);
+	} else {
+		for (unsigned t = 0, d = 0; t < n; t++) {
+			if (t == i)
+				d += k, t = j; /* skip the replaced slots */
+			else
+				put_w(xv + (size_t)d++ * vw, vw,
+				      leaf_present(l, t) ? leaf_value(l, t) - vbase : 0);
+		}
+	}
+	for (unsigned t = 0; t < k; t++)
+		put_w(xv + (size_t)(i + t) * vw, vw, ns[t].present ? ns[t].value - vbase : 0);
+	/* the longest gap: rescan only if the old longest may have gone */
+	uint64_t added = 0, start = leaf_start(l, i);
+	for (unsigned t = 0; t < k; t++) {
+		if (!ns[t].present && gap_len(start, ns[t].pivot) > added)
+			added = gap_len(start, ns[t].pivot);
+		start = ns[t].pivot + 1;
+	}
+	if (!l->maxgap || leaf_gaps_max(l, i, j + 1) < l->maxgap)
+		x->maxgap = added > l->maxgap ? added : l->maxgap;
+	else
+		x->maxgap = leaf_gaps_max(x, 0, nn);
+	return x;
+}
+
+/* Refreshes the gap summaries of path[0..depth-1] (bottom up) after the
+ * child of path[depth-1] changed; stops where a summary did not change. */
+static void refresh_gaps(struct inner *const *path, const unsigned *idx, unsigned depth)
+{
+	for (unsigned d = depth; d-- > 0;) {
+		uint64_t g = node_maxgap(gm_load_relaxed(&path[d]->child[idx[d]]));
+		if (gm_load_relaxed(&path[d]->gap[idx[d]]) == g)
+			break;
+		gm_store_relaxed(&path[d]->gap[idx[d]], g);
+	}
+}
+
+/*
+ * The in-leaf store whose leaf l overflows, when l's parent has room for
+ * one more child: l's slots [0, i), ns[0..k-1], l's slots (j, n) are cut
+ * into two leaves, and a copy of the parent takes them in l's place. The
+ * parent copy (same bounds) is published with one release store into the
+ * grandparent (or as the root). O(LEAF_MAX + INNER_MAX).
+ */
+static int split_in_parent(struct gm_rangemap *m, struct inner *const *path, const unsigned *idx,
+			   unsigned depth, struct leaf *l, unsigned i, unsigned j,
+			   const struct slot *ns, unsigned k)
+{
+	struct slot s[LEAF_MAX + 3];
+	unsigned nn = 0;
+	for (unsigned t = 0; t < l->n; t++) {
+		if (t == i) {
+			memcpy(&s[nn], ns, k * sizeof(*ns));
+			nn += k;
+			t = j;
+			continue;
+		}
+		bool pr = leaf_present(l, t);
+		s[nn++] = (struct slot){leaf_pivot(l, t), pr ? leaf_value(l, t) : 0, pr, 0};
+	}
+	struct inner *p = path[depth - 1];
+	unsigned a = idx[depth - 1], half = nn / 2;
+	uint64_t mid = s[half - 1].pivot;
+	if (gm_reclaim_reserve(map_reclaim(m), 2))
+		return -ENOMEM;
+	struct wctx w;
+	wctx_init(&w, m);
+	struct leaf *left = leaf_build(&w, l->lo, s, half);
+	struct leaf *right = left ? leaf_build(&w, mid + 1, s + half, nn - half) : NULL;
+	struct inner *np = right ? fresh_alloc(&w, sizeof(*np)) : NULL;
+	if (!np) {
+		fail_cleanup(&w);
+		return -ENOMEM;
+	}
+	memset(np, 0, sizeof(*np));
+	np->level = p->level;
+	np->n = (uint8_t)(p->n + 1);
+	memcpy(np->pivot, p->pivot, a * sizeof(uint64_t));
+	np->pivot[a] = mid;
+	memcpy(np->pivot + a + 1, p->pivot + a, (p->n - 1u - a) * sizeof(uint64_t));
+	for (unsigned t = 0, d = 0; t < p->n; t++, d++) {
+		if (t == a) {
+			gm_store_relaxed(&np->child[d], left);
+			gm_store_relaxed(&np->gap[d], left->maxgap);
+			d++;
+			gm_store_relaxed(&np->child[d], right);
+			gm_store_relaxed(&np->gap[d], right->maxgap);
+			continue;
+		}
+		gm_store_relaxed(&np->child[d], gm_load_relaxed(&p->child[t]));
+		gm_store_relaxed(&np->gap[d], gm_load_relaxed(&p->gap[t]));
+	}
+	if (depth > 1)
+		gm_store_release(&path[depth - 2]->child[idx[depth - 2]], np);
+	else
+		gm_store_release(&m->root, np);
+	refresh_gaps(path, idx, depth - 1);
+	m->count = m->count + (uint64_t)w.count_delta - (uint64_t)__builtin_popcountll(l->present);
+	wctx_release(&w);
+	gm_reclaim_retire(map_reclaim(m), l, l->size);
+	gm_reclaim_retire(map_reclaim(m), p, sizeof(*p));
+	return 0;
+}
+
 /*
  * The common case, without the general machinery: [first, last] and both
  * its neighbours lie inside one leaf and the rebuilt leaf neither overflows
@@ -1165,62 +1386,56 @@ static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, 
 		path[depth] = x;
 		idx[depth++] = i;
 		n = gm_load_relaxed(&x->child[i]);
+		prefetch_node(n);
 	}
 	struct leaf *l = n;
 	if (first <= l->lo || last >= leaf_hi(l))
 		return 1; /* a neighbour lies in another leaf */
 	unsigned i = leaf_find(l, first), j = leaf_find(l, last);
-	unsigned il = first - 1 < leaf_start(l, i) ? i - 1 : i;
-	unsigned jr = last + 1 > leaf_pivot(l, j) ? j + 1 : j;
+	uint64_t si = leaf_start(l, i), pj = leaf_pivot(l, j);
+	/* Widen over the slots next to (or holding the ends of) [first, last]
+	 * that merge with it: first > lo, so i >= 1 when first == si; last <
+	 * hi, so j + 1 < n when last == pj. */
+	unsigned il = first == si ? i - 1 : i, jr = last == pj ? j + 1 : j;
 	if (mergeable(m, leaf_present(l, il), leaf_present(l, il) ? leaf_value(l, il) : 0, present,
 		      value)) {
-		first = leaf_start(l, il);
 		i = il;
+		first = si = leaf_start(l, i);
 	}
 	if (mergeable(m, leaf_present(l, jr), leaf_present(l, jr) ? leaf_value(l, jr) : 0, present,
 		      value)) {
-		last = leaf_pivot(l, jr);
 		j = jr;
+		last = pj = leaf_pivot(l, j);
 	}
-	if (i == j && leaf_start(l, i) == first && leaf_pivot(l, i) == last &&
-	    leaf_present(l, i) == present && (!present || leaf_value(l, i) == value))
+	bool pi = leaf_present(l, i), pjp = leaf_present(l, j);
+	uint64_t vi = pi ? leaf_value(l, i) : 0;
+	if (i == j && si == first && pj == last && pi == present && vi == value)
 		return 0; /* already so */
-	struct slot s[LEAF_MAX + 2];
+	struct slot ns[3];
 	unsigned k = 0;
-	for (unsigned t = 0; t < i; t++)
-		s[k++] = (struct slot){leaf_pivot(l, t), leaf_present(l, t) ? leaf_value(l, t) : 0,
-				       leaf_present(l, t), 0};
-	if (leaf_start(l, i) < first)
-		s[k++] = (struct slot){first - 1, leaf_present(l, i) ? leaf_value(l, i) : 0,
-				       leaf_present(l, i), 0};
-	s[k++] = (struct slot){last, value, present, 0};
-	if (leaf_pivot(l, j) > last)
-		s[k++] = (struct slot){leaf_pivot(l, j), leaf_present(l, j) ? leaf_value(l, j) : 0,
-				       leaf_present(l, j), 0};
-	for (unsigned t = j + 1; t < l->n; t++)
-		s[k++] = (struct slot){leaf_pivot(l, t), leaf_present(l, t) ? leaf_value(l, t) : 0,
-				       leaf_present(l, t), 0};
-	if (k > LEAF_MAX || (k < LEAF_MIN && depth))
+	if (si < first)
+		ns[k++] = (struct slot){first - 1, vi, pi, 0};
+	ns[k++] = (struct slot){last, value, present, 0};
+	if (pj > last)
+		ns[k++] = (struct slot){pj, pjp ? leaf_value(l, j) : 0, pjp, 0};
+	unsigned nn = l->n - (j - i + 1) + k;
+	if (nn > LEAF_MAX && depth && path[depth - 1]->n < INNER_MAX)
+		return split_in_parent(m, path, idx, depth, l, i, j, ns, k);
+	if (nn > LEAF_MAX || (nn < LEAF_MIN && depth))
 		return 1;
 	if (gm_reclaim_reserve(map_reclaim(m), 1))
 		return -ENOMEM;
-	struct wctx w;
-	wctx_init(&w, m);
-	struct leaf *nl = leaf_build(&w, l->lo, s, k);
-	wctx_release(&w);
+	struct leaf *nl = leaf_splice(m->alloc, l, i, j, ns, k);
 	if (!nl)
 		return -ENOMEM;
 	if (depth)
 		gm_store_release(&path[depth - 1]->child[idx[depth - 1]], nl);
 	else
 		gm_store_release(&m->root, nl);
-	for (unsigned d = depth; d-- > 0;) {
-		uint64_t g = node_maxgap(gm_load_relaxed(&path[d]->child[idx[d]]));
-		if (gm_load_relaxed(&path[d]->gap[idx[d]]) == g)
-			break;
-		gm_store_relaxed(&path[d]->gap[idx[d]], g);
-	}
-	m->count = m->count + (uint64_t)w.count_delta - (uint64_t)__builtin_popcountll(l->present);
+	if (nl->maxgap != l->maxgap) /* else the summaries above still hold */
+		refresh_gaps(path, idx, depth);
+	m->count = m->count + (uint64_t)__builtin_popcountll(nl->present) -
+		   (uint64_t)__builtin_popcountll(l->present);
 	gm_reclaim_retire(map_reclaim(m), l, l->size);
 	return 0;
 }
