@@ -65,6 +65,9 @@
 
 #include <stdalign.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Rank lookups are popcounts: on x86-64 the read paths are compiled twice,
  * with and without the POPCNT instruction, and picked once at load time
@@ -461,6 +464,80 @@ PM_INLINE const _Atomic uintptr_t *pm_sorted_value_at(uintptr_t p, unsigned i)
 	return (const _Atomic uintptr_t *)(const void *)((const char *)pm_ptr(p) +
 		sizeof(struct pm_sorted) + pm_sorted_suffix_bytes(sh, cnt)) + i;
 }
+/*
+ * Index of want in a[0..n) (narrow suffixes, all < 2^30), or some index
+ * whose entry differs from want when it is absent. Interpolation put want
+ * near g; the PM_WINDOW entries around g are counted without branches
+ * (a count of entries < want is the lower bound when want falls inside the
+ * window), so neighbouring lookups are not cut short by mispredictions and
+ * stay in flight together. Only a key beyond the window's ends (rare for
+ * frame numbers, which are close to uniform inside a leaf) takes the
+ * galloping search.
+ */
+#define PM_WINDOW 32
+/* Count of the W entries from lo that are < want (W a constant): with
+ * SSE2, W/4 compares whose -1 lanes are summed. Suffixes and want are
+ * < 2^30, so signed compares are exact. */
+#ifdef __SSE2__
+#define PM_DEFINE_WINDOW_COUNT(name, W)                                       \
+	PM_INLINE unsigned name(const uint32_t *a, unsigned lo, uint32_t want) \
+	{                                                                     \
+		const __m128i *w = (const __m128i *)(const void *)(a + lo);   \
+		__m128i key = _mm_set1_epi32((int)want), acc = _mm_setzero_si128(); \
+		for (unsigned i = 0; i < (W) / 4; i++)                        \
+			acc = _mm_add_epi32(acc, _mm_cmpgt_epi32(key, _mm_loadu_si128(w + i))); \
+		acc = _mm_add_epi32(acc, _mm_shuffle_epi32(acc, 0x4e));       \
+		acc = _mm_add_epi32(acc, _mm_shuffle_epi32(acc, 0xb1));       \
+		return (unsigned)-_mm_cvtsi128_si32(acc);                     \
+	}
+#else
+#define PM_DEFINE_WINDOW_COUNT(name, W)                                       \
+	PM_INLINE unsigned name(const uint32_t *a, unsigned lo, uint32_t want) \
+	{                                                                     \
+		unsigned c = 0;                                               \
+		for (unsigned i = 0; i < (W); i++)                            \
+			c += a[lo + i] < want;                                \
+		return c;                                                     \
+	}
+#endif
+PM_DEFINE_WINDOW_COUNT(pm_window_count32, 32)
+PM_DEFINE_WINDOW_COUNT(pm_window_count16, 16)
+PM_DEFINE_WINDOW_COUNT(pm_window_count8, 8)
+
+/* Start of the window of w entries (w <= n) centred on g. */
+PM_INLINE unsigned pm_window_start(unsigned n, unsigned g, unsigned w)
+{
+	unsigned lo = g > w / 2 ? g - w / 2 : 0;
+	return lo > n - w ? n - w : lo;
+}
+
+PM_INLINE unsigned pm_window_find32(const uint32_t *a, unsigned n, uint32_t want,
+				    unsigned g, unsigned bits)
+{
+	unsigned w, lo, c;
+	if (n >= 32) {
+		w = 32;
+		lo = pm_window_start(n, g, w);
+		c = pm_window_count32(a, lo, want);
+	} else if (n >= 16) {
+		w = 16;
+		lo = pm_window_start(n, g, w);
+		c = pm_window_count16(a, lo, want);
+	} else if (n >= 8) {
+		w = 8;
+		lo = pm_window_start(n, g, w);
+		c = pm_window_count8(a, lo, want);
+	} else {
+		c = 0;
+		for (unsigned i = 0; i < n; i++)
+			c += (int32_t)a[i] < (int32_t)want;
+		return c;
+	}
+	if (__builtin_expect((c == 0 && lo > 0) || (c == w && lo + w < n), 0))
+		return pm_lower_bound32(a, n, want, bits);
+	return lo + c;
+}
+
 /* Value of key in sorted leaf p, or 0. Shift and count come from the
  * pointer's hint, so the header (read only for the prefix), the suffix line
  * and the value line are all fetched at once. */
@@ -472,7 +549,7 @@ PM_INLINE uintptr_t pm_sorted_find(uintptr_t p, uint64_t key)
 	uint64_t want = key & ~pm_above_mask(sh);
 	const void *a = pm_sorted_suffix_at(p, 0);
 	unsigned i = pm_sorted_narrow(sh)
-		? pm_lower_bound32(a, cnt, (uint32_t)want, sh + 6)
+		? pm_window_find32(a, cnt, (uint32_t)want, g, sh + 6)
 		: pm_lower_bound64(a, cnt, want, sh + 6);
 	uint64_t ps = ((const struct pm_head *)pm_ptr(p))->prefix_shift;
 	if (i >= cnt || pm_outside(ps, key))
