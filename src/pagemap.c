@@ -643,7 +643,9 @@ uint64_t gm_pagemap_count(const struct gm_pagemap *map)
  *   PM_AT_SORTED search the (prefetched) suffixes, read the value;
  *   PM_AT_VALUE  read the (prefetched) value.
  */
+#ifndef PM_LANES
 #define PM_LANES 24
+#endif
 
 enum { PM_AT_NODE, PM_AT_SLOT, PM_AT_SORTED, PM_AT_VALUE };
 
@@ -674,6 +676,30 @@ PM_INLINE void pm_lane_enter(struct pm_lane *l, uintptr_t p, uint64_t key)
 		return;
 	}
 	l->step = PM_AT_NODE;
+}
+
+/* A slot holding 0: a walk that ends before its first visit reads it. */
+static const _Atomic uintptr_t pm_empty_slot = 0;
+
+/* Starts lane l on key. The top two levels of the tree (at most 65 nodes,
+ * ~34 KB) stay in cache during a batch, so the walk passes them at once
+ * instead of spending a visit on each. */
+PM_INLINE void pm_lane_start(struct pm_lane *l, uintptr_t root, uint64_t key)
+{
+	uintptr_t p = root;
+	for (int depth = 0; depth < 2 && pm_tag(p) == PM_TAG_BRANCH; depth++) {
+		unsigned h = pm_hint(p);
+		p = h & PM_HINT_FULL
+			? gm_load_acquire(&((struct pm_branch *)pm_ptr(p))
+						   ->child[pm_chunk(key, pm_hint_shift(h))])
+			: pm_branch_step(pm_ptr(p), key);
+		if (!p) {
+			l->slot = &pm_empty_slot;
+			l->step = PM_AT_VALUE;
+			return;
+		}
+	}
+	pm_lane_enter(l, p, key);
 }
 
 /* One step of lane l; returns true when the lane's key is done (value in
@@ -755,7 +781,7 @@ PM_HOT size_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t 
 	size_t next = 0, found = 0;
 	while (active < PM_LANES && next < n) {
 		lane[active].i = next;
-		pm_lane_enter(&lane[active++], root, keys[next++]);
+		pm_lane_start(&lane[active++], root, keys[next++]);
 	}
 	while (active) {
 		for (unsigned j = 0; j < active;) {
@@ -768,10 +794,13 @@ PM_HOT size_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t 
 			values[l->i] = (void *)v;
 			found += v != 0;
 			if (next < n) {
+				/* the new walk's prefetches need time: visit it next round */
 				l->i = next;
-				pm_lane_enter(l, root, keys[next++]);
-			} else
+				pm_lane_start(l, root, keys[next++]);
+				j++;
+			} else {
 				*l = lane[--active];
+			}
 		}
 	}
 	return found;
