@@ -8,7 +8,9 @@
  * child may sit any number of levels below its parent (path compression)
  * and a lookup checks the prefix instead of walking one-child levels.
  *
- *   tagged pointer: | node address (16-aligned) | tag (4 bits) |
+ *   tagged pointer: | hint (16) | node address (48, 16-aligned) | tag (4 bits) |
+ *                     hint = shift (+ "all 64 children") of a full branch,
+ *                     shift + count of a sorted leaf, else 0
  *                     tag 1 = branch, 2 = bitmap leaf, 3 = sorted leaf,
  *                         4 = full bitmap leaf
  *
@@ -40,6 +42,8 @@
  *     s + 6 bits.
  *  I5 no value is NULL; map->count, map->bytes and map->nodes[] match the
  *     tree.
+ *  I6 the hint in a tagged pointer's top 16 bits matches its node: a full
+ *     branch's shift, a sorted leaf's shift and count (pm_hint_of).
  * Why this shape: branch and bitmap leaves cost 8 bytes per present slot
  * plus a 16-byte header, so dense and clustered frames approach 8 B/entry;
  * sparse (random) keys collect in sorted leaves of up to 256 entries, 12
@@ -61,6 +65,9 @@
 
 #include <stdalign.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Rank lookups are popcounts: on x86-64 the read paths are compiled twice,
  * with and without the POPCNT instruction, and picked once at load time
@@ -83,6 +90,14 @@
 #define PM_TAG_SORTED 3u
 #define PM_TAG_FULL 4u     /* bitmap leaf with all 64 keys: no bitmap word */
 #define PM_TAG_MASK 15u
+/* Node addresses use the low 48 bits (user-space virtual addresses on
+ * x86-64 and arm64 with 4-level tables); the top 16 bits of a tagged
+ * pointer carry a hint (see pm_hint_of) so readers need not read a node's
+ * header before reaching for the line they want. */
+#define PM_ADDR_BITS 48
+#define PM_ADDR_MASK (((uintptr_t)1 << PM_ADDR_BITS) - 1)
+#define PM_HINT_FULL 16u   /* hint bit: branch with every child present */
+_Static_assert(sizeof(uintptr_t) == 8, "pagemap needs 64-bit pointers");
 #define PM_ALIGN 16
 #define PM_SORTED_MAX 256  /* entries of a sorted leaf before it splits */
 #define PM_TOP_SHIFT 60
@@ -129,7 +144,14 @@ static inline struct gm_reclaim *pm_reclaim(struct gm_pagemap *m)
 }
 
 static inline unsigned pm_tag(uintptr_t p) { return p & PM_TAG_MASK; }
-static inline void *pm_ptr(uintptr_t p) { return (void *)(p & ~(uintptr_t)PM_TAG_MASK); }
+static inline void *pm_ptr(uintptr_t p)
+{
+	return (void *)(p & PM_ADDR_MASK & ~(uintptr_t)PM_TAG_MASK);
+}
+static inline unsigned pm_hint(uintptr_t p) { return (unsigned)(p >> PM_ADDR_BITS); }
+/* Shift of a hinted node (full branch or sorted leaf). */
+static inline unsigned pm_hint_shift(unsigned h) { return (h & 15) * 6; }
+static inline unsigned pm_hint_count(unsigned h) { return h >> 5; }
 static inline unsigned pm_shift(const void *n)
 {
 	return ((const struct pm_head *)n)->prefix_shift & 63;
@@ -282,11 +304,46 @@ static inline size_t pm_node_size(uintptr_t p)
 	}
 }
 
+/*
+ * The hint in the top 16 bits of a tagged pointer (it only describes what
+ * never changes in a published node: a change of shape copies the node):
+ *   full branch:  bits 0-3 shift / 6, bit 4 set     -> child[chunk] directly
+ *   sorted leaf:  bits 0-3 shift / 6, bits 5-13 count -> suffix and value
+ *                 lines of the interpolated position, without the header
+ *   other nodes:  0
+ */
+static inline uintptr_t pm_hint_of(uintptr_t p)
+{
+	const void *n = pm_ptr(p);
+	unsigned s = pm_shift(n);
+	switch (pm_tag(p)) {
+	case PM_TAG_BRANCH: {
+		uint64_t all = s == PM_TOP_SHIFT ? 0xffffULL : ~0ULL;
+		return ((const struct pm_branch *)n)->bitmap == all ? s / 6 | PM_HINT_FULL : 0;
+	}
+	case PM_TAG_SORTED:
+		return s / 6 | ((const struct pm_sorted *)n)->count << 5;
+	default:
+		return 0;
+	}
+}
+/* Tagged, hinted pointer to a node whose header and shape are final. */
+static inline uintptr_t pm_tagged(const void *n, unsigned tag)
+{
+	uintptr_t p = (uintptr_t)n | tag;
+	return p | pm_hint_of(p) << PM_ADDR_BITS;
+}
+
 /* ---- node allocation ---------------------------------------------------- */
 
 static void *pm_node_alloc(struct gm_pagemap *m, unsigned tag, size_t size)
 {
 	void *n = gm_alloc_mem(m->alloc, size, PM_ALIGN);
+	if (n && ((uintptr_t)n & ~PM_ADDR_MASK)) {
+		/* an address beyond 48 bits has no room for the hint */
+		gm_alloc_release(m->alloc, n, size);
+		n = NULL;
+	}
 	if (n) {
 		m->bytes += size;
 		m->nodes[tag]++;
@@ -371,7 +428,7 @@ static uintptr_t pm_make_sorted(struct gm_pagemap *m, unsigned s,
 	_Atomic uintptr_t *v = pm_sorted_values(l);
 	for (unsigned i = 0; i < n; i++)
 		atomic_init(&v[i], values[i]);
-	return (uintptr_t)l | PM_TAG_SORTED;
+	return pm_tagged(l, PM_TAG_SORTED);
 }
 
 /* A leaf at shift s (bitmap leaf when s == 0) holding n ascending keys. */
@@ -385,6 +442,131 @@ static uintptr_t pm_make_leaf(struct gm_pagemap *m, unsigned s,
 }
 
 /* ---- reads --------------------------------------------------------------- */
+
+/* Where the search for key in hinted sorted leaf p starts: the
+ * interpolated index (clamped to the last entry). */
+PM_INLINE unsigned pm_sorted_guess(uintptr_t p, uint64_t key)
+{
+	unsigned h = pm_hint(p), sh = pm_hint_shift(h), cnt = pm_hint_count(h);
+	uint64_t want = key & ~pm_above_mask(sh);
+	unsigned g = (unsigned)(((unsigned __int128)want * cnt) >> (sh + 6));
+	return g < cnt ? g : cnt - 1;
+}
+PM_INLINE const char *pm_sorted_suffix_at(uintptr_t p, unsigned i)
+{
+	unsigned sh = pm_hint_shift(pm_hint(p));
+	return (const char *)pm_ptr(p) + sizeof(struct pm_sorted) +
+	       (size_t)i * (pm_sorted_narrow(sh) ? 4 : 8);
+}
+PM_INLINE const _Atomic uintptr_t *pm_sorted_value_at(uintptr_t p, unsigned i)
+{
+	unsigned h = pm_hint(p), sh = pm_hint_shift(h), cnt = pm_hint_count(h);
+	return (const _Atomic uintptr_t *)(const void *)((const char *)pm_ptr(p) +
+		sizeof(struct pm_sorted) + pm_sorted_suffix_bytes(sh, cnt)) + i;
+}
+/*
+ * Index of want in a[0..n) (narrow suffixes, all < 2^30), or some index
+ * whose entry differs from want when it is absent. Interpolation put want
+ * near g; the 8-32 entries around g are counted without branches
+ * (a count of entries < want is the lower bound when want falls inside the
+ * window), so neighbouring lookups are not cut short by mispredictions and
+ * stay in flight together. Only a key beyond the window's ends (rare for
+ * frame numbers, which are close to uniform inside a leaf) takes the
+ * galloping search.
+ */
+/* A key's rank strays ~sqrt(n)/2 from its interpolated position, so up to
+ * 64 entries a window of 16 (one or two cache lines) holds it ~95% of the
+ * time; bigger leaves count 32. */
+#define PM_WINDOW_WIDE_MIN 64
+/* Window width used for a narrow leaf of n entries (0: the whole leaf). */
+static inline unsigned pm_window_width(unsigned n)
+{
+	return n >= PM_WINDOW_WIDE_MIN ? 32 : n >= 16 ? 16 : n >= 8 ? 8 : 0;
+}
+/* Count of the W entries from lo that are < want (W a constant): with
+ * SSE2, W/4 compares whose -1 lanes are summed. Suffixes and want are
+ * < 2^30, so signed compares are exact. */
+#ifdef __SSE2__
+#define PM_DEFINE_WINDOW_COUNT(name, W)                                       \
+	PM_INLINE unsigned name(const uint32_t *a, unsigned lo, uint32_t want) \
+	{                                                                     \
+		const __m128i *w = (const __m128i *)(const void *)(a + lo);   \
+		__m128i key = _mm_set1_epi32((int)want), acc = _mm_setzero_si128(); \
+		for (unsigned i = 0; i < (W) / 4; i++)                        \
+			acc = _mm_add_epi32(acc, _mm_cmpgt_epi32(key, _mm_loadu_si128(w + i))); \
+		acc = _mm_add_epi32(acc, _mm_shuffle_epi32(acc, 0x4e));       \
+		acc = _mm_add_epi32(acc, _mm_shuffle_epi32(acc, 0xb1));       \
+		return (unsigned)-_mm_cvtsi128_si32(acc);                     \
+	}
+#else
+#define PM_DEFINE_WINDOW_COUNT(name, W)                                       \
+	PM_INLINE unsigned name(const uint32_t *a, unsigned lo, uint32_t want) \
+	{                                                                     \
+		unsigned c = 0;                                               \
+		for (unsigned i = 0; i < (W); i++)                            \
+			c += a[lo + i] < want;                                \
+		return c;                                                     \
+	}
+#endif
+PM_DEFINE_WINDOW_COUNT(pm_window_count32, 32)
+PM_DEFINE_WINDOW_COUNT(pm_window_count16, 16)
+PM_DEFINE_WINDOW_COUNT(pm_window_count8, 8)
+
+/* Start of the window of w entries (w <= n) centred on g. */
+PM_INLINE unsigned pm_window_start(unsigned n, unsigned g, unsigned w)
+{
+	unsigned lo = g > w / 2 ? g - w / 2 : 0;
+	return lo > n - w ? n - w : lo;
+}
+
+PM_INLINE unsigned pm_window_find32(const uint32_t *a, unsigned n, uint32_t want,
+				    unsigned g, unsigned bits)
+{
+	unsigned w, lo, c;
+	if (n >= PM_WINDOW_WIDE_MIN) {
+		w = 32;
+		lo = pm_window_start(n, g, w);
+		c = pm_window_count32(a, lo, want);
+	} else if (n >= 16) {
+		w = 16;
+		lo = pm_window_start(n, g, w);
+		c = pm_window_count16(a, lo, want);
+	} else if (n >= 8) {
+		w = 8;
+		lo = pm_window_start(n, g, w);
+		c = pm_window_count8(a, lo, want);
+	} else {
+		c = 0;
+		for (unsigned i = 0; i < n; i++)
+			c += (int32_t)a[i] < (int32_t)want;
+		return c;
+	}
+	if (__builtin_expect((c == 0 && lo > 0) || (c == w && lo + w < n), 0))
+		return pm_lower_bound32(a, n, want, bits);
+	return lo + c;
+}
+
+/* Value of key in sorted leaf p, or 0. Shift and count come from the
+ * pointer's hint, so the header (read only for the prefix), the suffix line
+ * and the value line are all fetched at once. */
+PM_INLINE uintptr_t pm_sorted_find(uintptr_t p, uint64_t key)
+{
+	unsigned h = pm_hint(p), sh = pm_hint_shift(h), cnt = pm_hint_count(h);
+	unsigned g = pm_sorted_guess(p, key);
+	__builtin_prefetch(pm_sorted_value_at(p, g));
+	uint64_t want = key & ~pm_above_mask(sh);
+	const void *a = pm_sorted_suffix_at(p, 0);
+	unsigned i = pm_sorted_narrow(sh)
+		? pm_window_find32(a, cnt, (uint32_t)want, g, sh + 6)
+		: pm_lower_bound64(a, cnt, want, sh + 6);
+	uint64_t ps = ((const struct pm_head *)pm_ptr(p))->prefix_shift;
+	if (i >= cnt || pm_outside(ps, key))
+		return 0;
+	uint64_t suffix = pm_sorted_narrow(sh) ? ((const uint32_t *)a)[i] : ((const uint64_t *)a)[i];
+	if (suffix != want)
+		return 0;
+	return gm_load_acquire((_Atomic uintptr_t *)pm_sorted_value_at(p, i));
+}
 
 /* Value of key in leaf p, or 0. Checks the whole key: lookups do not check
  * the prefixes of the branches they pass (see pm_lookup). */
@@ -404,11 +586,7 @@ PM_INLINE uintptr_t pm_leaf_find(uintptr_t p, uint64_t key)
 			return 0;
 		return gm_load_acquire(&b->value[pm_rank(b->bitmap, c)]);
 	}
-	const struct pm_sorted *l = n;
-	unsigned i = pm_sorted_lower_bound(l, key);
-	if (i >= l->count || pm_sorted_key(l, i) != key)
-		return 0;
-	return gm_load_acquire(&pm_sorted_values(l)[i]);
+	return pm_sorted_find(p, key);
 }
 
 /* Child of branch b for key, or 0. */
@@ -433,8 +611,14 @@ PM_INLINE uintptr_t pm_branch_step(const struct pm_branch *b, uint64_t key)
 PM_INLINE uintptr_t pm_lookup(const struct gm_pagemap *m, uint64_t key)
 {
 	uintptr_t p = gm_load_acquire(&((struct gm_pagemap *)m)->root);
-	while (pm_tag(p) == PM_TAG_BRANCH)
-		p = pm_branch_step(pm_ptr(p), key);
+	while (pm_tag(p) == PM_TAG_BRANCH) {
+		unsigned h = pm_hint(p);
+		if (h & PM_HINT_FULL)
+			p = gm_load_acquire(&((struct pm_branch *)pm_ptr(p))
+						     ->child[pm_chunk(key, pm_hint_shift(h))]);
+		else
+			p = pm_branch_step(pm_ptr(p), key);
+	}
 	return p ? pm_leaf_find(p, key) : 0;
 }
 
@@ -454,18 +638,22 @@ uint64_t gm_pagemap_count(const struct gm_pagemap *map)
 
 /*
  * load_many keeps PM_LANES walks in flight. Each visit to a lane does one
- * step that ends with a prefetch of the line the lane's next step reads, so
+ * step that ends with a prefetch of the lines the lane's next step reads, so
  * while one lane waits for memory the others work, and the misses of all
  * lanes overlap. A finished lane takes the next key at once (no batch
- * barrier), so slow walks never stall fast ones. Steps:
- *   PM_AT_NODE  node header prefetched: a branch computes its child slot,
- *               a bitmap leaf its value slot, a sorted leaf interpolates the
- *               position and prefetches that suffix line and value line;
- *   PM_AT_SLOT  read the child pointer, prefetch the child's header;
+ * barrier), so slow walks never stall fast ones. Arriving at a node
+ * (pm_lane_enter) uses the pointer's hint where there is one: a full
+ * branch goes straight to its child slot, a sorted leaf prefetches its
+ * header, suffix line and value line together. Steps:
+ *   PM_AT_NODE   header prefetched (a partial branch or bitmap leaf):
+ *                compute the child or value slot and prefetch it;
+ *   PM_AT_SLOT   read the child pointer and enter it;
  *   PM_AT_SORTED search the (prefetched) suffixes, read the value;
- *   PM_AT_VALUE read the (prefetched) value.
+ *   PM_AT_VALUE  read the (prefetched) value.
  */
+#ifndef PM_LANES
 #define PM_LANES 24
+#endif
 
 enum { PM_AT_NODE, PM_AT_SLOT, PM_AT_SORTED, PM_AT_VALUE };
 
@@ -475,6 +663,60 @@ struct pm_lane {
 	size_t i;                       /* index of the key */
 	unsigned step;
 };
+
+/* The lane arrives at node p (!= 0): prefetch what its next step reads. */
+PM_INLINE void pm_lane_enter(struct pm_lane *l, uintptr_t p, uint64_t key)
+{
+	unsigned h = pm_hint(p);
+	l->p = p;
+	if (pm_tag(p) == PM_TAG_BRANCH && (h & PM_HINT_FULL)) {
+		l->slot = &((const struct pm_branch *)pm_ptr(p))->child[pm_chunk(key, pm_hint_shift(h))];
+		__builtin_prefetch((const void *)l->slot);
+		l->step = PM_AT_SLOT;
+		return;
+	}
+	__builtin_prefetch(pm_ptr(p));
+	if (pm_tag(p) == PM_TAG_SORTED) {
+		unsigned g = pm_sorted_guess(p, key), h = pm_hint(p);
+		unsigned cnt = pm_hint_count(h), w = pm_window_width(cnt);
+		if (pm_sorted_narrow(pm_hint_shift(h)) && w) {
+			/* the lines of the window the search will count */
+			unsigned lo = pm_window_start(cnt, g, w);
+			__builtin_prefetch(pm_sorted_suffix_at(p, lo));
+			__builtin_prefetch(pm_sorted_suffix_at(p, lo + w - 1));
+		} else {
+			__builtin_prefetch(pm_sorted_suffix_at(p, g));
+		}
+		__builtin_prefetch((const void *)pm_sorted_value_at(p, g));
+		l->step = PM_AT_SORTED;
+		return;
+	}
+	l->step = PM_AT_NODE;
+}
+
+/* A slot holding 0: a walk that ends before its first visit reads it. */
+static const _Atomic uintptr_t pm_empty_slot = 0;
+
+/* Starts lane l on key. The top two levels of the tree (at most 65 nodes,
+ * ~34 KB) stay in cache during a batch, so the walk passes them at once
+ * instead of spending a visit on each. */
+PM_INLINE void pm_lane_start(struct pm_lane *l, uintptr_t root, uint64_t key)
+{
+	uintptr_t p = root;
+	for (int depth = 0; depth < 2 && pm_tag(p) == PM_TAG_BRANCH; depth++) {
+		unsigned h = pm_hint(p);
+		p = h & PM_HINT_FULL
+			? gm_load_acquire(&((struct pm_branch *)pm_ptr(p))
+						   ->child[pm_chunk(key, pm_hint_shift(h))])
+			: pm_branch_step(pm_ptr(p), key);
+		if (!p) {
+			l->slot = &pm_empty_slot;
+			l->step = PM_AT_VALUE;
+			return;
+		}
+	}
+	pm_lane_enter(l, p, key);
+}
 
 /* One step of lane l; returns true when the lane's key is done (value in
  * *v, 0 if absent). */
@@ -487,16 +729,14 @@ PM_INLINE bool pm_lane_step(struct pm_lane *l, uint64_t key, uintptr_t *v)
 			*v = 0;
 			return true;
 		}
-		__builtin_prefetch(pm_ptr(p));
-		l->p = p;
-		l->step = PM_AT_NODE;
+		pm_lane_enter(l, p, key);
 		return false;
 	}
 	case PM_AT_VALUE:
 		*v = gm_load_acquire((_Atomic uintptr_t *)l->slot);
 		return true;
 	case PM_AT_SORTED:
-		*v = pm_leaf_find(l->p, key);
+		*v = pm_sorted_find(l->p, key);
 		return true;
 	default:
 		break;
@@ -525,7 +765,7 @@ PM_INLINE bool pm_lane_step(struct pm_lane *l, uint64_t key, uintptr_t *v)
 		}
 		l->slot = &((const struct pm_full *)n)->value[key & 63];
 		break;
-	case PM_TAG_BITS: {
+	default: {
 		const struct pm_bits *b = n;
 		unsigned c = key & 63;
 		if ((key ^ ps) >> 6 || !(b->bitmap >> c & 1)) {
@@ -534,19 +774,6 @@ PM_INLINE bool pm_lane_step(struct pm_lane *l, uint64_t key, uintptr_t *v)
 		}
 		l->slot = &b->value[pm_rank(b->bitmap, c)];
 		break;
-	}
-	default: {
-		/* prefetch where interpolation will look first */
-		const struct pm_sorted *s = n;
-		unsigned sh = ps & 63, cnt = s->count;
-		uint64_t want = key & ~pm_above_mask(sh);
-		unsigned g = (unsigned)(((unsigned __int128)want * cnt) >> (sh + 6));
-		const char *suffix = pm_sorted_narrow(sh) ? (const char *)&pm_suffix32(s)[g]
-							  : (const char *)&pm_suffix64(s)[g];
-		__builtin_prefetch(suffix);
-		__builtin_prefetch(&pm_sorted_values(s)[g < cnt ? g : cnt - 1]);
-		l->step = PM_AT_SORTED;
-		return false;
 	}
 	}
 	__builtin_prefetch((const void *)l->slot);
@@ -568,8 +795,10 @@ PM_HOT size_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t 
 	struct pm_lane lane[PM_LANES];
 	unsigned active = 0;
 	size_t next = 0, found = 0;
-	while (active < PM_LANES && next < n)
-		lane[active++] = (struct pm_lane){.p = root, .i = next++, .step = PM_AT_NODE};
+	while (active < PM_LANES && next < n) {
+		lane[active].i = next;
+		pm_lane_start(&lane[active++], root, keys[next++]);
+	}
 	while (active) {
 		for (unsigned j = 0; j < active;) {
 			struct pm_lane *l = &lane[j];
@@ -580,10 +809,14 @@ PM_HOT size_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t 
 			}
 			values[l->i] = (void *)v;
 			found += v != 0;
-			if (next < n)
-				*l = (struct pm_lane){.p = root, .i = next++, .step = PM_AT_NODE};
-			else
+			if (next < n) {
+				/* the new walk's prefetches need time: visit it next round */
+				l->i = next;
+				pm_lane_start(l, root, keys[next++]);
+				j++;
+			} else {
 				*l = lane[--active];
+			}
 		}
 	}
 	return found;
@@ -785,7 +1018,7 @@ static uintptr_t pm_branch_with(struct gm_pagemap *m, const struct pm_branch *b,
 	nb->bitmap = b->bitmap | 1ULL << c;
 	for (unsigned i = 0, j = 0; i <= cnt; i++)
 		atomic_init(&nb->child[i], i == at ? child : gm_load_relaxed(&b->child[j++]));
-	return (uintptr_t)nb | PM_TAG_BRANCH;
+	return pm_tagged(nb, PM_TAG_BRANCH);
 }
 
 /* Copy of branch b without the child at chunk c (b has >= 3 children). */
@@ -802,7 +1035,7 @@ static uintptr_t pm_branch_without(struct gm_pagemap *m, const struct pm_branch 
 	for (unsigned i = 0, j = 0; i < cnt; i++)
 		if (i != at)
 			atomic_init(&nb->child[j++], gm_load_relaxed(&b->child[i]));
-	return (uintptr_t)nb | PM_TAG_BRANCH;
+	return pm_tagged(nb, PM_TAG_BRANCH);
 }
 
 /* New branch at shift s over two nodes with different chunks at s. */
@@ -817,7 +1050,7 @@ static uintptr_t pm_branch_pair(struct gm_pagemap *m, unsigned s, uint64_t key_a
 	nb->bitmap = 1ULL << ca | 1ULL << cb;
 	atomic_init(&nb->child[0], ca < cb ? a : b);
 	atomic_init(&nb->child[1], ca < cb ? b : a);
-	return (uintptr_t)nb | PM_TAG_BRANCH;
+	return pm_tagged(nb, PM_TAG_BRANCH);
 }
 
 /* Key lies outside node p (in slot): put a branch above both. */
@@ -917,7 +1150,7 @@ static uintptr_t pm_build_split(struct gm_pagemap *m, const uint64_t *keys,
 	nb->bitmap = bitmap;
 	for (unsigned i = 0; i < nchild; i++)
 		atomic_init(&nb->child[i], child[i]);
-	return (uintptr_t)nb | PM_TAG_BRANCH;
+	return pm_tagged(nb, PM_TAG_BRANCH);
 }
 
 /* True if keys (ascending) cost fewer bytes as bitmap leaves (under one
@@ -1253,6 +1486,8 @@ static bool pm_check_node(uintptr_t p, uint64_t prefix, unsigned limit,
 	unsigned tag = pm_tag(p);
 	if (tag < PM_TAG_BRANCH || tag > PM_TAG_FULL || ((uintptr_t)pm_ptr(p) % PM_ALIGN))
 		PM_FAIL(chk, "bad tag or misaligned node");
+	if (pm_hint(p) != pm_hint_of(p))
+		PM_FAIL(chk, "I6: pointer hint does not match the node");
 	void *n = pm_ptr(p);
 	unsigned s = pm_shift(n);
 	uint64_t np = pm_prefix(n);

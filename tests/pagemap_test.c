@@ -261,6 +261,47 @@ GM_TEST(grow_and_shrink_each_distribution)
 	}
 }
 
+/* Sorted leaves whose keys are far from uniform: the interpolated start
+ * of a lookup is then far from the key, so the windowed count misses it and
+ * the galloping search must find it (and misses must stay misses). 256
+ * background keys make the root leaf split, so the skewed keys land in a
+ * leaf at shift 12 (suffixes of 18 bits) that their outlier spans. */
+GM_TEST(skewed_sorted_leaves_find_every_key)
+{
+	static const unsigned sizes[] = {3, 9, 17, 31, 33, 100, 255};
+	for (unsigned si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+		for (int top_heavy = 0; top_heavy < 2; top_heavy++) {
+			struct gm_pagemap map;
+			CHECK_EQ(gm_pagemap_init(&map, 0, NULL), 0);
+			unsigned n = sizes[si];
+			uint64_t keys[256], base = 5ULL << 40;
+			keys[0] = top_heavy ? base : base + (1ULL << 18) - 1;
+			CHECK_EQ(gm_pagemap_insert(&map, keys[0], (void *)(uintptr_t)(keys[0] | 1)), 0);
+			for (uint64_t j = 0; j < 256; j++)
+				CHECK_EQ(gm_pagemap_insert(&map, base + (1ULL << 23) + j * 1000, (void *)1), 0);
+			for (unsigned i = 1; i < n; i++)
+				keys[i] = top_heavy ? base + (1ULL << 18) - 97ULL * i : base + 97ULL * i;
+			for (unsigned i = 1; i < n; i++)
+				CHECK_EQ(gm_pagemap_insert(&map, keys[i], (void *)(uintptr_t)(keys[i] | 1)), 0);
+			CHECK_VALID(gm_pagemap_validate(&map, &reason), reason);
+			uint64_t probe[512];
+			void *out[512];
+			for (unsigned i = 0; i < n; i++) {
+				CHECK_EQ((uintptr_t)gm_pagemap_load(&map, keys[i]), keys[i] | 1);
+				CHECK(gm_pagemap_load(&map, keys[i] + 1) == NULL);
+				probe[2 * i] = keys[i];
+				probe[2 * i + 1] = keys[i] + 1;
+			}
+			CHECK_EQ(gm_pagemap_load_many(&map, probe, 2 * n, out), n);
+			for (unsigned i = 0; i < n; i++) {
+				CHECK_EQ((uintptr_t)out[2 * i], keys[i] | 1);
+				CHECK(out[2 * i + 1] == NULL);
+			}
+			gm_pagemap_destroy(&map, NULL, NULL);
+		}
+	}
+}
+
 GM_TEST(key_edges)
 {
 	struct gm_pagemap map;
