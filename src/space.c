@@ -124,6 +124,7 @@ struct attr_one {
 #define ATTR_MAP_TAG 1u
 
 struct gm_space {
+	struct gm_space_head head;       /* first: read by the inline cache hit */
 	const struct gm_allocator *alloc;
 	uint32_t max_slots;
 	_Atomic(struct layout *) active;
@@ -495,6 +496,7 @@ int gm_space_create(struct gm_space **out, const struct gm_space_config *config,
 	s->generation = 1;
 	atomic_store_explicit(&s->lay[0].generation, 1, memory_order_relaxed);
 	atomic_store_explicit(&s->active, &s->lay[0], memory_order_release);
+	__atomic_store_n(&s->head.generation, 1, __ATOMIC_RELEASE);
 	*out = s;
 	return 0;
 }
@@ -761,6 +763,7 @@ int gm_space_commit(struct gm_space *s)
 	atomic_store_explicit(&L->generation, ++s->generation, memory_order_release);
 	edit_end(L);
 	atomic_store_explicit(&s->active, L, memory_order_release);
+	__atomic_store_n(&s->head.generation, s->generation, __ATOMIC_RELEASE);
 	struct changes t = s->log;
 	s->log = s->cur;
 	s->cur = t;
@@ -811,8 +814,17 @@ int gm_space_slot_resize(struct gm_space *s, uint32_t id, uint64_t new_npages)
 
 void gm_space_cache_init(struct gm_space_cache *c)
 {
-	c->slot = NULL;
-	c->generation = 0;
+	memset(c, 0, sizeof(*c));
+}
+
+static void cache_fill(struct gm_space_cache *c, const struct gm_space_slot *p,
+		       uint64_t gen)
+{
+	c->slot = p;
+	c->base_gfn = p->base_gfn;
+	c->npages = p->npages;
+	c->hva = p->hva;
+	c->generation = gen;
 }
 
 /* A reader's view of one layout: enter (seq even) ... valid (seq same). */
@@ -840,10 +852,10 @@ static bool slot_has(const struct gm_space_slot *p, uint64_t gfn)
 int gm_space_gfn_to_slot(struct gm_space *s, struct gm_space_cache *cache,
 			 uint64_t gfn, const struct gm_space_slot **out)
 {
-	struct layout *L = atomic_load_explicit(&s->active, memory_order_acquire);
+	struct layout *L;
 	if (cache && cache->slot &&
-	    cache->generation == atomic_load_explicit(&L->generation, memory_order_acquire) &&
-	    slot_has(cache->slot, gfn)) {
+	    cache->generation == __atomic_load_n(&s->head.generation, __ATOMIC_ACQUIRE) &&
+	    gfn - cache->base_gfn < cache->npages) {
 		*out = cache->slot;
 		return 0;
 	}
@@ -866,16 +878,14 @@ int gm_space_gfn_to_slot(struct gm_space *s, struct gm_space_cache *cache,
 		return -ENOENT;
 	if (res != h)
 		atomic_store_explicit(&L->hint, res, memory_order_release);
-	if (cache) {
-		cache->slot = &res->pub;
-		cache->generation = gen;
-	}
+	if (cache)
+		cache_fill(cache, &res->pub, gen);
 	*out = &res->pub;
 	return 0;
 }
 
-int gm_space_gfn_to_hva(struct gm_space *s, struct gm_space_cache *cache,
-			uint64_t gfn, uint64_t *hva)
+int gm_space_gfn_to_hva_slow(struct gm_space *s, struct gm_space_cache *cache,
+			     uint64_t gfn, uint64_t *hva)
 {
 	const struct gm_space_slot *p;
 	int rc = gm_space_gfn_to_slot(s, cache, gfn, &p);
@@ -1413,6 +1423,8 @@ int gm_space_validate(struct gm_space *s, const char **reason)
 		FAIL("active layout: seq odd");
 	if (atomic_load(&A->generation) != s->generation)
 		FAIL("active layout: generation differs from the space's");
+	if (__atomic_load_n(&s->head.generation, __ATOMIC_RELAXED) != s->generation)
+		FAIL("published generation (head) differs from the space's");
 	if (A->broken)
 		FAIL("active layout marked broken");
 	if (A->nslots > s->max_slots)
