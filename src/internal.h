@@ -85,6 +85,15 @@ int gm_reclaim_reserve(struct gm_reclaim *r, size_t n);
 void gm_reclaim_retire(struct gm_reclaim *r, void *ptr, size_t size);
 /* Queues the partly filled batch for freeing after a grace period. */
 void gm_reclaim_flush(struct gm_reclaim *r);
+/* A call to run after a grace period, in order with the frees retired
+ * around it: embed it in an object and retire it with gm_reclaim_defer. */
+struct gm_deferred {
+	void (*fn)(struct gm_deferred *d);
+};
+/* Runs d->fn(d) after a grace period (at once without RCU). Takes one
+ * retirement slot: never fails after a reserve. fn runs on liburcu's
+ * call_rcu thread and must not block; it owns d (frees it if it must). */
+void gm_reclaim_defer(struct gm_reclaim *r, struct gm_deferred *d);
 /* Flushes, waits for all deferred frees (rcu_barrier), frees spares. */
 void gm_reclaim_destroy(struct gm_reclaim *r);
 

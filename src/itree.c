@@ -69,9 +69,9 @@
  * Dead slots: a removed entry's slot may still be read by a reader that
  * loaded an older order word, so it can be rewritten only after a grace
  * period. The writer stamps the leaf with the number of "grace tokens"
- * submitted so far and, if none is in flight, retires a tiny token through
- * gm_reclaim (flushed at once). When a token's deferred free runs (after a
- * grace period), tokens_done advances; a leaf whose stamp is below it may
+ * submitted so far and, if none is in flight, queues a tiny token behind
+ * the retired nodes (gm_reclaim_defer, flushed at once). When the token's
+ * call runs (after a grace period), tokens_done advances; a leaf whose stamp is below it may
  * refill its dead slots in place. So steady churn copies almost no leaves:
  * at most one token per grace period instead of one copy per few inserts.
  */
@@ -120,20 +120,17 @@ struct gm_itree {
 	size_t leaves, inners;
 	const struct gm_allocator *alloc;
 	struct gm_reclaim reclaim;
-	/* Grace tokens (see "Dead slots" at the top): gm_reclaim frees through
-	 * `hook`, which notices a token's deferred free. */
-	struct gm_allocator hook;
+	/* Grace tokens (see "Dead slots" at the top). */
 	uint32_t tokens_submitted;      /* writer */
 	_Atomic uint32_t tokens_done;   /* latest token whose grace period ended */
-	_Atomic uint64_t hook_frees;    /* frees through hook (orders destroy) */
 };
 
-/* Retired like a node; its deferred free says "a grace period passed". */
+/* A deferred call queued behind retired nodes: when it runs, a grace
+ * period has passed since it was queued. */
 struct grace_token {
-	uint64_t magic;
+	struct gm_deferred call;
+	struct gm_itree *tree;
 	uint32_t epoch;
-	uint32_t pad;
-	uint64_t pad2;
 };
 
 struct key {
@@ -256,28 +253,14 @@ static uint64_t node_max(const struct itnode *n)
 
 /* ---- grace tokens ------------------------------------------------------- */
 
-#define GRACE_MAGIC 0x6772616365746b6eull
-
-static void *hook_alloc(void *ctx, size_t size, size_t align)
+/* Runs after a grace period (destroy's rcu_barrier waits for it, so the
+ * tree is still there): publishes the token's epoch. */
+static void grace_token_done(struct gm_deferred *d)
 {
-	struct gm_itree *t = ctx;
-	return gm_alloc_mem(t->alloc, size, align);
-}
-
-/* Every deferred (or, without RCU, immediate) free of gm_reclaim comes
- * here; a grace token publishes its epoch. */
-static void hook_free(void *ctx, void *ptr, size_t size)
-{
-	struct gm_itree *t = ctx;
-	if (size == sizeof(struct grace_token)) {
-		struct grace_token *k = ptr;
-		if (k->magic == GRACE_MAGIC)
-			atomic_store_explicit(&t->tokens_done, k->epoch,
-					      memory_order_release);
-	}
-	gm_alloc_release(t->alloc, ptr, size);
-	/* last touch of t: destroy acquires this after the rcu barrier */
-	atomic_fetch_add_explicit(&t->hook_frees, 1, memory_order_release);
+	struct grace_token *k = (struct grace_token *)d;
+	struct gm_itree *t = k->tree;
+	atomic_store_explicit(&t->tokens_done, k->epoch, memory_order_release);
+	gm_alloc_release(t->alloc, k, sizeof(*k));
 }
 
 static bool token_in_flight(const struct gm_itree *t)
@@ -295,11 +278,10 @@ static void request_grace(struct gm_itree *t)
 	struct grace_token *k = gm_alloc_mem(t->alloc, sizeof(*k), _Alignof(struct grace_token));
 	if (!k)
 		return;
-	k->magic = GRACE_MAGIC;
+	k->call.fn = grace_token_done;
+	k->tree = t;
 	k->epoch = ++t->tokens_submitted;
-	k->pad = 0;
-	k->pad2 = 0;
-	gm_reclaim_retire(&t->reclaim, k, sizeof(*k));
+	gm_reclaim_defer(&t->reclaim, &k->call);
 	gm_reclaim_flush(&t->reclaim);
 }
 
@@ -329,11 +311,9 @@ int gm_itree_create(struct gm_itree **out, unsigned flags,
 	atomic_init(&t->count, 0);
 	t->leaves = t->inners = 0;
 	t->alloc = alloc;
-	t->hook = (struct gm_allocator){hook_alloc, hook_free, t};
 	t->tokens_submitted = 0;
 	atomic_init(&t->tokens_done, 0);
-	atomic_init(&t->hook_frees, 0);
-	gm_reclaim_init(&t->reclaim, &t->hook, t->rcu);
+	gm_reclaim_init(&t->reclaim, alloc, t->rcu);
 	*out = t;
 	return 0;
 }
@@ -357,8 +337,7 @@ void gm_itree_destroy(struct gm_itree *t)
 	struct itnode *root = gm_load_relaxed(&t->root);
 	if (root)
 		free_subtree(t, root);
-	gm_reclaim_destroy(&t->reclaim);
-	(void)atomic_load_explicit(&t->hook_frees, memory_order_acquire);
+	gm_reclaim_destroy(&t->reclaim); /* waits for pending tokens too */
 	gm_alloc_release(t->alloc, t, sizeof(*t));
 }
 

@@ -18,6 +18,8 @@ void gm_rcu_register_thread(void) { urcu_memb_register_thread(); }
 void gm_rcu_unregister_thread(void) { urcu_memb_unregister_thread(); }
 void gm_rcu_read_lock(void) { urcu_memb_read_lock(); }
 
+int gm_rcu_read_ongoing(void) { return urcu_memb_read_ongoing(); }
+
 void gm_rcu_read_unlock(void)
 {
 	GM_TSAN_RELEASE();
@@ -49,10 +51,21 @@ struct gm_retire_batch {
 	} items[GM_RETIRE_BATCH];
 };
 
+/* An item of size 0 is a deferred call (gm_reclaim_defer), not memory. */
+static void run_item(const struct gm_allocator *a, void *ptr, size_t size)
+{
+	if (size == 0) {
+		struct gm_deferred *d = ptr;
+		d->fn(d);
+	} else {
+		gm_alloc_release(a, ptr, size);
+	}
+}
+
 static void batch_free_items(struct gm_retire_batch *b)
 {
 	for (uint32_t i = 0; i < b->n; i++)
-		gm_alloc_release(b->alloc, b->items[i].ptr, b->items[i].size);
+		run_item(b->alloc, b->items[i].ptr, b->items[i].size);
 }
 
 static void batch_after_grace_period(struct rcu_head *head)
@@ -107,12 +120,11 @@ static void batch_submit(struct gm_reclaim *r)
 	urcu_memb_call_rcu(&b->rcu, batch_after_grace_period);
 }
 
-void gm_reclaim_retire(struct gm_reclaim *r, void *ptr, size_t size)
+/* Queues (ptr, size): memory to free, or with size 0 a deferred call. */
+static void retire_item(struct gm_reclaim *r, void *ptr, size_t size)
 {
-	if (!ptr)
-		return;
 	if (!r->rcu) {
-		gm_alloc_release(r->alloc, ptr, size);
+		run_item(r->alloc, ptr, size);
 		return;
 	}
 	if (r->cur && r->cur->n == GM_RETIRE_BATCH)
@@ -122,7 +134,7 @@ void gm_reclaim_retire(struct gm_reclaim *r, void *ptr, size_t size)
 		 * grace period only if a caller forgot to reserve. */
 		if (!r->spare) {
 			gm_rcu_synchronize();
-			gm_alloc_release(r->alloc, ptr, size);
+			run_item(r->alloc, ptr, size);
 			return;
 		}
 		r->cur = r->spare;
@@ -133,6 +145,17 @@ void gm_reclaim_retire(struct gm_reclaim *r, void *ptr, size_t size)
 	r->cur->n++;
 	r->room--;
 	r->pending_bytes += size;
+}
+
+void gm_reclaim_retire(struct gm_reclaim *r, void *ptr, size_t size)
+{
+	if (ptr)
+		retire_item(r, ptr, size ? size : 1);
+}
+
+void gm_reclaim_defer(struct gm_reclaim *r, struct gm_deferred *d)
+{
+	retire_item(r, d, 0);
 }
 
 void gm_reclaim_flush(struct gm_reclaim *r)

@@ -17,9 +17,11 @@
  * Add puts e in the emptier candidate line; if both are full it moves one
  * or two entries to their other line (a path found before anything
  * moves); if there is none, or the table is 15/16 full, it rebuilds the
- * table one size up. Sizes: 1, 2, ..., 16 lines, then +1/8 each step, so
- * a table is 83..94% full after it has grown (8.5..9.6 B per entry), and
+ * table one size up. Sizes: 1, 2, 3, 4, 6, 9 lines (short chains grow in
+ * few rebuilds), then 10, 11, ..., 16, then +1/8 each step, so a long
+ * chain's table is 83..94% full after it has grown (8.5..9.6 B per entry);
  * it shrinks one size down when under 3/4 of the smaller size's limit.
+ * The hash is one 64x64->128-bit multiply (both halves folded).
  * Entries never move on removal, which keeps iteration simple.
  *
  * Invariants (gm_rmap_validate checks all of them):
@@ -31,10 +33,13 @@
  *      after gm_rmap_iter_remove.
  *  I4  every entry lies in one of its two candidate lines.
  *
- * Allocation: add takes at most one block (the 2nd entry's one-line table)
- * from the cache, or the cache's spare table to grow into (checked before
- * anything changes). Remove only frees, and shrinks only into memory the
- * cache already holds.
+ * Allocation: add takes at most one table from the cache: a block (the
+ * 2nd entry's one-line table), or a table of the next size to grow into
+ * (checked before anything changes). The cache stocks tables of 2..16
+ * lines by size (what recent adds took or will soon need) and one spare
+ * larger table, so a storm of heads growing together rarely meets an
+ * -ENOMEM. Remove only frees (into the cache), and shrinks only into
+ * memory the cache already holds.
  */
 #include <gmtrack/rmap.h>
 
@@ -101,8 +106,21 @@ static inline uint32_t max_count(uint32_t nb)
 	return nb <= 2 ? s : s - s / 16;
 }
 
-static inline uint32_t next_nb(uint32_t nb) { return nb < 16 ? nb + 1 : nb + nb / 8; }
-static inline uint32_t prev_nb(uint32_t nb) { return nb <= 17 ? nb - 1 : nb - nb / 9; }
+/* Sizes: 1, 2, 3, 4, 6, 9 lines (short chains grow in few rebuilds), then
+ * 10, 11, ..., 16 one line at a time, then +1/8 per step. */
+static inline uint32_t next_nb(uint32_t nb)
+{
+	if (nb < 9)
+		return nb < 4 ? nb + 1 : nb < 6 ? 6 : 9;
+	return nb < 16 ? nb + 1 : nb + nb / 8;
+}
+
+static inline uint32_t prev_nb(uint32_t nb)
+{
+	if (nb <= 9)
+		return nb <= 4 ? nb - 1 : nb <= 6 ? 4 : 6;
+	return nb <= 17 ? nb - 1 : nb - nb / 9;
+}
 
 /* Shrink when the smaller size would be at most 3/4 of its limit. */
 static inline uint32_t shrink_at(uint32_t nb) { return max_count(prev_nb(nb)) * 3 / 4; }
@@ -110,12 +128,10 @@ static inline uint32_t shrink_at(uint32_t nb) { return max_count(prev_nb(nb)) * 
 /* ---- hashing --------------------------------------------------------------- */
 static inline uint64_t hash_ptr(uintptr_t x)
 {
-	x ^= x >> 33;   /* murmur3's finalizer */
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
+	/* one 64x64->128 multiply, both halves folded: every output bit
+	 * depends on the pointer's low bits, where entries differ */
+	unsigned __int128 p = (unsigned __int128)x * 0x9e3779b97f4a7c15ULL;
+	return (uint64_t)(p >> 64) ^ (uint64_t)p;
 }
 
 static inline void lines_of(uintptr_t e, uint32_t nb, uint32_t *b1, uint32_t *b2)
@@ -161,25 +177,26 @@ static inline unsigned pop8(unsigned x)
 /* Free slots; the header is never 0, so never free. */
 static inline unsigned line_free(const struct line *l) { return line_match(l, 0, 1); }
 
+/* Both lines are matched without a branch on the first: the entry is in
+ * either about as often (no predictable branch), and a mispredicted branch
+ * on a line just fetched would stop the CPU from starting the next
+ * operation's loads early. */
+static inline bool tab_find_at(const struct line *t, uintptr_t e, uint32_t b1,
+			       uint32_t b2, uint32_t *li, unsigned *slot)
+{
+	unsigned m1 = line_match(&t[b1], e, b1), m2 = line_match(&t[b2], e, b2);
+	unsigned m = m1 ? m1 : m2;
+	*li = m1 ? b1 : b2;
+	*slot = (unsigned)__builtin_ctz(m | 1u << SLOTS);
+	return m != 0;
+}
+
 static bool tab_find(const struct line *t, uint32_t nb, uintptr_t e, uint32_t *li,
 		     unsigned *slot)
 {
 	uint32_t b1, b2;
 	lines_of(e, nb, &b1, &b2);
-	__builtin_prefetch(&t[b2]);   /* fetched alongside b1, in case */
-	unsigned m = line_match(&t[b1], e, b1);
-	if (m) {
-		*li = b1;
-		*slot = (unsigned)__builtin_ctz(m);
-		return true;
-	}
-	m = line_match(&t[b2], e, b2);
-	if (m) {
-		*li = b2;
-		*slot = (unsigned)__builtin_ctz(m);
-		return true;
-	}
-	return false;
+	return tab_find_at(t, e, b1, b2, li, slot);
 }
 
 static inline void put_free(struct line *l, uintptr_t e)
@@ -190,10 +207,9 @@ static inline void put_free(struct line *l, uintptr_t e)
 /* Puts e (not present) into one of its lines, moving at most two other
  * entries to their other line along a path found before anything moves.
  * Returns false, with nothing changed, if there is no room that way. */
-static bool tab_place(struct line *t, uint32_t nb, uintptr_t e)
+static bool tab_place_at(struct line *t, uint32_t nb, uintptr_t e, uint32_t b1, uint32_t b2)
 {
-	uint32_t b[2];
-	lines_of(e, nb, &b[0], &b[1]);
+	const uint32_t b[2] = {b1, b2};
 	unsigned f0 = line_free(&t[b[0]]), f1 = line_free(&t[b[1]]);
 	if (f0 | f1) {
 		/* The first line unless it is much fuller than the second: most
@@ -234,6 +250,13 @@ static bool tab_place(struct line *t, uint32_t nb, uintptr_t e)
 	return false;
 }
 
+static bool tab_place(struct line *t, uint32_t nb, uintptr_t e)
+{
+	uint32_t b1, b2;
+	lines_of(e, nb, &b1, &b2);
+	return tab_place_at(t, nb, e, b1, b2);
+}
+
 /* Fills the empty table `to` (nb2 lines) with the entries of `from`.
  * False if one did not fit (`to` is then garbage, `from` untouched). */
 static bool tab_rebuild(struct line *to, uint32_t nb2, const struct line *from)
@@ -248,7 +271,14 @@ static bool tab_rebuild(struct line *to, uint32_t nb2, const struct line *from)
 	return true;
 }
 
-/* ---- the cache ------------------------------------------------------------- */
+/* ---- the cache -------------------------------------------------------------
+ * One-line tables in `blocks`; tables of 2..GM_RMAP_SMALL_LINES lines in
+ * small[nb] (free lists linked through their first word); one spare larger
+ * table in `dir`. An add or remove that will need a size the cache lacks,
+ * or that took the cache's table of a size, marks that size wanted, and
+ * the next topup stocks it. */
+static inline bool is_small(uint32_t nb) { return nb <= GM_RMAP_SMALL_LINES; }
+
 static struct line *cache_take(struct gm_rmap_cache *c)
 {
 	struct line *b = c->blocks;
@@ -269,27 +299,55 @@ static void cache_put(struct gm_rmap_cache *c, void *p)
 	c->nblocks++;
 }
 
-/* Gives a table's memory back: one line to the block stock, larger ones
- * to the allocator. */
+static struct line *small_take(struct gm_rmap_cache *c, uint32_t nb)
+{
+	struct line *t = c->small[nb];
+	c->small[nb] = (void *)t->s[0];
+	c->nsmall[nb]--;
+	return t;
+}
+
+static void small_push(struct gm_rmap_cache *c, struct line *t, uint32_t nb)
+{
+	t->s[0] = (uintptr_t)c->small[nb];
+	c->small[nb] = t;
+	c->nsmall[nb]++;
+}
+
+/* Gives a table's memory back: to the cache's stock of its size, or (a
+ * large table, or the stock full) to the allocator. */
 static void tab_free(struct gm_rmap_cache *c, struct line *t, uint32_t nb)
 {
 	if (nb == 1)
 		cache_put(c, t);
+	else if (is_small(nb) && c->nsmall[nb] < GM_RMAP_SMALL_KEEP)
+		small_push(c, t, nb);
 	else
 		gm_alloc_release(c->alloc, t, tab_bytes(nb));
 }
 
-/* Asks the next topup for a spare table of nb lines. */
+/* Asks the next topup for a table of nb lines. */
 static inline void want(struct gm_rmap_cache *c, uint32_t nb)
 {
-	if (nb > 1)
+	if (nb <= 1)
+		return;
+	if (is_small(nb))
+		c->small_want |= (uint32_t)1 << nb;
+	else
 		c->dir_want = tab_bytes(nb);
 }
 
-/* The spare table, if it has lo..hi lines (it leaves the cache). */
+/* A table of lo..hi lines (hi >= 2) from the cache (it leaves the cache;
+ * a small size taken is marked wanted so topup restocks it), or NULL. */
 static struct line *spare_take(struct gm_rmap_cache *c, uint32_t lo, uint32_t hi,
 			       uint32_t *nb)
 {
+	for (uint32_t k = lo < 2 ? 2 : lo; k <= hi && is_small(k); k++)
+		if (c->nsmall[k]) {
+			c->small_want |= (uint32_t)1 << k;
+			*nb = k;
+			return small_take(c, k);
+		}
 	uint32_t have = (uint32_t)(c->dir_bytes / LINE);
 	if (!c->dir || have < lo || have > hi)
 		return NULL;
@@ -302,9 +360,13 @@ static struct line *spare_take(struct gm_rmap_cache *c, uint32_t lo, uint32_t hi
 	return t;
 }
 
-/* Puts a spare taken by spare_take back (a rebuild into it failed). */
+/* Puts a table taken by spare_take back (a rebuild into it failed). */
 static void spare_return(struct gm_rmap_cache *c, struct line *t, uint32_t nb)
 {
+	if (is_small(nb)) {
+		small_push(c, t, nb);
+		return;
+	}
 	c->dir = t;
 	c->dir_bytes = tab_bytes(nb);
 }
@@ -318,11 +380,22 @@ int gm_rmap_cache_init(struct gm_rmap_cache *c, const struct gm_allocator *a)
 	return 0;
 }
 
+/* True if topup(c, n) has nothing to do. */
+static inline bool cache_ready(const struct gm_rmap_cache *c, size_t n)
+{
+	return c->nblocks >= n && !c->small_want &&
+	       (!c->dir_want || c->dir_want == c->dir_bytes);
+}
+
 int gm_rmap_cache_topup(struct gm_rmap_cache *c, size_t n)
 {
 	if (!c)
 		return -EINVAL;
+	if (cache_ready(c, n))
+		return 0;
 	size_t had = c->nblocks;
+	uint32_t had_small[GM_RMAP_SMALL_LINES + 1];
+	memcpy(had_small, c->nsmall, sizeof(had_small));
 	while (c->nblocks < n) {
 		struct line *b = gm_alloc_mem(c->alloc, GM_RMAP_BLOCK_SIZE, LINE);
 		if (!b)
@@ -330,6 +403,17 @@ int gm_rmap_cache_topup(struct gm_rmap_cache *c, size_t n)
 		b->s[0] = (uintptr_t)c->blocks;
 		c->blocks = b;
 		c->nblocks++;
+	}
+	size_t stock = n < 1 ? 1 : n > GM_RMAP_SMALL_KEEP ? GM_RMAP_SMALL_KEEP : n;
+	for (uint32_t k = 2; k <= GM_RMAP_SMALL_LINES; k++) {
+		if (!(c->small_want >> k & 1))
+			continue;
+		while (c->nsmall[k] < stock) {
+			struct line *t = gm_alloc_mem(c->alloc, tab_bytes(k), LINE);
+			if (!t)
+				goto fail;
+			small_push(c, t, k);
+		}
 	}
 	if (c->dir_want && c->dir_want != c->dir_bytes) {
 		void *d = gm_alloc_mem(c->alloc, c->dir_want, LINE);
@@ -341,16 +425,25 @@ int gm_rmap_cache_topup(struct gm_rmap_cache *c, size_t n)
 		c->dir_bytes = c->dir_want;
 	}
 	c->dir_want = 0;
+	c->small_want = 0;
 	return 0;
-fail:
+fail:   /* give back exactly what this call took */
 	while (c->nblocks > had)
 		gm_alloc_release(c->alloc, cache_take(c), GM_RMAP_BLOCK_SIZE);
+	for (uint32_t k = 2; k <= GM_RMAP_SMALL_LINES; k++)
+		while (c->nsmall[k] > had_small[k])
+			gm_alloc_release(c->alloc, small_take(c, k), tab_bytes(k));
 	return -ENOMEM;
 }
 
 size_t gm_rmap_cache_bytes(const struct gm_rmap_cache *c)
 {
-	return c ? c->nblocks * GM_RMAP_BLOCK_SIZE + c->dir_bytes : 0;
+	if (!c)
+		return 0;
+	size_t b = c->nblocks * GM_RMAP_BLOCK_SIZE + c->dir_bytes;
+	for (uint32_t k = 2; k <= GM_RMAP_SMALL_LINES; k++)
+		b += c->nsmall[k] * tab_bytes(k);
+	return b;
 }
 
 void gm_rmap_cache_destroy(struct gm_rmap_cache *c)
@@ -359,11 +452,15 @@ void gm_rmap_cache_destroy(struct gm_rmap_cache *c)
 		return;
 	while (c->nblocks)
 		gm_alloc_release(c->alloc, cache_take(c), GM_RMAP_BLOCK_SIZE);
+	for (uint32_t k = 2; k <= GM_RMAP_SMALL_LINES; k++)
+		while (c->nsmall[k])
+			gm_alloc_release(c->alloc, small_take(c, k), tab_bytes(k));
 	if (c->dir)
 		gm_alloc_release(c->alloc, c->dir, c->dir_bytes);
 	c->dir = NULL;
 	c->dir_bytes = 0;
 	c->dir_want = 0;
+	c->small_want = 0;
 }
 
 /* ---- add -------------------------------------------------------------------- */
@@ -374,28 +471,36 @@ static int tab_grow(struct gm_rmap_head *h, struct line *t, uintptr_t e,
 	uint32_t nb = tab_nb(t), n = tab_count(t), up = next_nb(nb), nb2;
 	if (up > MAX_LINES)
 		return -ENOSPC;
-	struct line *t2 = spare_take(c, up, next_nb(up), &nb2);
-	if (!t2) {
-		want(c, up);
-		return -ENOMEM;
+	/* Any size from one up to three up; a size whose rebuild failed
+	 * (unlucky hashes) is skipped, so a retry after topup goes on to the
+	 * larger size that failure asked for. */
+	uint32_t lo = up, hi = next_nb(next_nb(up));
+	for (;;) {
+		struct line *t2 = spare_take(c, lo, hi, &nb2);
+		if (!t2) {
+			want(c, lo);
+			return -ENOMEM;
+		}
+		if (tab_rebuild(t2, nb2, t) && tab_place(t2, nb2, e)) {
+			tab_set(t2, n + 1, nb2);
+			h->word = tab_word(t2, nb2);
+			tab_free(c, t, nb);
+			return 0;
+		}
+		spare_return(c, t2, nb2);
+		lo = next_nb(nb2);
+		if (lo > hi || lo > MAX_LINES)
+			return -ENOSPC;   /* three sizes up failed: hashes far off */
 	}
-	if (!tab_rebuild(t2, nb2, t) || !tab_place(t2, nb2, e)) {
-		spare_return(c, t2, nb2);   /* unlucky hashes: ask for more room */
-		want(c, next_nb(nb2));
-		return -ENOMEM;
-	}
-	tab_set(t2, n + 1, nb2);
-	h->word = tab_word(t2, nb2);
-	tab_free(c, t, nb);
-	return 0;
 }
 
 static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_t e,
 		   struct gm_rmap_cache *c)
 {
-	uint32_t n = tab_count(t), li;
+	uint32_t n = tab_count(t), li, b1, b2;
 	unsigned slot;
-	if (tab_find(t, nb, e, &li, &slot))
+	lines_of(e, nb, &b1, &b2);
+	if (tab_find_at(t, e, b1, b2, &li, &slot))
 		return -EEXIST;
 	if (n == UINT32_MAX)
 		return -ENOSPC;
@@ -403,7 +508,7 @@ static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_
 	if (n < most) {
 		if (n + 2 > most)
 			want(c, next_nb(nb));   /* so the next add finds it */
-		if (tab_place(t, nb, e)) {
+		if (tab_place_at(t, nb, e, b1, b2)) {
 			tab_set(t, n + 1, nb);
 			return 0;
 		}
@@ -465,7 +570,7 @@ static void tab_shrink(struct gm_rmap_head *h, struct line *t, struct gm_rmap_ca
 	} else {
 		t2 = spare_take(c, down, nb - 1, &nb2);
 		if (!t2) {
-			if (!c->dir_want)
+			if (is_small(down) || !c->dir_want)   /* a growth's want first */
 				want(c, down);
 			return;
 		}

@@ -1,7 +1,11 @@
 /* tests/harness.c — runner for tests/harness.h. */
 #include "harness.h"
 
+#include <gmtrack/rcu.h>
+
 #include <setjmp.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <time.h>
 
@@ -82,10 +86,28 @@ static double now_ms(void)
 /* setjmp lives here, alone, so no local of the loop can be clobbered. */
 static bool run_one(gm_test_fn fn)
 {
-	if (setjmp(test_jump) != 0)
+	if (setjmp(test_jump) != 0) {
+		/* A CHECK that failed inside a read-side section left it held;
+		 * the next test's grace periods would wait for it forever. */
+		while (gm_rcu_read_ongoing())
+			gm_rcu_read_unlock();
 		return false;
+	}
 	fn();
 	return true;
+}
+
+/* A test that hangs (a lost wake-up, a grace period that cannot end) says
+ * which one it is and how to replay it, instead of stalling the run. */
+static void on_timeout(int sig)
+{
+	(void)sig;
+	static const char msg[] = "\nharness: test timed out: ";
+	if (write(2, msg, sizeof(msg) - 1) < 0 ||
+	    write(2, current_name, strlen(current_name)) < 0 ||
+	    write(2, "\n", 1) < 0)
+		_exit(3);
+	_exit(3);
 }
 
 int gm_test_main(int argc, char **argv)
@@ -98,6 +120,9 @@ int gm_test_main(int argc, char **argv)
 	int passed = 0, failed = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGALRM, on_timeout);
+	const char *env_timeout = getenv("GM_TEST_TIMEOUT");
+	unsigned timeout = env_timeout && *env_timeout ? (unsigned)atoi(env_timeout) : 300;
 	for (int i = 0; i < ntests; i++) {
 		if (filter && !strstr(tests[i].name, filter))
 			continue;
@@ -106,7 +131,11 @@ int gm_test_main(int argc, char **argv)
 		current_seed = seed;
 		gm_rng_init(&current_rng, seed);
 		double t0 = now_ms();
-		if (run_one(tests[i].fn)) {
+		fprintf(stderr, "[seed %" PRIu64 "] %s\n", seed, current_name);
+		alarm(timeout);
+		bool ok = run_one(tests[i].fn);
+		alarm(0);
+		if (ok) {
 			printf("PASS %-40s %8.1f ms\n", current_name, now_ms() - t0);
 			passed++;
 		} else {

@@ -15,6 +15,9 @@
  *   test prints `GM_SEED=<seed>` to replay it exactly.
  * - GM_TEST_SCALE (env, default 1.0) scales iteration counts through
  *   gm_test_iters(n), so sanitizer builds can run shorter.
+ * - A test running longer than GM_TEST_TIMEOUT seconds (default 300) ends
+ *   the run, naming the test. A failed CHECK inside an RCU read-side section
+ *   releases the section before the next test runs.
  * - The run ends with "N passed, N failed" and exits non-zero on failure.
  */
 #ifndef GMTRACK_TEST_HARNESS_H

@@ -3,7 +3,7 @@
  *
  * Entries are pointers to simulated shadow PTEs (8-byte slots of one big
  * array). Four designs, same vtable, same allocator accounting:
- *   gm_rmap  one-word head, 15-entry block, linear hash (ours)
+ *   gm_rmap  one-word head; 2+ entries: cuckoo table of 64-B lines (ours)
  *   desc4    2010 KVM: descriptors of 4 + more; add walks, remove searches
  *   sibling  2010 proposal: per-PTE "next sibling" array, intrusive list
  *   kvm14    KVM today: 128-byte descriptors of 14, full non-head ones
@@ -85,29 +85,35 @@ static void impl_destroy(struct impl *im)
 		bl_sibling_destroy(&im->sib);
 }
 
-/* Adds, topping the cache up first as a caller would outside its lock. */
+/* Every add is preceded by the same top-up call for every cache-based
+ * design, as KVM does before each fault: "make the cache hold at least
+ * TOPUP objects" (O(1) when it does). Outside the caller's lock in real
+ * use; here it is timed with the add. gm_rmap's cache also stocks the
+ * table sizes recent adds asked for; an add that still finds its size
+ * missing (a table that must grow early after an unlucky placement) gets
+ * -ENOMEM, and is topped up and retried, as a KVM caller would. */
+#define TOPUP 8
+static size_t gm_retries;   /* gm_rmap adds that got -ENOMEM after a topup */
+
 static inline void impl_add(struct impl *im, uintptr_t *head, void *p)
 {
 	int rc = 0;
 	switch (im->kind) {
 	case K_GM:
-		if (im->cache.nblocks < GM_RMAP_ADD_BLOCKS ||
-		    (im->cache.dir_want && im->cache.dir_want != im->cache.dir_bytes))
-			gm_rmap_cache_topup(&im->cache, 8);
+		gm_rmap_cache_topup(&im->cache, TOPUP);
 		rc = gm_rmap_add((struct gm_rmap_head *)head, p, &im->cache);
-		if (rc == -ENOMEM) {  /* a directory to grow into: top up, retry */
-			gm_rmap_cache_topup(&im->cache, 8);
+		if (rc == -ENOMEM) {
+			gm_retries++;
+			gm_rmap_cache_topup(&im->cache, TOPUP);
 			rc = gm_rmap_add((struct gm_rmap_head *)head, p, &im->cache);
 		}
 		break;
 	case K_DESC4:
-		if (im->objs.n < 1)
-			bl_objcache_topup(&im->objs, 8);
+		bl_objcache_topup(&im->objs, TOPUP);
 		rc = bl_desc4_add(head, p, &im->objs);
 		break;
 	case K_KVM14:
-		if (im->objs.n < 1)
-			bl_objcache_topup(&im->objs, 8);
+		bl_objcache_topup(&im->objs, TOPUP);
 		rc = bl_kvm14_add(head, p, &im->objs);
 		break;
 	case K_SIBLING:
@@ -238,9 +244,9 @@ static void add_setup(void *arg)
 	for (size_t i = 0; i < c->r; i++)
 		impl_remove(c->im, head_of(c, c->victims[i]), &c->ptes[c->victims[i]]);
 	if (c->im->kind == K_GM)
-		gm_rmap_cache_topup(&c->im->cache, GM_RMAP_CACHE_KEEP);
+		gm_rmap_cache_topup(&c->im->cache, TOPUP);
 	else if (c->im->kind != K_SIBLING)
-		bl_objcache_topup(&c->im->objs, 64);
+		bl_objcache_topup(&c->im->objs, TOPUP);
 }
 
 static uint64_t add_body(void *arg)
@@ -439,11 +445,17 @@ static void run(struct gmb_ctx *ctx)
 		top *= 10;
 	gmb_note(ctx, "chain rows: %zu entries in all, in max(1, %zu/L) heads of L; "
 		      "remove = a random member of a random head (re-added untimed), "
-		      "add = re-adding R entries removed untimed, into warm heads with a topped-up cache. "
+		      "add = re-adding R entries removed untimed, into warm heads. "
+		      "Every add of every design is preceded by the same timed call "
+		      "'top the cache up to %d objects' (KVM's per-fault topup; O(1) when full; "
+		      "sibling has no cache); remove and zap free into the same caches. "
 		      "fork storm: %zu pages, parent + %zu children mapping every page "
-		      "in random order, exiting in random order; fork bytes = extra bytes "
-		      "per additional mapping at the peak. zap: all mappings of %zu "
-		      "random pages at the peak.", total, total, pages, children, pages / 4);
+		      "in random order (per mapping: PTE write + topup + add), exiting in "
+		      "random order (per mapping: remove); fork ns = (map + exit) / mappings; "
+		      "fork bytes = extra bytes per additional mapping at the peak, caches "
+		      "excluded. gm_rmap adds retried after -ENOMEM (size not stocked): %zu "
+		      "over the whole run. zap: all mappings of %zu random pages at the peak.",
+		 total, total, TOPUP, pages, children, gm_retries, pages / 4);
 	gmb_target_ratio(ctx, "gm_rmap remove at the longest chain <= 2x remove at chain 1",
 			 (struct gmb_sel){"gm_rmap", "remove", top, "chain"},
 			 (struct gmb_sel){"gm_rmap", "remove", 1, "chain"}, GMB_AT_MOST, 2.0);

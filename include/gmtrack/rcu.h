@@ -52,6 +52,9 @@ GM_EXPORT void gm_rcu_unregister_thread(void);
 GM_EXPORT void gm_rcu_read_lock(void);
 /* Leaves a read-side section. O(1), wait-free. */
 GM_EXPORT void gm_rcu_read_unlock(void);
+/* True if the calling thread is inside a read-side section (for
+ * assertions: e.g. "must not be called under the read lock"). O(1). */
+GM_EXPORT int gm_rcu_read_ongoing(void);
 /* Waits until every read section that began before the call has ended.
  * Blocks (microseconds to milliseconds). Never call inside a read section. */
 GM_EXPORT void gm_rcu_synchronize(void);

@@ -15,15 +15,18 @@
  *                        the chain length
  *
  * Memory: 8 bytes per page mapped at most once; 64 bytes for 2..7
- * entries; then tables grow one line at a time up to 16 lines and by 1/8
- * beyond, filled to <= 15/16, so a long chain costs 8.5..9.6 bytes per
- * entry (see src/rmap.c).
+ * entries; then tables of 2, 3, 4, 6, 9, 10, ..., 16 lines and +1/8 beyond,
+ * filled to <= 15/16, so a long chain costs 8.5..9.6 bytes per entry
+ * (see src/rmap.c).
  *
  * Allocation follows KVM's rule: add never allocates. One-line tables
  * come from a `struct gm_rmap_cache` the caller fills with
- * gm_rmap_cache_topup() OUTSIDE its lock; a table that must grow takes the
- * cache's spare table, whose size the add asks for in advance (dir_want)
- * so the next topup fetches it. remove gives memory back to the cache.
+ * gm_rmap_cache_topup() OUTSIDE its lock; a table that must grow takes a
+ * table of the next size from the cache, whose size an add asks for in
+ * advance (when its table is almost full) so the next topup stocks it.
+ * With a topup(cache, n >= 1) before every add, an add fails with -ENOMEM
+ * only when a table must grow early after an unlucky placement: top up
+ * and retry. remove gives memory back to the cache.
  *
  * Duplicates: the map is a SET. Adding a pointer already present returns
  * -EEXIST (free: add looks at both candidate lines anyway).
@@ -57,17 +60,27 @@ struct gm_rmap_head {
 	uintptr_t word;
 };
 
+/* Tables of 2..GM_RMAP_SMALL_LINES lines are kept in the cache by size,
+ * at most GM_RMAP_SMALL_KEEP of each. */
+#define GM_RMAP_SMALL_LINES 16
+#define GM_RMAP_SMALL_KEEP 16
+
 /*
  * The object cache add takes memory from. Fields are private.
- * It holds 64-byte blocks (one-line tables) and one spare larger table.
- * An add or remove that will soon need a table of another size records
- * that size in dir_want, and the next topup fetches it.
+ * It holds 64-byte blocks (one-line tables), a stock of tables of each
+ * small size (2..16 lines) and one spare larger table. An add that took a
+ * small table, or that will soon need a table of a size the cache lacks
+ * (the table is almost full), or a remove that would shrink into one,
+ * marks that size wanted, and the next topup stocks it.
  */
 struct gm_rmap_cache {
 	const struct gm_allocator *alloc;
 	void *blocks;          /* free blocks, linked through their first word */
 	size_t nblocks;
-	void *dir;             /* spare table or NULL */
+	void *small[GM_RMAP_SMALL_LINES + 1];      /* free tables by line count */
+	uint32_t nsmall[GM_RMAP_SMALL_LINES + 1];
+	uint32_t small_want;   /* bit k: the next topup stocks k-line tables */
+	void *dir;             /* spare table of > 16 lines, or NULL */
 	size_t dir_bytes;      /* its size */
 	size_t dir_want;       /* size the next topup should provide (0: none) */
 };
@@ -80,11 +93,13 @@ GM_EXPORT int gm_rmap_cache_init(struct gm_rmap_cache *cache,
 				 const struct gm_allocator *alloc);
 
 /*
- * gm_rmap_cache_topup — makes the cache hold at least n blocks, and the
- * spare table a previous add or remove asked for (dir_want; an old spare
- * of another size is freed). Call it outside the lock that protects the
- * heads, before adds (n >= GM_RMAP_ADD_BLOCKS).
- * Cost: O(blocks allocated). Allocates.
+ * gm_rmap_cache_topup — makes the cache hold at least n blocks, at least
+ * max(1, min(n, GM_RMAP_SMALL_KEEP)) tables of every small size a
+ * previous add or remove took or asked for (small_want), and the spare
+ * large table one asked for (dir_want; an old spare of another size is
+ * freed). Call it outside the lock that protects the heads, before every
+ * add (n >= GM_RMAP_ADD_BLOCKS).
+ * Cost: O(1) when nothing is missing, else O(tables allocated). Allocates.
  * Out of memory: -ENOMEM, and the cache is exactly as before the call
  * (what this call allocated is released).
  */
