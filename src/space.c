@@ -296,45 +296,46 @@ static void slot_retire(struct slot *sl)
 
 /* ---- the gfn index: a two-level sorted array, copy-on-write per block ----
  *
- *   top (one allocation)                      block (exact size, immutable)
- *   +---+---------------------+----------+    +---+-----------+-----------------+
- *   | n | sep[0..n-1] (u64)   | blk[0..] | -> | n | base[0..n) | ent[0..n):      |
- *   +---+---------------------+----------+    |   | (sorted)   | last, hva, slot |
- *                                             +---+-----------+-----------------+
+ *   top (one allocation)                    block (exact size, immutable)
+ *   +---+-------------------+----------+    +---+------------------------+-----------+
+ *   | n | sep[0..n-1] (u64) | blk[0..] | -> | n | ent[0..n): base, last, | slot[0..n)|
+ *   +---+-------------------+----------+    |   | hva (sorted by base)   |           |
+ *                                           +---+------------------------+-----------+
  * Block i holds the slots whose base_gfn is in [sep[i], sep[i+1]), sorted;
- * sep[0] = 0, seps strictly increase, no block is empty. A lookup is a
- * branch-free search of sep (small: ~n/40 entries, stays in cache), then of
- * the block's base[] (at most GB_MAX keys, 8 cache lines), then one range
- * check against the entry: base, last and hva come from the index, so a
- * miss never touches the slot object. If the block's first key is above
- * gfn (sep[i] may be below it after deletes) the answer is the previous
- * block's last entry. A change copies one block (<= 2 KiB) and publishes it
- * with one release store into top->blk[i]; a split, or a block emptied,
- * copies the top (n * 16 bytes) and publishes it in layout->gidx. Replaced
- * blocks and tops are retired through the space's reclaim list.
+ * sep[0] = 0, seps strictly increase, no block is empty, at most GB_MAX
+ * entries. A lookup is a branch-free search of sep (~n/GB_MAX keys: stays
+ * in L1), then a prefetch of the whole block's entries (one memory latency
+ * instead of one per search step) and a branch-free search of them; the
+ * entry found holds base, last and hva, so a translation never touches the
+ * slot object or the slot[] array. If the block's first key is above gfn
+ * (sep[i] may be below it after deletes) the answer is the previous
+ * block's last entry. A change copies one block (<= 1 KiB) and publishes it
+ * with one release store into top->blk[i]; a split (appending to a full
+ * block only adds a block), or a block emptied, copies the top (n * 16
+ * bytes) and publishes it in layout->gidx. Replaced blocks and tops are
+ * retired through the space's reclaim list.
  */
-#define GB_MAX 64
+#define GB_MAX 32
 
 struct gent {
-	uint64_t last, hva;
-	struct slot *slot;
+	uint64_t base, last, hva;
 };
 struct gblk {
 	uint64_t n;
-	uint64_t base[]; /* n keys, then n struct gent */
+	struct gent e[]; /* n entries, then n struct slot * */
 };
 struct gtop {
 	uint64_t n;
 	uint64_t sep[]; /* n seps, then n _Atomic(struct gblk *) */
 };
 
-static struct gent *gb_ent(const struct gblk *b)
+static struct slot **gb_slot(const struct gblk *b)
 {
-	return (struct gent *)(uintptr_t)(b->base + b->n);
+	return (struct slot **)(uintptr_t)(b->e + b->n);
 }
 static size_t gb_bytes(uint64_t n)
 {
-	return sizeof(struct gblk) + n * (8 + sizeof(struct gent));
+	return sizeof(struct gblk) + n * (sizeof(struct gent) + sizeof(void *));
 }
 static _Atomic(struct gblk *) *gt_blk(const struct gtop *t)
 {
@@ -344,46 +345,62 @@ static size_t gt_bytes(uint64_t n)
 {
 	return sizeof(struct gtop) + n * 16;
 }
+static struct gblk *gt_get(const struct gtop *t, size_t i)
+{
+	return atomic_load_explicit(&gt_blk(t)[i], memory_order_acquire);
+}
 
 /* Index of the last key <= x in k[0..n) (0 if none: the caller checks). */
-static inline size_t last_le(const uint64_t *k, size_t n, uint64_t x)
+static inline size_t sep_last_le(const uint64_t *k, size_t n, uint64_t x)
 {
 	const uint64_t *b = k;
 	while (n > 1) {
 		size_t half = n / 2;
-		__builtin_prefetch(b + half / 2);
-		__builtin_prefetch(b + half + half / 2);
 		b = b[half] <= x ? b + half : b;
 		n -= half;
 	}
 	return (size_t)(b - k);
 }
 
-/* The entry whose range holds gfn, or NULL (reader or writer). */
-static const struct gent *gidx_find(const struct gtop *t, uint64_t gfn,
-				    uint64_t *base)
+static inline size_t ent_last_le(const struct gent *e, size_t n, uint64_t x)
+{
+	const struct gent *b = e;
+	while (n > 1) {
+		size_t half = n / 2;
+		b = b[half].base <= x ? b + half : b;
+		n -= half;
+	}
+	return (size_t)(b - e);
+}
+
+/* The block and position of the entry whose range holds gfn: true, or
+ * false (reader or writer). */
+static bool gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp,
+		      size_t *jp)
 {
 	if (!t || !t->n)
-		return NULL;
-	size_t i = last_le(t->sep, t->n, gfn);
-	const struct gblk *b = atomic_load_explicit(&gt_blk(t)[i], memory_order_acquire);
-	size_t j = last_le(b->base, b->n, gfn);
-	if (b->base[j] > gfn) {
+		return false;
+	size_t i = sep_last_le(t->sep, t->n, gfn);
+	const struct gblk *b = gt_get(t, i);
+	for (size_t l = 0; l < (8 + GB_MAX * sizeof(struct gent) + 63) / 64; l++)
+		__builtin_prefetch((const char *)b + 64 * l); /* past the end: harmless */
+	size_t j = ent_last_le(b->e, b->n, gfn);
+	if (b->e[j].base > gfn) {
 		if (!i)
-			return NULL;
-		b = atomic_load_explicit(&gt_blk(t)[i - 1], memory_order_acquire);
+			return false;
+		b = gt_get(t, i - 1);
 		j = b->n - 1;
 	}
-	const struct gent *e = &gb_ent(b)[j];
-	if (gfn > e->last)
-		return NULL;
-	*base = b->base[j];
-	return e;
+	if (gfn > b->e[j].last)
+		return false;
+	*bp = b;
+	*jp = j;
+	return true;
 }
 
 static struct gtop *gt_new(struct gm_space *s, uint64_t n)
 {
-	struct gtop *t = gm_alloc_mem(s->alloc, gt_bytes(n), 8);
+	struct gtop *t = gm_alloc_mem(s->alloc, gt_bytes(n), 16);
 	if (t)
 		t->n = n;
 	return t;
@@ -397,12 +414,18 @@ static struct gblk *gb_new(struct gm_space *s, uint64_t n)
 	return b;
 }
 
-/* dst[at..] = src[from..from+cnt) (keys and entries). */
+/* dst[at..] = src[from..from+cnt) (entries and slots). */
 static void gb_copy(struct gblk *dst, size_t at, const struct gblk *src,
 		    size_t from, size_t cnt)
 {
-	memcpy(dst->base + at, src->base + from, cnt * 8);
-	memcpy(gb_ent(dst) + at, gb_ent(src) + from, cnt * sizeof(struct gent));
+	memcpy(dst->e + at, src->e + from, cnt * sizeof(struct gent));
+	memcpy(gb_slot(dst) + at, gb_slot(src) + from, cnt * sizeof(void *));
+}
+
+static void gb_put(struct gblk *b, size_t at, struct gent e, struct slot *sl)
+{
+	b->e[at] = e;
+	gb_slot(b)[at] = sl;
 }
 
 static void gidx_free_all(struct gm_space *s, struct gtop *t, bool retire)
@@ -410,7 +433,7 @@ static void gidx_free_all(struct gm_space *s, struct gtop *t, bool retire)
 	if (!t)
 		return;
 	for (uint64_t i = 0; i < t->n; i++) {
-		struct gblk *b = atomic_load_explicit(&gt_blk(t)[i], memory_order_relaxed);
+		struct gblk *b = gt_get(t, i);
 		if (retire)
 			gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
 		else
@@ -426,11 +449,12 @@ static size_t gidx_bytes(const struct gtop *t)
 {
 	size_t sum = t ? gt_bytes(t->n) : 0;
 	for (uint64_t i = 0; t && i < t->n; i++)
-		sum += gb_bytes(atomic_load_explicit(&gt_blk(t)[i], memory_order_relaxed)->n);
+		sum += gb_bytes(gt_get(t, i)->n);
 	return sum;
 }
 
-/* A top like t with block i replaced by `by` (nby = 0, 1 or 2 blocks). */
+/* A top like t (may be NULL) with block i replaced by by[0..nby) (nby 0,
+ * 1 or 2); block by[m > 0] starts at its first key. */
 static struct gtop *gt_splice(struct gm_space *s, const struct gtop *t, size_t i,
 			      struct gblk **by, size_t nby)
 {
@@ -439,22 +463,18 @@ static struct gtop *gt_splice(struct gm_space *s, const struct gtop *t, size_t i
 	if (!nt)
 		return NULL;
 	size_t k = 0;
-	for (size_t j = 0; t && j < t->n; j++) {
-		if (j != i) {
+	for (size_t j = 0; j < (t ? t->n : 1); j++) {
+		if (t && j != i) {
 			nt->sep[k] = t->sep[j];
-			atomic_init(&gt_blk(nt)[k], atomic_load_explicit(&gt_blk(t)[j], memory_order_relaxed));
+			atomic_init(&gt_blk(nt)[k], gt_get(t, j));
 			k++;
 			continue;
 		}
 		for (size_t m = 0; m < nby; m++) {
-			nt->sep[k] = m ? by[m]->base[0] : t->sep[j];
+			nt->sep[k] = m ? by[m]->e[0].base : t ? t->sep[j] : 0;
 			atomic_init(&gt_blk(nt)[k], by[m]);
 			k++;
 		}
-	}
-	if (!t) { /* first block of an empty index */
-		nt->sep[0] = 0;
-		atomic_init(&gt_blk(nt)[0], by[0]);
 	}
 	if (n)
 		nt->sep[0] = 0;
@@ -467,76 +487,79 @@ static int gidx_insert(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t 
 		       uint64_t last, uint64_t hva, struct slot *sl)
 {
 	struct gtop *t = atomic_load_explicit(pt, memory_order_relaxed);
-	struct gent ne = {last, hva, sl};
+	struct gent ne = {base, last, hva};
+	size_t i = 0, p = 0;
+	struct gblk *b = NULL;
+	if (t && t->n) {
+		i = sep_last_le(t->sep, t->n, base);
+		b = gt_get(t, i);
+		while (p < b->n && b->e[p].base < base)
+			p++;
+		if (p ? b->e[p - 1].last >= base
+		      : i && gt_get(t, i - 1)->e[gt_get(t, i - 1)->n - 1].last >= base)
+			return -EEXIST;
+		if (p < b->n ? b->e[p].base <= last
+			     : i + 1 < t->n && gt_get(t, i + 1)->e[0].base <= last)
+			return -EEXIST;
+	}
 	if (gm_reclaim_reserve(&s->reclaim, 2))
 		return -ENOMEM;
-	if (!t || !t->n) {
-		struct gblk *b = gb_new(s, 1);
-		struct gtop *nt = b ? gt_splice(s, NULL, 0, &b, 1) : NULL;
-		if (!nt) {
-			gm_alloc_release(s->alloc, b, gb_bytes(1));
-			return -ENOMEM;
-		}
-		b->base[0] = base;
-		gb_ent(b)[0] = ne;
-		atomic_store_explicit(pt, nt, memory_order_release);
-		if (t)
-			gm_reclaim_retire(&s->reclaim, t, gt_bytes(0));
-		return 0;
-	}
-	size_t i = last_le(t->sep, t->n, base);
-	struct gblk *b = atomic_load_explicit(&gt_blk(t)[i], memory_order_relaxed);
-	size_t p = 0;
-	while (p < b->n && b->base[p] < base)
-		p++;
-	if (p ? gb_ent(b)[p - 1].last >= base
-	      : i && gb_ent(gt_blk(t)[i - 1])[gt_blk(t)[i - 1]->n - 1].last >= base)
-		return -EEXIST;
-	if (p < b->n ? b->base[p] <= last
-		     : i + 1 < t->n && gt_blk(t)[i + 1]->base[0] <= last)
-		return -EEXIST;
-	if (b->n < GB_MAX) {
+	if (b && b->n < GB_MAX) {
 		struct gblk *nb = gb_new(s, b->n + 1);
 		if (!nb)
 			return -ENOMEM;
 		gb_copy(nb, 0, b, 0, p);
-		nb->base[p] = base;
-		gb_ent(nb)[p] = ne;
+		gb_put(nb, p, ne, sl);
 		gb_copy(nb, p + 1, b, p, b->n - p);
 		atomic_store_explicit(&gt_blk(t)[i], nb, memory_order_release);
 		gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
 		return 0;
 	}
-	/* split: left keeps half, right the rest (with the new entry placed) */
-	size_t nl = (GB_MAX + 1) / 2, nr = GB_MAX + 1 - nl;
-	struct gblk *two[2] = {gb_new(s, nl), gb_new(s, nr)};
-	if (!two[0] || !two[1]) {
-		gm_alloc_release(s->alloc, two[0], gb_bytes(nl));
-		gm_alloc_release(s->alloc, two[1], gb_bytes(nr));
-		return -ENOMEM;
-	}
-	/* merged sequence m[0..GB_MAX]: position q < p from b, p new, > p b[q-1] */
-	for (size_t q = 0; q <= GB_MAX; q++) {
-		struct gblk *d = q < nl ? two[0] : two[1];
-		size_t at = q < nl ? q : q - nl;
-		if (q == p) {
-			d->base[at] = base;
-			gb_ent(d)[at] = ne;
-		} else {
-			size_t from = q < p ? q : q - 1;
-			d->base[at] = b->base[from];
-			gb_ent(d)[at] = gb_ent(b)[from];
+	/* a new block: the first one; after a full block when appending to
+	 * it (b stays as it is: ascending adds fill blocks); else a split */
+	struct gblk *two[2] = {NULL, NULL};
+	size_t nby;
+	if (!b || p == b->n) {
+		two[0] = b;
+		two[1] = gb_new(s, 1);
+		if (!two[1])
+			return -ENOMEM;
+		gb_put(two[1], 0, ne, sl);
+		nby = b ? 2 : 1;
+		if (!b)
+			two[0] = two[1];
+	} else {
+		size_t nl = (GB_MAX + 1) / 2, nr = GB_MAX + 1 - nl;
+		two[0] = gb_new(s, nl);
+		two[1] = gb_new(s, nr);
+		if (!two[0] || !two[1]) {
+			gm_alloc_release(s->alloc, two[0], gb_bytes(nl));
+			gm_alloc_release(s->alloc, two[1], gb_bytes(nr));
+			return -ENOMEM;
 		}
+		for (size_t q = 0; q <= GB_MAX; q++) { /* q: merged position */
+			struct gblk *d = q < nl ? two[0] : two[1];
+			size_t at = q < nl ? q : q - nl;
+			if (q == p)
+				gb_put(d, at, ne, sl);
+			else
+				gb_put(d, at, b->e[q - (q > p)], gb_slot(b)[q - (q > p)]);
+		}
+		nby = 2;
 	}
-	struct gtop *nt = gt_splice(s, t, i, two, 2);
+	struct gtop *nt = gt_splice(s, t && t->n ? t : NULL, i, two, nby);
 	if (!nt) {
-		gm_alloc_release(s->alloc, two[0], gb_bytes(nl));
-		gm_alloc_release(s->alloc, two[1], gb_bytes(nr));
+		if (two[0] != b)
+			gm_alloc_release(s->alloc, two[0], gb_bytes(two[0]->n));
+		if (two[1] != two[0])
+			gm_alloc_release(s->alloc, two[1], gb_bytes(two[1]->n));
 		return -ENOMEM;
 	}
 	atomic_store_explicit(pt, nt, memory_order_release);
-	gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
-	gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
+	if (b && two[0] != b)
+		gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
+	if (t)
+		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
 	return 0;
 }
 
@@ -548,10 +571,10 @@ static int gidx_erase(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t b
 	struct gtop *t = atomic_load_explicit(pt, memory_order_relaxed);
 	if (!t || !t->n)
 		return -ENOENT;
-	size_t i = last_le(t->sep, t->n, base);
-	struct gblk *b = atomic_load_explicit(&gt_blk(t)[i], memory_order_relaxed);
-	size_t p = last_le(b->base, b->n, base);
-	if (b->base[p] != base || gb_ent(b)[p].slot != sl)
+	size_t i = sep_last_le(t->sep, t->n, base);
+	struct gblk *b = gt_get(t, i);
+	size_t p = ent_last_le(b->e, b->n, base);
+	if (b->e[p].base != base || gb_slot(b)[p] != sl)
 		return -ENOENT;
 	if (gm_reclaim_reserve(&s->reclaim, 2))
 		return -ENOMEM;
@@ -586,20 +609,20 @@ static const char *gidx_check(const struct gtop *t, uint64_t *count)
 	uint64_t prev_last = 0;
 	bool any = false;
 	for (uint64_t i = 0; i < t->n; i++) {
-		const struct gblk *b = atomic_load_explicit(&gt_blk(t)[i], memory_order_relaxed);
+		const struct gblk *b = gt_get(t, i);
 		if (i && t->sep[i] <= t->sep[i - 1])
 			return "gfn index: seps not increasing";
 		if (!b || b->n < 1 || b->n > GB_MAX)
 			return "gfn index: empty or overfull block";
 		for (uint64_t j = 0; j < b->n; j++) {
-			const struct gent *e = &gb_ent(b)[j];
-			if (b->base[j] < t->sep[i] || (i + 1 < t->n && b->base[j] >= t->sep[i + 1]))
+			const struct gent *e = &b->e[j];
+			if (e->base < t->sep[i] || (i + 1 < t->n && e->base >= t->sep[i + 1]))
 				return "gfn index: key outside its block's bounds";
-			if (e->last < b->base[j])
+			if (e->last < e->base)
 				return "gfn index: range ends before it starts";
-			if (any && b->base[j] <= prev_last)
+			if (any && e->base <= prev_last)
 				return "gfn index: ranges overlap or unsorted";
-			if (!e->slot)
+			if (!gb_slot(b)[j])
 				return "gfn index: entry without slot";
 			prev_last = e->last;
 			any = true;
@@ -1161,7 +1184,7 @@ struct hit {
  * the shared hint is neither read nor written: the cache replaces it, and
  * the vCPU threads then share no written cache line. Fills cache. */
 static bool lookup(struct gm_space *s, struct gm_space_cache *cache, uint64_t gfn,
-		   struct hit *out)
+		   bool want_slot, struct hit *out)
 {
 	uint64_t seq, gen;
 	struct layout *L;
@@ -1177,17 +1200,20 @@ static bool lookup(struct gm_space *s, struct gm_space_cache *cache, uint64_t gf
 			*out = (struct hit){h, h->pub.base_gfn, h->pub.npages, h->pub.hva};
 			found = true;
 		} else {
-			uint64_t base;
-			const struct gent *e = gidx_find(L_gidx(L), gfn, &base);
-			found = e != NULL;
-			if (found)
-				*out = (struct hit){e->slot, base, e->last - base + 1, e->hva};
+			const struct gblk *b;
+			size_t j;
+			found = gidx_find(L_gidx(L), gfn, &b, &j);
+			if (found) {
+				const struct gent *e = &b->e[j];
+				*out = (struct hit){want_slot ? gb_slot(b)[j] : NULL,
+						    e->base, e->last - e->base + 1, e->hva};
+			}
 		}
 	} while (!view_valid(L, seq));
 	if (!found)
 		return false;
 	if (cache) {
-		cache->slot = &out->slot->pub;
+		cache->slot = out->slot ? &out->slot->pub : NULL;
 		cache->base_gfn = out->base;
 		cache->npages = out->npages;
 		cache->hva = out->hva;
@@ -1208,7 +1234,7 @@ int gm_space_gfn_to_slot(struct gm_space *s, struct gm_space_cache *cache,
 		return 0;
 	}
 	struct hit r;
-	if (!lookup(s, cache, gfn, &r))
+	if (!lookup(s, cache, gfn, true, &r))
 		return -ENOENT;
 	*out = &r.slot->pub;
 	return 0;
@@ -1218,7 +1244,7 @@ int gm_space_gfn_to_hva_slow(struct gm_space *s, struct gm_space_cache *cache,
 			     uint64_t gfn, uint64_t *hva)
 {
 	struct hit r;
-	if (!lookup(s, cache, gfn, &r))
+	if (!lookup(s, cache, gfn, true, &r))
 		return -ENOENT;
 	*hva = r.hva + ((gfn - r.base) << PAGE_SHIFT);
 	return 0;
@@ -1770,16 +1796,17 @@ int gm_space_validate(struct gm_space *s, const char **reason)
 	while (gm_pagemap_iter_next(&it, &key, &v)) {
 		struct slot *sl = v;
 		const struct gm_space_slot *p = &sl->pub;
-		uint64_t gbase;
-		const struct gent *ge;
+		const struct gblk *gb;
+		size_t gj;
 		if (p->id != key)
 			FAIL("slot: id differs from its id-index key");
 		if (!slot_shape_ok(p->base_gfn, p->npages, p->hva))
 			FAIL("slot: empty or past UINT64_MAX");
 		if (p->flags & ~SLOT_FLAGS)
 			FAIL("slot: unknown flags");
-		if (!(ge = gidx_find(L_gidx(A), p->base_gfn, &gbase)) || ge->slot != sl ||
-		    gbase != p->base_gfn || ge->last != slot_last_gfn(p) || ge->hva != p->hva)
+		if (!gidx_find(L_gidx(A), p->base_gfn, &gb, &gj) || gb_slot(gb)[gj] != sl ||
+		    gb->e[gj].base != p->base_gfn || gb->e[gj].last != slot_last_gfn(p) ||
+		    gb->e[gj].hva != p->hva)
 			FAIL("gfn index: slot's range not mapped exactly to it");
 		if (!(atomic_load(&sl->member) & (1u << A->index)))
 			FAIL("slot: member bit of the active layout clear");
