@@ -95,7 +95,7 @@ struct layout {
 	_Atomic uint64_t seq;
 	_Atomic uint64_t generation;
 	_Atomic(struct slot *) hint;
-	_Atomic(struct gm_rangemap *) gfn;
+	_Atomic(struct gtop *) gidx;
 	_Atomic(struct gm_itree *) hva;
 	_Atomic(struct gm_pagemap *) ids;
 	uint64_t nslots;
@@ -124,6 +124,7 @@ struct attr_one {
 #define ATTR_MAP_TAG 1u
 
 struct gm_space {
+	struct gm_space_head head;       /* first: read by the inline cache hit */
 	const struct gm_allocator *alloc;
 	uint32_t max_slots;
 	_Atomic(struct layout *) active;
@@ -187,9 +188,10 @@ static size_t slot_dirty_bytes(uint64_t nchunks)
 static struct slot *slot_new(struct gm_space *s, uint32_t id, uint64_t base,
 			     uint64_t npages, uint64_t hva, uint32_t flags)
 {
-	struct slot *sl = zalloc(s, sizeof(*sl));
+	struct slot *sl = gm_alloc_mem(s->alloc, sizeof(*sl), 16); /* malloc path */
 	if (!sl)
 		return NULL;
+	memset(sl, 0, sizeof(*sl));
 	sl->pub = (struct gm_space_slot){base, npages, hva, id, flags};
 	sl->space = s;
 	gm_pagemap_init(&sl->rmaps, 0, s->alloc);
@@ -292,11 +294,349 @@ static void slot_retire(struct slot *sl)
 	urcu_memb_call_rcu(&sl->rcu, slot_after_first_gp);
 }
 
+/* ---- the gfn index: a two-level sorted array, copy-on-write per block ----
+ *
+ *   top (one allocation)                    block (exact size, immutable)
+ *   +---+-------------------+----------+    +---+------------------------+-----------+
+ *   | n | sep[0..n-1] (u64) | blk[0..] | -> | n | ent[0..n): base, last, | slot[0..n)|
+ *   +---+-------------------+----------+    |   | hva (sorted by base)   |           |
+ *                                           +---+------------------------+-----------+
+ * Block i holds the slots whose base_gfn is in [sep[i], sep[i+1]), sorted;
+ * sep[0] = 0, seps strictly increase, no block is empty, at most GB_MAX
+ * entries. A lookup is a branch-free search of sep (~n/GB_MAX keys: stays
+ * in L1), then a prefetch of the whole block's entries (one memory latency
+ * instead of one per search step) and a branch-free search of them; the
+ * entry found holds base, last and hva, so a translation never touches the
+ * slot object or the slot[] array. If the block's first key is above gfn
+ * (sep[i] may be below it after deletes) the answer is the previous
+ * block's last entry. A change copies one block (<= 1 KiB) and publishes it
+ * with one release store into top->blk[i]; a split (appending to a full
+ * block only adds a block), or a block emptied, copies the top (n * 16
+ * bytes) and publishes it in layout->gidx. Replaced blocks and tops are
+ * retired through the space's reclaim list.
+ */
+#define GB_MAX 32
+
+struct gent {
+	uint64_t base, last, hva;
+};
+struct gblk {
+	uint64_t n;
+	struct gent e[]; /* n entries, then n struct slot * */
+};
+struct gtop {
+	uint64_t n;
+	uint64_t sep[]; /* n seps, then n _Atomic(struct gblk *) */
+};
+
+static struct slot **gb_slot(const struct gblk *b)
+{
+	return (struct slot **)(uintptr_t)(b->e + b->n);
+}
+static size_t gb_bytes(uint64_t n)
+{
+	return sizeof(struct gblk) + n * (sizeof(struct gent) + sizeof(void *));
+}
+static _Atomic(struct gblk *) *gt_blk(const struct gtop *t)
+{
+	return (_Atomic(struct gblk *) *)(uintptr_t)(t->sep + t->n);
+}
+static size_t gt_bytes(uint64_t n)
+{
+	return sizeof(struct gtop) + n * 16;
+}
+static struct gblk *gt_get(const struct gtop *t, size_t i)
+{
+	return atomic_load_explicit(&gt_blk(t)[i], memory_order_acquire);
+}
+
+/* Index of the last key <= x in k[0..n) (0 if none: the caller checks). */
+static inline size_t sep_last_le(const uint64_t *k, size_t n, uint64_t x)
+{
+	const uint64_t *b = k;
+	while (n > 1) {
+		size_t half = n / 2;
+		b = b[half] <= x ? b + half : b;
+		n -= half;
+	}
+	return (size_t)(b - k);
+}
+
+static inline size_t ent_last_le(const struct gent *e, size_t n, uint64_t x)
+{
+	const struct gent *b = e;
+	while (n > 1) {
+		size_t half = n / 2;
+		b = b[half].base <= x ? b + half : b;
+		n -= half;
+	}
+	return (size_t)(b - e);
+}
+
+/* The block and position of the entry whose range holds gfn: true, or
+ * false (reader or writer). */
+static bool gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp,
+		      size_t *jp)
+{
+	if (!t || !t->n)
+		return false;
+	size_t i = sep_last_le(t->sep, t->n, gfn);
+	const struct gblk *b = gt_get(t, i);
+	for (size_t l = 0; l < (8 + GB_MAX * sizeof(struct gent) + 63) / 64; l++)
+		__builtin_prefetch((const char *)b + 64 * l); /* past the end: harmless */
+	size_t j = ent_last_le(b->e, b->n, gfn);
+	if (b->e[j].base > gfn) {
+		if (!i)
+			return false;
+		b = gt_get(t, i - 1);
+		j = b->n - 1;
+	}
+	if (gfn > b->e[j].last)
+		return false;
+	*bp = b;
+	*jp = j;
+	return true;
+}
+
+static struct gtop *gt_new(struct gm_space *s, uint64_t n)
+{
+	struct gtop *t = gm_alloc_mem(s->alloc, gt_bytes(n), 16);
+	if (t)
+		t->n = n;
+	return t;
+}
+
+static struct gblk *gb_new(struct gm_space *s, uint64_t n)
+{
+	struct gblk *b = gm_alloc_mem(s->alloc, gb_bytes(n), 16); /* 16: malloc, not memalign */
+	if (b)
+		b->n = n;
+	return b;
+}
+
+/* dst[at..] = src[from..from+cnt) (entries and slots). */
+static void gb_copy(struct gblk *dst, size_t at, const struct gblk *src,
+		    size_t from, size_t cnt)
+{
+	memcpy(dst->e + at, src->e + from, cnt * sizeof(struct gent));
+	memcpy(gb_slot(dst) + at, gb_slot(src) + from, cnt * sizeof(void *));
+}
+
+static void gb_put(struct gblk *b, size_t at, struct gent e, struct slot *sl)
+{
+	b->e[at] = e;
+	gb_slot(b)[at] = sl;
+}
+
+static void gidx_free_all(struct gm_space *s, struct gtop *t, bool retire)
+{
+	if (!t)
+		return;
+	for (uint64_t i = 0; i < t->n; i++) {
+		struct gblk *b = gt_get(t, i);
+		if (retire)
+			gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
+		else
+			gm_alloc_release(s->alloc, b, gb_bytes(b->n));
+	}
+	if (retire)
+		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
+	else
+		gm_alloc_release(s->alloc, t, gt_bytes(t->n));
+}
+
+static size_t gidx_bytes(const struct gtop *t)
+{
+	size_t sum = t ? gt_bytes(t->n) : 0;
+	for (uint64_t i = 0; t && i < t->n; i++)
+		sum += gb_bytes(gt_get(t, i)->n);
+	return sum;
+}
+
+/* A top like t (may be NULL) with block i replaced by by[0..nby) (nby 0,
+ * 1 or 2); block by[m > 0] starts at its first key. */
+static struct gtop *gt_splice(struct gm_space *s, const struct gtop *t, size_t i,
+			      struct gblk **by, size_t nby)
+{
+	uint64_t n = t ? t->n - 1 + nby : nby;
+	struct gtop *nt = gt_new(s, n);
+	if (!nt)
+		return NULL;
+	size_t k = 0;
+	for (size_t j = 0; j < (t ? t->n : 1); j++) {
+		if (t && j != i) {
+			nt->sep[k] = t->sep[j];
+			atomic_init(&gt_blk(nt)[k], gt_get(t, j));
+			k++;
+			continue;
+		}
+		for (size_t m = 0; m < nby; m++) {
+			nt->sep[k] = m ? by[m]->e[0].base : t ? t->sep[j] : 0;
+			atomic_init(&gt_blk(nt)[k], by[m]);
+			k++;
+		}
+	}
+	if (n)
+		nt->sep[0] = 0;
+	return nt;
+}
+
+/* Inserts [base, last] -> (hva, sl). -EEXIST if it overlaps, -ENOMEM;
+ * unchanged on error. O(log n + GB_MAX), O(n / GB_MAX) on a split. */
+static int gidx_insert(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t base,
+		       uint64_t last, uint64_t hva, struct slot *sl)
+{
+	struct gtop *t = atomic_load_explicit(pt, memory_order_relaxed);
+	struct gent ne = {base, last, hva};
+	size_t i = 0, p = 0;
+	struct gblk *b = NULL;
+	if (t && t->n) {
+		i = sep_last_le(t->sep, t->n, base);
+		b = gt_get(t, i);
+		while (p < b->n && b->e[p].base < base)
+			p++;
+		if (p ? b->e[p - 1].last >= base
+		      : i && gt_get(t, i - 1)->e[gt_get(t, i - 1)->n - 1].last >= base)
+			return -EEXIST;
+		if (p < b->n ? b->e[p].base <= last
+			     : i + 1 < t->n && gt_get(t, i + 1)->e[0].base <= last)
+			return -EEXIST;
+	}
+	if (gm_reclaim_reserve(&s->reclaim, 2))
+		return -ENOMEM;
+	if (b && b->n < GB_MAX) {
+		struct gblk *nb = gb_new(s, b->n + 1);
+		if (!nb)
+			return -ENOMEM;
+		gb_copy(nb, 0, b, 0, p);
+		gb_put(nb, p, ne, sl);
+		gb_copy(nb, p + 1, b, p, b->n - p);
+		atomic_store_explicit(&gt_blk(t)[i], nb, memory_order_release);
+		gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
+		return 0;
+	}
+	/* a new block: the first one; after a full block when appending to
+	 * it (b stays as it is: ascending adds fill blocks); else a split */
+	struct gblk *two[2] = {NULL, NULL};
+	size_t nby;
+	if (!b || p == b->n) {
+		two[0] = b;
+		two[1] = gb_new(s, 1);
+		if (!two[1])
+			return -ENOMEM;
+		gb_put(two[1], 0, ne, sl);
+		nby = b ? 2 : 1;
+		if (!b)
+			two[0] = two[1];
+	} else {
+		size_t nl = (GB_MAX + 1) / 2, nr = GB_MAX + 1 - nl;
+		two[0] = gb_new(s, nl);
+		two[1] = gb_new(s, nr);
+		if (!two[0] || !two[1]) {
+			gm_alloc_release(s->alloc, two[0], gb_bytes(nl));
+			gm_alloc_release(s->alloc, two[1], gb_bytes(nr));
+			return -ENOMEM;
+		}
+		for (size_t q = 0; q <= GB_MAX; q++) { /* q: merged position */
+			struct gblk *d = q < nl ? two[0] : two[1];
+			size_t at = q < nl ? q : q - nl;
+			if (q == p)
+				gb_put(d, at, ne, sl);
+			else
+				gb_put(d, at, b->e[q - (q > p)], gb_slot(b)[q - (q > p)]);
+		}
+		nby = 2;
+	}
+	struct gtop *nt = gt_splice(s, t && t->n ? t : NULL, i, two, nby);
+	if (!nt) {
+		if (two[0] != b)
+			gm_alloc_release(s->alloc, two[0], gb_bytes(two[0]->n));
+		if (two[1] != two[0])
+			gm_alloc_release(s->alloc, two[1], gb_bytes(two[1]->n));
+		return -ENOMEM;
+	}
+	atomic_store_explicit(pt, nt, memory_order_release);
+	if (b && two[0] != b)
+		gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
+	if (t)
+		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
+	return 0;
+}
+
+/* Removes the entry of sl (base). -ENOENT if absent, -ENOMEM; unchanged
+ * on error. O(log n + GB_MAX), O(n / GB_MAX) when a block empties. */
+static int gidx_erase(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t base,
+		      const struct slot *sl)
+{
+	struct gtop *t = atomic_load_explicit(pt, memory_order_relaxed);
+	if (!t || !t->n)
+		return -ENOENT;
+	size_t i = sep_last_le(t->sep, t->n, base);
+	struct gblk *b = gt_get(t, i);
+	size_t p = ent_last_le(b->e, b->n, base);
+	if (b->e[p].base != base || gb_slot(b)[p] != sl)
+		return -ENOENT;
+	if (gm_reclaim_reserve(&s->reclaim, 2))
+		return -ENOMEM;
+	if (b->n == 1) {
+		struct gtop *nt = gt_splice(s, t, i, NULL, 0);
+		if (!nt)
+			return -ENOMEM;
+		atomic_store_explicit(pt, nt, memory_order_release);
+		gm_reclaim_retire(&s->reclaim, b, gb_bytes(1));
+		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
+		return 0;
+	}
+	struct gblk *nb = gb_new(s, b->n - 1);
+	if (!nb)
+		return -ENOMEM;
+	gb_copy(nb, 0, b, 0, p);
+	gb_copy(nb, p, b, p + 1, b->n - p - 1);
+	atomic_store_explicit(&gt_blk(t)[i], nb, memory_order_release);
+	gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
+	return 0;
+}
+
+/* Structure only (never dereferences slots): seps, block sizes, keys
+ * sorted inside their block's bounds, ranges disjoint. Count in *count. */
+static const char *gidx_check(const struct gtop *t, uint64_t *count)
+{
+	*count = 0;
+	if (!t || !t->n)
+		return NULL;
+	if (t->sep[0] != 0)
+		return "gfn index: sep[0] != 0";
+	uint64_t prev_last = 0;
+	bool any = false;
+	for (uint64_t i = 0; i < t->n; i++) {
+		const struct gblk *b = gt_get(t, i);
+		if (i && t->sep[i] <= t->sep[i - 1])
+			return "gfn index: seps not increasing";
+		if (!b || b->n < 1 || b->n > GB_MAX)
+			return "gfn index: empty or overfull block";
+		for (uint64_t j = 0; j < b->n; j++) {
+			const struct gent *e = &b->e[j];
+			if (e->base < t->sep[i] || (i + 1 < t->n && e->base >= t->sep[i + 1]))
+				return "gfn index: key outside its block's bounds";
+			if (e->last < e->base)
+				return "gfn index: range ends before it starts";
+			if (any && e->base <= prev_last)
+				return "gfn index: ranges overlap or unsorted";
+			if (!gb_slot(b)[j])
+				return "gfn index: entry without slot";
+			prev_last = e->last;
+			any = true;
+			++*count;
+		}
+	}
+	return NULL;
+}
+
 /* ---- layout index edits ---------------------------------------------------- */
 
-static struct gm_rangemap *L_gfn(const struct layout *L)
+static struct gtop *L_gidx(const struct layout *L)
 {
-	return atomic_load_explicit(&L->gfn, memory_order_acquire);
+	return atomic_load_explicit(&L->gidx, memory_order_acquire);
 }
 static struct gm_itree *L_hva(const struct layout *L)
 {
@@ -312,8 +652,7 @@ static struct gm_pagemap *L_ids(const struct layout *L)
 static int idx_insert(struct layout *L, struct slot *sl)
 {
 	const struct gm_space_slot *p = &sl->pub;
-	int rc = gm_rangemap_insert(L_gfn(L), p->base_gfn, slot_last_gfn(p),
-				    (uint64_t)(uintptr_t)sl);
+	int rc = gidx_insert(sl->space, &L->gidx, p->base_gfn, slot_last_gfn(p), p->hva, sl);
 	if (rc)
 		return rc;
 	rc = gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), sl);
@@ -329,7 +668,7 @@ undo_hva:
 	if (gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), sl))
 		L->broken = true;
 undo_gfn:
-	if (gm_rangemap_erase(L_gfn(L), p->base_gfn, slot_last_gfn(p)))
+	if (gidx_erase(sl->space, &L->gidx, p->base_gfn, sl))
 		L->broken = true;
 	return rc;
 }
@@ -343,7 +682,7 @@ static int idx_remove(struct layout *L, struct slot *sl)
 	rc = gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), sl);
 	if (rc)
 		goto undo_id;
-	rc = gm_rangemap_erase(L_gfn(L), p->base_gfn, slot_last_gfn(p));
+	rc = gidx_erase(sl->space, &L->gidx, p->base_gfn, sl);
 	if (rc)
 		goto undo_hva;
 	atomic_fetch_and(&sl->member, ~(1u << L->index));
@@ -370,13 +709,11 @@ static int undo_change(struct layout *L, const struct change *c)
 
 /* ---- index objects --------------------------------------------------------- */
 
-static void idx_destroy(struct gm_space *s, struct gm_rangemap *g,
+/* Frees the indexes at once: no reader can reach them. */
+static void idx_destroy(struct gm_space *s, struct gtop *g,
 			struct gm_itree *h, struct gm_pagemap *ids)
 {
-	if (g) {
-		gm_rangemap_destroy(g);
-		gm_alloc_release(s->alloc, g, sizeof(*g));
-	}
+	gidx_free_all(s, g, false);
 	gm_itree_destroy(h);
 	if (ids) {
 		gm_pagemap_destroy(ids, NULL, NULL);
@@ -384,7 +721,8 @@ static void idx_destroy(struct gm_space *s, struct gm_rangemap *g,
 	}
 }
 
-static int idx_create(struct gm_space *s, struct gm_rangemap **g,
+/* The gfn index starts empty (NULL top). */
+static int idx_create(struct gm_space *s, struct gtop **g,
 		      struct gm_itree **h, struct gm_pagemap **ids)
 {
 	*g = NULL;
@@ -393,14 +731,6 @@ static int idx_create(struct gm_space *s, struct gm_rangemap **g,
 	if (!*ids)
 		return -ENOMEM;
 	gm_pagemap_init(*ids, GM_PAGEMAP_RCU, s->alloc);
-	struct gm_rangemap *m = gm_alloc_mem(s->alloc, sizeof(*m),
-					     _Alignof(struct gm_rangemap));
-	if (!m || gm_rangemap_init(m, GM_RANGEMAP_RCU | GM_RANGEMAP_NOCOALESCE,
-				   s->alloc)) {
-		gm_alloc_release(s->alloc, m, sizeof(*m));
-		goto fail;
-	}
-	*g = m;
 	if (gm_itree_create(h, GM_ITREE_RCU, s->alloc))
 		goto fail;
 	return 0;
@@ -420,12 +750,12 @@ static int layout_rebuild(struct gm_space *s, struct layout *L)
 {
 	struct layout *A = atomic_load_explicit(&s->active, memory_order_relaxed);
 	struct layout tmp = {.index = L->index};
-	struct gm_rangemap *g;
+	struct gtop *g;
 	struct gm_itree *h;
 	struct gm_pagemap *ids;
 	if (idx_create(s, &g, &h, &ids))
 		return -ENOMEM;
-	atomic_init(&tmp.gfn, g);
+	atomic_init(&tmp.gidx, g);
 	atomic_init(&tmp.hva, h);
 	atomic_init(&tmp.ids, ids);
 	struct gm_pagemap_iter it;
@@ -436,17 +766,23 @@ static int layout_rebuild(struct gm_space *s, struct layout *L)
 		if (idx_insert(&tmp, v)) {
 			/* member bits set so far for L are harmless: L is
 			 * broken and bits are re-derived on success. */
-			idx_destroy(s, g, h, ids);
+			idx_destroy(s, L_gidx(&tmp), h, ids);
 			return -ENOMEM;
 		}
 	}
-	struct gm_rangemap *og = L_gfn(L);
+	g = L_gidx(&tmp);
+	struct gtop *og = L_gidx(L);
+	if (gm_reclaim_reserve(&s->reclaim, (og ? og->n : 0) + 1)) {
+		idx_destroy(s, g, h, ids);
+		return -ENOMEM;
+	}
 	struct gm_itree *oh = L_hva(L);
 	struct gm_pagemap *oi = L_ids(L);
-	atomic_store_explicit(&L->gfn, g, memory_order_release);
+	atomic_store_explicit(&L->gidx, g, memory_order_release);
 	atomic_store_explicit(&L->hva, h, memory_order_release);
 	atomic_store_explicit(&L->ids, ids, memory_order_release);
-	idx_destroy(s, og, oh, oi);
+	gidx_free_all(s, og, true); /* late readers may still be in it */
+	idx_destroy(s, NULL, oh, oi);
 	L->nslots = tmp.nslots;
 	L->broken = false;
 	/* member bits for L: exactly the slots now in it */
@@ -477,24 +813,25 @@ int gm_space_create(struct gm_space **out, const struct gm_space_config *config,
 	s->max_slots = max;
 	gm_reclaim_init(&s->reclaim, alloc, true);
 	for (int i = 0; i < 2; i++) {
-		struct gm_rangemap *g;
+		struct gtop *g;
 		struct gm_itree *h;
 		struct gm_pagemap *ids;
 		if (idx_create(s, &g, &h, &ids)) {
 			if (i)
-				idx_destroy(s, L_gfn(&s->lay[0]), L_hva(&s->lay[0]),
+				idx_destroy(s, L_gidx(&s->lay[0]), L_hva(&s->lay[0]),
 					    L_ids(&s->lay[0]));
 			gm_alloc_release(alloc, s, sizeof(*s));
 			return -ENOMEM;
 		}
 		s->lay[i].index = (unsigned)i;
-		atomic_init(&s->lay[i].gfn, g);
+		atomic_init(&s->lay[i].gidx, g);
 		atomic_init(&s->lay[i].hva, h);
 		atomic_init(&s->lay[i].ids, ids);
 	}
 	s->generation = 1;
 	atomic_store_explicit(&s->lay[0].generation, 1, memory_order_relaxed);
 	atomic_store_explicit(&s->active, &s->lay[0], memory_order_release);
+	__atomic_store_n(&s->head.generation, 1, __ATOMIC_RELEASE);
 	*out = s;
 	return 0;
 }
@@ -527,7 +864,7 @@ void gm_space_destroy(struct gm_space *s)
 		if (!s->log.v[i].add)
 			slot_free(s->log.v[i].slot);
 	for (int i = 0; i < 2; i++)
-		idx_destroy(s, L_gfn(&s->lay[i]), L_hva(&s->lay[i]), L_ids(&s->lay[i]));
+		idx_destroy(s, L_gidx(&s->lay[i]), L_hva(&s->lay[i]), L_ids(&s->lay[i]));
 	for (int k = 0; k < 2; k++) {
 		struct gm_rangemap *m = atomic_load(&s->io[k]);
 		if (!m)
@@ -761,6 +1098,7 @@ int gm_space_commit(struct gm_space *s)
 	atomic_store_explicit(&L->generation, ++s->generation, memory_order_release);
 	edit_end(L);
 	atomic_store_explicit(&s->active, L, memory_order_release);
+	__atomic_store_n(&s->head.generation, s->generation, __ATOMIC_RELEASE);
 	struct changes t = s->log;
 	s->log = s->cur;
 	s->cur = t;
@@ -811,8 +1149,7 @@ int gm_space_slot_resize(struct gm_space *s, uint32_t id, uint64_t new_npages)
 
 void gm_space_cache_init(struct gm_space_cache *c)
 {
-	c->slot = NULL;
-	c->generation = 0;
+	memset(c, 0, sizeof(*c));
 }
 
 /* A reader's view of one layout: enter (seq even) ... valid (seq same). */
@@ -837,51 +1174,79 @@ static bool slot_has(const struct gm_space_slot *p, uint64_t gfn)
 	return gfn - p->base_gfn < p->npages;
 }
 
-int gm_space_gfn_to_slot(struct gm_space *s, struct gm_space_cache *cache,
-			 uint64_t gfn, const struct gm_space_slot **out)
+struct hit {
+	struct slot *slot;
+	uint64_t base, npages, hva;
+};
+
+/* The slot holding gfn from one consistent layout (retrying, never
+ * waiting, if the layout was edited meanwhile). With a per-thread cache
+ * the shared hint is neither read nor written: the cache replaces it, and
+ * the vCPU threads then share no written cache line. Fills cache. */
+static bool lookup(struct gm_space *s, struct gm_space_cache *cache, uint64_t gfn,
+		   bool want_slot, struct hit *out)
 {
-	struct layout *L = atomic_load_explicit(&s->active, memory_order_acquire);
-	if (cache && cache->slot &&
-	    cache->generation == atomic_load_explicit(&L->generation, memory_order_acquire) &&
-	    slot_has(cache->slot, gfn)) {
-		*out = cache->slot;
-		return 0;
-	}
 	uint64_t seq, gen;
-	struct slot *res, *h;
+	struct layout *L;
+	struct slot *h = NULL;
+	bool found;
 	do {
 		L = view_enter(s, &seq);
 		gen = atomic_load_explicit(&L->generation, memory_order_relaxed);
-		h = atomic_load_explicit(&L->hint, memory_order_acquire);
+		if (!cache)
+			h = atomic_load_explicit(&L->hint, memory_order_acquire);
 		if (h && slot_has(&h->pub, gfn) &&
 		    (atomic_load_explicit(&h->member, memory_order_relaxed) & (1u << L->index))) {
-			res = h;
+			*out = (struct hit){h, h->pub.base_gfn, h->pub.npages, h->pub.hva};
+			found = true;
 		} else {
-			uint64_t v;
-			res = gm_rangemap_load(L_gfn(L), gfn, &v, NULL, NULL) ? NULL
-				: (struct slot *)(uintptr_t)v;
+			const struct gblk *b;
+			size_t j;
+			found = gidx_find(L_gidx(L), gfn, &b, &j);
+			if (found) {
+				const struct gent *e = &b->e[j];
+				*out = (struct hit){want_slot ? gb_slot(b)[j] : NULL,
+						    e->base, e->last - e->base + 1, e->hva};
+			}
 		}
 	} while (!view_valid(L, seq));
-	if (!res)
-		return -ENOENT;
-	if (res != h)
-		atomic_store_explicit(&L->hint, res, memory_order_release);
+	if (!found)
+		return false;
 	if (cache) {
-		cache->slot = &res->pub;
+		cache->slot = out->slot ? &out->slot->pub : NULL;
+		cache->base_gfn = out->base;
+		cache->npages = out->npages;
+		cache->hva = out->hva;
 		cache->generation = gen;
+	} else if (out->slot != h) {
+		atomic_store_explicit(&L->hint, out->slot, memory_order_release);
 	}
-	*out = &res->pub;
+	return true;
+}
+
+int gm_space_gfn_to_slot(struct gm_space *s, struct gm_space_cache *cache,
+			 uint64_t gfn, const struct gm_space_slot **out)
+{
+	if (cache && cache->slot &&
+	    cache->generation == __atomic_load_n(&s->head.generation, __ATOMIC_ACQUIRE) &&
+	    gfn - cache->base_gfn < cache->npages) {
+		*out = cache->slot;
+		return 0;
+	}
+	struct hit r;
+	if (!lookup(s, cache, gfn, true, &r))
+		return -ENOENT;
+	*out = &r.slot->pub;
 	return 0;
 }
 
-int gm_space_gfn_to_hva(struct gm_space *s, struct gm_space_cache *cache,
-			uint64_t gfn, uint64_t *hva)
+int gm_space_gfn_to_hva_slow(struct gm_space *s, struct gm_space_cache *cache,
+			     uint64_t gfn, uint64_t *hva)
 {
-	const struct gm_space_slot *p;
-	int rc = gm_space_gfn_to_slot(s, cache, gfn, &p);
-	if (rc)
-		return rc;
-	*hva = p->hva + ((gfn - p->base_gfn) << PAGE_SHIFT);
+	struct hit r;
+	if (!lookup(s, cache, gfn, true, &r))
+		return -ENOENT;
+	*hva = r.hva + ((gfn - r.base) << PAGE_SHIFT);
 	return 0;
 }
 
@@ -1363,7 +1728,7 @@ void gm_space_stats(struct gm_space *s, struct gm_space_stats *st)
 	for (int i = 0; i < 2; i++) {
 		struct gm_itree_stats is;
 		struct gm_pagemap_stats ps;
-		st->bytes_gfn_index += map_bytes(L_gfn(&s->lay[i]));
+		st->bytes_gfn_index += gidx_bytes(L_gidx(&s->lay[i]));
 		gm_itree_stats(L_hva(&s->lay[i]), &is);
 		st->bytes_hva_index += is.total_bytes;
 		gm_pagemap_stats(L_ids(&s->lay[i]), &ps);
@@ -1390,11 +1755,14 @@ void gm_space_stats(struct gm_space *s, struct gm_space_stats *st)
 
 static int validate_indexes(struct layout *L, const char **reason)
 {
-	if (gm_rangemap_validate(L_gfn(L), reason) || gm_itree_validate(L_hva(L), reason) ||
-	    gm_pagemap_validate(L_ids(L), reason))
+	uint64_t ng;
+	const char *why = gidx_check(L_gidx(L), &ng);
+	if (why)
+		FAIL(why);
+	if (gm_itree_validate(L_hva(L), reason) || gm_pagemap_validate(L_ids(L), reason))
 		return -EINVAL;
 	if (gm_pagemap_count(L_ids(L)) != L->nslots || gm_itree_count(L_hva(L)) != L->nslots ||
-	    gm_rangemap_count(L_gfn(L)) != L->nslots)
+	    ng != L->nslots)
 		FAIL("layout: index counts differ from nslots");
 	return 0;
 }
@@ -1413,6 +1781,8 @@ int gm_space_validate(struct gm_space *s, const char **reason)
 		FAIL("active layout: seq odd");
 	if (atomic_load(&A->generation) != s->generation)
 		FAIL("active layout: generation differs from the space's");
+	if (__atomic_load_n(&s->head.generation, __ATOMIC_RELAXED) != s->generation)
+		FAIL("published generation (head) differs from the space's");
 	if (A->broken)
 		FAIL("active layout marked broken");
 	if (A->nslots > s->max_slots)
@@ -1426,15 +1796,17 @@ int gm_space_validate(struct gm_space *s, const char **reason)
 	while (gm_pagemap_iter_next(&it, &key, &v)) {
 		struct slot *sl = v;
 		const struct gm_space_slot *p = &sl->pub;
-		uint64_t val, lo, hi;
+		const struct gblk *gb;
+		size_t gj;
 		if (p->id != key)
 			FAIL("slot: id differs from its id-index key");
 		if (!slot_shape_ok(p->base_gfn, p->npages, p->hva))
 			FAIL("slot: empty or past UINT64_MAX");
 		if (p->flags & ~SLOT_FLAGS)
 			FAIL("slot: unknown flags");
-		if (gm_rangemap_load(L_gfn(A), p->base_gfn, &val, &lo, &hi) ||
-		    val != (uint64_t)(uintptr_t)sl || lo != p->base_gfn || hi != slot_last_gfn(p))
+		if (!gidx_find(L_gidx(A), p->base_gfn, &gb, &gj) || gb_slot(gb)[gj] != sl ||
+		    gb->e[gj].base != p->base_gfn || gb->e[gj].last != slot_last_gfn(p) ||
+		    gb->e[gj].hva != p->hva)
 			FAIL("gfn index: slot's range not mapped exactly to it");
 		if (!(atomic_load(&sl->member) & (1u << A->index)))
 			FAIL("slot: member bit of the active layout clear");

@@ -19,6 +19,7 @@ static struct bl_kvm2020_arr *arr_new(struct bl_kvm2020 *k, size_t n)
 	if (a) {
 		a->n = n;
 		atomic_init(&a->lru, 0);
+		memset(a->id_to_index, 0xff, sizeof(a->id_to_index));
 	}
 	return a;
 }
@@ -50,9 +51,27 @@ static void publish(struct bl_kvm2020 *k, struct bl_kvm2020_arr *old,
 	gm_alloc_release(k->alloc, old, arr_bytes(old->n));
 }
 
-/* The full new array: old minus `skip` (index or SIZE_MAX) plus *add. */
+/* KVM_MR_DELETE / KVM_MR_MOVE first step: a full copy with slot i marked
+ * INVALID, published, then a grace period (no vCPU still uses slot i). */
+static int invalidate(struct bl_kvm2020 *k, size_t i)
+{
+	struct bl_kvm2020_arr *old = atomic_load(&k->cur);
+	struct bl_kvm2020_arr *a = gm_alloc_mem(k->alloc, arr_bytes(old->n), 64);
+	if (!a)
+		return -ENOMEM;
+	memcpy(a, old, arr_bytes(old->n)); /* kvm_dup_memslots */
+	atomic_init(&a->lru, 0);
+	a->s[i].flags |= BL_KVM2020_INVALID;
+	publish(k, old, a);
+	return 0;
+}
+
+/* The full new array: old minus `skip` (index or SIZE_MAX) plus *add,
+ * sorted, with its id_to_index table. */
 static int rebuild(struct bl_kvm2020 *k, size_t skip, const struct bl_memslot *add)
 {
+	if (add && add->id >= BL_KVM2020_IDS)
+		return -EINVAL;
 	struct bl_kvm2020_arr *old = atomic_load(&k->cur);
 	size_t n = old->n - (skip != SIZE_MAX) + (add != NULL), j = 0;
 	for (size_t i = 0; add && i < old->n; i++) { /* KVM's overlap check: a scan */
@@ -80,16 +99,19 @@ static int rebuild(struct bl_kvm2020 *k, size_t skip, const struct bl_memslot *a
 	}
 	if (!placed)
 		a->s[j++] = *add;
+	for (size_t i = 0; i < a->n; i++) {
+		a->s[i].flags &= ~BL_KVM2020_INVALID;
+		a->id_to_index[a->s[i].id] = (uint16_t)i;
+	}
 	publish(k, old, a);
 	return 0;
 }
 
 static size_t find_id(const struct bl_kvm2020_arr *a, uint32_t id)
 {
-	for (size_t i = 0; i < a->n; i++)
-		if (a->s[i].id == id)
-			return i;
-	return SIZE_MAX;
+	if (id >= BL_KVM2020_IDS || a->id_to_index[id] == 0xffff)
+		return SIZE_MAX;
+	return a->id_to_index[id];
 }
 
 int bl_kvm2020_add(struct bl_kvm2020 *k, const struct bl_memslot *s)
@@ -100,7 +122,10 @@ int bl_kvm2020_add(struct bl_kvm2020 *k, const struct bl_memslot *s)
 int bl_kvm2020_delete(struct bl_kvm2020 *k, uint32_t id)
 {
 	size_t i = find_id(atomic_load(&k->cur), id);
-	return i == SIZE_MAX ? -ENOENT : rebuild(k, i, NULL);
+	if (i == SIZE_MAX)
+		return -ENOENT;
+	int rc = invalidate(k, i);
+	return rc ? rc : rebuild(k, i, NULL);
 }
 
 int bl_kvm2020_move(struct bl_kvm2020 *k, uint32_t id, uint64_t new_base)
@@ -111,7 +136,14 @@ int bl_kvm2020_move(struct bl_kvm2020 *k, uint32_t id, uint64_t new_base)
 		return -ENOENT;
 	struct bl_memslot s = a->s[i];
 	s.base_gfn = new_base;
-	return rebuild(k, i, &s);
+	for (size_t j = 0; j < a->n; j++) { /* overlap check before anything */
+		const struct bl_memslot *o = &a->s[j];
+		if (j != i && s.base_gfn <= o->base_gfn + o->npages - 1 &&
+		    o->base_gfn <= s.base_gfn + s.npages - 1)
+			return -EEXIST;
+	}
+	int rc = invalidate(k, i);
+	return rc ? rc : rebuild(k, i, &s);
 }
 
 int bl_kvm2020_gfn_to_hva(struct bl_kvm2020 *k, uint64_t gfn, uint64_t *hva)
@@ -135,6 +167,8 @@ int bl_kvm2020_gfn_to_hva(struct bl_kvm2020 *k, uint64_t gfn, uint64_t *hva)
 		s = &a->s[lo - 1];
 		atomic_store_explicit(&a->lru, lo - 1, memory_order_relaxed);
 	}
+	if (s->flags & BL_KVM2020_INVALID)
+		return -ENOENT; /* __gfn_to_hva_many: KVM_HVA_ERR_BAD */
 	*hva = s->hva + ((gfn - s->base_gfn) << 12);
 	return 0;
 }

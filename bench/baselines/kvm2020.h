@@ -1,10 +1,17 @@
 /*
  * bench/baselines/kvm2020.h — memslots as KVM kept them before the 2021
  * scalable-memslots series (our own code, ideas only): one array of slots
- * sorted by base gfn; every change builds a complete new copy, publishes it
- * and waits for a grace period before freeing the old one; gfn lookups try
- * an "lru slot" hint then binary-search; hva lookups scan every slot; the
- * dirty log is a flat bitmap harvested word by word.
+ * sorted by base gfn plus an id -> index table (KVM's id_to_index[], 2-byte
+ * entries for every possible id, copied with the array: 64 KiB), both in one
+ * block. Every change builds a complete new copy (kvm_dup_memslots: the
+ * table and all n slots), places the slot by sorted insert or delete, and
+ * publishes it, waiting for a grace period (synchronize_srcu) before freeing
+ * the old copy. Delete and move first publish a copy with the slot marked
+ * INVALID and wait a grace period (so no vCPU can still use the old slot),
+ * then publish the final array and wait again: 1 copy + 2 grace periods,
+ * as __kvm_set_memory_region did up to 5.12. gfn lookups try an "lru slot"
+ * hint then binary-search; hva lookups scan every slot; the dirty log is a
+ * flat bitmap harvested word by word.
  * Readers: under gm_rcu_read_lock(). Writers: one at a time.
  */
 #ifndef BL_KVM2020_H
@@ -22,9 +29,13 @@ struct bl_memslot {
 	uint32_t id, flags;
 };
 
+#define BL_KVM2020_IDS 33792u   /* ids 0..33791 (KVM: 32767) */
+#define BL_KVM2020_INVALID 0x1u  /* flag: slot being deleted or moved */
+
 struct bl_kvm2020_arr {
 	size_t n;
 	_Atomic size_t lru;
+	uint16_t id_to_index[BL_KVM2020_IDS]; /* 0xffff: no such id */
 	struct bl_memslot s[];
 };
 

@@ -64,9 +64,19 @@ struct gm_space_slot {
 };
 
 /* A per-thread (per-vCPU) last-used cache, owned by the caller. Zero it
- * (or call gm_space_cache_init) before first use. */
+ * (or call gm_space_cache_init) before first use. It holds a copy of the
+ * last slot's range and hva, so a hit (gm_space_gfn_to_hva below) is one
+ * generation compare and one range check, without touching the slot. */
 struct gm_space_cache {
+	uint64_t generation;               /* 0: empty (never published) */
+	uint64_t base_gfn, npages, hva;    /* copies of slot's fields */
 	const struct gm_space_slot *slot;
+};
+
+/* The start of every struct gm_space: the generation of the published
+ * layout, written by the writer after each publication (__atomic builtins,
+ * so C and C++ callers can read it). Not for direct use. */
+struct gm_space_head {
 	uint64_t generation;
 };
 
@@ -186,10 +196,33 @@ GM_EXPORT void gm_space_cache_init(struct gm_space_cache *c);
 GM_EXPORT int gm_space_gfn_to_slot(struct gm_space *s,
 				   struct gm_space_cache *cache, uint64_t gfn,
 				   const struct gm_space_slot **slot);
-/* gm_space_gfn_to_hva — as gfn_to_slot, then the hva of gfn's frame. */
-GM_EXPORT int gm_space_gfn_to_hva(struct gm_space *s,
-				  struct gm_space_cache *cache, uint64_t gfn,
-				  uint64_t *hva);
+/*
+ * gm_space_gfn_to_hva_slow — as gfn_to_slot, then the hva of gfn's frame
+ * (the index entry holds base, npages and hva, so a miss does not touch the
+ * slot object). The out-of-line half of gm_space_gfn_to_hva.
+ */
+GM_EXPORT int gm_space_gfn_to_hva_slow(struct gm_space *s,
+				       struct gm_space_cache *cache,
+				       uint64_t gfn, uint64_t *hva);
+/*
+ * gm_space_gfn_to_hva — the hva of gfn's frame: 0, or -ENOENT. Inline hit
+ * path: if cache (may be NULL) was filled at the published generation and
+ * holds gfn, O(1) with no call and no access to the slot; otherwise
+ * gm_space_gfn_to_hva_slow (O(log n), refreshes cache). Reader.
+ */
+static inline int gm_space_gfn_to_hva(struct gm_space *s,
+				      struct gm_space_cache *cache,
+				      uint64_t gfn, uint64_t *hva)
+{
+	const struct gm_space_head *h = (const struct gm_space_head *)(const void *)s;
+	if (cache &&
+	    cache->generation == __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE) &&
+	    gfn - cache->base_gfn < cache->npages) {
+		*hva = cache->hva + ((gfn - cache->base_gfn) << GM_SPACE_PAGE_SHIFT);
+		return 0;
+	}
+	return gm_space_gfn_to_hva_slow(s, cache, gfn, hva);
+}
 /* gm_space_id_to_slot — the slot with this id, or NULL. O(log64 n). */
 GM_EXPORT const struct gm_space_slot *gm_space_id_to_slot(struct gm_space *s,
 							  uint32_t id);
