@@ -209,11 +209,15 @@ double gmb_measure_n(struct gmb_ctx *ctx, const struct gmb_case *c,
 	}
 	for (int i = 0; i < repeat; i++)
 		v[i] = run_once(c);
-	qsort(v, (size_t)repeat, sizeof(double), dbl_cmp);
-	double median = repeat % 2 ? v[repeat / 2]
-				   : (v[repeat / 2 - 1] + v[repeat / 2]) / 2;
+	double median = gmb_median(v, repeat);
 	free(v);
 	return median;
+}
+
+double gmb_median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(double), dbl_cmp);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 double gmb_measure(struct gmb_ctx *ctx, const struct gmb_case *c)

@@ -51,6 +51,24 @@ double gmb_measure_n(struct gmb_ctx *ctx, const struct gmb_case *c,
 		     int repeat, bool warmup);
 /* Nanoseconds since an arbitrary origin (CLOCK_MONOTONIC). */
 uint64_t gmb_now_ns(void);
+/* Median of v[0..n) (n >= 1); sorts v. For scenarios that time runs
+ * themselves (e.g. two ops per run). */
+double gmb_median(double *v, int n);
+
+/* Branch-free lower bound over sorted a[0..n) (n >= 1): the index of the
+ * first element >= key, or n. The cost of the best comparison search, the
+ * baseline the "sorted array" rows use. */
+static inline uint64_t gmb_lower_bound(const uint64_t *a, uint64_t n, uint64_t key)
+{
+	const uint64_t *base = a;
+	while (n > 1) {
+		uint64_t half = n / 2;
+		/* Multiply, not ?:, so the compiler emits no branch to mispredict. */
+		base += (uint64_t)(base[half - 1] < key) * half;
+		n -= half;
+	}
+	return (uint64_t)(base - a) + (*base < key);
+}
 
 /* Emits one result row. bytes_per_entry < 0 means "not applicable". */
 void gmb_row(struct gmb_ctx *ctx, const char *structure, const char *op,

@@ -40,25 +40,12 @@ static uint64_t read_random(void *arg)
 	return l->nprobe;
 }
 
-/* Branch-free lower bound: the cost of the best comparison search. */
-static uint64_t lower_bound(const uint64_t *a, uint64_t n, uint64_t key)
-{
-	const uint64_t *base = a;
-	while (n > 1) {
-		uint64_t half = n / 2;
-		/* Multiply, not ?:, so the compiler emits no branch to mispredict. */
-		base += (uint64_t)(base[half - 1] < key) * half;
-		n -= half;
-	}
-	return (uint64_t)(base - a) + (*base < key);
-}
-
 static uint64_t search_random(void *arg)
 {
 	struct limits *l = arg;
 	uint64_t sum = 0;
 	for (uint64_t i = 0; i < l->nprobe; i++)
-		sum += lower_bound(l->array, l->n, l->array[l->probe[i]]);
+		sum += gmb_lower_bound(l->array, l->n, l->array[l->probe[i]]);
 	gmb_sink(sum);
 	return l->nprobe;
 }

@@ -117,7 +117,6 @@ static void gm_setup_empty(void *arg)
 	if (gm_rangemap_init(&c->map, GM_RANGEMAP_RCU, &c->cnt.allocator))
 		abort();
 }
-static void gm_setup_built(void *arg) { gm_build(arg); }
 static void gm_teardown(void *arg) { gm_rangemap_destroy(&((struct gm_case *)arg)->map); }
 
 static uint64_t gm_store_body(void *arg)
@@ -280,24 +279,12 @@ static uint64_t rb_find_gap_body(void *arg)
 
 /* ---- sorted arrays ---------------------------------------------------------- */
 
-/* Branch-free lower bound (as in the limits scenario). */
-static uint64_t lower_bound(const uint64_t *a, uint64_t n, uint64_t key)
-{
-	const uint64_t *base = a;
-	while (n > 1) {
-		uint64_t half = n / 2;
-		base += (uint64_t)(base[half - 1] < key) * half;
-		n -= half;
-	}
-	return (uint64_t)(base - a) + (*base < key);
-}
-
 static uint64_t sorted_load_body(void *arg)
 {
 	const struct layout *l = arg;
 	uint64_t sum = 0;
 	for (uint64_t i = 0; i < l->nprobe; i++) {
-		uint64_t j = lower_bound(l->last, l->n, l->probe[i]);
+		uint64_t j = gmb_lower_bound(l->last, l->n, l->probe[i]);
 		if (j < l->n && l->first[j] <= l->probe[i])
 			sum += l->value[j];
 	}
@@ -320,7 +307,7 @@ static uint64_t sorted_find_gap_body(void *arg)
 	const struct layout *l = arg;
 	uint64_t sum = 0;
 	for (uint64_t i = 0; i < l->ngap; i++) {
-		uint64_t j = lower_bound(l->last, l->n, l->gmin[i]);
+		uint64_t j = gmb_lower_bound(l->last, l->n, l->gmin[i]);
 		uint64_t start = l->gmin[i];
 		for (; j < l->n; j++) {
 			if (l->first[j] > start && l->first[j] - start >= GAP_SIZE)
@@ -336,25 +323,67 @@ static uint64_t sorted_find_gap_body(void *arg)
 
 /* ---- driver ------------------------------------------------------------------ */
 
+/* Read-only bodies: median of --repeat runs after a warm-up (3 runs, no
+ * warm-up, at 10^6 ranges and more). */
 static double measure(struct gmb_ctx *ctx, uint64_t n, struct gmb_case c)
 {
-	/* Rebuilding for every repeat of a store or erase costs seconds at
-	 * 10^6 and more: fewer repeats, no warm-up, there. */
-	if (n >= 10000000)
-		return gmb_measure_n(ctx, &c, 1, false);
 	if (n >= 1000000)
 		return gmb_measure_n(ctx, &c, gmb_repeat(ctx) < 3 ? gmb_repeat(ctx) : 3, false);
 	return gmb_measure(ctx, &c);
+}
+
+/* Stores and erases are timed in cycles on one structure: store all n
+ * ranges into the empty structure (the store time), then erase them all,
+ * which leaves it empty for the next cycle (the erase time). Rebuilding a
+ * structure before every timed erase would cost more than the erases at
+ * 10^6. Medians over --repeat runs (at most 3 from 10^5 ranges, one
+ * run of 10^6 stores and erases from 10^6); one untimed warm-up cycle
+ * below 10^6. */
+struct cycle {
+	void *arg;
+	uint64_t (*store)(void *arg);
+	uint64_t (*erase)(void *arg);
+};
+
+static void measure_cycles(struct gmb_ctx *ctx, uint64_t n, const struct cycle *c,
+			   double *store_ns, double *erase_ns)
+{
+	int runs = gmb_repeat(ctx), cap = n >= 1000000 ? 1 : n >= 100000 ? 3 : 64;
+	if (runs > cap)
+		runs = cap;
+	if (n < 1000000) {
+		c->store(c->arg);
+		c->erase(c->arg);
+	}
+	double st[64], er[64];
+	if (runs > 64)
+		runs = 64;
+	for (int i = 0; i < runs; i++) {
+		uint64_t t0 = gmb_now_ns();
+		uint64_t ns = c->store(c->arg);
+		uint64_t t1 = gmb_now_ns();
+		uint64_t ne = c->erase(c->arg);
+		uint64_t t2 = gmb_now_ns();
+		st[i] = (double)(t1 - t0) / (double)ns;
+		er[i] = (double)(t2 - t1) / (double)ne;
+	}
+	*store_ns = gmb_median(st, runs);
+	*erase_ns = gmb_median(er, runs);
 }
 
 static void run_one(struct gmb_ctx *ctx, enum dist d, uint64_t n, struct gmb_rng *rng)
 {
 	const char *dn = dist_names[d];
 	struct layout l;
-	layout_make(&l, d, n, gmb_quick(ctx) ? 1 << 14 : 1 << 20, rng);
+	layout_make(&l, d, n, gmb_quick(ctx) ? 1 << 14 : n >= 1000000 ? 1 << 18 : 1 << 20, rng);
 
 	struct gm_case g = {.l = &l};
-	double ns = measure(ctx, n, (struct gmb_case){&g, gm_setup_empty, gm_store_body, gm_teardown});
+	double ns, erase_ns;
+	gm_setup_empty(&g);
+	measure_cycles(ctx, n, &(struct cycle){&g, gm_store_body, gm_erase_body}, &ns, &erase_ns);
+	if (gm_rangemap_count(&g.map) != 0)
+		abort();
+	gm_teardown(&g);
 	gm_build(&g);
 	gm_rcu_barrier(); /* count the map, not nodes still waiting for a grace period */
 	double bytes = (double)gm_alloc_counting_bytes(&g.cnt) / (double)n;
@@ -369,12 +398,12 @@ static void run_one(struct gmb_ctx *ctx, enum dist d, uint64_t n, struct gmb_rng
 		gmb_row(ctx, "gm_rangemap", "find_gap", n, dn,
 			measure(ctx, n, (struct gmb_case){.arg = &g, .body = gm_find_gap_body}), bytes);
 	gm_rangemap_destroy(&g.map);
-	gmb_row(ctx, "gm_rangemap", "erase", n, dn,
-		measure(ctx, n, (struct gmb_case){&g, gm_setup_built, gm_erase_body, gm_teardown}),
-		bytes);
+	gmb_row(ctx, "gm_rangemap", "erase", n, dn, erase_ns, bytes);
 
 	struct rb_case r = {.l = &l};
-	ns = measure(ctx, n, (struct gmb_case){&r, rb_setup_empty, rb_store_body, rb_teardown});
+	rb_setup_empty(&r);
+	measure_cycles(ctx, n, &(struct cycle){&r, rb_store_body, rb_erase_body}, &ns, &erase_ns);
+	rb_teardown(&r);
 	rb_setup_built(&r);
 	bytes = (double)gm_alloc_counting_bytes(&r.cnt) / (double)n;
 	gmb_row(ctx, "rbranges", "store", n, dn, ns, bytes);
@@ -386,9 +415,7 @@ static void run_one(struct gmb_ctx *ctx, enum dist d, uint64_t n, struct gmb_rng
 		gmb_row(ctx, "rbranges", "find_gap", n, dn,
 			measure(ctx, n, (struct gmb_case){.arg = &r, .body = rb_find_gap_body}), bytes);
 	rb_teardown(&r);
-	gmb_row(ctx, "rbranges", "erase", n, dn,
-		measure(ctx, n, (struct gmb_case){&r, rb_setup_built, rb_erase_body, rb_teardown}),
-		bytes);
+	gmb_row(ctx, "rbranges", "erase", n, dn, erase_ns, bytes);
 
 	gmb_row(ctx, "sorted", "load", n, dn,
 		measure(ctx, n, (struct gmb_case){.arg = &l, .body = sorted_load_body}), 24.0);
