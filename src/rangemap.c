@@ -206,12 +206,23 @@ static inline unsigned leaf_find(const struct leaf *l, uint64_t index)
 	return c;
 }
 
+/* Child holding index: the number of pivots below it. Four independent
+ * counters: one counter makes each compare wait for the previous add (a
+ * chain as long as the node), four let the compares of a line run side by
+ * side; every lookup level pays this on its critical path. */
 static inline unsigned inner_find(const struct inner *x, uint64_t index)
 {
-	unsigned c = 0, n = x->n - 1u;
-	for (unsigned i = 0; i < n; i++)
-		c += x->pivot[i] < index;
-	return c;
+	const uint64_t *p = x->pivot;
+	unsigned n = x->n - 1u, i = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+	for (; i + 4 <= n; i += 4) {
+		c0 += p[i] < index;
+		c1 += p[i + 1] < index;
+		c2 += p[i + 2] < index;
+		c3 += p[i + 3] < index;
+	}
+	for (; i < n; i++)
+		c0 += p[i] < index;
+	return c0 + c1 + c2 + c3;
 }
 
 static inline uint64_t gap_len(uint64_t start, uint64_t pivot)
@@ -938,6 +949,14 @@ int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index, uint64_t *va
 	if (value)
 		*value = leaf_value(l, i);
 	return 0;
+}
+
+/* Membership only: no bounds, no value, so nothing past the key deltas
+ * and the present word of the leaf is read. */
+bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
+{
+	const struct leaf *l = descend(map, index);
+	return (l->present >> leaf_find(l, index)) & 1;
 }
 
 /* Cursor moves: the path from the root is kept so a step costs O(1)
