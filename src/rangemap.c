@@ -63,6 +63,13 @@
  * would overflow and the parent has room, split_in_parent cuts it in two
  * and publishes a copy of the parent instead. Same rules as replace: all
  * allocations first, one release store, then retirements.
+ *
+ * Reads. A lookup descends by counting, branch-free, the pivots below the
+ * index (four independent counters, so the compares of a node overlap)
+ * and then the key deltas below it in the leaf; each node's lines are
+ * prefetched together (an inner node's pivots and children, a leaf's
+ * header and first deltas). gm_rangemap_contains stops at the present bit,
+ * which is all a set membership test (gm_rangeset_contains) needs.
  */
 #include "internal.h"
 
