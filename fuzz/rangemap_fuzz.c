@@ -170,6 +170,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (lr != (pr[j] ? 0 : -ENOENT) || lf != s[j].first || ll != s[j].last ||
 			    (pr[j] && lv != s[j].value))
 				FAIL("load");
+			if (gm_rangemap_contains(&m, f) != pr[j] ||
+			    gm_rangemap_contains(&m, s[j].last) != pr[j])
+				FAIL("contains");
 			break;
 		}
 		}

@@ -63,6 +63,13 @@
  * would overflow and the parent has room, split_in_parent cuts it in two
  * and publishes a copy of the parent instead. Same rules as replace: all
  * allocations first, one release store, then retirements.
+ *
+ * Reads. A lookup descends by counting, branch-free, the pivots below the
+ * index (four independent counters, so the compares of a node overlap)
+ * and then the key deltas below it in the leaf; each node's lines are
+ * prefetched together (an inner node's pivots and children, a leaf's
+ * header and first deltas). gm_rangemap_contains stops at the present bit,
+ * which is all a set membership test (gm_rangeset_contains) needs.
  */
 #include "internal.h"
 
@@ -206,12 +213,23 @@ static inline unsigned leaf_find(const struct leaf *l, uint64_t index)
 	return c;
 }
 
+/* Child holding index: the number of pivots below it. Four independent
+ * counters: one counter makes each compare wait for the previous add (a
+ * chain as long as the node), four let the compares of a line run side by
+ * side; every lookup level pays this on its critical path. */
 static inline unsigned inner_find(const struct inner *x, uint64_t index)
 {
-	unsigned c = 0, n = x->n - 1u;
-	for (unsigned i = 0; i < n; i++)
-		c += x->pivot[i] < index;
-	return c;
+	const uint64_t *p = x->pivot;
+	unsigned n = x->n - 1u, i = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+	for (; i + 4 <= n; i += 4) {
+		c0 += p[i] < index;
+		c1 += p[i + 1] < index;
+		c2 += p[i + 2] < index;
+		c3 += p[i + 3] < index;
+	}
+	for (; i < n; i++)
+		c0 += p[i] < index;
+	return c0 + c1 + c2 + c3;
 }
 
 static inline uint64_t gap_len(uint64_t start, uint64_t pivot)
@@ -259,6 +277,19 @@ static inline void prefetch_node(const void *n)
 	const char *p = n;
 	for (unsigned off = 64; off < offsetof(struct inner, gap); off += 64)
 		__builtin_prefetch(p + off);
+}
+
+/* The same for a leaf, whose size is not known before its header arrives:
+ * the lines of a typical leaf (header and 32 slots of 4-byte deltas, 168
+ * bytes, which at 16-byte alignment may straddle four lines). Prefetching
+ * a leaf as if it were a 768-byte inner node fetched lines of whatever lies
+ * after it and pushed useful lines out of L1. */
+static inline void prefetch_leaf(const void *n)
+{
+	const char *p = n;
+	__builtin_prefetch(p + 64);
+	__builtin_prefetch(p + 128);
+	__builtin_prefetch(p + 191);
 }
 
 /* ---- writer context ------------------------------------------------------- */
@@ -903,7 +934,10 @@ static const struct leaf *descend(const struct gm_rangemap *m, uint64_t index)
 	while (node_level(n)) {
 		const struct inner *x = n;
 		n = child_acquire(x, inner_find(x, index));
-		prefetch_node(n);
+		if (x->level > 1)
+			prefetch_node(n);
+		else
+			prefetch_leaf(n);
 	}
 	return n;
 }
@@ -938,6 +972,14 @@ int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index, uint64_t *va
 	if (value)
 		*value = leaf_value(l, i);
 	return 0;
+}
+
+/* Membership only: no bounds, no value, so nothing past the key deltas
+ * and the present word of the leaf is read. */
+bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
+{
+	const struct leaf *l = descend(map, index);
+	return (l->present >> leaf_find(l, index)) & 1;
 }
 
 /* Cursor moves: the path from the root is kept so a step costs O(1)

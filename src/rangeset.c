@@ -174,7 +174,7 @@ int gm_rangeset_claim_range(struct gm_rangeset *s, uint64_t size,
 /* ---- queries ---------------------------------------------------------------- */
 bool gm_rangeset_contains(const struct gm_rangeset *s, uint64_t index)
 {
-	return gm_rangemap_load(map_of(s), index, NULL, NULL, NULL) == 0;
+	return gm_rangemap_contains(map_of(s), index);
 }
 
 bool gm_rangeset_contains_range(const struct gm_rangeset *s, uint64_t first,

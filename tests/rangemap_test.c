@@ -90,6 +90,9 @@ static void check_all(const struct gm_rangemap *m, const struct model *md, struc
 		CHECK_EQ(f, sn->s[j].first);
 		CHECK_EQ(l, sn->s[j].last);
 		CHECK_EQ(v, sn->present[j] ? sn->s[j].value : 7777);
+		CHECK_EQ(gm_rangemap_contains(m, key), sn->present[j]);
+		CHECK_EQ(gm_rangemap_contains(m, sn->s[j].first), sn->present[j]);
+		CHECK_EQ(gm_rangemap_contains(m, sn->s[j].last), sn->present[j]);
 		/* next / prev */
 		struct gm_range r;
 		size_t nx = j;

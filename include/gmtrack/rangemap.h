@@ -149,6 +149,14 @@ GM_EXPORT int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index,
 			       uint64_t *last);
 
 /*
+ * gm_rangemap_contains — whether index lies in a stored range (any value):
+ * gm_rangemap_load(map, index, NULL, NULL, NULL) == 0, on a shorter path
+ * that reads only the slot's present bit. O(log n), never allocates.
+ * Reader: under gm_rcu_read_lock() in RCU mode.
+ */
+GM_EXPORT bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index);
+
+/*
  * gm_rangemap_next — the first range with last >= index (the range holding
  * index, or the next one). gm_rangemap_prev — the last range with first <=
  * index. 0 and *range set, or -ENOENT. O(log n). Reader (as load).
