@@ -341,16 +341,44 @@ void gm_itree_destroy(struct gm_itree *t)
 	gm_alloc_release(t->alloc, t, sizeof(*t));
 }
 
+/* Asks for every cache line of [p, p + bytes) at once, so a search that
+ * probes several of them waits for memory once instead of once per probe. */
+static inline void prefetch_span(const void *p, size_t bytes)
+{
+	const char *c = p;
+	for (size_t off = 0; off < bytes; off += 64)
+		__builtin_prefetch(c + off);
+	__builtin_prefetch(c + bytes - 1);
+}
+
+/* What the writer's search of n reads: an inner node's separators' `first`
+ * column, or a whole leaf (order word, first, last, item). */
+static inline void prefetch_for_route(const struct itnode *n, unsigned level)
+{
+	if (level)
+		prefetch_span(inner_of(n)->first, sizeof(inner_of(n)->first));
+	else
+		prefetch_span(n, sizeof(struct itleaf));
+}
+
 /* ---- reading ----------------------------------------------------------- */
 
 /* A reader arriving at a leaf takes one snapshot of its order word; the
  * slots it names stay intact for the leaf's lifetime. */
 static inline void iter_enter(struct gm_itree_iter *it, const struct itnode *n)
 {
-	it->node[n->level] = n;
-	it->idx[n->level] = 0;
-	if (n->level == 0)
+	unsigned level = n->level;
+	it->node[level] = n;
+	it->idx[level] = 0;
+	if (level == 0) {
+		/* the scan reads first[] and last[], hits item[]: ask for all
+		 * of them while the order word arrives */
+		prefetch_span(leaf_of(n)->first, 3 * sizeof(leaf_of(n)->first));
 		it->leaf_order = gm_load_acquire(&leaf_of(n)->order);
+	} else {
+		/* first_reaching probes up to five lines of prefix_max[] */
+		prefetch_span(inner_of(n)->prefix_max, sizeof(inner_of(n)->prefix_max));
+	}
 }
 
 int gm_itree_iter_init(struct gm_itree_iter *it, const struct gm_itree *t,
@@ -452,12 +480,116 @@ bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
 	return iter_step(it, out);
 }
 
+/* Copies the rest of the current leaf's hits into out[k..max): a tight
+ * loop with no per-hit return through iter_step. Returns the new k; the
+ * cursor stays exactly where iter_step would have left it. */
+static inline size_t leaf_drain(struct gm_itree_iter *it,
+				struct gm_itree_entry *out, size_t k, size_t max)
+{
+	const struct itleaf *lf = it->node[0];
+	const uint64_t a = it->a, b = it->b, w = it->leaf_order;
+	unsigned i = it->idx[0], cnt = order_count(w);
+	uint64_t rest = (w >> 4) >> (4 * i);
+	for (; i < cnt; i++, rest >>= 4) {
+		unsigned s = (unsigned)rest & 15;
+		uint64_t f = lf->first[s], l = lf->last[s];
+		if (f > b) {
+			it->level = -1; /* all later keys start after b */
+			return k;
+		}
+		if (l >= a) {
+			out[k].first = f;
+			out[k].last = l;
+			out[k].item = (void *)lf->item[s];
+			if (++k == max) {
+				it->idx[0] = (uint8_t)(i + 1);
+				return k;
+			}
+		}
+	}
+	it->idx[0] = (uint8_t)cnt;
+	if (it->top == 0)
+		it->level = -1; /* a one-leaf tree: nothing above */
+	return k;
+}
+
 size_t gm_itree_iter_fill(struct gm_itree_iter *it, struct gm_itree_entry *out,
 			  size_t max)
 {
 	size_t k = 0;
-	while (k < max && iter_step(it, &out[k]))
+	while (k < max) {
+		if (it->level == 0) {
+			k = leaf_drain(it, out, k, max);
+			if (k == max || it->level < 0)
+				break;
+		}
+		if (!iter_step(it, &out[k]))
+			break;
 		k++;
+	}
+	return k;
+}
+
+/* One leaf's part of gm_itree_collect: appends the items of the entries
+ * from logical position i on that overlap [a, b] (counting past max).
+ * Returns false once an entry starts after b (nothing later can overlap). */
+static inline bool leaf_collect(const struct itleaf *lf, uint64_t w,
+				unsigned i, uint64_t a, uint64_t b,
+				void **items, size_t max, size_t *k)
+{
+	uint64_t rest = (w >> 4) >> (4 * i);
+	for (unsigned cnt = order_count(w); i < cnt; i++, rest >>= 4) {
+		unsigned s = (unsigned)rest & 15;
+		if (lf->first[s] > b)
+			return false;
+		if (lf->last[s] >= a) {
+			if (*k < max)
+				items[*k] = (void *)lf->item[s];
+			++*k;
+		}
+	}
+	return true;
+}
+
+/* gm_itree_collect below a root inner node; kept out of line so the
+ * one-leaf path needs no stack frame. */
+static __attribute__((noinline)) size_t
+collect_deep(const struct itnode *root, uint64_t a, uint64_t b, void **items,
+	     size_t max)
+{
+	struct gm_itree_iter it;
+	it.a = a;
+	it.b = b;
+	it.leaf_order = 0; /* set when the walk reaches a leaf */
+	it.top = it.level = root->level;
+	iter_enter(&it, root);
+	struct gm_itree_entry e;
+	size_t k = 0;
+	while (iter_step(&it, &e)) {
+		if (k < max)
+			items[k] = e.item;
+		k++;
+		/* the rest of this leaf in one go */
+		if (!leaf_collect(it.node[0], it.leaf_order, it.idx[0], a, b,
+				  items, max, &k))
+			break;
+		it.idx[0] = (uint8_t)order_count(it.leaf_order);
+	}
+	return k;
+}
+
+size_t gm_itree_collect(const struct gm_itree *t, uint64_t a, uint64_t b,
+			void **items, size_t max)
+{
+	const struct itnode *root = gm_load_acquire(&((struct gm_itree *)t)->root);
+	if (!root || a > b)
+		return 0;
+	if (root->level)
+		return collect_deep(root, a, b, items, max);
+	/* small trees: one flat scan, no cursor */
+	const struct itleaf *lf = leaf_of(root);
+	size_t k = 0;
+	leaf_collect(lf, gm_load_acquire(&lf->order), 0, a, b, items, max, &k);
 	return k;
 }
 
@@ -563,11 +695,13 @@ static void descend(const struct gm_itree *t, struct key k, struct wpath *p)
 	struct itnode *n = gm_load_relaxed(&((struct gm_itree *)t)->root);
 	p->height = t->height;
 	for (unsigned level = t->height - 1; level > 0; level--) {
+		prefetch_for_route(n, level);
 		unsigned i = route(n, k);
 		p->node[level] = n;
 		p->idx[level] = i;
 		n = gm_load_relaxed(&inner_of(n)->child[i]);
 	}
+	prefetch_for_route(n, 0);
 	p->node[0] = n;
 }
 

@@ -174,6 +174,18 @@ GM_EXPORT size_t gm_itree_iter_fill(struct gm_itree_iter *it,
 				    struct gm_itree_entry *out, size_t max);
 
 /*
+ * gm_itree_collect — stores the items of the entries overlapping [a, b], in
+ * order of first, into items[0..max) and returns how many entries overlap
+ * (may exceed max: only the first max are stored). 0 when a > b.
+ * Cost O(log n + k) for k overlapping entries; a tree of one leaf (<= 15
+ * entries) is one flat scan. Reader: same rules as iteration (in RCU mode
+ * inside one read-side section; returns every entry present for the whole
+ * section). Never allocates.
+ */
+GM_EXPORT size_t gm_itree_collect(const struct gm_itree *t, uint64_t a,
+				  uint64_t b, void **items, size_t max);
+
+/*
  * gm_itree_count — number of stored triples. O(1). Any thread (in RCU mode a
  * reader sees a recent value; it is not synchronized with iteration).
  */
