@@ -405,19 +405,24 @@ void gm_itree_stab_init(struct gm_itree_iter *it, const struct gm_itree *t,
 }
 
 /* First i with pm[i] >= a, over all FANOUT slots (unused ones hold
- * UINT64_MAX, so the answer is <= count): unrolled branch-free binary
- * search. Probes may see a momentarily non-monotone array; see the top for
- * why the answer never skips a child holding a stable overlapping entry. */
+ * UINT64_MAX, so the answer is <= count): branch-free. Probes may see a
+ * momentarily non-monotone array; see the top and below for why the answer
+ * never skips a child holding a stable overlapping entry. */
 static inline unsigned first_reaching(const _Atomic uint64_t *pm, uint64_t a)
 {
 	_Static_assert(FANOUT == 32, "first_reaching is unrolled for 32");
-	unsigned i = 0;
-	i += (gm_load_relaxed(&pm[i + 15]) < a) * 16;
-	i += (gm_load_relaxed(&pm[i + 7]) < a) * 8;
-	i += (gm_load_relaxed(&pm[i + 3]) < a) * 4;
-	i += (gm_load_relaxed(&pm[i + 1]) < a) * 2;
-	i += gm_load_relaxed(&pm[i]) < a;
-	return i + (gm_load_relaxed(&pm[i]) < a);
+	/* Two rounds of independent loads instead of a chain of five: the
+	 * block of eight, then the place inside it. Counting (rather than
+	 * searching) keeps the answer safe on a non-monotone array: when it
+	 * is i > 0, some pm[j] < a with j >= i - 1, which rules out children
+	 * 0..j. */
+	unsigned i = 8 * ((gm_load_relaxed(&pm[7]) < a) +
+			  (gm_load_relaxed(&pm[15]) < a) +
+			  (gm_load_relaxed(&pm[23]) < a));
+	unsigned c = 0;
+	for (unsigned j = 0; j < 8; j++)
+		c += gm_load_relaxed(&pm[i + j]) < a;
+	return i + c;
 }
 
 /* The cursor's step, shared by iter_next and iter_fill. */
@@ -645,18 +650,18 @@ struct pool {
 		base_ + (len_ && firstval(base_) < (kf));                     \
 	})
 
-/* #{j : a[j] < kf} over FANOUT sorted values: a fixed, unrolled, branch-free
- * binary search (inner nodes pad unused separators with UINT64_MAX). */
+/* #{j : a[j] < kf} over FANOUT sorted values, branch-free (inner nodes pad
+ * unused separators with UINT64_MAX). */
 static inline unsigned count_below_fanout(const uint64_t *a, uint64_t kf)
 {
 	_Static_assert(FANOUT == 32, "count_below_fanout is unrolled for 32");
-	unsigned base = 0;
-	base += (a[base + 15] < kf) * 16;
-	base += (a[base + 7] < kf) * 8;
-	base += (a[base + 3] < kf) * 4;
-	base += (a[base + 1] < kf) * 2;
-	base += (a[base] < kf);
-	return base + (a[base] < kf);
+	/* the block of eight, then the place in it: two rounds of
+	 * independent loads rather than a chain of five */
+	unsigned base = 8 * ((a[7] < kf) + (a[15] < kf) + (a[23] < kf));
+	unsigned c = 0;
+	for (unsigned j = 0; j < 8; j++)
+		c += a[base + j] < kf;
+	return base + c;
 }
 
 /* Inner node: the child whose range holds k (largest i with sep_i <= k):
