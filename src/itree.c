@@ -355,8 +355,9 @@ static inline void prefetch_span(const void *p, size_t bytes)
  * column, or a whole leaf (order word, first, last, item). */
 static inline void prefetch_for_route(const struct itnode *n, unsigned level)
 {
-	if (level)
-		prefetch_span(inner_of(n)->first, sizeof(inner_of(n)->first));
+	if (level) /* first[] and, right after it, child[] */
+		prefetch_span(inner_of(n)->first,
+			      sizeof(inner_of(n)->first) + sizeof(inner_of(n)->child));
 	else
 		prefetch_span(n, sizeof(struct itleaf));
 }
@@ -376,8 +377,11 @@ static inline void iter_enter(struct gm_itree_iter *it, const struct itnode *n)
 		prefetch_span(leaf_of(n)->first, 3 * sizeof(leaf_of(n)->first));
 		it->leaf_order = gm_load_acquire(&leaf_of(n)->order);
 	} else {
-		/* first_reaching probes up to five lines of prefix_max[] */
+		/* first_reaching probes prefix_max[]; then first[i] and
+		 * child[i] (adjacent arrays) are read */
 		prefetch_span(inner_of(n)->prefix_max, sizeof(inner_of(n)->prefix_max));
+		prefetch_span(inner_of(n)->first,
+			      sizeof(inner_of(n)->first) + sizeof(inner_of(n)->child));
 	}
 }
 
