@@ -706,6 +706,8 @@ static void descend(const struct gm_itree *t, struct key k, struct wpath *p)
 	for (unsigned level = t->height - 1; level > 0; level--) {
 		prefetch_for_route(n, level);
 		unsigned i = route(n, k);
+		/* the edit below reads (and may update) this summary */
+		__builtin_prefetch(&inner_of(n)->max_last[i]);
 		p->node[level] = n;
 		p->idx[level] = i;
 		n = gm_load_relaxed(&inner_of(n)->child[i]);
