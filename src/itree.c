@@ -366,23 +366,28 @@ static inline void prefetch_for_route(const struct itnode *n, unsigned level)
 
 /* A reader arriving at a leaf takes one snapshot of its order word; the
  * slots it names stay intact for the leaf's lifetime. */
+/* A reader arriving at node n (at `level`) asks for what it will read: a
+ * leaf's first[] and last[] (item[] on hits); an inner node's prefix_max[]
+ * (first_reaching), then first[i] and child[i] (adjacent arrays). */
+static inline void prefetch_arrival(const struct itnode *n, unsigned level)
+{
+	if (level == 0) {
+		prefetch_span(leaf_of(n)->first, 3 * sizeof(leaf_of(n)->first));
+	} else {
+		prefetch_span(inner_of(n)->prefix_max, sizeof(inner_of(n)->prefix_max));
+		prefetch_span(inner_of(n)->first,
+			      sizeof(inner_of(n)->first) + sizeof(inner_of(n)->child));
+	}
+}
+
 static inline void iter_enter(struct gm_itree_iter *it, const struct itnode *n)
 {
 	unsigned level = n->level;
 	it->node[level] = n;
 	it->idx[level] = 0;
-	if (level == 0) {
-		/* the scan reads first[] and last[], hits item[]: ask for all
-		 * of them while the order word arrives */
-		prefetch_span(leaf_of(n)->first, 3 * sizeof(leaf_of(n)->first));
+	prefetch_arrival(n, level);
+	if (level == 0)
 		it->leaf_order = gm_load_acquire(&leaf_of(n)->order);
-	} else {
-		/* first_reaching probes prefix_max[]; then first[i] and
-		 * child[i] (adjacent arrays) are read */
-		prefetch_span(inner_of(n)->prefix_max, sizeof(inner_of(n)->prefix_max));
-		prefetch_span(inner_of(n)->first,
-			      sizeof(inner_of(n)->first) + sizeof(inner_of(n)->child));
-	}
 }
 
 int gm_itree_iter_init(struct gm_itree_iter *it, const struct gm_itree *t,
@@ -560,31 +565,59 @@ static inline bool leaf_collect(const struct itleaf *lf, uint64_t w,
 	return true;
 }
 
-/* gm_itree_collect below a root inner node; kept out of line so the
- * one-leaf path needs no stack frame. */
+/* gm_itree_collect below a root inner node (out of line, so the one-leaf
+ * path needs no stack frame): the walk of iter_step, with the cursor in
+ * registers and locals. at[level] is the inner node being walked at that
+ * level, next[level] the next child to consider there. */
 static __attribute__((noinline)) size_t
 collect_deep(const struct itnode *root, uint64_t a, uint64_t b, void **items,
 	     size_t max)
 {
-	struct gm_itree_iter it;
-	it.a = a;
-	it.b = b;
-	it.leaf_order = 0; /* set when the walk reaches a leaf */
-	it.top = it.level = root->level;
-	iter_enter(&it, root);
-	struct gm_itree_entry e;
+	const struct itnode *at[MAXH];
+	unsigned next[MAXH];
+	const unsigned top = root->level;
+	const struct itnode *n = root;
+	unsigned level = top;
 	size_t k = 0;
-	while (iter_step(&it, &e)) {
-		if (k < max)
-			items[k] = e.item;
-		k++;
-		/* the rest of this leaf in one go */
-		if (!leaf_collect(it.node[0], it.leaf_order, it.idx[0], a, b,
-				  items, max, &k))
+	for (;;) {
+		/* down: the first child whose subtree reaches a */
+		while (level > 0) {
+			const struct itinner *in = inner_of(n);
+			unsigned i = first_reaching(in->prefix_max, a);
+			if (i >= n->count)
+				goto up;
+			if (in->first[i] > b)
+				return k; /* later children all start after b */
+			at[level] = n;
+			next[level] = i + 1;
+			n = gm_load_acquire(&in->child[i]);
+			level--;
+			prefetch_arrival(n, level);
+		}
+		const struct itleaf *lf = leaf_of(n);
+		if (!leaf_collect(lf, gm_load_acquire(&lf->order), 0, a, b, items,
+				  max, &k))
+			return k;
+up:
+		/* up: the next sibling subtree that reaches a */
+		for (;;) {
+			if (++level > top)
+				return k;
+			const struct itinner *in = inner_of(at[level]);
+			unsigned i = next[level], count = at[level]->count;
+			while (i < count && gm_load_relaxed(&in->max_last[i]) < a)
+				i++;
+			if (i == count)
+				continue;
+			if (in->first[i] > b)
+				return k;
+			next[level] = i + 1;
+			n = gm_load_acquire(&in->child[i]);
+			level--;
+			prefetch_arrival(n, level);
 			break;
-		it.idx[0] = (uint8_t)order_count(it.leaf_order);
+		}
 	}
-	return k;
 }
 
 size_t gm_itree_collect(const struct gm_itree *t, uint64_t a, uint64_t b,
