@@ -123,6 +123,32 @@ struct gm_itree {
 	/* Grace tokens (see "Dead slots" at the top). */
 	uint32_t tokens_submitted;      /* writer */
 	_Atomic uint32_t tokens_done;   /* latest token whose grace period ended */
+	/* Leaf recycling (RCU mode, see "Recycled leaves" at the top). */
+	struct recycle *rec;            /* writer: retired leaves being batched */
+	_Atomic(struct free_leaf *) ready; /* past a grace period (pushed by
+					    * the deferred call) */
+	_Atomic int ready_count;        /* how many are in ready or stash */
+	struct free_leaf *stash;        /* writer: taken from ready */
+};
+
+/* A retired leaf's memory once no reader can reach it: a stack link. */
+struct free_leaf {
+	struct free_leaf *next;
+};
+
+#define RECYCLE_BATCH 30
+/* Leaves past their grace period a tree keeps for reuse, at most: half its
+ * leaves (plus a few), about what one grace period of churn retires. */
+#define RECYCLE_SLACK 32
+
+/* Retired leaves kept for reuse: deferred as one call that, after the
+ * grace period, pushes them onto the tree's ready stack. */
+struct recycle {
+	struct gm_deferred call;
+	struct gm_itree *tree;
+	unsigned n;
+	int keep; /* ready_count bound, set by the writer */
+	struct itnode *node[RECYCLE_BATCH];
 };
 
 /* A deferred call queued behind retired nodes: when it runs, a grace
@@ -313,6 +339,10 @@ int gm_itree_create(struct gm_itree **out, unsigned flags,
 	t->alloc = alloc;
 	t->tokens_submitted = 0;
 	atomic_init(&t->tokens_done, 0);
+	t->rec = NULL;
+	atomic_init(&t->ready, NULL);
+	atomic_init(&t->ready_count, 0);
+	t->stash = NULL;
 	gm_reclaim_init(&t->reclaim, alloc, t->rcu);
 	*out = t;
 	return 0;
@@ -328,6 +358,15 @@ static void free_subtree(struct gm_itree *t, struct itnode *n)
 	gm_alloc_release(t->alloc, n, node_size(n->level));
 }
 
+static void free_leaf_list(struct gm_itree *t, struct free_leaf *f)
+{
+	while (f) {
+		struct free_leaf *next = f->next;
+		gm_alloc_release(t->alloc, f, sizeof(struct itleaf));
+		f = next;
+	}
+}
+
 void gm_itree_destroy(struct gm_itree *t)
 {
 	if (!t)
@@ -337,7 +376,14 @@ void gm_itree_destroy(struct gm_itree *t)
 	struct itnode *root = gm_load_relaxed(&t->root);
 	if (root)
 		free_subtree(t, root);
+	if (t->rec) { /* retired, and past the synchronize above */
+		for (unsigned i = 0; i < t->rec->n; i++)
+			gm_alloc_release(t->alloc, t->rec->node[i], sizeof(struct itleaf));
+		gm_alloc_release(t->alloc, t->rec, sizeof(*t->rec));
+	}
 	gm_reclaim_destroy(&t->reclaim); /* waits for pending tokens too */
+	free_leaf_list(t, t->stash);
+	free_leaf_list(t, atomic_load_explicit(&t->ready, memory_order_acquire));
 	gm_alloc_release(t->alloc, t, sizeof(*t));
 }
 
@@ -670,6 +716,7 @@ struct plan {
 struct pool {
 	struct itnode *n[2][2 * MAXH + 2];
 	unsigned have[2];
+	unsigned reused; /* leaves n[0][0..reused) came from the stash */
 };
 
 #define SLOTS (2 * FANOUT + 1)
@@ -817,12 +864,67 @@ static int make_plan(const struct gm_itree *t, const struct wpath *p,
 	return 0; /* not reached: the root level always decides */
 }
 
+/* Runs after a grace period (on liburcu's thread): the batch's leaves are
+ * unreachable now, so they go on the ready stack for the writer. */
+static void recycle_done(struct gm_deferred *d)
+{
+	struct recycle *rec = (struct recycle *)d;
+	struct gm_itree *t = rec->tree;
+	for (unsigned i = 0; i < rec->n; i++) {
+		struct free_leaf *f = (struct free_leaf *)rec->node[i];
+		if (atomic_load_explicit(&t->ready_count, memory_order_relaxed) >=
+		    rec->keep) { /* enough kept: a shrinking tree frees */
+			gm_alloc_release(t->alloc, f, sizeof(struct itleaf));
+			continue;
+		}
+		atomic_fetch_add_explicit(&t->ready_count, 1, memory_order_relaxed);
+		f->next = atomic_load_explicit(&t->ready, memory_order_relaxed);
+		while (!atomic_compare_exchange_weak_explicit(
+			&t->ready, &f->next, f, memory_order_release,
+			memory_order_relaxed))
+			;
+	}
+	gm_alloc_release(t->alloc, rec, sizeof(*rec));
+}
+
+/* A leaf's memory from the stash (refilled from the ready stack), or NULL. */
+static struct itnode *stash_take(struct gm_itree *t)
+{
+	if (!t->stash)
+		t->stash = atomic_exchange_explicit(&t->ready, NULL,
+						    memory_order_acquire);
+	struct free_leaf *f = t->stash;
+	if (!f)
+		return NULL;
+	t->stash = f->next;
+	if (f->next) /* the next take finds it cached */
+		for (size_t off = 0; off < sizeof(struct itleaf); off += 64)
+			__builtin_prefetch((const char *)f->next + off, 1);
+	atomic_fetch_sub_explicit(&t->ready_count, 1, memory_order_relaxed);
+	return (struct itnode *)f;
+}
+
+static void stash_put(struct gm_itree *t, struct itnode *n)
+{
+	struct free_leaf *f = (struct free_leaf *)n;
+	f->next = t->stash;
+	t->stash = f;
+	atomic_fetch_add_explicit(&t->ready_count, 1, memory_order_relaxed);
+}
+
+/* Gives back what pool_fill took: stash leaves to the stash, the rest to
+ * the allocator (so a failed operation leaves the byte count as it was). */
 static void pool_drain(struct gm_itree *t, struct pool *po)
 {
-	for (unsigned kind = 0; kind < 2; kind++)
-		while (po->have[kind])
-			gm_alloc_release(t->alloc, po->n[kind][--po->have[kind]],
-					 node_size(kind));
+	for (unsigned kind = 0; kind < 2; kind++) {
+		while (po->have[kind]) {
+			struct itnode *n = po->n[kind][--po->have[kind]];
+			if (kind == 0 && po->have[0] < po->reused)
+				stash_put(t, n);
+			else
+				gm_alloc_release(t->alloc, n, node_size(kind));
+		}
+	}
 }
 
 /* Allocates everything the plan needs; -ENOMEM leaves nothing behind. */
@@ -830,10 +932,17 @@ static int pool_fill(struct gm_itree *t, const struct plan *pl,
 		     struct pool *po)
 {
 	po->have[0] = po->have[1] = 0;
+	po->reused = 0;
 	for (unsigned kind = 0; kind < 2; kind++) {
 		for (unsigned j = 0; j < pl->need[kind]; j++) {
-			struct itnode *n = gm_alloc_mem(t->alloc, node_size(kind),
-							_Alignof(struct itinner));
+			/* from the stash while it lasts (so reused leaves
+			 * are a prefix, as pool_drain assumes) */
+			struct itnode *n = kind || po->reused < j ? NULL : stash_take(t);
+			if (n)
+				po->reused++;
+			else
+				n = gm_alloc_mem(t->alloc, node_size(kind),
+						 _Alignof(struct itinner));
 			if (!n) {
 				pool_drain(t, po);
 				return -ENOMEM;
@@ -862,13 +971,43 @@ static struct itnode *pool_take(struct gm_itree *t, struct pool *po,
 	return n;
 }
 
+/* Retires n. In RCU mode a leaf goes into the recycle batch (if there is
+ * one): its memory returns to the writer after a grace period instead of to
+ * the allocator (which then costs a cross-thread free and malloc). The batch is
+ * deferred with the retirement slot the leaf itself would have used. */
 static void retire_node(struct gm_itree *t, struct itnode *n)
 {
-	if (n->level)
+	if (n->level) {
 		t->inners--;
-	else
+	} else {
 		t->leaves--;
+		struct recycle *rec = t->rec;
+		if (rec) {
+			rec->node[rec->n++] = n;
+			if (rec->n == RECYCLE_BATCH) {
+				t->rec = NULL;
+				gm_reclaim_defer(&t->reclaim, &rec->call);
+			}
+			return;
+		}
+	}
 	gm_reclaim_retire(&t->reclaim, n, node_size(n->level));
+}
+
+/* After a successful write (RCU mode): makes sure a recycle batch is ready
+ * for later retirements. Best effort: without one, leaves are simply freed. */
+static void recycle_prepare(struct gm_itree *t)
+{
+	if (!t->rcu || t->rec)
+		return;
+	struct recycle *rec = gm_alloc_mem(t->alloc, sizeof(*rec), _Alignof(struct recycle));
+	if (!rec)
+		return;
+	rec->call.fn = recycle_done;
+	rec->tree = t;
+	rec->n = 0;
+	rec->keep = (int)(t->leaves / 2 + RECYCLE_SLACK);
+	t->rec = rec;
 }
 
 /* The live entries of n, in key order. */
@@ -1240,8 +1379,10 @@ int gm_itree_insert(struct gm_itree *t, uint64_t first, uint64_t last,
 			return -EEXIST;
 		rc = apply(t, &p, k, +1);
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		atomic_fetch_add_explicit(&t->count, 1, memory_order_relaxed);
+		recycle_prepare(t);
+	}
 	return rc;
 }
 
@@ -1260,8 +1401,10 @@ int gm_itree_remove(struct gm_itree *t, uint64_t first, uint64_t last,
 	if (!found)
 		return -ENOENT;
 	int rc = apply(t, &p, k, -1);
-	if (rc == 0)
+	if (rc == 0) {
 		atomic_fetch_sub_explicit(&t->count, 1, memory_order_relaxed);
+		recycle_prepare(t);
+	}
 	return rc;
 }
 
