@@ -651,12 +651,16 @@ up:
 				return k;
 			const struct itinner *in = inner_of(at[level]);
 			unsigned i = next[level], count = at[level]->count;
-			while (i < count && gm_load_relaxed(&in->max_last[i]) < a)
-				i++;
+			/* first[] (prefetched on arrival) before max_last[]:
+			 * the walk usually ends at a child starting after b */
+			for (; i < count; i++) {
+				if (in->first[i] > b)
+					return k;
+				if (gm_load_relaxed(&in->max_last[i]) >= a)
+					break;
+			}
 			if (i == count)
 				continue;
-			if (in->first[i] > b)
-				return k;
 			next[level] = i + 1;
 			n = gm_load_acquire(&in->child[i]);
 			level--;
