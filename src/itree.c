@@ -125,29 +125,31 @@ struct gm_itree {
 	_Atomic uint32_t tokens_done;   /* latest token whose grace period ended */
 	/* Leaf recycling (RCU mode, see "Recycled leaves" at the top). */
 	struct recycle *rec;            /* writer: retired leaves being batched */
-	_Atomic(struct free_leaf *) ready; /* past a grace period (pushed by
-					    * the deferred call) */
-	_Atomic int ready_count;        /* how many are in ready or stash */
-	struct free_leaf *stash;        /* writer: taken from ready */
+	/* per kind ([0] leaves, [1] inner nodes): */
+	_Atomic(struct free_node *) ready[2]; /* past a grace period (pushed
+					       * by the deferred call) */
+	_Atomic int ready_count[2];     /* how many are in ready or stash */
+	struct free_node *stash[2];     /* writer: taken from ready */
 };
 
-/* A retired leaf's memory once no reader can reach it: a stack link. */
-struct free_leaf {
-	struct free_leaf *next;
+/* A retired node's memory once no reader can reach it: a stack link. */
+struct free_node {
+	struct free_node *next;
 };
 
 #define RECYCLE_BATCH 30
-/* Leaves past their grace period a tree keeps for reuse, at most: half its
- * leaves (plus a few), about what one grace period of churn retires. */
+/* Nodes past their grace period a tree keeps for reuse, at most: half its
+ * nodes of that kind (plus a few), about what one grace period of churn
+ * retires. */
 #define RECYCLE_SLACK 32
 
-/* Retired leaves kept for reuse: deferred as one call that, after the
- * grace period, pushes them onto the tree's ready stack. */
+/* Retired nodes kept for reuse: deferred as one call that, after the
+ * grace period, pushes them onto the tree's ready stacks. */
 struct recycle {
 	struct gm_deferred call;
 	struct gm_itree *tree;
 	unsigned n;
-	int keep; /* ready_count bound, set by the writer */
+	int keep[2]; /* ready_count bounds, set by the writer */
 	struct itnode *node[RECYCLE_BATCH];
 };
 
@@ -340,9 +342,11 @@ int gm_itree_create(struct gm_itree **out, unsigned flags,
 	t->tokens_submitted = 0;
 	atomic_init(&t->tokens_done, 0);
 	t->rec = NULL;
-	atomic_init(&t->ready, NULL);
-	atomic_init(&t->ready_count, 0);
-	t->stash = NULL;
+	for (unsigned kind = 0; kind < 2; kind++) {
+		atomic_init(&t->ready[kind], NULL);
+		atomic_init(&t->ready_count[kind], 0);
+		t->stash[kind] = NULL;
+	}
 	gm_reclaim_init(&t->reclaim, alloc, t->rcu);
 	*out = t;
 	return 0;
@@ -358,11 +362,12 @@ static void free_subtree(struct gm_itree *t, struct itnode *n)
 	gm_alloc_release(t->alloc, n, node_size(n->level));
 }
 
-static void free_leaf_list(struct gm_itree *t, struct free_leaf *f)
+static void free_node_list(struct gm_itree *t, struct free_node *f,
+			   unsigned kind)
 {
 	while (f) {
-		struct free_leaf *next = f->next;
-		gm_alloc_release(t->alloc, f, sizeof(struct itleaf));
+		struct free_node *next = f->next;
+		gm_alloc_release(t->alloc, f, node_size(kind));
 		f = next;
 	}
 }
@@ -378,12 +383,16 @@ void gm_itree_destroy(struct gm_itree *t)
 		free_subtree(t, root);
 	if (t->rec) { /* retired, and past the synchronize above */
 		for (unsigned i = 0; i < t->rec->n; i++)
-			gm_alloc_release(t->alloc, t->rec->node[i], sizeof(struct itleaf));
+			gm_alloc_release(t->alloc, t->rec->node[i],
+					 node_size(t->rec->node[i]->level));
 		gm_alloc_release(t->alloc, t->rec, sizeof(*t->rec));
 	}
 	gm_reclaim_destroy(&t->reclaim); /* waits for pending tokens too */
-	free_leaf_list(t, t->stash);
-	free_leaf_list(t, atomic_load_explicit(&t->ready, memory_order_acquire));
+	for (unsigned kind = 0; kind < 2; kind++) {
+		free_node_list(t, t->stash[kind], kind);
+		free_node_list(t, atomic_load_explicit(&t->ready[kind],
+						       memory_order_acquire), kind);
+	}
 	gm_alloc_release(t->alloc, t, sizeof(*t));
 }
 
@@ -720,7 +729,7 @@ struct plan {
 struct pool {
 	struct itnode *n[2][2 * MAXH + 2];
 	unsigned have[2];
-	unsigned reused; /* leaves n[0][0..reused) came from the stash */
+	unsigned reused[2]; /* n[kind][0..reused[kind]) came from the stash */
 };
 
 #define SLOTS (2 * FANOUT + 1)
@@ -875,45 +884,46 @@ static void recycle_done(struct gm_deferred *d)
 	struct recycle *rec = (struct recycle *)d;
 	struct gm_itree *t = rec->tree;
 	for (unsigned i = 0; i < rec->n; i++) {
-		struct free_leaf *f = (struct free_leaf *)rec->node[i];
-		if (atomic_load_explicit(&t->ready_count, memory_order_relaxed) >=
-		    rec->keep) { /* enough kept: a shrinking tree frees */
-			gm_alloc_release(t->alloc, f, sizeof(struct itleaf));
+		unsigned kind = rec->node[i]->level ? 1 : 0;
+		struct free_node *f = (struct free_node *)rec->node[i];
+		if (atomic_load_explicit(&t->ready_count[kind], memory_order_relaxed) >=
+		    rec->keep[kind]) { /* enough kept: a shrinking tree frees */
+			gm_alloc_release(t->alloc, f, node_size(kind));
 			continue;
 		}
-		atomic_fetch_add_explicit(&t->ready_count, 1, memory_order_relaxed);
-		f->next = atomic_load_explicit(&t->ready, memory_order_relaxed);
+		atomic_fetch_add_explicit(&t->ready_count[kind], 1, memory_order_relaxed);
+		f->next = atomic_load_explicit(&t->ready[kind], memory_order_relaxed);
 		while (!atomic_compare_exchange_weak_explicit(
-			&t->ready, &f->next, f, memory_order_release,
+			&t->ready[kind], &f->next, f, memory_order_release,
 			memory_order_relaxed))
 			;
 	}
 	gm_alloc_release(t->alloc, rec, sizeof(*rec));
 }
 
-/* A leaf's memory from the stash (refilled from the ready stack), or NULL. */
-static struct itnode *stash_take(struct gm_itree *t)
+/* A node's memory from the stash (refilled from the ready stack), or NULL. */
+static struct itnode *stash_take(struct gm_itree *t, unsigned kind)
 {
-	if (!t->stash)
-		t->stash = atomic_exchange_explicit(&t->ready, NULL,
-						    memory_order_acquire);
-	struct free_leaf *f = t->stash;
+	if (!t->stash[kind])
+		t->stash[kind] = atomic_exchange_explicit(&t->ready[kind], NULL,
+							  memory_order_acquire);
+	struct free_node *f = t->stash[kind];
 	if (!f)
 		return NULL;
-	t->stash = f->next;
-	if (f->next) /* the next take finds it cached */
+	t->stash[kind] = f->next;
+	if (kind == 0 && f->next) /* the next take finds it cached */
 		for (size_t off = 0; off < sizeof(struct itleaf); off += 64)
 			__builtin_prefetch((const char *)f->next + off, 1);
-	atomic_fetch_sub_explicit(&t->ready_count, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&t->ready_count[kind], 1, memory_order_relaxed);
 	return (struct itnode *)f;
 }
 
-static void stash_put(struct gm_itree *t, struct itnode *n)
+static void stash_put(struct gm_itree *t, struct itnode *n, unsigned kind)
 {
-	struct free_leaf *f = (struct free_leaf *)n;
-	f->next = t->stash;
-	t->stash = f;
-	atomic_fetch_add_explicit(&t->ready_count, 1, memory_order_relaxed);
+	struct free_node *f = (struct free_node *)n;
+	f->next = t->stash[kind];
+	t->stash[kind] = f;
+	atomic_fetch_add_explicit(&t->ready_count[kind], 1, memory_order_relaxed);
 }
 
 /* Gives back what pool_fill took: stash leaves to the stash, the rest to
@@ -923,8 +933,8 @@ static void pool_drain(struct gm_itree *t, struct pool *po)
 	for (unsigned kind = 0; kind < 2; kind++) {
 		while (po->have[kind]) {
 			struct itnode *n = po->n[kind][--po->have[kind]];
-			if (kind == 0 && po->have[0] < po->reused)
-				stash_put(t, n);
+			if (po->have[kind] < po->reused[kind])
+				stash_put(t, n, kind);
 			else
 				gm_alloc_release(t->alloc, n, node_size(kind));
 		}
@@ -936,14 +946,14 @@ static int pool_fill(struct gm_itree *t, const struct plan *pl,
 		     struct pool *po)
 {
 	po->have[0] = po->have[1] = 0;
-	po->reused = 0;
+	po->reused[0] = po->reused[1] = 0;
 	for (unsigned kind = 0; kind < 2; kind++) {
 		for (unsigned j = 0; j < pl->need[kind]; j++) {
 			/* from the stash while it lasts (so reused leaves
 			 * are a prefix, as pool_drain assumes) */
-			struct itnode *n = kind || po->reused < j ? NULL : stash_take(t);
+			struct itnode *n = po->reused[kind] < j ? NULL : stash_take(t, kind);
 			if (n)
-				po->reused++;
+				po->reused[kind]++;
 			else
 				n = gm_alloc_mem(t->alloc, node_size(kind),
 						 _Alignof(struct itinner));
@@ -975,25 +985,24 @@ static struct itnode *pool_take(struct gm_itree *t, struct pool *po,
 	return n;
 }
 
-/* Retires n. In RCU mode a leaf goes into the recycle batch (if there is
- * one): its memory returns to the writer after a grace period instead of to
- * the allocator (which then costs a cross-thread free and malloc). The batch is
- * deferred with the retirement slot the leaf itself would have used. */
+/* Retires n. In RCU mode it goes into the recycle batch (if there is one):
+ * its memory returns to the writer after a grace period instead of to the
+ * allocator (which then costs a cross-thread free and malloc). The batch is
+ * deferred with the retirement slot the node itself would have used. */
 static void retire_node(struct gm_itree *t, struct itnode *n)
 {
-	if (n->level) {
+	if (n->level)
 		t->inners--;
-	} else {
+	else
 		t->leaves--;
-		struct recycle *rec = t->rec;
-		if (rec) {
-			rec->node[rec->n++] = n;
-			if (rec->n == RECYCLE_BATCH) {
-				t->rec = NULL;
-				gm_reclaim_defer(&t->reclaim, &rec->call);
-			}
-			return;
+	struct recycle *rec = t->rec;
+	if (rec) {
+		rec->node[rec->n++] = n;
+		if (rec->n == RECYCLE_BATCH) {
+			t->rec = NULL;
+			gm_reclaim_defer(&t->reclaim, &rec->call);
 		}
+		return;
 	}
 	gm_reclaim_retire(&t->reclaim, n, node_size(n->level));
 }
@@ -1010,7 +1019,8 @@ static void recycle_prepare(struct gm_itree *t)
 	rec->call.fn = recycle_done;
 	rec->tree = t;
 	rec->n = 0;
-	rec->keep = (int)(t->leaves / 2 + RECYCLE_SLACK);
+	rec->keep[0] = (int)(t->leaves / 2 + RECYCLE_SLACK);
+	rec->keep[1] = (int)(t->inners / 2 + RECYCLE_SLACK / 4);
 	t->rec = rec;
 }
 
