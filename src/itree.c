@@ -71,9 +71,30 @@
  * period. The writer stamps the leaf with the number of "grace tokens"
  * submitted so far and, if none is in flight, queues a tiny token behind
  * the retired nodes (gm_reclaim_defer, flushed at once). When the token's
- * call runs (after a grace period), tokens_done advances; a leaf whose stamp is below it may
- * refill its dead slots in place. So steady churn copies almost no leaves:
- * at most one token per grace period instead of one copy per few inserts.
+ * call runs (after a grace period), tokens_done advances; a leaf whose
+ * stamp is below it may refill its dead slots in place: at most one token
+ * per grace period. How much that saves depends on the grace period's
+ * length: liburcu's call_rcu thread works in rounds about 10 ms apart, so
+ * under fast churn (memslot_hva: ~2M edits/s) a leaf rarely waits that
+ * long between inserts, and about 1 insert in 6 still compacts its leaf;
+ * recycled nodes (below) keep that copy cheap.
+ *
+ * Recycled nodes (RCU mode): a replaced node is not handed to the allocator
+ * after its grace period (that is a free on liburcu's thread and a cold
+ * malloc on the writer's); it is batched (struct recycle, deferred with
+ * gm_reclaim_defer), and when the batch's call runs it pushes the nodes on
+ * the tree's ready stack of their kind; the writer takes the whole stack at
+ * once (exchange) into its private stash and allocates from there first.
+ * A tree keeps at most about half its nodes of a kind ready (the call frees
+ * the rest), roughly what one grace period of steady churn retires; the
+ * bytes stay visible to a counting allocator, and destroy frees them.
+ *
+ * Reading: gm_itree_collect is the one-call query (items into a buffer):
+ * a one-leaf tree is a flat scan with no cursor; deeper trees walk with the
+ * cursor in locals. Arriving at a node, a reader prefetches every line it
+ * may read there (all of a leaf's keys; an inner node's prefix_max[], and
+ * first[] with the adjacent child[]), so each level costs about one memory
+ * latency rather than one per probe.
  */
 #include <gmtrack/itree.h>
 
@@ -123,7 +144,7 @@ struct gm_itree {
 	/* Grace tokens (see "Dead slots" at the top). */
 	uint32_t tokens_submitted;      /* writer */
 	_Atomic uint32_t tokens_done;   /* latest token whose grace period ended */
-	/* Leaf recycling (RCU mode, see "Recycled leaves" at the top). */
+	/* Node recycling (RCU mode, see "Recycled nodes" at the top). */
 	struct recycle *rec;            /* writer: retired leaves being batched */
 	/* per kind ([0] leaves, [1] inner nodes): */
 	_Atomic(struct free_node *) ready[2]; /* past a grace period (pushed

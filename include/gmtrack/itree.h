@@ -95,7 +95,9 @@ struct gm_itree_stats {
 	unsigned height;     /* levels, 0 when empty, 1 = a single leaf */
 	size_t leaf_nodes;
 	size_t inner_nodes;
-	size_t node_bytes;   /* bytes held by live nodes (excl. the handle) */
+	size_t node_bytes;   /* bytes held by live nodes (excl. the handle; in
+			      * RCU mode, also excl. retired nodes waiting for
+			      * a grace period or kept for reuse) */
 	size_t total_bytes;  /* node_bytes + the handle */
 };
 
