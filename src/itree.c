@@ -755,19 +755,6 @@ struct pool {
 
 #define SLOTS (2 * FANOUT + 1)
 
-/* Number of positions j in [0, n) with firstval(j) < kf, for keys sorted by
- * `first`: a branch-free binary search. */
-#define COUNT_BELOW(n, kf, firstval)                                          \
-	({                                                                    \
-		unsigned base_ = 0, len_ = (n);                               \
-		while (len_ > 1) {                                            \
-			unsigned half_ = len_ / 2;                            \
-			base_ += (firstval(base_ + half_ - 1) < (kf)) * half_; \
-			len_ -= half_;                                        \
-		}                                                             \
-		base_ + (len_ && firstval(base_) < (kf));                     \
-	})
-
 /* #{j : a[j] < kf} over FANOUT sorted values, branch-free (inner nodes pad
  * unused separators with UINT64_MAX). */
 static inline unsigned count_below_fanout(const uint64_t *a, uint64_t kf)
@@ -803,9 +790,12 @@ static unsigned leaf_lower_bound(const struct itnode *n, struct key k,
 	const struct itleaf *lf = leaf_of(n);
 	uint64_t w = leaf_order(n);
 	unsigned cnt = order_count(w);
-#define LEAF_FIRST(j) lf->first[order_slot(w, (j))]
-	unsigned j = COUNT_BELOW(cnt, k.first, LEAF_FIRST);
-#undef LEAF_FIRST
+	/* a count over all live keys: independent loads, no chain of
+	 * dependent probes (the leaf's lines were prefetched together) */
+	unsigned j = 0;
+	uint64_t rest = w >> 4;
+	for (unsigned i = 0; i < cnt; i++, rest >>= 4)
+		j += lf->first[rest & 15] < k.first;
 	while (j < cnt && lf->first[order_slot(w, j)] == k.first &&
 	       key_cmp(node_key(n, j), k) < 0)
 		j++;
