@@ -64,6 +64,13 @@ static void check_query(struct gm_itree *t, uint64_t a, uint64_t b)
 			abort();
 		k++;
 	}
+	static void *items[MAXE];
+	size_t cap = nw ? nw - (a & 1) : 0; /* sometimes one short */
+	if (gm_itree_collect(t, a, b, items, cap) != nw)
+		abort();
+	for (size_t i = 0; i < cap; i++)
+		if ((uintptr_t)items[i] != want[i].item)
+			abort();
 	gm_rcu_read_unlock();
 	if (k != nw)
 		abort();

@@ -71,9 +71,30 @@
  * period. The writer stamps the leaf with the number of "grace tokens"
  * submitted so far and, if none is in flight, queues a tiny token behind
  * the retired nodes (gm_reclaim_defer, flushed at once). When the token's
- * call runs (after a grace period), tokens_done advances; a leaf whose stamp is below it may
- * refill its dead slots in place. So steady churn copies almost no leaves:
- * at most one token per grace period instead of one copy per few inserts.
+ * call runs (after a grace period), tokens_done advances; a leaf whose
+ * stamp is below it may refill its dead slots in place: at most one token
+ * per grace period. How much that saves depends on the grace period's
+ * length: liburcu's call_rcu thread works in rounds about 10 ms apart, so
+ * under fast churn (memslot_hva: ~2M edits/s) a leaf rarely waits that
+ * long between inserts, and about 1 insert in 6 still compacts its leaf;
+ * recycled nodes (below) keep that copy cheap.
+ *
+ * Recycled nodes (RCU mode): a replaced node is not handed to the allocator
+ * after its grace period (that is a free on liburcu's thread and a cold
+ * malloc on the writer's); it is batched (struct recycle, deferred with
+ * gm_reclaim_defer), and when the batch's call runs it pushes the nodes on
+ * the tree's ready stack of their kind; the writer takes the whole stack at
+ * once (exchange) into its private stash and allocates from there first.
+ * A tree keeps at most about half its nodes of a kind ready (the call frees
+ * the rest), roughly what one grace period of steady churn retires; the
+ * bytes stay visible to a counting allocator, and destroy frees them.
+ *
+ * Reading: gm_itree_collect is the one-call query (items into a buffer):
+ * a one-leaf tree is a flat scan with no cursor; deeper trees walk with the
+ * cursor in locals. Arriving at a node, a reader prefetches every line it
+ * may read there (all of a leaf's keys; an inner node's prefix_max[], and
+ * first[] with the adjacent child[]), so each level costs about one memory
+ * latency rather than one per probe.
  */
 #include <gmtrack/itree.h>
 
@@ -123,6 +144,34 @@ struct gm_itree {
 	/* Grace tokens (see "Dead slots" at the top). */
 	uint32_t tokens_submitted;      /* writer */
 	_Atomic uint32_t tokens_done;   /* latest token whose grace period ended */
+	/* Node recycling (RCU mode, see "Recycled nodes" at the top). */
+	struct recycle *rec;            /* writer: retired leaves being batched */
+	/* per kind ([0] leaves, [1] inner nodes): */
+	_Atomic(struct free_node *) ready[2]; /* past a grace period (pushed
+					       * by the deferred call) */
+	_Atomic int ready_count[2];     /* how many are in ready or stash */
+	struct free_node *stash[2];     /* writer: taken from ready */
+};
+
+/* A retired node's memory once no reader can reach it: a stack link. */
+struct free_node {
+	struct free_node *next;
+};
+
+#define RECYCLE_BATCH 30
+/* Nodes past their grace period a tree keeps for reuse, at most: half its
+ * nodes of that kind (plus a few), about what one grace period of churn
+ * retires. */
+#define RECYCLE_SLACK 32
+
+/* Retired nodes kept for reuse: deferred as one call that, after the
+ * grace period, pushes them onto the tree's ready stacks. */
+struct recycle {
+	struct gm_deferred call;
+	struct gm_itree *tree;
+	unsigned n;
+	int keep[2]; /* ready_count bounds, set by the writer */
+	struct itnode *node[RECYCLE_BATCH];
 };
 
 /* A deferred call queued behind retired nodes: when it runs, a grace
@@ -313,6 +362,12 @@ int gm_itree_create(struct gm_itree **out, unsigned flags,
 	t->alloc = alloc;
 	t->tokens_submitted = 0;
 	atomic_init(&t->tokens_done, 0);
+	t->rec = NULL;
+	for (unsigned kind = 0; kind < 2; kind++) {
+		atomic_init(&t->ready[kind], NULL);
+		atomic_init(&t->ready_count[kind], 0);
+		t->stash[kind] = NULL;
+	}
 	gm_reclaim_init(&t->reclaim, alloc, t->rcu);
 	*out = t;
 	return 0;
@@ -328,6 +383,16 @@ static void free_subtree(struct gm_itree *t, struct itnode *n)
 	gm_alloc_release(t->alloc, n, node_size(n->level));
 }
 
+static void free_node_list(struct gm_itree *t, struct free_node *f,
+			   unsigned kind)
+{
+	while (f) {
+		struct free_node *next = f->next;
+		gm_alloc_release(t->alloc, f, node_size(kind));
+		f = next;
+	}
+}
+
 void gm_itree_destroy(struct gm_itree *t)
 {
 	if (!t)
@@ -337,19 +402,67 @@ void gm_itree_destroy(struct gm_itree *t)
 	struct itnode *root = gm_load_relaxed(&t->root);
 	if (root)
 		free_subtree(t, root);
+	if (t->rec) { /* retired, and past the synchronize above */
+		for (unsigned i = 0; i < t->rec->n; i++)
+			gm_alloc_release(t->alloc, t->rec->node[i],
+					 node_size(t->rec->node[i]->level));
+		gm_alloc_release(t->alloc, t->rec, sizeof(*t->rec));
+	}
 	gm_reclaim_destroy(&t->reclaim); /* waits for pending tokens too */
+	for (unsigned kind = 0; kind < 2; kind++) {
+		free_node_list(t, t->stash[kind], kind);
+		free_node_list(t, atomic_load_explicit(&t->ready[kind],
+						       memory_order_acquire), kind);
+	}
 	gm_alloc_release(t->alloc, t, sizeof(*t));
+}
+
+/* Asks for every cache line of [p, p + bytes) at once, so a search that
+ * probes several of them waits for memory once instead of once per probe. */
+static inline void prefetch_span(const void *p, size_t bytes)
+{
+	const char *c = p;
+	for (size_t off = 0; off < bytes; off += 64)
+		__builtin_prefetch(c + off);
+	__builtin_prefetch(c + bytes - 1);
+}
+
+/* What the writer's search of n reads: an inner node's separators' `first`
+ * column, or a whole leaf (order word, first, last, item). */
+static inline void prefetch_for_route(const struct itnode *n, unsigned level)
+{
+	if (level) /* first[] and, right after it, child[] */
+		prefetch_span(inner_of(n)->first,
+			      sizeof(inner_of(n)->first) + sizeof(inner_of(n)->child));
+	else
+		prefetch_span(n, sizeof(struct itleaf));
 }
 
 /* ---- reading ----------------------------------------------------------- */
 
 /* A reader arriving at a leaf takes one snapshot of its order word; the
  * slots it names stay intact for the leaf's lifetime. */
+/* A reader arriving at node n (at `level`) asks for what it will read: a
+ * leaf's first[] and last[] (item[] on hits); an inner node's prefix_max[]
+ * (first_reaching), then first[i] and child[i] (adjacent arrays). */
+static inline void prefetch_arrival(const struct itnode *n, unsigned level)
+{
+	if (level == 0) {
+		prefetch_span(leaf_of(n)->first, 3 * sizeof(leaf_of(n)->first));
+	} else {
+		prefetch_span(inner_of(n)->prefix_max, sizeof(inner_of(n)->prefix_max));
+		prefetch_span(inner_of(n)->first,
+			      sizeof(inner_of(n)->first) + sizeof(inner_of(n)->child));
+	}
+}
+
 static inline void iter_enter(struct gm_itree_iter *it, const struct itnode *n)
 {
-	it->node[n->level] = n;
-	it->idx[n->level] = 0;
-	if (n->level == 0)
+	unsigned level = n->level;
+	it->node[level] = n;
+	it->idx[level] = 0;
+	prefetch_arrival(n, level);
+	if (level == 0)
 		it->leaf_order = gm_load_acquire(&leaf_of(n)->order);
 }
 
@@ -377,19 +490,24 @@ void gm_itree_stab_init(struct gm_itree_iter *it, const struct gm_itree *t,
 }
 
 /* First i with pm[i] >= a, over all FANOUT slots (unused ones hold
- * UINT64_MAX, so the answer is <= count): unrolled branch-free binary
- * search. Probes may see a momentarily non-monotone array; see the top for
- * why the answer never skips a child holding a stable overlapping entry. */
+ * UINT64_MAX, so the answer is <= count): branch-free. Probes may see a
+ * momentarily non-monotone array; see the top and below for why the answer
+ * never skips a child holding a stable overlapping entry. */
 static inline unsigned first_reaching(const _Atomic uint64_t *pm, uint64_t a)
 {
 	_Static_assert(FANOUT == 32, "first_reaching is unrolled for 32");
-	unsigned i = 0;
-	i += (gm_load_relaxed(&pm[i + 15]) < a) * 16;
-	i += (gm_load_relaxed(&pm[i + 7]) < a) * 8;
-	i += (gm_load_relaxed(&pm[i + 3]) < a) * 4;
-	i += (gm_load_relaxed(&pm[i + 1]) < a) * 2;
-	i += gm_load_relaxed(&pm[i]) < a;
-	return i + (gm_load_relaxed(&pm[i]) < a);
+	/* Two rounds of independent loads instead of a chain of five: the
+	 * block of eight, then the place inside it. Counting (rather than
+	 * searching) keeps the answer safe on a non-monotone array: when it
+	 * is i > 0, some pm[j] < a with j >= i - 1, which rules out children
+	 * 0..j. */
+	unsigned i = 8 * ((gm_load_relaxed(&pm[7]) < a) +
+			  (gm_load_relaxed(&pm[15]) < a) +
+			  (gm_load_relaxed(&pm[23]) < a));
+	unsigned c = 0;
+	for (unsigned j = 0; j < 8; j++)
+		c += gm_load_relaxed(&pm[i + j]) < a;
+	return i + c;
 }
 
 /* The cursor's step, shared by iter_next and iter_fill. */
@@ -452,12 +570,148 @@ bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
 	return iter_step(it, out);
 }
 
+/* Copies the rest of the current leaf's hits into out[k..max): a tight
+ * loop with no per-hit return through iter_step. Returns the new k; the
+ * cursor stays exactly where iter_step would have left it. */
+static inline size_t leaf_drain(struct gm_itree_iter *it,
+				struct gm_itree_entry *out, size_t k, size_t max)
+{
+	const struct itleaf *lf = it->node[0];
+	const uint64_t a = it->a, b = it->b, w = it->leaf_order;
+	unsigned i = it->idx[0], cnt = order_count(w);
+	uint64_t rest = (w >> 4) >> (4 * i);
+	for (; i < cnt; i++, rest >>= 4) {
+		unsigned s = (unsigned)rest & 15;
+		uint64_t f = lf->first[s], l = lf->last[s];
+		if (f > b) {
+			it->level = -1; /* all later keys start after b */
+			return k;
+		}
+		if (l >= a) {
+			out[k].first = f;
+			out[k].last = l;
+			out[k].item = (void *)lf->item[s];
+			if (++k == max) {
+				it->idx[0] = (uint8_t)(i + 1);
+				return k;
+			}
+		}
+	}
+	it->idx[0] = (uint8_t)cnt;
+	if (it->top == 0)
+		it->level = -1; /* a one-leaf tree: nothing above */
+	return k;
+}
+
 size_t gm_itree_iter_fill(struct gm_itree_iter *it, struct gm_itree_entry *out,
 			  size_t max)
 {
 	size_t k = 0;
-	while (k < max && iter_step(it, &out[k]))
+	while (k < max) {
+		if (it->level == 0) {
+			k = leaf_drain(it, out, k, max);
+			if (k == max || it->level < 0)
+				break;
+		}
+		if (!iter_step(it, &out[k]))
+			break;
 		k++;
+	}
+	return k;
+}
+
+/* One leaf's part of gm_itree_collect: appends the items of the entries
+ * from logical position i on that overlap [a, b] (counting past max).
+ * Returns false once an entry starts after b (nothing later can overlap). */
+static inline bool leaf_collect(const struct itleaf *lf, uint64_t w,
+				unsigned i, uint64_t a, uint64_t b,
+				void **items, size_t max, size_t *k)
+{
+	uint64_t rest = (w >> 4) >> (4 * i);
+	for (unsigned cnt = order_count(w); i < cnt; i++, rest >>= 4) {
+		unsigned s = (unsigned)rest & 15;
+		if (lf->first[s] > b)
+			return false;
+		if (lf->last[s] >= a) {
+			if (*k < max)
+				items[*k] = (void *)lf->item[s];
+			++*k;
+		}
+	}
+	return true;
+}
+
+/* gm_itree_collect below a root inner node (out of line, so the one-leaf
+ * path needs no stack frame): the walk of iter_step, with the cursor in
+ * registers and locals. at[level] is the inner node being walked at that
+ * level, next[level] the next child to consider there. */
+static __attribute__((noinline)) size_t
+collect_deep(const struct itnode *root, uint64_t a, uint64_t b, void **items,
+	     size_t max)
+{
+	const struct itnode *at[MAXH];
+	unsigned next[MAXH];
+	const unsigned top = root->level;
+	const struct itnode *n = root;
+	unsigned level = top;
+	size_t k = 0;
+	for (;;) {
+		/* down: the first child whose subtree reaches a */
+		while (level > 0) {
+			const struct itinner *in = inner_of(n);
+			unsigned i = first_reaching(in->prefix_max, a);
+			if (i >= n->count)
+				goto up;
+			if (in->first[i] > b)
+				return k; /* later children all start after b */
+			at[level] = n;
+			next[level] = i + 1;
+			n = gm_load_acquire(&in->child[i]);
+			level--;
+			prefetch_arrival(n, level);
+		}
+		const struct itleaf *lf = leaf_of(n);
+		if (!leaf_collect(lf, gm_load_acquire(&lf->order), 0, a, b, items,
+				  max, &k))
+			return k;
+up:
+		/* up: the next sibling subtree that reaches a */
+		for (;;) {
+			if (++level > top)
+				return k;
+			const struct itinner *in = inner_of(at[level]);
+			unsigned i = next[level], count = at[level]->count;
+			/* first[] (prefetched on arrival) before max_last[]:
+			 * the walk usually ends at a child starting after b */
+			for (; i < count; i++) {
+				if (in->first[i] > b)
+					return k;
+				if (gm_load_relaxed(&in->max_last[i]) >= a)
+					break;
+			}
+			if (i == count)
+				continue;
+			next[level] = i + 1;
+			n = gm_load_acquire(&in->child[i]);
+			level--;
+			prefetch_arrival(n, level);
+			break;
+		}
+	}
+}
+
+size_t gm_itree_collect(const struct gm_itree *t, uint64_t a, uint64_t b,
+			void **items, size_t max)
+{
+	const struct itnode *root = gm_load_acquire(&((struct gm_itree *)t)->root);
+	if (!root || a > b)
+		return 0;
+	if (root->level)
+		return collect_deep(root, a, b, items, max);
+	/* small trees: one flat scan, no cursor */
+	const struct itleaf *lf = leaf_of(root);
+	size_t k = 0;
+	leaf_collect(lf, gm_load_acquire(&lf->order), 0, a, b, items, max, &k);
 	return k;
 }
 
@@ -496,35 +750,23 @@ struct plan {
 struct pool {
 	struct itnode *n[2][2 * MAXH + 2];
 	unsigned have[2];
+	unsigned reused[2]; /* n[kind][0..reused[kind]) came from the stash */
 };
 
 #define SLOTS (2 * FANOUT + 1)
 
-/* Number of positions j in [0, n) with firstval(j) < kf, for keys sorted by
- * `first`: a branch-free binary search. */
-#define COUNT_BELOW(n, kf, firstval)                                          \
-	({                                                                    \
-		unsigned base_ = 0, len_ = (n);                               \
-		while (len_ > 1) {                                            \
-			unsigned half_ = len_ / 2;                            \
-			base_ += (firstval(base_ + half_ - 1) < (kf)) * half_; \
-			len_ -= half_;                                        \
-		}                                                             \
-		base_ + (len_ && firstval(base_) < (kf));                     \
-	})
-
-/* #{j : a[j] < kf} over FANOUT sorted values: a fixed, unrolled, branch-free
- * binary search (inner nodes pad unused separators with UINT64_MAX). */
+/* #{j : a[j] < kf} over FANOUT sorted values, branch-free (inner nodes pad
+ * unused separators with UINT64_MAX). */
 static inline unsigned count_below_fanout(const uint64_t *a, uint64_t kf)
 {
 	_Static_assert(FANOUT == 32, "count_below_fanout is unrolled for 32");
-	unsigned base = 0;
-	base += (a[base + 15] < kf) * 16;
-	base += (a[base + 7] < kf) * 8;
-	base += (a[base + 3] < kf) * 4;
-	base += (a[base + 1] < kf) * 2;
-	base += (a[base] < kf);
-	return base + (a[base] < kf);
+	/* the block of eight, then the place in it: two rounds of
+	 * independent loads rather than a chain of five */
+	unsigned base = 8 * ((a[7] < kf) + (a[15] < kf) + (a[23] < kf));
+	unsigned c = 0;
+	for (unsigned j = 0; j < 8; j++)
+		c += a[base + j] < kf;
+	return base + c;
 }
 
 /* Inner node: the child whose range holds k (largest i with sep_i <= k):
@@ -548,9 +790,12 @@ static unsigned leaf_lower_bound(const struct itnode *n, struct key k,
 	const struct itleaf *lf = leaf_of(n);
 	uint64_t w = leaf_order(n);
 	unsigned cnt = order_count(w);
-#define LEAF_FIRST(j) lf->first[order_slot(w, (j))]
-	unsigned j = COUNT_BELOW(cnt, k.first, LEAF_FIRST);
-#undef LEAF_FIRST
+	/* a count over all live keys: independent loads, no chain of
+	 * dependent probes (the leaf's lines were prefetched together) */
+	unsigned j = 0;
+	uint64_t rest = w >> 4;
+	for (unsigned i = 0; i < cnt; i++, rest >>= 4)
+		j += lf->first[rest & 15] < k.first;
 	while (j < cnt && lf->first[order_slot(w, j)] == k.first &&
 	       key_cmp(node_key(n, j), k) < 0)
 		j++;
@@ -563,11 +808,15 @@ static void descend(const struct gm_itree *t, struct key k, struct wpath *p)
 	struct itnode *n = gm_load_relaxed(&((struct gm_itree *)t)->root);
 	p->height = t->height;
 	for (unsigned level = t->height - 1; level > 0; level--) {
+		prefetch_for_route(n, level);
 		unsigned i = route(n, k);
+		/* the edit below reads (and may update) this summary */
+		__builtin_prefetch(&inner_of(n)->max_last[i]);
 		p->node[level] = n;
 		p->idx[level] = i;
 		n = gm_load_relaxed(&inner_of(n)->child[i]);
 	}
+	prefetch_for_route(n, 0);
 	p->node[0] = n;
 }
 
@@ -639,12 +888,68 @@ static int make_plan(const struct gm_itree *t, const struct wpath *p,
 	return 0; /* not reached: the root level always decides */
 }
 
+/* Runs after a grace period (on liburcu's thread): the batch's leaves are
+ * unreachable now, so they go on the ready stack for the writer. */
+static void recycle_done(struct gm_deferred *d)
+{
+	struct recycle *rec = (struct recycle *)d;
+	struct gm_itree *t = rec->tree;
+	for (unsigned i = 0; i < rec->n; i++) {
+		unsigned kind = rec->node[i]->level ? 1 : 0;
+		struct free_node *f = (struct free_node *)rec->node[i];
+		if (atomic_load_explicit(&t->ready_count[kind], memory_order_relaxed) >=
+		    rec->keep[kind]) { /* enough kept: a shrinking tree frees */
+			gm_alloc_release(t->alloc, f, node_size(kind));
+			continue;
+		}
+		atomic_fetch_add_explicit(&t->ready_count[kind], 1, memory_order_relaxed);
+		f->next = atomic_load_explicit(&t->ready[kind], memory_order_relaxed);
+		while (!atomic_compare_exchange_weak_explicit(
+			&t->ready[kind], &f->next, f, memory_order_release,
+			memory_order_relaxed))
+			;
+	}
+	gm_alloc_release(t->alloc, rec, sizeof(*rec));
+}
+
+/* A node's memory from the stash (refilled from the ready stack), or NULL. */
+static struct itnode *stash_take(struct gm_itree *t, unsigned kind)
+{
+	if (!t->stash[kind])
+		t->stash[kind] = atomic_exchange_explicit(&t->ready[kind], NULL,
+							  memory_order_acquire);
+	struct free_node *f = t->stash[kind];
+	if (!f)
+		return NULL;
+	t->stash[kind] = f->next;
+	if (kind == 0 && f->next) /* the next take finds it cached */
+		for (size_t off = 0; off < sizeof(struct itleaf); off += 64)
+			__builtin_prefetch((const char *)f->next + off, 1);
+	atomic_fetch_sub_explicit(&t->ready_count[kind], 1, memory_order_relaxed);
+	return (struct itnode *)f;
+}
+
+static void stash_put(struct gm_itree *t, struct itnode *n, unsigned kind)
+{
+	struct free_node *f = (struct free_node *)n;
+	f->next = t->stash[kind];
+	t->stash[kind] = f;
+	atomic_fetch_add_explicit(&t->ready_count[kind], 1, memory_order_relaxed);
+}
+
+/* Gives back what pool_fill took: stash leaves to the stash, the rest to
+ * the allocator (so a failed operation leaves the byte count as it was). */
 static void pool_drain(struct gm_itree *t, struct pool *po)
 {
-	for (unsigned kind = 0; kind < 2; kind++)
-		while (po->have[kind])
-			gm_alloc_release(t->alloc, po->n[kind][--po->have[kind]],
-					 node_size(kind));
+	for (unsigned kind = 0; kind < 2; kind++) {
+		while (po->have[kind]) {
+			struct itnode *n = po->n[kind][--po->have[kind]];
+			if (po->have[kind] < po->reused[kind])
+				stash_put(t, n, kind);
+			else
+				gm_alloc_release(t->alloc, n, node_size(kind));
+		}
+	}
 }
 
 /* Allocates everything the plan needs; -ENOMEM leaves nothing behind. */
@@ -652,10 +957,17 @@ static int pool_fill(struct gm_itree *t, const struct plan *pl,
 		     struct pool *po)
 {
 	po->have[0] = po->have[1] = 0;
+	po->reused[0] = po->reused[1] = 0;
 	for (unsigned kind = 0; kind < 2; kind++) {
 		for (unsigned j = 0; j < pl->need[kind]; j++) {
-			struct itnode *n = gm_alloc_mem(t->alloc, node_size(kind),
-							_Alignof(struct itinner));
+			/* from the stash while it lasts (so reused leaves
+			 * are a prefix, as pool_drain assumes) */
+			struct itnode *n = po->reused[kind] < j ? NULL : stash_take(t, kind);
+			if (n)
+				po->reused[kind]++;
+			else
+				n = gm_alloc_mem(t->alloc, node_size(kind),
+						 _Alignof(struct itinner));
 			if (!n) {
 				pool_drain(t, po);
 				return -ENOMEM;
@@ -684,13 +996,43 @@ static struct itnode *pool_take(struct gm_itree *t, struct pool *po,
 	return n;
 }
 
+/* Retires n. In RCU mode it goes into the recycle batch (if there is one):
+ * its memory returns to the writer after a grace period instead of to the
+ * allocator (which then costs a cross-thread free and malloc). The batch is
+ * deferred with the retirement slot the node itself would have used. */
 static void retire_node(struct gm_itree *t, struct itnode *n)
 {
 	if (n->level)
 		t->inners--;
 	else
 		t->leaves--;
+	struct recycle *rec = t->rec;
+	if (rec) {
+		rec->node[rec->n++] = n;
+		if (rec->n == RECYCLE_BATCH) {
+			t->rec = NULL;
+			gm_reclaim_defer(&t->reclaim, &rec->call);
+		}
+		return;
+	}
 	gm_reclaim_retire(&t->reclaim, n, node_size(n->level));
+}
+
+/* After a successful write (RCU mode): makes sure a recycle batch is ready
+ * for later retirements. Best effort: without one, leaves are simply freed. */
+static void recycle_prepare(struct gm_itree *t)
+{
+	if (!t->rcu || t->rec)
+		return;
+	struct recycle *rec = gm_alloc_mem(t->alloc, sizeof(*rec), _Alignof(struct recycle));
+	if (!rec)
+		return;
+	rec->call.fn = recycle_done;
+	rec->tree = t;
+	rec->n = 0;
+	rec->keep[0] = (int)(t->leaves / 2 + RECYCLE_SLACK);
+	rec->keep[1] = (int)(t->inners / 2 + RECYCLE_SLACK / 4);
+	t->rec = rec;
 }
 
 /* The live entries of n, in key order. */
@@ -1062,8 +1404,10 @@ int gm_itree_insert(struct gm_itree *t, uint64_t first, uint64_t last,
 			return -EEXIST;
 		rc = apply(t, &p, k, +1);
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		atomic_fetch_add_explicit(&t->count, 1, memory_order_relaxed);
+		recycle_prepare(t);
+	}
 	return rc;
 }
 
@@ -1082,8 +1426,10 @@ int gm_itree_remove(struct gm_itree *t, uint64_t first, uint64_t last,
 	if (!found)
 		return -ENOENT;
 	int rc = apply(t, &p, k, -1);
-	if (rc == 0)
+	if (rc == 0) {
 		atomic_fetch_sub_explicit(&t->count, 1, memory_order_relaxed);
+		recycle_prepare(t);
+	}
 	return rc;
 }
 

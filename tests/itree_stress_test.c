@@ -83,7 +83,16 @@ static void one_query(struct gm_rng *r)
 	uint64_t bad = 0, order = 0;
 
 	gm_rcu_read_lock();
-	gm_itree_iter_init(&it, tree, a, b);
+	if (gm_rng_chance(r, 1, 3)) { /* the one-call form */
+		void *items[NSTABLE + NCHURN];
+		size_t got = gm_itree_collect(tree, a, b, items, NSTABLE + NCHURN);
+		for (size_t i = 0; i < got && i < NSTABLE + NCHURN; i++)
+			if ((uintptr_t)items[i] & 1)
+				seen[(uintptr_t)items[i] / 2] = true;
+		gm_itree_iter_init(&it, tree, 1, 0); /* -EINVAL: empty cursor */
+	} else {
+		gm_itree_iter_init(&it, tree, a, b);
+	}
 	while (gm_itree_iter_next(&it, &e)) {
 		/* hot mode: dawdle between entries so writes land mid-leaf */
 		for (volatile unsigned spin = 0; space < 4096 && spin < 300; spin++)

@@ -110,6 +110,17 @@ static void check_query(const struct gm_itree *t, const struct model *m,
 	CHECK_EQ(k, nw);
 	for (size_t i = 0; i < nw; i++)
 		CHECK_EQ(entry_cmp(&want[i], &got[i]), 0);
+	/* the same through collect, into a buffer that may be too small */
+	void **items = malloc((nw + 2) * sizeof(*items));
+	size_t cap = (size_t)gm_rng_below(gm_test_rng(), nw + 2);
+	for (size_t i = 0; i < nw + 2; i++)
+		items[i] = (void *)(uintptr_t)0xdead;
+	CHECK_EQ(gm_itree_collect(t, a, b, items, cap), nw);
+	for (size_t i = 0; i < nw && i < cap; i++)
+		CHECK(items[i] == want[i].item);
+	for (size_t i = cap < nw ? cap : nw; i < nw + 2; i++)
+		CHECK(items[i] == (void *)(uintptr_t)0xdead); /* nothing past max */
+	free(items);
 	free(want);
 	free(got);
 }
@@ -325,6 +336,13 @@ GM_TEST(edge_cases)
 	CHECK_EQ(gm_itree_remove(t, 5, 4, NULL), -EINVAL);
 	CHECK_EQ(gm_itree_iter_init(&it, t, 9, 8), -EINVAL);
 	CHECK(!gm_itree_iter_next(&it, &e));
+	void *one[1];
+	CHECK_EQ(gm_itree_collect(t, 0, UINT64_MAX, one, 1), 0);
+	CHECK_EQ(gm_itree_insert(t, 1, 100, (void *)3), 0);
+	CHECK_EQ(gm_itree_collect(t, 9, 8, one, 1), 0);
+	CHECK_EQ(gm_itree_collect(t, 8, 9, one, 1), 1);
+	CHECK(one[0] == (void *)3);
+	CHECK_EQ(gm_itree_remove(t, 1, 100, (void *)3), 0);
 	/* the whole space, points at both ends */
 	CHECK_EQ(gm_itree_insert(t, 0, UINT64_MAX, (void *)7), 0);
 	CHECK_EQ(gm_itree_insert(t, 0, UINT64_MAX, (void *)7), -EEXIST);

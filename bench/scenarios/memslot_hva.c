@@ -175,11 +175,9 @@ static uint64_t itree_query(void *arg)
 	struct world *w = arg;
 	uint64_t sum = 0;
 	for (uint64_t i = 0; i < w->nq; i++) {
-		struct gm_itree_iter it;
 		if (i % READ_BATCH == 0)
 			gm_rcu_read_lock();
-		gm_itree_iter_init(&it, w->itree, w->qa[i], w->qb[i]);
-		sum += itree_collect(w, &it);
+		sum += gm_itree_collect(w->itree, w->qa[i], w->qb[i], w->hits, HITS_MAX);
 		if (i % READ_BATCH == READ_BATCH - 1 || i == w->nq - 1)
 			gm_rcu_read_unlock();
 	}
@@ -192,11 +190,9 @@ static uint64_t itree_stab(void *arg)
 	struct world *w = arg;
 	uint64_t sum = 0;
 	for (uint64_t i = 0; i < w->nq; i++) {
-		struct gm_itree_iter it;
 		if (i % READ_BATCH == 0)
 			gm_rcu_read_lock();
-		gm_itree_stab_init(&it, w->itree, w->pt[i]);
-		sum += itree_collect(w, &it);
+		sum += gm_itree_collect(w->itree, w->pt[i], w->pt[i], w->hits, HITS_MAX);
 		if (i % READ_BATCH == READ_BATCH - 1 || i == w->nq - 1)
 			gm_rcu_read_unlock();
 	}
@@ -322,7 +318,10 @@ static bool same_answers(struct world *w)
 		gm_rcu_read_lock();
 		gm_itree_iter_init(&it, w->itree, w->qa[i], w->qb[i]);
 		size_t a = itree_collect(w, &it);
+		size_t a2 = gm_itree_collect(w->itree, w->qa[i], w->qb[i], w->hits, HITS_MAX);
 		gm_rcu_read_unlock();
+		if (a2 != a)
+			return false;
 		size_t b = augrb_collect(w, w->qa[i], w->qb[i]);
 		size_t c = bl_linear_query(&w->lin, w->qa[i], w->qb[i], w->hits, HITS_MAX);
 		if (a != b || b != c)
@@ -445,7 +444,9 @@ static void run(struct gmb_ctx *ctx)
 
 	gmb_note(ctx, "gm_itree runs in RCU mode: queries/stabs run in read-side "
 		      "sections of %d queries each (gm_rcu_read_lock/unlock once per "
-		      "batch); churn edits leaves in place (order word), copies a "
+		      "batch), each one gm_itree_collect call (items into a buffer, "
+		      "like linear's query; the driver checks it against the "
+		      "iterator); churn edits leaves in place (order word), copies a "
 		      "leaf only when it has neither an unused slot nor a dead one "
 		      "past a grace period, and frees replaced nodes after a grace "
 		      "period (liburcu call_rcu).", READ_BATCH);

@@ -95,7 +95,9 @@ struct gm_itree_stats {
 	unsigned height;     /* levels, 0 when empty, 1 = a single leaf */
 	size_t leaf_nodes;
 	size_t inner_nodes;
-	size_t node_bytes;   /* bytes held by live nodes (excl. the handle) */
+	size_t node_bytes;   /* bytes held by live nodes (excl. the handle; in
+			      * RCU mode, also excl. retired nodes waiting for
+			      * a grace period or kept for reuse) */
 	size_t total_bytes;  /* node_bytes + the handle */
 };
 
@@ -172,6 +174,18 @@ GM_EXPORT bool gm_itree_iter_next(struct gm_itree_iter *it,
  */
 GM_EXPORT size_t gm_itree_iter_fill(struct gm_itree_iter *it,
 				    struct gm_itree_entry *out, size_t max);
+
+/*
+ * gm_itree_collect — stores the items of the entries overlapping [a, b], in
+ * order of first, into items[0..max) and returns how many entries overlap
+ * (may exceed max: only the first max are stored). 0 when a > b.
+ * Cost O(log n + k) for k overlapping entries; a tree of one leaf (<= 15
+ * entries) is one flat scan. Reader: same rules as iteration (in RCU mode
+ * inside one read-side section; returns every entry present for the whole
+ * section). Never allocates.
+ */
+GM_EXPORT size_t gm_itree_collect(const struct gm_itree *t, uint64_t a,
+				  uint64_t b, void **items, size_t max);
 
 /*
  * gm_itree_count — number of stored triples. O(1). Any thread (in RCU mode a
