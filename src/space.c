@@ -294,48 +294,71 @@ static void slot_retire(struct slot *sl)
 	urcu_memb_call_rcu(&sl->rcu, slot_after_first_gp);
 }
 
-/* ---- the gfn index: a two-level sorted array, copy-on-write per block ----
+/* ---- the gfn index: a two-level sorted array, blocks edited in place ----
  *
- *   top (one allocation)                    block (exact size, immutable)
- *   +---+-------------------+----------+    +---+------------------------+-----------+
- *   | n | sep[0..n-1] (u64) | blk[0..] | -> | n | ent[0..n): base, last, | slot[0..n)|
- *   +---+-------------------+----------+    |   | hva (sorted by base)   |           |
- *                                           +---+------------------------+-----------+
+ *   top (one allocation, copy-on-write)     block (fixed size, GB_MAX entries)
+ *   +---+-------------------+----------+    +------------+------------+-----------+------------+---+
+ *   | n | sep[0..n-1] (u64) | blk[0..] | -> | base[]     | last[]     | hva[]     | slot[]     | n |
+ *   +---+-------------------+----------+    | (sorted)   |            |           |            |   |
+ *                                           +------------+------------+-----------+------------+---+
  * Block i holds the slots whose base_gfn is in [sep[i], sep[i+1]), sorted;
  * sep[0] = 0, seps strictly increase, no block is empty, at most GB_MAX
  * entries. A lookup is a branch-free search of sep (~n/GB_MAX keys: stays
- * in L1), then a prefetch of the whole block's entries (one memory latency
- * instead of one per search step) and a branch-free search of them; the
- * entry found holds base, last and hva, so a translation never touches the
- * slot object or the slot[] array. If the block's first key is above gfn
- * (sep[i] may be below it after deletes) the answer is the previous
- * block's last entry. A change copies one block (<= 1 KiB) and publishes it
- * with one release store into top->blk[i]; a split (appending to a full
- * block only adds a block), or a block emptied, copies the top (n * 16
- * bytes) and publishes it in layout->gidx. Replaced blocks and tops are
- * retired through the space's reclaim list.
+ * in L1), then a prefetch of the block's base[] (four cache lines: one
+ * memory latency instead of one per search step) and a branch-free search
+ * of it; then the one entry's last and hva (two more lines), so a
+ * translation never touches the slot object. If the block's first key is
+ * above gfn (sep[i] may be below it after deletes) the answer is the
+ * previous block's last entry.
+ *
+ * Each layout has its own gfn index and the writer only ever edits the
+ * INACTIVE layout, whose seqcount is odd meanwhile: a late reader that
+ * still walks it may read a half-edited block, but it always retries
+ * (view_valid) and never uses what it read. So a block is edited in place
+ * (entries shifted, n updated; every field _Atomic, relaxed), with no
+ * allocation and nothing to retire; readers only need memory safety, which
+ * the fixed block size and a clamped n give. Only a change of the block
+ * list (a block added after a full one, a split, a block emptied) copies
+ * the top (n * 16 bytes), publishes it in layout->gidx and retires the old
+ * top (and an emptied block) through the space's reclaim list.
  */
 #define GB_MAX 32
 
-struct gent {
-	uint64_t base, last, hva;
-};
 struct gblk {
-	uint64_t n;
-	struct gent e[]; /* n entries, then n struct slot * */
+	_Atomic uint64_t base[GB_MAX];
+	_Atomic uint64_t last[GB_MAX];
+	_Atomic uint64_t hva[GB_MAX];
+	_Atomic(struct slot *) slot[GB_MAX];
+	_Atomic uint64_t n;
 };
+#define GB_BYTES sizeof(struct gblk)
+
 struct gtop {
 	uint64_t n;
 	uint64_t sep[]; /* n seps, then n _Atomic(struct gblk *) */
 };
 
-static struct slot **gb_slot(const struct gblk *b)
+/* A block's fields (relaxed: see above for why that is enough). */
+static inline uint64_t gb_n(const struct gblk *b)
 {
-	return (struct slot **)(uintptr_t)(b->e + b->n);
+	uint64_t n = atomic_load_explicit(&b->n, memory_order_relaxed);
+	return n - 1 < GB_MAX ? n : 1; /* a torn read stays in bounds */
 }
-static size_t gb_bytes(uint64_t n)
+static inline uint64_t gb_base(const struct gblk *b, size_t j)
 {
-	return sizeof(struct gblk) + n * (sizeof(struct gent) + sizeof(void *));
+	return atomic_load_explicit(&b->base[j], memory_order_relaxed);
+}
+static inline uint64_t gb_last(const struct gblk *b, size_t j)
+{
+	return atomic_load_explicit(&b->last[j], memory_order_relaxed);
+}
+static inline uint64_t gb_hva(const struct gblk *b, size_t j)
+{
+	return atomic_load_explicit(&b->hva[j], memory_order_relaxed);
+}
+static inline struct slot *gb_slot(const struct gblk *b, size_t j)
+{
+	return atomic_load_explicit(&b->slot[j], memory_order_relaxed);
 }
 static _Atomic(struct gblk *) *gt_blk(const struct gtop *t)
 {
@@ -362,15 +385,16 @@ static inline size_t sep_last_le(const uint64_t *k, size_t n, uint64_t x)
 	return (size_t)(b - k);
 }
 
-static inline size_t ent_last_le(const struct gent *e, size_t n, uint64_t x)
+/* Index of the last base <= x in b (0 if none: the caller checks). */
+static inline size_t ent_last_le(const struct gblk *b, uint64_t x)
 {
-	const struct gent *b = e;
+	size_t lo = 0, n = gb_n(b);
 	while (n > 1) {
 		size_t half = n / 2;
-		b = b[half].base <= x ? b + half : b;
+		lo = gb_base(b, lo + half) <= x ? lo + half : lo;
 		n -= half;
 	}
-	return (size_t)(b - e);
+	return lo;
 }
 
 /* The block and position of the entry whose range holds gfn: true, or
@@ -382,16 +406,16 @@ static bool gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp
 		return false;
 	size_t i = sep_last_le(t->sep, t->n, gfn);
 	const struct gblk *b = gt_get(t, i);
-	for (size_t l = 0; l < (8 + GB_MAX * sizeof(struct gent) + 63) / 64; l++)
-		__builtin_prefetch((const char *)b + 64 * l); /* past the end: harmless */
-	size_t j = ent_last_le(b->e, b->n, gfn);
-	if (b->e[j].base > gfn) {
+	for (size_t l = 0; l < GB_MAX * 8 / 64; l++)
+		__builtin_prefetch((const char *)b->base + 64 * l);
+	size_t j = ent_last_le(b, gfn);
+	if (gb_base(b, j) > gfn) {
 		if (!i)
 			return false;
 		b = gt_get(t, i - 1);
-		j = b->n - 1;
+		j = gb_n(b) - 1;
 	}
-	if (gfn > b->e[j].last)
+	if (gfn > gb_last(b, j))
 		return false;
 	*bp = b;
 	*jp = j;
@@ -406,26 +430,33 @@ static struct gtop *gt_new(struct gm_space *s, uint64_t n)
 	return t;
 }
 
-static struct gblk *gb_new(struct gm_space *s, uint64_t n)
+static struct gblk *gb_new(struct gm_space *s)
 {
-	struct gblk *b = gm_alloc_mem(s->alloc, gb_bytes(n), 16); /* 16: malloc, not memalign */
+	struct gblk *b = gm_alloc_mem(s->alloc, GB_BYTES, 64);
 	if (b)
-		b->n = n;
+		memset(b, 0, GB_BYTES);
 	return b;
 }
 
-/* dst[at..] = src[from..from+cnt) (entries and slots). */
-static void gb_copy(struct gblk *dst, size_t at, const struct gblk *src,
-		    size_t from, size_t cnt)
+static void gb_put(struct gblk *b, size_t at, uint64_t base, uint64_t last,
+		   uint64_t hva, struct slot *sl)
 {
-	memcpy(dst->e + at, src->e + from, cnt * sizeof(struct gent));
-	memcpy(gb_slot(dst) + at, gb_slot(src) + from, cnt * sizeof(void *));
+	atomic_store_explicit(&b->base[at], base, memory_order_relaxed);
+	atomic_store_explicit(&b->last[at], last, memory_order_relaxed);
+	atomic_store_explicit(&b->hva[at], hva, memory_order_relaxed);
+	atomic_store_explicit(&b->slot[at], sl, memory_order_relaxed);
 }
 
-static void gb_put(struct gblk *b, size_t at, struct gent e, struct slot *sl)
+/* dst[at] = src[from] */
+static void gb_move1(struct gblk *dst, size_t at, const struct gblk *src, size_t from)
 {
-	b->e[at] = e;
-	gb_slot(b)[at] = sl;
+	gb_put(dst, at, gb_base(src, from), gb_last(src, from), gb_hva(src, from),
+	       gb_slot(src, from));
+}
+
+static void gb_set_n(struct gblk *b, uint64_t n)
+{
+	atomic_store_explicit(&b->n, n, memory_order_relaxed);
 }
 
 static void gidx_free_all(struct gm_space *s, struct gtop *t, bool retire)
@@ -435,9 +466,9 @@ static void gidx_free_all(struct gm_space *s, struct gtop *t, bool retire)
 	for (uint64_t i = 0; i < t->n; i++) {
 		struct gblk *b = gt_get(t, i);
 		if (retire)
-			gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
+			gm_reclaim_retire(&s->reclaim, b, GB_BYTES);
 		else
-			gm_alloc_release(s->alloc, b, gb_bytes(b->n));
+			gm_alloc_release(s->alloc, b, GB_BYTES);
 	}
 	if (retire)
 		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
@@ -447,10 +478,7 @@ static void gidx_free_all(struct gm_space *s, struct gtop *t, bool retire)
 
 static size_t gidx_bytes(const struct gtop *t)
 {
-	size_t sum = t ? gt_bytes(t->n) : 0;
-	for (uint64_t i = 0; t && i < t->n; i++)
-		sum += gb_bytes(gt_get(t, i)->n);
-	return sum;
+	return t ? gt_bytes(t->n) + t->n * GB_BYTES : 0;
 }
 
 /* A top like t (may be NULL) with block i replaced by by[0..nby) (nby 0,
@@ -471,7 +499,7 @@ static struct gtop *gt_splice(struct gm_space *s, const struct gtop *t, size_t i
 			continue;
 		}
 		for (size_t m = 0; m < nby; m++) {
-			nt->sep[k] = m ? by[m]->e[0].base : t ? t->sep[j] : 0;
+			nt->sep[k] = m ? gb_base(by[m], 0) : t ? t->sep[j] : 0;
 			atomic_init(&gt_blk(nt)[k], by[m]);
 			k++;
 		}
@@ -482,89 +510,81 @@ static struct gtop *gt_splice(struct gm_space *s, const struct gtop *t, size_t i
 }
 
 /* Inserts [base, last] -> (hva, sl). -EEXIST if it overlaps, -ENOMEM;
- * unchanged on error. O(log n + GB_MAX), O(n / GB_MAX) on a split. */
+ * unchanged on error. O(log n + GB_MAX) in place; O(n / GB_MAX) (a top
+ * copy) when a block is added. */
 static int gidx_insert(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t base,
 		       uint64_t last, uint64_t hva, struct slot *sl)
 {
 	struct gtop *t = atomic_load_explicit(pt, memory_order_relaxed);
-	struct gent ne = {base, last, hva};
-	size_t i = 0, p = 0;
+	size_t i = 0, p = 0, n = 0;
 	struct gblk *b = NULL;
 	if (t && t->n) {
 		i = sep_last_le(t->sep, t->n, base);
 		b = gt_get(t, i);
-		while (p < b->n && b->e[p].base < base)
+		n = gb_n(b);
+		while (p < n && gb_base(b, p) < base)
 			p++;
-		if (p ? b->e[p - 1].last >= base
-		      : i && gt_get(t, i - 1)->e[gt_get(t, i - 1)->n - 1].last >= base)
+		if (p ? gb_last(b, p - 1) >= base
+		      : i && gb_last(gt_get(t, i - 1), gb_n(gt_get(t, i - 1)) - 1) >= base)
 			return -EEXIST;
-		if (p < b->n ? b->e[p].base <= last
-			     : i + 1 < t->n && gt_get(t, i + 1)->e[0].base <= last)
+		if (p < n ? gb_base(b, p) <= last
+			  : i + 1 < t->n && gb_base(gt_get(t, i + 1), 0) <= last)
 			return -EEXIST;
 	}
-	if (gm_reclaim_reserve(&s->reclaim, 2))
-		return -ENOMEM;
-	if (b && b->n < GB_MAX) {
-		struct gblk *nb = gb_new(s, b->n + 1);
-		if (!nb)
-			return -ENOMEM;
-		gb_copy(nb, 0, b, 0, p);
-		gb_put(nb, p, ne, sl);
-		gb_copy(nb, p + 1, b, p, b->n - p);
-		atomic_store_explicit(&gt_blk(t)[i], nb, memory_order_release);
-		gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
+	if (b && n < GB_MAX) { /* in place: shift the tail up one */
+		for (size_t q = n; q > p; q--)
+			gb_move1(b, q, b, q - 1);
+		gb_put(b, p, base, last, hva, sl);
+		gb_set_n(b, n + 1);
 		return 0;
 	}
+	if (gm_reclaim_reserve(&s->reclaim, 1))
+		return -ENOMEM;
 	/* a new block: the first one; after a full block when appending to
-	 * it (b stays as it is: ascending adds fill blocks); else a split */
-	struct gblk *two[2] = {NULL, NULL};
-	size_t nby;
-	if (!b || p == b->n) {
-		two[0] = b;
-		two[1] = gb_new(s, 1);
-		if (!two[1])
-			return -ENOMEM;
-		gb_put(two[1], 0, ne, sl);
-		nby = b ? 2 : 1;
+	 * it (ascending adds fill blocks); else a split: b keeps the left
+	 * half, the new block takes the right half */
+	struct gblk *nb = gb_new(s);
+	if (!nb)
+		return -ENOMEM;
+	struct gblk *two[2] = {b, nb};
+	size_t nby = b ? 2 : 1, nl = 0;
+	if (!b || p == n) {
+		gb_put(nb, 0, base, last, hva, sl);
+		gb_set_n(nb, 1);
 		if (!b)
-			two[0] = two[1];
+			two[0] = nb;
 	} else {
-		size_t nl = (GB_MAX + 1) / 2, nr = GB_MAX + 1 - nl;
-		two[0] = gb_new(s, nl);
-		two[1] = gb_new(s, nr);
-		if (!two[0] || !two[1]) {
-			gm_alloc_release(s->alloc, two[0], gb_bytes(nl));
-			gm_alloc_release(s->alloc, two[1], gb_bytes(nr));
-			return -ENOMEM;
-		}
-		for (size_t q = 0; q <= GB_MAX; q++) { /* q: merged position */
-			struct gblk *d = q < nl ? two[0] : two[1];
-			size_t at = q < nl ? q : q - nl;
+		nl = (GB_MAX + 1) / 2;
+		for (size_t q = nl; q <= GB_MAX; q++) { /* q: merged position */
 			if (q == p)
-				gb_put(d, at, ne, sl);
+				gb_put(nb, q - nl, base, last, hva, sl);
 			else
-				gb_put(d, at, b->e[q - (q > p)], gb_slot(b)[q - (q > p)]);
+				gb_move1(nb, q - nl, b, q - (q > p));
 		}
-		nby = 2;
+		gb_set_n(nb, GB_MAX + 1 - nl);
 	}
 	struct gtop *nt = gt_splice(s, t && t->n ? t : NULL, i, two, nby);
 	if (!nt) {
-		if (two[0] != b)
-			gm_alloc_release(s->alloc, two[0], gb_bytes(two[0]->n));
-		if (two[1] != two[0])
-			gm_alloc_release(s->alloc, two[1], gb_bytes(two[1]->n));
+		gm_alloc_release(s->alloc, nb, GB_BYTES);
 		return -ENOMEM;
 	}
+	if (nl) { /* b becomes the left half (only now: nothing can fail) */
+		if (p < nl) {
+			for (size_t q = nl - 1; q > p; q--)
+				gb_move1(b, q, b, q - 1);
+			gb_put(b, p, base, last, hva, sl);
+		}
+		gb_set_n(b, nl);
+	}
 	atomic_store_explicit(pt, nt, memory_order_release);
-	if (b && two[0] != b)
-		gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
 	if (t)
 		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
 	return 0;
 }
 
-/* Removes the entry of sl (base). -ENOENT if absent, -ENOMEM; unchanged
- * on error. O(log n + GB_MAX), O(n / GB_MAX) when a block empties. */
+/* Removes the entry of sl (base). -ENOENT if absent, -ENOMEM (only when
+ * its block empties); unchanged on error. O(log n + GB_MAX) in place,
+ * O(n / GB_MAX) when a block empties. */
 static int gidx_erase(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t base,
 		      const struct slot *sl)
 {
@@ -573,27 +593,23 @@ static int gidx_erase(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t b
 		return -ENOENT;
 	size_t i = sep_last_le(t->sep, t->n, base);
 	struct gblk *b = gt_get(t, i);
-	size_t p = ent_last_le(b->e, b->n, base);
-	if (b->e[p].base != base || gb_slot(b)[p] != sl)
+	size_t p = ent_last_le(b, base), n = gb_n(b);
+	if (gb_base(b, p) != base || gb_slot(b, p) != sl)
 		return -ENOENT;
-	if (gm_reclaim_reserve(&s->reclaim, 2))
-		return -ENOMEM;
-	if (b->n == 1) {
+	if (n == 1) {
+		if (gm_reclaim_reserve(&s->reclaim, 2))
+			return -ENOMEM;
 		struct gtop *nt = gt_splice(s, t, i, NULL, 0);
 		if (!nt)
 			return -ENOMEM;
 		atomic_store_explicit(pt, nt, memory_order_release);
-		gm_reclaim_retire(&s->reclaim, b, gb_bytes(1));
+		gm_reclaim_retire(&s->reclaim, b, GB_BYTES);
 		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
 		return 0;
 	}
-	struct gblk *nb = gb_new(s, b->n - 1);
-	if (!nb)
-		return -ENOMEM;
-	gb_copy(nb, 0, b, 0, p);
-	gb_copy(nb, p, b, p + 1, b->n - p - 1);
-	atomic_store_explicit(&gt_blk(t)[i], nb, memory_order_release);
-	gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
+	for (size_t q = p; q + 1 < n; q++)
+		gb_move1(b, q, b, q + 1);
+	gb_set_n(b, n - 1);
 	return 0;
 }
 
@@ -612,19 +628,20 @@ static const char *gidx_check(const struct gtop *t, uint64_t *count)
 		const struct gblk *b = gt_get(t, i);
 		if (i && t->sep[i] <= t->sep[i - 1])
 			return "gfn index: seps not increasing";
-		if (!b || b->n < 1 || b->n > GB_MAX)
+		uint64_t n = b ? atomic_load_explicit(&b->n, memory_order_relaxed) : 0;
+		if (n < 1 || n > GB_MAX)
 			return "gfn index: empty or overfull block";
-		for (uint64_t j = 0; j < b->n; j++) {
-			const struct gent *e = &b->e[j];
-			if (e->base < t->sep[i] || (i + 1 < t->n && e->base >= t->sep[i + 1]))
+		for (uint64_t j = 0; j < n; j++) {
+			uint64_t eb = gb_base(b, j), el = gb_last(b, j);
+			if (eb < t->sep[i] || (i + 1 < t->n && eb >= t->sep[i + 1]))
 				return "gfn index: key outside its block's bounds";
-			if (e->last < e->base)
+			if (el < eb)
 				return "gfn index: range ends before it starts";
-			if (any && e->base <= prev_last)
+			if (any && eb <= prev_last)
 				return "gfn index: ranges overlap or unsorted";
-			if (!gb_slot(b)[j])
+			if (!gb_slot(b, j))
 				return "gfn index: entry without slot";
-			prev_last = e->last;
+			prev_last = el;
 			any = true;
 			++*count;
 		}
@@ -1204,9 +1221,9 @@ static bool lookup(struct gm_space *s, struct gm_space_cache *cache, uint64_t gf
 			size_t j;
 			found = gidx_find(L_gidx(L), gfn, &b, &j);
 			if (found) {
-				const struct gent *e = &b->e[j];
-				*out = (struct hit){want_slot ? gb_slot(b)[j] : NULL,
-						    e->base, e->last - e->base + 1, e->hva};
+				uint64_t eb = gb_base(b, j);
+				*out = (struct hit){want_slot ? gb_slot(b, j) : NULL,
+						    eb, gb_last(b, j) - eb + 1, gb_hva(b, j)};
 			}
 		}
 	} while (!view_valid(L, seq));
@@ -1804,9 +1821,9 @@ int gm_space_validate(struct gm_space *s, const char **reason)
 			FAIL("slot: empty or past UINT64_MAX");
 		if (p->flags & ~SLOT_FLAGS)
 			FAIL("slot: unknown flags");
-		if (!gidx_find(L_gidx(A), p->base_gfn, &gb, &gj) || gb_slot(gb)[gj] != sl ||
-		    gb->e[gj].base != p->base_gfn || gb->e[gj].last != slot_last_gfn(p) ||
-		    gb->e[gj].hva != p->hva)
+		if (!gidx_find(L_gidx(A), p->base_gfn, &gb, &gj) || gb_slot(gb, gj) != sl ||
+		    gb_base(gb, gj) != p->base_gfn || gb_last(gb, gj) != slot_last_gfn(p) ||
+		    gb_hva(gb, gj) != p->hva)
 			FAIL("gfn index: slot's range not mapped exactly to it");
 		if (!(atomic_load(&sl->member) & (1u << A->index)))
 			FAIL("slot: member bit of the active layout clear");
