@@ -9,7 +9,7 @@
  *   | batch ops[]        |        | hint: last-used slot          |
  *   | log[]  (prev commit|        | gfn: gm_rangemap gfn -> slot  |
  *   |         changes)   |        | hva: gm_itree  hva -> slot    |
- *   | attr  (0 | one | map)       | ids: gm_pagemap id -> slot    |
+ *   | attr  (0 | one | map)       | ids: hash table id -> slot    |
  *   | wp    (rangemap, lazy)      | nslots, broken                |
  *   | io[2] (rangemaps, lazy)     +-------------------------------+
  *   +--------------------+               |   |   |
@@ -97,7 +97,7 @@ struct layout {
 	_Atomic(struct slot *) hint;
 	_Atomic(struct gtop *) gidx;
 	_Atomic(struct gm_itree *) hva;
-	_Atomic(struct gm_pagemap *) ids;
+	_Atomic(struct idtab *) ids;
 	uint64_t nslots;
 	bool broken;
 	unsigned index;
@@ -649,6 +649,155 @@ static const char *gidx_check(const struct gtop *t, uint64_t *count)
 	return NULL;
 }
 
+/* ---- the id index: an open-addressing table, edited in place -------------
+ *
+ *   +-----+-------+--------------------------------------+
+ *   | cap | count | v[cap]: struct slot * or NULL         |  cap a power of 2
+ *   +-----+-------+--------------------------------------+
+ * Linear probing from hash(id); a slot's id is its key (readers compare
+ * slot->pub.id: every pointer ever stored in a layout's table is a slot
+ * that stays allocated until a grace period after it left the table).
+ * Like gfn blocks, the table of the inactive layout is edited in place
+ * (insert into the first empty cell, delete by shifting the run back);
+ * a reader there may miss or find anything but retries. Probes are bounded
+ * by cap, so a torn table never loops. Load <= 3/4; when an insert would
+ * pass it the table is rebuilt at twice the size, published with one
+ * release store and the old one retired. It never shrinks.
+ */
+#define IDTAB_MIN 16
+
+struct idtab {
+	uint64_t cap, count;
+	_Atomic(struct slot *) v[];
+};
+
+static size_t idtab_bytes(uint64_t cap)
+{
+	return sizeof(struct idtab) + cap * sizeof(void *);
+}
+
+static inline size_t id_hash(uint32_t id, uint64_t cap)
+{
+	return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+}
+
+static inline struct slot *idtab_at(const struct idtab *t, size_t k)
+{
+	return atomic_load_explicit(&t->v[k], memory_order_acquire);
+}
+
+static struct idtab *idtab_new(struct gm_space *s, uint64_t cap)
+{
+	struct idtab *t = gm_alloc_mem(s->alloc, idtab_bytes(cap), 64);
+	if (t) {
+		memset(t, 0, idtab_bytes(cap));
+		t->cap = cap;
+	}
+	return t;
+}
+
+/* The slot with this id, or NULL. Reader or writer; O(1) expected. */
+static struct slot *idtab_load(const struct idtab *t, uint32_t id)
+{
+	uint64_t mask = t->cap - 1;
+	size_t k = id_hash(id, t->cap);
+	for (uint64_t probes = 0; probes < t->cap; probes++, k = (k + 1) & mask) {
+		struct slot *sl = idtab_at(t, k);
+		if (!sl || sl->pub.id == id)
+			return sl;
+	}
+	return NULL;
+}
+
+/* Puts sl (its id absent) into the first empty cell of its probe run. */
+static void idtab_put(struct idtab *t, struct slot *sl)
+{
+	size_t k = id_hash(sl->pub.id, t->cap);
+	while (atomic_load_explicit(&t->v[k], memory_order_relaxed))
+		k = (k + 1) & (t->cap - 1);
+	atomic_store_explicit(&t->v[k], sl, memory_order_release);
+	t->count++;
+}
+
+/* Adds sl (its id must be absent). -ENOMEM (unchanged) only when the table
+ * has to grow. Writer; O(1) expected, O(cap) on growth. */
+static int idtab_insert(struct gm_space *s, _Atomic(struct idtab *) *pt, struct slot *sl)
+{
+	struct idtab *t = atomic_load_explicit(pt, memory_order_relaxed);
+	if ((t->count + 1) * 4 <= t->cap * 3) {
+		idtab_put(t, sl);
+		return 0;
+	}
+	if (gm_reclaim_reserve(&s->reclaim, 1))
+		return -ENOMEM;
+	struct idtab *nt = idtab_new(s, t->cap * 2);
+	if (!nt)
+		return -ENOMEM;
+	for (size_t k = 0; k < t->cap; k++) {
+		struct slot *o = atomic_load_explicit(&t->v[k], memory_order_relaxed);
+		if (o)
+			idtab_put(nt, o);
+	}
+	idtab_put(nt, sl);
+	atomic_store_explicit(pt, nt, memory_order_release);
+	gm_reclaim_retire(&s->reclaim, t, idtab_bytes(t->cap));
+	return 0;
+}
+
+/* Removes the slot with this id: -ENOENT if absent. Never allocates.
+ * Writer; O(1) expected. */
+static int idtab_erase(struct idtab *t, uint32_t id)
+{
+	uint64_t mask = t->cap - 1;
+	size_t i = id_hash(id, t->cap);
+	for (;;) {
+		struct slot *sl = atomic_load_explicit(&t->v[i], memory_order_relaxed);
+		if (!sl)
+			return -ENOENT;
+		if (sl->pub.id == id)
+			break;
+		i = (i + 1) & mask;
+	}
+	/* backward shift: move later members of the run into the hole when
+	 * their home is not in (hole, their cell] (cyclically) */
+	for (size_t j = (i + 1) & mask;; j = (j + 1) & mask) {
+		struct slot *o = atomic_load_explicit(&t->v[j], memory_order_relaxed);
+		if (!o)
+			break;
+		size_t h = id_hash(o->pub.id, t->cap);
+		bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
+		if (stays)
+			continue;
+		atomic_store_explicit(&t->v[i], o, memory_order_release);
+		i = j;
+	}
+	atomic_store_explicit(&t->v[i], NULL, memory_order_relaxed);
+	t->count--;
+	return 0;
+}
+
+/* Every slot is found from its id; count right. Never dereferences more
+ * than the slots' ids. */
+static const char *idtab_check(const struct idtab *t)
+{
+	uint64_t n = 0;
+	if (!t || t->cap < IDTAB_MIN || (t->cap & (t->cap - 1)))
+		return "id index: missing or bad capacity";
+	for (size_t k = 0; k < t->cap; k++) {
+		struct slot *sl = idtab_at(t, k);
+		if (!sl)
+			continue;
+		n++;
+		if (idtab_load(t, sl->pub.id) != sl)
+			return "id index: slot not found from its id (duplicate or broken run)";
+	}
+	if (n != t->count)
+		return "id index: count wrong";
+	if (t->count * 4 > t->cap * 3)
+		return "id index: load above 3/4";
+	return NULL;
+}
+
 /* ---- layout index edits ---------------------------------------------------- */
 
 static struct gtop *L_gidx(const struct layout *L)
@@ -659,7 +808,7 @@ static struct gm_itree *L_hva(const struct layout *L)
 {
 	return atomic_load_explicit(&L->hva, memory_order_acquire);
 }
-static struct gm_pagemap *L_ids(const struct layout *L)
+static struct idtab *L_ids(const struct layout *L)
 {
 	return atomic_load_explicit(&L->ids, memory_order_acquire);
 }
@@ -675,7 +824,7 @@ static int idx_insert(struct layout *L, struct slot *sl)
 	rc = gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), sl);
 	if (rc)
 		goto undo_gfn;
-	rc = gm_pagemap_insert(L_ids(L), p->id, sl);
+	rc = idtab_insert(sl->space, &L->ids, sl);
 	if (rc)
 		goto undo_hva;
 	atomic_fetch_or(&sl->member, 1u << L->index);
@@ -693,7 +842,7 @@ undo_gfn:
 static int idx_remove(struct layout *L, struct slot *sl)
 {
 	const struct gm_space_slot *p = &sl->pub;
-	int rc = gm_pagemap_erase(L_ids(L), p->id, NULL);
+	int rc = idtab_erase(L_ids(L), p->id);
 	if (rc)
 		return rc;
 	rc = gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), sl);
@@ -709,7 +858,7 @@ undo_hva:
 	if (gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), sl))
 		L->broken = true;
 undo_id:
-	if (gm_pagemap_insert(L_ids(L), p->id, sl))
+	if (idtab_insert(sl->space, &L->ids, sl))
 		L->broken = true;
 	return rc;
 }
@@ -728,26 +877,23 @@ static int undo_change(struct layout *L, const struct change *c)
 
 /* Frees the indexes at once: no reader can reach them. */
 static void idx_destroy(struct gm_space *s, struct gtop *g,
-			struct gm_itree *h, struct gm_pagemap *ids)
+			struct gm_itree *h, struct idtab *ids)
 {
 	gidx_free_all(s, g, false);
 	gm_itree_destroy(h);
-	if (ids) {
-		gm_pagemap_destroy(ids, NULL, NULL);
-		gm_alloc_release(s->alloc, ids, sizeof(*ids));
-	}
+	if (ids)
+		gm_alloc_release(s->alloc, ids, idtab_bytes(ids->cap));
 }
 
 /* The gfn index starts empty (NULL top). */
 static int idx_create(struct gm_space *s, struct gtop **g,
-		      struct gm_itree **h, struct gm_pagemap **ids)
+		      struct gm_itree **h, struct idtab **ids)
 {
 	*g = NULL;
 	*h = NULL;
-	*ids = gm_alloc_mem(s->alloc, sizeof(**ids), _Alignof(struct gm_pagemap));
+	*ids = idtab_new(s, IDTAB_MIN);
 	if (!*ids)
 		return -ENOMEM;
-	gm_pagemap_init(*ids, GM_PAGEMAP_RCU, s->alloc);
 	if (gm_itree_create(h, GM_ITREE_RCU, s->alloc))
 		goto fail;
 	return 0;
@@ -769,37 +915,36 @@ static int layout_rebuild(struct gm_space *s, struct layout *L)
 	struct layout tmp = {.index = L->index};
 	struct gtop *g;
 	struct gm_itree *h;
-	struct gm_pagemap *ids;
+	struct idtab *ids;
 	if (idx_create(s, &g, &h, &ids))
 		return -ENOMEM;
 	atomic_init(&tmp.gidx, g);
 	atomic_init(&tmp.hva, h);
 	atomic_init(&tmp.ids, ids);
-	struct gm_pagemap_iter it;
-	uint64_t key;
-	void *v;
-	gm_pagemap_iter_init(&it, L_ids(A), 0, UINT64_MAX);
-	while (gm_pagemap_iter_next(&it, &key, &v)) {
-		if (idx_insert(&tmp, v)) {
+	const struct idtab *at = L_ids(A);
+	for (size_t k = 0; k < at->cap; k++) {
+		struct slot *v = idtab_at(at, k);
+		if (v && idx_insert(&tmp, v)) {
 			/* member bits set so far for L are harmless: L is
 			 * broken and bits are re-derived on success. */
-			idx_destroy(s, L_gidx(&tmp), h, ids);
+			idx_destroy(s, L_gidx(&tmp), h, L_ids(&tmp));
 			return -ENOMEM;
 		}
 	}
 	g = L_gidx(&tmp);
 	struct gtop *og = L_gidx(L);
-	if (gm_reclaim_reserve(&s->reclaim, (og ? og->n : 0) + 1)) {
-		idx_destroy(s, g, h, ids);
+	if (gm_reclaim_reserve(&s->reclaim, (og ? og->n : 0) + 2)) {
+		idx_destroy(s, g, h, L_ids(&tmp));
 		return -ENOMEM;
 	}
 	struct gm_itree *oh = L_hva(L);
-	struct gm_pagemap *oi = L_ids(L);
+	struct idtab *oi = L_ids(L);
 	atomic_store_explicit(&L->gidx, g, memory_order_release);
 	atomic_store_explicit(&L->hva, h, memory_order_release);
-	atomic_store_explicit(&L->ids, ids, memory_order_release);
-	gidx_free_all(s, og, true); /* late readers may still be in it */
-	idx_destroy(s, NULL, oh, oi);
+	atomic_store_explicit(&L->ids, L_ids(&tmp), memory_order_release);
+	gidx_free_all(s, og, true); /* late readers may still be in them */
+	gm_reclaim_retire(&s->reclaim, oi, idtab_bytes(oi->cap));
+	idx_destroy(s, NULL, oh, NULL);
 	L->nslots = tmp.nslots;
 	L->broken = false;
 	/* member bits for L: exactly the slots now in it */
@@ -832,7 +977,7 @@ int gm_space_create(struct gm_space **out, const struct gm_space_config *config,
 	for (int i = 0; i < 2; i++) {
 		struct gtop *g;
 		struct gm_itree *h;
-		struct gm_pagemap *ids;
+		struct idtab *ids;
 		if (idx_create(s, &g, &h, &ids)) {
 			if (i)
 				idx_destroy(s, L_gidx(&s->lay[0]), L_hva(&s->lay[0]),
@@ -871,12 +1016,10 @@ void gm_space_destroy(struct gm_space *s)
 		return;
 	gm_rcu_synchronize();
 	struct layout *A = atomic_load(&s->active);
-	struct gm_pagemap_iter it;
-	uint64_t key;
-	void *v;
-	gm_pagemap_iter_init(&it, L_ids(A), 0, UINT64_MAX);
-	while (gm_pagemap_iter_next(&it, &key, &v))
-		slot_free(v);
+	const struct idtab *at = L_ids(A);
+	for (size_t k = 0; k < at->cap; k++)
+		if (idtab_at(at, k))
+			slot_free(idtab_at(at, k));
 	for (size_t i = 0; i < s->log.n; i++)
 		if (!s->log.v[i].add)
 			slot_free(s->log.v[i].slot);
@@ -1031,7 +1174,7 @@ static int catch_up(struct gm_space *s, struct layout *L)
 
 static struct slot *id_lookup_writer(struct layout *L, uint32_t id)
 {
-	return gm_pagemap_load(L_ids(L), id);
+	return idtab_load(L_ids(L), id);
 }
 
 static int record(struct gm_space *s, struct layout *L, struct slot *sl, bool add)
@@ -1274,7 +1417,7 @@ const struct gm_space_slot *gm_space_id_to_slot(struct gm_space *s, uint32_t id)
 	struct slot *sl;
 	do {
 		L = view_enter(s, &seq);
-		sl = gm_pagemap_load(L_ids(L), id);
+		sl = idtab_load(L_ids(L), id);
 	} while (!view_valid(L, seq));
 	return sl ? &sl->pub : NULL;
 }
@@ -1733,23 +1876,19 @@ void gm_space_stats(struct gm_space *s, struct gm_space_stats *st)
 	struct layout *A = atomic_load(&s->active);
 	st->slots = A->nslots;
 	st->generation = s->generation;
-	struct gm_pagemap_iter it;
-	uint64_t key;
-	void *v;
-	gm_pagemap_iter_init(&it, L_ids(A), 0, UINT64_MAX);
-	while (gm_pagemap_iter_next(&it, &key, &v))
-		st->guest_pages += ((struct slot *)v)->pub.npages;
+	const struct idtab *at = L_ids(A);
+	for (size_t k = 0; k < at->cap; k++)
+		if (idtab_at(at, k))
+			st->guest_pages += idtab_at(at, k)->pub.npages;
 	st->bytes_space = sizeof(*s) + s->cap_ops * sizeof(struct op) +
 			  (s->log.cap + s->cur.cap) * sizeof(struct change);
 	st->bytes_slots = atomic_load(&s->slot_bytes);
 	for (int i = 0; i < 2; i++) {
 		struct gm_itree_stats is;
-		struct gm_pagemap_stats ps;
 		st->bytes_gfn_index += gidx_bytes(L_gidx(&s->lay[i]));
 		gm_itree_stats(L_hva(&s->lay[i]), &is);
 		st->bytes_hva_index += is.total_bytes;
-		gm_pagemap_stats(L_ids(&s->lay[i]), &ps);
-		st->bytes_id_index += ps.bytes + sizeof(struct gm_pagemap);
+		st->bytes_id_index += idtab_bytes(L_ids(&s->lay[i])->cap);
 	}
 	uintptr_t w = atomic_load(&s->attr);
 	if (w & ATTR_MAP_TAG)
@@ -1776,9 +1915,11 @@ static int validate_indexes(struct layout *L, const char **reason)
 	const char *why = gidx_check(L_gidx(L), &ng);
 	if (why)
 		FAIL(why);
-	if (gm_itree_validate(L_hva(L), reason) || gm_pagemap_validate(L_ids(L), reason))
+	if ((why = idtab_check(L_ids(L))))
+		FAIL(why);
+	if (gm_itree_validate(L_hva(L), reason))
 		return -EINVAL;
-	if (gm_pagemap_count(L_ids(L)) != L->nslots || gm_itree_count(L_hva(L)) != L->nslots ||
+	if (L_ids(L)->count != L->nslots || gm_itree_count(L_hva(L)) != L->nslots ||
 	    ng != L->nslots)
 		FAIL("layout: index counts differ from nslots");
 	return 0;
@@ -1806,17 +1947,14 @@ int gm_space_validate(struct gm_space *s, const char **reason)
 		FAIL("more slots than max_slots");
 	if (validate_indexes(A, reason))
 		return -EINVAL;
-	struct gm_pagemap_iter it;
-	uint64_t key;
-	void *v;
-	gm_pagemap_iter_init(&it, L_ids(A), 0, UINT64_MAX);
-	while (gm_pagemap_iter_next(&it, &key, &v)) {
-		struct slot *sl = v;
+	const struct idtab *at = L_ids(A);
+	for (size_t k = 0; k < at->cap; k++) {
+		struct slot *sl = idtab_at(at, k);
+		if (!sl)
+			continue;
 		const struct gm_space_slot *p = &sl->pub;
 		const struct gblk *gb;
 		size_t gj;
-		if (p->id != key)
-			FAIL("slot: id differs from its id-index key");
 		if (!slot_shape_ok(p->base_gfn, p->npages, p->hva))
 			FAIL("slot: empty or past UINT64_MAX");
 		if (p->flags & ~SLOT_FLAGS)
@@ -1842,7 +1980,7 @@ int gm_space_validate(struct gm_space *s, const char **reason)
 				dels++;
 				for (size_t j = 0; j < i; j++)
 					fresh |= s->log.v[j].add && s->log.v[j].slot == s->log.v[i].slot;
-				if (!fresh && gm_pagemap_load(L_ids(I), s->log.v[i].slot->pub.id) !=
+				if (!fresh && idtab_load(L_ids(I), s->log.v[i].slot->pub.id) !=
 				    s->log.v[i].slot)
 					FAIL("inactive layout lacks a slot the last commit deleted");
 			}
