@@ -51,6 +51,7 @@
 #include <gmtrack/rangemap.h>
 #include <gmtrack/space.h>
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <urcu/urcu-memb.h>
@@ -651,12 +652,16 @@ static const char *gidx_check(const struct gtop *t, uint64_t *count)
 
 /* ---- the id index: an open-addressing table, edited in place -------------
  *
- *   +-----+-------+--------------------------------------+
- *   | cap | count | v[cap]: struct slot * or NULL         |  cap a power of 2
- *   +-----+-------+--------------------------------------+
- * Linear probing from hash(id); a slot's id is its key (readers compare
- * slot->pub.id: every pointer ever stored in a layout's table is a slot
- * that stays allocated until a grace period after it left the table).
+ *   +-----+-------+----------------------------------------------+
+ *   | cap | count | v[cap]: 0, or tag << 48 | struct slot *       |  cap a power of 2
+ *   +-----+-------+----------------------------------------------+
+ * Linear probing from hash(id); a slot's id is its key. A cell also holds
+ * a 16-bit tag of the id's hash above the pointer (and bit 0 set), so a
+ * probe dereferences a slot only when the tag matches (a miss costs no
+ * cache miss per probe); a pointer that does not fit in 48 bits is stored
+ * as it is (bit 0 clear: always compared by id). Readers may dereference any
+ * pointer they find: every pointer ever stored in a layout's table is a
+ * slot that stays allocated until a grace period after it left the table.
  * Like gfn blocks, the table of the inactive layout is edited in place
  * (insert into the first empty cell, delete by shifting the run back);
  * a reader there may miss or find anything but retries. Probes are bounded
@@ -665,15 +670,16 @@ static const char *gidx_check(const struct gtop *t, uint64_t *count)
  * release store and the old one retired. It never shrinks.
  */
 #define IDTAB_MIN 16
+#define IDTAB_PTR ((1ull << 48) - 1)
 
 struct idtab {
 	uint64_t cap, count;
-	_Atomic(struct slot *) v[];
+	_Atomic uint64_t v[];
 };
 
 static size_t idtab_bytes(uint64_t cap)
 {
-	return sizeof(struct idtab) + cap * sizeof(void *);
+	return sizeof(struct idtab) + cap * sizeof(uint64_t);
 }
 
 static inline size_t id_hash(uint32_t id, uint64_t cap)
@@ -681,9 +687,31 @@ static inline size_t id_hash(uint32_t id, uint64_t cap)
 	return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
 }
 
-static inline struct slot *idtab_at(const struct idtab *t, size_t k)
+static inline uint64_t id_tag(uint32_t id)
+{
+	return (((uint64_t)id * 0xD6E8FEB86659FD93ull) >> 48) << 48;
+}
+
+static inline uint64_t id_cell(const struct slot *sl)
+{
+	uint64_t p = (uint64_t)(uintptr_t)sl;
+	return p & ~IDTAB_PTR ? p : p | id_tag(sl->pub.id) | 1;
+}
+
+static inline struct slot *cell_slot(uint64_t w)
+{
+	return (struct slot *)(uintptr_t)(w & 1 ? w & IDTAB_PTR & ~1ull : w);
+}
+
+static inline uint64_t idtab_word(const struct idtab *t, size_t k)
 {
 	return atomic_load_explicit(&t->v[k], memory_order_acquire);
+}
+
+/* The slot of cell k, or NULL. */
+static inline struct slot *idtab_at(const struct idtab *t, size_t k)
+{
+	return cell_slot(idtab_word(t, k));
 }
 
 static struct idtab *idtab_new(struct gm_space *s, uint64_t cap)
@@ -696,17 +724,28 @@ static struct idtab *idtab_new(struct gm_space *s, uint64_t cap)
 	return t;
 }
 
+/* The cell holding the slot with this id, or -1. Reader or writer; O(1)
+ * expected. */
+static inline ptrdiff_t idtab_find(const struct idtab *t, uint32_t id)
+{
+	uint64_t mask = t->cap - 1, tag = id_tag(id);
+	size_t k = id_hash(id, t->cap);
+	for (uint64_t probes = 0; probes < t->cap; probes++, k = (k + 1) & mask) {
+		uint64_t w = idtab_word(t, k);
+		if (!w)
+			return -1;
+		if (!(w & 1) || (w & ~IDTAB_PTR) == tag)
+			if (cell_slot(w)->pub.id == id)
+				return (ptrdiff_t)k;
+	}
+	return -1;
+}
+
 /* The slot with this id, or NULL. Reader or writer; O(1) expected. */
 static struct slot *idtab_load(const struct idtab *t, uint32_t id)
 {
-	uint64_t mask = t->cap - 1;
-	size_t k = id_hash(id, t->cap);
-	for (uint64_t probes = 0; probes < t->cap; probes++, k = (k + 1) & mask) {
-		struct slot *sl = idtab_at(t, k);
-		if (!sl || sl->pub.id == id)
-			return sl;
-	}
-	return NULL;
+	ptrdiff_t k = idtab_find(t, id);
+	return k < 0 ? NULL : idtab_at(t, (size_t)k);
 }
 
 /* Puts sl (its id absent) into the first empty cell of its probe run. */
@@ -715,7 +754,7 @@ static void idtab_put(struct idtab *t, struct slot *sl)
 	size_t k = id_hash(sl->pub.id, t->cap);
 	while (atomic_load_explicit(&t->v[k], memory_order_relaxed))
 		k = (k + 1) & (t->cap - 1);
-	atomic_store_explicit(&t->v[k], sl, memory_order_release);
+	atomic_store_explicit(&t->v[k], id_cell(sl), memory_order_release);
 	t->count++;
 }
 
@@ -734,7 +773,7 @@ static int idtab_insert(struct gm_space *s, _Atomic(struct idtab *) *pt, struct 
 	if (!nt)
 		return -ENOMEM;
 	for (size_t k = 0; k < t->cap; k++) {
-		struct slot *o = atomic_load_explicit(&t->v[k], memory_order_relaxed);
+		struct slot *o = idtab_at(t, k);
 		if (o)
 			idtab_put(nt, o);
 	}
@@ -749,29 +788,24 @@ static int idtab_insert(struct gm_space *s, _Atomic(struct idtab *) *pt, struct 
 static int idtab_erase(struct idtab *t, uint32_t id)
 {
 	uint64_t mask = t->cap - 1;
-	size_t i = id_hash(id, t->cap);
-	for (;;) {
-		struct slot *sl = atomic_load_explicit(&t->v[i], memory_order_relaxed);
-		if (!sl)
-			return -ENOENT;
-		if (sl->pub.id == id)
-			break;
-		i = (i + 1) & mask;
-	}
+	ptrdiff_t found = idtab_find(t, id);
+	if (found < 0)
+		return -ENOENT;
+	size_t i = (size_t)found;
 	/* backward shift: move later members of the run into the hole when
 	 * their home is not in (hole, their cell] (cyclically) */
 	for (size_t j = (i + 1) & mask;; j = (j + 1) & mask) {
-		struct slot *o = atomic_load_explicit(&t->v[j], memory_order_relaxed);
-		if (!o)
+		uint64_t w = atomic_load_explicit(&t->v[j], memory_order_relaxed);
+		if (!w)
 			break;
-		size_t h = id_hash(o->pub.id, t->cap);
+		size_t h = id_hash(cell_slot(w)->pub.id, t->cap);
 		bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
 		if (stays)
 			continue;
-		atomic_store_explicit(&t->v[i], o, memory_order_release);
+		atomic_store_explicit(&t->v[i], w, memory_order_release);
 		i = j;
 	}
-	atomic_store_explicit(&t->v[i], NULL, memory_order_relaxed);
+	atomic_store_explicit(&t->v[i], 0, memory_order_relaxed);
 	t->count--;
 	return 0;
 }
