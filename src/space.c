@@ -297,20 +297,26 @@ static void slot_retire(struct slot *sl)
 
 /* ---- the gfn index: a two-level sorted array, blocks edited in place ----
  *
- *   top (one allocation, copy-on-write)     block (fixed size, GB_MAX entries)
- *   +---+-------------------+----------+    +------------+------------+-----------+------------+---+
- *   | n | sep[0..n-1] (u64) | blk[0..] | -> | base[]     | last[]     | hva[]     | slot[]     | n |
- *   +---+-------------------+----------+    | (sorted)   |            |           |            |   |
- *                                           +------------+------------+-----------+------------+---+
+ *   top (one allocation, copy-on-write)
+ *   +---+--------------+-------------------+----------------------------+
+ *   | n | sep[0..n)    | blk[0..n)         | sum[0..(n+15)/16): sep[16k] |
+ *   +---+--------------+-------------------+----------------------------+
+ *                         |
+ *                         v  block (fixed size, GB_MAX entries, 64-aligned)
+ *   +-----------------------+------------------------+-------------+---+
+ *   | base[] sorted, then   | (last, hva)[]          | slot[]      | n |
+ *   | UINT64_MAX padding    |                        |             |   |
+ *   +-----------------------+------------------------+-------------+---+
  * Block i holds the slots whose base_gfn is in [sep[i], sep[i+1]), sorted;
  * sep[0] = 0, seps strictly increase, no block is empty, at most GB_MAX
- * entries. A lookup is a branch-free search of sep (~n/GB_MAX keys: stays
- * in L1), then a prefetch of the block's base[] (four cache lines: one
- * memory latency instead of one per search step) and a branch-free search
- * of it; then the one entry's last and hva (two more lines), so a
- * translation never touches the slot object. If the block's first key is
- * above gfn (sep[i] may be below it after deletes) the answer is the
- * previous block's last entry.
+ * entries; base[j >= n] = UINT64_MAX, so a search never reads n. A lookup
+ * searches sum (every 16th sep: 512 bytes at 32K slots, stays in L1), then
+ * 16 seps (two lines), loads blk[i], prefetches all twelve lines of the
+ * block's base[] and (last, hva)[] at once (one memory latency, not one per
+ * search step or one more for the entry found), and runs a fixed five-step
+ * branch-free search of base[]; a translation never touches the slot
+ * object. If the block's first key is above gfn (sep[i] may be below it
+ * after deletes) the answer is the previous block's last entry.
  *
  * Each layout has its own gfn index and the writer only ever edits the
  * INACTIVE layout, whose seqcount is odd meanwhile: a late reader that
@@ -325,10 +331,13 @@ static void slot_retire(struct slot *sl)
  */
 #define GB_MAX 32
 
+#define GT_SUM 16 /* seps per summary key */
+
 struct gblk {
 	_Atomic uint64_t base[GB_MAX];
-	_Atomic uint64_t last[GB_MAX];
-	_Atomic uint64_t hva[GB_MAX];
+	struct {
+		_Atomic uint64_t last, hva;
+	} lh[GB_MAX];
 	_Atomic(struct slot *) slot[GB_MAX];
 	_Atomic uint64_t n;
 };
@@ -336,7 +345,7 @@ struct gblk {
 
 struct gtop {
 	uint64_t n;
-	uint64_t sep[]; /* n seps, then n _Atomic(struct gblk *) */
+	uint64_t sep[]; /* n seps, n _Atomic(struct gblk *), (n + 15) / 16 sums */
 };
 
 /* A block's fields (relaxed: see above for why that is enough). */
@@ -351,11 +360,11 @@ static inline uint64_t gb_base(const struct gblk *b, size_t j)
 }
 static inline uint64_t gb_last(const struct gblk *b, size_t j)
 {
-	return atomic_load_explicit(&b->last[j], memory_order_relaxed);
+	return atomic_load_explicit(&b->lh[j].last, memory_order_relaxed);
 }
 static inline uint64_t gb_hva(const struct gblk *b, size_t j)
 {
-	return atomic_load_explicit(&b->hva[j], memory_order_relaxed);
+	return atomic_load_explicit(&b->lh[j].hva, memory_order_relaxed);
 }
 static inline struct slot *gb_slot(const struct gblk *b, size_t j)
 {
@@ -365,9 +374,13 @@ static _Atomic(struct gblk *) *gt_blk(const struct gtop *t)
 {
 	return (_Atomic(struct gblk *) *)(uintptr_t)(t->sep + t->n);
 }
+static uint64_t *gt_sum(const struct gtop *t)
+{
+	return (uint64_t *)(uintptr_t)(t->sep + 2 * t->n);
+}
 static size_t gt_bytes(uint64_t n)
 {
-	return sizeof(struct gtop) + n * 16;
+	return sizeof(struct gtop) + n * 16 + (n + GT_SUM - 1) / GT_SUM * 8;
 }
 static struct gblk *gt_get(const struct gtop *t, size_t i)
 {
@@ -386,15 +399,28 @@ static inline size_t sep_last_le(const uint64_t *k, size_t n, uint64_t x)
 	return (size_t)(b - k);
 }
 
-/* Index of the last base <= x in b (0 if none: the caller checks). */
+/* The block whose range of keys holds x: last sep <= x (t->n > 0). */
+static inline size_t gt_find(const struct gtop *t, uint64_t x)
+{
+	if (t->n <= GT_SUM)
+		return sep_last_le(t->sep, t->n, x);
+	uint64_t m = (t->n + GT_SUM - 1) / GT_SUM;
+	size_t k = sep_last_le(gt_sum(t), m, x) * GT_SUM;
+	__builtin_prefetch(t->sep + k);
+	__builtin_prefetch(t->sep + k + 8);
+	size_t cnt = t->n - k < GT_SUM ? t->n - k : GT_SUM;
+	return k + sep_last_le(t->sep + k, cnt, x);
+}
+
+/* Index of the last base <= x in b (0 if none: the caller checks). The
+ * padding (UINT64_MAX) is only <= x for x = UINT64_MAX: then n clamps. */
 static inline size_t ent_last_le(const struct gblk *b, uint64_t x)
 {
-	size_t lo = 0, n = gb_n(b);
-	while (n > 1) {
-		size_t half = n / 2;
+	size_t lo = 0;
+	for (size_t half = GB_MAX / 2; half; half /= 2)
 		lo = gb_base(b, lo + half) <= x ? lo + half : lo;
-		n -= half;
-	}
+	if (GM_UNLIKELY(x == UINT64_MAX) && lo >= gb_n(b))
+		lo = gb_n(b) - 1;
 	return lo;
 }
 
@@ -405,9 +431,9 @@ static bool gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp
 {
 	if (!t || !t->n)
 		return false;
-	size_t i = sep_last_le(t->sep, t->n, gfn);
+	size_t i = gt_find(t, gfn);
 	const struct gblk *b = gt_get(t, i);
-	for (size_t l = 0; l < GB_MAX * 8 / 64; l++)
+	for (size_t l = 0; l < GB_MAX * 24 / 64; l++) /* base[] and lh[] */
 		__builtin_prefetch((const char *)b->base + 64 * l);
 	size_t j = ent_last_le(b, gfn);
 	if (gb_base(b, j) > gfn) {
@@ -434,8 +460,11 @@ static struct gtop *gt_new(struct gm_space *s, uint64_t n)
 static struct gblk *gb_new(struct gm_space *s)
 {
 	struct gblk *b = gm_alloc_mem(s->alloc, GB_BYTES, 64);
-	if (b)
+	if (b) {
 		memset(b, 0, GB_BYTES);
+		for (size_t j = 0; j < GB_MAX; j++)
+			atomic_init(&b->base[j], UINT64_MAX);
+	}
 	return b;
 }
 
@@ -443,8 +472,8 @@ static void gb_put(struct gblk *b, size_t at, uint64_t base, uint64_t last,
 		   uint64_t hva, struct slot *sl)
 {
 	atomic_store_explicit(&b->base[at], base, memory_order_relaxed);
-	atomic_store_explicit(&b->last[at], last, memory_order_relaxed);
-	atomic_store_explicit(&b->hva[at], hva, memory_order_relaxed);
+	atomic_store_explicit(&b->lh[at].last, last, memory_order_relaxed);
+	atomic_store_explicit(&b->lh[at].hva, hva, memory_order_relaxed);
 	atomic_store_explicit(&b->slot[at], sl, memory_order_relaxed);
 }
 
@@ -455,8 +484,11 @@ static void gb_move1(struct gblk *dst, size_t at, const struct gblk *src, size_t
 	       gb_slot(src, from));
 }
 
+/* n entries: the rest of base[] becomes padding. */
 static void gb_set_n(struct gblk *b, uint64_t n)
 {
+	for (size_t j = n; j < GB_MAX && gb_base(b, j) != UINT64_MAX; j++)
+		atomic_store_explicit(&b->base[j], UINT64_MAX, memory_order_relaxed);
 	atomic_store_explicit(&b->n, n, memory_order_relaxed);
 }
 
@@ -507,6 +539,8 @@ static struct gtop *gt_splice(struct gm_space *s, const struct gtop *t, size_t i
 	}
 	if (n)
 		nt->sep[0] = 0;
+	for (size_t k2 = 0; k2 < n; k2 += GT_SUM)
+		gt_sum(nt)[k2 / GT_SUM] = nt->sep[k2];
 	return nt;
 }
 
@@ -520,7 +554,7 @@ static int gidx_insert(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t 
 	size_t i = 0, p = 0, n = 0;
 	struct gblk *b = NULL;
 	if (t && t->n) {
-		i = sep_last_le(t->sep, t->n, base);
+		i = gt_find(t, base);
 		b = gt_get(t, i);
 		n = gb_n(b);
 		while (p < n && gb_base(b, p) < base)
@@ -592,7 +626,7 @@ static int gidx_erase(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t b
 	struct gtop *t = atomic_load_explicit(pt, memory_order_relaxed);
 	if (!t || !t->n)
 		return -ENOENT;
-	size_t i = sep_last_le(t->sep, t->n, base);
+	size_t i = gt_find(t, base);
 	struct gblk *b = gt_get(t, i);
 	size_t p = ent_last_le(b, base), n = gb_n(b);
 	if (gb_base(b, p) != base || gb_slot(b, p) != sl)
@@ -632,6 +666,11 @@ static const char *gidx_check(const struct gtop *t, uint64_t *count)
 		uint64_t n = b ? atomic_load_explicit(&b->n, memory_order_relaxed) : 0;
 		if (n < 1 || n > GB_MAX)
 			return "gfn index: empty or overfull block";
+		if (i % GT_SUM == 0 && gt_sum(t)[i / GT_SUM] != t->sep[i])
+			return "gfn index: summary key differs from its sep";
+		for (uint64_t j = n; j < GB_MAX; j++)
+			if (gb_base(b, j) != UINT64_MAX)
+				return "gfn index: block padding not UINT64_MAX";
 		for (uint64_t j = 0; j < n; j++) {
 			uint64_t eb = gb_base(b, j), el = gb_last(b, j);
 			if (eb < t->sep[i] || (i + 1 < t->n && eb >= t->sep[i + 1]))
