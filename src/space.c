@@ -84,6 +84,7 @@ struct dchunk {
 struct slot {
 	struct gm_space_slot pub;        /* first: readers get &pub */
 	struct rcu_head rcu;
+	struct slot *next_free;          /* on the ready stack or the stash */
 	struct gm_space *space;
 	_Atomic unsigned member;         /* bit i: in layout i */
 	uint64_t nchunks;                /* dirty chunks (0: not logging) */
@@ -140,6 +141,14 @@ struct gm_space {
 	size_t io_objects;
 	struct gm_reclaim reclaim;
 	_Atomic size_t slot_bytes, dirty_bytes, rmap_bytes;
+	/* Slot recycling: a slot past its grace periods is pushed on the
+	 * ready stack (by liburcu's thread) instead of freed, up to slot_keep
+	 * of them; the writer takes the whole stack into its stash and
+	 * allocates slots from there first. slot_bytes counts them. */
+	_Atomic(struct slot *) slot_ready;
+	_Atomic size_t slot_kept;        /* in ready or stash */
+	_Atomic size_t slot_keep;        /* bound, set by the writer */
+	struct slot *slot_stash;         /* writer */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -186,10 +195,47 @@ static size_t slot_dirty_bytes(uint64_t nchunks)
 	return nchunks * sizeof(void *) + ((nchunks + 63) / 64) * 8;
 }
 
+/* A slot's memory from the stash (refilled from the ready stack), or NULL. */
+static struct slot *slot_stash_take(struct gm_space *s)
+{
+	if (!s->slot_stash)
+		s->slot_stash = atomic_exchange_explicit(&s->slot_ready, NULL,
+							 memory_order_acquire);
+	struct slot *sl = s->slot_stash;
+	if (sl) {
+		s->slot_stash = sl->next_free;
+		atomic_fetch_sub_explicit(&s->slot_kept, 1, memory_order_relaxed);
+	}
+	return sl;
+}
+
+static void slot_stash_put(struct gm_space *s, struct slot *sl)
+{
+	sl->next_free = s->slot_stash;
+	s->slot_stash = sl;
+	atomic_fetch_add_explicit(&s->slot_kept, 1, memory_order_relaxed);
+}
+
+static void slot_list_free(struct gm_space *s, struct slot *sl)
+{
+	while (sl) {
+		struct slot *next = sl->next_free;
+		gm_alloc_release(s->alloc, sl, sizeof(*sl));
+		atomic_fetch_sub(&s->slot_bytes, sizeof(*sl));
+		atomic_fetch_sub_explicit(&s->slot_kept, 1, memory_order_relaxed);
+		sl = next;
+	}
+}
+
+/* A new slot object: from the recycled ones, else the allocator. NULL on
+ * -ENOMEM, with nothing allocated (a recycled object goes back). */
 static struct slot *slot_new(struct gm_space *s, uint32_t id, uint64_t base,
 			     uint64_t npages, uint64_t hva, uint32_t flags)
 {
-	struct slot *sl = gm_alloc_mem(s->alloc, sizeof(*sl), 16); /* malloc path */
+	struct slot *sl = slot_stash_take(s);
+	bool recycled = sl != NULL;
+	if (!sl)
+		sl = gm_alloc_mem(s->alloc, sizeof(*sl), 16); /* malloc path */
 	if (!sl)
 		return NULL;
 	memset(sl, 0, sizeof(*sl));
@@ -211,10 +257,14 @@ static struct slot *slot_new(struct gm_space *s, uint32_t id, uint64_t base,
 		sl->nchunks = nchunks;
 		atomic_fetch_add(&s->dirty_bytes, slot_dirty_bytes(nchunks));
 	}
-	atomic_fetch_add(&s->slot_bytes, sizeof(*sl));
+	if (!recycled)
+		atomic_fetch_add(&s->slot_bytes, sizeof(*sl));
 	return sl;
 fail:
-	gm_alloc_release(s->alloc, sl, sizeof(*sl));
+	if (recycled)
+		slot_stash_put(s, sl);
+	else
+		gm_alloc_release(s->alloc, sl, sizeof(*sl));
 	return NULL;
 }
 
@@ -239,8 +289,8 @@ static void rmap_chunk_free(uint64_t key, void *value, void *ctx)
 	atomic_fetch_sub(&s->rmap_bytes, RMAP_CHUNK_BYTES);
 }
 
-/* Frees a slot no reader can reach any more. */
-static void slot_free(struct slot *sl)
+/* Frees what a slot no reader can reach any more holds (not the object). */
+static void slot_free_parts(struct slot *sl)
 {
 	struct gm_space *s = sl->space;
 	size_t rb = sl->rmaps.bytes;
@@ -259,8 +309,34 @@ static void slot_free(struct slot *sl)
 		gm_alloc_release(s->alloc, sl->top, ((sl->nchunks + 63) / 64) * 8);
 		atomic_fetch_sub(&s->dirty_bytes, slot_dirty_bytes(sl->nchunks));
 	}
+}
+
+/* Frees a slot no reader can reach any more. */
+static void slot_free(struct slot *sl)
+{
+	struct gm_space *s = sl->space;
+	slot_free_parts(sl);
 	atomic_fetch_sub(&s->slot_bytes, sizeof(*sl));
 	gm_alloc_release(s->alloc, sl, sizeof(*sl));
+}
+
+/* As slot_free, but keeps the object for reuse while fewer than slot_keep
+ * are kept (on liburcu's thread; the writer takes them). */
+static void slot_recycle(struct slot *sl)
+{
+	struct gm_space *s = sl->space;
+	if (atomic_load_explicit(&s->slot_kept, memory_order_relaxed) >=
+	    atomic_load_explicit(&s->slot_keep, memory_order_relaxed)) {
+		slot_free(sl);
+		return;
+	}
+	slot_free_parts(sl);
+	atomic_fetch_add_explicit(&s->slot_kept, 1, memory_order_relaxed);
+	sl->next_free = atomic_load_explicit(&s->slot_ready, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(&s->slot_ready, &sl->next_free, sl,
+						      memory_order_release,
+						      memory_order_relaxed))
+		;
 }
 
 static void slot_after_second_gp(struct rcu_head *head)
@@ -268,7 +344,7 @@ static void slot_after_second_gp(struct rcu_head *head)
 	struct slot *sl = (struct slot *)((char *)head - offsetof(struct slot, rcu));
 	GM_TSAN_HANDOFF_RECV(sl);
 	GM_TSAN_ACQUIRE();
-	slot_free(sl);
+	slot_recycle(sl);
 	GM_TSAN_RELEASE(); /* a later gm_rcu_barrier() may free the space */
 }
 
@@ -1118,6 +1194,8 @@ void gm_space_destroy(struct gm_space *s)
 	/* retired slots: their first callback queues a second one */
 	gm_rcu_barrier();
 	gm_rcu_barrier();
+	slot_list_free(s, s->slot_stash);
+	slot_list_free(s, atomic_load_explicit(&s->slot_ready, memory_order_acquire));
 	gm_reclaim_destroy(&s->reclaim);
 	gm_alloc_release(s->alloc, s, sizeof(*s));
 }
@@ -1332,6 +1410,8 @@ int gm_space_commit(struct gm_space *s)
 	edit_end(L);
 	atomic_store_explicit(&s->active, L, memory_order_release);
 	__atomic_store_n(&s->head.generation, s->generation, __ATOMIC_RELEASE);
+	/* recycled slots kept: about what a grace period of churn retires */
+	atomic_store_explicit(&s->slot_keep, 64 + L->nslots / 8, memory_order_relaxed);
 	struct changes t = s->log;
 	s->log = s->cur;
 	s->cur = t;
