@@ -1557,7 +1557,8 @@ int gm_space_gfn_to_hva_slow(struct gm_space *s, struct gm_space_cache *cache,
 			     uint64_t gfn, uint64_t *hva)
 {
 	struct hit r;
-	if (!lookup(s, cache, gfn, true, &r))
+	/* no slot pointer: it would cost one more dependent cache miss */
+	if (!lookup(s, cache, gfn, false, &r))
 		return -ENOENT;
 	*hva = r.hva + ((gfn - r.base) << PAGE_SHIFT);
 	return 0;

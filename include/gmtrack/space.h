@@ -70,7 +70,9 @@ struct gm_space_slot {
 struct gm_space_cache {
 	uint64_t generation;               /* 0: empty (never published) */
 	uint64_t base_gfn, npages, hva;    /* copies of slot's fields */
-	const struct gm_space_slot *slot;
+	const struct gm_space_slot *slot;  /* NULL when gm_space_gfn_to_hva
+					    * filled it (a translation does
+					    * not load the slot pointer) */
 };
 
 /* The start of every struct gm_space: the generation of the published
@@ -199,7 +201,9 @@ GM_EXPORT int gm_space_gfn_to_slot(struct gm_space *s,
 /*
  * gm_space_gfn_to_hva_slow — as gfn_to_slot, then the hva of gfn's frame
  * (the index entry holds base, npages and hva, so a miss does not touch the
- * slot object). The out-of-line half of gm_space_gfn_to_hva.
+ * slot object, nor load its pointer: cache->slot is left NULL, and a later
+ * gm_space_gfn_to_slot refills it). The out-of-line half of
+ * gm_space_gfn_to_hva.
  */
 GM_EXPORT int gm_space_gfn_to_hva_slow(struct gm_space *s,
 				       struct gm_space_cache *cache,
