@@ -419,9 +419,15 @@ struct gblk {
 };
 #define GB_BYTES sizeof(struct gblk)
 
+/* GT_SUM seps and their blocks: one 256-byte unit (four lines, fetched at
+ * once), so the block pointer comes with the seps searched. */
+struct ggroup {
+	uint64_t sep[GT_SUM];
+	_Atomic(struct gblk *) blk[GT_SUM];
+};
 struct gtop {
-	uint64_t n;
-	uint64_t sep[]; /* n seps, n _Atomic(struct gblk *), (n + 15) / 16 sums */
+	uint64_t n, pad[7];   /* 64 bytes: sum starts a line */
+	uint64_t sum[];       /* sum[k] = sep[16k], padded to 8, then groups */
 };
 
 /* A block's fields (relaxed: see above for why that is enough). */
@@ -446,21 +452,35 @@ static inline struct slot *gb_slot(const struct gblk *b, size_t j)
 {
 	return atomic_load_explicit(&b->slot[j], memory_order_relaxed);
 }
-static _Atomic(struct gblk *) *gt_blk(const struct gtop *t)
+static uint64_t gt_groups_n(uint64_t n)
 {
-	return (_Atomic(struct gblk *) *)(uintptr_t)(t->sep + t->n);
+	return (n + GT_SUM - 1) / GT_SUM;
 }
-static uint64_t *gt_sum(const struct gtop *t)
+static struct ggroup *gt_group(const struct gtop *t, size_t k)
 {
-	return (uint64_t *)(uintptr_t)(t->sep + 2 * t->n);
+	uint64_t sums = (gt_groups_n(t->n) + 7) & ~(uint64_t)7;
+	return (struct ggroup *)(uintptr_t)(t->sum + sums) + k;
+}
+static uint64_t *gt_sepp(const struct gtop *t, size_t i)
+{
+	return &gt_group(t, i / GT_SUM)->sep[i % GT_SUM];
+}
+static uint64_t gt_sep(const struct gtop *t, size_t i)
+{
+	return *gt_sepp(t, i);
+}
+static _Atomic(struct gblk *) *gt_blkp(const struct gtop *t, size_t i)
+{
+	return &gt_group(t, i / GT_SUM)->blk[i % GT_SUM];
 }
 static size_t gt_bytes(uint64_t n)
 {
-	return sizeof(struct gtop) + n * 16 + (n + GT_SUM - 1) / GT_SUM * 8;
+	uint64_t g = gt_groups_n(n);
+	return sizeof(struct gtop) + ((g + 7) & ~(uint64_t)7) * 8 + g * sizeof(struct ggroup);
 }
 static struct gblk *gt_get(const struct gtop *t, size_t i)
 {
-	return atomic_load_explicit(&gt_blk(t)[i], memory_order_acquire);
+	return atomic_load_explicit(gt_blkp(t, i), memory_order_acquire);
 }
 
 /* Index of the last key <= x in k[0..n) (0 if none: the caller checks). */
@@ -478,14 +498,14 @@ static inline size_t sep_last_le(const uint64_t *k, size_t n, uint64_t x)
 /* The block whose range of keys holds x: last sep <= x (t->n > 0). */
 static inline size_t gt_find(const struct gtop *t, uint64_t x)
 {
-	if (t->n <= GT_SUM)
-		return sep_last_le(t->sep, t->n, x);
-	uint64_t m = (t->n + GT_SUM - 1) / GT_SUM;
-	size_t k = sep_last_le(gt_sum(t), m, x) * GT_SUM;
-	__builtin_prefetch(t->sep + k);
-	__builtin_prefetch(t->sep + k + 8);
+	uint64_t m = gt_groups_n(t->n);
+	size_t k = m > 1 ? sep_last_le(t->sum, m, x) : 0;
+	const struct ggroup *g = gt_group(t, k);
+	for (size_t l = 0; l < sizeof(*g); l += 64)
+		__builtin_prefetch((const char *)g + l);
+	k *= GT_SUM;
 	size_t cnt = t->n - k < GT_SUM ? t->n - k : GT_SUM;
-	return k + sep_last_le(t->sep + k, cnt, x);
+	return k + sep_last_le(g->sep, cnt, x);
 }
 
 /* Index of the last base <= x in b (0 if none: the caller checks). The
@@ -527,9 +547,11 @@ static bool gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp
 
 static struct gtop *gt_new(struct gm_space *s, uint64_t n)
 {
-	struct gtop *t = gm_alloc_mem(s->alloc, gt_bytes(n), 16);
-	if (t)
+	struct gtop *t = gm_alloc_mem(s->alloc, gt_bytes(n), 64);
+	if (t) {
+		memset(t, 0, gt_bytes(n));
 		t->n = n;
+	}
 	return t;
 }
 
@@ -602,21 +624,21 @@ static struct gtop *gt_splice(struct gm_space *s, const struct gtop *t, size_t i
 	size_t k = 0;
 	for (size_t j = 0; j < (t ? t->n : 1); j++) {
 		if (t && j != i) {
-			nt->sep[k] = t->sep[j];
-			atomic_init(&gt_blk(nt)[k], gt_get(t, j));
+			*gt_sepp(nt, k) = gt_sep(t, j);
+			atomic_init(gt_blkp(nt, k), gt_get(t, j));
 			k++;
 			continue;
 		}
 		for (size_t m = 0; m < nby; m++) {
-			nt->sep[k] = m ? gb_base(by[m], 0) : t ? t->sep[j] : 0;
-			atomic_init(&gt_blk(nt)[k], by[m]);
+			*gt_sepp(nt, k) = m ? gb_base(by[m], 0) : t ? gt_sep(t, j) : 0;
+			atomic_init(gt_blkp(nt, k), by[m]);
 			k++;
 		}
 	}
 	if (n)
-		nt->sep[0] = 0;
+		*gt_sepp(nt, 0) = 0;
 	for (size_t k2 = 0; k2 < n; k2 += GT_SUM)
-		gt_sum(nt)[k2 / GT_SUM] = nt->sep[k2];
+		nt->sum[k2 / GT_SUM] = gt_sep(nt, k2);
 	return nt;
 }
 
@@ -731,25 +753,25 @@ static const char *gidx_check(const struct gtop *t, uint64_t *count)
 	*count = 0;
 	if (!t || !t->n)
 		return NULL;
-	if (t->sep[0] != 0)
+	if (gt_sep(t, 0) != 0)
 		return "gfn index: sep[0] != 0";
 	uint64_t prev_last = 0;
 	bool any = false;
 	for (uint64_t i = 0; i < t->n; i++) {
 		const struct gblk *b = gt_get(t, i);
-		if (i && t->sep[i] <= t->sep[i - 1])
+		if (i && gt_sep(t, i) <= gt_sep(t, i - 1))
 			return "gfn index: seps not increasing";
 		uint64_t n = b ? atomic_load_explicit(&b->n, memory_order_relaxed) : 0;
 		if (n < 1 || n > GB_MAX)
 			return "gfn index: empty or overfull block";
-		if (i % GT_SUM == 0 && gt_sum(t)[i / GT_SUM] != t->sep[i])
+		if (i % GT_SUM == 0 && t->sum[i / GT_SUM] != gt_sep(t, i))
 			return "gfn index: summary key differs from its sep";
 		for (uint64_t j = n; j < GB_MAX; j++)
 			if (gb_base(b, j) != UINT64_MAX)
 				return "gfn index: block padding not UINT64_MAX";
 		for (uint64_t j = 0; j < n; j++) {
 			uint64_t eb = gb_base(b, j), el = gb_last(b, j);
-			if (eb < t->sep[i] || (i + 1 < t->n && eb >= t->sep[i + 1]))
+			if (eb < gt_sep(t, i) || (i + 1 < t->n && eb >= gt_sep(t, i + 1)))
 				return "gfn index: key outside its block's bounds";
 			if (el < eb)
 				return "gfn index: range ends before it starts";
