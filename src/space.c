@@ -8,7 +8,7 @@
  *   | generation         |        | generation (0 while edited)   |
  *   | batch ops[]        |        | hint: last-used slot          |
  *   | log[]  (prev commit|        | gfn: gm_rangemap gfn -> slot  |
- *   |         changes)   |        | hva: gm_itree  hva -> slot    |
+ *   |         changes)   |        | hva: gm_itree  hva -> slot id |
  *   | attr  (0 | one | map)       | ids: hash table id -> slot    |
  *   | wp    (rangemap, lazy)      | nslots, broken                |
  *   | io[2] (rangemaps, lazy)     +-------------------------------+
@@ -548,10 +548,8 @@ static bool gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp
 static struct gtop *gt_new(struct gm_space *s, uint64_t n)
 {
 	struct gtop *t = gm_alloc_mem(s->alloc, gt_bytes(n), 64);
-	if (t) {
-		memset(t, 0, gt_bytes(n));
+	if (t) /* unused sums and group cells are never read */
 		t->n = n;
-	}
 	return t;
 }
 
@@ -621,24 +619,29 @@ static struct gtop *gt_splice(struct gm_space *s, const struct gtop *t, size_t i
 	struct gtop *nt = gt_new(s, n);
 	if (!nt)
 		return NULL;
+	struct ggroup *ng = gt_group(nt, 0);
+	const struct ggroup *og = t ? gt_group(t, 0) : NULL;
 	size_t k = 0;
 	for (size_t j = 0; j < (t ? t->n : 1); j++) {
 		if (t && j != i) {
-			*gt_sepp(nt, k) = gt_sep(t, j);
-			atomic_init(gt_blkp(nt, k), gt_get(t, j));
+			ng[k / GT_SUM].sep[k % GT_SUM] = og[j / GT_SUM].sep[j % GT_SUM];
+			atomic_init(&ng[k / GT_SUM].blk[k % GT_SUM],
+				    atomic_load_explicit(&og[j / GT_SUM].blk[j % GT_SUM],
+							 memory_order_relaxed));
 			k++;
 			continue;
 		}
 		for (size_t m = 0; m < nby; m++) {
-			*gt_sepp(nt, k) = m ? gb_base(by[m], 0) : t ? gt_sep(t, j) : 0;
-			atomic_init(gt_blkp(nt, k), by[m]);
+			ng[k / GT_SUM].sep[k % GT_SUM] =
+				m ? gb_base(by[m], 0) : t ? og[j / GT_SUM].sep[j % GT_SUM] : 0;
+			atomic_init(&ng[k / GT_SUM].blk[k % GT_SUM], by[m]);
 			k++;
 		}
 	}
 	if (n)
-		*gt_sepp(nt, 0) = 0;
+		ng[0].sep[0] = 0;
 	for (size_t k2 = 0; k2 < n; k2 += GT_SUM)
-		nt->sum[k2 / GT_SUM] = gt_sep(nt, k2);
+		nt->sum[k2 / GT_SUM] = ng[k2 / GT_SUM].sep[0];
 	return nt;
 }
 
@@ -986,13 +989,22 @@ static struct idtab *L_ids(const struct layout *L)
 
 /* Adds sl to L's three indexes, all or nothing (unless an undo itself runs
  * out of memory: then L is marked broken and rebuilt by the next commit). */
+/* The hva index maps a slot's hva range to its id (+1: never NULL), not to
+ * the slot object, so a move or a flags change (same id, same hva range:
+ * a new slot object) leaves it untouched; readers find the slot from the
+ * id in the same layout's id table. */
+static void *hva_item(const struct slot *sl)
+{
+	return (void *)((uintptr_t)sl->pub.id + 1);
+}
+
 static int idx_insert(struct layout *L, struct slot *sl)
 {
 	const struct gm_space_slot *p = &sl->pub;
 	int rc = gidx_insert(sl->space, &L->gidx, p->base_gfn, slot_last_gfn(p), p->hva, sl);
 	if (rc)
 		return rc;
-	rc = gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), sl);
+	rc = gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), hva_item(sl));
 	if (rc)
 		goto undo_gfn;
 	rc = idtab_insert(sl->space, &L->ids, sl);
@@ -1002,7 +1014,7 @@ static int idx_insert(struct layout *L, struct slot *sl)
 	L->nslots++;
 	return 0;
 undo_hva:
-	if (gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), sl))
+	if (gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), hva_item(sl)))
 		L->broken = true;
 undo_gfn:
 	if (gidx_erase(sl->space, &L->gidx, p->base_gfn, sl))
@@ -1016,7 +1028,7 @@ static int idx_remove(struct layout *L, struct slot *sl)
 	int rc = idtab_erase(L_ids(L), p->id);
 	if (rc)
 		return rc;
-	rc = gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), sl);
+	rc = gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), hva_item(sl));
 	if (rc)
 		goto undo_id;
 	rc = gidx_erase(sl->space, &L->gidx, p->base_gfn, sl);
@@ -1026,12 +1038,59 @@ static int idx_remove(struct layout *L, struct slot *sl)
 	L->nslots--;
 	return 0;
 undo_hva:
-	if (gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), sl))
+	if (gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), hva_item(sl)))
 		L->broken = true;
 undo_id:
 	if (idtab_insert(sl->space, &L->ids, sl))
 		L->broken = true;
 	return rc;
+}
+
+/* In L, slot `from` becomes slot `to`: same id and same hva range (a move
+ * or a flags change), so the hva index stays as it is, the id cell gets
+ * the new pointer and the gfn entry is replaced (in place when the base is
+ * the same). All or nothing, unless the undo runs out of memory (then L is
+ * marked broken). -EEXIST, -ENOMEM, -ENOENT. */
+static int idx_replace(struct layout *L, struct slot *from, struct slot *to)
+{
+	struct gm_space *s = from->space;
+	const struct gm_space_slot *f = &from->pub, *p = &to->pub;
+	struct idtab *it = L_ids(L);
+	ptrdiff_t cell = idtab_find(it, f->id);
+	if (cell < 0 || idtab_at(it, (size_t)cell) != from)
+		return -ENOENT;
+	int rc;
+	if (f->base_gfn == p->base_gfn) {
+		const struct gblk *cb;
+		size_t j;
+		if (!gidx_find(L_gidx(L), f->base_gfn, &cb, &j) || gb_slot(cb, j) != from)
+			return -ENOENT;
+		atomic_store_explicit(&((struct gblk *)(uintptr_t)cb)->slot[j], to,
+				      memory_order_relaxed);
+	} else {
+		rc = gidx_erase(s, &L->gidx, f->base_gfn, from);
+		if (rc)
+			return rc;
+		rc = gidx_insert(s, &L->gidx, p->base_gfn, slot_last_gfn(p), p->hva, to);
+		if (rc) {
+			if (gidx_insert(s, &L->gidx, f->base_gfn, slot_last_gfn(f), f->hva, from))
+				L->broken = true;
+			return rc;
+		}
+	}
+	atomic_store_explicit(&it->v[cell], id_cell(to), memory_order_release);
+	atomic_fetch_and(&from->member, ~(1u << L->index));
+	atomic_fetch_or(&to->member, 1u << L->index);
+	return 0;
+}
+
+/* A deletion of d followed by an addition of a: a replacement of d by a
+ * when they share the id and the hva range. */
+static bool is_replace(const struct change *d, const struct change *a)
+{
+	const struct gm_space_slot *x = &d->slot->pub, *y = &a->slot->pub;
+	return !d->add && a->add && x->id == y->id && x->hva == y->hva &&
+	       x->npages == y->npages;
 }
 
 static int apply_change(struct layout *L, const struct change *c)
@@ -1042,6 +1101,45 @@ static int apply_change(struct layout *L, const struct change *c)
 static int undo_change(struct layout *L, const struct change *c)
 {
 	return c->add ? idx_remove(L, c->slot) : idx_insert(L, c->slot);
+}
+
+/* Undoes v[0..n) (applied in order), last first; a failed undo marks L
+ * broken. */
+static void undo_changes(struct layout *L, const struct change *v, size_t n)
+{
+	while (n > 0) {
+		if (n >= 2 && is_replace(&v[n - 2], &v[n - 1])) {
+			if (idx_replace(L, v[n - 1].slot, v[n - 2].slot))
+				L->broken = true;
+			n -= 2;
+			continue;
+		}
+		if (undo_change(L, &v[--n]))
+			L->broken = true;
+	}
+}
+
+/* Applies v[0..n) in order, all or nothing (see undo_changes). */
+static int apply_changes(struct layout *L, const struct change *v, size_t n)
+{
+	size_t i = 0;
+	int rc = 0;
+	while (i < n) {
+		if (i + 1 < n && is_replace(&v[i], &v[i + 1])) {
+			rc = idx_replace(L, v[i].slot, v[i + 1].slot);
+			if (rc)
+				break;
+			i += 2;
+			continue;
+		}
+		rc = apply_change(L, &v[i]);
+		if (rc)
+			break;
+		i++;
+	}
+	if (rc)
+		undo_changes(L, v, i);
+	return rc;
 }
 
 /* ---- index objects --------------------------------------------------------- */
@@ -1324,17 +1422,7 @@ static int catch_up(struct gm_space *s, struct layout *L)
 	if (L->broken) {
 		rc = layout_rebuild(s, L);
 	} else {
-		size_t i;
-		for (i = 0; i < s->log.n; i++) {
-			rc = apply_change(L, &s->log.v[i]);
-			if (rc)
-				break;
-		}
-		if (rc) {
-			while (i-- > 0)
-				if (undo_change(L, &s->log.v[i]))
-					L->broken = true;
-		}
+		rc = apply_changes(L, s->log.v, s->log.n);
 	}
 	if (rc)
 		return rc;
@@ -1391,6 +1479,13 @@ static int apply_op(struct gm_space *s, struct layout *L, const struct op *op)
 	sl = slot_new(s, op->id, base, npages, hva, flags);
 	if (!sl)
 		return -ENOMEM;
+	if (old && old->pub.hva == hva && old->pub.npages == npages) {
+		if ((rc = idx_replace(L, old, sl)))
+			goto fail;
+		s->cur.v[s->cur.n++] = (struct change){old, false};
+		s->cur.v[s->cur.n++] = (struct change){sl, true};
+		return 0;
+	}
 	if (old && (rc = record(s, L, old, false)))
 		goto fail;
 	if ((rc = record(s, L, sl, true)))
@@ -1419,12 +1514,10 @@ int gm_space_commit(struct gm_space *s)
 	for (size_t i = 0; i < s->nops && !rc; i++)
 		rc = apply_op(s, L, &s->ops[i]);
 	if (rc) {
-		for (size_t i = s->cur.n; i-- > 0;) {
-			if (undo_change(L, &s->cur.v[i]))
-				L->broken = true;
+		undo_changes(L, s->cur.v, s->cur.n);
+		for (size_t i = 0; i < s->cur.n; i++)
 			if (s->cur.v[i].add)
 				slot_retire(s->cur.v[i].slot);
-		}
 		s->cur.n = 0;
 		goto out;
 	}
@@ -1612,9 +1705,15 @@ long gm_space_hva_range(struct gm_space *s, uint64_t a, uint64_t b,
 		struct gm_itree_entry e;
 		n = 0;
 		gm_itree_iter_init(&it, L_hva(L), a, b);
+		const struct idtab *ids = L_ids(L);
 		while (gm_itree_iter_next(&it, &e)) {
 			if (n < max) {
-				const struct slot *sl = e.item;
+				/* the item is the id + 1 (see hva_item); NULL
+				 * only in a torn view, which the retry drops */
+				const struct slot *sl =
+					idtab_load(ids, (uint32_t)((uintptr_t)e.item - 1));
+				if (!sl)
+					continue;
 				uint64_t lo = a > e.first ? a : e.first;
 				uint64_t hi = b < e.last ? b : e.last;
 				hits[n].slot = &sl->pub;
@@ -2095,6 +2194,14 @@ static int validate_indexes(struct layout *L, const char **reason)
 		FAIL(why);
 	if (gm_itree_validate(L_hva(L), reason))
 		return -EINVAL;
+	struct gm_itree_iter it;
+	struct gm_itree_entry e;
+	gm_itree_iter_init(&it, L_hva(L), 0, UINT64_MAX);
+	while (gm_itree_iter_next(&it, &e)) {
+		const struct slot *sl = idtab_load(L_ids(L), (uint32_t)((uintptr_t)e.item - 1));
+		if (!sl || sl->pub.hva != e.first || slot_last_hva(&sl->pub) != e.last)
+			FAIL("hva index: entry's id not a slot with that hva range");
+	}
 	if (L_ids(L)->count != L->nslots || gm_itree_count(L_hva(L)) != L->nslots ||
 	    ng != L->nslots)
 		FAIL("layout: index counts differ from nslots");
