@@ -26,7 +26,18 @@
  * seq even, then one release store of `active` = L. Nobody waits: a reader
  * that still walks L (it loaded `active` before commit k-1 published the
  * other layout) sees seq change and retries on the new active layout;
- * L's indexes are in RCU mode, so such a reader never touches freed nodes.
+ * L's indexes free nothing before a grace period (the hva itree is in RCU
+ * mode; the gfn blocks and the id table are edited in place, see their
+ * sections), so such a reader never touches freed memory.
+ *
+ * Writer costs: a change edits the gfn and id indexes of a layout in place
+ * (no allocation, nothing retired, unless a gfn block is added or emptied
+ * or the id table grows); a move or flags change (same id, same hva range)
+ * replaces the slot in the gfn entry and the id cell and leaves the hva
+ * index alone (its items are slot ids). Slot objects are recycled: after
+ * their grace periods they return to the writer (a bounded stack) instead
+ * of the allocator, so liburcu's thread and the writer do not trade malloc
+ * arenas.
  *
  * Invariants (checked by gm_space_validate):
  *  1. active layout: seq even, generation == space->generation, its three
@@ -36,8 +47,9 @@
  *     UINT64_MAX, and its member bit for the active layout.
  *  2. the inactive layout (unless marked broken) holds the active slots
  *     minus the log's additions plus the log's deletions.
- *  3. a slot is freed only when it is in neither layout and two grace
- *     periods passed (the first ends with the shared hints cleared of it).
+ *  3. a slot is freed (or recycled) only when it is in neither layout and
+ *     two grace periods passed (the first ends with the shared hints
+ *     cleared of it).
  *  4. attributes: 0, or one non-zero range (struct attr_one), or a
  *     rangemap; protection counts >= 1 in the wp map; I/O maps hold
  *     handler objects whose bounds equal their range.
