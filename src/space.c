@@ -8,8 +8,8 @@
  *   | generation         |        | generation (0 while edited)   |
  *   | batch ops[]        |        | hint: last-used slot          |
  *   | log[]  (prev commit|        | gfn: gm_rangemap gfn -> slot  |
- *   |         changes)   |        | hva: gm_itree  hva -> slot    |
- *   | attr  (0 | one | map)       | ids: gm_pagemap id -> slot    |
+ *   |         changes)   |        | hva: gm_itree  hva -> slot id |
+ *   | attr  (0 | one | map)       | ids: hash table id -> slot    |
  *   | wp    (rangemap, lazy)      | nslots, broken                |
  *   | io[2] (rangemaps, lazy)     +-------------------------------+
  *   +--------------------+               |   |   |
@@ -26,7 +26,18 @@
  * seq even, then one release store of `active` = L. Nobody waits: a reader
  * that still walks L (it loaded `active` before commit k-1 published the
  * other layout) sees seq change and retries on the new active layout;
- * L's indexes are in RCU mode, so such a reader never touches freed nodes.
+ * L's indexes free nothing before a grace period (the hva itree is in RCU
+ * mode; the gfn blocks and the id table are edited in place, see their
+ * sections), so such a reader never touches freed memory.
+ *
+ * Writer costs: a change edits the gfn and id indexes of a layout in place
+ * (no allocation, nothing retired, unless a gfn block is added or emptied
+ * or the id table grows); a move or flags change (same id, same hva range)
+ * replaces the slot in the gfn entry and the id cell and leaves the hva
+ * index alone (its items are slot ids). Slot objects are recycled: after
+ * their grace periods they return to the writer (a bounded stack) instead
+ * of the allocator, so liburcu's thread and the writer do not trade malloc
+ * arenas.
  *
  * Invariants (checked by gm_space_validate):
  *  1. active layout: seq even, generation == space->generation, its three
@@ -36,8 +47,9 @@
  *     UINT64_MAX, and its member bit for the active layout.
  *  2. the inactive layout (unless marked broken) holds the active slots
  *     minus the log's additions plus the log's deletions.
- *  3. a slot is freed only when it is in neither layout and two grace
- *     periods passed (the first ends with the shared hints cleared of it).
+ *  3. a slot is freed (or recycled) only when it is in neither layout and
+ *     two grace periods passed (the first ends with the shared hints
+ *     cleared of it).
  *  4. attributes: 0, or one non-zero range (struct attr_one), or a
  *     rangemap; protection counts >= 1 in the wp map; I/O maps hold
  *     handler objects whose bounds equal their range.
@@ -51,6 +63,7 @@
 #include <gmtrack/rangemap.h>
 #include <gmtrack/space.h>
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <urcu/urcu-memb.h>
@@ -83,6 +96,7 @@ struct dchunk {
 struct slot {
 	struct gm_space_slot pub;        /* first: readers get &pub */
 	struct rcu_head rcu;
+	struct slot *next_free;          /* on the ready stack or the stash */
 	struct gm_space *space;
 	_Atomic unsigned member;         /* bit i: in layout i */
 	uint64_t nchunks;                /* dirty chunks (0: not logging) */
@@ -97,7 +111,7 @@ struct layout {
 	_Atomic(struct slot *) hint;
 	_Atomic(struct gtop *) gidx;
 	_Atomic(struct gm_itree *) hva;
-	_Atomic(struct gm_pagemap *) ids;
+	_Atomic(struct idtab *) ids;
 	uint64_t nslots;
 	bool broken;
 	unsigned index;
@@ -139,6 +153,14 @@ struct gm_space {
 	size_t io_objects;
 	struct gm_reclaim reclaim;
 	_Atomic size_t slot_bytes, dirty_bytes, rmap_bytes;
+	/* Slot recycling: a slot past its grace periods is pushed on the
+	 * ready stack (by liburcu's thread) instead of freed, up to slot_keep
+	 * of them; the writer takes the whole stack into its stash and
+	 * allocates slots from there first. slot_bytes counts them. */
+	_Atomic(struct slot *) slot_ready;
+	_Atomic size_t slot_kept;        /* in ready or stash */
+	_Atomic size_t slot_keep;        /* bound, set by the writer */
+	struct slot *slot_stash;         /* writer */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -185,10 +207,47 @@ static size_t slot_dirty_bytes(uint64_t nchunks)
 	return nchunks * sizeof(void *) + ((nchunks + 63) / 64) * 8;
 }
 
+/* A slot's memory from the stash (refilled from the ready stack), or NULL. */
+static struct slot *slot_stash_take(struct gm_space *s)
+{
+	if (!s->slot_stash)
+		s->slot_stash = atomic_exchange_explicit(&s->slot_ready, NULL,
+							 memory_order_acquire);
+	struct slot *sl = s->slot_stash;
+	if (sl) {
+		s->slot_stash = sl->next_free;
+		atomic_fetch_sub_explicit(&s->slot_kept, 1, memory_order_relaxed);
+	}
+	return sl;
+}
+
+static void slot_stash_put(struct gm_space *s, struct slot *sl)
+{
+	sl->next_free = s->slot_stash;
+	s->slot_stash = sl;
+	atomic_fetch_add_explicit(&s->slot_kept, 1, memory_order_relaxed);
+}
+
+static void slot_list_free(struct gm_space *s, struct slot *sl)
+{
+	while (sl) {
+		struct slot *next = sl->next_free;
+		gm_alloc_release(s->alloc, sl, sizeof(*sl));
+		atomic_fetch_sub(&s->slot_bytes, sizeof(*sl));
+		atomic_fetch_sub_explicit(&s->slot_kept, 1, memory_order_relaxed);
+		sl = next;
+	}
+}
+
+/* A new slot object: from the recycled ones, else the allocator. NULL on
+ * -ENOMEM, with nothing allocated (a recycled object goes back). */
 static struct slot *slot_new(struct gm_space *s, uint32_t id, uint64_t base,
 			     uint64_t npages, uint64_t hva, uint32_t flags)
 {
-	struct slot *sl = gm_alloc_mem(s->alloc, sizeof(*sl), 16); /* malloc path */
+	struct slot *sl = slot_stash_take(s);
+	bool recycled = sl != NULL;
+	if (!sl)
+		sl = gm_alloc_mem(s->alloc, sizeof(*sl), 16); /* malloc path */
 	if (!sl)
 		return NULL;
 	memset(sl, 0, sizeof(*sl));
@@ -210,10 +269,14 @@ static struct slot *slot_new(struct gm_space *s, uint32_t id, uint64_t base,
 		sl->nchunks = nchunks;
 		atomic_fetch_add(&s->dirty_bytes, slot_dirty_bytes(nchunks));
 	}
-	atomic_fetch_add(&s->slot_bytes, sizeof(*sl));
+	if (!recycled)
+		atomic_fetch_add(&s->slot_bytes, sizeof(*sl));
 	return sl;
 fail:
-	gm_alloc_release(s->alloc, sl, sizeof(*sl));
+	if (recycled)
+		slot_stash_put(s, sl);
+	else
+		gm_alloc_release(s->alloc, sl, sizeof(*sl));
 	return NULL;
 }
 
@@ -238,8 +301,8 @@ static void rmap_chunk_free(uint64_t key, void *value, void *ctx)
 	atomic_fetch_sub(&s->rmap_bytes, RMAP_CHUNK_BYTES);
 }
 
-/* Frees a slot no reader can reach any more. */
-static void slot_free(struct slot *sl)
+/* Frees what a slot no reader can reach any more holds (not the object). */
+static void slot_free_parts(struct slot *sl)
 {
 	struct gm_space *s = sl->space;
 	size_t rb = sl->rmaps.bytes;
@@ -258,8 +321,34 @@ static void slot_free(struct slot *sl)
 		gm_alloc_release(s->alloc, sl->top, ((sl->nchunks + 63) / 64) * 8);
 		atomic_fetch_sub(&s->dirty_bytes, slot_dirty_bytes(sl->nchunks));
 	}
+}
+
+/* Frees a slot no reader can reach any more. */
+static void slot_free(struct slot *sl)
+{
+	struct gm_space *s = sl->space;
+	slot_free_parts(sl);
 	atomic_fetch_sub(&s->slot_bytes, sizeof(*sl));
 	gm_alloc_release(s->alloc, sl, sizeof(*sl));
+}
+
+/* As slot_free, but keeps the object for reuse while fewer than slot_keep
+ * are kept (on liburcu's thread; the writer takes them). */
+static void slot_recycle(struct slot *sl)
+{
+	struct gm_space *s = sl->space;
+	if (atomic_load_explicit(&s->slot_kept, memory_order_relaxed) >=
+	    atomic_load_explicit(&s->slot_keep, memory_order_relaxed)) {
+		slot_free(sl);
+		return;
+	}
+	slot_free_parts(sl);
+	atomic_fetch_add_explicit(&s->slot_kept, 1, memory_order_relaxed);
+	sl->next_free = atomic_load_explicit(&s->slot_ready, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(&s->slot_ready, &sl->next_free, sl,
+						      memory_order_release,
+						      memory_order_relaxed))
+		;
 }
 
 static void slot_after_second_gp(struct rcu_head *head)
@@ -267,7 +356,7 @@ static void slot_after_second_gp(struct rcu_head *head)
 	struct slot *sl = (struct slot *)((char *)head - offsetof(struct slot, rcu));
 	GM_TSAN_HANDOFF_RECV(sl);
 	GM_TSAN_ACQUIRE();
-	slot_free(sl);
+	slot_recycle(sl);
 	GM_TSAN_RELEASE(); /* a later gm_rcu_barrier() may free the space */
 }
 
@@ -294,60 +383,116 @@ static void slot_retire(struct slot *sl)
 	urcu_memb_call_rcu(&sl->rcu, slot_after_first_gp);
 }
 
-/* ---- the gfn index: a two-level sorted array, copy-on-write per block ----
+/* ---- the gfn index: a two-level sorted array, blocks edited in place ----
  *
- *   top (one allocation)                    block (exact size, immutable)
- *   +---+-------------------+----------+    +---+------------------------+-----------+
- *   | n | sep[0..n-1] (u64) | blk[0..] | -> | n | ent[0..n): base, last, | slot[0..n)|
- *   +---+-------------------+----------+    |   | hva (sorted by base)   |           |
- *                                           +---+------------------------+-----------+
+ *   top (one allocation, copy-on-write)
+ *   +---+--------------+-------------------+----------------------------+
+ *   | n | sep[0..n)    | blk[0..n)         | sum[0..(n+15)/16): sep[16k] |
+ *   +---+--------------+-------------------+----------------------------+
+ *                         |
+ *                         v  block (fixed size, GB_MAX entries, 64-aligned)
+ *   +-----------------------+------------------------+-------------+---+
+ *   | base[] sorted, then   | (last, hva)[]          | slot[]      | n |
+ *   | UINT64_MAX padding    |                        |             |   |
+ *   +-----------------------+------------------------+-------------+---+
  * Block i holds the slots whose base_gfn is in [sep[i], sep[i+1]), sorted;
  * sep[0] = 0, seps strictly increase, no block is empty, at most GB_MAX
- * entries. A lookup is a branch-free search of sep (~n/GB_MAX keys: stays
- * in L1), then a prefetch of the whole block's entries (one memory latency
- * instead of one per search step) and a branch-free search of them; the
- * entry found holds base, last and hva, so a translation never touches the
- * slot object or the slot[] array. If the block's first key is above gfn
- * (sep[i] may be below it after deletes) the answer is the previous
- * block's last entry. A change copies one block (<= 1 KiB) and publishes it
- * with one release store into top->blk[i]; a split (appending to a full
- * block only adds a block), or a block emptied, copies the top (n * 16
- * bytes) and publishes it in layout->gidx. Replaced blocks and tops are
- * retired through the space's reclaim list.
+ * entries; base[j >= n] = UINT64_MAX, so a search never reads n. A lookup
+ * searches sum (every 16th sep: 512 bytes at 32K slots, stays in L1), then
+ * 16 seps (two lines), loads blk[i], prefetches all twelve lines of the
+ * block's base[] and (last, hva)[] at once (one memory latency, not one per
+ * search step or one more for the entry found), and runs a fixed five-step
+ * branch-free search of base[]; a translation never touches the slot
+ * object. If the block's first key is above gfn (sep[i] may be below it
+ * after deletes) the answer is the previous block's last entry.
+ *
+ * Each layout has its own gfn index and the writer only ever edits the
+ * INACTIVE layout, whose seqcount is odd meanwhile: a late reader that
+ * still walks it may read a half-edited block, but it always retries
+ * (view_valid) and never uses what it read. So a block is edited in place
+ * (entries shifted, n updated; every field _Atomic, relaxed), with no
+ * allocation and nothing to retire; readers only need memory safety, which
+ * the fixed block size and a clamped n give. Only a change of the block
+ * list (a block added after a full one, a split, a block emptied) copies
+ * the top (n * 16 bytes), publishes it in layout->gidx and retires the old
+ * top (and an emptied block) through the space's reclaim list.
  */
 #define GB_MAX 32
 
-struct gent {
-	uint64_t base, last, hva;
-};
+#define GT_SUM 16 /* seps per summary key */
+
 struct gblk {
-	uint64_t n;
-	struct gent e[]; /* n entries, then n struct slot * */
+	_Atomic uint64_t base[GB_MAX];
+	struct {
+		_Atomic uint64_t last, hva;
+	} lh[GB_MAX];
+	_Atomic(struct slot *) slot[GB_MAX];
+	_Atomic uint64_t n;
+};
+#define GB_BYTES sizeof(struct gblk)
+
+/* GT_SUM seps and their blocks: one 256-byte unit (four lines, fetched at
+ * once), so the block pointer comes with the seps searched. */
+struct ggroup {
+	uint64_t sep[GT_SUM];
+	_Atomic(struct gblk *) blk[GT_SUM];
 };
 struct gtop {
-	uint64_t n;
-	uint64_t sep[]; /* n seps, then n _Atomic(struct gblk *) */
+	uint64_t n, pad[7];   /* 64 bytes: sum starts a line */
+	uint64_t sum[];       /* sum[k] = sep[16k], padded to 8, then groups */
 };
 
-static struct slot **gb_slot(const struct gblk *b)
+/* A block's fields (relaxed: see above for why that is enough). */
+static inline uint64_t gb_n(const struct gblk *b)
 {
-	return (struct slot **)(uintptr_t)(b->e + b->n);
+	uint64_t n = atomic_load_explicit(&b->n, memory_order_relaxed);
+	return n - 1 < GB_MAX ? n : 1; /* a torn read stays in bounds */
 }
-static size_t gb_bytes(uint64_t n)
+static inline uint64_t gb_base(const struct gblk *b, size_t j)
 {
-	return sizeof(struct gblk) + n * (sizeof(struct gent) + sizeof(void *));
+	return atomic_load_explicit(&b->base[j], memory_order_relaxed);
 }
-static _Atomic(struct gblk *) *gt_blk(const struct gtop *t)
+static inline uint64_t gb_last(const struct gblk *b, size_t j)
 {
-	return (_Atomic(struct gblk *) *)(uintptr_t)(t->sep + t->n);
+	return atomic_load_explicit(&b->lh[j].last, memory_order_relaxed);
+}
+static inline uint64_t gb_hva(const struct gblk *b, size_t j)
+{
+	return atomic_load_explicit(&b->lh[j].hva, memory_order_relaxed);
+}
+static inline struct slot *gb_slot(const struct gblk *b, size_t j)
+{
+	return atomic_load_explicit(&b->slot[j], memory_order_relaxed);
+}
+static uint64_t gt_groups_n(uint64_t n)
+{
+	return (n + GT_SUM - 1) / GT_SUM;
+}
+static struct ggroup *gt_group(const struct gtop *t, size_t k)
+{
+	uint64_t sums = (gt_groups_n(t->n) + 7) & ~(uint64_t)7;
+	return (struct ggroup *)(uintptr_t)(t->sum + sums) + k;
+}
+static uint64_t *gt_sepp(const struct gtop *t, size_t i)
+{
+	return &gt_group(t, i / GT_SUM)->sep[i % GT_SUM];
+}
+static uint64_t gt_sep(const struct gtop *t, size_t i)
+{
+	return *gt_sepp(t, i);
+}
+static _Atomic(struct gblk *) *gt_blkp(const struct gtop *t, size_t i)
+{
+	return &gt_group(t, i / GT_SUM)->blk[i % GT_SUM];
 }
 static size_t gt_bytes(uint64_t n)
 {
-	return sizeof(struct gtop) + n * 16;
+	uint64_t g = gt_groups_n(n);
+	return sizeof(struct gtop) + ((g + 7) & ~(uint64_t)7) * 8 + g * sizeof(struct ggroup);
 }
 static struct gblk *gt_get(const struct gtop *t, size_t i)
 {
-	return atomic_load_explicit(&gt_blk(t)[i], memory_order_acquire);
+	return atomic_load_explicit(gt_blkp(t, i), memory_order_acquire);
 }
 
 /* Index of the last key <= x in k[0..n) (0 if none: the caller checks). */
@@ -362,15 +507,29 @@ static inline size_t sep_last_le(const uint64_t *k, size_t n, uint64_t x)
 	return (size_t)(b - k);
 }
 
-static inline size_t ent_last_le(const struct gent *e, size_t n, uint64_t x)
+/* The block whose range of keys holds x: last sep <= x (t->n > 0). */
+static inline size_t gt_find(const struct gtop *t, uint64_t x)
 {
-	const struct gent *b = e;
-	while (n > 1) {
-		size_t half = n / 2;
-		b = b[half].base <= x ? b + half : b;
-		n -= half;
-	}
-	return (size_t)(b - e);
+	uint64_t m = gt_groups_n(t->n);
+	size_t k = m > 1 ? sep_last_le(t->sum, m, x) : 0;
+	const struct ggroup *g = gt_group(t, k);
+	for (size_t l = 0; l < sizeof(*g); l += 64)
+		__builtin_prefetch((const char *)g + l);
+	k *= GT_SUM;
+	size_t cnt = t->n - k < GT_SUM ? t->n - k : GT_SUM;
+	return k + sep_last_le(g->sep, cnt, x);
+}
+
+/* Index of the last base <= x in b (0 if none: the caller checks). The
+ * padding (UINT64_MAX) is only <= x for x = UINT64_MAX: then n clamps. */
+static inline size_t ent_last_le(const struct gblk *b, uint64_t x)
+{
+	size_t lo = 0;
+	for (size_t half = GB_MAX / 2; half; half /= 2)
+		lo = gb_base(b, lo + half) <= x ? lo + half : lo;
+	if (GM_UNLIKELY(x == UINT64_MAX) && lo >= gb_n(b))
+		lo = gb_n(b) - 1;
+	return lo;
 }
 
 /* The block and position of the entry whose range holds gfn: true, or
@@ -380,18 +539,18 @@ static bool gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp
 {
 	if (!t || !t->n)
 		return false;
-	size_t i = sep_last_le(t->sep, t->n, gfn);
+	size_t i = gt_find(t, gfn);
 	const struct gblk *b = gt_get(t, i);
-	for (size_t l = 0; l < (8 + GB_MAX * sizeof(struct gent) + 63) / 64; l++)
-		__builtin_prefetch((const char *)b + 64 * l); /* past the end: harmless */
-	size_t j = ent_last_le(b->e, b->n, gfn);
-	if (b->e[j].base > gfn) {
+	for (size_t l = 0; l < GB_MAX * 24 / 64; l++) /* base[] and lh[] */
+		__builtin_prefetch((const char *)b->base + 64 * l);
+	size_t j = ent_last_le(b, gfn);
+	if (gb_base(b, j) > gfn) {
 		if (!i)
 			return false;
 		b = gt_get(t, i - 1);
-		j = b->n - 1;
+		j = gb_n(b) - 1;
 	}
-	if (gfn > b->e[j].last)
+	if (gfn > gb_last(b, j))
 		return false;
 	*bp = b;
 	*jp = j;
@@ -400,32 +559,45 @@ static bool gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp
 
 static struct gtop *gt_new(struct gm_space *s, uint64_t n)
 {
-	struct gtop *t = gm_alloc_mem(s->alloc, gt_bytes(n), 16);
-	if (t)
+	struct gtop *t = gm_alloc_mem(s->alloc, gt_bytes(n), 64);
+	if (t) /* unused sums and group cells are never read */
 		t->n = n;
 	return t;
 }
 
-static struct gblk *gb_new(struct gm_space *s, uint64_t n)
+static struct gblk *gb_new(struct gm_space *s)
 {
-	struct gblk *b = gm_alloc_mem(s->alloc, gb_bytes(n), 16); /* 16: malloc, not memalign */
-	if (b)
-		b->n = n;
+	struct gblk *b = gm_alloc_mem(s->alloc, GB_BYTES, 64);
+	if (b) {
+		memset(b, 0, GB_BYTES);
+		for (size_t j = 0; j < GB_MAX; j++)
+			atomic_init(&b->base[j], UINT64_MAX);
+	}
 	return b;
 }
 
-/* dst[at..] = src[from..from+cnt) (entries and slots). */
-static void gb_copy(struct gblk *dst, size_t at, const struct gblk *src,
-		    size_t from, size_t cnt)
+static void gb_put(struct gblk *b, size_t at, uint64_t base, uint64_t last,
+		   uint64_t hva, struct slot *sl)
 {
-	memcpy(dst->e + at, src->e + from, cnt * sizeof(struct gent));
-	memcpy(gb_slot(dst) + at, gb_slot(src) + from, cnt * sizeof(void *));
+	atomic_store_explicit(&b->base[at], base, memory_order_relaxed);
+	atomic_store_explicit(&b->lh[at].last, last, memory_order_relaxed);
+	atomic_store_explicit(&b->lh[at].hva, hva, memory_order_relaxed);
+	atomic_store_explicit(&b->slot[at], sl, memory_order_relaxed);
 }
 
-static void gb_put(struct gblk *b, size_t at, struct gent e, struct slot *sl)
+/* dst[at] = src[from] */
+static void gb_move1(struct gblk *dst, size_t at, const struct gblk *src, size_t from)
 {
-	b->e[at] = e;
-	gb_slot(b)[at] = sl;
+	gb_put(dst, at, gb_base(src, from), gb_last(src, from), gb_hva(src, from),
+	       gb_slot(src, from));
+}
+
+/* n entries: the rest of base[] becomes padding. */
+static void gb_set_n(struct gblk *b, uint64_t n)
+{
+	for (size_t j = n; j < GB_MAX && gb_base(b, j) != UINT64_MAX; j++)
+		atomic_store_explicit(&b->base[j], UINT64_MAX, memory_order_relaxed);
+	atomic_store_explicit(&b->n, n, memory_order_relaxed);
 }
 
 static void gidx_free_all(struct gm_space *s, struct gtop *t, bool retire)
@@ -435,9 +607,9 @@ static void gidx_free_all(struct gm_space *s, struct gtop *t, bool retire)
 	for (uint64_t i = 0; i < t->n; i++) {
 		struct gblk *b = gt_get(t, i);
 		if (retire)
-			gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
+			gm_reclaim_retire(&s->reclaim, b, GB_BYTES);
 		else
-			gm_alloc_release(s->alloc, b, gb_bytes(b->n));
+			gm_alloc_release(s->alloc, b, GB_BYTES);
 	}
 	if (retire)
 		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
@@ -447,10 +619,7 @@ static void gidx_free_all(struct gm_space *s, struct gtop *t, bool retire)
 
 static size_t gidx_bytes(const struct gtop *t)
 {
-	size_t sum = t ? gt_bytes(t->n) : 0;
-	for (uint64_t i = 0; t && i < t->n; i++)
-		sum += gb_bytes(gt_get(t, i)->n);
-	return sum;
+	return t ? gt_bytes(t->n) + t->n * GB_BYTES : 0;
 }
 
 /* A top like t (may be NULL) with block i replaced by by[0..nby) (nby 0,
@@ -462,138 +631,133 @@ static struct gtop *gt_splice(struct gm_space *s, const struct gtop *t, size_t i
 	struct gtop *nt = gt_new(s, n);
 	if (!nt)
 		return NULL;
+	struct ggroup *ng = gt_group(nt, 0);
+	const struct ggroup *og = t ? gt_group(t, 0) : NULL;
 	size_t k = 0;
 	for (size_t j = 0; j < (t ? t->n : 1); j++) {
 		if (t && j != i) {
-			nt->sep[k] = t->sep[j];
-			atomic_init(&gt_blk(nt)[k], gt_get(t, j));
+			ng[k / GT_SUM].sep[k % GT_SUM] = og[j / GT_SUM].sep[j % GT_SUM];
+			atomic_init(&ng[k / GT_SUM].blk[k % GT_SUM],
+				    atomic_load_explicit(&og[j / GT_SUM].blk[j % GT_SUM],
+							 memory_order_relaxed));
 			k++;
 			continue;
 		}
 		for (size_t m = 0; m < nby; m++) {
-			nt->sep[k] = m ? by[m]->e[0].base : t ? t->sep[j] : 0;
-			atomic_init(&gt_blk(nt)[k], by[m]);
+			ng[k / GT_SUM].sep[k % GT_SUM] =
+				m ? gb_base(by[m], 0) : t ? og[j / GT_SUM].sep[j % GT_SUM] : 0;
+			atomic_init(&ng[k / GT_SUM].blk[k % GT_SUM], by[m]);
 			k++;
 		}
 	}
 	if (n)
-		nt->sep[0] = 0;
+		ng[0].sep[0] = 0;
+	for (size_t k2 = 0; k2 < n; k2 += GT_SUM)
+		nt->sum[k2 / GT_SUM] = ng[k2 / GT_SUM].sep[0];
 	return nt;
 }
 
 /* Inserts [base, last] -> (hva, sl). -EEXIST if it overlaps, -ENOMEM;
- * unchanged on error. O(log n + GB_MAX), O(n / GB_MAX) on a split. */
+ * unchanged on error. O(log n + GB_MAX) in place; O(n / GB_MAX) (a top
+ * copy) when a block is added. */
 static int gidx_insert(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t base,
 		       uint64_t last, uint64_t hva, struct slot *sl)
 {
 	struct gtop *t = atomic_load_explicit(pt, memory_order_relaxed);
-	struct gent ne = {base, last, hva};
-	size_t i = 0, p = 0;
+	size_t i = 0, p = 0, n = 0;
 	struct gblk *b = NULL;
 	if (t && t->n) {
-		i = sep_last_le(t->sep, t->n, base);
+		i = gt_find(t, base);
 		b = gt_get(t, i);
-		while (p < b->n && b->e[p].base < base)
+		n = gb_n(b);
+		while (p < n && gb_base(b, p) < base)
 			p++;
-		if (p ? b->e[p - 1].last >= base
-		      : i && gt_get(t, i - 1)->e[gt_get(t, i - 1)->n - 1].last >= base)
+		if (p ? gb_last(b, p - 1) >= base
+		      : i && gb_last(gt_get(t, i - 1), gb_n(gt_get(t, i - 1)) - 1) >= base)
 			return -EEXIST;
-		if (p < b->n ? b->e[p].base <= last
-			     : i + 1 < t->n && gt_get(t, i + 1)->e[0].base <= last)
+		if (p < n ? gb_base(b, p) <= last
+			  : i + 1 < t->n && gb_base(gt_get(t, i + 1), 0) <= last)
 			return -EEXIST;
 	}
-	if (gm_reclaim_reserve(&s->reclaim, 2))
-		return -ENOMEM;
-	if (b && b->n < GB_MAX) {
-		struct gblk *nb = gb_new(s, b->n + 1);
-		if (!nb)
-			return -ENOMEM;
-		gb_copy(nb, 0, b, 0, p);
-		gb_put(nb, p, ne, sl);
-		gb_copy(nb, p + 1, b, p, b->n - p);
-		atomic_store_explicit(&gt_blk(t)[i], nb, memory_order_release);
-		gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
+	if (b && n < GB_MAX) { /* in place: shift the tail up one */
+		for (size_t q = n; q > p; q--)
+			gb_move1(b, q, b, q - 1);
+		gb_put(b, p, base, last, hva, sl);
+		gb_set_n(b, n + 1);
 		return 0;
 	}
+	if (gm_reclaim_reserve(&s->reclaim, 1))
+		return -ENOMEM;
 	/* a new block: the first one; after a full block when appending to
-	 * it (b stays as it is: ascending adds fill blocks); else a split */
-	struct gblk *two[2] = {NULL, NULL};
-	size_t nby;
-	if (!b || p == b->n) {
-		two[0] = b;
-		two[1] = gb_new(s, 1);
-		if (!two[1])
-			return -ENOMEM;
-		gb_put(two[1], 0, ne, sl);
-		nby = b ? 2 : 1;
+	 * it (ascending adds fill blocks); else a split: b keeps the left
+	 * half, the new block takes the right half */
+	struct gblk *nb = gb_new(s);
+	if (!nb)
+		return -ENOMEM;
+	struct gblk *two[2] = {b, nb};
+	size_t nby = b ? 2 : 1, nl = 0;
+	if (!b || p == n) {
+		gb_put(nb, 0, base, last, hva, sl);
+		gb_set_n(nb, 1);
 		if (!b)
-			two[0] = two[1];
+			two[0] = nb;
 	} else {
-		size_t nl = (GB_MAX + 1) / 2, nr = GB_MAX + 1 - nl;
-		two[0] = gb_new(s, nl);
-		two[1] = gb_new(s, nr);
-		if (!two[0] || !two[1]) {
-			gm_alloc_release(s->alloc, two[0], gb_bytes(nl));
-			gm_alloc_release(s->alloc, two[1], gb_bytes(nr));
-			return -ENOMEM;
-		}
-		for (size_t q = 0; q <= GB_MAX; q++) { /* q: merged position */
-			struct gblk *d = q < nl ? two[0] : two[1];
-			size_t at = q < nl ? q : q - nl;
+		nl = (GB_MAX + 1) / 2;
+		for (size_t q = nl; q <= GB_MAX; q++) { /* q: merged position */
 			if (q == p)
-				gb_put(d, at, ne, sl);
+				gb_put(nb, q - nl, base, last, hva, sl);
 			else
-				gb_put(d, at, b->e[q - (q > p)], gb_slot(b)[q - (q > p)]);
+				gb_move1(nb, q - nl, b, q - (q > p));
 		}
-		nby = 2;
+		gb_set_n(nb, GB_MAX + 1 - nl);
 	}
 	struct gtop *nt = gt_splice(s, t && t->n ? t : NULL, i, two, nby);
 	if (!nt) {
-		if (two[0] != b)
-			gm_alloc_release(s->alloc, two[0], gb_bytes(two[0]->n));
-		if (two[1] != two[0])
-			gm_alloc_release(s->alloc, two[1], gb_bytes(two[1]->n));
+		gm_alloc_release(s->alloc, nb, GB_BYTES);
 		return -ENOMEM;
 	}
+	if (nl) { /* b becomes the left half (only now: nothing can fail) */
+		if (p < nl) {
+			for (size_t q = nl - 1; q > p; q--)
+				gb_move1(b, q, b, q - 1);
+			gb_put(b, p, base, last, hva, sl);
+		}
+		gb_set_n(b, nl);
+	}
 	atomic_store_explicit(pt, nt, memory_order_release);
-	if (b && two[0] != b)
-		gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
 	if (t)
 		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
 	return 0;
 }
 
-/* Removes the entry of sl (base). -ENOENT if absent, -ENOMEM; unchanged
- * on error. O(log n + GB_MAX), O(n / GB_MAX) when a block empties. */
+/* Removes the entry of sl (base). -ENOENT if absent, -ENOMEM (only when
+ * its block empties); unchanged on error. O(log n + GB_MAX) in place,
+ * O(n / GB_MAX) when a block empties. */
 static int gidx_erase(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t base,
 		      const struct slot *sl)
 {
 	struct gtop *t = atomic_load_explicit(pt, memory_order_relaxed);
 	if (!t || !t->n)
 		return -ENOENT;
-	size_t i = sep_last_le(t->sep, t->n, base);
+	size_t i = gt_find(t, base);
 	struct gblk *b = gt_get(t, i);
-	size_t p = ent_last_le(b->e, b->n, base);
-	if (b->e[p].base != base || gb_slot(b)[p] != sl)
+	size_t p = ent_last_le(b, base), n = gb_n(b);
+	if (gb_base(b, p) != base || gb_slot(b, p) != sl)
 		return -ENOENT;
-	if (gm_reclaim_reserve(&s->reclaim, 2))
-		return -ENOMEM;
-	if (b->n == 1) {
+	if (n == 1) {
+		if (gm_reclaim_reserve(&s->reclaim, 2))
+			return -ENOMEM;
 		struct gtop *nt = gt_splice(s, t, i, NULL, 0);
 		if (!nt)
 			return -ENOMEM;
 		atomic_store_explicit(pt, nt, memory_order_release);
-		gm_reclaim_retire(&s->reclaim, b, gb_bytes(1));
+		gm_reclaim_retire(&s->reclaim, b, GB_BYTES);
 		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
 		return 0;
 	}
-	struct gblk *nb = gb_new(s, b->n - 1);
-	if (!nb)
-		return -ENOMEM;
-	gb_copy(nb, 0, b, 0, p);
-	gb_copy(nb, p, b, p + 1, b->n - p - 1);
-	atomic_store_explicit(&gt_blk(t)[i], nb, memory_order_release);
-	gm_reclaim_retire(&s->reclaim, b, gb_bytes(b->n));
+	for (size_t q = p; q + 1 < n; q++)
+		gb_move1(b, q, b, q + 1);
+	gb_set_n(b, n - 1);
 	return 0;
 }
 
@@ -604,31 +768,219 @@ static const char *gidx_check(const struct gtop *t, uint64_t *count)
 	*count = 0;
 	if (!t || !t->n)
 		return NULL;
-	if (t->sep[0] != 0)
+	if (gt_sep(t, 0) != 0)
 		return "gfn index: sep[0] != 0";
 	uint64_t prev_last = 0;
 	bool any = false;
 	for (uint64_t i = 0; i < t->n; i++) {
 		const struct gblk *b = gt_get(t, i);
-		if (i && t->sep[i] <= t->sep[i - 1])
+		if (i && gt_sep(t, i) <= gt_sep(t, i - 1))
 			return "gfn index: seps not increasing";
-		if (!b || b->n < 1 || b->n > GB_MAX)
+		uint64_t n = b ? atomic_load_explicit(&b->n, memory_order_relaxed) : 0;
+		if (n < 1 || n > GB_MAX)
 			return "gfn index: empty or overfull block";
-		for (uint64_t j = 0; j < b->n; j++) {
-			const struct gent *e = &b->e[j];
-			if (e->base < t->sep[i] || (i + 1 < t->n && e->base >= t->sep[i + 1]))
+		if (i % GT_SUM == 0 && t->sum[i / GT_SUM] != gt_sep(t, i))
+			return "gfn index: summary key differs from its sep";
+		for (uint64_t j = n; j < GB_MAX; j++)
+			if (gb_base(b, j) != UINT64_MAX)
+				return "gfn index: block padding not UINT64_MAX";
+		for (uint64_t j = 0; j < n; j++) {
+			uint64_t eb = gb_base(b, j), el = gb_last(b, j);
+			if (eb < gt_sep(t, i) || (i + 1 < t->n && eb >= gt_sep(t, i + 1)))
 				return "gfn index: key outside its block's bounds";
-			if (e->last < e->base)
+			if (el < eb)
 				return "gfn index: range ends before it starts";
-			if (any && e->base <= prev_last)
+			if (any && eb <= prev_last)
 				return "gfn index: ranges overlap or unsorted";
-			if (!gb_slot(b)[j])
+			if (!gb_slot(b, j))
 				return "gfn index: entry without slot";
-			prev_last = e->last;
+			prev_last = el;
 			any = true;
 			++*count;
 		}
 	}
+	return NULL;
+}
+
+/* ---- the id index: an open-addressing table, edited in place -------------
+ *
+ *   +-----+-------+----------------------------------------------+
+ *   | cap | count | v[cap]: 0, or tag << 48 | struct slot *       |  cap a power of 2
+ *   +-----+-------+----------------------------------------------+
+ * Linear probing from hash(id); a slot's id is its key. A cell also holds
+ * a 16-bit tag of the id's hash above the pointer (and bit 0 set), so a
+ * probe dereferences a slot only when the tag matches (a miss costs no
+ * cache miss per probe); a pointer that does not fit in 48 bits is stored
+ * as it is (bit 0 clear: always compared by id). Readers may dereference any
+ * pointer they find: every pointer ever stored in a layout's table is a
+ * slot that stays allocated until a grace period after it left the table.
+ * Like gfn blocks, the table of the inactive layout is edited in place
+ * (insert into the first empty cell, delete by shifting the run back);
+ * a reader there may miss or find anything but retries. Probes are bounded
+ * by cap, so a torn table never loops. Load <= 3/4; when an insert would
+ * pass it the table is rebuilt at twice the size, published with one
+ * release store and the old one retired. It never shrinks.
+ */
+#define IDTAB_MIN 16
+#define IDTAB_PTR ((1ull << 48) - 1)
+
+struct idtab {
+	uint64_t cap, count;
+	_Atomic uint64_t v[];
+};
+
+static size_t idtab_bytes(uint64_t cap)
+{
+	return sizeof(struct idtab) + cap * sizeof(uint64_t);
+}
+
+static inline size_t id_hash(uint32_t id, uint64_t cap)
+{
+	return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+}
+
+static inline uint64_t id_tag(uint32_t id)
+{
+	return (((uint64_t)id * 0xD6E8FEB86659FD93ull) >> 48) << 48;
+}
+
+static inline uint64_t id_cell(const struct slot *sl)
+{
+	uint64_t p = (uint64_t)(uintptr_t)sl;
+	return p & ~IDTAB_PTR ? p : p | id_tag(sl->pub.id) | 1;
+}
+
+static inline struct slot *cell_slot(uint64_t w)
+{
+	return (struct slot *)(uintptr_t)(w & 1 ? w & IDTAB_PTR & ~1ull : w);
+}
+
+static inline uint64_t idtab_word(const struct idtab *t, size_t k)
+{
+	return atomic_load_explicit(&t->v[k], memory_order_acquire);
+}
+
+/* The slot of cell k, or NULL. */
+static inline struct slot *idtab_at(const struct idtab *t, size_t k)
+{
+	return cell_slot(idtab_word(t, k));
+}
+
+static struct idtab *idtab_new(struct gm_space *s, uint64_t cap)
+{
+	struct idtab *t = gm_alloc_mem(s->alloc, idtab_bytes(cap), 64);
+	if (t) {
+		memset(t, 0, idtab_bytes(cap));
+		t->cap = cap;
+	}
+	return t;
+}
+
+/* The cell holding the slot with this id, or -1. Reader or writer; O(1)
+ * expected. */
+static inline ptrdiff_t idtab_find(const struct idtab *t, uint32_t id)
+{
+	uint64_t mask = t->cap - 1, tag = id_tag(id);
+	size_t k = id_hash(id, t->cap);
+	for (uint64_t probes = 0; probes < t->cap; probes++, k = (k + 1) & mask) {
+		uint64_t w = idtab_word(t, k);
+		if (!w)
+			return -1;
+		if (!(w & 1) || (w & ~IDTAB_PTR) == tag)
+			if (cell_slot(w)->pub.id == id)
+				return (ptrdiff_t)k;
+	}
+	return -1;
+}
+
+/* The slot with this id, or NULL. Reader or writer; O(1) expected. */
+static struct slot *idtab_load(const struct idtab *t, uint32_t id)
+{
+	ptrdiff_t k = idtab_find(t, id);
+	return k < 0 ? NULL : idtab_at(t, (size_t)k);
+}
+
+/* Puts sl (its id absent) into the first empty cell of its probe run. */
+static void idtab_put(struct idtab *t, struct slot *sl)
+{
+	size_t k = id_hash(sl->pub.id, t->cap);
+	while (atomic_load_explicit(&t->v[k], memory_order_relaxed))
+		k = (k + 1) & (t->cap - 1);
+	atomic_store_explicit(&t->v[k], id_cell(sl), memory_order_release);
+	t->count++;
+}
+
+/* Adds sl (its id must be absent). -ENOMEM (unchanged) only when the table
+ * has to grow. Writer; O(1) expected, O(cap) on growth. */
+static int idtab_insert(struct gm_space *s, _Atomic(struct idtab *) *pt, struct slot *sl)
+{
+	struct idtab *t = atomic_load_explicit(pt, memory_order_relaxed);
+	if ((t->count + 1) * 4 <= t->cap * 3) {
+		idtab_put(t, sl);
+		return 0;
+	}
+	if (gm_reclaim_reserve(&s->reclaim, 1))
+		return -ENOMEM;
+	struct idtab *nt = idtab_new(s, t->cap * 2);
+	if (!nt)
+		return -ENOMEM;
+	for (size_t k = 0; k < t->cap; k++) {
+		struct slot *o = idtab_at(t, k);
+		if (o)
+			idtab_put(nt, o);
+	}
+	idtab_put(nt, sl);
+	atomic_store_explicit(pt, nt, memory_order_release);
+	gm_reclaim_retire(&s->reclaim, t, idtab_bytes(t->cap));
+	return 0;
+}
+
+/* Removes the slot with this id: -ENOENT if absent. Never allocates.
+ * Writer; O(1) expected. */
+static int idtab_erase(struct idtab *t, uint32_t id)
+{
+	uint64_t mask = t->cap - 1;
+	ptrdiff_t found = idtab_find(t, id);
+	if (found < 0)
+		return -ENOENT;
+	size_t i = (size_t)found;
+	/* backward shift: move later members of the run into the hole when
+	 * their home is not in (hole, their cell] (cyclically) */
+	for (size_t j = (i + 1) & mask;; j = (j + 1) & mask) {
+		uint64_t w = atomic_load_explicit(&t->v[j], memory_order_relaxed);
+		if (!w)
+			break;
+		size_t h = id_hash(cell_slot(w)->pub.id, t->cap);
+		bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
+		if (stays)
+			continue;
+		atomic_store_explicit(&t->v[i], w, memory_order_release);
+		i = j;
+	}
+	atomic_store_explicit(&t->v[i], 0, memory_order_relaxed);
+	t->count--;
+	return 0;
+}
+
+/* Every slot is found from its id; count right. Never dereferences more
+ * than the slots' ids. */
+static const char *idtab_check(const struct idtab *t)
+{
+	uint64_t n = 0;
+	if (!t || t->cap < IDTAB_MIN || (t->cap & (t->cap - 1)))
+		return "id index: missing or bad capacity";
+	for (size_t k = 0; k < t->cap; k++) {
+		struct slot *sl = idtab_at(t, k);
+		if (!sl)
+			continue;
+		n++;
+		if (idtab_load(t, sl->pub.id) != sl)
+			return "id index: slot not found from its id (duplicate or broken run)";
+	}
+	if (n != t->count)
+		return "id index: count wrong";
+	if (t->count * 4 > t->cap * 3)
+		return "id index: load above 3/4";
 	return NULL;
 }
 
@@ -642,30 +994,39 @@ static struct gm_itree *L_hva(const struct layout *L)
 {
 	return atomic_load_explicit(&L->hva, memory_order_acquire);
 }
-static struct gm_pagemap *L_ids(const struct layout *L)
+static struct idtab *L_ids(const struct layout *L)
 {
 	return atomic_load_explicit(&L->ids, memory_order_acquire);
 }
 
 /* Adds sl to L's three indexes, all or nothing (unless an undo itself runs
  * out of memory: then L is marked broken and rebuilt by the next commit). */
+/* The hva index maps a slot's hva range to its id (+1: never NULL), not to
+ * the slot object, so a move or a flags change (same id, same hva range:
+ * a new slot object) leaves it untouched; readers find the slot from the
+ * id in the same layout's id table. */
+static void *hva_item(const struct slot *sl)
+{
+	return (void *)((uintptr_t)sl->pub.id + 1);
+}
+
 static int idx_insert(struct layout *L, struct slot *sl)
 {
 	const struct gm_space_slot *p = &sl->pub;
 	int rc = gidx_insert(sl->space, &L->gidx, p->base_gfn, slot_last_gfn(p), p->hva, sl);
 	if (rc)
 		return rc;
-	rc = gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), sl);
+	rc = gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), hva_item(sl));
 	if (rc)
 		goto undo_gfn;
-	rc = gm_pagemap_insert(L_ids(L), p->id, sl);
+	rc = idtab_insert(sl->space, &L->ids, sl);
 	if (rc)
 		goto undo_hva;
 	atomic_fetch_or(&sl->member, 1u << L->index);
 	L->nslots++;
 	return 0;
 undo_hva:
-	if (gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), sl))
+	if (gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), hva_item(sl)))
 		L->broken = true;
 undo_gfn:
 	if (gidx_erase(sl->space, &L->gidx, p->base_gfn, sl))
@@ -676,10 +1037,10 @@ undo_gfn:
 static int idx_remove(struct layout *L, struct slot *sl)
 {
 	const struct gm_space_slot *p = &sl->pub;
-	int rc = gm_pagemap_erase(L_ids(L), p->id, NULL);
+	int rc = idtab_erase(L_ids(L), p->id);
 	if (rc)
 		return rc;
-	rc = gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), sl);
+	rc = gm_itree_remove(L_hva(L), p->hva, slot_last_hva(p), hva_item(sl));
 	if (rc)
 		goto undo_id;
 	rc = gidx_erase(sl->space, &L->gidx, p->base_gfn, sl);
@@ -689,12 +1050,59 @@ static int idx_remove(struct layout *L, struct slot *sl)
 	L->nslots--;
 	return 0;
 undo_hva:
-	if (gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), sl))
+	if (gm_itree_insert(L_hva(L), p->hva, slot_last_hva(p), hva_item(sl)))
 		L->broken = true;
 undo_id:
-	if (gm_pagemap_insert(L_ids(L), p->id, sl))
+	if (idtab_insert(sl->space, &L->ids, sl))
 		L->broken = true;
 	return rc;
+}
+
+/* In L, slot `from` becomes slot `to`: same id and same hva range (a move
+ * or a flags change), so the hva index stays as it is, the id cell gets
+ * the new pointer and the gfn entry is replaced (in place when the base is
+ * the same). All or nothing, unless the undo runs out of memory (then L is
+ * marked broken). -EEXIST, -ENOMEM, -ENOENT. */
+static int idx_replace(struct layout *L, struct slot *from, struct slot *to)
+{
+	struct gm_space *s = from->space;
+	const struct gm_space_slot *f = &from->pub, *p = &to->pub;
+	struct idtab *it = L_ids(L);
+	ptrdiff_t cell = idtab_find(it, f->id);
+	if (cell < 0 || idtab_at(it, (size_t)cell) != from)
+		return -ENOENT;
+	int rc;
+	if (f->base_gfn == p->base_gfn) {
+		const struct gblk *cb;
+		size_t j;
+		if (!gidx_find(L_gidx(L), f->base_gfn, &cb, &j) || gb_slot(cb, j) != from)
+			return -ENOENT;
+		atomic_store_explicit(&((struct gblk *)(uintptr_t)cb)->slot[j], to,
+				      memory_order_relaxed);
+	} else {
+		rc = gidx_erase(s, &L->gidx, f->base_gfn, from);
+		if (rc)
+			return rc;
+		rc = gidx_insert(s, &L->gidx, p->base_gfn, slot_last_gfn(p), p->hva, to);
+		if (rc) {
+			if (gidx_insert(s, &L->gidx, f->base_gfn, slot_last_gfn(f), f->hva, from))
+				L->broken = true;
+			return rc;
+		}
+	}
+	atomic_store_explicit(&it->v[cell], id_cell(to), memory_order_release);
+	atomic_fetch_and(&from->member, ~(1u << L->index));
+	atomic_fetch_or(&to->member, 1u << L->index);
+	return 0;
+}
+
+/* A deletion of d followed by an addition of a: a replacement of d by a
+ * when they share the id and the hva range. */
+static bool is_replace(const struct change *d, const struct change *a)
+{
+	const struct gm_space_slot *x = &d->slot->pub, *y = &a->slot->pub;
+	return !d->add && a->add && x->id == y->id && x->hva == y->hva &&
+	       x->npages == y->npages;
 }
 
 static int apply_change(struct layout *L, const struct change *c)
@@ -707,30 +1115,66 @@ static int undo_change(struct layout *L, const struct change *c)
 	return c->add ? idx_remove(L, c->slot) : idx_insert(L, c->slot);
 }
 
+/* Undoes v[0..n) (applied in order), last first; a failed undo marks L
+ * broken. */
+static void undo_changes(struct layout *L, const struct change *v, size_t n)
+{
+	while (n > 0) {
+		if (n >= 2 && is_replace(&v[n - 2], &v[n - 1])) {
+			if (idx_replace(L, v[n - 1].slot, v[n - 2].slot))
+				L->broken = true;
+			n -= 2;
+			continue;
+		}
+		if (undo_change(L, &v[--n]))
+			L->broken = true;
+	}
+}
+
+/* Applies v[0..n) in order, all or nothing (see undo_changes). */
+static int apply_changes(struct layout *L, const struct change *v, size_t n)
+{
+	size_t i = 0;
+	int rc = 0;
+	while (i < n) {
+		if (i + 1 < n && is_replace(&v[i], &v[i + 1])) {
+			rc = idx_replace(L, v[i].slot, v[i + 1].slot);
+			if (rc)
+				break;
+			i += 2;
+			continue;
+		}
+		rc = apply_change(L, &v[i]);
+		if (rc)
+			break;
+		i++;
+	}
+	if (rc)
+		undo_changes(L, v, i);
+	return rc;
+}
+
 /* ---- index objects --------------------------------------------------------- */
 
 /* Frees the indexes at once: no reader can reach them. */
 static void idx_destroy(struct gm_space *s, struct gtop *g,
-			struct gm_itree *h, struct gm_pagemap *ids)
+			struct gm_itree *h, struct idtab *ids)
 {
 	gidx_free_all(s, g, false);
 	gm_itree_destroy(h);
-	if (ids) {
-		gm_pagemap_destroy(ids, NULL, NULL);
-		gm_alloc_release(s->alloc, ids, sizeof(*ids));
-	}
+	if (ids)
+		gm_alloc_release(s->alloc, ids, idtab_bytes(ids->cap));
 }
 
 /* The gfn index starts empty (NULL top). */
 static int idx_create(struct gm_space *s, struct gtop **g,
-		      struct gm_itree **h, struct gm_pagemap **ids)
+		      struct gm_itree **h, struct idtab **ids)
 {
 	*g = NULL;
 	*h = NULL;
-	*ids = gm_alloc_mem(s->alloc, sizeof(**ids), _Alignof(struct gm_pagemap));
+	*ids = idtab_new(s, IDTAB_MIN);
 	if (!*ids)
 		return -ENOMEM;
-	gm_pagemap_init(*ids, GM_PAGEMAP_RCU, s->alloc);
 	if (gm_itree_create(h, GM_ITREE_RCU, s->alloc))
 		goto fail;
 	return 0;
@@ -752,37 +1196,36 @@ static int layout_rebuild(struct gm_space *s, struct layout *L)
 	struct layout tmp = {.index = L->index};
 	struct gtop *g;
 	struct gm_itree *h;
-	struct gm_pagemap *ids;
+	struct idtab *ids;
 	if (idx_create(s, &g, &h, &ids))
 		return -ENOMEM;
 	atomic_init(&tmp.gidx, g);
 	atomic_init(&tmp.hva, h);
 	atomic_init(&tmp.ids, ids);
-	struct gm_pagemap_iter it;
-	uint64_t key;
-	void *v;
-	gm_pagemap_iter_init(&it, L_ids(A), 0, UINT64_MAX);
-	while (gm_pagemap_iter_next(&it, &key, &v)) {
-		if (idx_insert(&tmp, v)) {
+	const struct idtab *at = L_ids(A);
+	for (size_t k = 0; k < at->cap; k++) {
+		struct slot *v = idtab_at(at, k);
+		if (v && idx_insert(&tmp, v)) {
 			/* member bits set so far for L are harmless: L is
 			 * broken and bits are re-derived on success. */
-			idx_destroy(s, L_gidx(&tmp), h, ids);
+			idx_destroy(s, L_gidx(&tmp), h, L_ids(&tmp));
 			return -ENOMEM;
 		}
 	}
 	g = L_gidx(&tmp);
 	struct gtop *og = L_gidx(L);
-	if (gm_reclaim_reserve(&s->reclaim, (og ? og->n : 0) + 1)) {
-		idx_destroy(s, g, h, ids);
+	if (gm_reclaim_reserve(&s->reclaim, (og ? og->n : 0) + 2)) {
+		idx_destroy(s, g, h, L_ids(&tmp));
 		return -ENOMEM;
 	}
 	struct gm_itree *oh = L_hva(L);
-	struct gm_pagemap *oi = L_ids(L);
+	struct idtab *oi = L_ids(L);
 	atomic_store_explicit(&L->gidx, g, memory_order_release);
 	atomic_store_explicit(&L->hva, h, memory_order_release);
-	atomic_store_explicit(&L->ids, ids, memory_order_release);
-	gidx_free_all(s, og, true); /* late readers may still be in it */
-	idx_destroy(s, NULL, oh, oi);
+	atomic_store_explicit(&L->ids, L_ids(&tmp), memory_order_release);
+	gidx_free_all(s, og, true); /* late readers may still be in them */
+	gm_reclaim_retire(&s->reclaim, oi, idtab_bytes(oi->cap));
+	idx_destroy(s, NULL, oh, NULL);
 	L->nslots = tmp.nslots;
 	L->broken = false;
 	/* member bits for L: exactly the slots now in it */
@@ -815,7 +1258,7 @@ int gm_space_create(struct gm_space **out, const struct gm_space_config *config,
 	for (int i = 0; i < 2; i++) {
 		struct gtop *g;
 		struct gm_itree *h;
-		struct gm_pagemap *ids;
+		struct idtab *ids;
 		if (idx_create(s, &g, &h, &ids)) {
 			if (i)
 				idx_destroy(s, L_gidx(&s->lay[0]), L_hva(&s->lay[0]),
@@ -854,12 +1297,10 @@ void gm_space_destroy(struct gm_space *s)
 		return;
 	gm_rcu_synchronize();
 	struct layout *A = atomic_load(&s->active);
-	struct gm_pagemap_iter it;
-	uint64_t key;
-	void *v;
-	gm_pagemap_iter_init(&it, L_ids(A), 0, UINT64_MAX);
-	while (gm_pagemap_iter_next(&it, &key, &v))
-		slot_free(v);
+	const struct idtab *at = L_ids(A);
+	for (size_t k = 0; k < at->cap; k++)
+		if (idtab_at(at, k))
+			slot_free(idtab_at(at, k));
 	for (size_t i = 0; i < s->log.n; i++)
 		if (!s->log.v[i].add)
 			slot_free(s->log.v[i].slot);
@@ -885,6 +1326,8 @@ void gm_space_destroy(struct gm_space *s)
 	/* retired slots: their first callback queues a second one */
 	gm_rcu_barrier();
 	gm_rcu_barrier();
+	slot_list_free(s, s->slot_stash);
+	slot_list_free(s, atomic_load_explicit(&s->slot_ready, memory_order_acquire));
 	gm_reclaim_destroy(&s->reclaim);
 	gm_alloc_release(s->alloc, s, sizeof(*s));
 }
@@ -991,17 +1434,7 @@ static int catch_up(struct gm_space *s, struct layout *L)
 	if (L->broken) {
 		rc = layout_rebuild(s, L);
 	} else {
-		size_t i;
-		for (i = 0; i < s->log.n; i++) {
-			rc = apply_change(L, &s->log.v[i]);
-			if (rc)
-				break;
-		}
-		if (rc) {
-			while (i-- > 0)
-				if (undo_change(L, &s->log.v[i]))
-					L->broken = true;
-		}
+		rc = apply_changes(L, s->log.v, s->log.n);
 	}
 	if (rc)
 		return rc;
@@ -1014,7 +1447,7 @@ static int catch_up(struct gm_space *s, struct layout *L)
 
 static struct slot *id_lookup_writer(struct layout *L, uint32_t id)
 {
-	return gm_pagemap_load(L_ids(L), id);
+	return idtab_load(L_ids(L), id);
 }
 
 static int record(struct gm_space *s, struct layout *L, struct slot *sl, bool add)
@@ -1058,6 +1491,13 @@ static int apply_op(struct gm_space *s, struct layout *L, const struct op *op)
 	sl = slot_new(s, op->id, base, npages, hva, flags);
 	if (!sl)
 		return -ENOMEM;
+	if (old && old->pub.hva == hva && old->pub.npages == npages) {
+		if ((rc = idx_replace(L, old, sl)))
+			goto fail;
+		s->cur.v[s->cur.n++] = (struct change){old, false};
+		s->cur.v[s->cur.n++] = (struct change){sl, true};
+		return 0;
+	}
 	if (old && (rc = record(s, L, old, false)))
 		goto fail;
 	if ((rc = record(s, L, sl, true)))
@@ -1086,12 +1526,10 @@ int gm_space_commit(struct gm_space *s)
 	for (size_t i = 0; i < s->nops && !rc; i++)
 		rc = apply_op(s, L, &s->ops[i]);
 	if (rc) {
-		for (size_t i = s->cur.n; i-- > 0;) {
-			if (undo_change(L, &s->cur.v[i]))
-				L->broken = true;
+		undo_changes(L, s->cur.v, s->cur.n);
+		for (size_t i = 0; i < s->cur.n; i++)
 			if (s->cur.v[i].add)
 				slot_retire(s->cur.v[i].slot);
-		}
 		s->cur.n = 0;
 		goto out;
 	}
@@ -1099,6 +1537,8 @@ int gm_space_commit(struct gm_space *s)
 	edit_end(L);
 	atomic_store_explicit(&s->active, L, memory_order_release);
 	__atomic_store_n(&s->head.generation, s->generation, __ATOMIC_RELEASE);
+	/* recycled slots kept: about what a grace period of churn retires */
+	atomic_store_explicit(&s->slot_keep, 64 + L->nslots / 8, memory_order_relaxed);
 	struct changes t = s->log;
 	s->log = s->cur;
 	s->cur = t;
@@ -1204,9 +1644,9 @@ static bool lookup(struct gm_space *s, struct gm_space_cache *cache, uint64_t gf
 			size_t j;
 			found = gidx_find(L_gidx(L), gfn, &b, &j);
 			if (found) {
-				const struct gent *e = &b->e[j];
-				*out = (struct hit){want_slot ? gb_slot(b)[j] : NULL,
-						    e->base, e->last - e->base + 1, e->hva};
+				uint64_t eb = gb_base(b, j);
+				*out = (struct hit){want_slot ? gb_slot(b, j) : NULL,
+						    eb, gb_last(b, j) - eb + 1, gb_hva(b, j)};
 			}
 		}
 	} while (!view_valid(L, seq));
@@ -1244,7 +1684,8 @@ int gm_space_gfn_to_hva_slow(struct gm_space *s, struct gm_space_cache *cache,
 			     uint64_t gfn, uint64_t *hva)
 {
 	struct hit r;
-	if (!lookup(s, cache, gfn, true, &r))
+	/* no slot pointer: it would cost one more dependent cache miss */
+	if (!lookup(s, cache, gfn, false, &r))
 		return -ENOENT;
 	*hva = r.hva + ((gfn - r.base) << PAGE_SHIFT);
 	return 0;
@@ -1257,7 +1698,7 @@ const struct gm_space_slot *gm_space_id_to_slot(struct gm_space *s, uint32_t id)
 	struct slot *sl;
 	do {
 		L = view_enter(s, &seq);
-		sl = gm_pagemap_load(L_ids(L), id);
+		sl = idtab_load(L_ids(L), id);
 	} while (!view_valid(L, seq));
 	return sl ? &sl->pub : NULL;
 }
@@ -1276,9 +1717,15 @@ long gm_space_hva_range(struct gm_space *s, uint64_t a, uint64_t b,
 		struct gm_itree_entry e;
 		n = 0;
 		gm_itree_iter_init(&it, L_hva(L), a, b);
+		const struct idtab *ids = L_ids(L);
 		while (gm_itree_iter_next(&it, &e)) {
 			if (n < max) {
-				const struct slot *sl = e.item;
+				/* the item is the id + 1 (see hva_item); NULL
+				 * only in a torn view, which the retry drops */
+				const struct slot *sl =
+					idtab_load(ids, (uint32_t)((uintptr_t)e.item - 1));
+				if (!sl)
+					continue;
 				uint64_t lo = a > e.first ? a : e.first;
 				uint64_t hi = b < e.last ? b : e.last;
 				hits[n].slot = &sl->pub;
@@ -1716,23 +2163,19 @@ void gm_space_stats(struct gm_space *s, struct gm_space_stats *st)
 	struct layout *A = atomic_load(&s->active);
 	st->slots = A->nslots;
 	st->generation = s->generation;
-	struct gm_pagemap_iter it;
-	uint64_t key;
-	void *v;
-	gm_pagemap_iter_init(&it, L_ids(A), 0, UINT64_MAX);
-	while (gm_pagemap_iter_next(&it, &key, &v))
-		st->guest_pages += ((struct slot *)v)->pub.npages;
+	const struct idtab *at = L_ids(A);
+	for (size_t k = 0; k < at->cap; k++)
+		if (idtab_at(at, k))
+			st->guest_pages += idtab_at(at, k)->pub.npages;
 	st->bytes_space = sizeof(*s) + s->cap_ops * sizeof(struct op) +
 			  (s->log.cap + s->cur.cap) * sizeof(struct change);
 	st->bytes_slots = atomic_load(&s->slot_bytes);
 	for (int i = 0; i < 2; i++) {
 		struct gm_itree_stats is;
-		struct gm_pagemap_stats ps;
 		st->bytes_gfn_index += gidx_bytes(L_gidx(&s->lay[i]));
 		gm_itree_stats(L_hva(&s->lay[i]), &is);
 		st->bytes_hva_index += is.total_bytes;
-		gm_pagemap_stats(L_ids(&s->lay[i]), &ps);
-		st->bytes_id_index += ps.bytes + sizeof(struct gm_pagemap);
+		st->bytes_id_index += idtab_bytes(L_ids(&s->lay[i])->cap);
 	}
 	uintptr_t w = atomic_load(&s->attr);
 	if (w & ATTR_MAP_TAG)
@@ -1759,9 +2202,19 @@ static int validate_indexes(struct layout *L, const char **reason)
 	const char *why = gidx_check(L_gidx(L), &ng);
 	if (why)
 		FAIL(why);
-	if (gm_itree_validate(L_hva(L), reason) || gm_pagemap_validate(L_ids(L), reason))
+	if ((why = idtab_check(L_ids(L))))
+		FAIL(why);
+	if (gm_itree_validate(L_hva(L), reason))
 		return -EINVAL;
-	if (gm_pagemap_count(L_ids(L)) != L->nslots || gm_itree_count(L_hva(L)) != L->nslots ||
+	struct gm_itree_iter it;
+	struct gm_itree_entry e;
+	gm_itree_iter_init(&it, L_hva(L), 0, UINT64_MAX);
+	while (gm_itree_iter_next(&it, &e)) {
+		const struct slot *sl = idtab_load(L_ids(L), (uint32_t)((uintptr_t)e.item - 1));
+		if (!sl || sl->pub.hva != e.first || slot_last_hva(&sl->pub) != e.last)
+			FAIL("hva index: entry's id not a slot with that hva range");
+	}
+	if (L_ids(L)->count != L->nslots || gm_itree_count(L_hva(L)) != L->nslots ||
 	    ng != L->nslots)
 		FAIL("layout: index counts differ from nslots");
 	return 0;
@@ -1789,24 +2242,21 @@ int gm_space_validate(struct gm_space *s, const char **reason)
 		FAIL("more slots than max_slots");
 	if (validate_indexes(A, reason))
 		return -EINVAL;
-	struct gm_pagemap_iter it;
-	uint64_t key;
-	void *v;
-	gm_pagemap_iter_init(&it, L_ids(A), 0, UINT64_MAX);
-	while (gm_pagemap_iter_next(&it, &key, &v)) {
-		struct slot *sl = v;
+	const struct idtab *at = L_ids(A);
+	for (size_t k = 0; k < at->cap; k++) {
+		struct slot *sl = idtab_at(at, k);
+		if (!sl)
+			continue;
 		const struct gm_space_slot *p = &sl->pub;
 		const struct gblk *gb;
 		size_t gj;
-		if (p->id != key)
-			FAIL("slot: id differs from its id-index key");
 		if (!slot_shape_ok(p->base_gfn, p->npages, p->hva))
 			FAIL("slot: empty or past UINT64_MAX");
 		if (p->flags & ~SLOT_FLAGS)
 			FAIL("slot: unknown flags");
-		if (!gidx_find(L_gidx(A), p->base_gfn, &gb, &gj) || gb_slot(gb)[gj] != sl ||
-		    gb->e[gj].base != p->base_gfn || gb->e[gj].last != slot_last_gfn(p) ||
-		    gb->e[gj].hva != p->hva)
+		if (!gidx_find(L_gidx(A), p->base_gfn, &gb, &gj) || gb_slot(gb, gj) != sl ||
+		    gb_base(gb, gj) != p->base_gfn || gb_last(gb, gj) != slot_last_gfn(p) ||
+		    gb_hva(gb, gj) != p->hva)
 			FAIL("gfn index: slot's range not mapped exactly to it");
 		if (!(atomic_load(&sl->member) & (1u << A->index)))
 			FAIL("slot: member bit of the active layout clear");
@@ -1825,7 +2275,7 @@ int gm_space_validate(struct gm_space *s, const char **reason)
 				dels++;
 				for (size_t j = 0; j < i; j++)
 					fresh |= s->log.v[j].add && s->log.v[j].slot == s->log.v[i].slot;
-				if (!fresh && gm_pagemap_load(L_ids(I), s->log.v[i].slot->pub.id) !=
+				if (!fresh && idtab_load(L_ids(I), s->log.v[i].slot->pub.id) !=
 				    s->log.v[i].slot)
 					FAIL("inactive layout lacks a slot the last commit deleted");
 			}

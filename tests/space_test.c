@@ -668,7 +668,12 @@ GM_TEST(cache_and_stats)
 	uint64_t hva;
 	gm_rcu_read_lock();
 	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, 5, &hva), 0);
-	CHECK(c.slot != NULL && c.generation == gm_space_generation(sp));
+	CHECK(c.slot == NULL && c.generation == gm_space_generation(sp)); /* hva: no slot */
+	const struct gm_space_slot *sp5;
+	CHECK_EQ(gm_space_gfn_to_slot(sp, &c, 5, &sp5), 0); /* refills with the slot */
+	CHECK(c.slot == sp5 && sp5->id == 1);
+	CHECK_EQ(gm_space_gfn_to_slot(sp, &c, 6, &sp5), 0); /* a hit now */
+	CHECK(c.slot == sp5);
 	gm_rcu_read_unlock();
 	CHECK_EQ(gm_space_slot_move(sp, 1, 5000), 0);
 	gm_rcu_read_lock();

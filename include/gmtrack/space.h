@@ -13,16 +13,18 @@
  *
  * Design (drawing and invariants in src/space.c). Memslots are immutable
  * objects. The space keeps TWO layouts (KVM's two copies), each with its own
- * gfn -> slot gm_rangemap, hva -> slot gm_itree and id -> slot gm_pagemap.
+ * gfn -> slot two-level sorted array, hva -> slot id gm_itree and id -> slot
+ * hash table.
  * A commit applies its changes (after replaying the previous commit's) to
  * the inactive layout and publishes it with one release store; readers look
  * up in the layout they loaded. Unlike KVM the writer never waits for a
  * grace period: each layout carries a sequence count (odd while the writer
- * edits it), its indexes are in RCU mode (so a late reader walking a layout
- * being edited never touches freed memory), and a reader whose layout
- * changed under it simply retries on the new active layout. A slot add,
- * delete or move therefore costs O(log n) index edits, not an O(n) copy
- * plus a grace period.
+ * edits it), its indexes never free what a late reader walking a layout
+ * being edited may touch before a grace period (the gfn and id indexes are
+ * even edited in place there: such a reader only needs memory safety), and
+ * a reader whose layout changed under it simply retries on the new active
+ * layout. A slot add, delete or move therefore costs O(log n) index edits
+ * (a move: none in the hva index), not an O(n) copy plus a grace period.
  *
  * Concurrency: writer calls (create, destroy, slot changes, attributes,
  * protections, I/O registration, stats, validate) are serialized by the
@@ -70,7 +72,9 @@ struct gm_space_slot {
 struct gm_space_cache {
 	uint64_t generation;               /* 0: empty (never published) */
 	uint64_t base_gfn, npages, hva;    /* copies of slot's fields */
-	const struct gm_space_slot *slot;
+	const struct gm_space_slot *slot;  /* NULL when gm_space_gfn_to_hva
+					    * filled it (a translation does
+					    * not load the slot pointer) */
 };
 
 /* The start of every struct gm_space: the generation of the published
@@ -110,10 +114,11 @@ struct gm_space_stats {
 	uint64_t generation;
 	/* bytes held, by component (allocator sizes) */
 	size_t bytes_space;        /* the space object and its two layouts */
-	size_t bytes_slots;        /* slot objects */
-	size_t bytes_gfn_index;    /* both layouts' gfn rangemaps */
+	size_t bytes_slots;        /* slot objects, with the retired ones kept
+				    * for reuse (at most 64 + slots / 8) */
+	size_t bytes_gfn_index;    /* both layouts' gfn arrays (top + blocks) */
 	size_t bytes_hva_index;    /* both layouts' hva itrees */
-	size_t bytes_id_index;     /* both layouts' id pagemaps */
+	size_t bytes_id_index;     /* both layouts' id tables */
 	size_t bytes_attributes;   /* attribute map (or its compact form) */
 	size_t bytes_write_track;
 	size_t bytes_io;
@@ -199,7 +204,9 @@ GM_EXPORT int gm_space_gfn_to_slot(struct gm_space *s,
 /*
  * gm_space_gfn_to_hva_slow — as gfn_to_slot, then the hva of gfn's frame
  * (the index entry holds base, npages and hva, so a miss does not touch the
- * slot object). The out-of-line half of gm_space_gfn_to_hva.
+ * slot object, nor load its pointer: cache->slot is left NULL, and a later
+ * gm_space_gfn_to_slot refills it). The out-of-line half of
+ * gm_space_gfn_to_hva.
  */
 GM_EXPORT int gm_space_gfn_to_hva_slow(struct gm_space *s,
 				       struct gm_space_cache *cache,
