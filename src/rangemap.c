@@ -56,7 +56,8 @@
  * a complete old tree or a complete new tree.
  *
  * Fast paths (store, erase, insert; measured: most writes take them). When
- * [F, L] and both its neighbours lie in one leaf, assign_in_leaf builds the
+ * [F, L] lies in one leaf and its neighbours do too (or, in a sibling leaf,
+ * do not merge with it), assign_in_leaf builds the
  * new leaf straight from the old one's compressed arrays (leaf_splice:
  * block copies of the kept key and value bytes; the key width cannot change
  * since the bounds do not) and publishes it in its parent. If that leaf
@@ -317,11 +318,15 @@ static inline void prefetch_leaf(const void *n)
  * for its grace period (liburcu's call_rcu thread works in rounds about
  * 10 ms apart, so at ~1 us per store that is megabytes). The writer
  * measures it: `want` grows by the bytes of every allocation the pool could
- * not serve and decays slowly; a batch's call keeps at most min(want, live
- * bytes) + RECYCLE_SLACK ready and frees the rest. So a quiet or shrinking
- * map returns its nodes, and the pool never holds more than the map itself
- * (measured at 10^6 ranges after a build: +3.9 B/range isolated, +4.5
- * adjacent). Kept bytes stay visible to a counting allocator and in
+ * not serve and decays slowly; a batch's call keeps at most min(want, cap)
+ * + RECYCLE_SLACK ready and frees the rest, where cap is the live bytes or
+ * half their recent peak, whichever is more (so a map that is emptied and
+ * refilled, as the benchmark's store/erase cycles do, starts refilling with
+ * a stocked pool). want and the peak decay by half in about 11000 batches
+ * (330000 retirements), so a shrinking map returns its nodes as it keeps
+ * changing; an idle one keeps what it has until destroy (kept_bytes says
+ * how much). Measured at 10^6 ranges after a build (a fresh map, so the
+ * cap is the live bytes): +3.9 B/range isolated, +4.5 adjacent. Kept bytes stay visible to a counting allocator and in
  * gm_rangemap_stats (kept_bytes); destroy frees them.
  */
 #define LEAF_BYTES_MAX ((sizeof(struct leaf) + LEAF_MAX * 16 + 15) & ~(size_t)15)
@@ -353,8 +358,8 @@ struct node_pool {
 	const struct gm_allocator *alloc;
 	_Atomic uint64_t kept;    /* bytes in ready stacks and stashes */
 	_Atomic uint64_t waiting; /* bytes retired for reuse, before their grace period */
-	uint64_t want;            /* writer: bytes it recently failed to find here
-				   * (decays by 1/16384 per batch) */
+	uint64_t want;            /* writer: bytes it recently failed to find here */
+	uint64_t peak;            /* writer: the live bytes' recent peak */
 	struct recycle *rec;      /* writer: the batch being filled */
 	_Atomic(struct free_node *) ready[NODE_CLASSES]; /* pushed by recycle_done */
 	struct free_node *stash[NODE_CLASSES];           /* writer: taken from ready */
@@ -511,8 +516,12 @@ static void recycle_prepare(struct gm_rangemap *m)
 	rec->call.fn = recycle_done;
 	rec->pool = p;
 	rec->n = 0;
-	p->want -= p->want / 16384;
-	rec->keep = (p->want < m->node_bytes_ ? p->want : m->node_bytes_) + RECYCLE_SLACK;
+	p->want -= p->want / 16384; /* both decay by half in ~11000 batches */
+	p->peak -= p->peak / 16384;
+	if (m->node_bytes_ > p->peak)
+		p->peak = m->node_bytes_;
+	uint64_t cap = m->node_bytes_ > p->peak / 2 ? m->node_bytes_ : p->peak / 2;
+	rec->keep = (p->want < cap ? p->want : cap) + RECYCLE_SLACK;
 	p->rec = rec;
 }
 
@@ -1681,10 +1690,30 @@ static int split_in_parent(struct gm_rangemap *m, struct inner *const *path, con
 	return 0;
 }
 
+/* True if the slot next to leaf path[depth]'s edge (left or right), which
+ * lies in a sibling leaf under the same parent, does not merge with a slot
+ * (present, value). False when it may (or lies under another parent). */
+static bool neighbour_apart(const struct gm_rangemap *m, struct inner *const *path,
+			    const unsigned *idx, unsigned depth, bool left, bool present,
+			    uint64_t value)
+{
+	if (!depth)
+		return false;
+	struct inner *p = path[depth - 1];
+	unsigned c = idx[depth - 1];
+	if (left ? c == 0 : c + 1u >= p->n)
+		return false;
+	const struct leaf *nb = gm_load_relaxed(&p->child[left ? c - 1 : c + 1]);
+	unsigned s = left ? nb->n - 1u : 0;
+	bool np = leaf_present(nb, s);
+	return !mergeable(m, np, np ? leaf_value(nb, s) : 0, present, value);
+}
+
 /*
- * The common case, without the general machinery: [first, last] and both
- * its neighbours lie inside one leaf and the rebuilt leaf neither overflows
- * nor underflows. The new leaf replaces the old one with one release store
+ * The common case, without the general machinery: [first, last] lies
+ * inside one leaf, each of its neighbours does too or (in a sibling leaf)
+ * does not merge with it, and the rebuilt leaf neither overflows nor
+ * underflows. The new leaf replaces the old one with one release store
  * of the parent's child pointer (same bounds), then the gap summaries on
  * the path are refreshed. Returns 1 when the case does not apply.
  */
@@ -1703,14 +1732,22 @@ static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, 
 		prefetch_node(n);
 	}
 	struct leaf *l = n;
-	if (first <= l->lo || last >= leaf_hi(l))
-		return 1; /* a neighbour lies in another leaf */
+	uint64_t hi = leaf_hi(l);
+	if (last > hi)
+		return 1; /* [first, last] reaches into the next leaf */
+	/* At an edge of the leaf the neighbouring slot is in the next leaf:
+	 * fine as long as it does not merge with [first, last]. */
+	if (first == l->lo && first && !neighbour_apart(m, path, idx, depth, true, present, value))
+		return 1;
+	if (last == hi && last != KEY_MAX &&
+	    !neighbour_apart(m, path, idx, depth, false, present, value))
+		return 1;
 	unsigned i = leaf_find(l, first), j = leaf_find(l, last);
 	uint64_t si = leaf_start(l, i), pj = leaf_pivot(l, j);
 	/* Widen over the slots next to (or holding the ends of) [first, last]
-	 * that merge with it: first > lo, so i >= 1 when first == si; last <
-	 * hi, so j + 1 < n when last == pj. */
-	unsigned il = first == si ? i - 1 : i, jr = last == pj ? j + 1 : j;
+	 * that merge with it (inside this leaf; across its edges nothing
+	 * merges, checked above). */
+	unsigned il = first == si && i ? i - 1 : i, jr = last == pj && j + 1 < l->n ? j + 1 : j;
 	if (mergeable(m, leaf_present(l, il), leaf_present(l, il) ? leaf_value(l, il) : 0, present,
 		      value)) {
 		i = il;
