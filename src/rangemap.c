@@ -354,16 +354,30 @@ struct recycle {
 	void *node[RECYCLE_BATCH];
 };
 
+/* Byte counters only ever grow (modulo 2^64) and each has one writing
+ * thread, in its own cache lines: the two threads never bounce a line per
+ * node. Bytes kept ready = pushed - taken; waiting = retired - arrived. */
 struct node_pool {
+	/* written by recycle_done (liburcu's thread) */
+	_Alignas(64) _Atomic(struct free_node *) ready[NODE_CLASSES];
+	_Atomic uint64_t pushed;  /* bytes pushed onto ready stacks */
+	_Atomic uint64_t arrived; /* bytes whose grace period ended */
+	/* the writer's */
+	_Alignas(64) struct free_node *stash[NODE_CLASSES]; /* taken from ready */
+	_Atomic uint64_t taken;   /* bytes taken from the pool (less those put back) */
+	_Atomic uint64_t retired; /* bytes retired into recycle batches */
 	const struct gm_allocator *alloc;
-	_Atomic uint64_t kept;    /* bytes in ready stacks and stashes */
-	_Atomic uint64_t waiting; /* bytes retired for reuse, before their grace period */
-	uint64_t want;            /* writer: bytes it recently failed to find here */
-	uint64_t peak;            /* writer: the live bytes' recent peak */
-	struct recycle *rec;      /* writer: the batch being filled */
-	_Atomic(struct free_node *) ready[NODE_CLASSES]; /* pushed by recycle_done */
-	struct free_node *stash[NODE_CLASSES];           /* writer: taken from ready */
+	uint64_t want;            /* bytes it recently failed to find here */
+	uint64_t peak;            /* the live bytes' recent peak */
+	struct recycle *rec;      /* the batch being filled */
 };
+
+/* Adds to a counter only this thread writes (no atomic read-modify-write). */
+static inline void counter_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+			      memory_order_relaxed);
+}
 
 static inline struct node_pool *map_pool(const struct gm_rangemap *m)
 {
@@ -378,16 +392,18 @@ static void recycle_done(struct gm_deferred *d)
 {
 	struct recycle *rec = (struct recycle *)d;
 	struct node_pool *p = rec->pool;
-	uint64_t keep = rec->keep;
+	uint64_t pushed = atomic_load_explicit(&p->pushed, memory_order_relaxed), arrived = 0;
+	uint64_t kept = pushed - atomic_load_explicit(&p->taken, memory_order_relaxed);
 	for (unsigned i = 0; i < rec->n; i++) {
 		void *x = rec->node[i];
 		size_t size = node_size(x);
-		atomic_fetch_sub_explicit(&p->waiting, size, memory_order_relaxed);
-		if (atomic_load_explicit(&p->kept, memory_order_relaxed) + size > keep) {
+		arrived += size;
+		if (kept + size > rec->keep) {
 			gm_alloc_release(p->alloc, x, size);
 			continue;
 		}
-		atomic_fetch_add_explicit(&p->kept, size, memory_order_relaxed);
+		kept += size;
+		pushed += size;
 		struct free_node *f = x;
 		_Atomic(struct free_node *) *top = &p->ready[size / 16];
 		f->next = atomic_load_explicit(top, memory_order_relaxed);
@@ -395,6 +411,8 @@ static void recycle_done(struct gm_deferred *d)
 							      memory_order_relaxed))
 			;
 	}
+	atomic_store_explicit(&p->pushed, pushed, memory_order_relaxed);
+	counter_add(&p->arrived, arrived);
 	gm_alloc_release(p->alloc, rec, sizeof(*rec));
 }
 
@@ -417,7 +435,7 @@ static void *pool_take(struct node_pool *p, size_t size)
 		__builtin_prefetch((char *)f->next + 64, 1);
 		__builtin_prefetch((char *)f->next + 128, 1);
 	}
-	atomic_fetch_sub_explicit(&p->kept, size, memory_order_relaxed);
+	counter_add(&p->taken, size);
 	return f;
 }
 
@@ -426,7 +444,7 @@ static void pool_put(struct node_pool *p, void *x, size_t size)
 	struct free_node *f = x;
 	f->next = p->stash[size / 16];
 	p->stash[size / 16] = f;
-	atomic_fetch_add_explicit(&p->kept, size, memory_order_relaxed);
+	counter_add(&p->taken, -(uint64_t)size);
 }
 
 /* A node of size bytes (a multiple of 16), from the pool if it has one
@@ -482,7 +500,7 @@ static void node_retire(struct gm_rangemap *m, void *x)
 		gm_reclaim_retire(map_reclaim(m), x, size);
 		return;
 	}
-	atomic_fetch_add_explicit(&p->waiting, size, memory_order_relaxed);
+	counter_add(&p->retired, size);
 	rec->node[rec->n++] = x;
 	if (rec->n == RECYCLE_BATCH) {
 		p->rec = NULL;
@@ -568,8 +586,10 @@ static uint64_t pool_bytes(const struct gm_rangemap *m)
 	struct node_pool *p = map_pool(m);
 	if (!p)
 		return 0;
-	uint64_t b = sizeof(*p) + atomic_load_explicit(&p->kept, memory_order_relaxed) +
-		     atomic_load_explicit(&p->waiting, memory_order_relaxed);
+	uint64_t b = sizeof(*p) + atomic_load_explicit(&p->pushed, memory_order_relaxed) -
+		     atomic_load_explicit(&p->taken, memory_order_relaxed) +
+		     atomic_load_explicit(&p->retired, memory_order_relaxed) -
+		     atomic_load_explicit(&p->arrived, memory_order_relaxed);
 	return p->rec ? b + sizeof(*p->rec) : b;
 }
 
