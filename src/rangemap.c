@@ -1749,9 +1749,16 @@ static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, 
 		path[depth] = x;
 		idx[depth++] = i;
 		n = gm_load_relaxed(&x->child[i]);
-		prefetch_node(n);
+		if (x->level > 1)
+			prefetch_node(n);
+		else
+			prefetch_leaf(n); /* not the lines after it */
 	}
 	struct leaf *l = n;
+	struct node_pool *pool = map_pool(m);
+	if (pool) /* the new leaf's memory: about this leaf's size class */
+		for (unsigned c = l->size / 16; c < l->size / 16 + 3 && c < NODE_CLASSES; c++)
+			__builtin_prefetch(pool->stash[c], 1);
 	uint64_t hi = leaf_hi(l);
 	if (last > hi)
 		return 1; /* [first, last] reaches into the next leaf */
