@@ -37,7 +37,9 @@
  *  I3 no two neighbouring slots (across leaves too) are both gaps; unless
  *     NOCOALESCE, no two neighbouring ranges carry the same value;
  *  I4 gap[i] of an inner node and maxgap of a leaf are exact;
- *  I5 map->count is the number of present slots.
+ *  I5 map->count is the number of present slots;
+ *  I6 map->node_bytes_ is the bytes of the live nodes (it bounds how much
+ *     retired memory the pool keeps for reuse, see below).
  *
  * Writes. The general write is one call of replace(F, L, seq): the slots of
  * [F, L] are replaced by the slot sequence seq (which partitions [F, L]).
@@ -2143,8 +2145,13 @@ int gm_rangemap_validate(const struct gm_rangemap *map, const char **reason)
 	if (!root) {
 		st.why = "no root";
 	} else if (validate_node(&st, root, 0, KEY_MAX, 0)) {
+		struct gm_rangemap_stats s;
+		memset(&s, 0, sizeof(s));
+		stats_walk(root, &s);
 		if (st.ranges != map->count)
 			st.why = "I5: count differs from the ranges stored";
+		else if (s.bytes != map->node_bytes_)
+			st.why = "I6: node_bytes_ differs from the live nodes' bytes";
 	}
 	if (reason)
 		*reason = st.why;
