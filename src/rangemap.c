@@ -37,7 +37,9 @@
  *  I3 no two neighbouring slots (across leaves too) are both gaps; unless
  *     NOCOALESCE, no two neighbouring ranges carry the same value;
  *  I4 gap[i] of an inner node and maxgap of a leaf are exact;
- *  I5 map->count is the number of present slots.
+ *  I5 map->count is the number of present slots;
+ *  I6 map->node_bytes_ is the bytes of the live nodes (it bounds how much
+ *     retired memory the pool keeps for reuse, see below).
  *
  * Writes. The general write is one call of replace(F, L, seq): the slots of
  * [F, L] are replaced by the slot sequence seq (which partitions [F, L]).
@@ -56,13 +58,19 @@
  * a complete old tree or a complete new tree.
  *
  * Fast paths (store, erase, insert; measured: most writes take them). When
- * [F, L] and both its neighbours lie in one leaf, assign_in_leaf builds the
+ * [F, L] lies in one leaf and its neighbours do too (or, in a sibling leaf,
+ * do not merge with it), assign_in_leaf builds the
  * new leaf straight from the old one's compressed arrays (leaf_splice:
  * block copies of the kept key and value bytes; the key width cannot change
  * since the bounds do not) and publishes it in its parent. If that leaf
  * would overflow and the parent has room, split_in_parent cuts it in two
  * and publishes a copy of the parent instead. Same rules as replace: all
  * allocations first, one release store, then retirements.
+ *
+ * Node memory (RCU mode). Retired nodes are recycled after their grace
+ * period instead of freed: they come back to the writer through per-size
+ * ready stacks (see "node memory and recycling" below), which saves the
+ * malloc/free traffic between the writer and liburcu's call_rcu thread.
  *
  * Reads. A lookup descends by counting, branch-free, the pivots below the
  * index (four independent counters, so the compares of a node overlap)
@@ -292,6 +300,301 @@ static inline void prefetch_leaf(const void *n)
 	__builtin_prefetch(p + 191);
 }
 
+/* ---- node memory and recycling ------------------------------------------- */
+
+/*
+ * Every node goes through node_alloc / node_discard / node_retire, which
+ * keep m->node_bytes_ (the live nodes' bytes) exact.
+ *
+ * Recycling (RCU mode, once the map has an inner node): a retired node is
+ * not handed to the allocator after its grace period (a free on liburcu's
+ * call_rcu thread, then a cold malloc on the writer's, the two fighting over
+ * the allocator's locks: about a third of a store's time when measured);
+ * it is batched (struct recycle, deferred with gm_reclaim_defer), and when
+ * the batch's call runs it pushes each node on the pool's ready stack of
+ * its size class. Leaves have exact sizes that are multiples of 16 bytes,
+ * so a class is simply size / 16 (an inner node is one more size); live
+ * nodes keep their exact sizes. The writer takes a class's whole stack at
+ * once (exchange) into its private stash and allocates from there first.
+ * How much to keep: about what the writer allocates while a batch waits
+ * for its grace period (liburcu's call_rcu thread works in rounds about
+ * 10 ms apart, so at ~1 us per store that is megabytes). The writer
+ * measures it: `want` grows by the bytes of every allocation the pool could
+ * not serve and decays slowly; a batch's call keeps at most min(want, cap)
+ * + RECYCLE_SLACK ready and frees the rest, where cap is the live bytes or
+ * half their recent peak, whichever is more (so a map that is emptied and
+ * refilled, as the benchmark's store/erase cycles do, starts refilling with
+ * a stocked pool). want and the peak decay by half in about 11000 batches
+ * (330000 retirements), so a shrinking map returns its nodes as it keeps
+ * changing; an idle one keeps what it has until destroy (kept_bytes says
+ * how much). Measured at 10^6 ranges after a build (a fresh map, so the
+ * cap is the live bytes): +3.9 B/range isolated, +4.5 adjacent. Kept bytes stay visible to a counting allocator and in
+ * gm_rangemap_stats (kept_bytes); destroy frees them.
+ */
+#define LEAF_BYTES_MAX ((sizeof(struct leaf) + LEAF_MAX * 16 + 15) & ~(size_t)15)
+#define NODE_CLASSES ((LEAF_BYTES_MAX > sizeof(struct inner) ? LEAF_BYTES_MAX : sizeof(struct inner)) / 16 + 1)
+#define RECYCLE_BATCH 30
+#define RECYCLE_SLACK (16 * 1024)
+
+_Static_assert(sizeof(struct inner) % 16 == 0, "inner size must be a class");
+
+/* A node's memory once no reader can reach it: a stack link (over the
+ * header; the class says the size). */
+struct free_node {
+	struct free_node *next;
+};
+
+struct node_pool;
+
+/* Retired nodes kept for reuse: one deferred call that, after the grace
+ * period, pushes them onto the pool's ready stacks. */
+struct recycle {
+	struct gm_deferred call;
+	struct node_pool *pool;
+	unsigned n;
+	uint64_t keep;  /* bytes the pool may keep, set by the writer */
+	void *node[RECYCLE_BATCH];
+};
+
+/* Byte counters only ever grow (modulo 2^64) and each has one writing
+ * thread, in its own cache lines: the two threads never bounce a line per
+ * node. Bytes kept ready = pushed - taken; waiting = retired - arrived. */
+struct node_pool {
+	/* written by recycle_done (liburcu's thread) */
+	_Alignas(64) _Atomic(struct free_node *) ready[NODE_CLASSES];
+	_Atomic uint64_t pushed;  /* bytes pushed onto ready stacks */
+	_Atomic uint64_t arrived; /* bytes whose grace period ended */
+	/* the writer's */
+	_Alignas(64) struct free_node *stash[NODE_CLASSES]; /* taken from ready */
+	_Atomic uint64_t taken;   /* bytes taken from the pool (less those put back) */
+	_Atomic uint64_t retired; /* bytes retired into recycle batches */
+	const struct gm_allocator *alloc;
+	uint64_t want;            /* bytes it recently failed to find here */
+	uint64_t peak;            /* the live bytes' recent peak */
+	struct recycle *rec;      /* the batch being filled */
+};
+
+/* Adds to a counter only this thread writes (no atomic read-modify-write). */
+static inline void counter_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+			      memory_order_relaxed);
+}
+
+static inline struct node_pool *map_pool(const struct gm_rangemap *m)
+{
+	return (struct node_pool *)m->pool_;
+}
+
+/* Runs after a grace period (on liburcu's thread; destroy's barrier waits
+ * for it, so the pool is still there): the batch's nodes are unreachable
+ * now, so they go on the ready stacks, or back to the allocator once the
+ * pool keeps enough. */
+static void recycle_done(struct gm_deferred *d)
+{
+	struct recycle *rec = (struct recycle *)d;
+	struct node_pool *p = rec->pool;
+	uint64_t pushed = atomic_load_explicit(&p->pushed, memory_order_relaxed), arrived = 0;
+	uint64_t kept = pushed - atomic_load_explicit(&p->taken, memory_order_relaxed);
+	for (unsigned i = 0; i < rec->n; i++) {
+		void *x = rec->node[i];
+		size_t size = node_size(x);
+		arrived += size;
+		if (kept + size > rec->keep) {
+			gm_alloc_release(p->alloc, x, size);
+			continue;
+		}
+		kept += size;
+		pushed += size;
+		struct free_node *f = x;
+		_Atomic(struct free_node *) *top = &p->ready[size / 16];
+		f->next = atomic_load_explicit(top, memory_order_relaxed);
+		while (!atomic_compare_exchange_weak_explicit(top, &f->next, f, memory_order_release,
+							      memory_order_relaxed))
+			;
+	}
+	atomic_store_explicit(&p->pushed, pushed, memory_order_relaxed);
+	counter_add(&p->arrived, arrived);
+	gm_alloc_release(p->alloc, rec, sizeof(*rec));
+}
+
+/* Memory of size bytes from the pool (stash, refilled from the ready
+ * stack), or NULL. Prefetches the next one of the class for writing. */
+static void *pool_take(struct node_pool *p, size_t size)
+{
+	unsigned c = (unsigned)(size / 16);
+	struct free_node *f = p->stash[c];
+	if (!f) {
+		if (!atomic_load_explicit(&p->ready[c], memory_order_relaxed))
+			return NULL;
+		f = atomic_exchange_explicit(&p->ready[c], NULL, memory_order_acquire);
+		if (!f)
+			return NULL;
+	}
+	p->stash[c] = f->next;
+	if (f->next) {
+		__builtin_prefetch(f->next, 1);
+		__builtin_prefetch((char *)f->next + 64, 1);
+		__builtin_prefetch((char *)f->next + 128, 1);
+	}
+	counter_add(&p->taken, size);
+	return f;
+}
+
+static void pool_put(struct node_pool *p, void *x, size_t size)
+{
+	struct free_node *f = x;
+	f->next = p->stash[size / 16];
+	p->stash[size / 16] = f;
+	counter_add(&p->taken, -(uint64_t)size);
+}
+
+/* A node of size bytes (a multiple of 16), from the pool if it has one
+ * (*reused says so), else from the allocator; NULL on -ENOMEM. O(1). */
+static void *node_alloc(struct gm_rangemap *m, size_t size, bool *reused)
+{
+	struct node_pool *p = map_pool(m);
+	void *x = p ? pool_take(p, size) : NULL;
+	*reused = x != NULL;
+	if (!x)
+		x = gm_alloc_mem(m->alloc, size, 16);
+	if (!x)
+		return NULL;
+	m->node_bytes_ += size;
+	if (p && !*reused)
+		p->want += size;
+	return x;
+}
+
+/* Undoes node_alloc after a failure: the memory goes back where it came
+ * from, so the allocator's count is as before. */
+static void node_unalloc(struct gm_rangemap *m, void *x, size_t size, bool reused)
+{
+	m->node_bytes_ -= size;
+	if (reused)
+		pool_put(map_pool(m), x, size);
+	else
+		gm_alloc_release(m->alloc, x, size);
+}
+
+/* A node built by this write that was never published: reusable at once. */
+static void node_discard(struct gm_rangemap *m, void *x)
+{
+	size_t size = node_size(x);
+	m->node_bytes_ -= size;
+	if (map_pool(m))
+		pool_put(map_pool(m), x, size);
+	else
+		gm_alloc_release(m->alloc, x, size);
+}
+
+/* Retires a node readers may still see (after it was unlinked). Into the
+ * recycle batch if there is one, which is deferred with the retirement
+ * slot the node itself would have used: never fails after a reserve of one
+ * slot per retired node. */
+static void node_retire(struct gm_rangemap *m, void *x)
+{
+	size_t size = node_size(x);
+	m->node_bytes_ -= size;
+	struct node_pool *p = map_pool(m);
+	struct recycle *rec = p ? p->rec : NULL;
+	if (!rec) {
+		gm_reclaim_retire(map_reclaim(m), x, size);
+		return;
+	}
+	counter_add(&p->retired, size);
+	rec->node[rec->n++] = x;
+	if (rec->n == RECYCLE_BATCH) {
+		p->rec = NULL;
+		gm_reclaim_defer(map_reclaim(m), &rec->call);
+	}
+}
+
+/* After a successful write (RCU mode): makes sure a pool (once the map has
+ * an inner node) and a recycle batch are ready for later retirements. Best
+ * effort: without them, retired nodes are simply freed. O(1). */
+static void recycle_prepare(struct gm_rangemap *m)
+{
+	if (!(m->flags & GM_RANGEMAP_RCU))
+		return;
+	struct node_pool *p = map_pool(m);
+	if (p && p->rec)
+		return;
+	if (!p) {
+		if (m->height < 2)
+			return; /* a one-leaf map retires too little to matter */
+		p = gm_alloc_mem(m->alloc, sizeof(*p), _Alignof(struct node_pool));
+		if (!p)
+			return;
+		memset(p, 0, sizeof(*p));
+		p->alloc = m->alloc;
+		m->pool_ = p;
+	}
+	struct recycle *rec = gm_alloc_mem(m->alloc, sizeof(*rec), _Alignof(struct recycle));
+	if (!rec)
+		return;
+	rec->call.fn = recycle_done;
+	rec->pool = p;
+	rec->n = 0;
+	p->want -= p->want / 16384; /* both decay by half in ~11000 batches */
+	p->peak -= p->peak / 16384;
+	if (m->node_bytes_ > p->peak)
+		p->peak = m->node_bytes_;
+	uint64_t cap = m->node_bytes_ > p->peak / 2 ? m->node_bytes_ : p->peak / 2;
+	rec->keep = (p->want < cap ? p->want : cap) + RECYCLE_SLACK;
+	p->rec = rec;
+}
+
+static void free_list(const struct gm_allocator *a, struct free_node *f, size_t size)
+{
+	while (f) {
+		struct free_node *next = f->next;
+		gm_alloc_release(a, f, size);
+		f = next;
+	}
+}
+
+/* Destroy, after the synchronize and gm_reclaim_destroy: every node the
+ * pool holds, the pool itself. The open batch is freed before, by
+ * pool_drop_batch (its nodes are past the synchronize). */
+static void pool_drop_batch(struct gm_rangemap *m)
+{
+	struct node_pool *p = map_pool(m);
+	if (!p || !p->rec)
+		return;
+	for (unsigned i = 0; i < p->rec->n; i++)
+		gm_alloc_release(m->alloc, p->rec->node[i], node_size(p->rec->node[i]));
+	gm_alloc_release(m->alloc, p->rec, sizeof(*p->rec));
+	p->rec = NULL;
+}
+
+static void pool_destroy(struct gm_rangemap *m)
+{
+	struct node_pool *p = map_pool(m);
+	if (!p)
+		return;
+	for (unsigned c = 0; c < NODE_CLASSES; c++) {
+		free_list(m->alloc, p->stash[c], (size_t)c * 16);
+		free_list(m->alloc, atomic_load_explicit(&p->ready[c], memory_order_acquire),
+			  (size_t)c * 16);
+	}
+	gm_alloc_release(m->alloc, p, sizeof(*p));
+	m->pool_ = NULL;
+}
+
+/* Bytes held besides the live nodes (gm_rangemap_stats' kept_bytes). */
+static uint64_t pool_bytes(const struct gm_rangemap *m)
+{
+	struct node_pool *p = map_pool(m);
+	if (!p)
+		return 0;
+	uint64_t b = sizeof(*p) + atomic_load_explicit(&p->pushed, memory_order_relaxed) -
+		     atomic_load_explicit(&p->taken, memory_order_relaxed) +
+		     atomic_load_explicit(&p->retired, memory_order_relaxed) -
+		     atomic_load_explicit(&p->arrived, memory_order_relaxed);
+	return p->rec ? b + sizeof(*p->rec) : b;
+}
+
 /* ---- writer context ------------------------------------------------------- */
 
 /* A growable array whose first storage is the caller's (usually the stack);
@@ -399,9 +702,10 @@ static void *fresh_alloc(struct wctx *w, size_t size)
 {
 	if (vec_reserve(w, &w->fresh, w->fresh.n + 1))
 		return NULL;
-	void *p = gm_alloc_mem(w->a, size, 16);
-	if (p)
-		*(void **)vec_at(&w->fresh, w->fresh.n++) = p;
+	bool reused;
+	void *p = node_alloc(w->m, size, &reused);
+	if (p) /* bit 0 (nodes are 16-aligned): it came from the pool */
+		*(uintptr_t *)vec_at(&w->fresh, w->fresh.n++) = (uintptr_t)p | reused;
 	return p;
 }
 
@@ -811,27 +1115,28 @@ static size_t subtree_nodes(const void *node)
 }
 
 /* Retires (or frees) a whole subtree; returns the ranges it held. */
-static uint64_t subtree_retire(struct gm_reclaim *r, void *node)
+static uint64_t subtree_retire(struct gm_rangemap *m, void *node)
 {
 	if (!node_level(node)) {
 		struct leaf *l = node;
 		uint64_t c = (uint64_t)__builtin_popcountll(l->present);
-		gm_reclaim_retire(r, l, l->size);
+		node_retire(m, l);
 		return c;
 	}
 	struct inner *x = node;
 	uint64_t c = 0;
 	for (unsigned i = 0; i < x->n; i++)
-		c += subtree_retire(r, gm_load_relaxed(&x->child[i]));
-	gm_reclaim_retire(r, x, sizeof(*x));
+		c += subtree_retire(m, gm_load_relaxed(&x->child[i]));
+	node_retire(m, x);
 	return c;
 }
 
 static void fail_cleanup(struct wctx *w)
 {
 	for (size_t i = 0; i < w->fresh.n; i++) {
-		void *p = *(void **)vec_at(&w->fresh, i);
-		gm_alloc_release(w->a, p, node_size(p));
+		uintptr_t t = *(uintptr_t *)vec_at(&w->fresh, i);
+		void *p = (void *)(t & ~(uintptr_t)1);
+		node_unalloc(w->m, p, node_size(p), t & 1);
 	}
 	wctx_release(w);
 }
@@ -903,19 +1208,16 @@ static int replace(struct gm_rangemap *m, uint64_t f, uint64_t last, const struc
 		gm_store_relaxed(&x->gap[j], node_maxgap(gm_load_relaxed(&x->child[j])));
 	}
 	int64_t delta = w.count_delta;
-	struct gm_reclaim *r = map_reclaim(m);
 	for (size_t i = 0; i < w.retire.n; i++) {
 		void *p = *(void **)vec_at(&w.retire, i);
 		if (!node_level(p))
 			delta -= __builtin_popcountll(((struct leaf *)p)->present);
-		gm_reclaim_retire(r, p, node_size(p));
+		node_retire(m, p);
 	}
 	for (size_t i = 0; i < w.dropped.n; i++)
-		delta -= (int64_t)subtree_retire(r, *(void **)vec_at(&w.dropped, i));
-	for (size_t i = 0; i < w.discard.n; i++) {
-		void *p = *(void **)vec_at(&w.discard, i);
-		gm_alloc_release(w.a, p, node_size(p));
-	}
+		delta -= (int64_t)subtree_retire(m, *(void **)vec_at(&w.dropped, i));
+	for (size_t i = 0; i < w.discard.n; i++)
+		node_discard(m, *(void **)vec_at(&w.discard, i));
 	m->count = (uint64_t)((int64_t)m->count + delta);
 	wctx_release(&w);
 	return 0;
@@ -1249,7 +1551,7 @@ static uint64_t leaf_gaps_max(const struct leaf *l, unsigned from, unsigned to)
  * width. Returns NULL when the allocation fails (nothing else changed).
  * O(n) byte copies.
  */
-static struct leaf *leaf_splice(const struct gm_allocator *a, const struct leaf *l, unsigned i,
+static struct leaf *leaf_splice(struct gm_rangemap *m, const struct leaf *l, unsigned i,
 				unsigned j, const struct slot *ns, unsigned k)
 {
 	unsigned n = l->n, tail = n - j - 1, nn = i + k + tail, kw = l->kw, vw = l->vw;
@@ -1281,7 +1583,8 @@ static struct leaf *leaf_splice(const struct gm_allocator *a, const struct leaf 
 		vw = vmax == vmin ? 0 : width_for(vmax - vmin);
 	}
 	size_t size = leaf_bytes(nn, kw, vw);
-	struct leaf *x = gm_alloc_mem(a, size, 16);
+	bool reused;
+	struct leaf *x = node_alloc(m, size, &reused);
 	if (!x)
 		return NULL;
 	memset((char *)x + size - 16, 0, 16); /* the padding, if any */
@@ -1404,15 +1707,35 @@ static int split_in_parent(struct gm_rangemap *m, struct inner *const *path, con
 	refresh_gaps(path, idx, depth - 1);
 	m->count = m->count + (uint64_t)w.count_delta - (uint64_t)__builtin_popcountll(l->present);
 	wctx_release(&w);
-	gm_reclaim_retire(map_reclaim(m), l, l->size);
-	gm_reclaim_retire(map_reclaim(m), p, sizeof(*p));
+	node_retire(m, l);
+	node_retire(m, p);
 	return 0;
 }
 
+/* True if the slot next to leaf path[depth]'s edge (left or right), which
+ * lies in a sibling leaf under the same parent, does not merge with a slot
+ * (present, value). False when it may (or lies under another parent). */
+static bool neighbour_apart(const struct gm_rangemap *m, struct inner *const *path,
+			    const unsigned *idx, unsigned depth, bool left, bool present,
+			    uint64_t value)
+{
+	if (!depth)
+		return false;
+	struct inner *p = path[depth - 1];
+	unsigned c = idx[depth - 1];
+	if (left ? c == 0 : c + 1u >= p->n)
+		return false;
+	const struct leaf *nb = gm_load_relaxed(&p->child[left ? c - 1 : c + 1]);
+	unsigned s = left ? nb->n - 1u : 0;
+	bool np = leaf_present(nb, s);
+	return !mergeable(m, np, np ? leaf_value(nb, s) : 0, present, value);
+}
+
 /*
- * The common case, without the general machinery: [first, last] and both
- * its neighbours lie inside one leaf and the rebuilt leaf neither overflows
- * nor underflows. The new leaf replaces the old one with one release store
+ * The common case, without the general machinery: [first, last] lies
+ * inside one leaf, each of its neighbours does too or (in a sibling leaf)
+ * does not merge with it, and the rebuilt leaf neither overflows nor
+ * underflows. The new leaf replaces the old one with one release store
  * of the parent's child pointer (same bounds), then the gap summaries on
  * the path are refreshed. Returns 1 when the case does not apply.
  */
@@ -1428,17 +1751,32 @@ static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, 
 		path[depth] = x;
 		idx[depth++] = i;
 		n = gm_load_relaxed(&x->child[i]);
-		prefetch_node(n);
+		if (x->level > 1)
+			prefetch_node(n);
+		else
+			prefetch_leaf(n); /* not the lines after it */
 	}
 	struct leaf *l = n;
-	if (first <= l->lo || last >= leaf_hi(l))
-		return 1; /* a neighbour lies in another leaf */
+	struct node_pool *pool = map_pool(m);
+	if (pool) /* the new leaf's memory: about this leaf's size class */
+		for (unsigned c = l->size / 16; c < l->size / 16 + 3 && c < NODE_CLASSES; c++)
+			__builtin_prefetch(pool->stash[c], 1);
+	uint64_t hi = leaf_hi(l);
+	if (last > hi)
+		return 1; /* [first, last] reaches into the next leaf */
+	/* At an edge of the leaf the neighbouring slot is in the next leaf:
+	 * fine as long as it does not merge with [first, last]. */
+	if (first == l->lo && first && !neighbour_apart(m, path, idx, depth, true, present, value))
+		return 1;
+	if (last == hi && last != KEY_MAX &&
+	    !neighbour_apart(m, path, idx, depth, false, present, value))
+		return 1;
 	unsigned i = leaf_find(l, first), j = leaf_find(l, last);
 	uint64_t si = leaf_start(l, i), pj = leaf_pivot(l, j);
 	/* Widen over the slots next to (or holding the ends of) [first, last]
-	 * that merge with it: first > lo, so i >= 1 when first == si; last <
-	 * hi, so j + 1 < n when last == pj. */
-	unsigned il = first == si ? i - 1 : i, jr = last == pj ? j + 1 : j;
+	 * that merge with it (inside this leaf; across its edges nothing
+	 * merges, checked above). */
+	unsigned il = first == si && i ? i - 1 : i, jr = last == pj && j + 1 < l->n ? j + 1 : j;
 	if (mergeable(m, leaf_present(l, il), leaf_present(l, il) ? leaf_value(l, il) : 0, present,
 		      value)) {
 		i = il;
@@ -1467,7 +1805,7 @@ static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, 
 		return 1;
 	if (gm_reclaim_reserve(map_reclaim(m), 1))
 		return -ENOMEM;
-	struct leaf *nl = leaf_splice(m->alloc, l, i, j, ns, k);
+	struct leaf *nl = leaf_splice(m, l, i, j, ns, k);
 	if (!nl)
 		return -ENOMEM;
 	if (depth)
@@ -1478,7 +1816,7 @@ static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, 
 		refresh_gaps(path, idx, depth);
 	m->count = m->count + (uint64_t)__builtin_popcountll(nl->present) -
 		   (uint64_t)__builtin_popcountll(l->present);
-	gm_reclaim_retire(map_reclaim(m), l, l->size);
+	node_retire(m, l);
 	return 0;
 }
 
@@ -1509,18 +1847,28 @@ static int assign(struct gm_rangemap *m, uint64_t first, uint64_t last, bool pre
 	return replace(m, first, last, &s, 1);
 }
 
+/* assign, then (RCU mode) the recycle batch for the next write. */
+static int assign_and_prepare(struct gm_rangemap *m, uint64_t first, uint64_t last, bool present,
+			      uint64_t value)
+{
+	int rc = assign(m, first, last, present, value);
+	if (GM_LIKELY(!rc))
+		recycle_prepare(m);
+	return rc;
+}
+
 int gm_rangemap_store(struct gm_rangemap *map, uint64_t first, uint64_t last, uint64_t value)
 {
 	if (first > last)
 		return -EINVAL;
-	return assign(map, first, last, true, value);
+	return assign_and_prepare(map, first, last, true, value);
 }
 
 int gm_rangemap_erase(struct gm_rangemap *map, uint64_t first, uint64_t last)
 {
 	if (first > last)
 		return -EINVAL;
-	return assign(map, first, last, false, 0);
+	return assign_and_prepare(map, first, last, false, 0);
 }
 
 int gm_rangemap_insert(struct gm_rangemap *map, uint64_t first, uint64_t last, uint64_t value)
@@ -1531,7 +1879,7 @@ int gm_rangemap_insert(struct gm_rangemap *map, uint64_t first, uint64_t last, u
 	probe_at(map, first, &p);
 	if (p.present || p.last < last)
 		return -EEXIST;
-	return assign(map, first, last, true, value);
+	return assign_and_prepare(map, first, last, true, value);
 }
 
 static int push_slot(struct wctx *w, struct vec *v, uint64_t pivot, bool present,
@@ -1631,6 +1979,8 @@ int gm_rangemap_update(struct gm_rangemap *map, uint64_t first, uint64_t last,
 			rlast = s[n - 1].pivot = p.last;
 	}
 	rc = replace(map, rfirst, rlast, s, n);
+	if (!rc)
+		recycle_prepare(map);
 out:
 	vec_free(&w, &seq);
 	wctx_release(&w);
@@ -1678,8 +2028,11 @@ void gm_rangemap_destroy(struct gm_rangemap *map)
 		gm_rcu_synchronize();
 	free_subtree(map->alloc, root);
 	gm_store_relaxed(&map->root, NULL);
-	gm_reclaim_destroy(map_reclaim(map));
+	pool_drop_batch(map);
+	gm_reclaim_destroy(map_reclaim(map)); /* runs the pending recycle_done calls */
+	pool_destroy(map);
 	map->count = 0;
+	map->node_bytes_ = 0;
 }
 
 uint64_t gm_rangemap_count(const struct gm_rangemap *map) { return map->count; }
@@ -1706,6 +2059,7 @@ void gm_rangemap_stats(const struct gm_rangemap *map, struct gm_rangemap_stats *
 	memset(stats, 0, sizeof(*stats));
 	stats->height = map->height;
 	stats_walk(map_root(map), stats);
+	stats->kept_bytes = pool_bytes(map);
 }
 
 struct vstate {
@@ -1791,8 +2145,13 @@ int gm_rangemap_validate(const struct gm_rangemap *map, const char **reason)
 	if (!root) {
 		st.why = "no root";
 	} else if (validate_node(&st, root, 0, KEY_MAX, 0)) {
+		struct gm_rangemap_stats s;
+		memset(&s, 0, sizeof(s));
+		stats_walk(root, &s);
 		if (st.ranges != map->count)
 			st.why = "I5: count differs from the ranges stored";
+		else if (s.bytes != map->node_bytes_)
+			st.why = "I6: node_bytes_ differs from the live nodes' bytes";
 	}
 	if (reason)
 		*reason = st.why;

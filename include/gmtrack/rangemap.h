@@ -70,6 +70,8 @@ struct gm_rangemap {
 	unsigned height;          /* 1 = the root is a leaf */
 	uint64_t count;           /* ranges stored */
 	uint64_t reclaim_[8];     /* struct gm_reclaim (src/internal.h) */
+	uint64_t node_bytes_;     /* bytes of live nodes */
+	void *pool_;              /* RCU mode: retired nodes kept for reuse */
 };
 
 struct gm_rangemap_stats {
@@ -78,6 +80,10 @@ struct gm_rangemap_stats {
 	uint64_t leaves, inner_nodes;
 	uint64_t bytes;   /* bytes of live nodes (allocator sizes) */
 	unsigned height;  /* levels, 1 = a single leaf */
+	/* RCU mode: bytes the map holds besides its live nodes — retired
+	 * nodes kept for reuse (past or awaiting their grace period) and the
+	 * pool that keeps them. Counted by the allocator; not in bytes. */
+	uint64_t kept_bytes;
 };
 
 /* A cursor: iterate ranges (or gaps) overlapping [a, b] in ascending order.
