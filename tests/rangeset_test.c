@@ -372,19 +372,22 @@ static void random_differential(unsigned flags, uint64_t base, unsigned size,
 			uint64_t align = 1ULL << gm_rng_below(rng, 4);
 			uint64_t got = 0;
 			rc = gm_rangeset_claim_range(s, sz, align, f, end, &got);
-			/* The oracle's answer: lowest aligned free run in [f, end]. */
-			uint64_t want = UINT64_MAX;
+			/* The oracle's answer: lowest aligned free run in [f, end]
+			 * (a flag, not a sentinel: UINT64_MAX itself can be the
+			 * answer). */
+			uint64_t want = 0;
+			bool found = false;
 			for (uint64_t x = (f + align - 1) & ~(align - 1);
-			     x >= f && x - f <= end - f && end - x >= sz - 1; x += align) {
+			     !found && x >= f && x - f <= end - f && end - x >= sz - 1; x += align) {
 				bool free_run = true;
 				for (uint64_t k = 0; k < sz && free_run; k++)
 					free_run = !o->bit[x + k - base];
 				if (free_run) {
 					want = x;
-					break;
+					found = true;
 				}
 			}
-			if (want == UINT64_MAX) {
+			if (!found) {
 				CHECK_EQ(rc, -ENOSPC);
 			} else if (limit && oracle_runs_after(o, want, want + sz - 1, 1) > limit) {
 				CHECK_EQ(rc, -ENOSPC);
