@@ -652,10 +652,10 @@ uint64_t gm_pagemap_count(const struct gm_pagemap *map)
  *   PM_AT_VALUE  read the (prefetched) value.
  */
 #ifndef PM_LANES
-#define PM_LANES 24
+#define PM_LANES 64
 #endif
 
-enum { PM_AT_NODE, PM_AT_SLOT, PM_AT_SORTED, PM_AT_VALUE };
+enum { PM_AT_NODE, PM_AT_SLOT, PM_AT_SORTED, PM_AT_VALUE, PM_AT_ENTER };
 
 struct pm_lane {
 	uintptr_t p;                    /* node (AT_NODE, AT_SORTED) */
@@ -699,7 +699,8 @@ static const _Atomic uintptr_t pm_empty_slot = 0;
 
 /* Starts lane l on key. The top two levels of the tree (at most 65 nodes,
  * ~34 KB) stay in cache during a batch, so the walk passes them at once
- * instead of spending a visit on each. */
+ * instead of spending a round on each; the node reached is entered by the
+ * next issue pass. */
 PM_INLINE void pm_lane_start(struct pm_lane *l, uintptr_t root, uint64_t key)
 {
 	uintptr_t p = root;
@@ -715,12 +716,21 @@ PM_INLINE void pm_lane_start(struct pm_lane *l, uintptr_t root, uint64_t key)
 			return;
 		}
 	}
-	pm_lane_enter(l, p, key);
+	l->p = p;
+	l->step = PM_AT_ENTER;
 }
 
-/* One step of lane l; returns true when the lane's key is done (value in
- * *v, 0 if absent). */
-PM_INLINE bool pm_lane_step(struct pm_lane *l, uint64_t key, uintptr_t *v)
+/* Issue pass for lane l: a lane that has just reached a node prefetches
+ * what its next resolve reads (lanes waiting on a slot already have). */
+PM_INLINE void pm_lane_issue(struct pm_lane *l, uint64_t key)
+{
+	if (l->step == PM_AT_ENTER)
+		pm_lane_enter(l, l->p, key);
+}
+
+/* Resolve pass for lane l: read what the last issue prefetched. Returns
+ * true when the lane's key is done (value in *v, 0 if absent). */
+PM_INLINE bool pm_lane_resolve(struct pm_lane *l, uint64_t key, uintptr_t *v)
 {
 	switch (l->step) {
 	case PM_AT_SLOT: {
@@ -729,7 +739,8 @@ PM_INLINE bool pm_lane_step(struct pm_lane *l, uint64_t key, uintptr_t *v)
 			*v = 0;
 			return true;
 		}
-		pm_lane_enter(l, p, key);
+		l->p = p;
+		l->step = PM_AT_ENTER;
 		return false;
 	}
 	case PM_AT_VALUE:
@@ -741,6 +752,7 @@ PM_INLINE bool pm_lane_step(struct pm_lane *l, uint64_t key, uintptr_t *v)
 	default:
 		break;
 	}
+	/* PM_AT_NODE: a partial branch or bitmap leaf whose header arrived */
 	uintptr_t p = l->p;
 	const void *n = pm_ptr(p);
 	uint64_t ps = ((const struct pm_head *)n)->prefix_shift;
@@ -793,30 +805,30 @@ PM_HOT size_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t 
 		return 0;
 	}
 	struct pm_lane lane[PM_LANES];
-	unsigned active = 0;
-	size_t next = 0, found = 0;
-	while (active < PM_LANES && next < n) {
-		lane[active].i = next;
-		pm_lane_start(&lane[active++], root, keys[next++]);
-	}
-	while (active) {
-		for (unsigned j = 0; j < active;) {
-			struct pm_lane *l = &lane[j];
-			uintptr_t v;
-			if (!pm_lane_step(l, keys[l->i], &v)) {
-				j++;
-				continue;
+	unsigned char live[PM_LANES];
+	size_t found = 0;
+	for (size_t base = 0; base < n; base += PM_LANES) {
+		const uint64_t *k = keys + base;
+		unsigned b = n - base < PM_LANES ? (unsigned)(n - base) : PM_LANES, na = b;
+		for (unsigned j = 0; j < b; j++) {
+			pm_lane_start(&lane[j], root, k[j]);
+			live[j] = (unsigned char)j;
+		}
+		while (na) {
+			for (unsigned t = 0; t < na; t++)
+				pm_lane_issue(&lane[live[t]], k[live[t]]);
+			unsigned m = 0;
+			for (unsigned t = 0; t < na; t++) {
+				unsigned j = live[t];
+				uintptr_t v;
+				if (pm_lane_resolve(&lane[j], k[j], &v)) {
+					values[base + j] = (void *)v;
+					found += v != 0;
+				} else {
+					live[m++] = (unsigned char)j;
+				}
 			}
-			values[l->i] = (void *)v;
-			found += v != 0;
-			if (next < n) {
-				/* the new walk's prefetches need time: visit it next round */
-				l->i = next;
-				pm_lane_start(l, root, keys[next++]);
-				j++;
-			} else {
-				*l = lane[--active];
-			}
+			na = m;
 		}
 	}
 	return found;
