@@ -549,7 +549,7 @@ PM_INLINE unsigned pm_window_find32(const uint32_t *a, unsigned n, uint32_t want
 /* Value of key in sorted leaf p, or 0. Shift and count come from the
  * pointer's hint, so the header (read only for the prefix), the suffix line
  * and the value line are all fetched at once. */
-PM_INLINE uintptr_t pm_sorted_find(uintptr_t p, uint64_t key)
+PM_INLINE uintptr_t pm_sorted_find_in(uintptr_t p, uint64_t key, bool prefix_known)
 {
 	unsigned h = pm_hint(p), sh = pm_hint_shift(h), cnt = pm_hint_count(h);
 	unsigned g = pm_sorted_guess(p, key);
@@ -559,13 +559,18 @@ PM_INLINE uintptr_t pm_sorted_find(uintptr_t p, uint64_t key)
 	unsigned i = pm_sorted_narrow(sh)
 		? pm_window_find32(a, cnt, (uint32_t)want, g, sh + 6)
 		: pm_lower_bound64(a, cnt, want, sh + 6);
-	uint64_t ps = ((const struct pm_head *)pm_ptr(p))->prefix_shift;
-	if (i >= cnt || pm_outside(ps, key))
+	if (i >= cnt)
+		return 0;
+	if (!prefix_known && pm_outside(((const struct pm_head *)pm_ptr(p))->prefix_shift, key))
 		return 0;
 	uint64_t suffix = pm_sorted_narrow(sh) ? ((const uint32_t *)a)[i] : ((const uint64_t *)a)[i];
 	if (suffix != want)
 		return 0;
 	return gm_load_acquire((_Atomic uintptr_t *)pm_sorted_value_at(p, i));
+}
+PM_INLINE uintptr_t pm_sorted_find(uintptr_t p, uint64_t key)
+{
+	return pm_sorted_find_in(p, key, false);
 }
 
 /* Value of key in leaf p, or 0. Checks the whole key: lookups do not check
@@ -652,17 +657,34 @@ uint64_t gm_pagemap_count(const struct gm_pagemap *map)
  *   PM_AT_VALUE  read the (prefetched) value.
  */
 #ifndef PM_LANES
-#define PM_LANES 64
+#define PM_LANES 64 /* <= 256: live[] holds lane numbers in bytes */
 #endif
 
 enum { PM_AT_NODE, PM_AT_SLOT, PM_AT_SORTED, PM_AT_VALUE, PM_AT_ENTER };
 
 struct pm_lane {
-	uintptr_t p;                    /* node (AT_NODE, AT_SORTED) */
+	uintptr_t p;                    /* node (AT_NODE, AT_SORTED, AT_ENTER) */
 	const _Atomic uintptr_t *slot;  /* child or value slot (AT_SLOT, AT_VALUE) */
-	size_t i;                       /* index of the key */
 	unsigned step;
+	unsigned xs;                    /* see pm_exact_child */
 };
+
+/*
+ * Lanes track whether the key is known to agree with the prefix of the node
+ * they are at (xs = that node's shift, PM_NOT_EXACT if unknown): then a
+ * sorted leaf needs no prefix check, and its header line (often a line the
+ * search would not otherwise touch) is not fetched. A child at shift s
+ * reached from such a parent at shift s + 6 agrees too: the parent's chunk
+ * was indexed with the key's own bits, so no bit between the two prefixes
+ * was skipped. The child's shift comes from its hint (full branches and
+ * sorted leaves); other nodes read their header anyway.
+ */
+#define PM_NOT_EXACT 255u
+PM_INLINE unsigned pm_exact_child(uintptr_t c, unsigned xs)
+{
+	unsigned h = pm_hint(c), s = pm_hint_shift(h);
+	return h && s + 6 == xs ? s : PM_NOT_EXACT;
+}
 
 /* The lane arrives at node p (!= 0): prefetch what its next step reads. */
 PM_INLINE void pm_lane_enter(struct pm_lane *l, uintptr_t p, uint64_t key)
@@ -675,8 +697,9 @@ PM_INLINE void pm_lane_enter(struct pm_lane *l, uintptr_t p, uint64_t key)
 		l->step = PM_AT_SLOT;
 		return;
 	}
-	__builtin_prefetch(pm_ptr(p));
 	if (pm_tag(p) == PM_TAG_SORTED) {
+		if (l->xs == PM_NOT_EXACT)
+			__builtin_prefetch(pm_ptr(p));
 		unsigned g = pm_sorted_guess(p, key), h = pm_hint(p);
 		unsigned cnt = pm_hint_count(h), w = pm_window_width(cnt);
 		if (pm_sorted_narrow(pm_hint_shift(h)) && w) {
@@ -687,10 +710,14 @@ PM_INLINE void pm_lane_enter(struct pm_lane *l, uintptr_t p, uint64_t key)
 		} else {
 			__builtin_prefetch(pm_sorted_suffix_at(p, g));
 		}
-		__builtin_prefetch((const void *)pm_sorted_value_at(p, g));
+		/* the key's rank strays a few entries from g: fetch the value
+		 * lines of g - 3 and g + 3 (usually one line) */
+		__builtin_prefetch((const void *)pm_sorted_value_at(p, g > 3 ? g - 3 : 0));
+		__builtin_prefetch((const void *)pm_sorted_value_at(p, g + 3 < cnt ? g + 3 : cnt - 1));
 		l->step = PM_AT_SORTED;
 		return;
 	}
+	__builtin_prefetch(pm_ptr(p));
 	l->step = PM_AT_NODE;
 }
 
@@ -704,6 +731,8 @@ static const _Atomic uintptr_t pm_empty_slot = 0;
 PM_INLINE void pm_lane_start(struct pm_lane *l, uintptr_t root, uint64_t key)
 {
 	uintptr_t p = root;
+	uint64_t ps = ((const struct pm_head *)pm_ptr(root))->prefix_shift;
+	unsigned xs = pm_outside(ps, key) ? PM_NOT_EXACT : (unsigned)(ps & 63);
 	for (int depth = 0; depth < 2 && pm_tag(p) == PM_TAG_BRANCH; depth++) {
 		unsigned h = pm_hint(p);
 		p = h & PM_HINT_FULL
@@ -715,8 +744,10 @@ PM_INLINE void pm_lane_start(struct pm_lane *l, uintptr_t root, uint64_t key)
 			l->step = PM_AT_VALUE;
 			return;
 		}
+		xs = pm_exact_child(p, xs);
 	}
 	l->p = p;
+	l->xs = xs;
 	l->step = PM_AT_ENTER;
 }
 
@@ -739,6 +770,7 @@ PM_INLINE bool pm_lane_resolve(struct pm_lane *l, uint64_t key, uintptr_t *v)
 			*v = 0;
 			return true;
 		}
+		l->xs = pm_exact_child(p, l->xs);
 		l->p = p;
 		l->step = PM_AT_ENTER;
 		return false;
@@ -747,7 +779,7 @@ PM_INLINE bool pm_lane_resolve(struct pm_lane *l, uint64_t key, uintptr_t *v)
 		*v = gm_load_acquire((_Atomic uintptr_t *)l->slot);
 		return true;
 	case PM_AT_SORTED:
-		*v = pm_sorted_find(l->p, key);
+		*v = pm_sorted_find_in(l->p, key, l->xs != PM_NOT_EXACT);
 		return true;
 	default:
 		break;
@@ -765,6 +797,8 @@ PM_INLINE bool pm_lane_resolve(struct pm_lane *l, uint64_t key, uintptr_t *v)
 			*v = 0;
 			return true;
 		}
+		/* the header is here: the key's agreement with the prefix is known */
+		l->xs = pm_outside(ps, key) ? PM_NOT_EXACT : (unsigned)(ps & 63);
 		l->slot = &b->child[__builtin_popcountll(bm << (63 - c)) - 1];
 		__builtin_prefetch((const void *)l->slot);
 		l->step = PM_AT_SLOT;
