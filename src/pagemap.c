@@ -478,10 +478,13 @@ PM_INLINE const _Atomic uintptr_t *pm_sorted_value_at(uintptr_t p, unsigned i)
  * 64 entries a window of 16 (one or two cache lines) holds it ~95% of the
  * time; bigger leaves count 32. */
 #define PM_WINDOW_WIDE_MIN 64
+#ifndef PM_W16_MIN
+#define PM_W16_MIN 16
+#endif
 /* Window width used for a narrow leaf of n entries (0: the whole leaf). */
 static inline unsigned pm_window_width(unsigned n)
 {
-	return n >= PM_WINDOW_WIDE_MIN ? 32 : n >= 16 ? 16 : n >= 8 ? 8 : 0;
+	return n >= PM_WINDOW_WIDE_MIN ? 32 : n >= PM_W16_MIN ? 16 : n >= 8 ? 8 : 0;
 }
 /* Count of the W entries from lo that are < want (W a constant): with
  * SSE2, W/4 compares whose -1 lanes are summed. Suffixes and want are
@@ -527,7 +530,7 @@ PM_INLINE unsigned pm_window_find32(const uint32_t *a, unsigned n, uint32_t want
 		w = 32;
 		lo = pm_window_start(n, g, w);
 		c = pm_window_count32(a, lo, want);
-	} else if (n >= 16) {
+	} else if (n >= PM_W16_MIN) {
 		w = 16;
 		lo = pm_window_start(n, g, w);
 		c = pm_window_count16(a, lo, want);
@@ -546,6 +549,17 @@ PM_INLINE unsigned pm_window_find32(const uint32_t *a, unsigned n, uint32_t want
 	return lo + c;
 }
 
+/* The key's rank strays a few entries from its interpolated index g (about
+ * sqrt(count)/2): prefetch the value lines of g - d and g + d, d a quarter
+ * of the search window (usually one line, so the value read after the
+ * search rarely waits for a line of its own). */
+PM_INLINE void pm_sorted_prefetch_values(uintptr_t p, unsigned g, unsigned cnt)
+{
+	unsigned d = cnt >= PM_WINDOW_WIDE_MIN ? 8 : cnt >= PM_W16_MIN ? 4 : 2;
+	__builtin_prefetch((const void *)pm_sorted_value_at(p, g > d ? g - d : 0));
+	__builtin_prefetch((const void *)pm_sorted_value_at(p, g + d < cnt ? g + d : cnt - 1));
+}
+
 /* Value of key in sorted leaf p, or 0. Shift and count come from the
  * pointer's hint, so the header (read only for the prefix), the suffix line
  * and the value line are all fetched at once. */
@@ -553,7 +567,7 @@ PM_INLINE uintptr_t pm_sorted_find_in(uintptr_t p, uint64_t key, bool prefix_kno
 {
 	unsigned h = pm_hint(p), sh = pm_hint_shift(h), cnt = pm_hint_count(h);
 	unsigned g = pm_sorted_guess(p, key);
-	__builtin_prefetch(pm_sorted_value_at(p, g));
+	pm_sorted_prefetch_values(p, g, cnt);
 	uint64_t want = key & ~pm_above_mask(sh);
 	const void *a = pm_sorted_suffix_at(p, 0);
 	unsigned i = pm_sorted_narrow(sh)
@@ -710,10 +724,7 @@ PM_INLINE void pm_lane_enter(struct pm_lane *l, uintptr_t p, uint64_t key)
 		} else {
 			__builtin_prefetch(pm_sorted_suffix_at(p, g));
 		}
-		/* the key's rank strays a few entries from g: fetch the value
-		 * lines of g - 3 and g + 3 (usually one line) */
-		__builtin_prefetch((const void *)pm_sorted_value_at(p, g > 3 ? g - 3 : 0));
-		__builtin_prefetch((const void *)pm_sorted_value_at(p, g + 3 < cnt ? g + 3 : cnt - 1));
+		pm_sorted_prefetch_values(p, g, cnt);
 		l->step = PM_AT_SORTED;
 		return;
 	}
