@@ -666,6 +666,13 @@ uint64_t gm_pagemap_count(const struct gm_pagemap *map)
  *   PM_AT_SORTED search the (prefetched) suffixes, read the value;
  *   PM_AT_VALUE  read the (prefetched) value.
  */
+/* Below this many entries the map (~13 B per entry) sits in L2/L3, where a
+ * plain loop of lookups overlaps them well enough and the batch's extra
+ * passes only cost (measured: 13 vs 20 ns at 10^4 random keys, 25 vs 30 ns
+ * at 10^5; at 10^6 the batches win, ~100 vs ~150 ns). */
+#define PM_MANY_LOOP_MAX (1u << 17)
+/* Not public: tests set it to 0 so small maps exercise the batches too. */
+uint64_t gm_pagemap_many_loop_max_ = PM_MANY_LOOP_MAX;
 #ifndef PM_LANES
 #define PM_LANES 64 /* <= 256: live[] holds lane numbers in bytes */
 #endif
@@ -845,9 +852,17 @@ PM_HOT size_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t 
 			values[i] = NULL;
 		return 0;
 	}
+	size_t found = 0;
+	if (gm_load_relaxed(&((struct gm_pagemap *)map)->count) < gm_pagemap_many_loop_max_) {
+		for (size_t i = 0; i < n; i++) {
+			uintptr_t v = pm_lookup(map, keys[i]);
+			values[i] = (void *)v;
+			found += v != 0;
+		}
+		return found;
+	}
 	struct pm_lane lane[PM_LANES];
 	unsigned char live[PM_LANES];
-	size_t found = 0;
 	for (size_t base = 0; base < n; base += PM_LANES) {
 		const uint64_t *k = keys + base;
 		unsigned b = n - base < PM_LANES ? (unsigned)(n - base) : PM_LANES, na = b;
