@@ -34,8 +34,11 @@ static void check(int cond)
 		abort();
 }
 
+extern uint64_t gm_pagemap_many_loop_max_; /* src/pagemap.c */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	gm_pagemap_many_loop_max_ = 0; /* load_many batches even in tiny maps */
 	struct gm_alloc_failing f;
 	gm_alloc_failing_init(&f, NULL);
 	struct gm_alloc_counting c;

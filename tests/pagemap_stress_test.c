@@ -17,6 +17,7 @@
 #define NVOLATILE 8192
 
 static struct gm_pagemap map;
+extern uint64_t gm_pagemap_many_loop_max_; /* src/pagemap.c; 0: always batch */
 static uint64_t stable[NSTABLE];      /* sorted, present throughout */
 static uint64_t volatile_keys[NVOLATILE];
 static atomic_bool stop;
@@ -122,6 +123,7 @@ static int cmp_u64(const void *a, const void *b)
 
 GM_TEST(readers_see_consistent_map_while_writer_churns)
 {
+	gm_pagemap_many_loop_max_ = 0;
 	gm_rcu_register_thread();
 	struct gm_rng *r = gm_test_rng();
 	struct gm_alloc_counting c;

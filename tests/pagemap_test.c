@@ -4,6 +4,10 @@
 
 #include <gmtrack/pagemap.h>
 
+/* src/pagemap.c: below this count load_many is a plain loop of lookups;
+ * most tests set it to 0 so their small maps go through the batches. */
+extern uint64_t gm_pagemap_many_loop_max_;
+
 /* ---- the model: a sorted array of (key, value) --------------------------- */
 struct model {
 	uint64_t *keys;
@@ -187,6 +191,9 @@ GM_TEST(differential_random_operations)
 {
 	struct gm_rng *r = gm_test_rng();
 	for (int round = 0; round < 4; round++) {
+		uint64_t saved_loop_max = gm_pagemap_many_loop_max_;
+		if (round % 2)
+			gm_pagemap_many_loop_max_ = 0;
 		struct gm_alloc_counting c;
 		gm_alloc_counting_init(&c, NULL);
 		struct gm_pagemap map;
@@ -212,6 +219,7 @@ GM_TEST(differential_random_operations)
 		gm_pagemap_destroy(&map, NULL, NULL);
 		CHECK_EQ(gm_alloc_counting_bytes(&c), 0);
 		model_free(&m);
+		gm_pagemap_many_loop_max_ = saved_loop_max;
 	}
 }
 
@@ -268,6 +276,7 @@ GM_TEST(grow_and_shrink_each_distribution)
  * leaf at shift 12 (suffixes of 18 bits) that their outlier spans. */
 GM_TEST(skewed_sorted_leaves_find_every_key)
 {
+	gm_pagemap_many_loop_max_ = 0; /* batches, whatever the size */
 	static const unsigned sizes[] = {3, 9, 17, 31, 33, 100, 255};
 	for (unsigned si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
 		for (int top_heavy = 0; top_heavy < 2; top_heavy++) {
@@ -299,6 +308,53 @@ GM_TEST(skewed_sorted_leaves_find_every_key)
 			}
 			gm_pagemap_destroy(&map, NULL, NULL);
 		}
+	}
+}
+
+/* load_many skips the prefix check of a sorted leaf reached through
+ * levels that each consumed the key's own chunk: keys that differ from a
+ * stored key in any one bit (inside or above the skipped levels) must still
+ * miss, in trees with full branches, compressed paths and both leaf kinds. */
+GM_TEST(load_many_one_bit_flips_miss)
+{
+	gm_pagemap_many_loop_max_ = 0; /* batches, whatever the size */
+	struct gm_rng *r = gm_test_rng();
+	for (int shape = 0; shape < 4; shape++) {
+		struct gm_pagemap map;
+		CHECK_EQ(gm_pagemap_init(&map, 0, NULL), 0);
+		struct model m = {0};
+		unsigned n = shape == 0 ? 9000 : shape == 1 ? 20000 : shape == 2 ? 3000 : 600;
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t k;
+			switch (shape) {
+			case 0: k = (3ULL << 50) + i; break;                   /* dense, compressed above */
+			case 1: k = gm_rng_next(r) & ((1ULL << 36) - 1); break; /* random frames */
+			case 2: k = (i & 1 ? 7ULL << 44 : 0) + (gm_rng_next(r) & ((1ULL << 30) - 1)); break;
+			default: k = gm_rng_next(r); break;                  /* whole key space */
+			}
+			if (model_get(&m, k))
+				continue;
+			CHECK_EQ(gm_pagemap_insert(&map, k, (void *)(uintptr_t)(k | 1)), 0);
+			model_set(&m, k, k | 1);
+		}
+		CHECK_VALID(gm_pagemap_validate(&map, &reason), reason);
+		uint64_t probe[65];
+		void *out[65];
+		for (size_t i = 0; i < m.n; i += 1 + m.n / 300) {
+			probe[0] = m.keys[i];
+			for (unsigned b = 0; b < 64; b++)
+				probe[b + 1] = m.keys[i] ^ (1ULL << b);
+			size_t want = 0;
+			for (unsigned b = 0; b < 65; b++)
+				want += model_get(&m, probe[b]) != 0;
+			CHECK_EQ(gm_pagemap_load_many(&map, probe, 65, out), want);
+			for (unsigned b = 0; b < 65; b++) {
+				CHECK_EQ((uintptr_t)out[b], model_get(&m, probe[b]));
+				CHECK_EQ((uintptr_t)gm_pagemap_load(&map, probe[b]), model_get(&m, probe[b]));
+			}
+		}
+		gm_pagemap_destroy(&map, NULL, NULL);
+		model_free(&m);
 	}
 }
 

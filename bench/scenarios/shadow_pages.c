@@ -601,8 +601,9 @@ static void run(struct gmb_ctx *ctx)
 		      "batch of probes; before its lookups, gm_rcu_barrier() (untimed) lets "
 		      "the frees deferred by the inserts finish. Its bytes are its live nodes (gm_pagemap_stats, "
 		      "equal to the counting allocator's figure) plus struct gm_pagemap.");
-	gmb_note(ctx, "load_many: gm_pagemap interleaves the walks of 16 keys with "
-		      "prefetches, openhash prefetches 16 home slots; the other rows "
+	gmb_note(ctx, "load_many: gm_pagemap walks batches of 64 keys level by level "
+		      "with prefetches (a plain loop of loads below 2^17 entries), "
+		      "openhash prefetches 16 home slots; the other rows "
 		      "are their plain load loop. walk: ordered for the trees, JudyL "
 		      "and flat; slot order for hash256 and openhash.");
 	gmb_note(ctx, "Probes per op: 2^17 up to n=10^5, 2^16 at 10^6, 2^15 at 10^7. "

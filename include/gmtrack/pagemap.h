@@ -115,9 +115,13 @@ GM_EXPORT int gm_pagemap_store(struct gm_pagemap *map, uint64_t key,
 GM_EXPORT void *gm_pagemap_load(const struct gm_pagemap *map, uint64_t key);
 
 /*
- * gm_pagemap_load_many — values[i] = load(keys[i]) for i < n, interleaving
- * the walks of up to 16 keys so their cache misses overlap. Returns how many
- * keys were found. O(n log64 n). Same rules as load; keys need not be sorted.
+ * gm_pagemap_load_many — values[i] = load(keys[i]) for i < n. Walks the keys
+ * in batches of 64, one tree level at a time, prefetching each level's lines
+ * for the whole batch before reading them, so their cache misses overlap
+ * (maps under 2^17 entries, which sit in cache, use a plain loop of loads).
+ * Returns how many keys were found. O(n log64 n). Same rules as load (one
+ * read-side critical section may cover the call); keys need not be sorted.
+ * Allocates nothing.
  */
 GM_EXPORT size_t gm_pagemap_load_many(const struct gm_pagemap *map,
 				      const uint64_t *keys, size_t n,
