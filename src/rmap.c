@@ -98,12 +98,23 @@ static inline uint32_t word_nb(uintptr_t w, const struct line *t)
 static inline size_t tab_bytes(uint32_t nb) { return (size_t)nb * LINE; }
 static inline uint32_t tab_slots(uint32_t nb) { return nb * SLOTS - 1; }
 
+/* Tables of up to LIN_LINES lines are kept unhashed ("linear"): the
+ * entries fill flat slots 1..count (line 0's slot 0 is the header) with
+ * no holes, so add appends, remove scans the few lines and moves the
+ * last entry into the hole, and growing or shrinking among these sizes
+ * is a copy, not a rehash. */
+#ifndef GM_RMAP_LIN_LINES
+#define GM_RMAP_LIN_LINES 9
+#endif
+#define LIN_LINES ((uint32_t)GM_RMAP_LIN_LINES)
+static inline bool is_lin(uint32_t nb) { return nb <= LIN_LINES; }
+
 /* Most entries a table of nb lines takes before it grows: all slots for
  * one or two lines (every entry may use every line), else 15/16. */
 static inline uint32_t max_count(uint32_t nb)
 {
 	uint32_t s = tab_slots(nb);
-	return nb <= 2 ? s : s - s / 16;
+	return nb <= 2 || is_lin(nb) ? s : s - s / 16;
 }
 
 /* Sizes: 1, 2, 3, 4, 6, 9 lines (short chains grow in few rebuilds), then
@@ -111,16 +122,17 @@ static inline uint32_t max_count(uint32_t nb)
 static inline uint32_t next_nb(uint32_t nb)
 {
 	if (nb < 9)
-		return nb < 4 ? nb + 1 : nb < 6 ? 6 : 9;
+		return nb < 2 ? 2 : nb < 4 ? 4 : nb < 6 ? 6 : 9;
 	return nb < 16 ? nb + 1 : nb + nb / 8;
 }
 
 static inline uint32_t prev_nb(uint32_t nb)
 {
 	if (nb <= 9)
-		return nb <= 4 ? nb - 1 : nb <= 6 ? 4 : 6;
+		return nb <= 2 ? 1 : nb <= 4 ? 2 : nb <= 6 ? 4 : 6;
 	return nb <= 17 ? nb - 1 : nb - nb / 9;
 }
+
 
 /* Shrink when the smaller size would be at most 3/4 of its limit. */
 static inline uint32_t shrink_at(uint32_t nb) { return max_count(prev_nb(nb)) * 3 / 4; }
@@ -204,6 +216,37 @@ static inline void put_free(struct line *l, uintptr_t e)
 	l->s[__builtin_ctz(line_free(l))] = e;
 }
 
+/* ---- linear (unhashed) tables --------------------------------------------- */
+_Static_assert(GM_RMAP_LIN_LINES >= 1 && GM_RMAP_LIN_LINES <= 16, "linear tables stay short");
+
+static inline uintptr_t *flat(struct line *t) { return &t[0].s[0]; }
+
+/* Flat index (1..) of e in a linear table of nb lines, or 0. All nb
+ * lines are matched (slots past the count are 0 and never match), 8 lines
+ * per branch: nb comes from the head word, so the loads of every line go
+ * out at once, none waiting for the header. */
+static inline uint32_t lin_find(const struct line *t, uint32_t used, uintptr_t e)
+{
+	for (uint32_t base = 0; base < used; base += 8) {
+		uint32_t end = used - base < 8 ? used : base + 8;
+		uint64_t m = 0;
+		for (uint32_t li = base; li < end; li++)
+			m |= (uint64_t)line_match(&t[li], e, li) << ((li - base) * SLOTS);
+		if (m)
+			return base * SLOTS + (uint32_t)__builtin_ctzll(m);
+	}
+	return 0;
+}
+
+/* Removes flat slot i of a linear table holding n entries: the last
+ * entry moves into the hole. */
+static inline void lin_take_out(struct line *t, uint32_t i, uint32_t n)
+{
+	uintptr_t *u = flat(t);
+	u[i] = u[n];
+	u[n] = 0;
+}
+
 /* Puts e (not present) into one of its lines, moving at most two other
  * entries to their other line along a path found before anything moves.
  * Returns false, with nothing changed, if there is no room that way. */
@@ -257,17 +300,45 @@ static bool tab_place(struct line *t, uint32_t nb, uintptr_t e)
 	return tab_place_at(t, nb, e, b1, b2);
 }
 
-/* Fills the empty table `to` (nb2 lines) with the entries of `from`.
- * False if one did not fit (`to` is then garbage, `from` untouched). */
+/* Puts e (not present) into t, which holds n entries before (and n + 1
+ * after: the caller sets the header): appended to a linear table, placed
+ * in a hashed one. False, nothing changed, if there is no room. */
+static inline bool tab_put(struct line *t, uint32_t nb, uint32_t n, uintptr_t e)
+{
+	if (is_lin(nb)) {
+		if (n >= tab_slots(nb))
+			return false;
+		flat(t)[n + 1] = e;
+		return true;
+	}
+	return tab_place(t, nb, e);
+}
+
+/* Fills the empty table `to` (nb2 lines) with the entries of `from`
+ * (which must fit in a linear `to`). Linear to linear is a copy; into a
+ * hashed table every entry is placed again. False if one did not fit
+ * (`to` is then garbage, `from` untouched). */
 static bool tab_rebuild(struct line *to, uint32_t nb2, const struct line *from)
 {
 	uint32_t nb = tab_nb(from), n = tab_count(from);
+	if (is_lin(nb2) && is_lin(nb)) {
+		size_t used = ((size_t)n + 1) * sizeof(uintptr_t);
+		memcpy(to, from, used);
+		memset((char *)to + used, 0, tab_bytes(nb2) - used);
+		tab_set(to, n, nb2);
+		return true;
+	}
 	memset(to, 0, tab_bytes(nb2));
 	tab_set(to, n, nb2);
+	uint32_t k = 0;
 	for (uint32_t li = 0; li < nb; li++)
-		for (unsigned i = li == 0; i < SLOTS; i++)
-			if (from[li].s[i] && !tab_place(to, nb2, from[li].s[i]))
+		for (unsigned i = li == 0; i < SLOTS; i++) {
+			uintptr_t e = from[li].s[i];
+			if (!e)
+				continue;
+			if (!tab_put(to, nb2, k++, e))
 				return false;
+		}
 	return true;
 }
 
@@ -481,7 +552,7 @@ static int tab_grow(struct gm_rmap_head *h, struct line *t, uintptr_t e,
 			want(c, lo);
 			return -ENOMEM;
 		}
-		if (tab_rebuild(t2, nb2, t) && tab_place(t2, nb2, e)) {
+		if (tab_rebuild(t2, nb2, t) && tab_put(t2, nb2, n, e)) {
 			tab_set(t2, n + 1, nb2);
 			h->word = tab_word(t2, nb2);
 			tab_free(c, t, nb);
@@ -499,6 +570,18 @@ static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_
 {
 	uint32_t n = tab_count(t), li, b1, b2;
 	unsigned slot;
+	if (is_lin(nb)) {
+		if (lin_find(t, nb, e))
+			return -EEXIST;
+		if (n < tab_slots(nb)) {
+			if (n + 2 > tab_slots(nb))
+				want(c, next_nb(nb));
+			flat(t)[n + 1] = e;
+			tab_set(t, n + 1, nb);
+			return 0;
+		}
+		return tab_grow(h, t, e, c);
+	}
 	lines_of(e, nb, &b1, &b2);
 	if (tab_find_at(t, e, b1, b2, &li, &slot))
 		return -EEXIST;
@@ -599,11 +682,21 @@ int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 		return 0;
 	case TAG_TAB: {
 		struct line *t = tab_of(w);
-		uint32_t li, nb = word_nb(w, t), n = tab_count(t) - 1;
+		uint32_t li, nb = word_nb(w, t), n;
 		unsigned slot;
-		if (!tab_find(t, nb, e, &li, &slot))
-			return -ENOENT;
-		t[li].s[slot] = 0;
+		if (is_lin(nb)) {
+			n = tab_count(t);
+			uint32_t i = lin_find(t, nb, e);
+			if (!i)
+				return -ENOENT;
+			lin_take_out(t, i, n);
+			n--;
+		} else {
+			if (!tab_find(t, nb, e, &li, &slot))
+				return -ENOENT;
+			t[li].s[slot] = 0;
+			n = tab_count(t) - 1;
+		}
 		if (n <= 1) {
 			tab_to_inline(h, t, c);
 			return 0;
@@ -627,8 +720,12 @@ bool gm_rmap_contains(const struct gm_rmap_head *h, const void *ptr)
 	switch (tag_of(w)) {
 	case TAG_INLINE:
 		return w != 0 && w == (uintptr_t)ptr;
-	case TAG_TAB:
-		return tab_find(tab_of(w), word_nb(w, tab_of(w)), (uintptr_t)ptr, &li, &slot);
+	case TAG_TAB: {
+		uint32_t nb = word_nb(w, tab_of(w));
+		if (is_lin(nb))
+			return lin_find(tab_of(w), nb, (uintptr_t)ptr) != 0;
+		return tab_find(tab_of(w), nb, (uintptr_t)ptr, &li, &slot);
+	}
 	}
 	return false;
 }
@@ -710,7 +807,10 @@ int gm_rmap_iter_remove(struct gm_rmap_iter *it, struct gm_rmap_cache *c)
 	case GM_RMAP_HASH: {
 		struct line *t = it->tab;
 		uint32_t nb = tab_nb(t), n = tab_count(t) - 1;
-		t[it->line].s[it->idx] = 0;
+		if (is_lin(nb))   /* the last entry (already walked) fills the hole */
+			lin_take_out(t, it->line * SLOTS + it->idx, n + 1);
+		else
+			t[it->line].s[it->idx] = 0;
 		if (n == 0) {
 			tab_free(c, t, nb);
 			h->word = 0;
@@ -773,7 +873,7 @@ void gm_rmap_stats(const struct gm_rmap_head *h, struct gm_rmap_stats *st)
 				if (!t[li].s[i])
 					continue;
 				lines_of(t[li].s[i], nb, &b1, &b2);
-				st->second += li != b1;
+				st->second += !is_lin(nb) && li != b1;
 			}
 		return;
 	}
@@ -805,6 +905,21 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 			FAIL("I1: head word's line count differs from the table's");
 		if (n < 1 || n > tab_slots(nb))
 			FAIL("I3: count out of range");
+		if (is_lin(nb)) {
+			const uintptr_t *u = &t[0].s[0];
+			for (uint32_t i = 1; i <= tab_slots(nb); i++) {
+				if ((u[i] != 0) != (i <= n))
+					FAIL("I5: linear table not packed into slots 1..count");
+				if (i > n)
+					continue;
+				if (bad_entry((void *)u[i]))
+					FAIL("I2: misaligned entry");
+				for (uint32_t j = 1; j < i; j++)
+					if (u[j] == u[i])
+						FAIL("I2: duplicate entry");
+			}
+			return 0;
+		}
 		for (uint32_t li = 0; li < nb; li++) {
 			for (unsigned i = li == 0; i < SLOTS; i++) {
 				uintptr_t e = t[li].s[i];
