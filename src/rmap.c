@@ -55,6 +55,9 @@ _Static_assert(sizeof(uintptr_t) == 8, "the table header packs two 32-bit fields
 #define TAG_TAB ((uintptr_t)1)
 
 #define SLOTS 8
+#ifndef GM_RMAP_SHRINK_NUM
+#define GM_RMAP_SHRINK_NUM 3
+#endif
 #define LINE 64
 #define MAX_LINES ((uint32_t)1 << 28)
 
@@ -73,11 +76,24 @@ static inline bool bad_entry(const void *p)
 	return !p || ((uintptr_t)p & TAG_MASK);
 }
 
+/* Header (slot 0 of line 0). A hashed table: count (low 32 bits) | nb <<
+ * 32. A linear table (nb <= LIN_LINES, known from the head word): count in
+ * bits 0..7 and a 56-bit filter in bits 8..63 (see lin_bit). */
+#define LIN_COUNT_MASK ((uintptr_t)0xff)
+static inline bool is_lin(uint32_t nb);
 static inline uint32_t tab_nb(const struct line *t) { return (uint32_t)(t[0].s[0] >> 32); }
-static inline uint32_t tab_count(const struct line *t) { return (uint32_t)t[0].s[0]; }
+static inline uint32_t tab_count(const struct line *t, uint32_t nb)
+{
+	uintptr_t h = t[0].s[0];
+	return is_lin(nb) ? (uint32_t)(h & LIN_COUNT_MASK) : (uint32_t)h;
+}
+/* Sets the count (and nb); a linear table's filter bits stay. */
 static inline void tab_set(struct line *t, uint32_t count, uint32_t nb)
 {
-	t[0].s[0] = (uintptr_t)count | (uintptr_t)nb << 32;
+	if (is_lin(nb))
+		t[0].s[0] = (t[0].s[0] & ~LIN_COUNT_MASK) | count;
+	else
+		t[0].s[0] = (uintptr_t)count | (uintptr_t)nb << 32;
 }
 
 /* The head word also holds min(nb, 16) - 1 in bits 2..5, so the lines an
@@ -89,6 +105,8 @@ static inline uintptr_t tab_word(const struct line *t, uint32_t nb)
 	return (uintptr_t)t | code << 2 | TAG_TAB;
 }
 
+/* Lines of the table of head word w (the header is read only for tables
+ * of 16+ lines, which are hashed: linear tables never need it). */
 static inline uint32_t word_nb(uintptr_t w, const struct line *t)
 {
 	uint32_t code = (uint32_t)(w >> 2) & 15;
@@ -135,7 +153,7 @@ static inline uint32_t prev_nb(uint32_t nb)
 
 
 /* Shrink when the smaller size would be at most 3/4 of its limit. */
-static inline uint32_t shrink_at(uint32_t nb) { return max_count(prev_nb(nb)) * 3 / 4; }
+static inline uint32_t shrink_at(uint32_t nb) { return max_count(prev_nb(nb)) * GM_RMAP_SHRINK_NUM / 4; }
 
 /* ---- hashing --------------------------------------------------------------- */
 static inline uint64_t hash_ptr(uintptr_t x)
@@ -219,12 +237,25 @@ static inline void put_free(struct line *l, uintptr_t e)
 /* ---- linear (unhashed) tables --------------------------------------------- */
 _Static_assert(GM_RMAP_LIN_LINES >= 1 && GM_RMAP_LIN_LINES <= 16, "linear tables stay short");
 
+/* Lines holding a linear table's flat slots 0..n: a scan stops there
+ * (fewer lines read than nb when the table is not full). */
+#define LIN_SCAN(nb, n) ((void)(nb), (n) / SLOTS + 1)
 static inline uintptr_t *flat(struct line *t) { return &t[0].s[0]; }
+_Static_assert(GM_RMAP_LIN_LINES * 8 - 1 <= 255, "a linear count fits 8 bits");
 
-/* Flat index (1..) of e in a linear table of nb lines, or 0. All nb
- * lines are matched (slots past the count are 0 and never match), 8 lines
- * per branch: nb comes from the head word, so the loads of every line go
- * out at once, none waiting for the header. */
+/* A linear table's header carries a one-hash Bloom filter of its entries
+ * (bits 8..63; a removal leaves its bit set, a rebuild recomputes it):
+ * an add whose bit is clear knows the pointer is absent without reading
+ * the table, so it touches line 0 and the line it appends to only. */
+static inline uintptr_t lin_bit(uintptr_t e)
+{
+	uint32_t x = (uint32_t)(((uint64_t)(uint32_t)hash_ptr(e) * 56) >> 32);
+	return (uintptr_t)1 << (8 + x);
+}
+
+/* Flat index (1..) of e in the first `used` lines of a linear table, or
+ * 0. The lines are matched 8 per branch (slots past the count are 0 and
+ * never match), so their loads go out at once. */
 static inline uint32_t lin_find(const struct line *t, uint32_t used, uintptr_t e)
 {
 	for (uint32_t base = 0; base < used; base += 8) {
@@ -309,6 +340,7 @@ static inline bool tab_put(struct line *t, uint32_t nb, uint32_t n, uintptr_t e)
 		if (n >= tab_slots(nb))
 			return false;
 		flat(t)[n + 1] = e;
+		t[0].s[0] |= lin_bit(e);
 		return true;
 	}
 	return tab_place(t, nb, e);
@@ -318,14 +350,18 @@ static inline bool tab_put(struct line *t, uint32_t nb, uint32_t n, uintptr_t e)
  * (which must fit in a linear `to`). Linear to linear is a copy; into a
  * hashed table every entry is placed again. False if one did not fit
  * (`to` is then garbage, `from` untouched). */
-static bool tab_rebuild(struct line *to, uint32_t nb2, const struct line *from)
+static bool tab_rebuild(struct line *to, uint32_t nb2, const struct line *from,
+			uint32_t nb)
 {
-	uint32_t nb = tab_nb(from), n = tab_count(from);
-	if (is_lin(nb2) && is_lin(nb)) {
+	uint32_t n = tab_count(from, nb);
+	if (is_lin(nb2) && is_lin(nb)) {   /* a copy; the filter recomputed */
 		size_t used = ((size_t)n + 1) * sizeof(uintptr_t);
+		uintptr_t *u = flat(to), filter = 0;
 		memcpy(to, from, used);
 		memset((char *)to + used, 0, tab_bytes(nb2) - used);
-		tab_set(to, n, nb2);
+		for (uint32_t i = 1; i <= n; i++)
+			filter |= lin_bit(u[i]);
+		u[0] = filter | n;
 		return true;
 	}
 	memset(to, 0, tab_bytes(nb2));
@@ -536,10 +572,10 @@ void gm_rmap_cache_destroy(struct gm_rmap_cache *c)
 
 /* ---- add -------------------------------------------------------------------- */
 /* Rebuilds t one size up with e added, in the cache's spare table. */
-static int tab_grow(struct gm_rmap_head *h, struct line *t, uintptr_t e,
+static int tab_grow(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_t e,
 		    struct gm_rmap_cache *c)
 {
-	uint32_t nb = tab_nb(t), n = tab_count(t), up = next_nb(nb), nb2;
+	uint32_t n = tab_count(t, nb), up = next_nb(nb), nb2;
 	if (up > MAX_LINES)
 		return -ENOSPC;
 	/* Any size from one up to three up; a size whose rebuild failed
@@ -552,7 +588,7 @@ static int tab_grow(struct gm_rmap_head *h, struct line *t, uintptr_t e,
 			want(c, lo);
 			return -ENOMEM;
 		}
-		if (tab_rebuild(t2, nb2, t) && tab_put(t2, nb2, n, e)) {
+		if (tab_rebuild(t2, nb2, t, nb) && tab_put(t2, nb2, n, e)) {
 			tab_set(t2, n + 1, nb2);
 			h->word = tab_word(t2, nb2);
 			tab_free(c, t, nb);
@@ -568,19 +604,20 @@ static int tab_grow(struct gm_rmap_head *h, struct line *t, uintptr_t e,
 static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_t e,
 		   struct gm_rmap_cache *c)
 {
-	uint32_t n = tab_count(t), li, b1, b2;
+	uint32_t n = tab_count(t, nb), li, b1, b2;
 	unsigned slot;
 	if (is_lin(nb)) {
-		if (lin_find(t, nb, e))
+		uintptr_t head = t[0].s[0], bit = lin_bit(e);
+		if ((head & bit) && lin_find(t, LIN_SCAN(nb, n), e))
 			return -EEXIST;
 		if (n < tab_slots(nb)) {
 			if (n + 2 > tab_slots(nb))
 				want(c, next_nb(nb));
 			flat(t)[n + 1] = e;
-			tab_set(t, n + 1, nb);
+			t[0].s[0] = (head + 1) | bit;   /* count + 1, e in the filter */
 			return 0;
 		}
-		return tab_grow(h, t, e, c);
+		return tab_grow(h, t, nb, e, c);
 	}
 	lines_of(e, nb, &b1, &b2);
 	if (tab_find_at(t, e, b1, b2, &li, &slot))
@@ -596,7 +633,7 @@ static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_
 			return 0;
 		}
 	}
-	return tab_grow(h, t, e, c);
+	return tab_grow(h, t, nb, e, c);
 }
 
 int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
@@ -618,7 +655,7 @@ int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 		memset(t, 0, LINE);
 		t->s[1] = w;
 		t->s[2] = e;
-		tab_set(t, 2, 1);
+		t->s[0] = lin_bit(w) | lin_bit(e) | 2;
 		h->word = tab_word(t, 1);
 		return 0;
 	}
@@ -630,9 +667,9 @@ int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 
 /* ---- remove ----------------------------------------------------------------- */
 /* A table left with <= 1 entry goes inline (or empty) and is freed. */
-static void tab_to_inline(struct gm_rmap_head *h, struct line *t, struct gm_rmap_cache *c)
+static void tab_to_inline(struct gm_rmap_head *h, struct line *t, uint32_t nb,
+			  struct gm_rmap_cache *c)
 {
-	uint32_t nb = tab_nb(t);
 	uintptr_t left = 0;
 	for (uint32_t li = 0; li < nb && !left; li++)
 		for (unsigned i = li == 0; i < SLOTS; i++)
@@ -642,9 +679,10 @@ static void tab_to_inline(struct gm_rmap_head *h, struct line *t, struct gm_rmap
 }
 
 /* Rebuilds t one size down if the cache holds the memory; else asks. */
-static void tab_shrink(struct gm_rmap_head *h, struct line *t, struct gm_rmap_cache *c)
+static void tab_shrink(struct gm_rmap_head *h, struct line *t, uint32_t nb,
+		       struct gm_rmap_cache *c)
 {
-	uint32_t nb = tab_nb(t), down = prev_nb(nb), nb2 = 1;
+	uint32_t down = prev_nb(nb), nb2 = 1;
 	struct line *t2;
 	if (down == 1) {
 		if (c->nblocks < 1)
@@ -658,7 +696,7 @@ static void tab_shrink(struct gm_rmap_head *h, struct line *t, struct gm_rmap_ca
 			return;
 		}
 	}
-	if (!tab_rebuild(t2, nb2, t)) {
+	if (!tab_rebuild(t2, nb2, t, nb)) {
 		if (nb2 == 1)
 			cache_put(c, t2);
 		else
@@ -685,8 +723,8 @@ int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 		uint32_t li, nb = word_nb(w, t), n;
 		unsigned slot;
 		if (is_lin(nb)) {
-			n = tab_count(t);
-			uint32_t i = lin_find(t, nb, e);
+			n = tab_count(t, nb);
+			uint32_t i = lin_find(t, LIN_SCAN(nb, n), e);
 			if (!i)
 				return -ENOENT;
 			lin_take_out(t, i, n);
@@ -695,15 +733,15 @@ int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 			if (!tab_find(t, nb, e, &li, &slot))
 				return -ENOENT;
 			t[li].s[slot] = 0;
-			n = tab_count(t) - 1;
+			n = tab_count(t, nb) - 1;
 		}
 		if (n <= 1) {
-			tab_to_inline(h, t, c);
+			tab_to_inline(h, t, nb, c);
 			return 0;
 		}
 		tab_set(t, n, nb);
 		if (nb > 1 && n <= shrink_at(nb))
-			tab_shrink(h, t, c);
+			tab_shrink(h, t, nb, c);
 		return 0;
 	}
 	}
@@ -737,7 +775,7 @@ size_t gm_rmap_count(const struct gm_rmap_head *h)
 	case TAG_INLINE:
 		return w != 0;
 	case TAG_TAB:
-		return tab_count(tab_of(w));
+		return tab_count(tab_of(w), word_nb(w, tab_of(w)));
 	}
 	return 0;
 }
@@ -777,7 +815,7 @@ void *gm_rmap_iter_first(struct gm_rmap_iter *it, struct gm_rmap_head *h)
 	case TAG_TAB:
 		it->form = GM_RMAP_HASH;
 		it->tab = tab_of(w);
-		it->line = tab_nb(tab_of(w)) - 1;
+		it->line = word_nb(w, tab_of(w)) - 1;
 		it->idx = SLOTS;
 		return iter_step(it);
 	}
@@ -806,7 +844,7 @@ int gm_rmap_iter_remove(struct gm_rmap_iter *it, struct gm_rmap_cache *c)
 		return 0;
 	case GM_RMAP_HASH: {
 		struct line *t = it->tab;
-		uint32_t nb = tab_nb(t), n = tab_count(t) - 1;
+		uint32_t nb = word_nb(h->word, t), n = tab_count(t, nb) - 1;
 		if (is_lin(nb))   /* the last entry (already walked) fills the hole */
 			lin_take_out(t, it->line * SLOTS + it->idx, n + 1);
 		else
@@ -839,7 +877,13 @@ void gm_rmap_clear(struct gm_rmap_head *h, struct gm_rmap_cache *c,
 		return;
 	case TAG_TAB: {
 		struct line *t = tab_of(w);
-		uint32_t nb = tab_nb(t);
+		uint32_t nb = word_nb(w, t);
+		if (cb && is_lin(nb)) {
+			const uintptr_t *u = flat(t);
+			for (uint32_t i = 1, n = tab_count(t, nb); i <= n; i++)
+				cb(ctx, (void *)u[i]);
+			cb = NULL;
+		}
 		for (uint32_t li = 0; cb && li < nb; li++)
 			for (unsigned i = li == 0; i < SLOTS; i++)
 				if (t[li].s[i])
@@ -861,9 +905,9 @@ void gm_rmap_stats(const struct gm_rmap_head *h, struct gm_rmap_stats *st)
 		return;
 	case TAG_TAB: {
 		const struct line *t = tab_of(w);
-		uint32_t nb = tab_nb(t);
+		uint32_t nb = word_nb(w, t);
 		st->form = nb == 1 ? GM_RMAP_SMALL : GM_RMAP_HASH;
-		st->count = tab_count(t);
+		st->count = tab_count(t, nb);
 		st->lines = nb;
 		st->slots = tab_slots(nb);
 		st->bytes = tab_bytes(nb);
@@ -898,10 +942,10 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 		return 0;
 	case TAG_TAB: {
 		const struct line *t = tab_of(w);
-		uint32_t nb = tab_nb(t), n = tab_count(t), seen = 0;
+		uint32_t nb = word_nb(w, t), n = tab_count(t, nb), seen = 0;
 		if (nb < 1 || nb > MAX_LINES)
 			FAIL("I3: line count out of range");
-		if (w != tab_word(t, nb))
+		if (w != tab_word(t, nb) || (!is_lin(nb) && tab_nb(t) != nb))
 			FAIL("I1: head word's line count differs from the table's");
 		if (n < 1 || n > tab_slots(nb))
 			FAIL("I3: count out of range");
@@ -914,6 +958,8 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 					continue;
 				if (bad_entry((void *)u[i]))
 					FAIL("I2: misaligned entry");
+				if (!(u[0] & lin_bit(u[i])))
+					FAIL("I6: linear table's filter misses an entry");
 				for (uint32_t j = 1; j < i; j++)
 					if (u[j] == u[i])
 						FAIL("I2: duplicate entry");
