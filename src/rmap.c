@@ -7,22 +7,36 @@
  *  | entry pointer      |00|      line 1   +--------+------+-----+------+
  *  | table     |min(nb,16)-1|01|        | e      | e    | ... | e    |
  *  +--------------------+--+      ...      +--------+------+-----+------+
- *                                 header = count (low 32 bits) | nb << 32
  *                                 empty slot = 0
+ *  header, linear table (nb <= 9):  count (bits 0..7) | filter (bits 8..63)
+ *  header, hashed table (nb >= 10): count (low 32 bits) | nb << 32
  *
- * A table is a bucketized cuckoo hash: entry e has two candidate lines
- * b1, b2 (two halves of one 64-bit hash, each mapped onto [0, nb) by a
- * multiply-shift; b2 = b1 + 1 if they collide) and lives in one of them.
- * So membership, add and remove read line 0 (header) and two lines.
+ * Two forms, told apart by nb (which the head word holds for nb < 16):
+ *
+ * Linear (1, 2, 4 or 9 lines: up to 71 entries): the entries fill the
+ * flat slots 1..count (slot 0 is the header) with no hole. Add appends;
+ * remove scans the lines up to the count's and moves the last entry into
+ * the hole; growing or shrinking among these sizes is a copy, never a
+ * rehash. The header's filter has one bit per entry (hash mod 56, set on
+ * add, left set by remove, recomputed by a copy): an add whose bit is
+ * clear skips the duplicate scan and touches line 0 and the line it
+ * appends to only. A fork storm, where every page grows 1..65 entries and
+ * back, stays in this form.
+ *
+ * Hashed (10+ lines): a bucketized cuckoo hash: entry e has two candidate
+ * lines b1, b2 (two halves of one 64-bit hash, each mapped onto [0, nb)
+ * by a multiply-shift; b2 = b1 + 1 if they collide) and lives in one of
+ * them. So membership, add and remove read line 0 (header) and two lines.
  * Add puts e in the emptier candidate line; if both are full it moves one
  * or two entries to their other line (a path found before anything
  * moves); if there is none, or the table is 15/16 full, it rebuilds the
- * table one size up. Sizes: 1, 2, 3, 4, 6, 9 lines (short chains grow in
- * few rebuilds), then 10, 11, ..., 16, then +1/8 each step, so a long
- * chain's table is 83..94% full after it has grown (8.5..9.6 B per entry);
- * it shrinks one size down when under 3/4 of the smaller size's limit.
- * The hash is one 64x64->128-bit multiply (both halves folded).
- * Entries never move on removal, which keeps iteration simple.
+ * table one size up. Sizes 10, 11, ..., 16, then +1/8 each step, so a
+ * long chain's table is 83..94% full after it has grown (8.5..9.6 B per
+ * entry). The hash is one 64x64->128-bit multiply (both halves folded).
+ * Entries of a hashed table never move on removal.
+ *
+ * A table shrinks one size down when under 3/4 of the smaller size's
+ * limit (linear tables: all slots; hashed: 15/16).
  *
  * Invariants (gm_rmap_validate checks all of them):
  *  I1  tags 10 and 11 are never used; tables are 64-byte aligned; a
@@ -31,7 +45,9 @@
  *  I3  table: 1 <= nb <= MAX_LINES; 1 <= count <= 8 nb - 1 and count
  *      equals the non-zero slots (header excluded). count is >= 2 except
  *      after gm_rmap_iter_remove.
- *  I4  every entry lies in one of its two candidate lines.
+ *  I4  hashed: every entry lies in one of its two candidate lines.
+ *  I5  linear: the entries fill flat slots 1..count, the rest are 0.
+ *  I6  linear: the header's filter has every entry's bit set.
  *
  * Allocation: add takes at most one table from the cache: a block (the
  * 2nd entry's one-line table), or a table of the next size to grow into
@@ -126,6 +142,9 @@ static inline uint32_t tab_slots(uint32_t nb) { return nb * SLOTS - 1; }
 #endif
 #define LIN_LINES ((uint32_t)GM_RMAP_LIN_LINES)
 static inline bool is_lin(uint32_t nb) { return nb <= LIN_LINES; }
+/* Lines a linear scan matches per branch (measured on the fork storm:
+ * 2 beat 1 and 8). */
+#define SCAN_GROUP 2u
 
 /* Most entries a table of nb lines takes before it grows: all slots for
  * one or two lines (every entry may use every line), else 15/16. */
@@ -135,19 +154,20 @@ static inline uint32_t max_count(uint32_t nb)
 	return nb <= 2 || is_lin(nb) ? s : s - s / 16;
 }
 
-/* Sizes: 1, 2, 3, 4, 6, 9 lines (short chains grow in few rebuilds), then
- * 10, 11, ..., 16 one line at a time, then +1/8 per step. */
+/* Sizes: 1, 2, 4, 9 lines unhashed (a copy at each step; 9 lines take
+ * 71 entries: a fork storm's 65 mappings per page), then 10, 11, ..., 16
+ * hashed one line at a time, then +1/8 per step. */
 static inline uint32_t next_nb(uint32_t nb)
 {
 	if (nb < 9)
-		return nb < 2 ? 2 : nb < 4 ? 4 : nb < 6 ? 6 : 9;
+		return nb < 2 ? 2 : nb < 4 ? 4 : 9;
 	return nb < 16 ? nb + 1 : nb + nb / 8;
 }
 
 static inline uint32_t prev_nb(uint32_t nb)
 {
 	if (nb <= 9)
-		return nb <= 2 ? 1 : nb <= 4 ? 2 : nb <= 6 ? 4 : 6;
+		return nb <= 2 ? 1 : nb <= 4 ? 2 : 4;
 	return nb <= 17 ? nb - 1 : nb - nb / 9;
 }
 
@@ -254,12 +274,13 @@ static inline uintptr_t lin_bit(uintptr_t e)
 }
 
 /* Flat index (1..) of e in the first `used` lines of a linear table, or
- * 0. The lines are matched 8 per branch (slots past the count are 0 and
- * never match), so their loads go out at once. */
+ * 0. Two lines per branch (slots past the count are 0 and never match):
+ * the loop stops about halfway on average, and the predicted branches let
+ * the loads of the following lines go out early anyway. */
 static inline uint32_t lin_find(const struct line *t, uint32_t used, uintptr_t e)
 {
-	for (uint32_t base = 0; base < used; base += 8) {
-		uint32_t end = used - base < 8 ? used : base + 8;
+	for (uint32_t base = 0; base < used; base += SCAN_GROUP) {
+		uint32_t end = used - base < SCAN_GROUP ? used : base + SCAN_GROUP;
 		uint64_t m = 0;
 		for (uint32_t li = base; li < end; li++)
 			m |= (uint64_t)line_match(&t[li], e, li) << ((li - base) * SLOTS);
@@ -781,8 +802,10 @@ size_t gm_rmap_count(const struct gm_rmap_head *h)
 }
 
 /* ---- iteration ------------------------------------------------------------
- * Lines from the last down, slots from the last down. Removal only zeroes
- * a slot, so the walk is never disturbed by gm_rmap_iter_remove.
+ * Lines from the last down, slots from the last down. gm_rmap_iter_remove
+ * zeroes the slot (hashed) or moves the last entry into it (linear: that
+ * entry sits above the current one, so it was already walked), so the
+ * walk is never disturbed: no entry is skipped or seen twice.
  */
 static void *iter_step(struct gm_rmap_iter *it)
 {
