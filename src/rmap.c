@@ -13,11 +13,14 @@
  *
  * Two forms, told apart by nb (which the head word holds for nb < 16):
  *
- * Linear (1, 2, 4 or 9 lines: up to 71 entries): the entries fill the
- * flat slots 1..count (slot 0 is the header) with no hole. Add appends;
- * remove scans the lines up to the count's and moves the last entry into
- * the hole; growing or shrinking among these sizes is a copy, never a
- * rehash. The header's filter has one bit per entry (hash mod 56, set on
+ * Linear (1, 2, 4 or 9 lines: up to 71 entries): count = 8 m + k, the
+ * newest k (< 8) entries in line 0's slots 1..k next to the header, lines
+ * 1..m full, the rest 0 (as KVM keeps all but its head descriptor full).
+ * Add writes line 0, every 8th add moving line 0's 7 entries and itself
+ * into line m + 1; remove scans lines 0..m and moves the last entry (line
+ * 0's slot k, or line m's slot 7, line m's other 7 then refilling line 0)
+ * into the hole; growing or shrinking among these sizes is a copy, never
+ * a rehash. The header's filter has one bit per entry (hash mod 56, set on
  * add, left set by remove, recomputed by a copy): an add whose bit is
  * clear skips the duplicate scan and touches line 0 and the line it
  * appends to only. A fork storm, where every page grows 1..65 entries and
@@ -46,7 +49,8 @@
  *      equals the non-zero slots (header excluded). count is >= 2 except
  *      after gm_rmap_iter_remove.
  *  I4  hashed: every entry lies in one of its two candidate lines.
- *  I5  linear: the entries fill flat slots 1..count, the rest are 0.
+ *  I5  linear: count = 8 m + k; line 0's slots 1..k and lines 1..m hold
+ *      entries, every other slot is 0.
  *  I6  linear: the header's filter has every entry's bit set.
  *
  * Allocation: add takes at most one table from the cache: a block (the
@@ -290,13 +294,36 @@ static inline uint32_t lin_find(const struct line *t, uint32_t used, uintptr_t e
 	return 0;
 }
 
-/* Removes flat slot i of a linear table holding n entries: the last
- * entry moves into the hole. */
-static inline void lin_take_out(struct line *t, uint32_t i, uint32_t n)
+/* Linear layout: n = 8 m + k entries: k in line 0 (slots 1..k, next to
+ * the header), lines 1..m full, the rest 0. An add writes line 0 only
+ * (the line it reads the count and filter from), except every 8th, which
+ * moves line 0's 7 entries and itself into line m + 1. */
+static inline void lin_append(struct line *t, uint32_t n, uintptr_t e)
+{
+	uint32_t k = n % SLOTS, m = n / SLOTS;
+	if (k < SLOTS - 1) {
+		t[0].s[k + 1] = e;
+		return;
+	}
+	memcpy(&t[m + 1].s[0], &t[0].s[1], (SLOTS - 1) * sizeof(uintptr_t));
+	t[m + 1].s[SLOTS - 1] = e;
+	memset(&t[0].s[1], 0, (SLOTS - 1) * sizeof(uintptr_t));
+}
+
+/* Removes flat slot f of a linear table holding n entries: the last
+ * entry (line 0's slot k, or if k = 0 line m's slot 7) fills the hole;
+ * if line 0 was empty, line m's 7 remaining entries then move into it. */
+static inline void lin_take_out(struct line *t, uint32_t f, uint32_t n)
 {
 	uintptr_t *u = flat(t);
-	u[i] = u[n];
-	u[n] = 0;
+	uint32_t k = n % SLOTS, m = n / SLOTS;
+	uint32_t last = k ? k : m * SLOTS + SLOTS - 1;
+	u[f] = u[last];
+	u[last] = 0;
+	if (k)
+		return;
+	memcpy(&u[1], &u[m * SLOTS], (SLOTS - 1) * sizeof(uintptr_t));
+	memset(&u[m * SLOTS], 0, (SLOTS - 1) * sizeof(uintptr_t));
 }
 
 /* Puts e (not present) into one of its lines, moving at most two other
@@ -360,7 +387,7 @@ static inline bool tab_put(struct line *t, uint32_t nb, uint32_t n, uintptr_t e)
 	if (is_lin(nb)) {
 		if (n >= tab_slots(nb))
 			return false;
-		flat(t)[n + 1] = e;
+		lin_append(t, n, e);
 		t[0].s[0] |= lin_bit(e);
 		return true;
 	}
@@ -376,12 +403,12 @@ static bool tab_rebuild(struct line *to, uint32_t nb2, const struct line *from,
 {
 	uint32_t n = tab_count(from, nb);
 	if (is_lin(nb2) && is_lin(nb)) {   /* a copy; the filter recomputed */
-		size_t used = ((size_t)n + 1) * sizeof(uintptr_t);
+		size_t used = tab_bytes(n / SLOTS + 1);
 		uintptr_t *u = flat(to), filter = 0;
 		memcpy(to, from, used);
 		memset((char *)to + used, 0, tab_bytes(nb2) - used);
-		for (uint32_t i = 1; i <= n; i++)
-			filter |= lin_bit(u[i]);
+		for (uint32_t i = 1; i < used / sizeof(uintptr_t); i++)
+			filter |= u[i] ? lin_bit(u[i]) : 0;
 		u[0] = filter | n;
 		return true;
 	}
@@ -634,7 +661,7 @@ static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_
 		if (n < tab_slots(nb)) {
 			if (n + 2 > tab_slots(nb))
 				want(c, next_nb(nb));
-			flat(t)[n + 1] = e;
+			lin_append(t, n, e);
 			t[0].s[0] = (head + 1) | bit;   /* count + 1, e in the filter */
 			return 0;
 		}
@@ -802,14 +829,52 @@ size_t gm_rmap_count(const struct gm_rmap_head *h)
 }
 
 /* ---- iteration ------------------------------------------------------------
- * Lines from the last down, slots from the last down. gm_rmap_iter_remove
- * zeroes the slot (hashed) or moves the last entry into it (linear: that
- * entry sits above the current one, so it was already walked), so the
- * walk is never disturbed: no entry is skipped or seen twice.
+ * Hashed: lines from the last down, slots from the last down;
+ * gm_rmap_iter_remove zeroes the slot. Linear: see lin_iter_step; a
+ * removal moves an already walked entry into the hole (and when line m's
+ * unwalked entries move into line 0, the walk follows them there), so no
+ * entry is skipped or seen twice.
  */
+/* Linear tables: line 0 first (slots down to 1), then lines it->resume
+ * (m) down to 1 (FORM_LINR), so the entry a removal moves into the hole
+ * (line 0's last, or line m's slot 7) was always walked already. */
+#define FORM_LIN0 16
+#define FORM_LINR 17
+
+static void *lin_iter_step(struct gm_rmap_iter *it)
+{
+	const struct line *t = it->tab;
+	if (it->form == FORM_LIN0) {
+		while (it->idx > 1) {
+			uintptr_t v = t[0].s[--it->idx];
+			if (v)
+				return it->cur = (void *)v;
+		}
+		it->form = FORM_LINR;
+		it->line = it->resume + 1;
+		it->idx = 0;
+	}
+	for (;;) {
+		while (it->idx > 0) {
+			uintptr_t v = t[it->line].s[--it->idx];
+			if (v)
+				return it->cur = (void *)v;
+		}
+		if (it->line <= 1)
+			break;
+		it->line--;
+		it->idx = SLOTS;
+	}
+	it->tab = NULL;
+	it->form = GM_RMAP_EMPTY;
+	return it->cur = NULL;
+}
+
 static void *iter_step(struct gm_rmap_iter *it)
 {
 	const struct line *t = it->tab;
+	if (it->form != GM_RMAP_HASH)
+		return lin_iter_step(it);
 	while (t) {
 		while (it->idx > (it->line == 0)) {
 			uintptr_t v = t[it->line].s[--it->idx];
@@ -835,19 +900,27 @@ void *gm_rmap_iter_first(struct gm_rmap_iter *it, struct gm_rmap_head *h)
 	case TAG_INLINE:
 		it->form = w ? GM_RMAP_INLINE : GM_RMAP_EMPTY;
 		return it->cur = (void *)w;
-	case TAG_TAB:
-		it->form = GM_RMAP_HASH;
+	case TAG_TAB: {
+		uint32_t nb = word_nb(w, tab_of(w));
 		it->tab = tab_of(w);
-		it->line = word_nb(w, tab_of(w)) - 1;
 		it->idx = SLOTS;
+		if (is_lin(nb)) {
+			it->form = FORM_LIN0;
+			it->line = 0;
+			it->resume = tab_count(it->tab, nb) / SLOTS;   /* m */
+		} else {
+			it->form = GM_RMAP_HASH;
+			it->line = nb - 1;
+		}
 		return iter_step(it);
+	}
 	}
 	return NULL;
 }
 
 void *gm_rmap_iter_next(struct gm_rmap_iter *it)
 {
-	if (it->form != GM_RMAP_HASH) {
+	if (it->form != GM_RMAP_HASH && it->form != FORM_LIN0 && it->form != FORM_LINR) {
 		it->form = GM_RMAP_EMPTY;
 		return it->cur = NULL;
 	}
@@ -865,13 +938,26 @@ int gm_rmap_iter_remove(struct gm_rmap_iter *it, struct gm_rmap_cache *c)
 		h->word = 0;
 		it->form = GM_RMAP_EMPTY;
 		return 0;
-	case GM_RMAP_HASH: {
+	case GM_RMAP_HASH:
+	case FORM_LIN0:
+	case FORM_LINR: {
 		struct line *t = it->tab;
 		uint32_t nb = word_nb(h->word, t), n = tab_count(t, nb) - 1;
-		if (is_lin(nb))   /* the last entry (already walked) fills the hole */
-			lin_take_out(t, it->line * SLOTS + it->idx, n + 1);
-		else
+		if (!is_lin(nb)) {
 			t[it->line].s[it->idx] = 0;
+		} else {   /* the last entry (already walked) fills the hole */
+			uint32_t m = (n + 1) / SLOTS;
+			bool refill = (n + 1) % SLOTS == 0;
+			lin_take_out(t, it->line * SLOTS + it->idx, n + 1);
+			if (refill && it->form == FORM_LINR && it->line == m) {
+				/* line m's unwalked slots 0..idx-1 moved to line 0's
+				 * 1..idx: walk them there, then lines m-1..1 */
+				it->form = FORM_LIN0;
+				it->idx = it->idx + 1;
+				it->line = 0;
+				it->resume = m - 1;
+			}
+		}
 		if (n == 0) {
 			tab_free(c, t, nb);
 			h->word = 0;
@@ -901,13 +987,8 @@ void gm_rmap_clear(struct gm_rmap_head *h, struct gm_rmap_cache *c,
 	case TAG_TAB: {
 		struct line *t = tab_of(w);
 		uint32_t nb = word_nb(w, t);
-		if (cb && is_lin(nb)) {
-			const uintptr_t *u = flat(t);
-			for (uint32_t i = 1, n = tab_count(t, nb); i <= n; i++)
-				cb(ctx, (void *)u[i]);
-			cb = NULL;
-		}
-		for (uint32_t li = 0; cb && li < nb; li++)
+		uint32_t lines = is_lin(nb) ? tab_count(t, nb) / SLOTS + 1 : nb;
+		for (uint32_t li = 0; cb && li < lines; li++)
 			for (unsigned i = li == 0; i < SLOTS; i++)
 				if (t[li].s[i])
 					cb(ctx, (void *)t[li].s[i]);
@@ -975,16 +1056,17 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 		if (is_lin(nb)) {
 			const uintptr_t *u = &t[0].s[0];
 			for (uint32_t i = 1; i <= tab_slots(nb); i++) {
-				if ((u[i] != 0) != (i <= n))
-					FAIL("I5: linear table not packed into slots 1..count");
-				if (i > n)
+				bool used = i < SLOTS ? i <= n % SLOTS : i / SLOTS <= n / SLOTS;
+				if ((u[i] != 0) != used)
+					FAIL("I5: linear table not laid out as line 0's k + m full lines");
+				if (!used)
 					continue;
 				if (bad_entry((void *)u[i]))
 					FAIL("I2: misaligned entry");
 				if (!(u[0] & lin_bit(u[i])))
 					FAIL("I6: linear table's filter misses an entry");
 				for (uint32_t j = 1; j < i; j++)
-					if (u[j] == u[i])
+					if (u[j] && u[j] == u[i])
 						FAIL("I2: duplicate entry");
 			}
 			return 0;

@@ -177,6 +177,7 @@ struct gm_rmap_iter {
 	void *tab;
 	uint32_t line;
 	uint32_t idx;
+	uint32_t resume;
 	int form;
 };
 
