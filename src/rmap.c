@@ -7,22 +7,39 @@
  *  | entry pointer      |00|      line 1   +--------+------+-----+------+
  *  | table     |min(nb,16)-1|01|        | e      | e    | ... | e    |
  *  +--------------------+--+      ...      +--------+------+-----+------+
- *                                 header = count (low 32 bits) | nb << 32
  *                                 empty slot = 0
+ *  header, linear table (nb <= 9):  count (bits 0..7) | filter (bits 8..63)
+ *  header, hashed table (nb >= 10): count (low 32 bits) | nb << 32
  *
- * A table is a bucketized cuckoo hash: entry e has two candidate lines
- * b1, b2 (two halves of one 64-bit hash, each mapped onto [0, nb) by a
- * multiply-shift; b2 = b1 + 1 if they collide) and lives in one of them.
- * So membership, add and remove read line 0 (header) and two lines.
+ * Two forms, told apart by nb (which the head word holds for nb < 16):
+ *
+ * Linear (1, 2, 4 or 9 lines: up to 71 entries): count = 8 m + k, the
+ * newest k (< 8) entries in line 0's slots 1..k next to the header, lines
+ * 1..m full, the rest 0 (as KVM keeps all but its head descriptor full).
+ * Add writes line 0, every 8th add moving line 0's 7 entries and itself
+ * into line m + 1; remove scans lines 0..m and moves the last entry (line
+ * 0's slot k, or line m's slot 7, line m's other 7 then refilling line 0)
+ * into the hole; growing or shrinking among these sizes is a copy, never
+ * a rehash. The header's filter has one bit per entry (hash mod 56, set on
+ * add, left set by remove, recomputed by a copy): an add whose bit is
+ * clear skips the duplicate scan and touches line 0 and the line it
+ * appends to only. A fork storm, where every page grows 1..65 entries and
+ * back, stays in this form.
+ *
+ * Hashed (10+ lines): a bucketized cuckoo hash: entry e has two candidate
+ * lines b1, b2 (two halves of one 64-bit hash, each mapped onto [0, nb)
+ * by a multiply-shift; b2 = b1 + 1 if they collide) and lives in one of
+ * them. So membership, add and remove read line 0 (header) and two lines.
  * Add puts e in the emptier candidate line; if both are full it moves one
  * or two entries to their other line (a path found before anything
  * moves); if there is none, or the table is 15/16 full, it rebuilds the
- * table one size up. Sizes: 1, 2, 3, 4, 6, 9 lines (short chains grow in
- * few rebuilds), then 10, 11, ..., 16, then +1/8 each step, so a long
- * chain's table is 83..94% full after it has grown (8.5..9.6 B per entry);
- * it shrinks one size down when under 3/4 of the smaller size's limit.
- * The hash is one 64x64->128-bit multiply (both halves folded).
- * Entries never move on removal, which keeps iteration simple.
+ * table one size up. Sizes 10, 11, ..., 16, then +1/8 each step, so a
+ * long chain's table is 83..94% full after it has grown (8.5..9.6 B per
+ * entry). The hash is one 64x64->128-bit multiply (both halves folded).
+ * Entries of a hashed table never move on removal.
+ *
+ * A table shrinks one size down when under 3/4 of the smaller size's
+ * limit (linear tables: all slots; hashed: 15/16).
  *
  * Invariants (gm_rmap_validate checks all of them):
  *  I1  tags 10 and 11 are never used; tables are 64-byte aligned; a
@@ -31,7 +48,10 @@
  *  I3  table: 1 <= nb <= MAX_LINES; 1 <= count <= 8 nb - 1 and count
  *      equals the non-zero slots (header excluded). count is >= 2 except
  *      after gm_rmap_iter_remove.
- *  I4  every entry lies in one of its two candidate lines.
+ *  I4  hashed: every entry lies in one of its two candidate lines.
+ *  I5  linear: count = 8 m + k; line 0's slots 1..k and lines 1..m hold
+ *      entries, every other slot is 0.
+ *  I6  linear: the header's filter has every entry's bit set.
  *
  * Allocation: add takes at most one table from the cache: a block (the
  * 2nd entry's one-line table), or a table of the next size to grow into
@@ -55,6 +75,9 @@ _Static_assert(sizeof(uintptr_t) == 8, "the table header packs two 32-bit fields
 #define TAG_TAB ((uintptr_t)1)
 
 #define SLOTS 8
+#ifndef GM_RMAP_SHRINK_NUM
+#define GM_RMAP_SHRINK_NUM 3
+#endif
 #define LINE 64
 #define MAX_LINES ((uint32_t)1 << 28)
 
@@ -73,11 +96,24 @@ static inline bool bad_entry(const void *p)
 	return !p || ((uintptr_t)p & TAG_MASK);
 }
 
+/* Header (slot 0 of line 0). A hashed table: count (low 32 bits) | nb <<
+ * 32. A linear table (nb <= LIN_LINES, known from the head word): count in
+ * bits 0..7 and a 56-bit filter in bits 8..63 (see lin_bit). */
+#define LIN_COUNT_MASK ((uintptr_t)0xff)
+static inline bool is_lin(uint32_t nb);
 static inline uint32_t tab_nb(const struct line *t) { return (uint32_t)(t[0].s[0] >> 32); }
-static inline uint32_t tab_count(const struct line *t) { return (uint32_t)t[0].s[0]; }
+static inline uint32_t tab_count(const struct line *t, uint32_t nb)
+{
+	uintptr_t h = t[0].s[0];
+	return is_lin(nb) ? (uint32_t)(h & LIN_COUNT_MASK) : (uint32_t)h;
+}
+/* Sets the count (and nb); a linear table's filter bits stay. */
 static inline void tab_set(struct line *t, uint32_t count, uint32_t nb)
 {
-	t[0].s[0] = (uintptr_t)count | (uintptr_t)nb << 32;
+	if (is_lin(nb))
+		t[0].s[0] = (t[0].s[0] & ~LIN_COUNT_MASK) | count;
+	else
+		t[0].s[0] = (uintptr_t)count | (uintptr_t)nb << 32;
 }
 
 /* The head word also holds min(nb, 16) - 1 in bits 2..5, so the lines an
@@ -89,6 +125,8 @@ static inline uintptr_t tab_word(const struct line *t, uint32_t nb)
 	return (uintptr_t)t | code << 2 | TAG_TAB;
 }
 
+/* Lines of the table of head word w (the header is read only for tables
+ * of 16+ lines, which are hashed: linear tables never need it). */
 static inline uint32_t word_nb(uintptr_t w, const struct line *t)
 {
 	uint32_t code = (uint32_t)(w >> 2) & 15;
@@ -98,32 +136,48 @@ static inline uint32_t word_nb(uintptr_t w, const struct line *t)
 static inline size_t tab_bytes(uint32_t nb) { return (size_t)nb * LINE; }
 static inline uint32_t tab_slots(uint32_t nb) { return nb * SLOTS - 1; }
 
+/* Tables of up to LIN_LINES lines are kept unhashed ("linear"): the
+ * entries fill flat slots 1..count (line 0's slot 0 is the header) with
+ * no holes, so add appends, remove scans the few lines and moves the
+ * last entry into the hole, and growing or shrinking among these sizes
+ * is a copy, not a rehash. */
+#ifndef GM_RMAP_LIN_LINES
+#define GM_RMAP_LIN_LINES 9
+#endif
+#define LIN_LINES ((uint32_t)GM_RMAP_LIN_LINES)
+static inline bool is_lin(uint32_t nb) { return nb <= LIN_LINES; }
+/* Lines a linear scan matches per branch (measured on the fork storm:
+ * 2 beat 1 and 8). */
+#define SCAN_GROUP 2u
+
 /* Most entries a table of nb lines takes before it grows: all slots for
  * one or two lines (every entry may use every line), else 15/16. */
 static inline uint32_t max_count(uint32_t nb)
 {
 	uint32_t s = tab_slots(nb);
-	return nb <= 2 ? s : s - s / 16;
+	return nb <= 2 || is_lin(nb) ? s : s - s / 16;
 }
 
-/* Sizes: 1, 2, 3, 4, 6, 9 lines (short chains grow in few rebuilds), then
- * 10, 11, ..., 16 one line at a time, then +1/8 per step. */
+/* Sizes: 1, 2, 4, 9 lines unhashed (a copy at each step; 9 lines take
+ * 71 entries: a fork storm's 65 mappings per page), then 10, 11, ..., 16
+ * hashed one line at a time, then +1/8 per step. */
 static inline uint32_t next_nb(uint32_t nb)
 {
 	if (nb < 9)
-		return nb < 4 ? nb + 1 : nb < 6 ? 6 : 9;
+		return nb < 2 ? 2 : nb < 4 ? 4 : 9;
 	return nb < 16 ? nb + 1 : nb + nb / 8;
 }
 
 static inline uint32_t prev_nb(uint32_t nb)
 {
 	if (nb <= 9)
-		return nb <= 4 ? nb - 1 : nb <= 6 ? 4 : 6;
+		return nb <= 2 ? 1 : nb <= 4 ? 2 : 4;
 	return nb <= 17 ? nb - 1 : nb - nb / 9;
 }
 
+
 /* Shrink when the smaller size would be at most 3/4 of its limit. */
-static inline uint32_t shrink_at(uint32_t nb) { return max_count(prev_nb(nb)) * 3 / 4; }
+static inline uint32_t shrink_at(uint32_t nb) { return max_count(prev_nb(nb)) * GM_RMAP_SHRINK_NUM / 4; }
 
 /* ---- hashing --------------------------------------------------------------- */
 static inline uint64_t hash_ptr(uintptr_t x)
@@ -204,6 +258,74 @@ static inline void put_free(struct line *l, uintptr_t e)
 	l->s[__builtin_ctz(line_free(l))] = e;
 }
 
+/* ---- linear (unhashed) tables --------------------------------------------- */
+_Static_assert(GM_RMAP_LIN_LINES >= 1 && GM_RMAP_LIN_LINES <= 16, "linear tables stay short");
+
+/* Lines holding a linear table's flat slots 0..n: a scan stops there
+ * (fewer lines read than nb when the table is not full). */
+#define LIN_SCAN(nb, n) ((void)(nb), (n) / SLOTS + 1)
+static inline uintptr_t *flat(struct line *t) { return &t[0].s[0]; }
+_Static_assert(GM_RMAP_LIN_LINES * 8 - 1 <= 255, "a linear count fits 8 bits");
+
+/* A linear table's header carries a one-hash Bloom filter of its entries
+ * (bits 8..63; a removal leaves its bit set, a rebuild recomputes it):
+ * an add whose bit is clear knows the pointer is absent without reading
+ * the table, so it touches line 0 and the line it appends to only. */
+static inline uintptr_t lin_bit(uintptr_t e)
+{
+	uint32_t x = (uint32_t)(((uint64_t)(uint32_t)hash_ptr(e) * 56) >> 32);
+	return (uintptr_t)1 << (8 + x);
+}
+
+/* Flat index (1..) of e in the first `used` lines of a linear table, or
+ * 0. Two lines per branch (slots past the count are 0 and never match):
+ * the loop stops about halfway on average, and the predicted branches let
+ * the loads of the following lines go out early anyway. */
+static inline uint32_t lin_find(const struct line *t, uint32_t used, uintptr_t e)
+{
+	for (uint32_t base = 0; base < used; base += SCAN_GROUP) {
+		uint32_t end = used - base < SCAN_GROUP ? used : base + SCAN_GROUP;
+		uint64_t m = 0;
+		for (uint32_t li = base; li < end; li++)
+			m |= (uint64_t)line_match(&t[li], e, li) << ((li - base) * SLOTS);
+		if (m)
+			return base * SLOTS + (uint32_t)__builtin_ctzll(m);
+	}
+	return 0;
+}
+
+/* Linear layout: n = 8 m + k entries: k in line 0 (slots 1..k, next to
+ * the header), lines 1..m full, the rest 0. An add writes line 0 only
+ * (the line it reads the count and filter from), except every 8th, which
+ * moves line 0's 7 entries and itself into line m + 1. */
+static inline void lin_append(struct line *t, uint32_t n, uintptr_t e)
+{
+	uint32_t k = n % SLOTS, m = n / SLOTS;
+	if (k < SLOTS - 1) {
+		t[0].s[k + 1] = e;
+		return;
+	}
+	memcpy(&t[m + 1].s[0], &t[0].s[1], (SLOTS - 1) * sizeof(uintptr_t));
+	t[m + 1].s[SLOTS - 1] = e;
+	memset(&t[0].s[1], 0, (SLOTS - 1) * sizeof(uintptr_t));
+}
+
+/* Removes flat slot f of a linear table holding n entries: the last
+ * entry (line 0's slot k, or if k = 0 line m's slot 7) fills the hole;
+ * if line 0 was empty, line m's 7 remaining entries then move into it. */
+static inline void lin_take_out(struct line *t, uint32_t f, uint32_t n)
+{
+	uintptr_t *u = flat(t);
+	uint32_t k = n % SLOTS, m = n / SLOTS;
+	uint32_t last = k ? k : m * SLOTS + SLOTS - 1;
+	u[f] = u[last];
+	u[last] = 0;
+	if (k)
+		return;
+	memcpy(&u[1], &u[m * SLOTS], (SLOTS - 1) * sizeof(uintptr_t));
+	memset(&u[m * SLOTS], 0, (SLOTS - 1) * sizeof(uintptr_t));
+}
+
 /* Puts e (not present) into one of its lines, moving at most two other
  * entries to their other line along a path found before anything moves.
  * Returns false, with nothing changed, if there is no room that way. */
@@ -257,17 +379,50 @@ static bool tab_place(struct line *t, uint32_t nb, uintptr_t e)
 	return tab_place_at(t, nb, e, b1, b2);
 }
 
-/* Fills the empty table `to` (nb2 lines) with the entries of `from`.
- * False if one did not fit (`to` is then garbage, `from` untouched). */
-static bool tab_rebuild(struct line *to, uint32_t nb2, const struct line *from)
+/* Puts e (not present) into t, which holds n entries before (and n + 1
+ * after: the caller sets the header): appended to a linear table, placed
+ * in a hashed one. False, nothing changed, if there is no room. */
+static inline bool tab_put(struct line *t, uint32_t nb, uint32_t n, uintptr_t e)
 {
-	uint32_t nb = tab_nb(from), n = tab_count(from);
+	if (is_lin(nb)) {
+		if (n >= tab_slots(nb))
+			return false;
+		lin_append(t, n, e);
+		t[0].s[0] |= lin_bit(e);
+		return true;
+	}
+	return tab_place(t, nb, e);
+}
+
+/* Fills the empty table `to` (nb2 lines) with the entries of `from`
+ * (which must fit in a linear `to`). Linear to linear is a copy; into a
+ * hashed table every entry is placed again. False if one did not fit
+ * (`to` is then garbage, `from` untouched). */
+static bool tab_rebuild(struct line *to, uint32_t nb2, const struct line *from,
+			uint32_t nb)
+{
+	uint32_t n = tab_count(from, nb);
+	if (is_lin(nb2) && is_lin(nb)) {   /* a copy; the filter recomputed */
+		size_t used = tab_bytes(n / SLOTS + 1);
+		uintptr_t *u = flat(to), filter = 0;
+		memcpy(to, from, used);
+		memset((char *)to + used, 0, tab_bytes(nb2) - used);
+		for (uint32_t i = 1; i < used / sizeof(uintptr_t); i++)
+			filter |= u[i] ? lin_bit(u[i]) : 0;
+		u[0] = filter | n;
+		return true;
+	}
 	memset(to, 0, tab_bytes(nb2));
 	tab_set(to, n, nb2);
+	uint32_t k = 0;
 	for (uint32_t li = 0; li < nb; li++)
-		for (unsigned i = li == 0; i < SLOTS; i++)
-			if (from[li].s[i] && !tab_place(to, nb2, from[li].s[i]))
+		for (unsigned i = li == 0; i < SLOTS; i++) {
+			uintptr_t e = from[li].s[i];
+			if (!e)
+				continue;
+			if (!tab_put(to, nb2, k++, e))
 				return false;
+		}
 	return true;
 }
 
@@ -465,10 +620,10 @@ void gm_rmap_cache_destroy(struct gm_rmap_cache *c)
 
 /* ---- add -------------------------------------------------------------------- */
 /* Rebuilds t one size up with e added, in the cache's spare table. */
-static int tab_grow(struct gm_rmap_head *h, struct line *t, uintptr_t e,
+static int tab_grow(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_t e,
 		    struct gm_rmap_cache *c)
 {
-	uint32_t nb = tab_nb(t), n = tab_count(t), up = next_nb(nb), nb2;
+	uint32_t n = tab_count(t, nb), up = next_nb(nb), nb2;
 	if (up > MAX_LINES)
 		return -ENOSPC;
 	/* Any size from one up to three up; a size whose rebuild failed
@@ -481,7 +636,7 @@ static int tab_grow(struct gm_rmap_head *h, struct line *t, uintptr_t e,
 			want(c, lo);
 			return -ENOMEM;
 		}
-		if (tab_rebuild(t2, nb2, t) && tab_place(t2, nb2, e)) {
+		if (tab_rebuild(t2, nb2, t, nb) && tab_put(t2, nb2, n, e)) {
 			tab_set(t2, n + 1, nb2);
 			h->word = tab_word(t2, nb2);
 			tab_free(c, t, nb);
@@ -497,8 +652,21 @@ static int tab_grow(struct gm_rmap_head *h, struct line *t, uintptr_t e,
 static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_t e,
 		   struct gm_rmap_cache *c)
 {
-	uint32_t n = tab_count(t), li, b1, b2;
+	uint32_t n = tab_count(t, nb), li, b1, b2;
 	unsigned slot;
+	if (is_lin(nb)) {
+		uintptr_t head = t[0].s[0], bit = lin_bit(e);
+		if ((head & bit) && lin_find(t, LIN_SCAN(nb, n), e))
+			return -EEXIST;
+		if (n < tab_slots(nb)) {
+			if (n + 2 > tab_slots(nb))
+				want(c, next_nb(nb));
+			lin_append(t, n, e);
+			t[0].s[0] = (head + 1) | bit;   /* count + 1, e in the filter */
+			return 0;
+		}
+		return tab_grow(h, t, nb, e, c);
+	}
 	lines_of(e, nb, &b1, &b2);
 	if (tab_find_at(t, e, b1, b2, &li, &slot))
 		return -EEXIST;
@@ -513,7 +681,7 @@ static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_
 			return 0;
 		}
 	}
-	return tab_grow(h, t, e, c);
+	return tab_grow(h, t, nb, e, c);
 }
 
 int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
@@ -535,7 +703,7 @@ int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 		memset(t, 0, LINE);
 		t->s[1] = w;
 		t->s[2] = e;
-		tab_set(t, 2, 1);
+		t->s[0] = lin_bit(w) | lin_bit(e) | 2;
 		h->word = tab_word(t, 1);
 		return 0;
 	}
@@ -547,9 +715,9 @@ int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 
 /* ---- remove ----------------------------------------------------------------- */
 /* A table left with <= 1 entry goes inline (or empty) and is freed. */
-static void tab_to_inline(struct gm_rmap_head *h, struct line *t, struct gm_rmap_cache *c)
+static void tab_to_inline(struct gm_rmap_head *h, struct line *t, uint32_t nb,
+			  struct gm_rmap_cache *c)
 {
-	uint32_t nb = tab_nb(t);
 	uintptr_t left = 0;
 	for (uint32_t li = 0; li < nb && !left; li++)
 		for (unsigned i = li == 0; i < SLOTS; i++)
@@ -559,9 +727,10 @@ static void tab_to_inline(struct gm_rmap_head *h, struct line *t, struct gm_rmap
 }
 
 /* Rebuilds t one size down if the cache holds the memory; else asks. */
-static void tab_shrink(struct gm_rmap_head *h, struct line *t, struct gm_rmap_cache *c)
+static void tab_shrink(struct gm_rmap_head *h, struct line *t, uint32_t nb,
+		       struct gm_rmap_cache *c)
 {
-	uint32_t nb = tab_nb(t), down = prev_nb(nb), nb2 = 1;
+	uint32_t down = prev_nb(nb), nb2 = 1;
 	struct line *t2;
 	if (down == 1) {
 		if (c->nblocks < 1)
@@ -575,7 +744,7 @@ static void tab_shrink(struct gm_rmap_head *h, struct line *t, struct gm_rmap_ca
 			return;
 		}
 	}
-	if (!tab_rebuild(t2, nb2, t)) {
+	if (!tab_rebuild(t2, nb2, t, nb)) {
 		if (nb2 == 1)
 			cache_put(c, t2);
 		else
@@ -599,18 +768,28 @@ int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 		return 0;
 	case TAG_TAB: {
 		struct line *t = tab_of(w);
-		uint32_t li, nb = word_nb(w, t), n = tab_count(t) - 1;
+		uint32_t li, nb = word_nb(w, t), n;
 		unsigned slot;
-		if (!tab_find(t, nb, e, &li, &slot))
-			return -ENOENT;
-		t[li].s[slot] = 0;
+		if (is_lin(nb)) {
+			n = tab_count(t, nb);
+			uint32_t i = lin_find(t, LIN_SCAN(nb, n), e);
+			if (!i)
+				return -ENOENT;
+			lin_take_out(t, i, n);
+			n--;
+		} else {
+			if (!tab_find(t, nb, e, &li, &slot))
+				return -ENOENT;
+			t[li].s[slot] = 0;
+			n = tab_count(t, nb) - 1;
+		}
 		if (n <= 1) {
-			tab_to_inline(h, t, c);
+			tab_to_inline(h, t, nb, c);
 			return 0;
 		}
 		tab_set(t, n, nb);
 		if (nb > 1 && n <= shrink_at(nb))
-			tab_shrink(h, t, c);
+			tab_shrink(h, t, nb, c);
 		return 0;
 	}
 	}
@@ -627,8 +806,12 @@ bool gm_rmap_contains(const struct gm_rmap_head *h, const void *ptr)
 	switch (tag_of(w)) {
 	case TAG_INLINE:
 		return w != 0 && w == (uintptr_t)ptr;
-	case TAG_TAB:
-		return tab_find(tab_of(w), word_nb(w, tab_of(w)), (uintptr_t)ptr, &li, &slot);
+	case TAG_TAB: {
+		uint32_t nb = word_nb(w, tab_of(w));
+		if (is_lin(nb))
+			return lin_find(tab_of(w), nb, (uintptr_t)ptr) != 0;
+		return tab_find(tab_of(w), nb, (uintptr_t)ptr, &li, &slot);
+	}
 	}
 	return false;
 }
@@ -640,18 +823,58 @@ size_t gm_rmap_count(const struct gm_rmap_head *h)
 	case TAG_INLINE:
 		return w != 0;
 	case TAG_TAB:
-		return tab_count(tab_of(w));
+		return tab_count(tab_of(w), word_nb(w, tab_of(w)));
 	}
 	return 0;
 }
 
 /* ---- iteration ------------------------------------------------------------
- * Lines from the last down, slots from the last down. Removal only zeroes
- * a slot, so the walk is never disturbed by gm_rmap_iter_remove.
+ * Hashed: lines from the last down, slots from the last down;
+ * gm_rmap_iter_remove zeroes the slot. Linear: see lin_iter_step; a
+ * removal moves an already walked entry into the hole (and when line m's
+ * unwalked entries move into line 0, the walk follows them there), so no
+ * entry is skipped or seen twice.
  */
+/* Linear tables: line 0 first (slots down to 1), then lines it->resume
+ * (m) down to 1 (FORM_LINR), so the entry a removal moves into the hole
+ * (line 0's last, or line m's slot 7) was always walked already. */
+#define FORM_LIN0 16
+#define FORM_LINR 17
+
+static void *lin_iter_step(struct gm_rmap_iter *it)
+{
+	const struct line *t = it->tab;
+	if (it->form == FORM_LIN0) {
+		while (it->idx > 1) {
+			uintptr_t v = t[0].s[--it->idx];
+			if (v)
+				return it->cur = (void *)v;
+		}
+		it->form = FORM_LINR;
+		it->line = it->resume + 1;
+		it->idx = 0;
+	}
+	for (;;) {
+		while (it->idx > 0) {
+			uintptr_t v = t[it->line].s[--it->idx];
+			if (v)
+				return it->cur = (void *)v;
+		}
+		if (it->line <= 1)
+			break;
+		it->line--;
+		it->idx = SLOTS;
+	}
+	it->tab = NULL;
+	it->form = GM_RMAP_EMPTY;
+	return it->cur = NULL;
+}
+
 static void *iter_step(struct gm_rmap_iter *it)
 {
 	const struct line *t = it->tab;
+	if (it->form != GM_RMAP_HASH)
+		return lin_iter_step(it);
 	while (t) {
 		while (it->idx > (it->line == 0)) {
 			uintptr_t v = t[it->line].s[--it->idx];
@@ -677,19 +900,27 @@ void *gm_rmap_iter_first(struct gm_rmap_iter *it, struct gm_rmap_head *h)
 	case TAG_INLINE:
 		it->form = w ? GM_RMAP_INLINE : GM_RMAP_EMPTY;
 		return it->cur = (void *)w;
-	case TAG_TAB:
-		it->form = GM_RMAP_HASH;
+	case TAG_TAB: {
+		uint32_t nb = word_nb(w, tab_of(w));
 		it->tab = tab_of(w);
-		it->line = tab_nb(tab_of(w)) - 1;
 		it->idx = SLOTS;
+		if (is_lin(nb)) {
+			it->form = FORM_LIN0;
+			it->line = 0;
+			it->resume = tab_count(it->tab, nb) / SLOTS;   /* m */
+		} else {
+			it->form = GM_RMAP_HASH;
+			it->line = nb - 1;
+		}
 		return iter_step(it);
+	}
 	}
 	return NULL;
 }
 
 void *gm_rmap_iter_next(struct gm_rmap_iter *it)
 {
-	if (it->form != GM_RMAP_HASH) {
+	if (it->form != GM_RMAP_HASH && it->form != FORM_LIN0 && it->form != FORM_LINR) {
 		it->form = GM_RMAP_EMPTY;
 		return it->cur = NULL;
 	}
@@ -707,10 +938,26 @@ int gm_rmap_iter_remove(struct gm_rmap_iter *it, struct gm_rmap_cache *c)
 		h->word = 0;
 		it->form = GM_RMAP_EMPTY;
 		return 0;
-	case GM_RMAP_HASH: {
+	case GM_RMAP_HASH:
+	case FORM_LIN0:
+	case FORM_LINR: {
 		struct line *t = it->tab;
-		uint32_t nb = tab_nb(t), n = tab_count(t) - 1;
-		t[it->line].s[it->idx] = 0;
+		uint32_t nb = word_nb(h->word, t), n = tab_count(t, nb) - 1;
+		if (!is_lin(nb)) {
+			t[it->line].s[it->idx] = 0;
+		} else {   /* the last entry (already walked) fills the hole */
+			uint32_t m = (n + 1) / SLOTS;
+			bool refill = (n + 1) % SLOTS == 0;
+			lin_take_out(t, it->line * SLOTS + it->idx, n + 1);
+			if (refill && it->form == FORM_LINR && it->line == m) {
+				/* line m's unwalked slots 0..idx-1 moved to line 0's
+				 * 1..idx: walk them there, then lines m-1..1 */
+				it->form = FORM_LIN0;
+				it->idx = it->idx + 1;
+				it->line = 0;
+				it->resume = m - 1;
+			}
+		}
 		if (n == 0) {
 			tab_free(c, t, nb);
 			h->word = 0;
@@ -739,8 +986,9 @@ void gm_rmap_clear(struct gm_rmap_head *h, struct gm_rmap_cache *c,
 		return;
 	case TAG_TAB: {
 		struct line *t = tab_of(w);
-		uint32_t nb = tab_nb(t);
-		for (uint32_t li = 0; cb && li < nb; li++)
+		uint32_t nb = word_nb(w, t);
+		uint32_t lines = is_lin(nb) ? tab_count(t, nb) / SLOTS + 1 : nb;
+		for (uint32_t li = 0; cb && li < lines; li++)
 			for (unsigned i = li == 0; i < SLOTS; i++)
 				if (t[li].s[i])
 					cb(ctx, (void *)t[li].s[i]);
@@ -761,9 +1009,9 @@ void gm_rmap_stats(const struct gm_rmap_head *h, struct gm_rmap_stats *st)
 		return;
 	case TAG_TAB: {
 		const struct line *t = tab_of(w);
-		uint32_t nb = tab_nb(t);
+		uint32_t nb = word_nb(w, t);
 		st->form = nb == 1 ? GM_RMAP_SMALL : GM_RMAP_HASH;
-		st->count = tab_count(t);
+		st->count = tab_count(t, nb);
 		st->lines = nb;
 		st->slots = tab_slots(nb);
 		st->bytes = tab_bytes(nb);
@@ -773,7 +1021,7 @@ void gm_rmap_stats(const struct gm_rmap_head *h, struct gm_rmap_stats *st)
 				if (!t[li].s[i])
 					continue;
 				lines_of(t[li].s[i], nb, &b1, &b2);
-				st->second += li != b1;
+				st->second += !is_lin(nb) && li != b1;
 			}
 		return;
 	}
@@ -798,13 +1046,31 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 		return 0;
 	case TAG_TAB: {
 		const struct line *t = tab_of(w);
-		uint32_t nb = tab_nb(t), n = tab_count(t), seen = 0;
+		uint32_t nb = word_nb(w, t), n = tab_count(t, nb), seen = 0;
 		if (nb < 1 || nb > MAX_LINES)
 			FAIL("I3: line count out of range");
-		if (w != tab_word(t, nb))
+		if (w != tab_word(t, nb) || (!is_lin(nb) && tab_nb(t) != nb))
 			FAIL("I1: head word's line count differs from the table's");
 		if (n < 1 || n > tab_slots(nb))
 			FAIL("I3: count out of range");
+		if (is_lin(nb)) {
+			const uintptr_t *u = &t[0].s[0];
+			for (uint32_t i = 1; i <= tab_slots(nb); i++) {
+				bool used = i < SLOTS ? i <= n % SLOTS : i / SLOTS <= n / SLOTS;
+				if ((u[i] != 0) != used)
+					FAIL("I5: linear table not laid out as line 0's k + m full lines");
+				if (!used)
+					continue;
+				if (bad_entry((void *)u[i]))
+					FAIL("I2: misaligned entry");
+				if (!(u[0] & lin_bit(u[i])))
+					FAIL("I6: linear table's filter misses an entry");
+				for (uint32_t j = 1; j < i; j++)
+					if (u[j] && u[j] == u[i])
+						FAIL("I2: duplicate entry");
+			}
+			return 0;
+		}
 		for (uint32_t li = 0; li < nb; li++) {
 			for (unsigned i = li == 0; i < SLOTS; i++) {
 				uintptr_t e = t[li].s[i];

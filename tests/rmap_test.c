@@ -332,7 +332,7 @@ GM_TEST(chain_of_100000)
 GM_TEST(remove_during_iteration)
 {
 	struct gm_rng *rng = gm_test_rng();
-	const uint32_t sizes[] = {0, 1, 2, 3, 14, 15, 16, 17, 30, 100, 1000, 5000};
+	const uint32_t sizes[] = {0, 1, 2, 3, 14, 15, 16, 17, 30, 31, 32, 65, 71, 72, 100, 1000, 5000};
 	struct model m;
 	model_init(&m, 1, 5000, NULL);
 	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {

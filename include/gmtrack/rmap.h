@@ -7,17 +7,20 @@
  *   head word (2 tag bits, entries must be 4-byte aligned):
  *     0                  empty
  *     ptr          | 00  one entry, stored inline, no allocation
- *     table        | 01  2+ entries: a bucketized cuckoo hash table of
- *                        64-byte lines (8 slots each, one slot of line 0
- *                        is the header); every entry lives in one of two
- *                        lines its hash picks, so add, remove and
- *                        membership touch at most 3 cache lines whatever
- *                        the chain length
+ *     table        | 01  2+ entries in a table of 64-byte lines (8 slots
+ *                        each, one slot of line 0 is the header):
+ *                        up to 9 lines (71 entries) unhashed: entries
+ *                        packed, add appends (a small filter in the
+ *                        header skips the duplicate scan), remove scans
+ *                        at most 9 lines; 10+ lines: a bucketized cuckoo
+ *                        hash, every entry in one of two lines its hash
+ *                        picks, so add, remove and membership touch at
+ *                        most 3 cache lines whatever the chain length
  *
  * Memory: 8 bytes per page mapped at most once; 64 bytes for 2..7
- * entries; then tables of 2, 3, 4, 6, 9, 10, ..., 16 lines and +1/8 beyond,
- * filled to <= 15/16, so a long chain costs 8.5..9.6 bytes per entry
- * (see src/rmap.c).
+ * entries; then tables of 2, 4, 9 lines (filled up to all slots),
+ * 10, ..., 16 lines and +1/8 beyond, filled to <= 15/16, so a long chain
+ * costs 8.5..9.6 bytes per entry (see src/rmap.c).
  *
  * Allocation follows KVM's rule: add never allocates. One-line tables
  * come from a `struct gm_rmap_cache` the caller fills with
@@ -115,9 +118,11 @@ GM_EXPORT void gm_rmap_cache_destroy(struct gm_rmap_cache *cache);
 
 /*
  * gm_rmap_add — adds ptr to the set at head.
- * Cost: O(1): two candidate lines (plus line 0's header), or rarely a
- * cuckoo move of one or two entries; when the table is full it is rebuilt
- * one size up (O(count), amortized O(1): at most every count/8 adds).
+ * Cost: O(1): an unhashed table (<= 71 entries): line 0 and the line
+ * appended to, plus a scan of <= 9 lines when the header's filter cannot
+ * rule a duplicate out; a hashed one: two candidate lines (plus line 0's
+ * header), or rarely a cuckoo move of one or two entries. A full table is
+ * copied (unhashed) or rebuilt one size up (O(count), amortized O(1)).
  * Lock: caller's lock for head. Never allocates.
  * Returns 0; -EINVAL if head/cache is NULL, ptr is NULL or not 4-byte
  * aligned; -EEXIST if ptr is already there; -ENOSPC past 2^32 entries;
@@ -131,7 +136,8 @@ GM_EXPORT int gm_rmap_add(struct gm_rmap_head *head, void *ptr,
 
 /*
  * gm_rmap_remove — removes ptr from the set at head.
- * Cost: O(1): two candidate lines. A table left with one entry goes back
+ * Cost: O(1): two candidate lines, or a scan of <= 9 lines (unhashed
+ * tables, the last entry moving into the hole). A table left with one entry goes back
  * inline (O(table)); one left under ~5/8 full is rebuilt one size down
  * (O(count), amortized O(1)) if the cache holds a table of that size —
  * else it asks for one in dir_want and stays as it is for now.
@@ -171,6 +177,7 @@ struct gm_rmap_iter {
 	void *tab;
 	uint32_t line;
 	uint32_t idx;
+	uint32_t resume;
 	int form;
 };
 
@@ -181,8 +188,8 @@ GM_EXPORT void *gm_rmap_iter_first(struct gm_rmap_iter *it,
 GM_EXPORT void *gm_rmap_iter_next(struct gm_rmap_iter *it);
 /*
  * gm_rmap_iter_remove — removes the entry the iterator last returned.
- * O(1). Never allocates. Entries never move on removal, so the walk goes
- * on unaffected. Unlike gm_rmap_remove it never shrinks the table or
+ * O(1). Never allocates. The walk goes on unaffected: an unhashed table
+ * moves its last entry (one the walk has passed) into the hole. Unlike gm_rmap_remove it never shrinks the table or
  * turns it back inline (the next gm_rmap_remove does), except that an
  * emptied head frees its table.
  * Returns 0, or -EINVAL if there is no current entry (never returned one,
