@@ -13,6 +13,8 @@
 
 #include <gmtrack/rangemap.h>
 
+extern uint64_t gm_rangemap_recycle_min_bytes_; /* src/rangemap.c; 0: pool in small maps too */
+
 #include <pthread.h>
 
 #define K 20000u
@@ -108,6 +110,7 @@ static int flip(void *ctx, const struct gm_range *piece, bool present, uint64_t 
 static void stress(unsigned flags)
 {
 	struct gm_rng *rng = gm_test_rng();
+	gm_rangemap_recycle_min_bytes_ = 0; /* recycle in this small map too */
 	/* One counting allocator per test: rcu.c's deferred-free callback
 	 * reads it after the barrier without a TSan release, so reusing the
 	 * same stack address in the next test would be reported. */
