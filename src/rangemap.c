@@ -489,12 +489,7 @@ static void node_unalloc(struct gm_rangemap *m, void *x, size_t size, bool reuse
 /* A node built by this write that was never published: reusable at once. */
 static void node_discard(struct gm_rangemap *m, void *x)
 {
-	size_t size = node_size(x);
-	m->node_bytes_ -= size;
-	if (map_pool(m))
-		pool_put(map_pool(m), x, size);
-	else
-		gm_alloc_release(m->alloc, x, size);
+	node_unalloc(m, x, node_size(x), map_pool(m) != NULL);
 }
 
 /* Retires a node readers may still see (after it was unlinked). Into the

@@ -73,7 +73,7 @@ static int rebuild(struct bl_kvm2020 *k, size_t skip, const struct bl_memslot *a
 	if (add && add->id >= BL_KVM2020_IDS)
 		return -EINVAL;
 	struct bl_kvm2020_arr *old = atomic_load(&k->cur);
-	size_t n = old->n - (skip != SIZE_MAX) + (add != NULL), j = 0;
+	size_t n = old->n - (skip != SIZE_MAX) + (add != NULL);
 	for (size_t i = 0; add && i < old->n; i++) { /* KVM's overlap check: a scan */
 		const struct bl_memslot *o = &old->s[i];
 		if (i == skip)
@@ -87,18 +87,7 @@ static int rebuild(struct bl_kvm2020 *k, size_t skip, const struct bl_memslot *a
 	struct bl_kvm2020_arr *a = arr_new(k, n);
 	if (!a)
 		return -ENOMEM;
-	bool placed = add == NULL;
-	for (size_t i = 0; i < old->n; i++) {
-		if (i == skip)
-			continue;
-		if (!placed && add->base_gfn < old->s[i].base_gfn) {
-			a->s[j++] = *add;
-			placed = true;
-		}
-		a->s[j++] = old->s[i];
-	}
-	if (!placed)
-		a->s[j++] = *add;
+	bl_memslot_copy_sorted(a->s, old->s, old->n, skip, add);
 	for (size_t i = 0; i < a->n; i++) {
 		a->s[i].flags &= ~BL_KVM2020_INVALID;
 		a->id_to_index[a->s[i].id] = (uint16_t)i;

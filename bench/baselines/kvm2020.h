@@ -29,6 +29,29 @@ struct bl_memslot {
 	uint32_t id, flags;
 };
 
+/* The copy both array baselines (kvm2020, vecsnap) make on every change:
+ * src[0..n) sorted by base_gfn, minus src[skip] (SIZE_MAX: none), plus
+ * *add (NULL: none) at its place, into dst. Returns the count written. */
+static inline size_t bl_memslot_copy_sorted(struct bl_memslot *dst,
+					    const struct bl_memslot *src, size_t n,
+					    size_t skip, const struct bl_memslot *add)
+{
+	size_t j = 0;
+	bool placed = add == NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (i == skip)
+			continue;
+		if (!placed && add->base_gfn < src[i].base_gfn) {
+			dst[j++] = *add;
+			placed = true;
+		}
+		dst[j++] = src[i];
+	}
+	if (!placed)
+		dst[j++] = *add;
+	return j;
+}
+
 #define BL_KVM2020_IDS 33792u   /* ids 0..33791 (KVM: 32767) */
 #define BL_KVM2020_INVALID 0x1u  /* flag: slot being deleted or moved */
 

@@ -57,7 +57,7 @@ void bl_vecsnap_destroy(struct bl_vecsnap *v)
 static int rebuild(struct bl_vecsnap *v, size_t skip, const struct bl_memslot *add)
 {
 	struct bl_vecsnap_arr *old = atomic_load(&v->cur);
-	size_t n = old->n - (skip != SIZE_MAX) + (add != NULL), j = 0;
+	size_t n = old->n - (skip != SIZE_MAX) + (add != NULL);
 	if (add) { /* neighbours only: the vector is sorted */
 		size_t lo = 0, hi = old->n;
 		while (lo < hi) {
@@ -77,18 +77,7 @@ static int rebuild(struct bl_vecsnap *v, size_t skip, const struct bl_memslot *a
 	struct bl_vecsnap_arr *a = arr_new(v, n);
 	if (!a)
 		return -ENOMEM;
-	bool placed = add == NULL;
-	for (size_t i = 0; i < old->n; i++) {
-		if (i == skip)
-			continue;
-		if (!placed && add->base_gfn < old->s[i].base_gfn) {
-			a->s[j++] = *add;
-			placed = true;
-		}
-		a->s[j++] = old->s[i];
-	}
-	if (!placed)
-		a->s[j++] = *add;
+	bl_memslot_copy_sorted(a->s, old->s, old->n, skip, add);
 	atomic_store_explicit(&v->cur, a, memory_order_release);
 	urcu_memb_call_rcu(&old->rcu, arr_free_cb);
 	return 0;
