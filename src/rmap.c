@@ -76,6 +76,10 @@
 
 #include "internal.h"
 
+#if defined(__SSE2__) && !defined(GM_RMAP_NO_SSE)
+#include <emmintrin.h>
+#endif
+
 _Static_assert(sizeof(uintptr_t) == 8, "the table header packs two 32-bit fields");
 
 #define TAG_MASK ((uintptr_t)3)
@@ -248,12 +252,34 @@ static inline uint32_t other_line(uintptr_t e, uint32_t nb, uint32_t here)
 }
 
 /* ---- lines ------------------------------------------------------------------ */
+/* Bit i set if (slot i & keep) == v. SSE2 (x86-64's baseline): four
+ * 2-slot compares, 64-bit equality as both 32-bit halves equal, about
+ * half the instructions of the scalar loop, so more operations fit the
+ * out-of-order window and their misses overlap. */
+static inline unsigned line_eq(const struct line *l, uintptr_t v, uintptr_t keep)
+{
+#if defined(__SSE2__) && !defined(GM_RMAP_NO_SSE)
+	const __m128i ev = _mm_set1_epi64x((long long)v), kv = _mm_set1_epi64x((long long)keep);
+	unsigned m = 0;
+	for (unsigned q = 0; q < SLOTS / 2; q++) {
+		__m128i x = _mm_and_si128(_mm_load_si128((const __m128i *)&l->s[2 * q]), kv);
+		__m128i eq = _mm_cmpeq_epi32(x, ev);
+		eq = _mm_and_si128(eq, _mm_shuffle_epi32(eq, _MM_SHUFFLE(2, 3, 0, 1)));
+		m |= (unsigned)_mm_movemask_pd(_mm_castsi128_pd(eq)) << (2 * q);
+	}
+	return m;
+#else
+	unsigned m = 0;
+	for (unsigned i = 0; i < SLOTS; i++)
+		m |= (unsigned)((l->s[i] & keep) == v) << i;
+	return m;
+#endif
+}
+
 /* Bit i set if slot i holds v (line 0's header slot never matches). */
 static inline unsigned line_match(const struct line *l, uintptr_t v, uint32_t li)
 {
-	unsigned m = 0;
-	for (unsigned i = 0; i < SLOTS; i++)
-		m |= (unsigned)(l->s[i] == v) << i;
+	unsigned m = line_eq(l, v, ~(uintptr_t)0);
 	return li == 0 ? m & ~1u : m;
 }
 
@@ -267,9 +293,7 @@ static inline unsigned pop8(unsigned x)
 /* Bit i set if slot i of a hashed table holds pointer e (any copies). */
 static inline unsigned hline_match(const struct line *l, uintptr_t e, uint32_t li)
 {
-	unsigned m = 0;
-	for (unsigned i = 0; i < SLOTS; i++)
-		m |= (unsigned)((l->s[i] & ~TAG_MASK) == e) << i;
+	unsigned m = line_eq(l, e, ~TAG_MASK);
 	return li == 0 ? m & ~1u : m;
 }
 
@@ -599,12 +623,11 @@ static inline bool cache_ready(const struct gm_rmap_cache *c, size_t n)
 	       (!c->dir_want || c->dir_want == c->dir_bytes);
 }
 
-int gm_rmap_cache_topup(struct gm_rmap_cache *c, size_t n)
+/* The allocating part of topup, out of line: the O(1) check before every
+ * add then needs no stack frame (its register saves would be stores
+ * queued behind the previous adds' store misses). */
+static __attribute__((noinline)) int cache_fill(struct gm_rmap_cache *c, size_t n)
 {
-	if (!c)
-		return -EINVAL;
-	if (cache_ready(c, n))
-		return 0;
 	size_t had = c->nblocks;
 	uint32_t had_small[GM_RMAP_SMALL_LINES + 1];
 	memcpy(had_small, c->nsmall, sizeof(had_small));
@@ -646,6 +669,15 @@ fail:   /* give back exactly what this call took */
 		while (c->nsmall[k] > had_small[k])
 			gm_alloc_release(c->alloc, small_take(c, k), tab_bytes(k));
 	return -ENOMEM;
+}
+
+int gm_rmap_cache_topup(struct gm_rmap_cache *c, size_t n)
+{
+	if (!c)
+		return -EINVAL;
+	if (cache_ready(c, n))
+		return 0;
+	return cache_fill(c, n);
 }
 
 size_t gm_rmap_cache_bytes(const struct gm_rmap_cache *c)
@@ -851,47 +883,78 @@ static void tab_shrink(struct gm_rmap_head *h, struct line *t, uint32_t nb, uint
 	tab_free(c, t, nb);
 }
 
+/* After a removal left n entries in t: back inline (n <= 1), or one size
+ * down when the cache has the table; the header and head word are set. */
+static __attribute__((noinline)) void tab_after_remove(struct gm_rmap_head *h, struct line *t,
+							uint32_t nb, uint32_t n,
+							struct gm_rmap_cache *c)
+{
+	if (n <= 1) {
+		tab_to_inline(h, t, nb, c);
+		return;
+	}
+	tab_set(t, n, nb);
+	h->word = tab_word(t, nb, n);
+	tab_shrink(h, t, nb, n, c);
+}
+
+/* Linear: all lines the scan may read (nb, from the head word) are
+ * requested at once, so their misses overlap instead of waiting for the
+ * header (the scan's bound) and for each group's branch; the first copy
+ * found is taken out, the last entry filling its slot. */
+static __attribute__((noinline)) int lin_remove(struct gm_rmap_head *h, uintptr_t w,
+						uintptr_t e, struct gm_rmap_cache *c)
+{
+	struct line *t = tab_of(w);
+	uint32_t nb = lin_word_nb(w);
+	for (uint32_t li = 0; li < nb; li++)
+		__builtin_prefetch(&t[li]);
+	uint32_t m = (uint32_t)t[0].s[0], n = m * SLOTS + lin_k(w);
+	uint32_t i = lin_find(t, m + 1, e);
+	if (!i)
+		return -ENOENT;
+	lin_take_out(t, i, n);
+	n--;
+	if (__builtin_expect(n <= 1 || (nb > 1 && n <= shrink_at(nb)), 0)) {
+		tab_after_remove(h, t, nb, n, c);
+		return 0;
+	}
+	t[0].s[0] = n / SLOTS;
+	h->word = (w & ~LIN_K_MASK) | (uintptr_t)(n % SLOTS) << LIN_K_SHIFT;
+	return 0;
+}
+
+static __attribute__((noinline)) int hash_remove(struct gm_rmap_head *h, uintptr_t w,
+						 uintptr_t e, struct gm_rmap_cache *c)
+{
+	struct line *t = tab_of(w);
+	uint32_t li, nb = word_nb(w, t), n = tab_count(w, t, nb);
+	unsigned slot;
+	if (!tab_find(t, nb, e, &li, &slot))
+		return -ENOENT;
+	uintptr_t v = t[li].s[slot];
+	t[li].s[slot] = slot_copies(v) > 1 ? v - 1 : 0;   /* one copy */
+	n--;
+	if (__builtin_expect(n <= 1 || n <= shrink_at(nb), 0)) {
+		tab_after_remove(h, t, nb, n, c);
+		return 0;
+	}
+	tab_set(t, n, nb);
+	return 0;
+}
+
 int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 {
 	if (!h || !c || bad_entry(ptr))
 		return -EINVAL;
 	uintptr_t w = h->word, e = (uintptr_t)ptr;
-	if (tag_of(w) == TAG_INLINE) {
-		if (w == 0 || w != e)
-			return -ENOENT;
-		h->word = 0;
-		return 0;
-	}
-	struct line *t = tab_of(w);
-	if (word_lin(w)) {
-		/* all lines the scan may read, requested at once: their misses
-		 * overlap instead of waiting for the header (the scan's bound)
-		 * and for each group's branch */
-		for (uint32_t li = 0, nl = lin_word_nb(w); li < nl; li++)
-			__builtin_prefetch(&t[li]);
-	}
-	uint32_t li, nb = word_nb(w, t), n = tab_count(w, t, nb);
-	unsigned slot;
-	if (is_lin(nb)) {   /* the first copy found; the last entry fills its slot */
-		uint32_t i = lin_find(t, LIN_SCAN(nb, n), e);
-		if (!i)
-			return -ENOENT;
-		lin_take_out(t, i, n);
-	} else {
-		if (!tab_find(t, nb, e, &li, &slot))
-			return -ENOENT;
-		uintptr_t v = t[li].s[slot];
-		t[li].s[slot] = slot_copies(v) > 1 ? v - 1 : 0;   /* one copy */
-	}
-	n--;
-	if (n <= 1) {
-		tab_to_inline(h, t, nb, c);
-		return 0;
-	}
-	tab_set(t, n, nb);
-	h->word = tab_word(t, nb, n);
-	if (nb > 1 && n <= shrink_at(nb))
-		tab_shrink(h, t, nb, n, c);
+	if (word_lin(w))
+		return lin_remove(h, w, e, c);
+	if (tag_of(w) == TAG_TAB)
+		return hash_remove(h, w, e, c);
+	if (w == 0 || w != e)
+		return -ENOENT;
+	h->word = 0;
 	return 0;
 }
 
