@@ -1,9 +1,10 @@
 /*
- * fuzz/rmap_fuzz.c — gm_rmap against a model (a presence bitmap per head)
- * driven by the input bytes. Ops, 2 bytes each (op, arg):
+ * fuzz/rmap_fuzz.c — gm_rmap against a model (a multiset per head: copies
+ * per slot) driven by the input bytes. Ops, 2 bytes each (op, arg):
  *   add, remove, remove-while-iterating, clear, topup-with-failures,
- *   bulk add (grows chains into the hash form quickly).
- * Any mismatch or invalid head aborts.
+ *   bulk add (grows chains into the hash form quickly; a stride of 0
+ *   adds copies of one pointer). Every add's result is predicted (the
+ *   copy limit of rmap.h). Any mismatch or invalid head aborts.
  */
 #include <gmtrack/alloc.h>
 #include <gmtrack/rmap.h>
@@ -17,21 +18,23 @@
 #define SLOTS 512
 
 static uint64_t ptes[SLOTS];
-static bool member[HEADS][SLOTS];
+static uint32_t member[HEADS][SLOTS];   /* copies */
 static size_t count[HEADS];
 
 static void check(struct gm_rmap_head *h, int i)
 {
 	const char *why;
+	static uint32_t seen_of[SLOTS];
 	if (gm_rmap_validate(h, &why))
 		abort();
 	if (gm_rmap_count(h) != count[i])
 		abort();
 	struct gm_rmap_iter it;
 	size_t seen = 0;
+	memset(seen_of, 0, sizeof(seen_of));
 	for (void *p = gm_rmap_iter_first(&it, h); p; p = gm_rmap_iter_next(&it)) {
 		size_t s = (size_t)((uint64_t *)p - ptes);
-		if (s >= SLOTS || !member[i][s])
+		if (s >= SLOTS || ++seen_of[s] > member[i][s])
 			abort();
 		seen++;
 	}
@@ -39,20 +42,39 @@ static void check(struct gm_rmap_head *h, int i)
 		abort();
 }
 
+/* The result rmap.h promises for adding slot s to head i (given the cache
+ * holds what it needs): -ENOSPC past GM_RMAP_MAX_COPIES copies in a
+ * hashed table, or when hashing a full unhashed one would exceed it. */
+static int expect(struct gm_rmap_head *h, int i, size_t s)
+{
+	struct gm_rmap_stats st;
+	gm_rmap_stats(h, &st);
+	uint32_t most = member[i][s] + 1;
+	if (st.form == GM_RMAP_HASH)
+		return most > GM_RMAP_MAX_COPIES ? -ENOSPC : 0;
+	if (st.form != GM_RMAP_LIST || st.count != GM_RMAP_LINEAR_MAX)
+		return 0;
+	for (size_t t = 0; t < SLOTS; t++)
+		most = member[i][t] > most ? member[i][t] : most;
+	return most > GM_RMAP_MAX_COPIES ? -ENOSPC : 0;
+}
+
 static int add(struct gm_rmap_head *h, int i, size_t s, struct gm_rmap_cache *c)
 {
+	int want = expect(h, i, s);
+	uintptr_t word = h->word;
 	int rc = gm_rmap_add(h, &ptes[s], c);
-	if (rc == -ENOMEM) {
-		if (gm_rmap_count(h) != count[i])
+	if (rc == -ENOMEM || rc == -ENOSPC) {   /* -ENOMEM: nothing changed */
+		if (h->word != word || gm_rmap_count(h) != count[i])
+			abort();
+		if (rc == -ENOSPC && want != -ENOSPC)
 			abort();
 		return rc;
 	}
-	if (rc != (member[i][s] ? -EEXIST : 0))
+	if (rc != 0 || want != 0)
 		abort();
-	if (!member[i][s]) {
-		member[i][s] = true;
-		count[i]++;
-	}
+	member[i][s]++;
+	count[i]++;
 	return rc;
 }
 
@@ -87,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (rc != (member[i][s] ? 0 : -ENOENT))
 				abort();
 			if (member[i][s]) {
-				member[i][s] = false;
+				member[i][s]--;
 				count[i]--;
 			}
 			break;
@@ -100,7 +122,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					continue;
 				if (gm_rmap_iter_remove(&it, &c))
 					abort();
-				member[i][t] = false;
+				if (!member[i][t])
+					abort();
+				member[i][t]--;
 				count[i]--;
 			}
 			break;
@@ -118,13 +142,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			add(h, i, s, &c);
 			gm_alloc_failing_disarm(&fail);
 			break;
-		case 5: /* bulk add of a stride of slots */
+		case 5: /* bulk add of a stride of slots (stride 0: copies) */
 			for (size_t n = 0; n < (size_t)(arg & 63) + 1; n++) {
-				gm_rmap_cache_topup(&c, GM_RMAP_ADD_BLOCKS);
-				if (add(h, i, (s + n * (1 + (op >> 5))) % SLOTS, &c) == -ENOMEM) {
+				size_t t = (s + n * ((op >> 5) & 3)) % SLOTS;
+				int rc = -ENOMEM;
+				for (int tries = 0; rc == -ENOMEM && tries < 4; tries++) {
 					gm_rmap_cache_topup(&c, GM_RMAP_ADD_BLOCKS);
-					add(h, i, (s + n * (1 + (op >> 5))) % SLOTS, &c);
+					rc = add(h, i, t, &c);
 				}
+				if (rc == -ENOMEM)   /* four topups give any table it needs */
+					abort();
+				if (rc == -ENOSPC && expect(h, i, t) != -ENOSPC)
+					abort();
 			}
 			break;
 		}

@@ -1,57 +1,65 @@
 /*
  * src/rmap.c — gm_rmap: one-word reverse-map heads, O(1) add and remove.
+ * A multiset: add never looks for the pointer it adds.
  *
- *  head word                      table: nb lines of 64 bytes (64-B aligned)
- *  +--------------------+--+      line 0   +--------+------+-----+------+
- *  | 0                  |00| empty         | header | e    | ... | e    |
- *  | entry pointer      |00|      line 1   +--------+------+-----+------+
- *  | table     |min(nb,16)-1|01|        | e      | e    | ... | e    |
- *  +--------------------+--+      ...      +--------+------+-----+------+
- *                                 empty slot = 0
- *  header, linear table (nb <= 9):  count (bits 0..7) | filter (bits 8..63)
+ *  head word (bit 5 .. bit 0)                    table: nb lines of 64 B
+ *  +-------------+-----------+----+      line 0 +--------+----+---+----+
+ *  | 0           |           | 00 | empty       | header | e  |...| e  |
+ *  | entry ptr   |           | 00 |      line 1 +--------+----+---+----+
+ *  | hashed tab  |min(nb,16)-1| 01 |             | e      | e  |...| e  |
+ *  | linear tab  | c1 | k    | 1 c0|      ...    +--------+----+---+----+
+ *  +-------------+-----------+----+             empty slot = 0
+ *  linear: size class c1:c0 (bits 5, 0: nb = 1, 2, 4, 9), k = count mod 8
+ *  (bits 2..4), bit 1 set
+ *  header, linear table (nb <= 9):  m = count / 8 (full lines)
  *  header, hashed table (nb >= 10): count (low 32 bits) | nb << 32
+ *  hashed slot: pointer | (copies - 1) in its 2 tag bits
  *
- * Two forms, told apart by nb (which the head word holds for nb < 16):
+ * Linear (1, 2, 4 or 9 lines: up to 71 entries, copies as separate
+ * entries): count = 8 m + k, the newest k (<= 7) entries in line 0's
+ * slots 1..k next to the header, lines 1..m full, the rest 0 (as KVM
+ * keeps all but its head descriptor full). k lives in the head word, so
+ * an add with k < 7 is one store into line 0 and one into the head word,
+ * without reading the table; every 8th add moves line 0's 7 entries and
+ * itself into line m + 1 (reading m from the header). Remove prefetches
+ * the nb lines (known from the head word), scans lines 0..m and moves the
+ * last entry (line 0's slot k, or line m's slot 7, line m's other 7 then
+ * refilling line 0) into the hole; growing or shrinking among these sizes
+ * is a copy, never a rehash. A fork storm, where every page grows 1..65
+ * entries and back, stays in this form.
  *
- * Linear (1, 2, 4 or 9 lines: up to 71 entries): count = 8 m + k, the
- * newest k (< 8) entries in line 0's slots 1..k next to the header, lines
- * 1..m full, the rest 0 (as KVM keeps all but its head descriptor full).
- * Add writes line 0, every 8th add moving line 0's 7 entries and itself
- * into line m + 1; remove scans lines 0..m and moves the last entry (line
- * 0's slot k, or line m's slot 7, line m's other 7 then refilling line 0)
- * into the hole; growing or shrinking among these sizes is a copy, never
- * a rehash. The header's filter has one bit per entry (hash mod 56, set on
- * add, left set by remove, recomputed by a copy): an add whose bit is
- * clear skips the duplicate scan and touches line 0 and the line it
- * appends to only. A fork storm, where every page grows 1..65 entries and
- * back, stays in this form.
- *
- * Hashed (10+ lines): a bucketized cuckoo hash: entry e has two candidate
- * lines b1, b2 (two halves of one 64-bit hash, each mapped onto [0, nb)
- * by a multiply-shift; b2 = b1 + 1 if they collide) and lives in one of
- * them. So membership, add and remove read line 0 (header) and two lines.
- * Add puts e in the emptier candidate line; if both are full it moves one
- * or two entries to their other line (a path found before anything
- * moves); if there is none, or the table is 15/16 full, it rebuilds the
- * table one size up. Sizes 10, 11, ..., 16, then +1/8 each step, so a
- * long chain's table is 83..94% full after it has grown (8.5..9.6 B per
+ * Hashed (10+ lines): a bucketized cuckoo hash: pointer e has two
+ * candidate lines b1, b2 (two halves of one 64-bit hash, each mapped onto
+ * [0, nb) by a multiply-shift; b2 = b1 + 1 if they collide) and one slot
+ * in one of them, whose tag bits count its copies (1..GM_RMAP_MAX_COPIES:
+ * copies never crowd a line). So membership, add and remove read line 0
+ * (header) and two lines. Add of a present pointer bumps its copies (or
+ * fails with -ENOSPC at the limit); of a new one, puts it in the emptier
+ * candidate line; if both are full it moves one or two entries to their
+ * other line (a path found before anything moves); if there is none, or
+ * the table is 15/16 full (count includes copies), it rebuilds the table
+ * one size up. Sizes 10, 11, ..., 16, then +1/8 each step, so a long
+ * chain's table is 83..94% full after it has grown (8.5..9.6 B per
  * entry). The hash is one 64x64->128-bit multiply (both halves folded).
- * Entries of a hashed table never move on removal.
+ * Entries of a hashed table never move on removal. A linear table grows
+ * into a hashed one only if no pointer has more than GM_RMAP_MAX_COPIES
+ * copies (else that add fails with -ENOSPC, nothing changed).
  *
  * A table shrinks one size down when under 3/4 of the smaller size's
  * limit (linear tables: all slots; hashed: 15/16).
  *
  * Invariants (gm_rmap_validate checks all of them):
- *  I1  tags 10 and 11 are never used; tables are 64-byte aligned; a
- *      table's head word holds min(nb, 16) - 1 in bits 2..5.
- *  I2  every entry is non-NULL, has the tag bits clear, and occurs once.
- *  I3  table: 1 <= nb <= MAX_LINES; 1 <= count <= 8 nb - 1 and count
- *      equals the non-zero slots (header excluded). count is >= 2 except
- *      after gm_rmap_iter_remove.
+ *  I1  tables are 64-byte aligned; a hashed table's head word (tag 01)
+ *      holds min(nb, 16) - 1 in bits 2..5, a linear one's (tag 1x) its
+ *      size class and k = count mod 8.
+ *  I2  every entry is non-NULL and 4-byte aligned; in a hashed table a
+ *      pointer has one slot, holding 1..GM_RMAP_MAX_COPIES copies.
+ *  I3  table: 1 <= nb <= MAX_LINES; linear iff nb <= 9; count >= 1 and
+ *      equals the copies in the slots (header excluded); linear: count
+ *      <= 8 nb - 1. count is >= 2 except after gm_rmap_iter_remove.
  *  I4  hashed: every entry lies in one of its two candidate lines.
  *  I5  linear: count = 8 m + k; line 0's slots 1..k and lines 1..m hold
  *      entries, every other slot is 0.
- *  I6  linear: the header's filter has every entry's bit set.
  *
  * Allocation: add takes at most one table from the cache: a block (the
  * 2nd entry's one-line table), or a table of the next size to grow into
@@ -68,11 +76,16 @@
 
 #include "internal.h"
 
+#if defined(__SSE2__) && !defined(GM_RMAP_NO_SSE)
+#include <emmintrin.h>
+#endif
+
 _Static_assert(sizeof(uintptr_t) == 8, "the table header packs two 32-bit fields");
 
 #define TAG_MASK ((uintptr_t)3)
 #define TAG_INLINE ((uintptr_t)0)
-#define TAG_TAB ((uintptr_t)1)
+#define TAG_TAB ((uintptr_t)1)   /* any table: tag 01 (hashed) or 1x (linear) */
+#define TAG_LIN ((uintptr_t)2)
 
 #define SLOTS 8
 #ifndef GM_RMAP_SHRINK_NUM
@@ -88,7 +101,9 @@ _Static_assert(sizeof(struct line) == LINE, "a line is 64 B");
 _Static_assert(GM_RMAP_BLOCK_SIZE == LINE, "a block is one line");
 
 /* ---- head word and table header ------------------------------------------ */
-static inline uintptr_t tag_of(uintptr_t w) { return w & TAG_MASK; }
+/* TAG_INLINE (an entry or 0) or TAG_TAB (a table of either form). */
+static inline uintptr_t tag_of(uintptr_t w) { return (w & TAG_MASK) != 0; }
+static inline bool word_lin(uintptr_t w) { return w & TAG_LIN; }
 static inline struct line *tab_of(uintptr_t w) { return (struct line *)(w & ~(uintptr_t)(LINE - 1)); }
 
 static inline bool bad_entry(const void *p)
@@ -97,38 +112,63 @@ static inline bool bad_entry(const void *p)
 }
 
 /* Header (slot 0 of line 0). A hashed table: count (low 32 bits) | nb <<
- * 32. A linear table (nb <= LIN_LINES, known from the head word): count in
- * bits 0..7 and a 56-bit filter in bits 8..63 (see lin_bit). */
-#define LIN_COUNT_MASK ((uintptr_t)0xff)
+ * 32. A linear table: m, its number of full lines (its count is 8 m + k,
+ * k in the head word). */
 static inline bool is_lin(uint32_t nb);
 static inline uint32_t tab_nb(const struct line *t) { return (uint32_t)(t[0].s[0] >> 32); }
-static inline uint32_t tab_count(const struct line *t, uint32_t nb)
+
+/* A linear table's head word: tag 1x, its size class (nb = 1, 2, 4, 9)
+ * in bits 0 and 5, and k = count mod 8 (line 0's entries) in bits 2..4,
+ * so the common add (k < 7) stores into line 0 without reading it first:
+ * no load of the table on its path, and no branch on a table load. */
+#define LIN_K_SHIFT 2
+#define LIN_K_MASK ((uintptr_t)7 << LIN_K_SHIFT)
+static inline uint32_t lin_k(uintptr_t w) { return (uint32_t)(w >> LIN_K_SHIFT) & 7; }
+static const uint32_t lin_class_nb[4] = {1, 2, 4, 9};
+static inline uint32_t lin_word_nb(uintptr_t w)
+{
+	return lin_class_nb[(w & 1) | (w >> 4 & 2)];
+}
+static inline uintptr_t lin_class_bits(uint32_t nb)
+{
+	uintptr_t cls = nb <= 1 ? 0 : nb <= 2 ? 1 : nb <= 4 ? 2 : 3;
+	return (cls & 1) | (cls & 2) << 4;
+}
+
+/* Entries of the table t of head word w with nb lines. */
+static inline uint32_t tab_count(uintptr_t w, const struct line *t, uint32_t nb)
 {
 	uintptr_t h = t[0].s[0];
-	return is_lin(nb) ? (uint32_t)(h & LIN_COUNT_MASK) : (uint32_t)h;
+	return is_lin(nb) ? (uint32_t)h * SLOTS + lin_k(w) : (uint32_t)h;
 }
-/* Sets the count (and nb); a linear table's filter bits stay. */
+/* Sets the header for `count` entries (the head word is set apart, with
+ * tab_word: a linear table's k is there). */
 static inline void tab_set(struct line *t, uint32_t count, uint32_t nb)
 {
 	if (is_lin(nb))
-		t[0].s[0] = (t[0].s[0] & ~LIN_COUNT_MASK) | count;
+		t[0].s[0] = count / SLOTS;
 	else
 		t[0].s[0] = (uintptr_t)count | (uintptr_t)nb << 32;
 }
 
-/* The head word also holds min(nb, 16) - 1 in bits 2..5, so the lines an
- * entry may be in are known without reading line 0 first: the loads of
- * the header and of both candidate lines go out together. */
-static inline uintptr_t tab_word(const struct line *t, uint32_t nb)
+/* A hashed table's head word holds min(nb, 16) - 1 in bits 2..5, so the
+ * lines an entry may be in are known without reading line 0 first: the
+ * loads of the header and of both candidate lines go out together. */
+static inline uintptr_t tab_word(const struct line *t, uint32_t nb, uint32_t count)
 {
+	if (is_lin(nb))
+		return (uintptr_t)t | TAG_LIN | lin_class_bits(nb) |
+		       (uintptr_t)(count % SLOTS) << LIN_K_SHIFT;
 	uintptr_t code = nb < 16 ? nb - 1 : 15;
 	return (uintptr_t)t | code << 2 | TAG_TAB;
 }
 
 /* Lines of the table of head word w (the header is read only for tables
- * of 16+ lines, which are hashed: linear tables never need it). */
+ * of 16+ lines, which are hashed). */
 static inline uint32_t word_nb(uintptr_t w, const struct line *t)
 {
+	if (word_lin(w))
+		return lin_word_nb(w);
 	uint32_t code = (uint32_t)(w >> 2) & 15;
 	return code < 15 ? code + 1 : tab_nb(t);
 }
@@ -194,7 +234,7 @@ static inline void lines_of(uintptr_t e, uint32_t nb, uint32_t *b1, uint32_t *b2
 		*b1 = *b2 = 0;
 		return;
 	}
-	uint64_t h = hash_ptr(e);
+	uint64_t h = hash_ptr(e & ~TAG_MASK);   /* a hashed slot's copies tag off */
 	uint32_t a = (uint32_t)(((h & 0xffffffffu) * nb) >> 32);
 	uint32_t b = (uint32_t)(((h >> 32) * nb) >> 32);
 	if (b == a)
@@ -212,12 +252,34 @@ static inline uint32_t other_line(uintptr_t e, uint32_t nb, uint32_t here)
 }
 
 /* ---- lines ------------------------------------------------------------------ */
+/* Bit i set if (slot i & keep) == v. SSE2 (x86-64's baseline): four
+ * 2-slot compares, 64-bit equality as both 32-bit halves equal, about
+ * half the instructions of the scalar loop, so more operations fit the
+ * out-of-order window and their misses overlap. */
+static inline unsigned line_eq(const struct line *l, uintptr_t v, uintptr_t keep)
+{
+#if defined(__SSE2__) && !defined(GM_RMAP_NO_SSE)
+	const __m128i ev = _mm_set1_epi64x((long long)v), kv = _mm_set1_epi64x((long long)keep);
+	unsigned m = 0;
+	for (unsigned q = 0; q < SLOTS / 2; q++) {
+		__m128i x = _mm_and_si128(_mm_load_si128((const __m128i *)&l->s[2 * q]), kv);
+		__m128i eq = _mm_cmpeq_epi32(x, ev);
+		eq = _mm_and_si128(eq, _mm_shuffle_epi32(eq, _MM_SHUFFLE(2, 3, 0, 1)));
+		m |= (unsigned)_mm_movemask_pd(_mm_castsi128_pd(eq)) << (2 * q);
+	}
+	return m;
+#else
+	unsigned m = 0;
+	for (unsigned i = 0; i < SLOTS; i++)
+		m |= (unsigned)((l->s[i] & keep) == v) << i;
+	return m;
+#endif
+}
+
 /* Bit i set if slot i holds v (line 0's header slot never matches). */
 static inline unsigned line_match(const struct line *l, uintptr_t v, uint32_t li)
 {
-	unsigned m = 0;
-	for (unsigned i = 0; i < SLOTS; i++)
-		m |= (unsigned)(l->s[i] == v) << i;
+	unsigned m = line_eq(l, v, ~(uintptr_t)0);
 	return li == 0 ? m & ~1u : m;
 }
 
@@ -226,6 +288,13 @@ static inline unsigned pop8(unsigned x)
 	x = x - ((x >> 1) & 0x55);
 	x = (x & 0x33) + ((x >> 2) & 0x33);
 	return (x + (x >> 4)) & 0x0f;
+}
+
+/* Bit i set if slot i of a hashed table holds pointer e (any copies). */
+static inline unsigned hline_match(const struct line *l, uintptr_t e, uint32_t li)
+{
+	unsigned m = line_eq(l, e, ~TAG_MASK);
+	return li == 0 ? m & ~1u : m;
 }
 
 /* Free slots; the header is never 0, so never free. */
@@ -238,7 +307,7 @@ static inline unsigned line_free(const struct line *l) { return line_match(l, 0,
 static inline bool tab_find_at(const struct line *t, uintptr_t e, uint32_t b1,
 			       uint32_t b2, uint32_t *li, unsigned *slot)
 {
-	unsigned m1 = line_match(&t[b1], e, b1), m2 = line_match(&t[b2], e, b2);
+	unsigned m1 = hline_match(&t[b1], e, b1), m2 = hline_match(&t[b2], e, b2);
 	unsigned m = m1 ? m1 : m2;
 	*li = m1 ? b1 : b2;
 	*slot = (unsigned)__builtin_ctz(m | 1u << SLOTS);
@@ -259,23 +328,12 @@ static inline void put_free(struct line *l, uintptr_t e)
 }
 
 /* ---- linear (unhashed) tables --------------------------------------------- */
-_Static_assert(GM_RMAP_LIN_LINES >= 1 && GM_RMAP_LIN_LINES <= 16, "linear tables stay short");
+_Static_assert(GM_RMAP_LIN_LINES == 9, "linear sizes are the classes 1, 2, 4, 9 lines");
 
 /* Lines holding a linear table's flat slots 0..n: a scan stops there
  * (fewer lines read than nb when the table is not full). */
 #define LIN_SCAN(nb, n) ((void)(nb), (n) / SLOTS + 1)
 static inline uintptr_t *flat(struct line *t) { return &t[0].s[0]; }
-_Static_assert(GM_RMAP_LIN_LINES * 8 - 1 <= 255, "a linear count fits 8 bits");
-
-/* A linear table's header carries a one-hash Bloom filter of its entries
- * (bits 8..63; a removal leaves its bit set, a rebuild recomputes it):
- * an add whose bit is clear knows the pointer is absent without reading
- * the table, so it touches line 0 and the line it appends to only. */
-static inline uintptr_t lin_bit(uintptr_t e)
-{
-	uint32_t x = (uint32_t)(((uint64_t)(uint32_t)hash_ptr(e) * 56) >> 32);
-	return (uintptr_t)1 << (8 + x);
-}
 
 /* Flat index (1..) of e in the first `used` lines of a linear table, or
  * 0. Two lines per branch (slots past the count are 0 and never match):
@@ -296,7 +354,7 @@ static inline uint32_t lin_find(const struct line *t, uint32_t used, uintptr_t e
 
 /* Linear layout: n = 8 m + k entries: k in line 0 (slots 1..k, next to
  * the header), lines 1..m full, the rest 0. An add writes line 0 only
- * (the line it reads the count and filter from), except every 8th, which
+ * (where the head word's k says), except every 8th, which
  * moves line 0's 7 entries and itself into line m + 1. */
 static inline void lin_append(struct line *t, uint32_t n, uintptr_t e)
 {
@@ -372,58 +430,81 @@ static bool tab_place_at(struct line *t, uint32_t nb, uintptr_t e, uint32_t b1, 
 	return false;
 }
 
-static bool tab_place(struct line *t, uint32_t nb, uintptr_t e)
+/* A hashed table keeps one slot per pointer, its copies - 1 in the slot's
+ * tag bits: copies never crowd a pointer's two lines, so they change
+ * nothing in how entries are placed. */
+static inline uintptr_t slot_ptr(uintptr_t v) { return v & ~TAG_MASK; }
+static inline uint32_t slot_copies(uintptr_t v) { return (uint32_t)(v & TAG_MASK) + 1; }
+_Static_assert(GM_RMAP_MAX_COPIES == TAG_MASK + 1, "copies - 1 fit the tag bits");
+
+/* Adds one copy of e to a hashed table that has e at lines b1, b2:
+ * -ENOSPC if it has GM_RMAP_MAX_COPIES already, 1 if e was absent (the
+ * caller places it), 0 if done. */
+static inline int hash_copy(struct line *t, uintptr_t e, uint32_t b1, uint32_t b2)
 {
-	uint32_t b1, b2;
-	lines_of(e, nb, &b1, &b2);
-	return tab_place_at(t, nb, e, b1, b2);
+	uint32_t li;
+	unsigned slot;
+	if (!tab_find_at(t, e, b1, b2, &li, &slot))
+		return 1;
+	if (slot_copies(t[li].s[slot]) >= GM_RMAP_MAX_COPIES)
+		return -ENOSPC;
+	t[li].s[slot]++;
+	return 0;
 }
 
-/* Puts e (not present) into t, which holds n entries before (and n + 1
- * after: the caller sets the header): appended to a linear table, placed
- * in a hashed one. False, nothing changed, if there is no room. */
-static inline bool tab_put(struct line *t, uint32_t nb, uint32_t n, uintptr_t e)
+/* Puts e into t, which holds n entries before (and n + 1 after: the
+ * caller sets the header and head word): appended to a linear table,
+ * placed in a hashed one. -EAGAIN if there is no room, -ENOSPC if a
+ * hashed t already holds GM_RMAP_MAX_COPIES copies of e; nothing changed
+ * on error. */
+static inline int tab_put(struct line *t, uint32_t nb, uint32_t n, uintptr_t e)
 {
 	if (is_lin(nb)) {
 		if (n >= tab_slots(nb))
-			return false;
+			return -EAGAIN;
 		lin_append(t, n, e);
-		t[0].s[0] |= lin_bit(e);
-		return true;
+		return 0;
 	}
-	return tab_place(t, nb, e);
+	uint32_t b1, b2;
+	lines_of(e, nb, &b1, &b2);
+	int rc = hash_copy(t, e, b1, b2);
+	if (rc <= 0)
+		return rc;
+	return tab_place_at(t, nb, e, b1, b2) ? 0 : -EAGAIN;
 }
 
-/* Fills the empty table `to` (nb2 lines) with the entries of `from`
- * (which must fit in a linear `to`). Linear to linear is a copy; into a
- * hashed table every entry is placed again. False if one did not fit
- * (`to` is then garbage, `from` untouched). */
-static bool tab_rebuild(struct line *to, uint32_t nb2, const struct line *from,
-			uint32_t nb)
+/* Fills the empty table `to` (nb2 lines) with the n entries of `from`
+ * (which must fit in a linear `to`) and sets its header. Linear to
+ * linear is a copy; into a hashed table every entry is placed again.
+ * 0, or (`to` is then garbage, `from` untouched) -EAGAIN if one did not
+ * fit, -ENOSPC if a hashed `to` would hold more than GM_RMAP_MAX_COPIES
+ * copies of one pointer. */
+static int tab_rebuild(struct line *to, uint32_t nb2, const struct line *from,
+		       uint32_t nb, uint32_t n)
 {
-	uint32_t n = tab_count(from, nb);
-	if (is_lin(nb2) && is_lin(nb)) {   /* a copy; the filter recomputed */
+	if (is_lin(nb2) && is_lin(nb)) {   /* a copy */
 		size_t used = tab_bytes(n / SLOTS + 1);
-		uintptr_t *u = flat(to), filter = 0;
 		memcpy(to, from, used);
 		memset((char *)to + used, 0, tab_bytes(nb2) - used);
-		for (uint32_t i = 1; i < used / sizeof(uintptr_t); i++)
-			filter |= u[i] ? lin_bit(u[i]) : 0;
-		u[0] = filter | n;
-		return true;
+		tab_set(to, n, nb2);
+		return 0;
 	}
 	memset(to, 0, tab_bytes(nb2));
-	tab_set(to, n, nb2);
-	uint32_t k = 0;
-	for (uint32_t li = 0; li < nb; li++)
+	tab_set(to, n, nb2);   /* first: a hashed header keeps its slot taken */
+	uint32_t k = 0, lines = is_lin(nb) ? n / SLOTS + 1 : nb;
+	for (uint32_t li = 0; li < lines; li++)
 		for (unsigned i = li == 0; i < SLOTS; i++) {
-			uintptr_t e = from[li].s[i];
-			if (!e)
+			uintptr_t v = from[li].s[i];
+			if (!v)
 				continue;
-			if (!tab_put(to, nb2, k++, e))
-				return false;
+			/* a linear source has plain pointers (tag 0) */
+			for (uint32_t c = slot_copies(v); c > 0; c--) {
+				int rc = tab_put(to, nb2, k++, slot_ptr(v));
+				if (rc)
+					return rc;
+			}
 		}
-	return true;
+	return 0;
 }
 
 /* ---- the cache -------------------------------------------------------------
@@ -542,12 +623,11 @@ static inline bool cache_ready(const struct gm_rmap_cache *c, size_t n)
 	       (!c->dir_want || c->dir_want == c->dir_bytes);
 }
 
-int gm_rmap_cache_topup(struct gm_rmap_cache *c, size_t n)
+/* The allocating part of topup, out of line: the O(1) check before every
+ * add then needs no stack frame (its register saves would be stores
+ * queued behind the previous adds' store misses). */
+static __attribute__((noinline)) int cache_fill(struct gm_rmap_cache *c, size_t n)
 {
-	if (!c)
-		return -EINVAL;
-	if (cache_ready(c, n))
-		return 0;
 	size_t had = c->nblocks;
 	uint32_t had_small[GM_RMAP_SMALL_LINES + 1];
 	memcpy(had_small, c->nsmall, sizeof(had_small));
@@ -591,6 +671,15 @@ fail:   /* give back exactly what this call took */
 	return -ENOMEM;
 }
 
+int gm_rmap_cache_topup(struct gm_rmap_cache *c, size_t n)
+{
+	if (!c)
+		return -EINVAL;
+	if (cache_ready(c, n))
+		return 0;
+	return cache_fill(c, n);
+}
+
 size_t gm_rmap_cache_bytes(const struct gm_rmap_cache *c)
 {
 	if (!c)
@@ -619,11 +708,12 @@ void gm_rmap_cache_destroy(struct gm_rmap_cache *c)
 }
 
 /* ---- add -------------------------------------------------------------------- */
-/* Rebuilds t one size up with e added, in the cache's spare table. */
-static int tab_grow(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_t e,
-		    struct gm_rmap_cache *c)
+/* Rebuilds t (n entries) one size up with e added, in the cache's spare
+ * table. */
+static int tab_grow(struct gm_rmap_head *h, struct line *t, uint32_t nb, uint32_t n,
+		    uintptr_t e, struct gm_rmap_cache *c)
 {
-	uint32_t n = tab_count(t, nb), up = next_nb(nb), nb2;
+	uint32_t up = next_nb(nb), nb2;
 	if (up > MAX_LINES)
 		return -ENOSPC;
 	/* Any size from one up to three up; a size whose rebuild failed
@@ -636,42 +726,78 @@ static int tab_grow(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr
 			want(c, lo);
 			return -ENOMEM;
 		}
-		if (tab_rebuild(t2, nb2, t, nb) && tab_put(t2, nb2, n, e)) {
+		int rc = tab_rebuild(t2, nb2, t, nb, n);
+		if (!rc)
+			rc = tab_put(t2, nb2, n, e);
+		if (!rc) {
 			tab_set(t2, n + 1, nb2);
-			h->word = tab_word(t2, nb2);
+			h->word = tab_word(t2, nb2, n + 1);
 			tab_free(c, t, nb);
 			return 0;
 		}
 		spare_return(c, t2, nb2);
+		if (rc == -ENOSPC)
+			return rc;   /* too many copies of one pointer to hash */
 		lo = next_nb(nb2);
 		if (lo > hi || lo > MAX_LINES)
 			return -ENOSPC;   /* three sizes up failed: hashes far off */
 	}
 }
 
-static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_t e,
-		   struct gm_rmap_cache *c)
+/* Linear: appends without looking at the entries (a multiset). While line
+ * 0 has room (k < 7) the head word alone says where: one store into line
+ * 0 and the new k into the head word. The 8th moves line 0's 7 entries
+ * and e into line m + 1 (m read from the header) or grows the table. */
+static __attribute__((noinline)) int lin_add_line(struct gm_rmap_head *h, uintptr_t w,
+						       uintptr_t e, struct gm_rmap_cache *c)
 {
-	uint32_t n = tab_count(t, nb), li, b1, b2;
-	unsigned slot;
-	if (is_lin(nb)) {
-		uintptr_t head = t[0].s[0], bit = lin_bit(e);
-		if ((head & bit) && lin_find(t, LIN_SCAN(nb, n), e))
-			return -EEXIST;
-		if (n < tab_slots(nb)) {
-			if (n + 2 > tab_slots(nb))
-				want(c, next_nb(nb));
-			lin_append(t, n, e);
-			t[0].s[0] = (head + 1) | bit;   /* count + 1, e in the filter */
-			return 0;
-		}
-		return tab_grow(h, t, nb, e, c);
+	struct line *t = tab_of(w);
+	uint32_t k = lin_k(w), nb = lin_word_nb(w);
+	uint32_t m = (uint32_t)t[0].s[0], n = m * SLOTS + k;
+	if (m + 1 < nb) {
+		lin_append(t, n, e);
+		t[0].s[0] = m + 1;
+		h->word = w & ~LIN_K_MASK;
+		if (m + 2 == nb)
+			want(c, next_nb(nb));   /* 7 adds from full */
+		return 0;
 	}
-	lines_of(e, nb, &b1, &b2);
-	if (tab_find_at(t, e, b1, b2, &li, &slot))
-		return -EEXIST;
+	return tab_grow(h, t, nb, n, e, c);
+}
+
+static inline int lin_add(struct gm_rmap_head *h, uintptr_t w, uintptr_t e,
+			  struct gm_rmap_cache *c)
+{
+	struct line *t = tab_of(w);
+	uint32_t k = lin_k(w);
+	if (__builtin_expect(k < SLOTS - 1, 1)) {
+		/* a prefetch for writing starts the miss when this executes,
+		 * not when the store commits: consecutive adds overlap */
+		__builtin_prefetch(&t[0].s[k + 1], 1, 3);
+		t[0].s[k + 1] = e;
+		h->word = w + ((uintptr_t)1 << LIN_K_SHIFT);
+		if (k + 2 == SLOTS && lin_word_nb(w) == 1)
+			want(c, next_nb(1));   /* full: the next add grows */
+		return 0;
+	}
+	return lin_add_line(h, w, e, c);
+}
+
+/* Hashed: e goes into one of its two candidate lines, read anyway to
+ * count its copies there (all of them are there). */
+static __attribute__((noinline)) int hash_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_t e,
+		    struct gm_rmap_cache *c)
+{
+	uint32_t n = tab_count(h->word, t, nb), b1, b2;
 	if (n == UINT32_MAX)
 		return -ENOSPC;
+	lines_of(e, nb, &b1, &b2);
+	int rc = hash_copy(t, e, b1, b2);
+	if (rc <= 0) {
+		if (rc == 0)
+			tab_set(t, n + 1, nb);
+		return rc;
+	}
 	uint32_t most = max_count(nb);
 	if (n < most) {
 		if (n + 2 > most)
@@ -681,7 +807,21 @@ static int tab_add(struct gm_rmap_head *h, struct line *t, uint32_t nb, uintptr_
 			return 0;
 		}
 	}
-	return tab_grow(h, t, nb, e, c);
+	return tab_grow(h, t, nb, n, e, c);
+}
+
+/* A second entry (maybe a copy of the first): a one-line table. */
+static __attribute__((noinline)) int inline_to_tab(struct gm_rmap_head *h, uintptr_t w,
+						   uintptr_t e, struct gm_rmap_cache *c)
+{
+	if (c->nblocks < 1)
+		return -ENOMEM;
+	struct line *t = cache_take(c);
+	memset(t, 0, LINE);
+	t->s[1] = w;
+	t->s[2] = e;
+	h->word = tab_word(t, 1, 2);
+	return 0;
 }
 
 int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
@@ -689,28 +829,15 @@ int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 	if (!h || !c || bad_entry(ptr))
 		return -EINVAL;
 	uintptr_t w = h->word, e = (uintptr_t)ptr;
-	switch (tag_of(w)) {
-	case TAG_INLINE: {
-		if (w == 0) {
-			h->word = e;
-			return 0;
-		}
-		if (w == e)
-			return -EEXIST;
-		if (c->nblocks < 1)
-			return -ENOMEM;
-		struct line *t = cache_take(c);
-		memset(t, 0, LINE);
-		t->s[1] = w;
-		t->s[2] = e;
-		t->s[0] = lin_bit(w) | lin_bit(e) | 2;
-		h->word = tab_word(t, 1);
+	if (word_lin(w))
+		return lin_add(h, w, e, c);
+	if (tag_of(w) == TAG_TAB)
+		return hash_add(h, tab_of(w), word_nb(w, tab_of(w)), e, c);
+	if (w == 0) {
+		h->word = e;
 		return 0;
 	}
-	case TAG_TAB:
-		return tab_add(h, tab_of(w), word_nb(w, tab_of(w)), e, c);
-	}
-	return -EINVAL;   /* tag 10 or 11: a corrupted head */
+	return inline_to_tab(h, w, e, c);
 }
 
 /* ---- remove ----------------------------------------------------------------- */
@@ -726,8 +853,9 @@ static void tab_to_inline(struct gm_rmap_head *h, struct line *t, uint32_t nb,
 	tab_free(c, t, nb);
 }
 
-/* Rebuilds t one size down if the cache holds the memory; else asks. */
-static void tab_shrink(struct gm_rmap_head *h, struct line *t, uint32_t nb,
+/* Rebuilds t (n entries) one size down if the cache holds the memory;
+ * else asks. */
+static void tab_shrink(struct gm_rmap_head *h, struct line *t, uint32_t nb, uint32_t n,
 		       struct gm_rmap_cache *c)
 {
 	uint32_t down = prev_nb(nb), nb2 = 1;
@@ -744,15 +872,75 @@ static void tab_shrink(struct gm_rmap_head *h, struct line *t, uint32_t nb,
 			return;
 		}
 	}
-	if (!tab_rebuild(t2, nb2, t, nb)) {
+	if (tab_rebuild(t2, nb2, t, nb, n)) {
 		if (nb2 == 1)
 			cache_put(c, t2);
 		else
 			spare_return(c, t2, nb2);
 		return;
 	}
-	h->word = tab_word(t2, nb2);
+	h->word = tab_word(t2, nb2, n);
 	tab_free(c, t, nb);
+}
+
+/* After a removal left n entries in t: back inline (n <= 1), or one size
+ * down when the cache has the table; the header and head word are set. */
+static __attribute__((noinline)) void tab_after_remove(struct gm_rmap_head *h, struct line *t,
+							uint32_t nb, uint32_t n,
+							struct gm_rmap_cache *c)
+{
+	if (n <= 1) {
+		tab_to_inline(h, t, nb, c);
+		return;
+	}
+	tab_set(t, n, nb);
+	h->word = tab_word(t, nb, n);
+	tab_shrink(h, t, nb, n, c);
+}
+
+/* Linear: all lines the scan may read (nb, from the head word) are
+ * requested at once, so their misses overlap instead of waiting for the
+ * header (the scan's bound) and for each group's branch; the first copy
+ * found is taken out, the last entry filling its slot. */
+static __attribute__((noinline)) int lin_remove(struct gm_rmap_head *h, uintptr_t w,
+						uintptr_t e, struct gm_rmap_cache *c)
+{
+	struct line *t = tab_of(w);
+	uint32_t nb = lin_word_nb(w);
+	for (uint32_t li = 0; li < nb; li++)
+		__builtin_prefetch(&t[li]);
+	uint32_t m = (uint32_t)t[0].s[0], n = m * SLOTS + lin_k(w);
+	uint32_t i = lin_find(t, m + 1, e);
+	if (!i)
+		return -ENOENT;
+	lin_take_out(t, i, n);
+	n--;
+	if (__builtin_expect(n <= 1 || (nb > 1 && n <= shrink_at(nb)), 0)) {
+		tab_after_remove(h, t, nb, n, c);
+		return 0;
+	}
+	t[0].s[0] = n / SLOTS;
+	h->word = (w & ~LIN_K_MASK) | (uintptr_t)(n % SLOTS) << LIN_K_SHIFT;
+	return 0;
+}
+
+static __attribute__((noinline)) int hash_remove(struct gm_rmap_head *h, uintptr_t w,
+						 uintptr_t e, struct gm_rmap_cache *c)
+{
+	struct line *t = tab_of(w);
+	uint32_t li, nb = word_nb(w, t), n = tab_count(w, t, nb);
+	unsigned slot;
+	if (!tab_find(t, nb, e, &li, &slot))
+		return -ENOENT;
+	uintptr_t v = t[li].s[slot];
+	t[li].s[slot] = slot_copies(v) > 1 ? v - 1 : 0;   /* one copy */
+	n--;
+	if (__builtin_expect(n <= 1 || n <= shrink_at(nb), 0)) {
+		tab_after_remove(h, t, nb, n, c);
+		return 0;
+	}
+	tab_set(t, n, nb);
+	return 0;
 }
 
 int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
@@ -760,40 +948,14 @@ int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 	if (!h || !c || bad_entry(ptr))
 		return -EINVAL;
 	uintptr_t w = h->word, e = (uintptr_t)ptr;
-	switch (tag_of(w)) {
-	case TAG_INLINE:
-		if (w == 0 || w != e)
-			return -ENOENT;
-		h->word = 0;
-		return 0;
-	case TAG_TAB: {
-		struct line *t = tab_of(w);
-		uint32_t li, nb = word_nb(w, t), n;
-		unsigned slot;
-		if (is_lin(nb)) {
-			n = tab_count(t, nb);
-			uint32_t i = lin_find(t, LIN_SCAN(nb, n), e);
-			if (!i)
-				return -ENOENT;
-			lin_take_out(t, i, n);
-			n--;
-		} else {
-			if (!tab_find(t, nb, e, &li, &slot))
-				return -ENOENT;
-			t[li].s[slot] = 0;
-			n = tab_count(t, nb) - 1;
-		}
-		if (n <= 1) {
-			tab_to_inline(h, t, nb, c);
-			return 0;
-		}
-		tab_set(t, n, nb);
-		if (nb > 1 && n <= shrink_at(nb))
-			tab_shrink(h, t, nb, c);
-		return 0;
-	}
-	}
-	return -EINVAL;
+	if (word_lin(w))
+		return lin_remove(h, w, e, c);
+	if (tag_of(w) == TAG_TAB)
+		return hash_remove(h, w, e, c);
+	if (w == 0 || w != e)
+		return -ENOENT;
+	h->word = 0;
+	return 0;
 }
 
 bool gm_rmap_contains(const struct gm_rmap_head *h, const void *ptr)
@@ -823,7 +985,7 @@ size_t gm_rmap_count(const struct gm_rmap_head *h)
 	case TAG_INLINE:
 		return w != 0;
 	case TAG_TAB:
-		return tab_count(tab_of(w), word_nb(w, tab_of(w)));
+		return tab_count(w, tab_of(w), word_nb(w, tab_of(w)));
 	}
 	return 0;
 }
@@ -875,11 +1037,17 @@ static void *iter_step(struct gm_rmap_iter *it)
 	const struct line *t = it->tab;
 	if (it->form != GM_RMAP_HASH)
 		return lin_iter_step(it);
+	if (it->resume) {   /* the current slot's next copy */
+		it->resume--;
+		return it->cur = (void *)slot_ptr(t[it->line].s[it->idx]);
+	}
 	while (t) {
 		while (it->idx > (it->line == 0)) {
 			uintptr_t v = t[it->line].s[--it->idx];
-			if (v)
-				return it->cur = (void *)v;
+			if (v) {
+				it->resume = slot_copies(v) - 1;
+				return it->cur = (void *)slot_ptr(v);
+			}
 		}
 		if (it->line == 0)
 			break;
@@ -907,7 +1075,7 @@ void *gm_rmap_iter_first(struct gm_rmap_iter *it, struct gm_rmap_head *h)
 		if (is_lin(nb)) {
 			it->form = FORM_LIN0;
 			it->line = 0;
-			it->resume = tab_count(it->tab, nb) / SLOTS;   /* m */
+			it->resume = tab_count(w, it->tab, nb) / SLOTS;   /* m */
 		} else {
 			it->form = GM_RMAP_HASH;
 			it->line = nb - 1;
@@ -942,9 +1110,10 @@ int gm_rmap_iter_remove(struct gm_rmap_iter *it, struct gm_rmap_cache *c)
 	case FORM_LIN0:
 	case FORM_LINR: {
 		struct line *t = it->tab;
-		uint32_t nb = word_nb(h->word, t), n = tab_count(t, nb) - 1;
-		if (!is_lin(nb)) {
-			t[it->line].s[it->idx] = 0;
+		uint32_t nb = word_nb(h->word, t), n = tab_count(h->word, t, nb) - 1;
+		if (!is_lin(nb)) {   /* one copy (the walk's resume counts the rest) */
+			uintptr_t v = t[it->line].s[it->idx];
+			t[it->line].s[it->idx] = slot_copies(v) > 1 ? v - 1 : 0;
 		} else {   /* the last entry (already walked) fills the hole */
 			uint32_t m = (n + 1) / SLOTS;
 			bool refill = (n + 1) % SLOTS == 0;
@@ -966,6 +1135,7 @@ int gm_rmap_iter_remove(struct gm_rmap_iter *it, struct gm_rmap_cache *c)
 			return 0;
 		}
 		tab_set(t, n, nb);
+		h->word = tab_word(t, nb, n);
 		return 0;
 	}
 	}
@@ -987,11 +1157,12 @@ void gm_rmap_clear(struct gm_rmap_head *h, struct gm_rmap_cache *c,
 	case TAG_TAB: {
 		struct line *t = tab_of(w);
 		uint32_t nb = word_nb(w, t);
-		uint32_t lines = is_lin(nb) ? tab_count(t, nb) / SLOTS + 1 : nb;
+		uint32_t lines = is_lin(nb) ? tab_count(w, t, nb) / SLOTS + 1 : nb;
 		for (uint32_t li = 0; cb && li < lines; li++)
 			for (unsigned i = li == 0; i < SLOTS; i++)
 				if (t[li].s[i])
-					cb(ctx, (void *)t[li].s[i]);
+					for (uint32_t k = slot_copies(t[li].s[i]); k > 0; k--)
+						cb(ctx, (void *)slot_ptr(t[li].s[i]));
 		tab_free(c, t, nb);
 		return;
 	}
@@ -1010,8 +1181,8 @@ void gm_rmap_stats(const struct gm_rmap_head *h, struct gm_rmap_stats *st)
 	case TAG_TAB: {
 		const struct line *t = tab_of(w);
 		uint32_t nb = word_nb(w, t);
-		st->form = nb == 1 ? GM_RMAP_SMALL : GM_RMAP_HASH;
-		st->count = tab_count(t, nb);
+		st->form = nb == 1 ? GM_RMAP_SMALL : is_lin(nb) ? GM_RMAP_LIST : GM_RMAP_HASH;
+		st->count = tab_count(w, t, nb);
 		st->lines = nb;
 		st->slots = tab_slots(nb);
 		st->bytes = tab_bytes(nb);
@@ -1041,59 +1212,47 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 	if (!h)
 		FAIL("head is NULL");
 	uintptr_t w = h->word;
-	switch (tag_of(w)) {
-	case TAG_INLINE:
+	if (tag_of(w) == TAG_INLINE)
 		return 0;
-	case TAG_TAB: {
-		const struct line *t = tab_of(w);
-		uint32_t nb = word_nb(w, t), n = tab_count(t, nb), seen = 0;
-		if (nb < 1 || nb > MAX_LINES)
-			FAIL("I3: line count out of range");
-		if (w != tab_word(t, nb) || (!is_lin(nb) && tab_nb(t) != nb))
-			FAIL("I1: head word's line count differs from the table's");
-		if (n < 1 || n > tab_slots(nb))
-			FAIL("I3: count out of range");
-		if (is_lin(nb)) {
-			const uintptr_t *u = &t[0].s[0];
-			for (uint32_t i = 1; i <= tab_slots(nb); i++) {
-				bool used = i < SLOTS ? i <= n % SLOTS : i / SLOTS <= n / SLOTS;
-				if ((u[i] != 0) != used)
-					FAIL("I5: linear table not laid out as line 0's k + m full lines");
-				if (!used)
-					continue;
-				if (bad_entry((void *)u[i]))
-					FAIL("I2: misaligned entry");
-				if (!(u[0] & lin_bit(u[i])))
-					FAIL("I6: linear table's filter misses an entry");
-				for (uint32_t j = 1; j < i; j++)
-					if (u[j] && u[j] == u[i])
-						FAIL("I2: duplicate entry");
-			}
-			return 0;
+	const struct line *t = tab_of(w);
+	uint32_t nb = word_nb(w, t), seen = 0;
+	if (nb < 1 || nb > MAX_LINES || is_lin(nb) != word_lin(w))
+		FAIL("I3: line count out of range for the form");
+	if (is_lin(nb) && t[0].s[0] >= nb)
+		FAIL("I3: linear table's full lines out of range");
+	uint32_t n = tab_count(w, t, nb);
+	if (w != tab_word(t, nb, n) || (!is_lin(nb) && tab_nb(t) != nb))
+		FAIL("I1: head word's line count or k differs from the table's");
+	if (n < 1 || (is_lin(nb) && n > tab_slots(nb)))
+		FAIL("I3: count out of range");
+	if (is_lin(nb)) {
+		const uintptr_t *u = &t[0].s[0];
+		for (uint32_t i = 1; i <= tab_slots(nb); i++) {
+			bool used = i < SLOTS ? i <= n % SLOTS : i / SLOTS <= n / SLOTS;
+			if ((u[i] != 0) != used)
+				FAIL("I5: linear table not laid out as line 0's k + m full lines");
+			if (used && bad_entry((void *)u[i]))
+				FAIL("I2: misaligned entry");
 		}
-		for (uint32_t li = 0; li < nb; li++) {
-			for (unsigned i = li == 0; i < SLOTS; i++) {
-				uintptr_t e = t[li].s[i];
-				if (!e)
-					continue;
-				seen++;
-				if (bad_entry((void *)e))
-					FAIL("I2: misaligned entry");
-				uint32_t b1, b2;
-				lines_of(e, nb, &b1, &b2);
-				if (li != b1 && li != b2)
-					FAIL("I4: entry outside its candidate lines");
-				unsigned dup = pop8(line_match(&t[b1], e, b1));
-				if (b2 != b1)
-					dup += pop8(line_match(&t[b2], e, b2));
-				if (dup != 1)
-					FAIL("I2: duplicate entry");
-			}
-		}
-		if (seen != n)
-			FAIL("I3: count differs from the entries");
 		return 0;
 	}
+	for (uint32_t li = 0; li < nb; li++) {
+		for (unsigned i = li == 0; i < SLOTS; i++) {
+			uintptr_t v = t[li].s[i], e = slot_ptr(v);
+			if (!v)
+				continue;
+			seen += slot_copies(v);
+			if (!e)
+				FAIL("I2: NULL entry");
+			uint32_t b1, b2;
+			lines_of(e, nb, &b1, &b2);
+			if (li != b1 && li != b2)
+				FAIL("I4: entry outside its candidate lines");
+			if (pop8(hline_match(&t[b1], e, b1)) + pop8(hline_match(&t[b2], e, b2)) != 1)
+				FAIL("I2: a pointer in two slots of a hashed table");
+		}
 	}
-	FAIL("I1: tag 10 or 11 in head");
+	if (seen != n)
+		FAIL("I3: count differs from the entries (copies included)");
+	return 0;
 }

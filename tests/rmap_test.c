@@ -1,4 +1,4 @@
-/* tests/rmap_test.c — gm_rmap against a set-per-head model. */
+/* tests/rmap_test.c — gm_rmap against a multiset-per-head model. */
 #include "harness.h"
 
 #include <gmtrack/gmtrack.h>
@@ -6,9 +6,10 @@
 
 /* ---- the model ------------------------------------------------------------
  * Entries are pointers into `slots` (8-byte aligned). Each slot is in at
- * most one head (as a shadow PTE maps one page); per head the model keeps
- * an array of its slots and each slot its index there, so a random member
- * is O(1) to pick and to remove. */
+ * most one head (as a shadow PTE maps one page), possibly several times
+ * (copies[s]: gm_rmap is a multiset); per head the model keeps an array
+ * of its distinct slots and each slot its index there, so a random member
+ * is O(1) to pick and to remove, and total[h] counts the copies. */
 struct model {
 	size_t nheads, nslots;
 	struct gm_rmap_head *heads;
@@ -16,7 +17,9 @@ struct model {
 	int32_t *owner;             /* per slot: head or -1 */
 	uint32_t *pos;              /* per slot: index in its head's list */
 	uint32_t **list;            /* per head: slot indices */
-	uint32_t *len, *cap;
+	uint32_t *len, *cap;        /* per head: distinct slots */
+	uint32_t *copies;           /* per slot: times it is in its head */
+	size_t *total;              /* per head: entries, copies included */
 	uint32_t *free_slots;       /* slots in no head */
 	size_t nfree;
 	struct gm_alloc_counting counting;
@@ -36,6 +39,8 @@ static void model_init(struct model *m, size_t nheads, size_t nslots,
 	m->list = calloc(nheads, sizeof(uint32_t *));
 	m->len = calloc(nheads, sizeof(uint32_t));
 	m->cap = calloc(nheads, sizeof(uint32_t));
+	m->copies = calloc(nslots, sizeof(uint32_t));
+	m->total = calloc(nheads, sizeof(size_t));
 	m->free_slots = malloc(nslots * sizeof(uint32_t));
 	for (size_t i = 0; i < nslots; i++) {
 		m->owner[i] = -1;
@@ -51,6 +56,11 @@ static uint32_t ptr_slot(struct model *m, void *p) { return (uint32_t)((uint64_t
 
 static void model_add(struct model *m, size_t h, uint32_t s)
 {
+	m->total[h]++;
+	if (m->copies[s]++) {   /* one more copy */
+		CHECK_EQ(m->owner[s], (int32_t)h);
+		return;
+	}
 	if (m->len[h] == m->cap[h]) {
 		m->cap[h] = m->cap[h] ? m->cap[h] * 2 : 4;
 		m->list[h] = realloc(m->list[h], m->cap[h] * sizeof(uint32_t));
@@ -60,13 +70,18 @@ static void model_add(struct model *m, size_t h, uint32_t s)
 	m->owner[s] = (int32_t)h;
 }
 
-static void model_remove(struct model *m, uint32_t s)
+/* Takes one copy of s out of its head; true if that was the last. */
+static bool model_remove(struct model *m, uint32_t s)
 {
 	size_t h = (size_t)m->owner[s];
+	m->total[h]--;
+	if (--m->copies[s])
+		return false;
 	uint32_t i = m->pos[s], last = m->list[h][--m->len[h]];
 	m->list[h][i] = last;
 	m->pos[last] = i;
 	m->owner[s] = -1;
+	return true;
 }
 
 /* Takes a slot out of the free stack (at random index). */
@@ -90,44 +105,74 @@ static size_t cache_wants(const struct gm_rmap_cache *c)
 	return w;
 }
 
+static size_t add_retries;   /* adds that needed a second topup */
+
+/* Tops up and adds, topping up again after each -ENOMEM: an add that must
+ * grow its table asks for the size it needs, and a rebuild that fails
+ * (unlucky hashes) asks for the next one, at most three sizes up. */
 static int add_topped(struct model *m, size_t h, void *p)
 {
 	CHECK_EQ(gm_rmap_cache_topup(&m->cache, GM_RMAP_ADD_BLOCKS), 0);
 	int rc = gm_rmap_add(&m->heads[h], p, &m->cache);
-	if (rc == -ENOMEM) {  /* a long chain's directory must grow */
+	for (int tries = 0; rc == -ENOMEM && tries < 3; tries++) {
 		CHECK(cache_wants(&m->cache) > 0);
 		CHECK_EQ(gm_rmap_cache_topup(&m->cache, GM_RMAP_ADD_BLOCKS), 0);
 		rc = gm_rmap_add(&m->heads[h], p, &m->cache);
+		add_retries += tries > 0;
 	}
 	return rc;
 }
 
-/* Head h holds exactly the model's entries: count, membership, iteration. */
+/* Head h holds exactly the model's entries: count, membership, iteration
+ * (every copy once). */
 static void check_head(struct model *m, size_t h)
 {
 	struct gm_rmap_head *head = &m->heads[h];
 	CHECK_VALID(gm_rmap_validate(head, &reason), reason);
-	CHECK_EQ(gm_rmap_count(head), m->len[h]);
+	CHECK_EQ(gm_rmap_count(head), m->total[h]);
 	struct gm_rmap_iter it;
 	size_t seen = 0;
 	for (void *p = gm_rmap_iter_first(&it, head); p; p = gm_rmap_iter_next(&it)) {
 		uint32_t s = ptr_slot(m, p);
 		CHECK(s < m->nslots);
 		CHECK_EQ(m->owner[s], (int32_t)h);
-		CHECK(m->slots[s] != (uint64_t)h + 1);  /* not seen twice */
-		m->slots[s] = (uint64_t)h + 1;
+		CHECK(m->slots[s] < m->copies[s]);  /* not seen more often */
+		m->slots[s]++;
 		seen++;
 	}
-	CHECK_EQ(seen, m->len[h]);
+	CHECK_EQ(seen, m->total[h]);
 	for (uint32_t i = 0; i < m->len[h]; i++) {
 		uint32_t s = m->list[h][i];
-		CHECK_EQ(m->slots[s], (uint64_t)h + 1);
+		CHECK_EQ(m->slots[s], m->copies[s]);
 		m->slots[s] = 0;
 		CHECK(gm_rmap_contains(head, slot_ptr(m, s)));
 	}
 	struct gm_rmap_stats st;
 	gm_rmap_stats(head, &st);
-	CHECK_EQ(st.count, m->len[h]);
+	CHECK_EQ(st.count, m->total[h]);
+}
+
+/* What gm_rmap_add(head h, slot s) must return when the cache holds what
+ * it needs (rmap.h, "Duplicates"): -ENOSPC if the head is hashed and
+ * would hold more than GM_RMAP_MAX_COPIES copies of s, or if the add
+ * turns a full unhashed table (GM_RMAP_LINEAR_MAX entries) into a hashed
+ * one while some pointer would have more than GM_RMAP_MAX_COPIES copies;
+ * else 0. */
+static int expect_add(struct model *m, size_t h, uint32_t s)
+{
+	struct gm_rmap_stats st;
+	gm_rmap_stats(&m->heads[h], &st);
+	uint32_t mine = (m->owner[s] == (int32_t)h ? m->copies[s] : 0) + 1;
+	if (st.form == GM_RMAP_HASH)
+		return mine > GM_RMAP_MAX_COPIES ? -ENOSPC : 0;
+	if (st.form == GM_RMAP_LIST && st.count == GM_RMAP_LINEAR_MAX) {
+		uint32_t most = mine;
+		for (uint32_t i = 0; i < m->len[h]; i++)
+			if (m->copies[m->list[h][i]] > most)
+				most = m->copies[m->list[h][i]];
+		return most > GM_RMAP_MAX_COPIES ? -ENOSPC : 0;
+	}
+	return 0;
 }
 
 /* Bytes the heads own: everything allocated minus what the cache holds. */
@@ -163,6 +208,8 @@ static void model_destroy(struct model *m)
 	free(m->list);
 	free(m->len);
 	free(m->cap);
+	free(m->copies);
+	free(m->total);
 	free(m->free_slots);
 }
 
@@ -170,7 +217,7 @@ static void model_destroy(struct model *m)
 GM_TEST(forms_and_errors)
 {
 	struct model m;
-	model_init(&m, 1, 64, NULL);
+	model_init(&m, 1, 100, NULL);
 	struct gm_rmap_head *h = &m.heads[0];
 	char *odd = (char *)slot_ptr(&m, 0);
 	CHECK_EQ(gm_rmap_add(h, NULL, &m.cache), -EINVAL);
@@ -186,23 +233,32 @@ GM_TEST(forms_and_errors)
 	CHECK_EQ(h->word, 0);
 	/* 4-byte aligned (not 8) pointers are fine */
 	CHECK_EQ(gm_rmap_add(h, odd + 4, &m.cache), 0);
-	CHECK_EQ(gm_rmap_add(h, odd + 4, &m.cache), -EEXIST);
 	CHECK_EQ(gm_alloc_counting_bytes(&m.counting), 0);  /* inline: no memory */
+	uintptr_t one = h->word;
+	/* a second copy needs a table like any second entry */
+	CHECK_EQ(gm_rmap_add(h, odd + 4, &m.cache), -ENOMEM);
+	CHECK_EQ(h->word, one);
+	CHECK_EQ(add_topped(&m, 0, odd + 4), 0);
+	CHECK_EQ(gm_rmap_count(h), 2);
+	CHECK(gm_rmap_contains(h, odd + 4));
 	CHECK_EQ(gm_rmap_remove(h, odd + 4, &m.cache), 0);
+	CHECK_EQ(h->word, one);   /* back inline: one copy left */
+	CHECK_EQ(gm_rmap_remove(h, odd + 4, &m.cache), 0);
+	CHECK_EQ(gm_rmap_remove(h, odd + 4, &m.cache), -ENOENT);
 	CHECK_EQ(h->word, 0);
-	int forms[] = {GM_RMAP_EMPTY, GM_RMAP_INLINE, GM_RMAP_SMALL, GM_RMAP_HASH};
-	for (uint32_t i = 0; i < 64; i++) {
+	int forms[] = {GM_RMAP_EMPTY, GM_RMAP_INLINE, GM_RMAP_SMALL, GM_RMAP_LIST,
+		       GM_RMAP_HASH};
+	for (uint32_t i = 0; i < 100; i++) {
 		CHECK_EQ(add_topped(&m, 0, slot_ptr(&m, i)), 0);
 		model_add(&m, 0, i);
-		CHECK_EQ(add_topped(&m, 0, slot_ptr(&m, i)), -EEXIST);
-		CHECK_EQ(add_topped(&m, 0, slot_ptr(&m, i / 2)), -EEXIST);
 		struct gm_rmap_stats st;
 		gm_rmap_stats(h, &st);
-		CHECK_EQ(st.form, forms[i + 1 >= 8 ? 3 : i + 1 >= 2 ? 2 : 1]);
+		CHECK_EQ(st.form, forms[i + 1 > GM_RMAP_LINEAR_MAX ? 4 : i + 1 >= 8 ? 3
+					: i + 1 >= 2 ? 2 : 1]);
 		CHECK_EQ(st.bytes, heads_bytes(&m));
 		check_head(&m, 0);
 	}
-	for (uint32_t i = 64; i-- > 0;) {
+	for (uint32_t i = 100; i-- > 0;) {
 		CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, i), &m.cache), 0);
 		CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, i), &m.cache), -ENOENT);
 		model_remove(&m, i);
@@ -233,13 +289,16 @@ GM_TEST(same_pointer_in_two_heads)
 }
 
 /* Random add/remove/iterate over many heads whose chain lengths spread
- * from 0 to thousands (head picked with a skewed distribution). */
+ * from 0 to thousands (head picked with a skewed distribution), with
+ * copies of present pointers added on purpose (bursts that cross
+ * GM_RMAP_MAX_COPIES), and every add's result predicted by the model. */
 GM_TEST(differential_many_heads)
 {
 	struct gm_rng *rng = gm_test_rng();
 	struct model m;
 	model_init(&m, 3000, 60000, NULL);
 	uint64_t steps = gm_test_iters(300000);
+	size_t dups = 0, enospc = 0;
 	for (uint64_t step = 0; step < steps; step++) {
 		/* skewed: head index = 3000^u, so low heads are hot */
 		size_t h = gm_rng_chance(rng, 1, 4) ? 0 : gm_rng_chance(rng, 1, 4)
@@ -249,16 +308,27 @@ GM_TEST(differential_many_heads)
 		bool grow = (step / 100000) % 2 == 0;  /* phases of growth and shrink */
 		if (op < (grow ? 60u : 35u) && m.nfree) {
 			uint32_t s = take_free(&m, rng);
-			CHECK_EQ(add_topped(&m, h, slot_ptr(&m, s)), 0);
-			model_add(&m, h, s);
+			int want = expect_add(&m, h, s);
+			CHECK_EQ(add_topped(&m, h, slot_ptr(&m, s)), want);
+			if (want == 0)
+				model_add(&m, h, s);
+			else
+				give_free(&m, s), enospc++;
 		} else if (op < 95 && m.len[h]) {
 			uint32_t s = m.list[h][gm_rng_below(rng, m.len[h])];
 			CHECK_EQ(gm_rmap_remove(&m.heads[h], slot_ptr(&m, s), &m.cache), 0);
-			model_remove(&m, s);
-			give_free(&m, s);
-		} else if (op < 97 && m.len[h]) {
+			if (model_remove(&m, s))
+				give_free(&m, s);
+		} else if (op < 97 && m.len[h]) {   /* copies of a member */
 			uint32_t s = m.list[h][gm_rng_below(rng, m.len[h])];
-			CHECK_EQ(add_topped(&m, h, slot_ptr(&m, s)), -EEXIST);
+			for (uint64_t k = gm_rng_below(rng, 12); k-- > 0;) {
+				int want = expect_add(&m, h, s);
+				CHECK_EQ(add_topped(&m, h, slot_ptr(&m, s)), want);
+				if (want)
+					break;
+				model_add(&m, h, s);
+				dups++;
+			}
 		} else if (m.nfree) {
 			uint32_t s = m.free_slots[gm_rng_below(rng, m.nfree)];
 			CHECK_EQ(gm_rmap_remove(&m.heads[h], slot_ptr(&m, s), &m.cache), -ENOENT);
@@ -267,15 +337,21 @@ GM_TEST(differential_many_heads)
 		if (m.len[h] < 200 || step % 512 == 0)
 			check_head(&m, h);
 		else
-			CHECK_EQ(gm_rmap_count(&m.heads[h]), m.len[h]);
+			CHECK_EQ(gm_rmap_count(&m.heads[h]), m.total[h]);
 	}
-	size_t longest = 0;
+	size_t longest = 0, most = 0;
 	for (size_t h = 0; h < m.nheads; h++) {
 		check_head(&m, h);
 		longest = m.len[h] > longest ? m.len[h] : longest;
 	}
-	gm_test_note("longest chain %zu", longest);
+	for (size_t s = 0; s < m.nslots; s++)
+		most = m.copies[s] > most ? m.copies[s] : most;
+	gm_test_note("longest chain %zu, %zu copies added, %zu adds -ENOSPC, most copies %zu, "
+		     "%zu adds topped up 3+ times", longest, dups, enospc, most, add_retries);
 	CHECK(longest > 1000);
+	CHECK(dups > 1000);
+	CHECK(enospc > 0);
+	CHECK(most > GM_RMAP_MAX_COPIES);
 	CHECK_EQ(stats_bytes(&m), heads_bytes(&m));
 	model_destroy(&m);
 }
@@ -305,8 +381,8 @@ GM_TEST(chain_of_100000)
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t s = m.list[0][gm_rng_below(rng, m.len[0])];
 		CHECK_EQ(gm_rmap_remove(&m.heads[0], slot_ptr(&m, s), &m.cache), 0);
-		model_remove(&m, s);
-		give_free(&m, s);
+		if (model_remove(&m, s))
+			give_free(&m, s);
 		if (gm_rng_chance(rng, 1, 2)) {
 			s = take_free(&m, rng);
 			CHECK_EQ(add_topped(&m, 0, slot_ptr(&m, s)), 0);
@@ -317,8 +393,8 @@ GM_TEST(chain_of_100000)
 	while (m.len[0]) {  /* drain it, shrinking through every form */
 		uint32_t s = m.list[0][gm_rng_below(rng, m.len[0])];
 		CHECK_EQ(gm_rmap_remove(&m.heads[0], slot_ptr(&m, s), &m.cache), 0);
-		model_remove(&m, s);
-		give_free(&m, s);
+		if (model_remove(&m, s))
+			give_free(&m, s);
 		if (m.len[0] < 100 || m.len[0] % 4096 == 0)
 			check_head(&m, 0);
 	}
@@ -357,8 +433,8 @@ GM_TEST(remove_during_iteration)
 				    (mode >= 3 && seen > (uint32_t)mode - 2)) {
 					CHECK_EQ(gm_rmap_iter_remove(&it, &m.cache), 0);
 					CHECK_EQ(gm_rmap_iter_remove(&it, &m.cache), -EINVAL);
-					model_remove(&m, s);
-					give_free(&m, s);
+					if (model_remove(&m, s))
+						give_free(&m, s);
 					CHECK(!gm_rmap_contains(&m.heads[0], p));
 				}
 				if (seen < 100 || seen % 256 == 0)
@@ -374,8 +450,8 @@ GM_TEST(remove_during_iteration)
 			while (m.len[0]) {
 				uint32_t s = m.list[0][0];
 				CHECK_EQ(gm_rmap_remove(&m.heads[0], slot_ptr(&m, s), &m.cache), 0);
-				model_remove(&m, s);
-				give_free(&m, s);
+				if (model_remove(&m, s))
+					give_free(&m, s);
 				if (m.len[0] < 100 || m.len[0] % 256 == 0)
 					check_head(&m, 0);
 			}
@@ -410,8 +486,8 @@ GM_TEST(clear_calls_back_every_entry)
 			uint32_t s = m.list[0][0];
 			CHECK_EQ(m.slots[s], 1);
 			m.slots[s] = 0;
-			model_remove(&m, s);
-			give_free(&m, s);
+			if (model_remove(&m, s))
+				give_free(&m, s);
 		}
 		for (uint32_t s = 0; s < m.nslots; s++)
 			CHECK_EQ(m.slots[s], 0);
@@ -452,6 +528,109 @@ static size_t lines_of_head(struct model *m, size_t h)
 	struct gm_rmap_stats st;
 	gm_rmap_stats(&m->heads[h], &st);
 	return st.lines;
+}
+
+/* Adds n copies of slot s to head h (each expected to succeed). */
+static void add_copies(struct model *m, size_t h, uint32_t s, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		CHECK_EQ(expect_add(m, h, s), 0);
+		CHECK_EQ(add_topped(m, h, slot_ptr(m, s)), 0);
+		model_add(m, h, s);
+	}
+}
+
+/* An add expected to fail with -ENOSPC changes nothing. */
+static void add_refused(struct model *m, size_t h, uint32_t s)
+{
+	struct snap before;
+	CHECK_EQ(gm_rmap_cache_topup(&m->cache, 1), 0);
+	CHECK_EQ(expect_add(m, h, s), -ENOSPC);
+	int rc = gm_rmap_add(&m->heads[h], slot_ptr(m, s), &m->cache);
+	if (rc == -ENOMEM)   /* growing into a hashed table: its spare first */
+		CHECK_EQ(gm_rmap_cache_topup(&m->cache, 1), 0);
+	take_snap(m, h, &before);
+	CHECK_EQ(gm_rmap_add(&m->heads[h], slot_ptr(m, s), &m->cache), -ENOSPC);
+	same_snap(m, h, &before);
+}
+
+/* Duplicates (rmap.h): a multiset. Unhashed tables take any number of
+ * copies; hashed ones at most GM_RMAP_MAX_COPIES of a pointer; the add
+ * that would hash a table with more fails; iteration, iter_remove, clear
+ * and remove see every copy. */
+GM_TEST(duplicates_multiset_and_copy_limit)
+{
+	struct gm_rng *rng = gm_test_rng();
+	struct model m;
+	model_init(&m, 2, 400, NULL);
+	struct gm_rmap_head *h = &m.heads[0];
+	/* 1. unhashed: 30 copies of slot 0 and one of slot 1 */
+	add_copies(&m, 0, 0, 30);
+	add_copies(&m, 0, 1, 1);
+	check_head(&m, 0);
+	struct gm_rmap_stats st;
+	gm_rmap_stats(h, &st);
+	CHECK_EQ(st.form, GM_RMAP_LIST);
+	/* 2. filled to GM_RMAP_LINEAR_MAX: the next add, even of a new
+	 * pointer, must hash the table and is refused */
+	for (uint32_t s = 2; m.total[0] < GM_RMAP_LINEAR_MAX; s++)
+		add_copies(&m, 0, s, 1);
+	add_refused(&m, 0, 300);
+	add_refused(&m, 0, 0);
+	/* removing copies down to GM_RMAP_MAX_COPIES lets it grow */
+	while (m.copies[0] > GM_RMAP_MAX_COPIES) {
+		CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, 0), &m.cache), 0);
+		model_remove(&m, 0);
+	}
+	check_head(&m, 0);
+	for (uint32_t s = 100; m.total[0] < 150; s++)
+		add_copies(&m, 0, s, 1);
+	gm_rmap_stats(h, &st);
+	CHECK_EQ(st.form, GM_RMAP_HASH);
+	check_head(&m, 0);
+	/* 3. hashed: copies up to the limit, then -ENOSPC, nothing changed */
+	add_refused(&m, 0, 0);
+	add_copies(&m, 0, 100, GM_RMAP_MAX_COPIES - 1);
+	add_refused(&m, 0, 100);
+	CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, 100), &m.cache), 0);
+	model_remove(&m, 100);
+	add_copies(&m, 0, 100, 1);
+	for (uint32_t s = 101; s < 140; s++)   /* copies spread over the table */
+		add_copies(&m, 0, s, (uint32_t)gm_rng_below(rng, GM_RMAP_MAX_COPIES));
+	check_head(&m, 0);
+	/* 4. iteration removing one copy out of two: half of each stays */
+	struct gm_rmap_iter it;
+	uint32_t k = 0;
+	for (void *p = gm_rmap_iter_first(&it, h); p; p = gm_rmap_iter_next(&it))
+		if (k++ % 2) {
+			CHECK_EQ(gm_rmap_iter_remove(&it, &m.cache), 0);
+			model_remove(&m, ptr_slot(&m, p));
+			CHECK_VALID(gm_rmap_validate(h, &reason), reason);
+		}
+	CHECK_EQ(k, m.total[0] + k / 2);
+	check_head(&m, 0);
+	/* 5. clear calls back once per copy */
+	gm_rmap_clear(h, &m.cache, collect, &m);
+	for (uint32_t s = 0; s < m.nslots; s++) {
+		CHECK_EQ(m.slots[s], m.owner[s] == 0 ? m.copies[s] : 0);
+		m.slots[s] = 0;
+	}
+	while (m.len[0])
+		model_remove(&m, m.list[0][0]);
+	/* 6. drain a hashed head of copies through every form */
+	for (uint32_t s = 0; s < 200; s++)
+		add_copies(&m, 1, s, 1 + (uint32_t)gm_rng_below(rng, GM_RMAP_MAX_COPIES));
+	check_head(&m, 1);
+	while (m.len[1]) {
+		uint32_t s = m.list[1][gm_rng_below(rng, m.len[1])];
+		CHECK_EQ(gm_rmap_remove(&m.heads[1], slot_ptr(&m, s), &m.cache), 0);
+		model_remove(&m, s);
+		if (m.total[1] < 100 || m.total[1] % 64 == 0)
+			check_head(&m, 1);
+	}
+	CHECK_EQ(m.heads[1].word, 0);
+	CHECK_EQ(heads_bytes(&m), 0);
+	model_destroy(&m);
 }
 
 /* Grow one head step by step through every table size, each growth first
@@ -509,8 +688,8 @@ GM_TEST(forms_switch_both_ways_enomem_at_each_step)
 			gm_rmap_cache_init(&m.cache, &m.counting.allocator);
 			size_t bytes = gm_alloc_counting_bytes(&m.counting);
 			CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, s), &m.cache), 0);
-			model_remove(&m, s);
-			give_free(&m, s);
+			if (model_remove(&m, s))
+				give_free(&m, s);
 			CHECK(gm_alloc_counting_bytes(&m.counting) <= bytes);
 			size_t now = lines_of_head(&m, 0);
 			if (m.len[0] >= 2) {
@@ -523,8 +702,8 @@ GM_TEST(forms_switch_both_ways_enomem_at_each_step)
 			if (m.len[0] > 0) {
 				s = m.list[0][gm_rng_below(rng, m.len[0])];
 				CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, s), &m.cache), 0);
-				model_remove(&m, s);
-				give_free(&m, s);
+				if (model_remove(&m, s))
+					give_free(&m, s);
 				if (lines_of_head(&m, 0) < now && m.len[0] >= 2)
 					shrinks++;
 			}
@@ -638,8 +817,8 @@ GM_TEST(failing_allocator_on_topup)
 		} else if (m.len[h]) {
 			uint32_t s = m.list[h][gm_rng_below(rng, m.len[h])];
 			CHECK_EQ(gm_rmap_remove(&m.heads[h], slot_ptr(&m, s), &m.cache), 0);
-			model_remove(&m, s);
-			give_free(&m, s);
+			if (model_remove(&m, s))
+				give_free(&m, s);
 		}
 		if (m.len[h] < 100 || step % 256 == 0)
 			check_head(&m, h);

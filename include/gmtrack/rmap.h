@@ -1,6 +1,6 @@
 /*
- * gmtrack/rmap.h — reverse maps: for each guest page, the set of shadow
- * PTEs (or any pointers) that map it, in one machine word per page.
+ * gmtrack/rmap.h — reverse maps: for each guest page, the multiset of
+ * shadow PTEs (or any pointers) that map it, in one machine word per page.
  *
  *   struct gm_rmap_head heads[npages];     calloc'ed: all-zero = empty
  *
@@ -8,14 +8,15 @@
  *     0                  empty
  *     ptr          | 00  one entry, stored inline, no allocation
  *     table        | 01  2+ entries in a table of 64-byte lines (8 slots
- *                        each, one slot of line 0 is the header):
- *                        up to 9 lines (71 entries) unhashed: entries
- *                        packed, add appends (a small filter in the
- *                        header skips the duplicate scan), remove scans
- *                        at most 9 lines; 10+ lines: a bucketized cuckoo
- *                        hash, every entry in one of two lines its hash
- *                        picks, so add, remove and membership touch at
- *                        most 3 cache lines whatever the chain length
+ *     (or 1x)            each, one slot of line 0 is the header):
+ *                        up to 9 lines (71 entries) unhashed (tag 1x):
+ *                        entries packed, add appends (usually one store
+ *                        into the table and one into the head word),
+ *                        remove scans at most 9 lines; 10+ lines (tag
+ *                        01): a bucketized cuckoo hash, every pointer in
+ *                        one slot of one of two lines its hash picks, so
+ *                        add, remove and membership touch at most 3 cache
+ *                        lines whatever the chain length
  *
  * Memory: 8 bytes per page mapped at most once; 64 bytes for 2..7
  * entries; then tables of 2, 4, 9 lines (filled up to all slots),
@@ -31,8 +32,21 @@
  * only when a table must grow early after an unlucky placement: top up
  * and retry. remove gives memory back to the cache.
  *
- * Duplicates: the map is a SET. Adding a pointer already present returns
- * -EEXIST (free: add looks at both candidate lines anyway).
+ * Duplicates: the map is a MULTISET (as KVM's rmap: adding a mapping
+ * twice is the caller's bug, and looking for it would cost every add a
+ * search). gm_rmap_add never looks for ptr in an unhashed table; remove
+ * takes out one copy; count, iteration and clear see every copy. Copies
+ * are limited where the table is hashed (stats form GM_RMAP_HASH: heads
+ * that grew past GM_RMAP_LINEAR_MAX = 71 entries and have not shrunk
+ * back), which keeps one slot per pointer with its copies in the slot's
+ * tag bits:
+ *   - an add into a hashed table that would make a pointer's
+ *     GM_RMAP_MAX_COPIES + 1 (5th) copy fails with -ENOSPC;
+ *   - the add that would turn a full unhashed table (71 entries) into a
+ *     hashed one fails with -ENOSPC (whatever pointer it adds) while some
+ *     pointer would then have more than GM_RMAP_MAX_COPIES copies;
+ *     removing copies lets the head grow again.
+ * Unhashed tables take any number of copies. On -ENOSPC nothing changed.
  *
  * Concurrency: every function that takes a head must be called with the
  * caller's lock for that head held (reads included). There are no RCU or
@@ -55,6 +69,12 @@ GM_BEGIN_DECLS
 /* Blocks one gm_rmap_add can take from the cache. Top up to at least this
  * before each add (gm_rmap_cache_topup(cache, GM_RMAP_ADD_BLOCKS)). */
 #define GM_RMAP_ADD_BLOCKS 1
+/* Copies of one pointer a hashed table (a head past 71 entries) holds at
+ * most; see "Duplicates" above. */
+#define GM_RMAP_MAX_COPIES 4
+/* Most entries an unhashed table holds (9 lines of 8 slots, one the
+ * header); the add that takes a head past it makes the table hashed. */
+#define GM_RMAP_LINEAR_MAX 71
 /* Blocks a cache keeps when remove gives blocks back; more are freed. */
 #define GM_RMAP_CACHE_KEEP 64
 
@@ -117,15 +137,18 @@ GM_EXPORT size_t gm_rmap_cache_bytes(const struct gm_rmap_cache *cache);
 GM_EXPORT void gm_rmap_cache_destroy(struct gm_rmap_cache *cache);
 
 /*
- * gm_rmap_add — adds ptr to the set at head.
- * Cost: O(1): an unhashed table (<= 71 entries): line 0 and the line
- * appended to, plus a scan of <= 9 lines when the header's filter cannot
- * rule a duplicate out; a hashed one: two candidate lines (plus line 0's
- * header), or rarely a cuckoo move of one or two entries. A full table is
- * copied (unhashed) or rebuilt one size up (O(count), amortized O(1)).
+ * gm_rmap_add — adds one copy of ptr to the multiset at head (it may be
+ * there already: see "Duplicates" above).
+ * Cost: O(1): an unhashed table (<= 71 entries): one store into line 0
+ * (every 8th add: the header read and line 0's 7 entries moved into the
+ * next line), no search; a hashed one: two candidate lines (plus line
+ * 0's header), or rarely a cuckoo move of one or two entries. A full
+ * table is copied (unhashed) or rebuilt one size up (O(count), amortized
+ * O(1)).
  * Lock: caller's lock for head. Never allocates.
  * Returns 0; -EINVAL if head/cache is NULL, ptr is NULL or not 4-byte
- * aligned; -EEXIST if ptr is already there; -ENOSPC past 2^32 entries;
+ * aligned; -ENOSPC past 2^32 entries or past the copy limit
+ * (GM_RMAP_MAX_COPIES, see "Duplicates");
  * -ENOMEM if the cache lacks the block (2nd entry) or the spare table of
  * the size this add must grow to (recorded in cache->dir_want) — top up
  * and retry. On any error nothing changed (-ENOMEM may only record
@@ -135,9 +158,10 @@ GM_EXPORT int gm_rmap_add(struct gm_rmap_head *head, void *ptr,
 			  struct gm_rmap_cache *cache);
 
 /*
- * gm_rmap_remove — removes ptr from the set at head.
+ * gm_rmap_remove — removes one copy of ptr from the multiset at head.
  * Cost: O(1): two candidate lines, or a scan of <= 9 lines (unhashed
- * tables, the last entry moving into the hole). A table left with one entry goes back
+ * tables, all requested at once; the last entry moves into the hole).
+ * A table left with one entry goes back
  * inline (O(table)); one left under ~5/8 full is rebuilt one size down
  * (O(count), amortized O(1)) if the cache holds a table of that size —
  * else it asks for one in dir_want and stays as it is for now.
@@ -150,16 +174,18 @@ GM_EXPORT int gm_rmap_add(struct gm_rmap_head *head, void *ptr,
 GM_EXPORT int gm_rmap_remove(struct gm_rmap_head *head, void *ptr,
 			     struct gm_rmap_cache *cache);
 
-/* gm_rmap_contains — true if ptr is in the set. O(1) expected.
+/* gm_rmap_contains — true if ptr is there (once or more). O(1).
  * Lock: caller's lock for head. */
 GM_EXPORT bool gm_rmap_contains(const struct gm_rmap_head *head,
 				const void *ptr);
 
-/* gm_rmap_count — number of entries. O(1). Lock: caller's lock for head. */
+/* gm_rmap_count — number of entries, copies included. O(1).
+ * Lock: caller's lock for head. */
 GM_EXPORT size_t gm_rmap_count(const struct gm_rmap_head *head);
 
 /*
- * Iteration, in no particular order, every entry exactly once:
+ * Iteration, in no particular order, every entry exactly once (a pointer
+ * added n times is returned n times):
  *
  *   struct gm_rmap_iter it;
  *   for (void *p = gm_rmap_iter_first(&it, head); p; p = gm_rmap_iter_next(&it))
@@ -211,7 +237,8 @@ enum gm_rmap_form {
 	GM_RMAP_EMPTY = 0,
 	GM_RMAP_INLINE = 1,
 	GM_RMAP_SMALL = 2,   /* a one-line table: 2..7 entries */
-	GM_RMAP_HASH = 3,    /* a table of 2+ lines */
+	GM_RMAP_HASH = 3,    /* a hashed table (10+ lines) */
+	GM_RMAP_LIST = 4,    /* an unhashed table of 2, 4 or 9 lines */
 };
 
 struct gm_rmap_stats {
