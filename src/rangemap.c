@@ -1307,24 +1307,43 @@ bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
 /* Test hook (not public): 0 forces the portable in-node search. */
 int gm_rangemap_simd_ = 1;
 
+/* The descents of up to MANY_GROUP maps. When every root is at the same
+ * level (maps of similar sizes, the usual case) each level is one plain
+ * loop over the maps; otherwise a map stops when it reaches its leaf. The
+ * last step prefetches the leaves' key lines. */
 #define DEFINE_CONTAINS_GROUP(NAME, INNER_FIND, ATTR)                               \
 	ATTR static uint64_t NAME(const struct gm_rangemap *const *maps, unsigned n,  \
 				  uint64_t index)                                     \
 	{                                                                             \
 		const void *node[MANY_GROUP];                                         \
-		unsigned inner = 0, next;                                             \
-		for (unsigned i = 0; i < n; i++) {                                    \
+		if (!n)                                                               \
+			return 0;                                                     \
+		const void *root = map_root(maps[0]);                                 \
+		unsigned top = node_level(root);                                      \
+		bool same = true;                                                     \
+		node[0] = root;                                                       \
+		for (unsigned i = 1; i < n; i++) {                                    \
 			node[i] = map_root(maps[i]);                                  \
-			inner |= (unsigned)(node_level(node[i]) != 0) << i;           \
+			same &= node_level(node[i]) == top;                           \
 		}                                                                     \
-		for (; inner; inner = next) {                                         \
-			next = 0;                                                     \
-			for (unsigned i = 0; i < n; i++) {                            \
-				if (!((inner >> i) & 1))                              \
-					continue;                                     \
-				const struct inner *x = node[i];                      \
-				node[i] = child_acquire(x, INNER_FIND(x, index));     \
-				next |= (unsigned)(node_level(node[i]) != 0) << i;    \
+		if (same) {                                                           \
+			for (unsigned lv = top; lv; lv--)                             \
+				for (unsigned i = 0; i < n; i++) {                    \
+					const struct inner *x = node[i];              \
+					node[i] = child_acquire(x, INNER_FIND(x, index)); \
+					if (lv == 1)                                  \
+						prefetch_leaf(node[i]);               \
+				}                                                     \
+		} else {                                                              \
+			for (bool more = true; more;) {                               \
+				more = false;                                         \
+				for (unsigned i = 0; i < n; i++) {                    \
+					if (!node_level(node[i]))                     \
+						continue;                             \
+					const struct inner *x = node[i];              \
+					node[i] = child_acquire(x, INNER_FIND(x, index)); \
+					more |= x->level > 1;                         \
+				}                                                     \
 			}                                                             \
 		}                                                                     \
 		uint64_t mask = 0;                                                    \
@@ -1370,12 +1389,15 @@ uint64_t gm_rangemap_contains_many(const struct gm_rangemap *const *maps, unsign
 				   uint64_t index)
 {
 	uint64_t mask = 0;
-	if (n > 64)
-		n = 64;
 #ifdef HAVE_AVX2_GROUP
 	bool avx2 = gm_rangemap_simd_ && __builtin_cpu_supports("avx2");
+	if (n <= MANY_GROUP) /* one group: a tail call */
+		return avx2 ? contains_group_avx2(maps, n, index) : contains_group(maps, n, index);
+#else
+	if (n <= MANY_GROUP)
+		return contains_group(maps, n, index);
 #endif
-	for (unsigned at = 0; at < n; at += MANY_GROUP) {
+	for (unsigned at = 0; at < n && at < 64; at += MANY_GROUP) {
 		unsigned k = n - at < MANY_GROUP ? n - at : MANY_GROUP;
 #ifdef HAVE_AVX2_GROUP
 		if (avx2) {
