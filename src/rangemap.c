@@ -78,6 +78,9 @@
  * prefetched together (an inner node's pivots and children, a leaf's
  * header and first deltas). gm_rangemap_contains stops at the present bit,
  * which is all a set membership test (gm_rangeset_contains) needs.
+ * gm_rangemap_contains_many runs the descents of several maps side by side
+ * (one level of every map, then the next), counting pivots with AVX2 when
+ * the CPU has it, so that their chains of loads overlap.
  */
 #include "internal.h"
 

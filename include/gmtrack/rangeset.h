@@ -14,8 +14,8 @@
  * would take the set past its range limit is -ENOSPC. In every error case
  * the set is exactly as it was.
  *
- * Concurrency: with GM_RANGESET_RCU, contains/contains_range/
- * overlaps_range/report_ranges/is_empty may run under
+ * Concurrency: with GM_RANGESET_RCU, contains/first_containing/
+ * contains_range/overlaps_range/report_ranges/is_empty may run under
  * gm_rcu_read_lock() while one writer (serialized by the caller) changes the
  * set. Single-range changes (add_range, remove_range, claim_range) are seen
  * by readers index by index: each index shows its old or new membership.
