@@ -123,6 +123,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    gm_rangeset_overlaps_range(&s[which], f, l) != any ||
 			    gm_rangeset_contains(&s[which], f) != (bool)m[which].bit[lo])
 				abort();
+			const struct gm_rangeset *ask[3] = {&s[which], &s[other], &s[which]};
+			int first = m[which].bit[lo] ? 0 : m[other].bit[lo] ? 1 : -1;
+			if (gm_rangeset_first_containing(ask, 3, f) != first ||
+			    gm_rangeset_first_containing(ask + 1, 2, l) !=
+				    (m[other].bit[hi] ? 0 : m[which].bit[hi] ? 1 : -1))
+				abort();
 			break;
 		}
 		default:

@@ -78,6 +78,9 @@
  * prefetched together (an inner node's pivots and children, a leaf's
  * header and first deltas). gm_rangemap_contains stops at the present bit,
  * which is all a set membership test (gm_rangeset_contains) needs.
+ * gm_rangemap_contains_many runs the descents of several maps side by side
+ * (one level of every map, then the next), counting pivots with AVX2 when
+ * the CPU has it, so that their chains of loads overlap.
  */
 #include "internal.h"
 
@@ -1287,6 +1290,129 @@ bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
 {
 	const struct leaf *l = descend(map, index);
 	return (l->present >> leaf_find(l, index)) & 1;
+}
+
+/*
+ * Many maps, one index (gm_rangemap_contains_many). The descents run level
+ * by level side by side: each step does one node of every map that is not
+ * at its leaf yet, so the maps' loads and compares overlap instead of
+ * waiting for each other (one lookup is a chain of dependent loads). Whether
+ * a child is a leaf is known from its parent's level, before the child's
+ * line arrives. The pivot count is the only work per inner node that grows
+ * with the fan-out; with AVX2 it is four compares per instruction (chosen
+ * at run time), which is what makes side-by-side descents pay: measured on
+ * ioreq_select's four rangesets of 4096 ranges (best of 40-100 runs on a
+ * shared machine), 78-82 ns per four-set question through
+ * gm_rangeset_first_containing against 89-95 ns for gm_rangeset_contains
+ * set by set stopping at the first hit, and 95-100 ns side by side with
+ * the scalar count.
+ */
+#define MANY_GROUP 8
+
+/* Test hook (not public): 0 forces the portable in-node search. */
+int gm_rangemap_simd_ = 1;
+
+/* The descents of up to MANY_GROUP maps. When every root is at the same
+ * level (maps of similar sizes, the usual case) each level is one plain
+ * loop over the maps; otherwise a map stops when it reaches its leaf. The
+ * last step prefetches the leaves' key lines. */
+#define DEFINE_CONTAINS_GROUP(NAME, INNER_FIND, ATTR)                               \
+	ATTR static uint64_t NAME(const struct gm_rangemap *const *maps, unsigned n,  \
+				  uint64_t index)                                     \
+	{                                                                             \
+		const void *node[MANY_GROUP];                                         \
+		if (!n)                                                               \
+			return 0;                                                     \
+		const void *root = map_root(maps[0]);                                 \
+		unsigned top = node_level(root);                                      \
+		bool same = true;                                                     \
+		node[0] = root;                                                       \
+		for (unsigned i = 1; i < n; i++) {                                    \
+			node[i] = map_root(maps[i]);                                  \
+			same &= node_level(node[i]) == top;                           \
+		}                                                                     \
+		if (same) {                                                           \
+			for (unsigned lv = top; lv; lv--)                             \
+				for (unsigned i = 0; i < n; i++) {                    \
+					const struct inner *x = node[i];              \
+					node[i] = child_acquire(x, INNER_FIND(x, index)); \
+					if (lv == 1)                                  \
+						prefetch_leaf(node[i]);               \
+				}                                                     \
+		} else {                                                              \
+			for (bool more = true; more;) {                               \
+				more = false;                                         \
+				for (unsigned i = 0; i < n; i++) {                    \
+					if (!node_level(node[i]))                     \
+						continue;                             \
+					const struct inner *x = node[i];              \
+					node[i] = child_acquire(x, INNER_FIND(x, index)); \
+					more |= x->level > 1;                         \
+				}                                                     \
+			}                                                             \
+		}                                                                     \
+		uint64_t mask = 0;                                                    \
+		for (unsigned i = 0; i < n; i++) {                                    \
+			const struct leaf *l = node[i];                               \
+			mask |= ((l->present >> leaf_find(l, index)) & 1) << i;       \
+		}                                                                     \
+		return mask;                                                          \
+	}
+
+DEFINE_CONTAINS_GROUP(contains_group, inner_find, )
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX2_GROUP 1
+
+/* inner_find with AVX2: bit i of the mask says pivot[i] < index (unsigned
+ * compares as signed ones on sign-flipped values). The last vector of a
+ * full node is moved back to pivots 27..30 (overlapping the one before) so
+ * that no load reaches the child array, whose slots the writer may change. */
+__attribute__((target("avx2,popcnt"))) static inline unsigned
+inner_find_avx2(const struct inner *x, uint64_t index)
+{
+	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
+	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)index), flip);
+	const uint64_t *p = x->pivot;
+	unsigned n = x->n - 1u;
+	uint32_t below = 0;
+	for (unsigned i = 0; i < n; i += 4) {
+		unsigned at = i < INNER_MAX - 5 ? i : INNER_MAX - 5;
+		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + at));
+		__m256i lt = _mm256_cmpgt_epi64(key, _mm256_xor_si256(v, flip));
+		below |= (uint32_t)_mm256_movemask_pd(_mm256_castsi256_pd(lt)) << at;
+	}
+	return (unsigned)__builtin_popcount(below & (uint32_t)((1ull << n) - 1));
+}
+
+DEFINE_CONTAINS_GROUP(contains_group_avx2, inner_find_avx2,
+		      __attribute__((target("avx2,popcnt"))))
+#endif
+
+uint64_t gm_rangemap_contains_many(const struct gm_rangemap *const *maps, unsigned n,
+				   uint64_t index)
+{
+	uint64_t mask = 0;
+#ifdef HAVE_AVX2_GROUP
+	bool avx2 = gm_rangemap_simd_ && __builtin_cpu_supports("avx2");
+	if (n <= MANY_GROUP) /* one group: a tail call */
+		return avx2 ? contains_group_avx2(maps, n, index) : contains_group(maps, n, index);
+#else
+	if (n <= MANY_GROUP)
+		return contains_group(maps, n, index);
+#endif
+	for (unsigned at = 0; at < n && at < 64; at += MANY_GROUP) {
+		unsigned k = n - at < MANY_GROUP ? n - at : MANY_GROUP;
+#ifdef HAVE_AVX2_GROUP
+		if (avx2) {
+			mask |= contains_group_avx2(maps + at, k, index) << at;
+			continue;
+		}
+#endif
+		mask |= contains_group(maps + at, k, index) << at;
+	}
+	return mask;
 }
 
 /* Cursor moves: the path from the root is kept so a step costs O(1)

@@ -29,6 +29,7 @@
 #include "internal.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <string.h>
 
 #define SET_VALUE 1
@@ -175,6 +176,23 @@ int gm_rangeset_claim_range(struct gm_rangeset *s, uint64_t size,
 bool gm_rangeset_contains(const struct gm_rangeset *s, uint64_t index)
 {
 	return gm_rangemap_contains(map_of(s), index);
+}
+
+/* In groups of 8 (gm_rangemap_contains_many's own group size): a later
+ * group is asked only if no set of the earlier ones holds index. */
+int gm_rangeset_first_containing(const struct gm_rangeset *const *sets, unsigned n,
+				 uint64_t index)
+{
+	const struct gm_rangemap *maps[8];
+	for (unsigned at = 0; at < n && at < INT_MAX - 8; at += 8) {
+		unsigned k = n - at < 8 ? n - at : 8;
+		for (unsigned i = 0; i < k; i++)
+			maps[i] = map_of(sets[at + i]);
+		uint64_t mask = gm_rangemap_contains_many(maps, k, index);
+		if (mask)
+			return (int)(at + (unsigned)__builtin_ctzll(mask));
+	}
+	return -1;
 }
 
 bool gm_rangeset_contains_range(const struct gm_rangeset *s, uint64_t first,

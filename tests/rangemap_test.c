@@ -9,6 +9,7 @@
 /* src/rangemap.c: maps below this many node bytes keep no recycling pool;
  * 0 here, so the RCU tests run small maps through the pool as well. */
 extern uint64_t gm_rangemap_recycle_min_bytes_;
+extern int gm_rangemap_simd_; /* src/rangemap.c; 0: portable in-node search */
 
 /* ---- comparing map and model ------------------------------------------- */
 
@@ -67,9 +68,16 @@ static uint64_t rand_key(struct gm_rng *rng, const struct model *md)
 	}
 }
 
+static struct gm_rangemap empty_map; /* set up by check_all, kept */
+static bool empty_ready;
+
 static void check_all(const struct gm_rangemap *m, const struct model *md, struct snap *sn,
 		      struct gm_rng *rng)
 {
+	if (!empty_ready) {
+		CHECK_EQ(gm_rangemap_init(&empty_map, 0, NULL), 0);
+		empty_ready = true;
+	}
 	snap_take(sn, md);
 	CHECK_VALID(gm_rangemap_validate(m, &reason), reason);
 	CHECK_EQ(gm_rangemap_count(m), model_count(md));
@@ -97,6 +105,17 @@ static void check_all(const struct gm_rangemap *m, const struct model *md, struc
 		CHECK_EQ(gm_rangemap_contains(m, key), sn->present[j]);
 		CHECK_EQ(gm_rangemap_contains(m, sn->s[j].first), sn->present[j]);
 		CHECK_EQ(gm_rangemap_contains(m, sn->s[j].last), sn->present[j]);
+		/* contains_many: this map among an empty one and itself, both
+		 * in-node searches */
+		const struct gm_rangemap *many[3] = {m, &empty_map, m};
+		uint64_t wmask = sn->present[j] ? 5 : 0;
+		for (int simd = 0; simd < 2; simd++) {
+			gm_rangemap_simd_ = simd;
+			CHECK_EQ(gm_rangemap_contains_many(many, 3, key), wmask);
+			CHECK_EQ(gm_rangemap_contains_many(many, 1, sn->s[j].first), wmask & 1);
+			CHECK_EQ(gm_rangemap_contains_many(many + 1, 2, sn->s[j].last), (wmask & 4) >> 1);
+			CHECK_EQ(gm_rangemap_contains_many(many, 0, key), 0);
+		}
 		/* next / prev */
 		struct gm_range r;
 		size_t nx = j;
@@ -302,6 +321,60 @@ GM_TEST(differential_deep_tree_rcu) { differential(GM_RANGEMAP_RCU, false, 6000,
 GM_TEST(differential_deep_tree_nocoalesce) { differential(GM_RANGEMAP_NOCOALESCE, true, 8192, gm_test_iters(1200)); }
 
 /* ---- edge cases ------------------------------------------------------------ */
+
+/* contains_many over up to 70 maps of every height (0 to ~3000 ranges,
+ * inner nodes up to full), both in-node searches, against contains. */
+GM_TEST(contains_many_matches_contains)
+{
+	struct gm_rng *rng = gm_test_rng();
+	enum { NMAPS = 70 };
+	static struct gm_rangemap maps[NMAPS];
+	const struct gm_rangemap *ptr[NMAPS + 2];
+	for (unsigned i = 0; i < NMAPS; i++) {
+		CHECK_EQ(gm_rangemap_init(&maps[i], 0, NULL), 0);
+		uint64_t n = i % 7 == 0 ? 0 : gm_rng_below(rng, i % 3 ? 64 : 3000);
+		uint64_t span = 1 + gm_rng_below(rng, 1ULL << (8 + gm_rng_below(rng, 50)));
+		for (uint64_t k = 0; k < n; k++) {
+			uint64_t f = gm_rng_below(rng, span);
+			uint64_t l = f + gm_rng_below(rng, 4);
+			CHECK_EQ(gm_rangemap_store(&maps[i], f, l, 1 + gm_rng_below(rng, 3)), 0);
+		}
+		if (i % 11 == 5) /* ranges at both ends of the space */
+			CHECK_EQ(gm_rangemap_store(&maps[i], UINT64_MAX - 3, UINT64_MAX, 9), 0);
+		if (i % 13 == 6)
+			CHECK_EQ(gm_rangemap_store(&maps[i], 0, 2, 9), 0);
+		CHECK_VALID(gm_rangemap_validate(&maps[i], &reason), reason);
+	}
+	/* Deeper trees: appends (inner nodes split at the right edge) and
+	 * random order (inner nodes of every fill, up to 32 children). */
+	for (uint64_t k = 0; k < 5000; k++)
+		CHECK_EQ(gm_rangemap_store(&maps[1], 10 * k, 10 * k + 4, 1), 0);
+	for (uint64_t k = 0; k < 20000; k++) {
+		uint64_t f = 4 * gm_rng_below(rng, 40000);
+		CHECK_EQ(gm_rangemap_store(&maps[2], f, f + 1, 1), 0);
+	}
+	for (uint64_t iter = 0; iter < gm_test_iters(3000); iter++) {
+		unsigned n = (unsigned)gm_rng_below(rng, NMAPS + 3);
+		for (unsigned i = 0; i < n && i < NMAPS + 2; i++)
+			ptr[i] = &maps[gm_rng_below(rng, NMAPS)];
+		uint64_t key;
+		switch (gm_rng_below(rng, 4)) {
+		case 0: key = gm_rng_below(rng, 4) ? gm_rng_below(rng, 160000) : UINT64_MAX - gm_rng_below(rng, 5); break;
+		case 1: key = gm_rng_next(rng); break;
+		default: key = gm_rng_below(rng, 1ULL << gm_rng_below(rng, 64)); break;
+		}
+		uint64_t want = 0;
+		for (unsigned i = 0; i < n && i < 64; i++)
+			want |= (uint64_t)gm_rangemap_contains(ptr[i], key) << i;
+		for (int simd = 0; simd < 2; simd++) {
+			gm_rangemap_simd_ = simd;
+			CHECK_EQ(gm_rangemap_contains_many(ptr, n, key), want);
+		}
+	}
+	gm_rangemap_simd_ = 1;
+	for (unsigned i = 0; i < NMAPS; i++)
+		gm_rangemap_destroy(&maps[i]);
+}
 
 GM_TEST(edges_and_errors)
 {

@@ -47,6 +47,9 @@ static void *reader(void *arg)
 		res->bad += gm_rangeset_contains(&set, base + 95 + gm_rng_below(&rng, 5));
 		res->bad += gm_rangeset_overlaps_range(&set, base + 95, base + 99);
 		res->bad += !gm_rangeset_overlaps_range(&set, base + 5, base + 50);
+		const struct gm_rangeset *two[2] = {&set, &set};
+		res->bad += gm_rangeset_first_containing(two, 2, base + gm_rng_below(&rng, 10)) != 0;
+		res->bad += gm_rangeset_first_containing(two, 2, base + 95 + gm_rng_below(&rng, 5)) != -1;
 		uint64_t want = base;
 		gm_rangeset_report_ranges(&set, base, base + 99, find_stable, &want);
 		res->bad += want != UINT64_MAX;

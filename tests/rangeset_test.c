@@ -494,6 +494,58 @@ static void random_differential(unsigned flags, uint64_t base, unsigned size,
 	free(ob);
 }
 
+/* first_containing: the first set holding the index, as the set-by-set
+ * loop finds it, for 0..70 sets (more than one group of 64) of every
+ * height, RCU mode or not, with both in-node searches. */
+extern int gm_rangemap_simd_; /* src/rangemap.c; 0: portable in-node search */
+
+GM_TEST(first_containing_matches_the_loop)
+{
+	gm_rcu_register_thread();
+	struct gm_rng *rng = gm_test_rng();
+	enum { NSETS = 70 };
+	struct gm_rangeset *sets[NSETS];
+	const struct gm_rangeset *ask[NSETS + 2];
+	for (unsigned i = 0; i < NSETS; i++) {
+		sets[i] = new_set(i % 2 ? GM_RANGESET_RCU : 0, 0, NULL);
+		uint64_t n = i % 9 == 0 ? 0 : gm_rng_below(rng, i % 4 ? 40 : 4000);
+		for (uint64_t k = 0; k < n; k++) {
+			uint64_t f = gm_rng_below(rng, 200000);
+			CHECK_EQ(gm_rangeset_add_range(sets[i], f, f + gm_rng_below(rng, 8)), 0);
+		}
+		if (i % 10 == 3)
+			CHECK_EQ(gm_rangeset_add_range(sets[i], UINT64_MAX - 2, UINT64_MAX), 0);
+		if (i % 10 == 4)
+			CHECK_EQ(gm_rangeset_add_range(sets[i], 0, 0), 0);
+	}
+	gm_rcu_read_lock();
+	for (uint64_t iter = 0; iter < gm_test_iters(5000); iter++) {
+		unsigned n = (unsigned)gm_rng_below(rng, NSETS + 3);
+		for (unsigned i = 0; i < n; i++)
+			ask[i] = sets[gm_rng_below(rng, NSETS)];
+		uint64_t x;
+		switch (gm_rng_below(rng, 5)) {
+		case 0: x = 0; break;
+		case 1: x = UINT64_MAX - gm_rng_below(rng, 4); break;
+		case 2: x = gm_rng_next(rng); break;
+		default: x = gm_rng_below(rng, 200010); break;
+		}
+		int want = -1;
+		for (unsigned i = 0; i < n && want < 0; i++)
+			if (gm_rangeset_contains(ask[i], x))
+				want = (int)i;
+		for (int simd = 0; simd < 2; simd++) {
+			gm_rangemap_simd_ = simd;
+			CHECK_EQ(gm_rangeset_first_containing(ask, n, x), want);
+		}
+	}
+	gm_rcu_read_unlock();
+	gm_rangemap_simd_ = 1;
+	for (unsigned i = 0; i < NSETS; i++)
+		free_set(sets[i]);
+	gm_rcu_unregister_thread();
+}
+
 GM_TEST(random_differential_small_universe)
 {
 	random_differential(0, 0, 64, 0, gm_test_iters(20000));

@@ -163,6 +163,19 @@ GM_EXPORT int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index,
 GM_EXPORT bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index);
 
 /*
+ * gm_rangemap_contains_many — gm_rangemap_contains for one index in each of
+ * maps[0..n-1] at once: bit i of the result is set if index lies in a
+ * stored range of maps[i]. n is at most 64 (maps past the 64th are not
+ * looked at). The descents run side by side, level by level, so the maps'
+ * cache misses and compares overlap: cheaper than n contains calls when
+ * the caller needs most of the answers (hvm_select_ioreq_server asks each
+ * server in turn). O(n log size), never allocates. Reader: under
+ * gm_rcu_read_lock() in RCU mode, for every map.
+ */
+GM_EXPORT uint64_t gm_rangemap_contains_many(const struct gm_rangemap *const *maps,
+					     unsigned n, uint64_t index);
+
+/*
  * gm_rangemap_next — the first range with last >= index (the range holding
  * index, or the next one). gm_rangemap_prev — the last range with first <=
  * index. 0 and *range set, or -ENOENT. O(log n). Reader (as load).
