@@ -19,7 +19,8 @@
  *                          | member bits (1 << layout index)              |
  *                          | dirty: chunk pointers[] + top summary        |
  *                          |        chunk = 8 summary words + 512 words   |
- *                          | rmaps: gm_pagemap chunk# -> 512 rmap heads   |
+ *                          | rmaps: NULL, or (from the first rmap chunk)  |
+ *                          |        gm_pagemap chunk# -> 512 rmap heads   |
  *
  * Commit k edits the inactive layout L: seq odd, replay commit k-1's
  * changes (the log), apply the batch, generation = ++space->generation,
@@ -95,14 +96,19 @@ struct dchunk {
 
 struct slot {
 	struct gm_space_slot pub;        /* first: readers get &pub */
-	struct rcu_head rcu;
-	struct slot *next_free;          /* on the ready stack or the stash */
+	union {                          /* never both: a slot waits for its
+					  * grace periods, then is recycled */
+		struct rcu_head rcu;
+		struct slot *next_free;  /* on the ready stack or the stash */
+	};
 	struct gm_space *space;
 	_Atomic unsigned member;         /* bit i: in layout i */
 	uint64_t nchunks;                /* dirty chunks (0: not logging) */
 	_Atomic(struct dchunk *) *chunks;
 	_Atomic uint64_t *top;           /* bit per chunk with summary bits */
-	struct gm_pagemap rmaps;         /* chunk# -> 512 heads */
+	/* chunk# -> 512 heads; NULL until the first rmap chunk (128 bytes
+	 * that most slots never need) */
+	_Atomic(struct gm_pagemap *) rmaps;
 };
 
 struct layout {
@@ -253,7 +259,6 @@ static struct slot *slot_new(struct gm_space *s, uint32_t id, uint64_t base,
 	memset(sl, 0, sizeof(*sl));
 	sl->pub = (struct gm_space_slot){base, npages, hva, id, flags};
 	sl->space = s;
-	gm_pagemap_init(&sl->rmaps, 0, s->alloc);
 	if (flags & GM_SPACE_SLOT_DIRTY_LOG) {
 		uint64_t nchunks = ((npages - 1) >> DC_SHIFT) + 1;
 		if (nchunks > SIZE_MAX / 16)
@@ -305,9 +310,13 @@ static void rmap_chunk_free(uint64_t key, void *value, void *ctx)
 static void slot_free_parts(struct slot *sl)
 {
 	struct gm_space *s = sl->space;
-	size_t rb = sl->rmaps.bytes;
-	gm_pagemap_destroy(&sl->rmaps, rmap_chunk_free, sl);
-	atomic_fetch_sub(&s->rmap_bytes, rb);
+	struct gm_pagemap *rm = atomic_load_explicit(&sl->rmaps, memory_order_acquire);
+	if (rm) {
+		size_t rb = rm->bytes;
+		gm_pagemap_destroy(rm, rmap_chunk_free, sl);
+		gm_alloc_release(s->alloc, rm, sizeof(*rm));
+		atomic_fetch_sub(&s->rmap_bytes, rb + sizeof(*rm));
+	}
 	if (sl->nchunks) {
 		for (uint64_t i = 0; i < sl->nchunks; i++) {
 			struct dchunk *c = atomic_load_explicit(&sl->chunks[i],
@@ -2235,17 +2244,31 @@ struct gm_rmap_head *gm_space_rmap_head(struct gm_space *s, const struct gm_spac
 	if (off >= p->npages)
 		return NULL;
 	uint64_t ci = off >> RMAP_SHIFT;
-	struct gm_rmap_head *heads = gm_pagemap_load(&sl->rmaps, ci);
+	struct gm_pagemap *rm = atomic_load_explicit(&sl->rmaps, memory_order_acquire);
+	struct gm_rmap_head *heads = rm ? gm_pagemap_load(rm, ci) : NULL;
 	if (!heads && create) {
+		bool fresh = !rm;
+		if (fresh) { /* the slot's first chunk: its map too */
+			rm = gm_alloc_mem(s->alloc, sizeof(*rm), 16);
+			if (!rm)
+				return NULL;
+			gm_pagemap_init(rm, 0, s->alloc);
+		}
 		heads = zalloc(s, RMAP_CHUNK_BYTES);
-		if (!heads)
-			return NULL;
-		size_t before = sl->rmaps.bytes;
-		if (gm_pagemap_insert(&sl->rmaps, ci, heads)) {
-			gm_alloc_release(s->alloc, heads, RMAP_CHUNK_BYTES);
+		size_t before = rm->bytes;
+		if (!heads || gm_pagemap_insert(rm, ci, heads)) {
+			if (heads)
+				gm_alloc_release(s->alloc, heads, RMAP_CHUNK_BYTES);
+			if (fresh) { /* nothing was inserted: it is empty */
+				gm_pagemap_destroy(rm, NULL, NULL);
+				gm_alloc_release(s->alloc, rm, sizeof(*rm));
+			}
 			return NULL;
 		}
-		atomic_fetch_add(&s->rmap_bytes, RMAP_CHUNK_BYTES + sl->rmaps.bytes - before);
+		if (fresh)
+			atomic_store_explicit(&sl->rmaps, rm, memory_order_release);
+		atomic_fetch_add(&s->rmap_bytes, RMAP_CHUNK_BYTES + rm->bytes - before +
+						 (fresh ? sizeof(*rm) : 0));
 	}
 	return heads ? &heads[off & ((1u << RMAP_SHIFT) - 1)] : NULL;
 }

@@ -656,6 +656,57 @@ GM_TEST(rmaps_lazy_and_freed_with_slot)
 	CHECK_EQ(gm_alloc_counting_bytes(&cnt), 0);
 }
 
+/* The first rmap chunk of a slot allocates its map too: either failing
+ * leaves nothing behind, and the next try works. */
+GM_TEST(rmaps_out_of_memory_leaves_nothing)
+{
+	struct gm_space *sp;
+	struct gm_alloc_counting cnt;
+	struct gm_alloc_failing fail;
+	reg();
+	gm_alloc_counting_init(&cnt, NULL);
+	gm_alloc_failing_init(&fail, &cnt.allocator);
+	CHECK_EQ(gm_space_create(&sp, NULL, &fail.allocator), 0);
+	CHECK_EQ(gm_space_slot_add(sp, 1, 0, 1u << 20, 0, 0), 0);
+	gm_rcu_barrier();
+	gm_rcu_barrier();
+	gm_rcu_read_lock();
+	const struct gm_space_slot *p = gm_space_id_to_slot(sp, 1);
+	for (uint64_t nth = 1; nth <= 4; nth++) {
+		for (uint64_t chunk = 0; chunk < 2; chunk++) { /* first, then second */
+			uint64_t gfn = chunk * 4096 + nth;
+			if (chunk && !gm_space_rmap_head(sp, p, 0, true))
+				CHECK(0);
+			size_t bytes = gm_alloc_counting_bytes(&cnt);
+			struct gm_space_stats st0, st1;
+			gm_space_stats(sp, &st0);
+			gm_alloc_failing_arm_nth(&fail, nth, false);
+			struct gm_rmap_head *h = gm_space_rmap_head(sp, p, gfn, true);
+			gm_alloc_failing_disarm(&fail);
+			gm_space_stats(sp, &st1);
+			if (!h) {
+				CHECK_EQ(gm_alloc_counting_bytes(&cnt), bytes);
+				CHECK_EQ(st1.bytes_rmap, st0.bytes_rmap);
+				CHECK(gm_space_rmap_head(sp, p, gfn, false) == NULL);
+				CHECK(gm_space_rmap_head(sp, p, gfn, true) != NULL);
+			}
+			gm_space_stats(sp, &st1);
+			CHECK_EQ(st1.bytes_rmap, gm_alloc_counting_bytes(&cnt) - bytes + st0.bytes_rmap);
+		}
+		gm_rcu_read_unlock();
+		/* a fresh slot (no map yet) for the next nth */
+		CHECK_EQ(gm_space_slot_delete(sp, 1), 0);
+		CHECK_EQ(gm_space_slot_add(sp, 1, 0, 1u << 20, 0, 0), 0);
+		gm_rcu_barrier();
+		gm_rcu_barrier();
+		gm_rcu_read_lock();
+		p = gm_space_id_to_slot(sp, 1);
+	}
+	gm_rcu_read_unlock();
+	gm_space_destroy(sp);
+	CHECK_EQ(gm_alloc_counting_bytes(&cnt), 0);
+}
+
 GM_TEST(cache_and_stats)
 {
 	struct gm_space *sp;
