@@ -537,9 +537,9 @@ static inline size_t gt_find(const struct gtop *t, uint64_t x)
 }
 
 /* Index of the last base <= x in b (0 if none: the caller checks): five
- * branch-free steps (cmov; gcc 12 turns the last step into a branch when
- * the loop is unrolled by hand, +30% a lookup). Three pivots (base[8], [16], [24]) and then
- * seven compares in the part they pick measured slower: they need all four
+ * branch-free steps (cmov; unrolled, gcc 12 makes the last one a branch:
+ * +30% a lookup). Three pivots (base[8], [16], [24]) and then seven
+ * compares in the part they pick measured slower: they need all four
  * lines of base[] at once and twice the instructions. The padding
  * (UINT64_MAX) is only <= x for x = UINT64_MAX: then n clamps. */
 static inline size_t ent_last_le(const struct gblk *b, uint64_t x)

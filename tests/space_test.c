@@ -837,7 +837,8 @@ GM_TEST(gfn_index_many_slots_skewed)
 			rc = gm_space_slot_delete(sp, id);
 			m->present[id] = false;
 		} else {
-			want = big_overlaps(m, id, base, m->npages[id]) ? -EEXIST : 0;
+			bool past_max = base + (m->npages[id] - 1) < base; /* bad input */
+			want = past_max ? -EINVAL : big_overlaps(m, id, base, m->npages[id]) ? -EEXIST : 0;
 			rc = gm_space_slot_move(sp, id, base);
 			if (!want)
 				m->base[id] = base;
