@@ -19,7 +19,8 @@
  *                          | member bits (1 << layout index)              |
  *                          | dirty: chunk pointers[] + top summary        |
  *                          |        chunk = 8 summary words + 512 words   |
- *                          | rmaps: gm_pagemap chunk# -> 512 rmap heads   |
+ *                          | rmaps: NULL, or (from the first rmap chunk)  |
+ *                          |        gm_pagemap chunk# -> 512 rmap heads   |
  *
  * Commit k edits the inactive layout L: seq odd, replay commit k-1's
  * changes (the log), apply the batch, generation = ++space->generation,
@@ -95,14 +96,19 @@ struct dchunk {
 
 struct slot {
 	struct gm_space_slot pub;        /* first: readers get &pub */
-	struct rcu_head rcu;
-	struct slot *next_free;          /* on the ready stack or the stash */
+	union {                          /* never both: a slot waits for its
+					  * grace periods, then is recycled */
+		struct rcu_head rcu;
+		struct slot *next_free;  /* on the ready stack or the stash */
+	};
 	struct gm_space *space;
 	_Atomic unsigned member;         /* bit i: in layout i */
 	uint64_t nchunks;                /* dirty chunks (0: not logging) */
 	_Atomic(struct dchunk *) *chunks;
 	_Atomic uint64_t *top;           /* bit per chunk with summary bits */
-	struct gm_pagemap rmaps;         /* chunk# -> 512 heads */
+	/* chunk# -> 512 heads; NULL until the first rmap chunk (128 bytes
+	 * that most slots never need) */
+	_Atomic(struct gm_pagemap *) rmaps;
 };
 
 struct layout {
@@ -253,7 +259,6 @@ static struct slot *slot_new(struct gm_space *s, uint32_t id, uint64_t base,
 	memset(sl, 0, sizeof(*sl));
 	sl->pub = (struct gm_space_slot){base, npages, hva, id, flags};
 	sl->space = s;
-	gm_pagemap_init(&sl->rmaps, 0, s->alloc);
 	if (flags & GM_SPACE_SLOT_DIRTY_LOG) {
 		uint64_t nchunks = ((npages - 1) >> DC_SHIFT) + 1;
 		if (nchunks > SIZE_MAX / 16)
@@ -305,9 +310,13 @@ static void rmap_chunk_free(uint64_t key, void *value, void *ctx)
 static void slot_free_parts(struct slot *sl)
 {
 	struct gm_space *s = sl->space;
-	size_t rb = sl->rmaps.bytes;
-	gm_pagemap_destroy(&sl->rmaps, rmap_chunk_free, sl);
-	atomic_fetch_sub(&s->rmap_bytes, rb);
+	struct gm_pagemap *rm = atomic_load_explicit(&sl->rmaps, memory_order_acquire);
+	if (rm) {
+		size_t rb = rm->bytes;
+		gm_pagemap_destroy(rm, rmap_chunk_free, sl);
+		gm_alloc_release(s->alloc, rm, sizeof(*rm));
+		atomic_fetch_sub(&s->rmap_bytes, rb + sizeof(*rm));
+	}
 	if (sl->nchunks) {
 		for (uint64_t i = 0; i < sl->nchunks; i++) {
 			struct dchunk *c = atomic_load_explicit(&sl->chunks[i],
@@ -383,12 +392,13 @@ static void slot_retire(struct slot *sl)
 	urcu_memb_call_rcu(&sl->rcu, slot_after_first_gp);
 }
 
-/* ---- the gfn index: a two-level sorted array, blocks edited in place ----
+/* ---- the gfn index: a sorted array of blocks under a radix of buckets ----
  *
  *   top (one allocation, copy-on-write)
- *   +---+--------------+-------------------+----------------------------+
- *   | n | sep[0..n)    | blk[0..n)         | sum[0..(n+15)/16): sep[16k] |
- *   +---+--------------+-------------------+----------------------------+
+ *   +----------------+----------------------------+------------------------+
+ *   | n, nb, shift   | ent[0..n]: sep, blk        | rad[0..nb]: uint32_t   |
+ *   |                | ent[n] = {UINT64_MAX, 0}   | rad[nb] = n - 1        |
+ *   +----------------+----------------------------+------------------------+
  *                         |
  *                         v  block (fixed size, GB_MAX entries, 64-aligned)
  *   +-----------------------+------------------------+-------------+---+
@@ -397,14 +407,25 @@ static void slot_retire(struct slot *sl)
  *   +-----------------------+------------------------+-------------+---+
  * Block i holds the slots whose base_gfn is in [sep[i], sep[i+1]), sorted;
  * sep[0] = 0, seps strictly increase, no block is empty, at most GB_MAX
- * entries; base[j >= n] = UINT64_MAX, so a search never reads n. A lookup
- * searches sum (every 16th sep: 512 bytes at 32K slots, stays in L1), then
- * 16 seps (two lines), loads blk[i], prefetches all twelve lines of the
- * block's base[] and (last, hva)[] at once (one memory latency, not one per
- * search step or one more for the entry found), and runs a fixed five-step
- * branch-free search of base[]; a translation never touches the slot
- * object. If the block's first key is above gfn (sep[i] may be below it
- * after deletes) the answer is the previous block's last entry.
+ * entries; base[j >= n] = UINT64_MAX, so a search never reads n.
+ *
+ * Radix: bucket k covers the keys [k << shift, (k + 1) << shift) (the last
+ * one up to UINT64_MAX); rad[k] is the block holding its first key, so its
+ * keys are in blocks rad[k] .. rad[k + 1]. nb is at most the power of two
+ * >= 2n, and shift the least that makes nb buckets reach sep[n - 1]; seps
+ * and radix never change once a top is published. So when rad[k + 1] <=
+ * rad[k] + 1 (unless two seps fall into one bucket) a lookup finds its
+ * block with one radix load and one compare against sep[rad[k] + 1] — no
+ * dependent search steps (the sorted-array search this replaced took ten,
+ * each an L1 latency, and together they cost more than the block's cache
+ * miss); a crowded bucket falls back to a binary search of its ents. The
+ * radix is 4 bytes a bucket (at most 16 a block): a top copy stays cheap.
+ * The lookup then prefetches the block's four lines of base[] at once
+ * (one memory latency, not one per search step), runs a fixed five-step
+ * branch-free search of base[] and reads the entry's (last, hva). A
+ * translation never touches the slot object. If the block's first key is
+ * above gfn (sep[i] may be below it after deletes) the answer is the
+ * previous block's last entry.
  *
  * Each layout has its own gfn index and the writer only ever edits the
  * INACTIVE layout, whose seqcount is odd meanwhile: a late reader that
@@ -414,12 +435,11 @@ static void slot_retire(struct slot *sl)
  * allocation and nothing to retire; readers only need memory safety, which
  * the fixed block size and a clamped n give. Only a change of the block
  * list (a block added after a full one, a split, a block emptied) copies
- * the top (n * 16 bytes), publishes it in layout->gidx and retires the old
- * top (and an emptied block) through the space's reclaim list.
+ * the top (16 bytes per block + 4 per bucket, O(n)), publishes it in
+ * layout->gidx and retires the old top (and an emptied block) through the
+ * space's reclaim list.
  */
 #define GB_MAX 32
-
-#define GT_SUM 16 /* seps per summary key */
 
 struct gblk {
 	_Atomic uint64_t base[GB_MAX];
@@ -431,15 +451,15 @@ struct gblk {
 };
 #define GB_BYTES sizeof(struct gblk)
 
-/* GT_SUM seps and their blocks: one 256-byte unit (four lines, fetched at
- * once), so the block pointer comes with the seps searched. */
-struct ggroup {
-	uint64_t sep[GT_SUM];
-	_Atomic(struct gblk *) blk[GT_SUM];
+struct gent {
+	uint64_t sep;
+	struct gblk *blk;
 };
 struct gtop {
-	uint64_t n, pad[7];   /* 64 bytes: sum starts a line */
-	uint64_t sum[];       /* sum[k] = sep[16k], padded to 8, then groups */
+	uint64_t n, nb;       /* blocks, buckets */
+	unsigned shift;
+	uint64_t pad[5];      /* 64 bytes: ent starts a line */
+	struct gent ent[];    /* n + 1 of them, then uint32_t rad[nb + 1] */
 };
 
 /* A block's fields (relaxed: see above for why that is enough). */
@@ -464,64 +484,64 @@ static inline struct slot *gb_slot(const struct gblk *b, size_t j)
 {
 	return atomic_load_explicit(&b->slot[j], memory_order_relaxed);
 }
-static uint64_t gt_groups_n(uint64_t n)
+static inline struct gent *gt_ent(const struct gtop *t)
 {
-	return (n + GT_SUM - 1) / GT_SUM;
+	return (struct gent *)(uintptr_t)t->ent;
 }
-static struct ggroup *gt_group(const struct gtop *t, size_t k)
+static inline uint32_t *gt_rad(const struct gtop *t)
 {
-	uint64_t sums = (gt_groups_n(t->n) + 7) & ~(uint64_t)7;
-	return (struct ggroup *)(uintptr_t)(t->sum + sums) + k;
+	return (uint32_t *)(uintptr_t)(t->ent + t->n + 1);
 }
-static uint64_t *gt_sepp(const struct gtop *t, size_t i)
+static size_t gt_bytes_nb(uint64_t n, uint64_t nb)
 {
-	return &gt_group(t, i / GT_SUM)->sep[i % GT_SUM];
+	return sizeof(struct gtop) + (n + 1) * sizeof(struct gent) + (nb + 1) * sizeof(uint32_t);
+}
+static size_t gt_bytes(const struct gtop *t)
+{
+	return gt_bytes_nb(t->n, t->nb);
 }
 static uint64_t gt_sep(const struct gtop *t, size_t i)
 {
-	return *gt_sepp(t, i);
-}
-static _Atomic(struct gblk *) *gt_blkp(const struct gtop *t, size_t i)
-{
-	return &gt_group(t, i / GT_SUM)->blk[i % GT_SUM];
-}
-static size_t gt_bytes(uint64_t n)
-{
-	uint64_t g = gt_groups_n(n);
-	return sizeof(struct gtop) + ((g + 7) & ~(uint64_t)7) * 8 + g * sizeof(struct ggroup);
+	return gt_ent(t)[i].sep;
 }
 static struct gblk *gt_get(const struct gtop *t, size_t i)
 {
-	return atomic_load_explicit(gt_blkp(t, i), memory_order_acquire);
+	return gt_ent(t)[i].blk;
 }
 
-/* Index of the last key <= x in k[0..n) (0 if none: the caller checks). */
-static inline size_t sep_last_le(const uint64_t *k, size_t n, uint64_t x)
+/* Index of the last ent in e[0..n) whose sep <= x (0 if none). */
+static size_t ent_last_le_sep(const struct gent *e, size_t n, uint64_t x)
 {
-	const uint64_t *b = k;
+	const struct gent *b = e;
 	while (n > 1) {
 		size_t half = n / 2;
-		b = b[half] <= x ? b + half : b;
+		b = b[half].sep <= x ? b + half : b;
 		n -= half;
 	}
-	return (size_t)(b - k);
+	return (size_t)(b - e);
+}
+
+/* The bucket of x (the last one for keys past it). */
+static inline uint64_t gt_bucket(const struct gtop *t, uint64_t x)
+{
+	uint64_t k = x >> t->shift;
+	return k < t->nb ? k : t->nb - 1;
 }
 
 /* The block whose range of keys holds x: last sep <= x (t->n > 0). */
 static inline size_t gt_find(const struct gtop *t, uint64_t x)
 {
-	uint64_t m = gt_groups_n(t->n);
-	size_t k = m > 1 ? sep_last_le(t->sum, m, x) : 0;
-	const struct ggroup *g = gt_group(t, k);
-	for (size_t l = 0; l < sizeof(*g); l += 64)
-		__builtin_prefetch((const char *)g + l);
-	k *= GT_SUM;
-	size_t cnt = t->n - k < GT_SUM ? t->n - k : GT_SUM;
-	return k + sep_last_le(g->sep, cnt, x);
+	const uint32_t *rad = gt_rad(t);
+	uint64_t k = gt_bucket(t, x), lo = rad[k], hi = rad[k + 1];
+	return lo + ent_last_le_sep(gt_ent(t) + lo, hi - lo + 1, x);
 }
 
-/* Index of the last base <= x in b (0 if none: the caller checks). The
- * padding (UINT64_MAX) is only <= x for x = UINT64_MAX: then n clamps. */
+/* Index of the last base <= x in b (0 if none: the caller checks): five
+ * branch-free steps (cmov; unrolled, gcc 12 makes the last one a branch:
+ * +30% a lookup). Three pivots (base[8], [16], [24]) and then seven
+ * compares in the part they pick measured slower: they need all four
+ * lines of base[] at once and twice the instructions. The padding
+ * (UINT64_MAX) is only <= x for x = UINT64_MAX: then n clamps. */
 static inline size_t ent_last_le(const struct gblk *b, uint64_t x)
 {
 	size_t lo = 0;
@@ -533,18 +553,30 @@ static inline size_t ent_last_le(const struct gblk *b, uint64_t x)
 }
 
 /* The block and position of the entry whose range holds gfn: true, or
- * false (reader or writer). */
-static bool gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp,
-		      size_t *jp)
+ * false (reader or writer). Inlined into the translation path: a call and
+ * its out-parameters cost more than the search. */
+static inline __attribute__((always_inline)) bool
+gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp, size_t *jp)
 {
-	if (!t || !t->n)
+	if (GM_UNLIKELY(!t || !t->n))
 		return false;
-	size_t i = gt_find(t, gfn);
-	const struct gblk *b = gt_get(t, i);
-	for (size_t l = 0; l < GB_MAX * 24 / 64; l++) /* base[] and lh[] */
+	const uint32_t *rad = gt_rad(t);
+	uint64_t k = gt_bucket(t, gfn), lo = rad[k], hi = rad[k + 1];
+	const struct gent *e = gt_ent(t) + lo;
+	const struct gblk *b;
+	if (GM_LIKELY(hi - lo <= 1)) /* block lo or lo + 1: no branch */
+		b = e[(hi > lo) & (gfn >= e[1].sep)].blk;
+	else
+		b = e[ent_last_le_sep(e, hi - lo + 1, gfn)].blk;
+	/* base[]'s four lines at once (one memory latency, not one per
+	 * search step); prefetching lh[] too measured slower (the line of
+	 * the entry found is one of eight, and twelve prefetches a lookup
+	 * leave fewer miss buffers to overlap the next lookup) */
+	for (size_t l = 0; l < GB_MAX * 8 / 64; l++)
 		__builtin_prefetch((const char *)b->base + 64 * l);
 	size_t j = ent_last_le(b, gfn);
-	if (gb_base(b, j) > gfn) {
+	if (GM_UNLIKELY(gb_base(b, j) > gfn)) {
+		size_t i = gt_find(t, gfn);
 		if (!i)
 			return false;
 		b = gt_get(t, i - 1);
@@ -557,12 +589,42 @@ static bool gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp
 	return true;
 }
 
-static struct gtop *gt_new(struct gm_space *s, uint64_t n)
+/* A top for n blocks whose last sep is last_sep: its bucket count and shift
+ * set, the rest (buckets, ents) for the caller. NULL on -ENOMEM. */
+static struct gtop *gt_new(struct gm_space *s, uint64_t n, uint64_t last_sep)
 {
-	struct gtop *t = gm_alloc_mem(s->alloc, gt_bytes(n), 64);
-	if (t) /* unused sums and group cells are never read */
+	uint64_t target = 1, nb = 0;
+	unsigned shift = 0;
+	if (n) {
+		while (target < 2 * n)
+			target *= 2;
+		while ((last_sep >> shift) >= target)
+			shift++;
+		nb = (last_sep >> shift) + 1;
+	}
+	struct gtop *t = gm_alloc_mem(s->alloc, gt_bytes_nb(n, nb), 64);
+	if (t) {
 		t->n = n;
+		t->nb = nb;
+		t->shift = shift;
+	}
 	return t;
+}
+
+/* Fills the radix of t from its ents (ent[n].sep = MAX already): rad[k]
+ * = the block of bucket k's first key, rad[nb] = n - 1. O(n + nb). */
+static void gt_fill_buckets(struct gtop *t)
+{
+	const struct gent *e = gt_ent(t);
+	uint32_t *rad = gt_rad(t);
+	uint64_t lo = 0;
+	for (uint64_t k = 0; k < t->nb; k++) {
+		uint64_t first = k << t->shift;
+		while (e[lo + 1].sep <= first) /* ent[n].sep = MAX stops it */
+			lo++;
+		rad[k] = (uint32_t)lo;
+	}
+	rad[t->nb] = (uint32_t)(t->n - 1);
 }
 
 static struct gblk *gb_new(struct gm_space *s)
@@ -612,48 +674,49 @@ static void gidx_free_all(struct gm_space *s, struct gtop *t, bool retire)
 			gm_alloc_release(s->alloc, b, GB_BYTES);
 	}
 	if (retire)
-		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
+		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t));
 	else
-		gm_alloc_release(s->alloc, t, gt_bytes(t->n));
+		gm_alloc_release(s->alloc, t, gt_bytes(t));
 }
 
 static size_t gidx_bytes(const struct gtop *t)
 {
-	return t ? gt_bytes(t->n) + t->n * GB_BYTES : 0;
+	return t ? gt_bytes(t) + t->n * GB_BYTES : 0;
+}
+
+/* The sep of block by[m] when it replaces block i of t (may be NULL). */
+static uint64_t splice_sep(const struct gtop *t, size_t i, struct gblk **by, size_t m)
+{
+	return m ? gb_base(by[m], 0) : t ? gt_sep(t, i) : 0;
 }
 
 /* A top like t (may be NULL) with block i replaced by by[0..nby) (nby 0,
- * 1 or 2); block by[m > 0] starts at its first key. */
+ * 1 or 2); block by[m > 0] starts at its first key. Buckets rebuilt:
+ * O(n + nb). NULL on -ENOMEM. */
 static struct gtop *gt_splice(struct gm_space *s, const struct gtop *t, size_t i,
 			      struct gblk **by, size_t nby)
 {
-	uint64_t n = t ? t->n - 1 + nby : nby;
-	struct gtop *nt = gt_new(s, n);
+	uint64_t n = t ? t->n - 1 + nby : nby, last_sep = 0;
+	if (n > 1) /* the sep of the new last block */
+		last_sep = i + 1 < t->n ? gt_sep(t, t->n - 1)
+			 : nby ? splice_sep(t, i, by, nby - 1) : gt_sep(t, t->n - 2);
+	struct gtop *nt = gt_new(s, n, last_sep);
 	if (!nt)
 		return NULL;
-	struct ggroup *ng = gt_group(nt, 0);
-	const struct ggroup *og = t ? gt_group(t, 0) : NULL;
+	struct gent *ne = gt_ent(nt);
 	size_t k = 0;
 	for (size_t j = 0; j < (t ? t->n : 1); j++) {
 		if (t && j != i) {
-			ng[k / GT_SUM].sep[k % GT_SUM] = og[j / GT_SUM].sep[j % GT_SUM];
-			atomic_init(&ng[k / GT_SUM].blk[k % GT_SUM],
-				    atomic_load_explicit(&og[j / GT_SUM].blk[j % GT_SUM],
-							 memory_order_relaxed));
-			k++;
+			ne[k++] = gt_ent(t)[j];
 			continue;
 		}
-		for (size_t m = 0; m < nby; m++) {
-			ng[k / GT_SUM].sep[k % GT_SUM] =
-				m ? gb_base(by[m], 0) : t ? og[j / GT_SUM].sep[j % GT_SUM] : 0;
-			atomic_init(&ng[k / GT_SUM].blk[k % GT_SUM], by[m]);
-			k++;
-		}
+		for (size_t m = 0; m < nby; m++)
+			ne[k++] = (struct gent){splice_sep(t, i, by, m), by[m]};
 	}
 	if (n)
-		ng[0].sep[0] = 0;
-	for (size_t k2 = 0; k2 < n; k2 += GT_SUM)
-		nt->sum[k2 / GT_SUM] = ng[k2 / GT_SUM].sep[0];
+		ne[0].sep = 0;
+	ne[n] = (struct gent){UINT64_MAX, NULL};
+	gt_fill_buckets(nt);
 	return nt;
 }
 
@@ -726,7 +789,7 @@ static int gidx_insert(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t 
 	}
 	atomic_store_explicit(pt, nt, memory_order_release);
 	if (t)
-		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
+		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t));
 	return 0;
 }
 
@@ -752,13 +815,39 @@ static int gidx_erase(struct gm_space *s, _Atomic(struct gtop *) *pt, uint64_t b
 			return -ENOMEM;
 		atomic_store_explicit(pt, nt, memory_order_release);
 		gm_reclaim_retire(&s->reclaim, b, GB_BYTES);
-		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t->n));
+		gm_reclaim_retire(&s->reclaim, t, gt_bytes(t));
 		return 0;
 	}
 	for (size_t q = p; q + 1 < n; q++)
 		gb_move1(b, q, b, q + 1);
 	gb_set_n(b, n - 1);
 	return 0;
+}
+
+/* The radix against the ents: nb and shift as gt_new sets them, rad[k]
+ * the block of bucket k's first key, rad[nb] = n - 1, ent[n] the MAX
+ * sentinel (so every bucket's blocks are rad[k]..rad[k + 1]). */
+static const char *gt_check_buckets(const struct gtop *t)
+{
+	const struct gent *e = gt_ent(t);
+	const uint32_t *rad = gt_rad(t);
+	uint64_t target = 1;
+	while (target < 2 * t->n)
+		target *= 2;
+	uint64_t last_sep = e[t->n - 1].sep;
+	if (t->shift > 63 || t->nb != (last_sep >> t->shift) + 1 || t->nb > target ||
+	    (t->shift && (last_sep >> (t->shift - 1)) < target))
+		return "gfn index: bucket count or shift not the least that fits";
+	if (e[t->n].sep != UINT64_MAX)
+		return "gfn index: ent[n] not the MAX sentinel";
+	if (rad[t->nb] != t->n - 1)
+		return "gfn index: rad[nb] != n - 1";
+	for (uint64_t k = 0; k < t->nb; k++) {
+		uint64_t first = k << t->shift;
+		if (rad[k] >= t->n || e[rad[k]].sep > first || e[rad[k] + 1].sep <= first)
+			return "gfn index: rad[k] not the block of bucket k's first key";
+	}
+	return NULL;
 }
 
 /* Structure only (never dereferences slots): seps, block sizes, keys
@@ -779,8 +868,6 @@ static const char *gidx_check(const struct gtop *t, uint64_t *count)
 		uint64_t n = b ? atomic_load_explicit(&b->n, memory_order_relaxed) : 0;
 		if (n < 1 || n > GB_MAX)
 			return "gfn index: empty or overfull block";
-		if (i % GT_SUM == 0 && t->sum[i / GT_SUM] != gt_sep(t, i))
-			return "gfn index: summary key differs from its sep";
 		for (uint64_t j = n; j < GB_MAX; j++)
 			if (gb_base(b, j) != UINT64_MAX)
 				return "gfn index: block padding not UINT64_MAX";
@@ -799,7 +886,7 @@ static const char *gidx_check(const struct gtop *t, uint64_t *count)
 			++*count;
 		}
 	}
-	return NULL;
+	return gt_check_buckets(t);
 }
 
 /* ---- the id index: an open-addressing table, edited in place -------------
@@ -1680,11 +1767,37 @@ int gm_space_gfn_to_slot(struct gm_space *s, struct gm_space_cache *cache,
 	return 0;
 }
 
+/* With a cache (a vCPU's), the translation miss path is this loop alone:
+ * no shared hint, no slot pointer (it would cost one more dependent cache
+ * miss), nothing but the layout's header and the gfn index touched. */
 int gm_space_gfn_to_hva_slow(struct gm_space *s, struct gm_space_cache *cache,
 			     uint64_t gfn, uint64_t *hva)
 {
 	struct hit r;
-	/* no slot pointer: it would cost one more dependent cache miss */
+	if (GM_LIKELY(cache != NULL)) {
+		uint64_t seq, gen, base, last, h;
+		struct layout *L;
+		bool found;
+		do {
+			L = view_enter(s, &seq);
+			gen = atomic_load_explicit(&L->generation, memory_order_relaxed);
+			const struct gblk *b;
+			size_t j;
+			found = gidx_find(L_gidx(L), gfn, &b, &j);
+			base = found ? gb_base(b, j) : 0;
+			last = found ? gb_last(b, j) : 0;
+			h = found ? gb_hva(b, j) : 0;
+		} while (!view_valid(L, seq));
+		if (!found)
+			return -ENOENT;
+		cache->slot = NULL;
+		cache->base_gfn = base;
+		cache->npages = last - base + 1;
+		cache->hva = h;
+		cache->generation = gen;
+		*hva = h + ((gfn - base) << PAGE_SHIFT);
+		return 0;
+	}
 	if (!lookup(s, cache, gfn, false, &r))
 		return -ENOENT;
 	*hva = r.hva + ((gfn - r.base) << PAGE_SHIFT);
@@ -2131,17 +2244,31 @@ struct gm_rmap_head *gm_space_rmap_head(struct gm_space *s, const struct gm_spac
 	if (off >= p->npages)
 		return NULL;
 	uint64_t ci = off >> RMAP_SHIFT;
-	struct gm_rmap_head *heads = gm_pagemap_load(&sl->rmaps, ci);
+	struct gm_pagemap *rm = atomic_load_explicit(&sl->rmaps, memory_order_acquire);
+	struct gm_rmap_head *heads = rm ? gm_pagemap_load(rm, ci) : NULL;
 	if (!heads && create) {
+		bool fresh = !rm;
+		if (fresh) { /* the slot's first chunk: its map too */
+			rm = gm_alloc_mem(s->alloc, sizeof(*rm), 16);
+			if (!rm)
+				return NULL;
+			gm_pagemap_init(rm, 0, s->alloc);
+		}
 		heads = zalloc(s, RMAP_CHUNK_BYTES);
-		if (!heads)
-			return NULL;
-		size_t before = sl->rmaps.bytes;
-		if (gm_pagemap_insert(&sl->rmaps, ci, heads)) {
-			gm_alloc_release(s->alloc, heads, RMAP_CHUNK_BYTES);
+		size_t before = rm->bytes;
+		if (!heads || gm_pagemap_insert(rm, ci, heads)) {
+			if (heads)
+				gm_alloc_release(s->alloc, heads, RMAP_CHUNK_BYTES);
+			if (fresh) { /* nothing was inserted: it is empty */
+				gm_pagemap_destroy(rm, NULL, NULL);
+				gm_alloc_release(s->alloc, rm, sizeof(*rm));
+			}
 			return NULL;
 		}
-		atomic_fetch_add(&s->rmap_bytes, RMAP_CHUNK_BYTES + sl->rmaps.bytes - before);
+		if (fresh)
+			atomic_store_explicit(&sl->rmaps, rm, memory_order_release);
+		atomic_fetch_add(&s->rmap_bytes, RMAP_CHUNK_BYTES + rm->bytes - before +
+						 (fresh ? sizeof(*rm) : 0));
 	}
 	return heads ? &heads[off & ((1u << RMAP_SHIFT) - 1)] : NULL;
 }

@@ -9,6 +9,7 @@
 #include <gmtrack/space.h>
 
 #include <pthread.h>
+#include <stdlib.h>
 
 #define U 4096      /* gfn universe of the model */
 #define NIDS 32
@@ -655,6 +656,57 @@ GM_TEST(rmaps_lazy_and_freed_with_slot)
 	CHECK_EQ(gm_alloc_counting_bytes(&cnt), 0);
 }
 
+/* The first rmap chunk of a slot allocates its map too: either failing
+ * leaves nothing behind, and the next try works. */
+GM_TEST(rmaps_out_of_memory_leaves_nothing)
+{
+	struct gm_space *sp;
+	struct gm_alloc_counting cnt;
+	struct gm_alloc_failing fail;
+	reg();
+	gm_alloc_counting_init(&cnt, NULL);
+	gm_alloc_failing_init(&fail, &cnt.allocator);
+	CHECK_EQ(gm_space_create(&sp, NULL, &fail.allocator), 0);
+	CHECK_EQ(gm_space_slot_add(sp, 1, 0, 1u << 20, 0, 0), 0);
+	gm_rcu_barrier();
+	gm_rcu_barrier();
+	gm_rcu_read_lock();
+	const struct gm_space_slot *p = gm_space_id_to_slot(sp, 1);
+	for (uint64_t nth = 1; nth <= 4; nth++) {
+		for (uint64_t chunk = 0; chunk < 2; chunk++) { /* first, then second */
+			uint64_t gfn = chunk * 4096 + nth;
+			if (chunk && !gm_space_rmap_head(sp, p, 0, true))
+				CHECK(0);
+			size_t bytes = gm_alloc_counting_bytes(&cnt);
+			struct gm_space_stats st0, st1;
+			gm_space_stats(sp, &st0);
+			gm_alloc_failing_arm_nth(&fail, nth, false);
+			struct gm_rmap_head *h = gm_space_rmap_head(sp, p, gfn, true);
+			gm_alloc_failing_disarm(&fail);
+			gm_space_stats(sp, &st1);
+			if (!h) {
+				CHECK_EQ(gm_alloc_counting_bytes(&cnt), bytes);
+				CHECK_EQ(st1.bytes_rmap, st0.bytes_rmap);
+				CHECK(gm_space_rmap_head(sp, p, gfn, false) == NULL);
+				CHECK(gm_space_rmap_head(sp, p, gfn, true) != NULL);
+			}
+			gm_space_stats(sp, &st1);
+			CHECK_EQ(st1.bytes_rmap, gm_alloc_counting_bytes(&cnt) - bytes + st0.bytes_rmap);
+		}
+		gm_rcu_read_unlock();
+		/* a fresh slot (no map yet) for the next nth */
+		CHECK_EQ(gm_space_slot_delete(sp, 1), 0);
+		CHECK_EQ(gm_space_slot_add(sp, 1, 0, 1u << 20, 0, 0), 0);
+		gm_rcu_barrier();
+		gm_rcu_barrier();
+		gm_rcu_read_lock();
+		p = gm_space_id_to_slot(sp, 1);
+	}
+	gm_rcu_read_unlock();
+	gm_space_destroy(sp);
+	CHECK_EQ(gm_alloc_counting_bytes(&cnt), 0);
+}
+
 GM_TEST(cache_and_stats)
 {
 	struct gm_space *sp;
@@ -691,6 +743,112 @@ GM_TEST(cache_and_stats)
 	CHECK(st.bytes_total <= gm_alloc_counting_bytes(&cnt));
 	CHECK(gm_alloc_counting_bytes(&cnt) - st.bytes_total <= 8 * 1000);
 	gm_space_destroy(sp);
+}
+
+/* ---- the gfn index at scale: many blocks, crowded and sparse buckets ---- */
+
+#define BIG_N 1500
+
+struct big {
+	bool present[BIG_N];
+	uint64_t base[BIG_N], npages[BIG_N];
+};
+
+/* A base in one of the clusters that phase allows: a dense low range
+ * (phase 0: every bucket holds one or two blocks), then also a cluster
+ * near 2^40 and one just below UINT64_MAX (the low ranges then crowd into
+ * one bucket: the fallback search). */
+static uint64_t big_base(struct gm_rng *r, int phase, uint64_t *npages)
+{
+	*npages = 1 + gm_rng_below(r, 8);
+	switch (phase ? gm_rng_below(r, 3) : 0) {
+	case 0: return gm_rng_below(r, 1u << 16);
+	case 1: return (1ull << 40) + gm_rng_below(r, 1u << 14);
+	default: return UINT64_MAX - gm_rng_below(r, 1u << 12) - (*npages - 1);
+	}
+}
+
+static bool big_overlaps(const struct big *m, uint32_t skip, uint64_t base, uint64_t np)
+{
+	for (uint32_t i = 0; i < BIG_N; i++)
+		if (i != skip && m->present[i] && base <= m->base[i] + m->npages[i] - 1 &&
+		    m->base[i] <= base + np - 1)
+			return true;
+	return false;
+}
+
+/* gfn -> hva (with and without a cache) and gfn -> slot near random slots
+ * and at random, against a scan of the model. */
+static void big_check(struct gm_space *sp, const struct big *m, struct gm_rng *r)
+{
+	CHECK_VALID(gm_space_validate(sp, &reason), reason);
+	struct gm_space_cache cache;
+	gm_space_cache_init(&cache);
+	gm_rcu_read_lock();
+	for (int q = 0; q < 64; q++) {
+		uint32_t id = (uint32_t)gm_rng_below(r, BIG_N);
+		uint64_t gfn = m->present[id] ? m->base[id] + m->npages[id] / 2 - 2 +
+						 gm_rng_below(r, m->npages[id] + 4)
+					     : gm_rng_next(r);
+		int want = -1;
+		for (int i = 0; i < BIG_N; i++)
+			if (m->present[i] && gfn - m->base[i] < m->npages[i])
+				want = i;
+		uint64_t hva = 0;
+		int rc = gm_space_gfn_to_hva(sp, q & 1 ? &cache : NULL, gfn, &hva);
+		const struct gm_space_slot *p = NULL;
+		int rs = gm_space_gfn_to_slot(sp, q & 2 ? &cache : NULL, gfn, &p);
+		if (want < 0) {
+			CHECK_EQ(rc, -ENOENT);
+			CHECK_EQ(rs, -ENOENT);
+			continue;
+		}
+		CHECK_EQ(rc, 0);
+		CHECK_EQ(hva, ((uint64_t)want << 32) + ((gfn - m->base[want]) << 12));
+		CHECK_EQ(rs, 0);
+		CHECK_EQ(p->id, (uint32_t)want);
+	}
+	gm_rcu_read_unlock();
+}
+
+GM_TEST(gfn_index_many_slots_skewed)
+{
+	struct gm_rng *r = gm_test_rng();
+	struct gm_space *sp;
+	reg();
+	CHECK_EQ(gm_space_create(&sp, NULL, NULL), 0);
+	struct big *m = calloc(1, sizeof(*m));
+	uint64_t steps = gm_test_iters(6000);
+	for (uint64_t i = 0; i < steps; i++) {
+		int phase = i >= steps / 2;
+		uint32_t id = (uint32_t)gm_rng_below(r, BIG_N);
+		uint64_t np, base = big_base(r, phase, &np);
+		int rc, want;
+		if (!m->present[id]) { /* add (ids fill up: the index grows) */
+			want = big_overlaps(m, id, base, np) ? -EEXIST : 0;
+			rc = gm_space_slot_add(sp, id, base, np, (uint64_t)id << 32, 0);
+			if (!want) {
+				m->present[id] = true;
+				m->base[id] = base;
+				m->npages[id] = np;
+			}
+		} else if (gm_rng_chance(r, 1, 3)) {
+			want = 0;
+			rc = gm_space_slot_delete(sp, id);
+			m->present[id] = false;
+		} else {
+			bool past_max = base + (m->npages[id] - 1) < base; /* bad input */
+			want = past_max ? -EINVAL : big_overlaps(m, id, base, m->npages[id]) ? -EEXIST : 0;
+			rc = gm_space_slot_move(sp, id, base);
+			if (!want)
+				m->base[id] = base;
+		}
+		CHECK_EQ(rc, want);
+		if (i % 64 == 0 || i + 1 == steps)
+			big_check(sp, m, r);
+	}
+	gm_space_destroy(sp);
+	free(m);
 }
 
 GM_TEST_MAIN()
