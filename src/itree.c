@@ -399,7 +399,7 @@ int gm_itree_create(struct gm_itree **out, unsigned flags,
 
 /* Asks for [p, p + bytes) for writing (the lines of a node about to be
  * filled). */
-static inline void prefetch_lines_w(const void *p, size_t bytes)
+static inline __attribute__((always_inline)) void prefetch_lines_w(const void *p, size_t bytes)
 {
 	for (size_t off = 0; off < bytes; off += 64)
 		__builtin_prefetch((const char *)p + off, 1);
@@ -560,7 +560,7 @@ void gm_itree_destroy(struct gm_itree *t)
 
 /* Asks for every cache line of [p, p + bytes) at once, so a search that
  * probes several of them waits for memory once instead of once per probe. */
-static inline void prefetch_span(const void *p, size_t bytes)
+static inline __attribute__((always_inline)) void prefetch_span(const void *p, size_t bytes)
 {
 	const char *c = p;
 	for (size_t off = 0; off < bytes; off += 64)
@@ -570,7 +570,7 @@ static inline void prefetch_span(const void *p, size_t bytes)
 
 /* What the writer's search of n reads: an inner node's separators' `first`
  * column, or a whole leaf (order word, first, last, item). */
-static inline void prefetch_for_route(const struct itnode *n, unsigned level)
+static inline __attribute__((always_inline)) void prefetch_for_route(const struct itnode *n, unsigned level)
 {
 	if (level) /* first[] and, right after it, child[] */
 		prefetch_span(inner_of(n)->first,
@@ -586,7 +586,7 @@ static inline void prefetch_for_route(const struct itnode *n, unsigned level)
 /* A reader arriving at node n (at `level`) asks for what it will read: a
  * leaf's first[] and last[] (item[] on hits); an inner node's prefix_max[]
  * (first_reaching), then first[i] and child[i] (adjacent arrays). */
-static inline void prefetch_arrival(const struct itnode *n, unsigned level)
+static inline __attribute__((always_inline)) void prefetch_arrival(const struct itnode *n, unsigned level)
 {
 	if (level == 0) {
 		prefetch_span(leaf_of(n)->first, 3 * sizeof(leaf_of(n)->first));
