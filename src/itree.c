@@ -501,15 +501,43 @@ static struct itnode *node_alloc(struct gm_itree *t, unsigned level)
 	return n;
 }
 
+/* Free slots a tree in RCU mode keeps in empty chunks rather than
+ * releasing them: about what a grace period of churn retires (half the
+ * nodes of the kind, plus a few), so steady churn on a small tree does not
+ * malloc and free a chunk for every copied leaf. Without RCU a freed node
+ * is reusable at once: no spares. */
+static inline size_t spare_slots(const struct gm_itree *t, unsigned kind)
+{
+	if (!t->rcu)
+		return 0;
+	return kind ? t->inners / 2 + 4 : t->leaves / 2 + 32;
+}
+
 /* Gives an unreachable node's memory back to its chunk, and the chunk to
- * the allocator once it holds no node. Writer only. */
+ * the allocator once it holds no node (unless the tree keeps it as a
+ * spare, see spare_slots). Writer only. */
 static void node_free(struct gm_itree *t, void *n, unsigned kind)
 {
 	struct free_node *f = n;
 	struct chunk *c = f->home;
 	free_list_push(t, kind, f);
-	if (--c->live == 0)
+	if (--c->live == 0 && t->free_count[kind] > spare_slots(t, kind))
 		chunk_release(t, kind, c);
+}
+
+/* Releases every chunk (destroy: no node is live any more). */
+static void release_all_chunks(struct gm_itree *t)
+{
+	for (unsigned kind = 0; kind < 2; kind++) {
+		struct free_node *head = &t->free_head[kind];
+		while (head->next != head) {
+			struct free_node *f = head->next;
+			if (f->home->live == 0)
+				chunk_release(t, kind, f->home);
+			else /* cannot happen: a node was not given back */
+				free_list_unlink(t, kind, f);
+		}
+	}
 }
 
 /* Takes back the nodes the deferred calls have made ready (RCU mode). */
@@ -554,7 +582,8 @@ void gm_itree_destroy(struct gm_itree *t)
 	}
 	/* waits for pending tokens and recycle calls (they fill ready) */
 	gm_reclaim_destroy(&t->reclaim);
-	collect_ready(t); /* every chunk is released by now */
+	collect_ready(t);
+	release_all_chunks(t);
 	gm_alloc_release(t->alloc, t, sizeof(*t));
 }
 
