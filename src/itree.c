@@ -88,9 +88,12 @@
  * looked like: with malloc'd nodes, a heap fragmented by earlier work
  * scattered them over many pages and made memslot_hva's churn 1.4-1.7x
  * slower (TLB and cache misses). The writer keeps one free list per kind
- * (LIFO, so a new node is usually one freed recently); a chunk whose
- * slots are all free goes back to the allocator at once, so a failed
- * write leaves the byte count exactly as it was. Retired nodes (RCU mode)
+ * (LIFO, so a new node is usually one freed recently). A chunk whose
+ * slots are all free goes back to the allocator, except that an RCU-mode
+ * tree keeps empty chunks while its free slots stay below about half its
+ * nodes (spare_slots: what a grace period of churn retires); a failed
+ * write releases the chunk it added, so the byte count is exactly as it
+ * was. Retired nodes (RCU mode)
  * are batched (struct recycle, deferred with gm_reclaim_defer); after the
  * grace period the batch's call pushes them on the tree's ready stacks,
  * and the writer takes them back into their chunks after its next write
@@ -107,6 +110,7 @@
 
 #include "internal.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #define LEAF_MAX 15
@@ -155,6 +159,12 @@ struct free_node {
 struct chunk {
 	uint32_t slots, live;
 };
+
+_Static_assert(offsetof(struct free_node, home) == offsetof(struct itnode, home),
+	       "a free slot keeps its chunk where a node does");
+_Static_assert(sizeof(struct itleaf) % 64 == 0 && sizeof(struct itinner) % 64 == 0,
+	       "node slots stay cache-line aligned in a chunk");
+_Static_assert(sizeof(struct free_node) <= sizeof(struct itleaf), "free slot fits");
 
 struct gm_itree {
 	_Atomic(struct itnode *) root;
