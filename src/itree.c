@@ -4,18 +4,19 @@
  *
  * Node layout (parallel arrays, so a scan touches few cache lines):
  *
- *   struct itleaf (level 0)                                    376 bytes
- *   +-------+------+-------+-----------------+---------------------------+
- *   | level | live | used  | order (A, 64b)  | first[15] last[15] item[15]|
- *   +-------+------+-------+-----------------+---------------------------+
+ *   struct itleaf (level 0)                       384 bytes (6 cache lines)
+ *   +-------+------+------+------+------------+---------------------------+
+ *   | level | live | used | home | order (A)  | first[15] last[15] item[15]|
+ *   +-------+------+------+------+------------+---------------------------+
  *     order = live count (bits 0-3) + 15 nibbles: nibble i+1 is the
  *     physical slot of the i-th smallest key. Slots [used, 15) were never
  *     filled; slots < used that the order word no longer lists are dead.
  *
- *   struct itinner (level >= 1)                               1544 bytes
- *   +------+-------+-----+---------------+-------------+----------+-----------+----------------+
- *   |level |count  | pad | prefix_max(A) | max_last(A) | first    | child(A)  | last, item     |
- *   +------+-------+-----+---------------+-------------+----------+-----------+----------------+
+ *   struct itinner (level >= 1)                 1600 bytes (25 cache lines)
+ *   +------------------+---------------+-------------+-------+----------+------------+
+ *   |level count home  | prefix_max(A) | max_last(A) | first | child(A) | last, item |
+ *   +------------------+---------------+-------------+-------+----------+------------+
+ *     the header fills a line; each array is 4 lines, line-aligned.
  *     32 of each (unused first[] and prefix_max[] = UINT64_MAX, so
  *     searches run a fixed, unrolled length).
  *     (first, last, item)_i = sep_i, the lower bound of child
@@ -77,17 +78,26 @@
  * length: liburcu's call_rcu thread works in rounds about 10 ms apart, so
  * under fast churn (memslot_hva: ~2M edits/s) a leaf rarely waits that
  * long between inserts, and about 1 insert in 6 still compacts its leaf;
- * recycled nodes (below) keep that copy cheap.
+ * recycled node memory (below) keeps that copy cheap.
  *
- * Recycled nodes (RCU mode): a replaced node is not handed to the allocator
- * after its grace period (that is a free on liburcu's thread and a cold
- * malloc on the writer's); it is batched (struct recycle, deferred with
- * gm_reclaim_defer), and when the batch's call runs it pushes the nodes on
- * the tree's ready stack of their kind; the writer takes the whole stack at
- * once (exchange) into its private stash and allocates from there first.
- * A tree keeps at most about half its nodes of a kind ready (the call frees
- * the rest), roughly what one grace period of steady churn retires; the
- * bytes stay visible to a counting allocator, and destroy frees them.
+ * Chunks: nodes live in chunks of 1..170 node slots of one kind, each
+ * allocated (64-byte aligned) through the tree's allocator; a node's
+ * `home` names its chunk. A new chunk holds about 1/32 of the tree's nodes
+ * of its kind (<= 64 KiB), so free slots stay a small share and the nodes
+ * of a big tree sit in a few dozen contiguous blocks whatever the heap
+ * looked like: with malloc'd nodes, a heap fragmented by earlier work
+ * scattered them over many pages and made memslot_hva's churn 1.4-1.7x
+ * slower (TLB and cache misses). The writer keeps one free list per kind
+ * (LIFO, so a new node is usually one freed recently). A chunk whose
+ * slots are all free goes back to the allocator, except that an RCU-mode
+ * tree keeps empty chunks while its free slots stay below about half its
+ * nodes (spare_slots: what a grace period of churn retires); a failed
+ * write releases the chunk it added, so the byte count is exactly as it
+ * was. Retired nodes (RCU mode)
+ * are batched (struct recycle, deferred with gm_reclaim_defer); after the
+ * grace period the batch's call pushes them on the tree's ready stacks,
+ * and the writer takes them back into their chunks after its next write
+ * (chunks are only ever touched by the writer).
  *
  * Reading: gm_itree_collect is the one-call query (items into a buffer):
  * a one-leaf tree is a flat scan with no cursor; deeper trees walk with the
@@ -100,6 +110,7 @@
 
 #include "internal.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #define LEAF_MAX 15
@@ -113,6 +124,7 @@ struct itnode { /* the header both kinds start with */
 	uint8_t used;  /* leaf: physical slots filled so far */
 	uint8_t pad;
 	uint32_t dead_stamp; /* leaf: grace tokens submitted when a slot last died */
+	struct chunk *home;  /* the chunk holding this node's memory */
 };
 
 struct itleaf {
@@ -125,13 +137,34 @@ struct itleaf {
 
 struct itinner {
 	struct itnode h;
-	_Atomic uint64_t prefix_max[FANOUT]; /* max(max_last[0..i]) */
+	/* each array on its own cache lines (4 each) */
+	_Alignas(64) _Atomic uint64_t prefix_max[FANOUT]; /* max(max_last[0..i]) */
 	_Atomic uint64_t max_last[FANOUT];
 	uint64_t first[FANOUT];
 	_Atomic(struct itnode *) child[FANOUT];
 	uint64_t last[FANOUT];
 	uintptr_t item[FANOUT];
 };
+
+/* Node memory that holds no node: on the writer's free list (next, prev),
+ * or on a ready stack (next only). home stays where a node keeps it. */
+struct free_node {
+	struct free_node *next;
+	struct chunk *home;
+	struct free_node *prev;
+};
+
+/* The end of a chunk of `slots` node slots of one kind; the slots lie
+ * right before it. live = slots not on the free list. */
+struct chunk {
+	uint32_t slots, live;
+};
+
+_Static_assert(offsetof(struct free_node, home) == offsetof(struct itnode, home),
+	       "a free slot keeps its chunk where a node does");
+_Static_assert(sizeof(struct itleaf) % 64 == 0 && sizeof(struct itinner) % 64 == 0,
+	       "node slots stay cache-line aligned in a chunk");
+_Static_assert(sizeof(struct free_node) <= sizeof(struct itleaf), "free slot fits");
 
 struct gm_itree {
 	_Atomic(struct itnode *) root;
@@ -144,33 +177,30 @@ struct gm_itree {
 	/* Grace tokens (see "Dead slots" at the top). */
 	uint32_t tokens_submitted;      /* writer */
 	_Atomic uint32_t tokens_done;   /* latest token whose grace period ended */
-	/* Node recycling (RCU mode, see "Recycled nodes" at the top). */
-	struct recycle *rec;            /* writer: retired leaves being batched */
-	/* per kind ([0] leaves, [1] inner nodes): */
+	/* Node memory (see "Chunks" at the top); per kind, [0] leaves and
+	 * [1] inner nodes. */
+	struct recycle *rec;            /* RCU mode: retired nodes being batched */
 	_Atomic(struct free_node *) ready[2]; /* past a grace period (pushed
 					       * by the deferred call) */
-	_Atomic int ready_count[2];     /* how many are in ready or stash */
-	struct free_node *stash[2];     /* writer: taken from ready */
+	struct free_node free_head[2];  /* writer: sentinels of the free lists */
+	size_t free_count[2];           /* writer: nodes on the free lists */
+	size_t chunk_bytes;             /* writer: bytes of all chunks */
 };
 
-/* A retired node's memory once no reader can reach it: a stack link. */
-struct free_node {
-	struct free_node *next;
-};
+/* A new chunk holds about 1/CHUNK_SHARE of the tree's nodes of its kind
+ * (so free slots stay a small share of the memory), at most
+ * CHUNK_MAX_BYTES. */
+#define CHUNK_SHARE 32
+#define CHUNK_MAX_BYTES (64 * 1024)
 
-#define RECYCLE_BATCH 30
-/* Nodes past their grace period a tree keeps for reuse, at most: half its
- * nodes of that kind (plus a few), about what one grace period of churn
- * retires. */
-#define RECYCLE_SLACK 32
-
-/* Retired nodes kept for reuse: deferred as one call that, after the
- * grace period, pushes them onto the tree's ready stacks. */
+/* Retired nodes (RCU mode) batched as one deferred call that, after the
+ * grace period, pushes them onto the tree's ready stacks. A write retires
+ * at most 2 * MAXH + 2 nodes; pool_fill makes sure they all fit. */
+#define RECYCLE_BATCH 64
 struct recycle {
 	struct gm_deferred call;
 	struct gm_itree *tree;
 	unsigned n;
-	int keep[2]; /* ready_count bounds, set by the writer */
 	struct itnode *node[RECYCLE_BATCH];
 };
 
@@ -365,12 +395,175 @@ int gm_itree_create(struct gm_itree **out, unsigned flags,
 	t->rec = NULL;
 	for (unsigned kind = 0; kind < 2; kind++) {
 		atomic_init(&t->ready[kind], NULL);
-		atomic_init(&t->ready_count[kind], 0);
-		t->stash[kind] = NULL;
+		t->free_head[kind].next = t->free_head[kind].prev = &t->free_head[kind];
+		t->free_head[kind].home = NULL;
+		t->free_count[kind] = 0;
 	}
+	t->chunk_bytes = 0;
 	gm_reclaim_init(&t->reclaim, alloc, t->rcu);
 	*out = t;
 	return 0;
+}
+
+/* ---- node memory: chunks ------------------------------------------------ */
+
+/* Asks for [p, p + bytes) for writing (the lines of a node about to be
+ * filled). */
+static inline __attribute__((always_inline)) void prefetch_lines_w(const void *p, size_t bytes)
+{
+	for (size_t off = 0; off < bytes; off += 64)
+		__builtin_prefetch((const char *)p + off, 1);
+}
+
+static inline size_t chunk_size(unsigned kind, uint32_t slots)
+{
+	return (size_t)slots * node_size(kind) + sizeof(struct chunk);
+}
+
+static inline char *chunk_base(const struct chunk *c, unsigned kind)
+{
+	return (char *)c - (size_t)c->slots * node_size(kind);
+}
+
+static void free_list_push(struct gm_itree *t, unsigned kind,
+			   struct free_node *f)
+{
+	struct free_node *head = &t->free_head[kind];
+	f->prev = head;
+	f->next = head->next;
+	head->next->prev = f;
+	head->next = f;
+	t->free_count[kind]++;
+}
+
+static void free_list_unlink(struct gm_itree *t, unsigned kind,
+			     struct free_node *f)
+{
+	f->prev->next = f->next;
+	f->next->prev = f->prev;
+	t->free_count[kind]--;
+}
+
+/* A new chunk of `slots` free slots (slot 0 first on the free list);
+ * NULL on -ENOMEM. */
+static struct chunk *chunk_add(struct gm_itree *t, unsigned kind,
+			       uint32_t slots)
+{
+	size_t bytes = chunk_size(kind, slots);
+	char *base = gm_alloc_mem(t->alloc, bytes, 64);
+	if (!base)
+		return NULL;
+	struct chunk *c = (struct chunk *)(base + (size_t)slots * node_size(kind));
+	c->slots = slots;
+	c->live = 0;
+	for (uint32_t i = slots; i-- > 0;) {
+		struct free_node *f = (struct free_node *)(base + i * node_size(kind));
+		f->home = c;
+		free_list_push(t, kind, f);
+	}
+	t->chunk_bytes += bytes;
+	return c;
+}
+
+/* Gives a chunk whose slots are all free back to the allocator. */
+static void chunk_release(struct gm_itree *t, unsigned kind, struct chunk *c)
+{
+	char *base = chunk_base(c, kind);
+	for (uint32_t i = 0; i < c->slots; i++)
+		free_list_unlink(t, kind, (struct free_node *)(base + i * node_size(kind)));
+	size_t bytes = chunk_size(kind, c->slots);
+	t->chunk_bytes -= bytes;
+	gm_alloc_release(t->alloc, base, bytes);
+}
+
+/* Makes sure the free list of kind holds >= need slots: adds one chunk if
+ * not (*added = it, else NULL). -ENOMEM leaves everything as it was. */
+static int chunk_reserve(struct gm_itree *t, unsigned kind, size_t need,
+			 struct chunk **added)
+{
+	*added = NULL;
+	if (t->free_count[kind] >= need)
+		return 0;
+	size_t slots = (kind ? t->inners : t->leaves) / CHUNK_SHARE;
+	size_t most = CHUNK_MAX_BYTES / node_size(kind);
+	slots = slots < most ? slots : most;
+	if (slots < need - t->free_count[kind])
+		slots = need - t->free_count[kind];
+	*added = chunk_add(t, kind, (uint32_t)slots);
+	return *added ? 0 : -ENOMEM;
+}
+
+/* A node's memory from the free list (the caller reserved it), header
+ * zeroed but for home and level. Writer only. */
+static struct itnode *node_alloc(struct gm_itree *t, unsigned level)
+{
+	unsigned kind = level ? 1 : 0;
+	struct free_node *f = t->free_head[kind].next;
+	free_list_unlink(t, kind, f);
+	struct chunk *c = f->home;
+	c->live++;
+	struct itnode *n = (struct itnode *)f;
+	memset(n, 0, sizeof(*n));
+	n->home = c;
+	n->level = (uint8_t)level;
+	if (kind == 0 && t->free_count[0]) /* the next take finds it cached */
+		prefetch_lines_w(t->free_head[0].next, sizeof(struct itleaf));
+	return n;
+}
+
+/* Free slots a tree in RCU mode keeps in empty chunks rather than
+ * releasing them: about what a grace period of churn retires (half the
+ * nodes of the kind, plus a few), so steady churn on a small tree does not
+ * malloc and free a chunk for every copied leaf. Without RCU a freed node
+ * is reusable at once: no spares. */
+static inline size_t spare_slots(const struct gm_itree *t, unsigned kind)
+{
+	if (!t->rcu)
+		return 0;
+	return kind ? t->inners / 2 + 4 : t->leaves / 2 + 32;
+}
+
+/* Gives an unreachable node's memory back to its chunk, and the chunk to
+ * the allocator once it holds no node (unless the tree keeps it as a
+ * spare, see spare_slots). Writer only. */
+static void node_free(struct gm_itree *t, void *n, unsigned kind)
+{
+	struct free_node *f = n;
+	struct chunk *c = f->home;
+	free_list_push(t, kind, f);
+	if (--c->live == 0 && t->free_count[kind] > spare_slots(t, kind))
+		chunk_release(t, kind, c);
+}
+
+/* Releases every chunk (destroy: no node is live any more). */
+static void release_all_chunks(struct gm_itree *t)
+{
+	for (unsigned kind = 0; kind < 2; kind++) {
+		struct free_node *head = &t->free_head[kind];
+		while (head->next != head) {
+			struct free_node *f = head->next;
+			if (f->home->live == 0)
+				chunk_release(t, kind, f->home);
+			else /* cannot happen: a node was not given back */
+				free_list_unlink(t, kind, f);
+		}
+	}
+}
+
+/* Takes back the nodes the deferred calls have made ready (RCU mode). */
+static void collect_ready(struct gm_itree *t)
+{
+	for (unsigned kind = 0; kind < 2; kind++) {
+		if (!atomic_load_explicit(&t->ready[kind], memory_order_relaxed))
+			continue;
+		struct free_node *f = atomic_exchange_explicit(&t->ready[kind], NULL,
+							       memory_order_acquire);
+		while (f) {
+			struct free_node *next = f->next;
+			node_free(t, f, kind);
+			f = next;
+		}
+	}
 }
 
 static void free_subtree(struct gm_itree *t, struct itnode *n)
@@ -380,17 +573,7 @@ static void free_subtree(struct gm_itree *t, struct itnode *n)
 		for (unsigned i = 0; i < n->count; i++)
 			free_subtree(t, gm_load_relaxed(&in->child[i]));
 	}
-	gm_alloc_release(t->alloc, n, node_size(n->level));
-}
-
-static void free_node_list(struct gm_itree *t, struct free_node *f,
-			   unsigned kind)
-{
-	while (f) {
-		struct free_node *next = f->next;
-		gm_alloc_release(t->alloc, f, node_size(kind));
-		f = next;
-	}
+	node_free(t, n, n->level ? 1 : 0);
 }
 
 void gm_itree_destroy(struct gm_itree *t)
@@ -404,32 +587,31 @@ void gm_itree_destroy(struct gm_itree *t)
 		free_subtree(t, root);
 	if (t->rec) { /* retired, and past the synchronize above */
 		for (unsigned i = 0; i < t->rec->n; i++)
-			gm_alloc_release(t->alloc, t->rec->node[i],
-					 node_size(t->rec->node[i]->level));
+			node_free(t, t->rec->node[i], t->rec->node[i]->level ? 1 : 0);
 		gm_alloc_release(t->alloc, t->rec, sizeof(*t->rec));
 	}
-	gm_reclaim_destroy(&t->reclaim); /* waits for pending tokens too */
-	for (unsigned kind = 0; kind < 2; kind++) {
-		free_node_list(t, t->stash[kind], kind);
-		free_node_list(t, atomic_load_explicit(&t->ready[kind],
-						       memory_order_acquire), kind);
-	}
+	/* waits for pending tokens and recycle calls (they fill ready) */
+	gm_reclaim_destroy(&t->reclaim);
+	collect_ready(t);
+	release_all_chunks(t);
 	gm_alloc_release(t->alloc, t, sizeof(*t));
 }
 
 /* Asks for every cache line of [p, p + bytes) at once, so a search that
  * probes several of them waits for memory once instead of once per probe. */
-static inline void prefetch_span(const void *p, size_t bytes)
+static inline __attribute__((always_inline)) void prefetch_span(const void *p, size_t bytes)
 {
 	const char *c = p;
+	/* Nodes are 64-byte aligned, and every span asked for ends at or
+	 * before a line boundary that this loop reaches (a leaf's keys end
+	 * with the leaf, inner arrays are line-aligned): no extra tail line. */
 	for (size_t off = 0; off < bytes; off += 64)
 		__builtin_prefetch(c + off);
-	__builtin_prefetch(c + bytes - 1);
 }
 
 /* What the writer's search of n reads: an inner node's separators' `first`
  * column, or a whole leaf (order word, first, last, item). */
-static inline void prefetch_for_route(const struct itnode *n, unsigned level)
+static inline __attribute__((always_inline)) void prefetch_for_route(const struct itnode *n, unsigned level)
 {
 	if (level) /* first[] and, right after it, child[] */
 		prefetch_span(inner_of(n)->first,
@@ -445,7 +627,7 @@ static inline void prefetch_for_route(const struct itnode *n, unsigned level)
 /* A reader arriving at node n (at `level`) asks for what it will read: a
  * leaf's first[] and last[] (item[] on hits); an inner node's prefix_max[]
  * (first_reaching), then first[i] and child[i] (adjacent arrays). */
-static inline void prefetch_arrival(const struct itnode *n, unsigned level)
+static inline __attribute__((always_inline)) void prefetch_arrival(const struct itnode *n, unsigned level)
 {
 	if (level == 0) {
 		prefetch_span(leaf_of(n)->first, 3 * sizeof(leaf_of(n)->first));
@@ -748,9 +930,8 @@ struct plan {
 };
 
 struct pool {
-	struct itnode *n[2][2 * MAXH + 2];
-	unsigned have[2];
-	unsigned reused[2]; /* n[kind][0..reused[kind]) came from the stash */
+	struct chunk *added[2]; /* chunks added for this write, or NULL */
+	struct recycle *rec;    /* a new recycle batch, or NULL */
 };
 
 #define SLOTS (2 * FANOUT + 1)
@@ -888,8 +1069,9 @@ static int make_plan(const struct gm_itree *t, const struct wpath *p,
 	return 0; /* not reached: the root level always decides */
 }
 
-/* Runs after a grace period (on liburcu's thread): the batch's leaves are
- * unreachable now, so they go on the ready stack for the writer. */
+/* Runs after a grace period (on liburcu's thread): the batch's nodes are
+ * unreachable now, so they go on the ready stacks; the writer takes them
+ * back into their chunks (collect_ready). */
 static void recycle_done(struct gm_deferred *d)
 {
 	struct recycle *rec = (struct recycle *)d;
@@ -897,12 +1079,6 @@ static void recycle_done(struct gm_deferred *d)
 	for (unsigned i = 0; i < rec->n; i++) {
 		unsigned kind = rec->node[i]->level ? 1 : 0;
 		struct free_node *f = (struct free_node *)rec->node[i];
-		if (atomic_load_explicit(&t->ready_count[kind], memory_order_relaxed) >=
-		    rec->keep[kind]) { /* enough kept: a shrinking tree frees */
-			gm_alloc_release(t->alloc, f, node_size(kind));
-			continue;
-		}
-		atomic_fetch_add_explicit(&t->ready_count[kind], 1, memory_order_relaxed);
 		f->next = atomic_load_explicit(&t->ready[kind], memory_order_relaxed);
 		while (!atomic_compare_exchange_weak_explicit(
 			&t->ready[kind], &f->next, f, memory_order_release,
@@ -912,127 +1088,103 @@ static void recycle_done(struct gm_deferred *d)
 	gm_alloc_release(t->alloc, rec, sizeof(*rec));
 }
 
-/* A node's memory from the stash (refilled from the ready stack), or NULL. */
-static struct itnode *stash_take(struct gm_itree *t, unsigned kind)
+/* Gives back what pool_fill added when a later step fails. */
+static void pool_undo(struct gm_itree *t, struct pool *po)
 {
-	if (!t->stash[kind])
-		t->stash[kind] = atomic_exchange_explicit(&t->ready[kind], NULL,
-							  memory_order_acquire);
-	struct free_node *f = t->stash[kind];
-	if (!f)
-		return NULL;
-	t->stash[kind] = f->next;
-	if (kind == 0 && f->next) /* the next take finds it cached */
-		for (size_t off = 0; off < sizeof(struct itleaf); off += 64)
-			__builtin_prefetch((const char *)f->next + off, 1);
-	atomic_fetch_sub_explicit(&t->ready_count[kind], 1, memory_order_relaxed);
-	return (struct itnode *)f;
+	for (unsigned kind = 0; kind < 2; kind++)
+		if (po->added[kind])
+			chunk_release(t, kind, po->added[kind]);
+	if (po->rec)
+		gm_alloc_release(t->alloc, po->rec, sizeof(*po->rec));
 }
 
-static void stash_put(struct gm_itree *t, struct itnode *n, unsigned kind)
+static struct recycle *recycle_new(struct gm_itree *t)
 {
-	struct free_node *f = (struct free_node *)n;
-	f->next = t->stash[kind];
-	t->stash[kind] = f;
-	atomic_fetch_add_explicit(&t->ready_count[kind], 1, memory_order_relaxed);
-}
-
-/* Gives back what pool_fill took: stash leaves to the stash, the rest to
- * the allocator (so a failed operation leaves the byte count as it was). */
-static void pool_drain(struct gm_itree *t, struct pool *po)
-{
-	for (unsigned kind = 0; kind < 2; kind++) {
-		while (po->have[kind]) {
-			struct itnode *n = po->n[kind][--po->have[kind]];
-			if (po->have[kind] < po->reused[kind])
-				stash_put(t, n, kind);
-			else
-				gm_alloc_release(t->alloc, n, node_size(kind));
-		}
+	struct recycle *rec = gm_alloc_mem(t->alloc, sizeof(*rec), _Alignof(struct recycle));
+	if (rec) {
+		rec->call.fn = recycle_done;
+		rec->tree = t;
+		rec->n = 0;
 	}
+	return rec;
 }
 
-/* Allocates everything the plan needs; -ENOMEM leaves nothing behind. */
+/* Reserves everything the plan needs: free node slots, room in the
+ * recycle batch for the retired nodes (RCU mode) and retire slots.
+ * -ENOMEM leaves nothing behind. */
 static int pool_fill(struct gm_itree *t, const struct plan *pl,
 		     struct pool *po)
 {
-	po->have[0] = po->have[1] = 0;
-	po->reused[0] = po->reused[1] = 0;
-	for (unsigned kind = 0; kind < 2; kind++) {
-		for (unsigned j = 0; j < pl->need[kind]; j++) {
-			/* from the stash while it lasts (so reused leaves
-			 * are a prefix, as pool_drain assumes) */
-			struct itnode *n = po->reused[kind] < j ? NULL : stash_take(t, kind);
-			if (n)
-				po->reused[kind]++;
-			else
-				n = gm_alloc_mem(t->alloc, node_size(kind),
-						 _Alignof(struct itinner));
-			if (!n) {
-				pool_drain(t, po);
-				return -ENOMEM;
-			}
-			po->n[kind][po->have[kind]++] = n;
-		}
+	po->added[0] = po->added[1] = NULL;
+	po->rec = NULL;
+	if (chunk_reserve(t, 0, pl->need[0], &po->added[0]) ||
+	    chunk_reserve(t, 1, pl->need[1], &po->added[1]))
+		goto fail;
+	if (t->rcu && pl->retire &&
+	    (!t->rec || t->rec->n + pl->retire > RECYCLE_BATCH)) {
+		po->rec = recycle_new(t);
+		if (!po->rec)
+			goto fail;
 	}
-	if (gm_reclaim_reserve(&t->reclaim, pl->retire)) {
-		pool_drain(t, po);
-		return -ENOMEM;
+	/* + 1: deferring the batch po->rec replaces */
+	if (gm_reclaim_reserve(&t->reclaim, pl->retire + 1))
+		goto fail;
+	if (po->rec) { /* nothing can fail from here on */
+		if (t->rec && t->rec->n)
+			gm_reclaim_defer(&t->reclaim, &t->rec->call);
+		else if (t->rec)
+			gm_alloc_release(t->alloc, t->rec, sizeof(*t->rec));
+		t->rec = po->rec;
 	}
 	return 0;
+fail:
+	pool_undo(t, po);
+	return -ENOMEM;
 }
 
 static struct itnode *pool_take(struct gm_itree *t, struct pool *po,
 				unsigned level)
 {
-	unsigned kind = level ? 1 : 0;
-	struct itnode *n = po->n[kind][--po->have[kind]];
-	memset(n, 0, sizeof(*n));
-	n->level = (uint8_t)level;
-	if (kind)
+	(void)po;
+	struct itnode *n = node_alloc(t, level);
+	if (level)
 		t->inners++;
 	else
 		t->leaves++;
 	return n;
 }
 
-/* Retires n. In RCU mode it goes into the recycle batch (if there is one):
- * its memory returns to the writer after a grace period instead of to the
- * allocator (which then costs a cross-thread free and malloc). The batch is
- * deferred with the retirement slot the node itself would have used. */
+/* Retires n: in RCU mode into the recycle batch (pool_fill made room), its
+ * memory back to its chunk after a grace period; without RCU at once. */
 static void retire_node(struct gm_itree *t, struct itnode *n)
 {
-	if (n->level)
+	unsigned kind = n->level ? 1 : 0;
+	if (kind)
 		t->inners--;
 	else
 		t->leaves--;
-	struct recycle *rec = t->rec;
-	if (rec) {
-		rec->node[rec->n++] = n;
-		if (rec->n == RECYCLE_BATCH) {
-			t->rec = NULL;
-			gm_reclaim_defer(&t->reclaim, &rec->call);
-		}
+	if (!t->rcu) {
+		node_free(t, n, kind);
 		return;
 	}
-	gm_reclaim_retire(&t->reclaim, n, node_size(n->level));
+	struct recycle *rec = t->rec;
+	rec->node[rec->n++] = n;
+	if (rec->n == RECYCLE_BATCH) {
+		t->rec = NULL;
+		gm_reclaim_defer(&t->reclaim, &rec->call);
+	}
 }
 
-/* After a successful write (RCU mode): makes sure a recycle batch is ready
- * for later retirements. Best effort: without one, leaves are simply freed. */
+/* After a successful write (RCU mode): takes back ready nodes and makes
+ * sure a recycle batch is there for later retirements (best effort: a
+ * write that retires allocates one itself otherwise). */
 static void recycle_prepare(struct gm_itree *t)
 {
-	if (!t->rcu || t->rec)
+	if (!t->rcu)
 		return;
-	struct recycle *rec = gm_alloc_mem(t->alloc, sizeof(*rec), _Alignof(struct recycle));
-	if (!rec)
-		return;
-	rec->call.fn = recycle_done;
-	rec->tree = t;
-	rec->n = 0;
-	rec->keep[0] = (int)(t->leaves / 2 + RECYCLE_SLACK);
-	rec->keep[1] = (int)(t->inners / 2 + RECYCLE_SLACK / 4);
-	t->rec = rec;
+	collect_ready(t);
+	if (!t->rec)
+		t->rec = recycle_new(t);
 }
 
 /* The live entries of n, in key order. */
@@ -1307,11 +1459,10 @@ static void leaf_delete_inplace(struct gm_itree *t, struct itnode *n,
 
 static int insert_first(struct gm_itree *t, struct key k)
 {
-	struct itnode *n = gm_alloc_mem(t->alloc, sizeof(struct itleaf),
-					_Alignof(struct itinner));
-	if (!n)
+	struct chunk *added;
+	if (chunk_reserve(t, 0, 1, &added))
 		return -ENOMEM;
-	memset(n, 0, sizeof(*n));
+	struct itnode *n = node_alloc(t, 0);
 	atomic_init(&leaf_of(n)->order, 0);
 	leaf_insert_inplace(n, 0, k);
 	t->leaves++;
@@ -1353,6 +1504,7 @@ static void leaf_compact_insert(struct itnode *dst, const struct itnode *src,
 static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 {
 	struct plan pl;
+	pl.out[0] = OUT_REPLACE; /* make_plan sets it; keeps gcc from doubting */
 	int rc = make_plan(t, p, delta, &pl);
 	if (rc)
 		return rc;
@@ -1458,7 +1610,7 @@ int gm_itree_stats(const struct gm_itree *t, struct gm_itree_stats *s)
 	s->height = t->height;
 	s->node_bytes = s->leaf_nodes * sizeof(struct itleaf) +
 			s->inner_nodes * sizeof(struct itinner);
-	s->total_bytes = s->node_bytes + sizeof(*t);
+	s->total_bytes = t->chunk_bytes + sizeof(*t);
 	return 0;
 }
 

@@ -448,8 +448,10 @@ static void run(struct gmb_ctx *ctx)
 		      "like linear's query; the driver checks it against the "
 		      "iterator); churn edits leaves in place (order word), copies a "
 		      "leaf only when it has neither an unused slot nor a dead one "
-		      "past a grace period, and frees replaced nodes after a grace "
-		      "period (liburcu call_rcu).", READ_BATCH);
+		      "past a grace period, and reuses replaced nodes' memory after a "
+		      "grace period (liburcu call_rcu); nodes live in 64-byte aligned "
+		      "chunks of up to 64 KiB, so placement does not depend on how "
+		      "fragmented earlier scenarios left the heap.", READ_BATCH);
 	gmb_note(ctx, "query = one invalidation of a random hva range (80%% one "
 		      "page, 15%% 2 MiB, 5%% up to 64 MiB), all overlapping slots "
 		      "collected; churn = one remove + one insert (a slot moved).");

@@ -33,9 +33,10 @@
  * OTHER entries may or may not be seen. Replaced nodes are freed after a
  * grace period.
  *
- * Memory: 376-byte leaves (15 entries) and 1544-byte inner nodes (32
- * children), about 35-43 bytes per entry at the fill random or ascending
- * inserts give (a Linux interval_tree_node is 48).
+ * Memory: 384-byte leaves (15 entries) and 1600-byte inner nodes (32
+ * children), cache-line aligned in chunks of up to 64 KiB; about 37-45
+ * bytes per entry at the fill random or ascending inserts give (a Linux
+ * interval_tree_node is 48).
  *
  *   struct gm_itree *t;
  *   gm_itree_create(&t, GM_ITREE_RCU, NULL);
@@ -98,7 +99,9 @@ struct gm_itree_stats {
 	size_t node_bytes;   /* bytes held by live nodes (excl. the handle; in
 			      * RCU mode, also excl. retired nodes waiting for
 			      * a grace period or kept for reuse) */
-	size_t total_bytes;  /* node_bytes + the handle */
+	size_t total_bytes;  /* the handle + the node chunks: live nodes,
+			      * free slots and (RCU mode) retired nodes not
+			      * yet taken back; excl. deferred-free batches */
 };
 
 /*
