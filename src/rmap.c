@@ -80,6 +80,22 @@
 #include <emmintrin.h>
 #endif
 
+/* The common hashed add and remove have AVX2 versions (a 64-byte line
+ * compared in two instructions), chosen at run time; without AVX2 (or
+ * with GM_RMAP_NO_AVX2) every operation takes the portable path. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+	!defined(GM_RMAP_NO_AVX2)
+#define RMAP_AVX2 1
+#include <immintrin.h>
+#define AVX2_FN static __attribute__((target("avx2,popcnt,bmi,bmi2"), noinline))
+static inline bool have_avx2(void)
+{
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
+}
+#else
+#define RMAP_AVX2 0
+#endif
+
 _Static_assert(sizeof(uintptr_t) == 8, "the table header packs two 32-bit fields");
 
 #define TAG_MASK ((uintptr_t)3)
@@ -139,16 +155,19 @@ static inline uintptr_t lin_class_bits(uint32_t nb)
 static inline uint32_t tab_count(uintptr_t w, const struct line *t, uint32_t nb)
 {
 	uintptr_t h = t[0].s[0];
-	return is_lin(nb) ? (uint32_t)h * SLOTS + lin_k(w) : (uint32_t)h;
+	return is_lin(nb) ? (uint32_t)h * SLOTS + lin_k(w) : (uint32_t)h >> 1;
 }
 /* Sets the header for `count` entries (the head word is set apart, with
  * tab_word: a linear table's k is there). */
+static inline uintptr_t tab_limits(uint32_t nb);
 static inline void tab_set(struct line *t, uint32_t count, uint32_t nb)
 {
-	if (is_lin(nb))
+	if (is_lin(nb)) {
 		t[0].s[0] = count / SLOTS;
-	else
-		t[0].s[0] = (uintptr_t)count | (uintptr_t)nb << 32;
+	} else {
+		t[0].s[0] = (uintptr_t)count << 1 | 1 | (uintptr_t)nb << 32;
+		t[0].s[1] = tab_limits(nb);
+	}
 }
 
 /* A hashed table's head word holds min(nb, 16) - 1 in bits 2..5, so the
@@ -174,7 +193,12 @@ static inline uint32_t word_nb(uintptr_t w, const struct line *t)
 }
 
 static inline size_t tab_bytes(uint32_t nb) { return (size_t)nb * LINE; }
-static inline uint32_t tab_slots(uint32_t nb) { return nb * SLOTS - 1; }
+/* Header slots at the start of line 0: a linear table's count word; a
+ * hashed table's count word and its limits word (see tab_limits). */
+static inline unsigned hdr_slots(uint32_t nb) { return is_lin(nb) ? 1 : 2; }
+/* First entry slot of line li. */
+static inline unsigned first_slot(uint32_t li, uint32_t nb) { return li ? 0 : hdr_slots(nb); }
+static inline uint32_t tab_slots(uint32_t nb) { return nb * SLOTS - hdr_slots(nb); }
 
 /* Tables of up to LIN_LINES lines are kept unhashed ("linear"): the
  * entries fill flat slots 1..count (line 0's slot 0 is the header) with
@@ -218,6 +242,20 @@ static inline uint32_t prev_nb(uint32_t nb)
 
 /* Shrink when the smaller size would be at most 3/4 of its limit. */
 static inline uint32_t shrink_at(uint32_t nb) { return max_count(prev_nb(nb)) * GM_RMAP_SHRINK_NUM / 4; }
+
+/* A hashed table's limits word (line 0's slot 1): 2 shrink_at(nb) + 1 in
+ * the low 32 bits (encoded as the count word's low half, so the two
+ * compare as they are), max_count(nb) - 1 above. The common add and
+ * remove compare the count with one of them instead of computing it from
+ * nb: counts from shrink_at + 1 to max_count - 2 before the operation
+ * need neither a resize nor a request to the cache. Odd, as the count
+ * word: a header slot never equals an entry (4-byte aligned) nor is free. */
+static inline uintptr_t tab_limits(uint32_t nb)
+{
+	return (uintptr_t)shrink_at(nb) << 1 | 1 | (uintptr_t)(max_count(nb) - 1) << 32;
+}
+static inline uint32_t lim_shrink2(const struct line *t) { return (uint32_t)t[0].s[1]; }
+static inline uint32_t lim_want(const struct line *t) { return (uint32_t)(t[0].s[1] >> 32); }
 
 /* ---- hashing --------------------------------------------------------------- */
 static inline uint64_t hash_ptr(uintptr_t x)
@@ -294,7 +332,7 @@ static inline unsigned pop8(unsigned x)
 static inline unsigned hline_match(const struct line *l, uintptr_t e, uint32_t li)
 {
 	unsigned m = line_eq(l, e, ~TAG_MASK);
-	return li == 0 ? m & ~1u : m;
+	return li == 0 ? m & ~3u : m;
 }
 
 /* Free slots; the header is never 0, so never free. */
@@ -399,7 +437,7 @@ static bool tab_place_at(struct line *t, uint32_t nb, uintptr_t e, uint32_t b1, 
 		return true;
 	}
 	for (int k = 0; k < 2; k++) {   /* move one entry x to its other line */
-		for (unsigned i = b[k] == 0; i < SLOTS; i++) {
+		for (unsigned i = first_slot(b[k], nb); i < SLOTS; i++) {
 			uintptr_t x = t[b[k]].s[i];
 			uint32_t ax = other_line(x, nb, b[k]);
 			if (ax != b[k] && line_free(&t[ax])) {
@@ -410,12 +448,12 @@ static bool tab_place_at(struct line *t, uint32_t nb, uintptr_t e, uint32_t b1, 
 		}
 	}
 	for (int k = 0; k < 2; k++) {   /* move x and, before it, one y */
-		for (unsigned i = b[k] == 0; i < SLOTS; i++) {
+		for (unsigned i = first_slot(b[k], nb); i < SLOTS; i++) {
 			uintptr_t x = t[b[k]].s[i];
 			uint32_t ax = other_line(x, nb, b[k]);
 			if (ax == b[k])
 				continue;
-			for (unsigned j = ax == 0; j < SLOTS; j++) {
+			for (unsigned j = first_slot(ax, nb); j < SLOTS; j++) {
 				uintptr_t y = t[ax].s[j];
 				uint32_t ay = other_line(y, nb, ax);
 				if (ay != ax && line_free(&t[ay])) {
@@ -493,7 +531,7 @@ static int tab_rebuild(struct line *to, uint32_t nb2, const struct line *from,
 	tab_set(to, n, nb2);   /* first: a hashed header keeps its slot taken */
 	uint32_t k = 0, lines = is_lin(nb) ? n / SLOTS + 1 : nb;
 	for (uint32_t li = 0; li < lines; li++)
-		for (unsigned i = li == 0; i < SLOTS; i++) {
+		for (unsigned i = first_slot(li, nb); i < SLOTS; i++) {
 			uintptr_t v = from[li].s[i];
 			if (!v)
 				continue;
@@ -707,6 +745,55 @@ void gm_rmap_cache_destroy(struct gm_rmap_cache *c)
 	c->small_want = 0;
 }
 
+
+#if RMAP_AVX2
+/* ---- the common hashed add and remove, AVX2 -------------------------------
+ * Short paths for what nearly every hashed operation is: a remove of a
+ * pointer with one slot that leaves the table above its shrink limit, an
+ * add of a pointer not there into a candidate line with room, well under
+ * the growth limit. Both candidate lines are compared at once (16 slots,
+ * four 32-byte compares) and anything else — copies beyond the first, a
+ * cuckoo move, a resize, a request to the cache — goes to the portable
+ * function, behind one predicted branch. The fewer instructions an
+ * operation takes, the more of them fit the out-of-order window and the
+ * more of their cache misses overlap. */
+
+static inline __attribute__((target("avx2"), always_inline)) __m256i bcast_avx2(uintptr_t v)
+{
+	return _mm256_broadcastq_epi64(_mm_cvtsi64_si128((long long)v));
+}
+
+/* Bit i (0..7: line a, 8..15: line b) set if slot i of the (loaded,
+ * maybe masked) lines a (a0, a1) and b equals v. */
+static inline __attribute__((target("avx2,popcnt,bmi,bmi2"), always_inline)) unsigned
+lines_eq_avx2(__m256i a0, __m256i a1, __m256i b0, __m256i b1, uintptr_t v)
+{
+	const __m256i ev = bcast_avx2(v);
+	unsigned m = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(a0, ev)));
+	m |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(a1, ev))) << 4;
+	m |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(b0, ev))) << 8;
+	m |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(b1, ev))) << 12;
+	return m;
+}
+
+/* lines_of for a hashed table (nb >= 2) and an untagged e, without
+ * branches: the line loads wait for no prediction. */
+static inline void hlines_of(uintptr_t e, uint32_t nb, uint32_t *b1, uint32_t *b2)
+{
+	uint64_t h = hash_ptr(e);
+	uint32_t a = (uint32_t)(((h & 0xffffffffu) * nb) >> 32);
+	uint32_t b = (uint32_t)(((h >> 32) * nb) >> 32);
+	uint32_t next = a + 1 == nb ? 0 : a + 1;
+	*b1 = a;
+	*b2 = b == a ? next : b;
+}
+
+
+
+#define LOAD_ALL(p) _mm256_load_si256((const __m256i *)(p))
+#define LOAD_MASKED(p, keep) _mm256_and_si256(LOAD_ALL(p), keep)
+#endif
+
 /* ---- add -------------------------------------------------------------------- */
 /* Rebuilds t (n entries) one size up with e added, in the cache's spare
  * table. */
@@ -789,7 +876,7 @@ static __attribute__((noinline)) int hash_add(struct gm_rmap_head *h, struct lin
 		    struct gm_rmap_cache *c)
 {
 	uint32_t n = tab_count(h->word, t, nb), b1, b2;
-	if (n == UINT32_MAX)
+	if (n >= INT32_MAX)
 		return -ENOSPC;
 	lines_of(e, nb, &b1, &b2);
 	int rc = hash_copy(t, e, b1, b2);
@@ -824,6 +911,35 @@ static __attribute__((noinline)) int inline_to_tab(struct gm_rmap_head *h, uintp
 	return 0;
 }
 
+#if RMAP_AVX2
+AVX2_FN int hash_add_avx2(struct gm_rmap_head *h, uintptr_t w, uintptr_t e,
+			  struct gm_rmap_cache *c)
+{
+	struct line *t = tab_of(w);
+	uintptr_t hdr = t[0].s[0];
+	uint32_t nb = (uint32_t)(hdr >> 32), b1, b2;
+	if (__builtin_expect(((uint32_t)hdr >> 1) >= lim_want(t), 0))
+		return hash_add(h, t, nb, e, c);
+	hlines_of(e, nb, &b1, &b2);
+	const __m256i keep = bcast_avx2(~TAG_MASK);
+	__m256i a0 = LOAD_MASKED(&t[b1].s[0], keep), a1 = LOAD_MASKED(&t[b1].s[4], keep);
+	__m256i x0 = LOAD_MASKED(&t[b2].s[0], keep), x1 = LOAD_MASKED(&t[b2].s[4], keep);
+	/* the header slots are never free, and if one looks like e the
+	 * portable path sorts it out */
+	unsigned there = lines_eq_avx2(a0, a1, x0, x1, e);
+	unsigned room = lines_eq_avx2(a0, a1, x0, x1, 0);
+	if (__builtin_expect(there || !room, 0))
+		return hash_add(h, t, nb, e, c);   /* a copy, or a cuckoo move */
+	/* as tab_place_at: the first line unless much fuller than the second */
+	unsigned f1 = room & 0xff, f2 = room >> SLOTS;
+	bool second = !f1 || __builtin_popcount(f2) > __builtin_popcount(f1) + 2;
+	struct line *l = &t[second ? b2 : b1];
+	l->s[__builtin_ctz(second ? f2 : f1)] = e;
+	t[0].s[0] = hdr + 2;
+	return 0;
+}
+#endif
+
 int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 {
 	if (!h || !c || bad_entry(ptr))
@@ -831,8 +947,13 @@ int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 	uintptr_t w = h->word, e = (uintptr_t)ptr;
 	if (word_lin(w))
 		return lin_add(h, w, e, c);
-	if (tag_of(w) == TAG_TAB)
+	if (tag_of(w) == TAG_TAB) {
+#if RMAP_AVX2
+		if (have_avx2())
+			return hash_add_avx2(h, w, e, c);
+#endif
 		return hash_add(h, tab_of(w), word_nb(w, tab_of(w)), e, c);
+	}
 	if (w == 0) {
 		h->word = e;
 		return 0;
@@ -847,7 +968,7 @@ static void tab_to_inline(struct gm_rmap_head *h, struct line *t, uint32_t nb,
 {
 	uintptr_t left = 0;
 	for (uint32_t li = 0; li < nb && !left; li++)
-		for (unsigned i = li == 0; i < SLOTS; i++)
+		for (unsigned i = first_slot(li, nb); i < SLOTS; i++)
 			left |= t[li].s[i];   /* at most one is non-zero */
 	h->word = left;
 	tab_free(c, t, nb);
@@ -943,6 +1064,29 @@ static __attribute__((noinline)) int hash_remove(struct gm_rmap_head *h, uintptr
 	return 0;
 }
 
+#if RMAP_AVX2
+AVX2_FN int hash_remove_avx2(struct gm_rmap_head *h, uintptr_t w, uintptr_t e,
+			     struct gm_rmap_cache *c)
+{
+	struct line *t = tab_of(w);
+	uintptr_t hdr = t[0].s[0];
+	uint32_t nb = (uint32_t)(hdr >> 32), b1, b2;
+	if (__builtin_expect((uint32_t)hdr - 2 <= lim_shrink2(t), 0))
+		return hash_remove(h, h->word, e, c);   /* it will shrink */
+	hlines_of(e, nb, &b1, &b2);
+	/* slots equal to e itself: e with one copy (the header slots are
+	 * odd, never equal); more copies, or none, take the portable path */
+	unsigned m = lines_eq_avx2(LOAD_ALL(&t[b1].s[0]), LOAD_ALL(&t[b1].s[4]),
+				   LOAD_ALL(&t[b2].s[0]), LOAD_ALL(&t[b2].s[4]), e);
+	if (__builtin_expect(!m, 0))
+		return hash_remove(h, h->word, e, c);
+	unsigned bit = (unsigned)__builtin_ctz(m);
+	t[bit < SLOTS ? b1 : b2].s[bit % SLOTS] = 0;
+	t[0].s[0] = hdr - 2;
+	return 0;
+}
+#endif
+
 int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 {
 	if (!h || !c || bad_entry(ptr))
@@ -950,8 +1094,13 @@ int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 	uintptr_t w = h->word, e = (uintptr_t)ptr;
 	if (word_lin(w))
 		return lin_remove(h, w, e, c);
-	if (tag_of(w) == TAG_TAB)
+	if (tag_of(w) == TAG_TAB) {
+#if RMAP_AVX2
+		if (have_avx2())
+			return hash_remove_avx2(h, w, e, c);
+#endif
 		return hash_remove(h, w, e, c);
+	}
 	if (w == 0 || w != e)
 		return -ENOENT;
 	h->word = 0;
@@ -1042,7 +1191,7 @@ static void *iter_step(struct gm_rmap_iter *it)
 		return it->cur = (void *)slot_ptr(t[it->line].s[it->idx]);
 	}
 	while (t) {
-		while (it->idx > (it->line == 0)) {
+		while (it->idx > (it->line == 0 ? 2u : 0u)) {
 			uintptr_t v = t[it->line].s[--it->idx];
 			if (v) {
 				it->resume = slot_copies(v) - 1;
@@ -1159,7 +1308,7 @@ void gm_rmap_clear(struct gm_rmap_head *h, struct gm_rmap_cache *c,
 		uint32_t nb = word_nb(w, t);
 		uint32_t lines = is_lin(nb) ? tab_count(w, t, nb) / SLOTS + 1 : nb;
 		for (uint32_t li = 0; cb && li < lines; li++)
-			for (unsigned i = li == 0; i < SLOTS; i++)
+			for (unsigned i = first_slot(li, nb); i < SLOTS; i++)
 				if (t[li].s[i])
 					for (uint32_t k = slot_copies(t[li].s[i]); k > 0; k--)
 						cb(ctx, (void *)slot_ptr(t[li].s[i]));
@@ -1187,7 +1336,7 @@ void gm_rmap_stats(const struct gm_rmap_head *h, struct gm_rmap_stats *st)
 		st->slots = tab_slots(nb);
 		st->bytes = tab_bytes(nb);
 		for (uint32_t li = 0; li < nb; li++)
-			for (unsigned i = li == 0; i < SLOTS; i++) {
+			for (unsigned i = first_slot(li, nb); i < SLOTS; i++) {
 				uint32_t b1, b2;
 				if (!t[li].s[i])
 					continue;
@@ -1223,6 +1372,8 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 	uint32_t n = tab_count(w, t, nb);
 	if (w != tab_word(t, nb, n) || (!is_lin(nb) && tab_nb(t) != nb))
 		FAIL("I1: head word's line count or k differs from the table's");
+	if (!is_lin(nb) && t[0].s[1] != tab_limits(nb))
+		FAIL("I3: hashed table's limits word differs from its size's");
 	if (n < 1 || (is_lin(nb) && n > tab_slots(nb)))
 		FAIL("I3: count out of range");
 	if (is_lin(nb)) {
@@ -1237,7 +1388,7 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 		return 0;
 	}
 	for (uint32_t li = 0; li < nb; li++) {
-		for (unsigned i = li == 0; i < SLOTS; i++) {
+		for (unsigned i = first_slot(li, nb); i < SLOTS; i++) {
 			uintptr_t v = t[li].s[i], e = slot_ptr(v);
 			if (!v)
 				continue;
