@@ -926,9 +926,11 @@ AVX2_FN int hash_add_avx2(struct gm_rmap_head *h, uintptr_t w, uintptr_t e,
 	__m256i x0 = LOAD_MASKED(&t[b2].s[0], keep), x1 = LOAD_MASKED(&t[b2].s[4], keep);
 	/* the header slots are never free, and if one looks like e the
 	 * portable path sorts it out */
-	unsigned there = lines_eq_avx2(a0, a1, x0, x1, e);
+	const __m256i ev = bcast_avx2(e);
+	__m256i there = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi64(a0, ev), _mm256_cmpeq_epi64(a1, ev)),
+					_mm256_or_si256(_mm256_cmpeq_epi64(x0, ev), _mm256_cmpeq_epi64(x1, ev)));
 	unsigned room = lines_eq_avx2(a0, a1, x0, x1, 0);
-	if (__builtin_expect(there || !room, 0))
+	if (__builtin_expect(!_mm256_testz_si256(there, there) || !room, 0))
 		return hash_add(h, t, nb, e, c);   /* a copy, or a cuckoo move */
 	/* as tab_place_at: the first line unless much fuller than the second */
 	unsigned f1 = room & 0xff, f2 = room >> SLOTS;
