@@ -791,6 +791,17 @@ static inline void hlines_of(uintptr_t e, uint32_t nb, uint32_t *b1, uint32_t *b
 
 
 #define LOAD_ALL(p) _mm256_load_si256((const __m256i *)(p))
+
+/* Bit i set if slot i of line l equals v. */
+static inline __attribute__((target("avx2,popcnt,bmi"), always_inline)) unsigned
+line_eq_avx2(const struct line *l, uintptr_t v)
+{
+	const __m256i ev = bcast_avx2(v);
+	unsigned m = (unsigned)_mm256_movemask_pd(
+		_mm256_castsi256_pd(_mm256_cmpeq_epi64(LOAD_ALL(&l->s[0]), ev)));
+	return m | (unsigned)_mm256_movemask_pd(
+		_mm256_castsi256_pd(_mm256_cmpeq_epi64(LOAD_ALL(&l->s[4]), ev))) << 4;
+}
 #define LOAD_MASKED(p, keep) _mm256_and_si256(LOAD_ALL(p), keep)
 #endif
 
@@ -1076,14 +1087,23 @@ AVX2_FN int hash_remove_avx2(struct gm_rmap_head *h, uintptr_t w, uintptr_t e,
 	if (__builtin_expect((uint32_t)hdr - 2 <= lim_shrink2(t), 0))
 		return hash_remove(h, h->word, e, c);   /* it will shrink */
 	hlines_of(e, nb, &b1, &b2);
-	/* slots equal to e itself: e with one copy (the header slots are
-	 * odd, never equal); more copies, or none, take the portable path */
-	unsigned m = lines_eq_avx2(LOAD_ALL(&t[b1].s[0]), LOAD_ALL(&t[b1].s[4]),
-				   LOAD_ALL(&t[b2].s[0]), LOAD_ALL(&t[b2].s[4]), e);
-	if (__builtin_expect(!m, 0))
-		return hash_remove(h, h->word, e, c);
-	unsigned bit = (unsigned)__builtin_ctz(m);
-	t[bit < SLOTS ? b1 : b2].s[bit % SLOTS] = 0;
+	/* Slots equal to e itself: e with one copy (the header slots are
+	 * odd, never equal); more copies, or none, take the portable path.
+	 * Line b1 first (about 3/4 of the entries are there, see
+	 * tab_place_at), b2 only requested (a prefetch does not hold the
+	 * operation up until it arrives): with cold tables most removes then
+	 * wait for one line, not for the later of two (rmap_fork, chain
+	 * 100000: 32-36 -> 30-33 ns). */
+	__builtin_prefetch(&t[b2], 1, 3);
+	struct line *l = &t[b1];
+	unsigned m = line_eq_avx2(l, e);
+	if (!m) {
+		l = &t[b2];
+		m = line_eq_avx2(l, e);
+		if (__builtin_expect(!m, 0))
+			return hash_remove(h, h->word, e, c);
+	}
+	l->s[__builtin_ctz(m)] = 0;
 	t[0].s[0] = hdr - 2;
 	return 0;
 }
