@@ -430,9 +430,13 @@ static bool tab_place_at(struct line *t, uint32_t nb, uintptr_t e, uint32_t b1, 
 	const uint32_t b[2] = {b1, b2};
 	unsigned f0 = line_free(&t[b[0]]), f1 = line_free(&t[b[1]]);
 	if (f0 | f1) {
-		/* The first line unless it is much fuller than the second: most
-		 * lookups then stop at one line, and lines stay balanced enough. */
-		uint32_t li = !f0 || pop8(f1) > pop8(f0) + 2 ? b[1] : b[0];
+		/* The first line unless it is full: after a rebuild (83% full)
+		 * nearly every entry finds room there, and 3..6% of a long
+		 * chain's entries end up in their second line (25% when the
+		 * emptier line was taken unless much fuller), at the same table
+		 * sizes; a remove then finds most entries in the one line it
+		 * waits for. */
+		uint32_t li = f0 ? b[0] : b[1];
 		put_free(&t[li], e);
 		return true;
 	}
@@ -943,11 +947,9 @@ AVX2_FN int hash_add_avx2(struct gm_rmap_head *h, uintptr_t w, uintptr_t e,
 	unsigned room = lines_eq_avx2(a0, a1, x0, x1, 0);
 	if (__builtin_expect(!_mm256_testz_si256(there, there) || !room, 0))
 		return hash_add(h, t, nb, e, c);   /* a copy, or a cuckoo move */
-	/* as tab_place_at: the first line unless much fuller than the second */
-	unsigned f1 = room & 0xff, f2 = room >> SLOTS;
-	bool second = !f1 || __builtin_popcount(f2) > __builtin_popcount(f1) + 2;
-	struct line *l = &t[second ? b2 : b1];
-	l->s[__builtin_ctz(second ? f2 : f1)] = e;
+	/* as tab_place_at: the first line unless it is full */
+	unsigned bit = (unsigned)__builtin_ctz(room);
+	t[bit < SLOTS ? b1 : b2].s[bit % SLOTS] = e;
 	t[0].s[0] = hdr + 2;
 	return 0;
 }
@@ -1089,12 +1091,14 @@ AVX2_FN int hash_remove_avx2(struct gm_rmap_head *h, uintptr_t w, uintptr_t e,
 	hlines_of(e, nb, &b1, &b2);
 	/* Slots equal to e itself: e with one copy (the header slots are
 	 * odd, never equal); more copies, or none, take the portable path.
-	 * Line b1 first (about 3/4 of the entries are there, see
+	 * Line b1 first (all but 3..6% of a long chain's entries are there, see
 	 * tab_place_at), b2 only requested (a prefetch does not hold the
 	 * operation up until it arrives): with cold tables most removes then
 	 * wait for one line, not for the later of two (rmap_fork, chain
 	 * 100000: 32-36 -> 30-33 ns). */
+#ifndef NOPF
 	__builtin_prefetch(&t[b2], 1, 3);
+#endif
 	struct line *l = &t[b1];
 	unsigned m = line_eq_avx2(l, e);
 	if (!m) {
