@@ -12,7 +12,9 @@
  *  linear: size class c1:c0 (bits 5, 0: nb = 1, 2, 4, 9), k = count mod 8
  *  (bits 2..4), bit 1 set
  *  header, linear table (nb <= 9):  m = count / 8 (full lines)
- *  header, hashed table (nb >= 10): count (low 32 bits) | nb << 32
+ *  header, hashed table (nb >= 10): two slots, both odd (never equal to
+ *  an entry, never free): slot 0 = 2 count + 1 (low 32 bits) | nb << 32,
+ *  slot 1 = limits: 2 shrink_at + 1 (low 32 bits) | max_count - 1 << 32
  *  hashed slot: pointer | (copies - 1) in its 2 tag bits
  *
  * Linear (1, 2, 4 or 9 lines: up to 71 entries, copies as separate
@@ -34,8 +36,8 @@
  * in one of them, whose tag bits count its copies (1..GM_RMAP_MAX_COPIES:
  * copies never crowd a line). So membership, add and remove read line 0
  * (header) and two lines. Add of a present pointer bumps its copies (or
- * fails with -ENOSPC at the limit); of a new one, puts it in the emptier
- * candidate line; if both are full it moves one or two entries to their
+ * fails with -ENOSPC at the limit); of a new one, puts it in its first
+ * candidate line unless that is full; if both are full it moves one or two entries to their
  * other line (a path found before anything moves); if there is none, or
  * the table is 15/16 full (count includes copies), it rebuilds the table
  * one size up. Sizes 10, 11, ..., 16, then +1/8 each step, so a long
@@ -44,6 +46,13 @@
  * Entries of a hashed table never move on removal. A linear table grows
  * into a hashed one only if no pointer has more than GM_RMAP_MAX_COPIES
  * copies (else that add fails with -ENOSPC, nothing changed).
+ *
+ * The common hashed add and remove (no resize or request to the cache
+ * due, no copies beyond the first, no cuckoo move) have short AVX2
+ * versions chosen at load time: the fewer instructions an operation
+ * takes, the more operations fit the CPU's out-of-order window and the
+ * more of their cache misses overlap. Everything else, and every
+ * operation on a CPU without AVX2, takes the portable functions.
  *
  * A table shrinks one size down when under 3/4 of the smaller size's
  * limit (linear tables: all slots; hashed: 15/16).
@@ -57,6 +66,7 @@
  *  I3  table: 1 <= nb <= MAX_LINES; linear iff nb <= 9; count >= 1 and
  *      equals the copies in the slots (header excluded); linear: count
  *      <= 8 nb - 1. count is >= 2 except after gm_rmap_iter_remove.
+ *      hashed: the limits word matches nb (tab_limits).
  *  I4  hashed: every entry lies in one of its two candidate lines.
  *  I5  linear: count = 8 m + k; line 0's slots 1..k and lines 1..m hold
  *      entries, every other slot is 0.
@@ -88,10 +98,14 @@
 #define RMAP_AVX2 1
 #include <immintrin.h>
 #define AVX2_FN static __attribute__((target("avx2,popcnt,bmi,bmi2"), noinline))
-static inline bool have_avx2(void)
+/* Set once at load time: the dispatch is then one test of a byte. */
+static bool rmap_avx2;
+__attribute__((constructor)) static void rmap_detect_cpu(void)
 {
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
+	__builtin_cpu_init();   /* constructors may run before libgcc's */
+	rmap_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
 }
+static inline bool have_avx2(void) { return rmap_avx2; }
 #else
 #define RMAP_AVX2 0
 #endif
@@ -127,8 +141,8 @@ static inline bool bad_entry(const void *p)
 	return !p || ((uintptr_t)p & TAG_MASK);
 }
 
-/* Header (slot 0 of line 0). A hashed table: count (low 32 bits) | nb <<
- * 32. A linear table: m, its number of full lines (its count is 8 m + k,
+/* Header (slot 0 of line 0). A hashed table: 2 count + 1 (low 32 bits) |
+ * nb << 32 (and its limits word in slot 1). A linear table: m, its number of full lines (its count is 8 m + k,
  * k in the head word). */
 static inline bool is_lin(uint32_t nb);
 static inline uint32_t tab_nb(const struct line *t) { return (uint32_t)(t[0].s[0] >> 32); }
