@@ -809,17 +809,6 @@ static inline void hlines_of(uintptr_t e, uint32_t nb, uint32_t *b1, uint32_t *b
 
 
 #define LOAD_ALL(p) _mm256_load_si256((const __m256i *)(p))
-
-/* Bit i set if slot i of line l equals v. */
-static inline __attribute__((target("avx2,popcnt,bmi"), always_inline)) unsigned
-line_eq_avx2(const struct line *l, uintptr_t v)
-{
-	const __m256i ev = bcast_avx2(v);
-	unsigned m = (unsigned)_mm256_movemask_pd(
-		_mm256_castsi256_pd(_mm256_cmpeq_epi64(LOAD_ALL(&l->s[0]), ev)));
-	return m | (unsigned)_mm256_movemask_pd(
-		_mm256_castsi256_pd(_mm256_cmpeq_epi64(LOAD_ALL(&l->s[4]), ev))) << 4;
-}
 #define LOAD_MASKED(p, keep) _mm256_and_si256(LOAD_ALL(p), keep)
 #endif
 
@@ -1109,19 +1098,29 @@ AVX2_FN int hash_remove_avx2(struct gm_rmap_head *h, uintptr_t w, uintptr_t e,
 	 * tab_place_at), b2 only requested (a prefetch does not hold the
 	 * operation up until it arrives): with cold tables most removes then
 	 * wait for one line, not for the later of two (rmap_fork, chain
-	 * 100000: 32-36 -> 30-33 ns). */
-#ifndef NOPF
+	 * 100000: 32-36 -> 30-33 ns). The line is written back whole with
+	 * the match cleared: the stores' addresses are known before the line
+	 * arrives, so the next operation's loads need not wait to learn that
+	 * they do not overlap (medians of 6 interleaved runs: 16.3 -> 15.1 ns
+	 * against one 8-byte store at the matched slot). */
 	__builtin_prefetch(&t[b2], 1, 3);
-#endif
-	struct line *l = &t[b1];
-	unsigned m = line_eq_avx2(l, e);
-	if (!m) {
-		l = &t[b2];
-		m = line_eq_avx2(l, e);
-		if (__builtin_expect(!m, 0))
+	const __m256i ev = bcast_avx2(e);
+	__m256i *p = (__m256i *)&t[b1];
+	__m256i x0 = _mm256_load_si256(p), x1 = _mm256_load_si256(p + 1);
+	__m256i q0 = _mm256_cmpeq_epi64(x0, ev), q1 = _mm256_cmpeq_epi64(x1, ev);
+	__m256i q = _mm256_or_si256(q0, q1);
+	if (_mm256_testz_si256(q, q)) {
+		p = (__m256i *)&t[b2];
+		x0 = _mm256_load_si256(p);
+		x1 = _mm256_load_si256(p + 1);
+		q0 = _mm256_cmpeq_epi64(x0, ev);
+		q1 = _mm256_cmpeq_epi64(x1, ev);
+		q = _mm256_or_si256(q0, q1);
+		if (__builtin_expect(_mm256_testz_si256(q, q), 0))
 			return hash_remove(h, h->word, e, c);
 	}
-	l->s[__builtin_ctz(m)] = 0;
+	_mm256_store_si256(p, _mm256_andnot_si256(q0, x0));
+	_mm256_store_si256(p + 1, _mm256_andnot_si256(q1, x1));
 	t[0].s[0] = hdr - 2;
 	return 0;
 }
