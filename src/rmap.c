@@ -806,8 +806,6 @@ static inline void hlines_of(uintptr_t e, uint32_t nb, uint32_t *b1, uint32_t *b
 	*b2 = b == a ? next : b;
 }
 
-
-
 #define LOAD_ALL(p) _mm256_load_si256((const __m256i *)(p))
 #define LOAD_MASKED(p, keep) _mm256_and_si256(LOAD_ALL(p), keep)
 #endif
