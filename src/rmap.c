@@ -12,7 +12,9 @@
  *  linear: size class c1:c0 (bits 5, 0: nb = 1, 2, 4, 9), k = count mod 8
  *  (bits 2..4), bit 1 set
  *  header, linear table (nb <= 9):  m = count / 8 (full lines)
- *  header, hashed table (nb >= 10): count (low 32 bits) | nb << 32
+ *  header, hashed table (nb >= 10): two slots, both odd (never equal to
+ *  an entry, never free): slot 0 = 2 count + 1 (low 32 bits) | nb << 32,
+ *  slot 1 = limits: 2 shrink_at + 1 (low 32 bits) | max_count - 1 << 32
  *  hashed slot: pointer | (copies - 1) in its 2 tag bits
  *
  * Linear (1, 2, 4 or 9 lines: up to 71 entries, copies as separate
@@ -34,8 +36,8 @@
  * in one of them, whose tag bits count its copies (1..GM_RMAP_MAX_COPIES:
  * copies never crowd a line). So membership, add and remove read line 0
  * (header) and two lines. Add of a present pointer bumps its copies (or
- * fails with -ENOSPC at the limit); of a new one, puts it in the emptier
- * candidate line; if both are full it moves one or two entries to their
+ * fails with -ENOSPC at the limit); of a new one, puts it in its first
+ * candidate line unless that is full; if both are full it moves one or two entries to their
  * other line (a path found before anything moves); if there is none, or
  * the table is 15/16 full (count includes copies), it rebuilds the table
  * one size up. Sizes 10, 11, ..., 16, then +1/8 each step, so a long
@@ -44,6 +46,13 @@
  * Entries of a hashed table never move on removal. A linear table grows
  * into a hashed one only if no pointer has more than GM_RMAP_MAX_COPIES
  * copies (else that add fails with -ENOSPC, nothing changed).
+ *
+ * The common hashed add and remove (no resize or request to the cache
+ * due, no copies beyond the first, no cuckoo move) have short AVX2
+ * versions chosen at load time: the fewer instructions an operation
+ * takes, the more operations fit the CPU's out-of-order window and the
+ * more of their cache misses overlap. Everything else, and every
+ * operation on a CPU without AVX2, takes the portable functions.
  *
  * A table shrinks one size down when under 3/4 of the smaller size's
  * limit (linear tables: all slots; hashed: 15/16).
@@ -57,6 +66,7 @@
  *  I3  table: 1 <= nb <= MAX_LINES; linear iff nb <= 9; count >= 1 and
  *      equals the copies in the slots (header excluded); linear: count
  *      <= 8 nb - 1. count is >= 2 except after gm_rmap_iter_remove.
+ *      hashed: the limits word matches nb (tab_limits).
  *  I4  hashed: every entry lies in one of its two candidate lines.
  *  I5  linear: count = 8 m + k; line 0's slots 1..k and lines 1..m hold
  *      entries, every other slot is 0.
@@ -78,6 +88,28 @@
 
 #if defined(__SSE2__) && !defined(GM_RMAP_NO_SSE)
 #include <emmintrin.h>
+#endif
+
+/* The common hashed add and remove have AVX2 versions (a 64-byte line
+ * compared in two instructions), chosen at run time; without AVX2 (or
+ * with GM_RMAP_NO_AVX2) every operation takes the portable path. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+	!defined(GM_RMAP_NO_AVX2)
+#define RMAP_AVX2 1
+#include <immintrin.h>
+#define AVX2_FN static __attribute__((target("avx2,popcnt,bmi,bmi2"), noinline))
+/* Set once at load time: the dispatch is then one test of a byte. Not
+ * public: tests clear it to run the portable paths on an AVX2 machine. */
+bool gm_rmap_avx2_;
+__attribute__((constructor)) static void rmap_detect_cpu(void)
+{
+	__builtin_cpu_init();   /* constructors may run before libgcc's */
+	gm_rmap_avx2_ = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
+}
+static inline bool have_avx2(void) { return gm_rmap_avx2_; }
+#else
+#define RMAP_AVX2 0
+bool gm_rmap_avx2_; /* always false here */
 #endif
 
 _Static_assert(sizeof(uintptr_t) == 8, "the table header packs two 32-bit fields");
@@ -111,8 +143,8 @@ static inline bool bad_entry(const void *p)
 	return !p || ((uintptr_t)p & TAG_MASK);
 }
 
-/* Header (slot 0 of line 0). A hashed table: count (low 32 bits) | nb <<
- * 32. A linear table: m, its number of full lines (its count is 8 m + k,
+/* Header (slot 0 of line 0). A hashed table: 2 count + 1 (low 32 bits) |
+ * nb << 32 (and its limits word in slot 1). A linear table: m, its number of full lines (its count is 8 m + k,
  * k in the head word). */
 static inline bool is_lin(uint32_t nb);
 static inline uint32_t tab_nb(const struct line *t) { return (uint32_t)(t[0].s[0] >> 32); }
@@ -139,16 +171,19 @@ static inline uintptr_t lin_class_bits(uint32_t nb)
 static inline uint32_t tab_count(uintptr_t w, const struct line *t, uint32_t nb)
 {
 	uintptr_t h = t[0].s[0];
-	return is_lin(nb) ? (uint32_t)h * SLOTS + lin_k(w) : (uint32_t)h;
+	return is_lin(nb) ? (uint32_t)h * SLOTS + lin_k(w) : (uint32_t)h >> 1;
 }
 /* Sets the header for `count` entries (the head word is set apart, with
  * tab_word: a linear table's k is there). */
+static inline uintptr_t tab_limits(uint32_t nb);
 static inline void tab_set(struct line *t, uint32_t count, uint32_t nb)
 {
-	if (is_lin(nb))
+	if (is_lin(nb)) {
 		t[0].s[0] = count / SLOTS;
-	else
-		t[0].s[0] = (uintptr_t)count | (uintptr_t)nb << 32;
+	} else {
+		t[0].s[0] = (uintptr_t)count << 1 | 1 | (uintptr_t)nb << 32;
+		t[0].s[1] = tab_limits(nb);
+	}
 }
 
 /* A hashed table's head word holds min(nb, 16) - 1 in bits 2..5, so the
@@ -174,7 +209,12 @@ static inline uint32_t word_nb(uintptr_t w, const struct line *t)
 }
 
 static inline size_t tab_bytes(uint32_t nb) { return (size_t)nb * LINE; }
-static inline uint32_t tab_slots(uint32_t nb) { return nb * SLOTS - 1; }
+/* Header slots at the start of line 0: a linear table's count word; a
+ * hashed table's count word and its limits word (see tab_limits). */
+static inline unsigned hdr_slots(uint32_t nb) { return is_lin(nb) ? 1 : 2; }
+/* First entry slot of line li. */
+static inline unsigned first_slot(uint32_t li, uint32_t nb) { return li ? 0 : hdr_slots(nb); }
+static inline uint32_t tab_slots(uint32_t nb) { return nb * SLOTS - hdr_slots(nb); }
 
 /* Tables of up to LIN_LINES lines are kept unhashed ("linear"): the
  * entries fill flat slots 1..count (line 0's slot 0 is the header) with
@@ -218,6 +258,20 @@ static inline uint32_t prev_nb(uint32_t nb)
 
 /* Shrink when the smaller size would be at most 3/4 of its limit. */
 static inline uint32_t shrink_at(uint32_t nb) { return max_count(prev_nb(nb)) * GM_RMAP_SHRINK_NUM / 4; }
+
+/* A hashed table's limits word (line 0's slot 1): 2 shrink_at(nb) + 1 in
+ * the low 32 bits (encoded as the count word's low half, so the two
+ * compare as they are), max_count(nb) - 1 above. The common add and
+ * remove compare the count with one of them instead of computing it from
+ * nb: counts from shrink_at + 1 to max_count - 2 before the operation
+ * need neither a resize nor a request to the cache. Odd, as the count
+ * word: a header slot never equals an entry (4-byte aligned) nor is free. */
+static inline uintptr_t tab_limits(uint32_t nb)
+{
+	return (uintptr_t)shrink_at(nb) << 1 | 1 | (uintptr_t)(max_count(nb) - 1) << 32;
+}
+static inline uint32_t lim_shrink2(const struct line *t) { return (uint32_t)t[0].s[1]; }
+static inline uint32_t lim_want(const struct line *t) { return (uint32_t)(t[0].s[1] >> 32); }
 
 /* ---- hashing --------------------------------------------------------------- */
 static inline uint64_t hash_ptr(uintptr_t x)
@@ -294,7 +348,7 @@ static inline unsigned pop8(unsigned x)
 static inline unsigned hline_match(const struct line *l, uintptr_t e, uint32_t li)
 {
 	unsigned m = line_eq(l, e, ~TAG_MASK);
-	return li == 0 ? m & ~1u : m;
+	return li == 0 ? m & ~3u : m;
 }
 
 /* Free slots; the header is never 0, so never free. */
@@ -392,14 +446,18 @@ static bool tab_place_at(struct line *t, uint32_t nb, uintptr_t e, uint32_t b1, 
 	const uint32_t b[2] = {b1, b2};
 	unsigned f0 = line_free(&t[b[0]]), f1 = line_free(&t[b[1]]);
 	if (f0 | f1) {
-		/* The first line unless it is much fuller than the second: most
-		 * lookups then stop at one line, and lines stay balanced enough. */
-		uint32_t li = !f0 || pop8(f1) > pop8(f0) + 2 ? b[1] : b[0];
+		/* The first line unless it is full: after a rebuild (83% full)
+		 * nearly every entry finds room there, and 3..6% of a long
+		 * chain's entries end up in their second line (25% when the
+		 * emptier line was taken unless much fuller), at the same table
+		 * sizes; a remove then finds most entries in the one line it
+		 * waits for. */
+		uint32_t li = f0 ? b[0] : b[1];
 		put_free(&t[li], e);
 		return true;
 	}
 	for (int k = 0; k < 2; k++) {   /* move one entry x to its other line */
-		for (unsigned i = b[k] == 0; i < SLOTS; i++) {
+		for (unsigned i = first_slot(b[k], nb); i < SLOTS; i++) {
 			uintptr_t x = t[b[k]].s[i];
 			uint32_t ax = other_line(x, nb, b[k]);
 			if (ax != b[k] && line_free(&t[ax])) {
@@ -410,12 +468,12 @@ static bool tab_place_at(struct line *t, uint32_t nb, uintptr_t e, uint32_t b1, 
 		}
 	}
 	for (int k = 0; k < 2; k++) {   /* move x and, before it, one y */
-		for (unsigned i = b[k] == 0; i < SLOTS; i++) {
+		for (unsigned i = first_slot(b[k], nb); i < SLOTS; i++) {
 			uintptr_t x = t[b[k]].s[i];
 			uint32_t ax = other_line(x, nb, b[k]);
 			if (ax == b[k])
 				continue;
-			for (unsigned j = ax == 0; j < SLOTS; j++) {
+			for (unsigned j = first_slot(ax, nb); j < SLOTS; j++) {
 				uintptr_t y = t[ax].s[j];
 				uint32_t ay = other_line(y, nb, ax);
 				if (ay != ax && line_free(&t[ay])) {
@@ -493,7 +551,7 @@ static int tab_rebuild(struct line *to, uint32_t nb2, const struct line *from,
 	tab_set(to, n, nb2);   /* first: a hashed header keeps its slot taken */
 	uint32_t k = 0, lines = is_lin(nb) ? n / SLOTS + 1 : nb;
 	for (uint32_t li = 0; li < lines; li++)
-		for (unsigned i = li == 0; i < SLOTS; i++) {
+		for (unsigned i = first_slot(li, nb); i < SLOTS; i++) {
 			uintptr_t v = from[li].s[i];
 			if (!v)
 				continue;
@@ -707,6 +765,53 @@ void gm_rmap_cache_destroy(struct gm_rmap_cache *c)
 	c->small_want = 0;
 }
 
+
+#if RMAP_AVX2
+/* ---- the common hashed add and remove, AVX2 -------------------------------
+ * Short paths for what nearly every hashed operation is: a remove of a
+ * pointer with one slot that leaves the table above its shrink limit, an
+ * add of a pointer not there into a candidate line with room, well under
+ * the growth limit. Both candidate lines are compared at once (16 slots,
+ * four 32-byte compares) and anything else — copies beyond the first, a
+ * cuckoo move, a resize, a request to the cache — goes to the portable
+ * function, behind one predicted branch. The fewer instructions an
+ * operation takes, the more of them fit the out-of-order window and the
+ * more of their cache misses overlap. */
+
+static inline __attribute__((target("avx2"), always_inline)) __m256i bcast_avx2(uintptr_t v)
+{
+	return _mm256_broadcastq_epi64(_mm_cvtsi64_si128((long long)v));
+}
+
+/* Bit i (0..7: line a, 8..15: line b) set if slot i of the (loaded,
+ * maybe masked) lines a (a0, a1) and b equals v. */
+static inline __attribute__((target("avx2,popcnt,bmi,bmi2"), always_inline)) unsigned
+lines_eq_avx2(__m256i a0, __m256i a1, __m256i b0, __m256i b1, uintptr_t v)
+{
+	const __m256i ev = bcast_avx2(v);
+	unsigned m = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(a0, ev)));
+	m |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(a1, ev))) << 4;
+	m |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(b0, ev))) << 8;
+	m |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(b1, ev))) << 12;
+	return m;
+}
+
+/* lines_of for a hashed table (nb >= 2) and an untagged e, without
+ * branches: the line loads wait for no prediction. */
+static inline void hlines_of(uintptr_t e, uint32_t nb, uint32_t *b1, uint32_t *b2)
+{
+	uint64_t h = hash_ptr(e);
+	uint32_t a = (uint32_t)(((h & 0xffffffffu) * nb) >> 32);
+	uint32_t b = (uint32_t)(((h >> 32) * nb) >> 32);
+	uint32_t next = a + 1 == nb ? 0 : a + 1;
+	*b1 = a;
+	*b2 = b == a ? next : b;
+}
+
+#define LOAD_ALL(p) _mm256_load_si256((const __m256i *)(p))
+#define LOAD_MASKED(p, keep) _mm256_and_si256(LOAD_ALL(p), keep)
+#endif
+
 /* ---- add -------------------------------------------------------------------- */
 /* Rebuilds t (n entries) one size up with e added, in the cache's spare
  * table. */
@@ -789,7 +894,7 @@ static __attribute__((noinline)) int hash_add(struct gm_rmap_head *h, struct lin
 		    struct gm_rmap_cache *c)
 {
 	uint32_t n = tab_count(h->word, t, nb), b1, b2;
-	if (n == UINT32_MAX)
+	if (n >= INT32_MAX)
 		return -ENOSPC;
 	lines_of(e, nb, &b1, &b2);
 	int rc = hash_copy(t, e, b1, b2);
@@ -824,6 +929,35 @@ static __attribute__((noinline)) int inline_to_tab(struct gm_rmap_head *h, uintp
 	return 0;
 }
 
+#if RMAP_AVX2
+AVX2_FN int hash_add_avx2(struct gm_rmap_head *h, uintptr_t w, uintptr_t e,
+			  struct gm_rmap_cache *c)
+{
+	struct line *t = tab_of(w);
+	uintptr_t hdr = t[0].s[0];
+	uint32_t nb = (uint32_t)(hdr >> 32), b1, b2;
+	if (__builtin_expect(((uint32_t)hdr >> 1) >= lim_want(t), 0))
+		return hash_add(h, t, nb, e, c);
+	hlines_of(e, nb, &b1, &b2);
+	const __m256i keep = bcast_avx2(~TAG_MASK);
+	__m256i a0 = LOAD_MASKED(&t[b1].s[0], keep), a1 = LOAD_MASKED(&t[b1].s[4], keep);
+	__m256i x0 = LOAD_MASKED(&t[b2].s[0], keep), x1 = LOAD_MASKED(&t[b2].s[4], keep);
+	/* the header slots are never free, and if one looks like e the
+	 * portable path sorts it out */
+	const __m256i ev = bcast_avx2(e);
+	__m256i there = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi64(a0, ev), _mm256_cmpeq_epi64(a1, ev)),
+					_mm256_or_si256(_mm256_cmpeq_epi64(x0, ev), _mm256_cmpeq_epi64(x1, ev)));
+	unsigned room = lines_eq_avx2(a0, a1, x0, x1, 0);
+	if (__builtin_expect(!_mm256_testz_si256(there, there) || !room, 0))
+		return hash_add(h, t, nb, e, c);   /* a copy, or a cuckoo move */
+	/* as tab_place_at: the first line unless it is full */
+	unsigned bit = (unsigned)__builtin_ctz(room);
+	t[bit < SLOTS ? b1 : b2].s[bit % SLOTS] = e;
+	t[0].s[0] = hdr + 2;
+	return 0;
+}
+#endif
+
 int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 {
 	if (!h || !c || bad_entry(ptr))
@@ -831,8 +965,13 @@ int gm_rmap_add(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 	uintptr_t w = h->word, e = (uintptr_t)ptr;
 	if (word_lin(w))
 		return lin_add(h, w, e, c);
-	if (tag_of(w) == TAG_TAB)
+	if (tag_of(w) == TAG_TAB) {
+#if RMAP_AVX2
+		if (have_avx2())
+			return hash_add_avx2(h, w, e, c);
+#endif
 		return hash_add(h, tab_of(w), word_nb(w, tab_of(w)), e, c);
+	}
 	if (w == 0) {
 		h->word = e;
 		return 0;
@@ -847,7 +986,7 @@ static void tab_to_inline(struct gm_rmap_head *h, struct line *t, uint32_t nb,
 {
 	uintptr_t left = 0;
 	for (uint32_t li = 0; li < nb && !left; li++)
-		for (unsigned i = li == 0; i < SLOTS; i++)
+		for (unsigned i = first_slot(li, nb); i < SLOTS; i++)
 			left |= t[li].s[i];   /* at most one is non-zero */
 	h->word = left;
 	tab_free(c, t, nb);
@@ -943,6 +1082,50 @@ static __attribute__((noinline)) int hash_remove(struct gm_rmap_head *h, uintptr
 	return 0;
 }
 
+#if RMAP_AVX2
+AVX2_FN int hash_remove_avx2(struct gm_rmap_head *h, uintptr_t w, uintptr_t e,
+			     struct gm_rmap_cache *c)
+{
+	struct line *t = tab_of(w);
+	uintptr_t hdr = t[0].s[0];
+	uint32_t nb = (uint32_t)(hdr >> 32), b1, b2;
+	if (__builtin_expect((uint32_t)hdr - 2 <= lim_shrink2(t), 0))
+		return hash_remove(h, h->word, e, c);   /* it will shrink */
+	hlines_of(e, nb, &b1, &b2);
+	/* Slots equal to e itself: e with one copy (the header slots are
+	 * odd, never equal); more copies, or none, take the portable path.
+	 * Line b1 first (all but 3..6% of a long chain's entries are there, see
+	 * tab_place_at), b2 only requested (a prefetch does not hold the
+	 * operation up until it arrives): with cold tables most removes then
+	 * wait for one line, not for the later of two (rmap_fork, chain
+	 * 100000: 32-36 -> 30-33 ns). The line is written back whole with
+	 * the match cleared: the stores' addresses are known before the line
+	 * arrives, so the next operation's loads need not wait to learn that
+	 * they do not overlap (medians of 6 interleaved runs: 16.3 -> 15.1 ns
+	 * against one 8-byte store at the matched slot). */
+	__builtin_prefetch(&t[b2], 1, 3);
+	const __m256i ev = bcast_avx2(e);
+	__m256i *p = (__m256i *)&t[b1];
+	__m256i x0 = _mm256_load_si256(p), x1 = _mm256_load_si256(p + 1);
+	__m256i q0 = _mm256_cmpeq_epi64(x0, ev), q1 = _mm256_cmpeq_epi64(x1, ev);
+	__m256i q = _mm256_or_si256(q0, q1);
+	if (_mm256_testz_si256(q, q)) {
+		p = (__m256i *)&t[b2];
+		x0 = _mm256_load_si256(p);
+		x1 = _mm256_load_si256(p + 1);
+		q0 = _mm256_cmpeq_epi64(x0, ev);
+		q1 = _mm256_cmpeq_epi64(x1, ev);
+		q = _mm256_or_si256(q0, q1);
+		if (__builtin_expect(_mm256_testz_si256(q, q), 0))
+			return hash_remove(h, h->word, e, c);
+	}
+	_mm256_store_si256(p, _mm256_andnot_si256(q0, x0));
+	_mm256_store_si256(p + 1, _mm256_andnot_si256(q1, x1));
+	t[0].s[0] = hdr - 2;
+	return 0;
+}
+#endif
+
 int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 {
 	if (!h || !c || bad_entry(ptr))
@@ -950,8 +1133,13 @@ int gm_rmap_remove(struct gm_rmap_head *h, void *ptr, struct gm_rmap_cache *c)
 	uintptr_t w = h->word, e = (uintptr_t)ptr;
 	if (word_lin(w))
 		return lin_remove(h, w, e, c);
-	if (tag_of(w) == TAG_TAB)
+	if (tag_of(w) == TAG_TAB) {
+#if RMAP_AVX2
+		if (have_avx2())
+			return hash_remove_avx2(h, w, e, c);
+#endif
 		return hash_remove(h, w, e, c);
+	}
 	if (w == 0 || w != e)
 		return -ENOENT;
 	h->word = 0;
@@ -1042,7 +1230,7 @@ static void *iter_step(struct gm_rmap_iter *it)
 		return it->cur = (void *)slot_ptr(t[it->line].s[it->idx]);
 	}
 	while (t) {
-		while (it->idx > (it->line == 0)) {
+		while (it->idx > (it->line == 0 ? 2u : 0u)) {
 			uintptr_t v = t[it->line].s[--it->idx];
 			if (v) {
 				it->resume = slot_copies(v) - 1;
@@ -1159,7 +1347,7 @@ void gm_rmap_clear(struct gm_rmap_head *h, struct gm_rmap_cache *c,
 		uint32_t nb = word_nb(w, t);
 		uint32_t lines = is_lin(nb) ? tab_count(w, t, nb) / SLOTS + 1 : nb;
 		for (uint32_t li = 0; cb && li < lines; li++)
-			for (unsigned i = li == 0; i < SLOTS; i++)
+			for (unsigned i = first_slot(li, nb); i < SLOTS; i++)
 				if (t[li].s[i])
 					for (uint32_t k = slot_copies(t[li].s[i]); k > 0; k--)
 						cb(ctx, (void *)slot_ptr(t[li].s[i]));
@@ -1187,7 +1375,7 @@ void gm_rmap_stats(const struct gm_rmap_head *h, struct gm_rmap_stats *st)
 		st->slots = tab_slots(nb);
 		st->bytes = tab_bytes(nb);
 		for (uint32_t li = 0; li < nb; li++)
-			for (unsigned i = li == 0; i < SLOTS; i++) {
+			for (unsigned i = first_slot(li, nb); i < SLOTS; i++) {
 				uint32_t b1, b2;
 				if (!t[li].s[i])
 					continue;
@@ -1223,6 +1411,8 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 	uint32_t n = tab_count(w, t, nb);
 	if (w != tab_word(t, nb, n) || (!is_lin(nb) && tab_nb(t) != nb))
 		FAIL("I1: head word's line count or k differs from the table's");
+	if (!is_lin(nb) && t[0].s[1] != tab_limits(nb))
+		FAIL("I3: hashed table's limits word differs from its size's");
 	if (n < 1 || (is_lin(nb) && n > tab_slots(nb)))
 		FAIL("I3: count out of range");
 	if (is_lin(nb)) {
@@ -1237,7 +1427,7 @@ int gm_rmap_validate(const struct gm_rmap_head *h, const char **reason)
 		return 0;
 	}
 	for (uint32_t li = 0; li < nb; li++) {
-		for (unsigned i = li == 0; i < SLOTS; i++) {
+		for (unsigned i = first_slot(li, nb); i < SLOTS; i++) {
 			uintptr_t v = t[li].s[i], e = slot_ptr(v);
 			if (!v)
 				continue;

@@ -4,6 +4,10 @@
 #include <gmtrack/gmtrack.h>
 #include <gmtrack/rmap.h>
 
+#include <stdbool.h>
+
+extern bool gm_rmap_avx2_; /* src/rmap.c; false: the portable paths */
+
 /* ---- the model ------------------------------------------------------------
  * Entries are pointers into `slots` (8-byte aligned). Each slot is in at
  * most one head (as a shadow PTE maps one page), possibly several times
@@ -292,7 +296,7 @@ GM_TEST(same_pointer_in_two_heads)
  * from 0 to thousands (head picked with a skewed distribution), with
  * copies of present pointers added on purpose (bursts that cross
  * GM_RMAP_MAX_COPIES), and every add's result predicted by the model. */
-GM_TEST(differential_many_heads)
+static void differential_many_heads_body(void)
 {
 	struct gm_rng *rng = gm_test_rng();
 	struct model m;
@@ -357,7 +361,7 @@ GM_TEST(differential_many_heads)
 }
 
 /* One chain grown to 100,000 and churned: remove random entries, re-add. */
-GM_TEST(chain_of_100000)
+static void chain_of_100000_body(void)
 {
 	struct gm_rng *rng = gm_test_rng();
 	struct model m;
@@ -405,6 +409,20 @@ GM_TEST(chain_of_100000)
 
 /* Removing entries while iterating: every entry seen once, the chosen ones
  * gone, the rest intact, for every form and size. */
+GM_TEST(differential_many_heads) { differential_many_heads_body(); }
+GM_TEST(chain_of_100000) { chain_of_100000_body(); }
+
+/* The same two tests with the AVX2 fast paths switched off, so the
+ * portable hashed add and remove are checked on an AVX2 machine too. */
+GM_TEST(portable_paths_without_avx2)
+{
+	bool saved = gm_rmap_avx2_;
+	gm_rmap_avx2_ = false;
+	differential_many_heads_body();
+	chain_of_100000_body();
+	gm_rmap_avx2_ = saved;
+}
+
 GM_TEST(remove_during_iteration)
 {
 	struct gm_rng *rng = gm_test_rng();

@@ -147,7 +147,7 @@ GM_EXPORT void gm_rmap_cache_destroy(struct gm_rmap_cache *cache);
  * O(1)).
  * Lock: caller's lock for head. Never allocates.
  * Returns 0; -EINVAL if head/cache is NULL, ptr is NULL or not 4-byte
- * aligned; -ENOSPC past 2^32 entries or past the copy limit
+ * aligned; -ENOSPC past 2^31 entries or past the copy limit
  * (GM_RMAP_MAX_COPIES, see "Duplicates");
  * -ENOMEM if the cache lacks the block (2nd entry) or the spare table of
  * the size this add must grow to (recorded in cache->dir_want) — top up
@@ -245,7 +245,8 @@ struct gm_rmap_stats {
 	size_t count;        /* entries */
 	int form;            /* enum gm_rmap_form */
 	size_t lines;        /* table lines (64 B each), 0 if none */
-	size_t slots;        /* entry slots in the table (8 x lines - 1) */
+	size_t slots;        /* entry slots in the table (8 x lines - 1,
+				hashed: - 2: a two-slot header) */
 	size_t bytes;        /* heap bytes this head owns (head word excluded) */
 	size_t second;       /* entries in their second-choice line */
 };
