@@ -1142,10 +1142,9 @@ fail:
 	return -ENOMEM;
 }
 
-static struct itnode *pool_take(struct gm_itree *t, struct pool *po,
-				unsigned level)
+/* A new node at level from the reserved free slots, counted. */
+static struct itnode *take_node(struct gm_itree *t, unsigned level)
 {
-	(void)po;
 	struct itnode *n = node_alloc(t, level);
 	if (level)
 		t->inners++;
@@ -1335,8 +1334,8 @@ static unsigned split_point(unsigned n, int editpos)
  * even without RCU (where retiring frees at once).
  */
 static void execute(struct gm_itree *t, const struct wpath *p,
-		    const struct plan *pl, struct pool *po,
-		    struct slot buf[2][SLOTS], unsigned n, int editpos)
+		    const struct plan *pl, struct slot buf[2][SLOTS], unsigned n,
+		    int editpos)
 {
 	struct slot *cur = buf[0], *next = buf[1], *swap;
 	struct itnode *dead[2 * MAXH + 2];
@@ -1345,7 +1344,7 @@ static void execute(struct gm_itree *t, const struct wpath *p,
 		struct itnode *old = p->node[level];
 		dead[ndead++] = old;
 		if (pl->out[level] == OUT_REPLACE) {
-			struct itnode *nn = pool_take(t, po, level);
+			struct itnode *nn = take_node(t, level);
 			scatter(nn, cur, n);
 			publish_replace(t, p, level, nn);
 			break;
@@ -1362,13 +1361,13 @@ static void execute(struct gm_itree *t, const struct wpath *p,
 		}
 		if (pl->out[level] == OUT_SPLIT) {
 			unsigned m = split_point(n, editpos);
-			struct itnode *l = pool_take(t, po, level);
-			struct itnode *r = pool_take(t, po, level);
+			struct itnode *l = take_node(t, level);
+			struct itnode *r = take_node(t, level);
 			scatter(l, cur, m);
 			scatter(r, cur + m, n - m);
 			struct key sep = cur[m].k;
 			if (level == p->height - 1) { /* the root split */
-				struct itnode *root = pool_take(t, po, level + 1);
+				struct itnode *root = take_node(t, level + 1);
 				struct slot two[2] = {slot_for((struct key){0, 0, 0}, l),
 						      slot_for(sep, r)};
 				scatter(root, two, 2);
@@ -1397,14 +1396,14 @@ static void execute(struct gm_itree *t, const struct wpath *p,
 			}
 			n = gather(&par->h, cur);
 			if (pl->out[level] == OUT_MERGE) {
-				struct itnode *nn = pool_take(t, po, level);
+				struct itnode *nn = take_node(t, level);
 				scatter(nn, next, cn);
 				cur[lo] = slot_for(cur[lo].k, nn);
 				delete_slot(cur, &n, lo + 1);
 			} else {
 				unsigned m = cn / 2;
-				struct itnode *l = pool_take(t, po, level);
-				struct itnode *r = pool_take(t, po, level);
+				struct itnode *l = take_node(t, level);
+				struct itnode *r = take_node(t, level);
 				scatter(l, next, m);
 				scatter(r, next + m, cn - m);
 				cur[lo] = slot_for(cur[lo].k, l);
@@ -1462,10 +1461,9 @@ static int insert_first(struct gm_itree *t, struct key k)
 	struct chunk *added;
 	if (chunk_reserve(t, 0, 1, &added))
 		return -ENOMEM;
-	struct itnode *n = node_alloc(t, 0);
+	struct itnode *n = take_node(t, 0);
 	atomic_init(&leaf_of(n)->order, 0);
 	leaf_insert_inplace(n, 0, k);
-	t->leaves++;
 	t->height = 1;
 	gm_store_release(&t->root, n);
 	return 0;
@@ -1522,7 +1520,7 @@ static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 	if (rc)
 		return rc;
 	if (pl.out[0] == OUT_REPLACE) { /* leaf out of unused slots: compact */
-		struct itnode *nn = pool_take(t, &po, 0);
+		struct itnode *nn = take_node(t, 0);
 		leaf_compact_insert(nn, p->node[0], pos, k);
 		publish_replace(t, p, 0, nn);
 		retire_node(t, p->node[0]);
@@ -1534,7 +1532,7 @@ static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 		insert_slot(buf[0], &n, pos, (struct slot){.k = k});
 	else
 		delete_slot(buf[0], &n, pos);
-	execute(t, p, &pl, &po, buf, n, delta > 0 ? (int)pos : -1);
+	execute(t, p, &pl, buf, n, delta > 0 ? (int)pos : -1);
 	return 0;
 }
 
