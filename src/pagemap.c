@@ -567,17 +567,13 @@ PM_INLINE const _Atomic uintptr_t *pm_sorted_slot_in(uintptr_t p, uint64_t key, 
 		return NULL;
 	return pm_sorted_value_at(p, i);
 }
-/* Value of key in sorted leaf p, or 0. */
-PM_INLINE uintptr_t pm_sorted_find_in(uintptr_t p, uint64_t key, bool prefix_known)
+/* Value of key in sorted leaf p, or 0 (the prefix checked here). */
+PM_INLINE uintptr_t pm_sorted_find(uintptr_t p, uint64_t key)
 {
 	unsigned g = pm_sorted_guess(p, key);
 	__builtin_prefetch(pm_sorted_value_at(p, g));
-	const _Atomic uintptr_t *v = pm_sorted_slot_in(p, key, g, prefix_known);
+	const _Atomic uintptr_t *v = pm_sorted_slot_in(p, key, g, false);
 	return v ? gm_load_acquire((_Atomic uintptr_t *)v) : 0;
-}
-PM_INLINE uintptr_t pm_sorted_find(uintptr_t p, uint64_t key)
-{
-	return pm_sorted_find_in(p, key, false);
 }
 
 /* Value of key in leaf p, or 0. Checks the whole key: lookups do not check
