@@ -355,9 +355,7 @@ static void measure_cycles(struct gmb_ctx *ctx, uint64_t n, const struct cycle *
 		c->store(c->arg);
 		c->erase(c->arg);
 	}
-	double st[64], er[64];
-	if (runs > 64)
-		runs = 64;
+	double st[64], er[64]; /* cap <= 64 */
 	for (int i = 0; i < runs; i++) {
 		uint64_t t0 = gmb_now_ns();
 		uint64_t ns = c->store(c->arg);
