@@ -38,6 +38,11 @@ extern char gm_rcu_tsan_token;
 #define GM_TSAN_ACQUIRE() ((void)0)
 #endif
 
+/* x86-64 with AVX2 and BMI2: found once at load time (src/cpu.c), so a
+ * read path dispatches on one byte. Not public: tests clear it to run the
+ * portable paths on an AVX2 machine. */
+extern bool gm_cpu_avx2_;
+
 #define GM_LIKELY(x) __builtin_expect(!!(x), 1)
 #define GM_UNLIKELY(x) __builtin_expect(!!(x), 0)
 

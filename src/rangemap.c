@@ -1309,9 +1309,6 @@ bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
  */
 #define MANY_GROUP 8
 
-/* Test hook (not public): 0 forces the portable in-node search. */
-int gm_rangemap_simd_ = 1;
-
 /* The descents of up to MANY_GROUP maps. When every root is at the same
  * level (maps of similar sizes, the usual case) each level is one plain
  * loop over the maps; otherwise a map stops when it reaches its leaf. The
@@ -1395,7 +1392,7 @@ uint64_t gm_rangemap_contains_many(const struct gm_rangemap *const *maps, unsign
 {
 	uint64_t mask = 0;
 #ifdef HAVE_AVX2_GROUP
-	bool avx2 = gm_rangemap_simd_ && __builtin_cpu_supports("avx2");
+	bool avx2 = gm_cpu_avx2_;
 	if (n <= MANY_GROUP) /* one group: a tail call */
 		return avx2 ? contains_group_avx2(maps, n, index) : contains_group(maps, n, index);
 #else

@@ -98,18 +98,9 @@
 #define RMAP_AVX2 1
 #include <immintrin.h>
 #define AVX2_FN static __attribute__((target("avx2,popcnt,bmi,bmi2"), noinline))
-/* Set once at load time: the dispatch is then one test of a byte. Not
- * public: tests clear it to run the portable paths on an AVX2 machine. */
-bool gm_rmap_avx2_;
-__attribute__((constructor)) static void rmap_detect_cpu(void)
-{
-	__builtin_cpu_init();   /* constructors may run before libgcc's */
-	gm_rmap_avx2_ = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
-}
-static inline bool have_avx2(void) { return gm_rmap_avx2_; }
+static inline bool have_avx2(void) { return gm_cpu_avx2_; }
 #else
 #define RMAP_AVX2 0
-bool gm_rmap_avx2_; /* always false here */
 #endif
 
 _Static_assert(sizeof(uintptr_t) == 8, "the table header packs two 32-bit fields");

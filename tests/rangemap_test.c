@@ -9,7 +9,17 @@
 /* src/rangemap.c: maps below this many node bytes keep no recycling pool;
  * 0 here, so the RCU tests run small maps through the pool as well. */
 extern uint64_t gm_rangemap_recycle_min_bytes_;
-extern int gm_rangemap_simd_; /* src/rangemap.c; 0: portable in-node search */
+extern bool gm_cpu_avx2_; /* src/cpu.c; false: the portable in-node search */
+
+/* What src/cpu.c found at load time (the tests switch gm_cpu_avx2_ off
+ * and back). */
+static bool cpu_avx2_found(void)
+{
+	static int found = -1;
+	if (found < 0)
+		found = gm_cpu_avx2_;
+	return found;
+}
 
 /* ---- comparing map and model ------------------------------------------- */
 
@@ -109,8 +119,9 @@ static void check_all(const struct gm_rangemap *m, const struct model *md, struc
 		 * in-node searches */
 		const struct gm_rangemap *many[3] = {m, &empty_map, m};
 		uint64_t wmask = sn->present[j] ? 5 : 0;
+		const bool avx2 = cpu_avx2_found();
 		for (int simd = 0; simd < 2; simd++) {
-			gm_rangemap_simd_ = simd;
+			gm_cpu_avx2_ = simd && avx2;
 			CHECK_EQ(gm_rangemap_contains_many(many, 3, key), wmask);
 			CHECK_EQ(gm_rangemap_contains_many(many, 1, sn->s[j].first), wmask & 1);
 			CHECK_EQ(gm_rangemap_contains_many(many + 1, 2, sn->s[j].last), (wmask & 4) >> 1);
@@ -366,12 +377,13 @@ GM_TEST(contains_many_matches_contains)
 		uint64_t want = 0;
 		for (unsigned i = 0; i < n && i < 64; i++)
 			want |= (uint64_t)gm_rangemap_contains(ptr[i], key) << i;
+		const bool avx2 = cpu_avx2_found();
 		for (int simd = 0; simd < 2; simd++) {
-			gm_rangemap_simd_ = simd;
+			gm_cpu_avx2_ = simd && avx2;
 			CHECK_EQ(gm_rangemap_contains_many(ptr, n, key), want);
 		}
 	}
-	gm_rangemap_simd_ = 1;
+	gm_cpu_avx2_ = cpu_avx2_found();
 	for (unsigned i = 0; i < NMAPS; i++)
 		gm_rangemap_destroy(&maps[i]);
 }

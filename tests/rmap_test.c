@@ -6,7 +6,7 @@
 
 #include <stdbool.h>
 
-extern bool gm_rmap_avx2_; /* src/rmap.c; false: the portable paths */
+extern bool gm_cpu_avx2_; /* src/cpu.c; false: the portable paths */
 
 /* ---- the model ------------------------------------------------------------
  * Entries are pointers into `slots` (8-byte aligned). Each slot is in at
@@ -416,11 +416,11 @@ GM_TEST(chain_of_100000) { chain_of_100000_body(); }
  * portable hashed add and remove are checked on an AVX2 machine too. */
 GM_TEST(portable_paths_without_avx2)
 {
-	bool saved = gm_rmap_avx2_;
-	gm_rmap_avx2_ = false;
+	bool saved = gm_cpu_avx2_;
+	gm_cpu_avx2_ = false;
 	differential_many_heads_body();
 	chain_of_100000_body();
-	gm_rmap_avx2_ = saved;
+	gm_cpu_avx2_ = saved;
 }
 
 GM_TEST(remove_during_iteration)
