@@ -43,6 +43,19 @@ extern char gm_rcu_tsan_token;
  * portable paths on an AVX2 machine. */
 extern bool gm_cpu_avx2_;
 
+/* Pushes node onto the lock-free stack at *top, linked through
+ * node->link (release: the node's contents travel with it). How retired
+ * memory comes back to a writer after its grace period: the deferred call
+ * pushes, the writer takes the whole stack with one exchange (acquire). */
+#define gm_stack_push(top, node, link)                                         \
+	do {                                                                   \
+		(node)->link = atomic_load_explicit((top), memory_order_relaxed); \
+		while (!atomic_compare_exchange_weak_explicit(                 \
+			(top), &(node)->link, (node), memory_order_release,     \
+			memory_order_relaxed))                                 \
+			;                                                      \
+	} while (0)
+
 #define GM_LIKELY(x) __builtin_expect(!!(x), 1)
 #define GM_UNLIKELY(x) __builtin_expect(!!(x), 0)
 

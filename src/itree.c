@@ -1079,11 +1079,7 @@ static void recycle_done(struct gm_deferred *d)
 	for (unsigned i = 0; i < rec->n; i++) {
 		unsigned kind = rec->node[i]->level ? 1 : 0;
 		struct free_node *f = (struct free_node *)rec->node[i];
-		f->next = atomic_load_explicit(&t->ready[kind], memory_order_relaxed);
-		while (!atomic_compare_exchange_weak_explicit(
-			&t->ready[kind], &f->next, f, memory_order_release,
-			memory_order_relaxed))
-			;
+		gm_stack_push(&t->ready[kind], f, next);
 	}
 	gm_alloc_release(t->alloc, rec, sizeof(*rec));
 }

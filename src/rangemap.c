@@ -419,11 +419,7 @@ static void recycle_done(struct gm_deferred *d)
 		kept += size;
 		pushed += size;
 		struct free_node *f = x;
-		_Atomic(struct free_node *) *top = &p->ready[size / 16];
-		f->next = atomic_load_explicit(top, memory_order_relaxed);
-		while (!atomic_compare_exchange_weak_explicit(top, &f->next, f, memory_order_release,
-							      memory_order_relaxed))
-			;
+		gm_stack_push(&p->ready[size / 16], f, next);
 	}
 	atomic_store_explicit(&p->pushed, pushed, memory_order_relaxed);
 	counter_add(&p->arrived, arrived);

@@ -353,11 +353,7 @@ static void slot_recycle(struct slot *sl)
 	}
 	slot_free_parts(sl);
 	atomic_fetch_add_explicit(&s->slot_kept, 1, memory_order_relaxed);
-	sl->next_free = atomic_load_explicit(&s->slot_ready, memory_order_relaxed);
-	while (!atomic_compare_exchange_weak_explicit(&s->slot_ready, &sl->next_free, sl,
-						      memory_order_release,
-						      memory_order_relaxed))
-		;
+	gm_stack_push(&s->slot_ready, sl, next_free);
 }
 
 static void slot_after_second_gp(struct rcu_head *head)
