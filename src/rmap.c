@@ -375,9 +375,6 @@ static inline void put_free(struct line *l, uintptr_t e)
 /* ---- linear (unhashed) tables --------------------------------------------- */
 _Static_assert(GM_RMAP_LIN_LINES == 9, "linear sizes are the classes 1, 2, 4, 9 lines");
 
-/* Lines holding a linear table's flat slots 0..n: a scan stops there
- * (fewer lines read than nb when the table is not full). */
-#define LIN_SCAN(nb, n) ((void)(nb), (n) / SLOTS + 1)
 static inline uintptr_t *flat(struct line *t) { return &t[0].s[0]; }
 
 /* Flat index (1..) of e in the first `used` lines of a linear table, or
