@@ -811,8 +811,12 @@ static int tab_grow(struct gm_rmap_head *h, struct line *t, uint32_t nb, uint32_
 		return -ENOSPC;
 	/* Any size from one up to three up; a size whose rebuild failed
 	 * (unlucky hashes) is skipped, so a retry after topup goes on to the
-	 * larger size that failure asked for. */
+	 * larger size that failure asked for. A table that grows into a
+	 * linear size stays linear (a copy never fails): a hashed spare
+	 * would refuse copies rmap.h promises an unhashed table takes. */
 	uint32_t lo = up, hi = next_nb(next_nb(up));
+	if (is_lin(up) && hi > LIN_LINES)
+		hi = LIN_LINES;
 	for (;;) {
 		struct line *t2 = spare_take(c, lo, hi, &nb2);
 		if (!t2) {
