@@ -830,6 +830,10 @@ static int tab_grow(struct gm_rmap_head *h, struct line *t, uint32_t nb, uint32_
 			tab_set(t2, n + 1, nb2);
 			h->word = tab_word(t2, nb2, n + 1);
 			tab_free(c, t, nb);
+			/* a linear table born 7 or fewer adds from full (two
+			 * lines: 8 of 15) asks now for the size after it */
+			if (is_lin(nb2) && n + 1 + SLOTS > tab_slots(nb2))
+				want(c, next_nb(nb2));
 			return 0;
 		}
 		spare_return(c, t2, nb2);

@@ -217,6 +217,30 @@ static void model_destroy(struct model *m)
 	free(m->free_slots);
 }
 
+
+/* rmap.h: with a topup before every add, heads that stay unhashed never
+ * see -ENOMEM, even several growing side by side (each table an add takes
+ * is restocked by the next topup; a two-line table, born 7 adds from full,
+ * asks for the four-line one at once). */
+GM_TEST(unhashed_growth_needs_no_retry)
+{
+	struct model m;
+	model_init(&m, 3, 3 * GM_RMAP_LINEAR_MAX, NULL);
+	for (uint32_t i = 0; i < GM_RMAP_LINEAR_MAX; i++)
+		for (size_t h = 0; h < 3; h++) {
+			uint32_t s = (uint32_t)(h * GM_RMAP_LINEAR_MAX + i);
+			CHECK_EQ(gm_rmap_cache_topup(&m.cache, GM_RMAP_ADD_BLOCKS), 0);
+			CHECK_EQ(gm_rmap_add(&m.heads[h], slot_ptr(&m, s), &m.cache), 0);
+			model_add(&m, h, s);
+		}
+	for (size_t h = 0; h < 3; h++) {
+		struct gm_rmap_stats st;
+		gm_rmap_stats(&m.heads[h], &st);
+		CHECK_EQ(st.form, GM_RMAP_LIST);
+		check_head(&m, h);
+	}
+	model_destroy(&m);
+}
 /* ---- tests ----------------------------------------------------------------- */
 GM_TEST(forms_and_errors)
 {

@@ -29,8 +29,14 @@
  * table of the next size from the cache, whose size an add asks for in
  * advance (when its table is almost full) so the next topup stocks it.
  * With a topup(cache, n >= 1) before every add, an add fails with -ENOMEM
- * only when a table must grow early after an unlucky placement: top up
- * and retry. remove gives memory back to the cache.
+ * only when the table it must grow into is not in the cache: another head
+ * took the one stocked (the cache keeps max(1, min(n, 16)) tables of each
+ * size up to 16 lines, but ONE spare larger table, so heads past 16 lines
+ * growing in the same stretch of adds compete for it), or a table grew
+ * early after an unlucky hash placement. Top up and retry; the failed add
+ * asked for the size, so the retry finds it. A head filled alone with a
+ * topup before each add never fails while unhashed (up to 71 entries).
+ * remove gives memory back to the cache.
  *
  * Duplicates: the map is a MULTISET (as KVM's rmap: adding a mapping
  * twice is the caller's bug, and looking for it would cost every add a
