@@ -1710,15 +1710,32 @@ static void leaf_compact_insert(struct itnode *dst, const struct itnode *src,
 }
 
 /* Shared tail of insert and remove once the leaf position is known. */
+/* True if the leaf takes the edit in place: make_plan's OUT_INPLACE at
+ * level 0, decided from the leaf alone (a non-root leaf holds >= NODE_MIN
+ * entries, so an insert never leaves it too empty). */
+static inline bool edits_in_place(const struct gm_itree *t,
+				  const struct wpath *p, int delta)
+{
+	const struct itnode *lf = p->node[0];
+	if (delta < 0)
+		return lf->count - 1 >= (p->height == 1 ? 1 : NODE_MIN);
+	return lf->count < LEAF_MAX &&
+	       (lf->used < LEAF_MAX || dead_slots_reusable(t, lf));
+}
+
 static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 {
 	struct plan pl;
 	pl.out[0] = OUT_REPLACE; /* make_plan sets it; keeps gcc from doubting */
-	int rc = make_plan(t, p, delta, &pl);
+	int rc = 0;
+	if (edits_in_place(t, p, delta)) /* the common case, without a plan */
+		pl.out[0] = OUT_INPLACE;
+	else
+		rc = make_plan(t, p, delta, &pl);
 	if (rc)
 		return rc;
 	unsigned pos = p->idx[0];
-	if (pl.out[0] == OUT_INPLACE) { /* the common case */
+	if (pl.out[0] == OUT_INPLACE) {
 		if (delta > 0)
 			leaf_insert_inplace(p->node[0], pos, k);
 		else
