@@ -4,13 +4,14 @@
  *
  * Node layout (parallel arrays, so a scan touches few cache lines):
  *
- *   struct itleaf (level 0)                       384 bytes (6 cache lines)
- *   +-------+------+------+------+------------+---------------------------+
- *   | level | live | used | home | order (A)  | first[15] last[15] item[15]|
- *   +-------+------+------+------+------------+---------------------------+
+ *   struct itleaf (level 0)                              384 bytes (6 cache lines)
+ *   +-------+-------+------+------+-------+------+-----------+---------------------------+
+ *   | level | count | used | live | stamp | home | order (A) | first[15] last[15] item[15]|
+ *   +-------+-------+------+------+-------+------+-----------+---------------------------+
  *     order = live count (bits 0-3) + 15 nibbles: nibble i+1 is the
  *     physical slot of the i-th smallest key. Slots [used, 15) were never
  *     filled; slots < used that the order word no longer lists are dead.
+ *     live = the writer's bit mask of the slots the order word lists.
  *
  *   struct itinner (level >= 1)                 1600 bytes (25 cache lines)
  *   +------------------+---------------+-------------+-------+----------+------------+
@@ -30,7 +31,8 @@
  *
  * Invariants (gm_itree_validate checks each):
  *  I1 leaf: keys in order-word order strictly increase; first <= last; the
- *     order word lists distinct slots < used; live == its count.
+ *     order word lists distinct slots < used; count == its count; the
+ *     live mask == the set of slots it lists.
  *  I2 inner: sep_i strictly increase; every key in child i is in
  *     [sep_i, sep_{i+1}) (and below the node's own upper bound).
  *  I3 an inner node's sep_0 equals its parent's separator for it; the
@@ -105,6 +107,14 @@
  * may read there (all of a leaf's keys; an inner node's prefix_max[], and
  * first[] with the adjacent child[]), so each level costs about one memory
  * latency rather than one per probe.
+ *
+ * AVX2 (x86-64, found at load time; not in TSan builds): the searches of a
+ * node compare all of its keys at once instead of walking them: an inner
+ * node's 32 prefix_max[] (reader) or first[] (writer) in one round of 8
+ * vector compares, and a leaf's 15 physical slots, masked by `live`
+ * (writer) or checked against the order word (reader), without a walk of
+ * the order word. The portable paths give the same answers (tests run
+ * both).
  */
 #include <gmtrack/itree.h>
 
@@ -123,7 +133,10 @@ struct itnode { /* the header both kinds start with */
 	uint8_t count; /* inner: children; leaf: live entries (writer's copy) */
 	uint8_t used;  /* leaf: physical slots filled so far */
 	uint8_t pad;
-	uint32_t dead_stamp; /* leaf: grace tokens submitted when a slot last died */
+	uint16_t live; /* leaf: the physical slots the order word lists
+			* (writer's copy, one bit each) */
+	uint16_t dead_stamp; /* leaf: grace tokens submitted when a slot last
+			      * died (mod 2^16: see dead_slots_reusable) */
 	struct chunk *home;  /* the chunk holding this node's memory */
 };
 
@@ -364,12 +377,16 @@ static void request_grace(struct gm_itree *t)
 	gm_reclaim_flush(&t->reclaim);
 }
 
-/* True if every slot that died in leaf n is past a grace period. */
+/* True if every slot that died in leaf n is past a grace period. The stamp
+ * keeps 16 bits: at most one token is in flight, so a stamp is never more
+ * than one ahead of tokens_done, and a difference read mod 2^16 is
+ * positive only if the stamp's token is done (a stamp 2^15 or more tokens
+ * old may read as not yet done: the leaf is then copied, which is safe). */
 static bool dead_slots_reusable(const struct gm_itree *t, const struct itnode *n)
 {
 	uint32_t done = atomic_load_explicit(&((struct gm_itree *)t)->tokens_done,
 					     memory_order_acquire);
-	return (int32_t)(done - n->dead_stamp) > 0;
+	return (int16_t)(uint16_t)(done - n->dead_stamp) > 0;
 }
 
 /* ---- create / destroy -------------------------------------------------- */
@@ -692,6 +709,49 @@ static inline unsigned first_reaching(const _Atomic uint64_t *pm, uint64_t a)
 	return i + c;
 }
 
+#if defined(__x86_64__) && !defined(GM_TSAN) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX2_SEARCH 1
+
+/* #{j < FANOUT : v[j] < k} (unsigned) in one round of AVX2: eight
+ * independent loads and compares, so the answer is ready one load latency
+ * after the node arrives, where the scalar count needs two rounds (the
+ * block of eight, then the place in it). Unsigned compares as signed ones
+ * on sign-flipped values; the 32 lane masks are packed into bytes (two
+ * per lane, in an order that counting does not mind) and counted. */
+__attribute__((target("avx2,popcnt"), always_inline)) static inline unsigned
+count_below_avx2(const uint64_t *v, uint64_t k)
+{
+	_Static_assert(FANOUT == 32, "count_below_avx2 is unrolled for 32");
+	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
+	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)k), flip);
+	__m256i lt[8];
+	for (unsigned j = 0; j < 8; j++) {
+		__m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(v + 4 * j));
+		lt[j] = _mm256_cmpgt_epi64(key, _mm256_xor_si256(x, flip));
+	}
+	__m256i lo = _mm256_packs_epi16(_mm256_packs_epi32(lt[0], lt[1]),
+					_mm256_packs_epi32(lt[2], lt[3]));
+	__m256i hi = _mm256_packs_epi16(_mm256_packs_epi32(lt[4], lt[5]),
+					_mm256_packs_epi32(lt[6], lt[7]));
+	unsigned twice = (unsigned)__builtin_popcount((unsigned)_mm256_movemask_epi8(lo)) +
+			 (unsigned)__builtin_popcount((unsigned)_mm256_movemask_epi8(hi));
+	return twice / 2;
+}
+
+/* first_reaching in AVX2 (a full count, so the argument above holds). The
+ * vector loads read prefix_max[] without C11 atomics: on x86-64 each
+ * aligned 8-byte element of a vector load is read whole (no tearing), so
+ * every value seen is one the writer stored, which is all the relaxed
+ * loads above promise. (TSan builds take the scalar path, which TSan can
+ * see.) */
+__attribute__((target("avx2,popcnt"), always_inline)) static inline unsigned
+first_reaching_avx2(const _Atomic uint64_t *pm, uint64_t a)
+{
+	return count_below_avx2((const uint64_t *)(const void *)pm, a);
+}
+#endif
+
 /* The cursor's step, shared by iter_next and iter_fill. */
 static inline __attribute__((always_inline)) bool
 iter_step(struct gm_itree_iter *it, struct gm_itree_entry *out)
@@ -823,13 +883,77 @@ static inline bool leaf_collect(const struct itleaf *lf, uint64_t w,
 	return true;
 }
 
+/* leaf_collect over a whole leaf (w: its order word, loaded with acquire). */
+static inline __attribute__((always_inline)) bool
+leaf_collect_all(const struct itleaf *lf, uint64_t w, uint64_t a, uint64_t b,
+		 void **items, size_t max, size_t *k)
+{
+	return leaf_collect(lf, w, 0, a, b, items, max, k);
+}
+
+#ifdef HAVE_AVX2_SEARCH
+/* True if physical slot s is among the cnt slots order word w lists: a
+ * zero nibble in (w's slot list) xor (s in every nibble). The usual
+ * zero-byte test, on nibbles: its only false alarms lie above a true zero,
+ * so the lowest cnt nibbles answer exactly. */
+static inline bool order_lists(uint64_t w, unsigned s)
+{
+	const uint64_t ones = 0x111111111111111ull; /* LEAF_MAX nibbles */
+	uint64_t x = (w >> 4) ^ (ones * s);
+	uint64_t zero = (x - ones) & ~x & (ones << 3);
+	return (zero & (~0ull >> (64 - 4 * order_count(w)))) != 0;
+}
+
+/* leaf_collect_all in AVX2: compares all 15 physical slots with [a, b] at
+ * once (no walk of the order word, no branch per entry). When at most one
+ * slot overlaps and the order word lists it, that is the leaf's one hit;
+ * two or more candidates take the ordered walk. Slots the order word does
+ * not list (dead, or unused: maybe being filled by the writer right now)
+ * are read too but never reported: the test above drops them. The leaf
+ * ends the query if its last entry starts after b. */
+__attribute__((target("avx2,popcnt"), always_inline)) static inline bool
+leaf_collect_avx2(const struct itleaf *lf, uint64_t w, uint64_t a, uint64_t b,
+		  void **items, size_t max, size_t *k)
+{
+	_Static_assert(LEAF_MAX < 16, "a leaf's first[] and last[] are read as 16 words");
+	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
+	const __m256i va = _mm256_xor_si256(_mm256_set1_epi64x((long long)a), flip);
+	const __m256i vb = _mm256_xor_si256(_mm256_set1_epi64x((long long)b), flip);
+	unsigned after = 0, before = 0; /* slots with first > b, last < a */
+	for (unsigned j = 0; j < 4; j++) {
+		__m256i f = _mm256_loadu_si256((const __m256i *)(const void *)(lf->first + 4 * j));
+		__m256i l = _mm256_loadu_si256((const __m256i *)(const void *)(lf->last + 4 * j));
+		f = _mm256_cmpgt_epi64(_mm256_xor_si256(f, flip), vb);
+		l = _mm256_cmpgt_epi64(va, _mm256_xor_si256(l, flip));
+		after |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(f)) << (4 * j);
+		before |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(l)) << (4 * j);
+	}
+	unsigned hit = ~(after | before) & ((1u << LEAF_MAX) - 1);
+	if (GM_UNLIKELY(order_count(w) == 0)) /* never published; defensive */
+		return true;
+	if (hit & (hit - 1))
+		return leaf_collect(lf, w, 0, a, b, items, max, k);
+	if (hit) {
+		unsigned s = (unsigned)__builtin_ctz(hit);
+		if (order_lists(w, s)) {
+			if (*k < max)
+				items[*k] = (void *)lf->item[s];
+			++*k;
+		}
+	}
+	return !(after >> order_slot(w, order_count(w) - 1) & 1);
+}
+#endif
+
 /* gm_itree_collect below a root inner node (out of line, so the one-leaf
  * path needs no stack frame): the walk of iter_step, with the cursor in
  * registers and locals. at[level] is the inner node being walked at that
  * level, next[level] the next child to consider there. */
-static __attribute__((noinline)) size_t
-collect_deep(const struct itnode *root, uint64_t a, uint64_t b, void **items,
-	     size_t max)
+static inline __attribute__((always_inline)) size_t
+collect_walk(const struct itnode *root, uint64_t a, uint64_t b, void **items,
+	     size_t max, unsigned (*reach)(const _Atomic uint64_t *, uint64_t),
+	     bool (*leaf)(const struct itleaf *, uint64_t, uint64_t, uint64_t,
+			  void **, size_t, size_t *))
 {
 	const struct itnode *at[MAXH];
 	unsigned next[MAXH];
@@ -841,7 +965,7 @@ collect_deep(const struct itnode *root, uint64_t a, uint64_t b, void **items,
 		/* down: the first child whose subtree reaches a */
 		while (level > 0) {
 			const struct itinner *in = inner_of(n);
-			unsigned i = first_reaching(in->prefix_max, a);
+			unsigned i = reach(in->prefix_max, a);
 			if (i >= n->count)
 				goto up;
 			if (in->first[i] > b)
@@ -853,8 +977,7 @@ collect_deep(const struct itnode *root, uint64_t a, uint64_t b, void **items,
 			prefetch_arrival(n, level);
 		}
 		const struct itleaf *lf = leaf_of(n);
-		if (!leaf_collect(lf, gm_load_acquire(&lf->order), 0, a, b, items,
-				  max, &k))
+		if (!leaf(lf, gm_load_acquire(&lf->order), a, b, items, max, &k))
 			return k;
 up:
 		/* up: the next sibling subtree that reaches a */
@@ -882,14 +1005,36 @@ up:
 	}
 }
 
+static __attribute__((noinline)) size_t
+collect_deep(const struct itnode *root, uint64_t a, uint64_t b, void **items,
+	     size_t max)
+{
+	return collect_walk(root, a, b, items, max, first_reaching, leaf_collect_all);
+}
+
+#ifdef HAVE_AVX2_SEARCH
+static __attribute__((noinline, target("avx2,popcnt"))) size_t
+collect_deep_avx2(const struct itnode *root, uint64_t a, uint64_t b,
+		  void **items, size_t max)
+{
+	return collect_walk(root, a, b, items, max, first_reaching_avx2,
+			    leaf_collect_avx2);
+}
+#endif
+
 size_t gm_itree_collect(const struct gm_itree *t, uint64_t a, uint64_t b,
 			void **items, size_t max)
 {
 	const struct itnode *root = gm_load_acquire(&((struct gm_itree *)t)->root);
 	if (!root || a > b)
 		return 0;
-	if (root->level)
+	if (root->level) {
+#ifdef HAVE_AVX2_SEARCH
+		if (gm_cpu_avx2_)
+			return collect_deep_avx2(root, a, b, items, max);
+#endif
 		return collect_deep(root, a, b, items, max);
+	}
 	/* small trees: one flat scan, no cursor */
 	const struct itleaf *lf = leaf_of(root);
 	size_t k = 0;
@@ -951,12 +1096,12 @@ static inline unsigned count_below_fanout(const uint64_t *a, uint64_t kf)
 }
 
 /* Inner node: the child whose range holds k (largest i with sep_i <= k):
- * the last separator whose `first` is below k.first, then ties on `first`
- * settled with full key compares. */
-static unsigned route(const struct itnode *n, struct key k)
+ * the last separator whose `first` is below k.first (c of them, counted by
+ * `below`), then ties on `first` settled with full key compares. */
+static inline __attribute__((always_inline)) unsigned
+route_with(const struct itnode *n, struct key k, unsigned c)
 {
 	const struct itinner *in = inner_of(n);
-	unsigned c = count_below_fanout(in->first, k.first);
 	unsigned i = c ? c - 1 : 0;
 	while (i + 1 < n->count && in->first[i + 1] == k.first &&
 	       key_cmp(k, node_key(n, i + 1)) >= 0)
@@ -964,19 +1109,16 @@ static unsigned route(const struct itnode *n, struct key k)
 	return i;
 }
 
-/* Leaf: first logical position whose key is >= k; *found if it equals k. */
-static unsigned leaf_lower_bound(const struct itnode *n, struct key k,
-				 bool *found)
+/* Leaf: first logical position whose key is >= k (j entries have a
+ * smaller `first`, then ties on `first` settled with full key compares);
+ * *found if it equals k. */
+static inline __attribute__((always_inline)) unsigned
+leaf_lower_bound_with(const struct itnode *n, struct key k, unsigned j,
+		      bool *found)
 {
 	const struct itleaf *lf = leaf_of(n);
 	uint64_t w = leaf_order(n);
 	unsigned cnt = order_count(w);
-	/* a count over all live keys: independent loads, no chain of
-	 * dependent probes (the leaf's lines were prefetched together) */
-	unsigned j = 0;
-	uint64_t rest = w >> 4;
-	for (unsigned i = 0; i < cnt; i++, rest >>= 4)
-		j += lf->first[rest & 15] < k.first;
 	while (j < cnt && lf->first[order_slot(w, j)] == k.first &&
 	       key_cmp(node_key(n, j), k) < 0)
 		j++;
@@ -984,13 +1126,32 @@ static unsigned leaf_lower_bound(const struct itnode *n, struct key k,
 	return j;
 }
 
-static void descend(const struct gm_itree *t, struct key k, struct wpath *p)
+/* #{live entries of leaf n whose first < kf}: a count over all live keys,
+ * independent loads, no chain of dependent probes (the leaf's lines were
+ * prefetched together). */
+static inline unsigned leaf_count_below(const struct itnode *n, uint64_t kf)
+{
+	const struct itleaf *lf = leaf_of(n);
+	uint64_t w = leaf_order(n);
+	unsigned cnt = order_count(w), j = 0;
+	uint64_t rest = w >> 4;
+	for (unsigned i = 0; i < cnt; i++, rest >>= 4)
+		j += lf->first[rest & 15] < kf;
+	return j;
+}
+
+/* The writer's walk from the root to k's leaf, recording the path; count
+ * finds #{separators whose first < k.first} in an inner node. */
+static inline __attribute__((always_inline)) void
+descend_with(const struct gm_itree *t, struct key k, struct wpath *p,
+	     unsigned (*count)(const uint64_t *, uint64_t),
+	     unsigned (*leaf_count)(const struct itnode *, uint64_t), bool *found)
 {
 	struct itnode *n = gm_load_relaxed(&((struct gm_itree *)t)->root);
 	p->height = t->height;
 	for (unsigned level = t->height - 1; level > 0; level--) {
 		prefetch_for_route(n, level);
-		unsigned i = route(n, k);
+		unsigned i = route_with(n, k, count(inner_of(n)->first, k.first));
 		/* the edit below reads (and may update) this summary */
 		__builtin_prefetch(&inner_of(n)->max_last[i]);
 		p->node[level] = n;
@@ -999,6 +1160,59 @@ static void descend(const struct gm_itree *t, struct key k, struct wpath *p)
 	}
 	prefetch_for_route(n, 0);
 	p->node[0] = n;
+	p->idx[0] = leaf_lower_bound_with(n, k, leaf_count(n, k.first), found);
+}
+
+static __attribute__((noinline)) void
+descend_scalar(const struct gm_itree *t, struct key k, struct wpath *p,
+	       bool *found)
+{
+	descend_with(t, k, p, count_below_fanout, leaf_count_below, found);
+}
+
+#ifdef HAVE_AVX2_SEARCH
+/* leaf_count_below in AVX2: compares first[] of all 15 physical slots
+ * (and one word past them, which the mask drops) at once and counts the
+ * live ones below kf, with no walk of the order word. */
+__attribute__((target("avx2,popcnt"), always_inline)) static inline unsigned
+leaf_count_below_avx2(const struct itnode *n, uint64_t kf)
+{
+	_Static_assert(LEAF_MAX < 16, "a leaf's first[] is read as 16 words");
+	const uint64_t *v = leaf_of(n)->first;
+	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
+	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)kf), flip);
+	__m256i lt[4];
+	for (unsigned j = 0; j < 4; j++) {
+		__m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(v + 4 * j));
+		lt[j] = _mm256_cmpgt_epi64(key, _mm256_xor_si256(x, flip));
+	}
+	unsigned below = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(lt[0])) |
+			 (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(lt[1])) << 4 |
+			 (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(lt[2])) << 8 |
+			 (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(lt[3])) << 12;
+	return (unsigned)__builtin_popcount(below & n->live);
+}
+
+static __attribute__((noinline, target("avx2,popcnt"))) void
+descend_avx2(const struct gm_itree *t, struct key k, struct wpath *p,
+	     bool *found)
+{
+	descend_with(t, k, p, count_below_avx2, leaf_count_below_avx2, found);
+}
+#endif
+
+/* Walks from the root to k's leaf (path in *p, p->idx[0] = k's position
+ * in the leaf, *found if k is there). The tree is not empty. */
+static void descend(const struct gm_itree *t, struct key k, struct wpath *p,
+		    bool *found)
+{
+#ifdef HAVE_AVX2_SEARCH
+	if (gm_cpu_avx2_) {
+		descend_avx2(t, k, p, found);
+		return;
+	}
+#endif
+	descend_scalar(t, k, p, found);
 }
 
 /*
@@ -1208,6 +1422,7 @@ static void scatter(struct itnode *n, const struct slot *s, unsigned cnt)
 			lf->item[i] = s[i].k.item;
 		}
 		n->used = (uint8_t)cnt;
+		n->live = (uint16_t)((1u << cnt) - 1);
 		atomic_init(&lf->order, order_identity(cnt));
 		return;
 	}
@@ -1422,11 +1637,7 @@ static unsigned free_slot(struct itnode *n)
 {
 	if (n->used < LEAF_MAX)
 		return n->used++;
-	uint64_t w = leaf_order(n);
-	unsigned live = 0;
-	for (unsigned i = 0; i < order_count(w); i++)
-		live |= 1u << order_slot(w, i);
-	return (unsigned)__builtin_ctz(~live);
+	return (unsigned)__builtin_ctz(~(unsigned)n->live);
 }
 
 static void leaf_insert_inplace(struct itnode *n, unsigned pos, struct key k)
@@ -1438,6 +1649,7 @@ static void leaf_insert_inplace(struct itnode *n, unsigned pos, struct key k)
 	lf->item[phys] = k.item;
 	gm_store_release(&lf->order, order_insert(leaf_order(n), pos, phys));
 	n->count++;
+	n->live |= (uint16_t)(1u << phys);
 }
 
 /* Remove from a published leaf: a new order word without the entry. The
@@ -1446,9 +1658,11 @@ static void leaf_delete_inplace(struct gm_itree *t, struct itnode *n,
 				unsigned pos)
 {
 	struct itleaf *lf = leaf_of(n);
-	gm_store_release(&lf->order, order_remove(leaf_order(n), pos));
+	uint64_t w = leaf_order(n);
+	n->live &= (uint16_t)~(1u << order_slot(w, pos));
+	gm_store_release(&lf->order, order_remove(w, pos));
 	n->count--;
-	n->dead_stamp = t->tokens_submitted;
+	n->dead_stamp = (uint16_t)t->tokens_submitted;
 	request_grace(t);
 }
 
@@ -1491,19 +1705,37 @@ static void leaf_compact_insert(struct itnode *dst, const struct itnode *src,
 		j++;
 	}
 	dst->count = dst->used = (uint8_t)j;
+	dst->live = (uint16_t)((1u << j) - 1);
 	atomic_init(&d->order, order_identity(j));
 }
 
 /* Shared tail of insert and remove once the leaf position is known. */
+/* True if the leaf takes the edit in place: make_plan's OUT_INPLACE at
+ * level 0, decided from the leaf alone (a non-root leaf holds >= NODE_MIN
+ * entries, so an insert never leaves it too empty). */
+static inline bool edits_in_place(const struct gm_itree *t,
+				  const struct wpath *p, int delta)
+{
+	const struct itnode *lf = p->node[0];
+	if (delta < 0)
+		return lf->count - 1 >= (p->height == 1 ? 1 : NODE_MIN);
+	return lf->count < LEAF_MAX &&
+	       (lf->used < LEAF_MAX || dead_slots_reusable(t, lf));
+}
+
 static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 {
 	struct plan pl;
 	pl.out[0] = OUT_REPLACE; /* make_plan sets it; keeps gcc from doubting */
-	int rc = make_plan(t, p, delta, &pl);
+	int rc = 0;
+	if (edits_in_place(t, p, delta)) /* the common case, without a plan */
+		pl.out[0] = OUT_INPLACE;
+	else
+		rc = make_plan(t, p, delta, &pl);
 	if (rc)
 		return rc;
 	unsigned pos = p->idx[0];
-	if (pl.out[0] == OUT_INPLACE) { /* the common case */
+	if (pl.out[0] == OUT_INPLACE) {
 		if (delta > 0)
 			leaf_insert_inplace(p->node[0], pos, k);
 		else
@@ -1544,8 +1776,7 @@ int gm_itree_insert(struct gm_itree *t, uint64_t first, uint64_t last,
 	} else {
 		struct wpath p;
 		bool found;
-		descend(t, k, &p);
-		p.idx[0] = leaf_lower_bound(p.node[0], k, &found);
+		descend(t, k, &p, &found);
 		if (found)
 			return -EEXIST;
 		rc = apply(t, &p, k, +1);
@@ -1567,8 +1798,7 @@ int gm_itree_remove(struct gm_itree *t, uint64_t first, uint64_t last,
 	struct key k = {first, last, (uintptr_t)item};
 	struct wpath p;
 	bool found;
-	descend(t, k, &p);
-	p.idx[0] = leaf_lower_bound(p.node[0], k, &found);
+	descend(t, k, &p, &found);
 	if (!found)
 		return -ENOENT;
 	int rc = apply(t, &p, k, -1);
@@ -1637,6 +1867,8 @@ static int vleaf(const struct itnode *n, struct key lo, uint64_t *max,
 		if (lf->first[s] > lf->last[s])
 			return vfail(v, "entry with first > last");
 	}
+	if (seen != n->live)
+		return vfail(v, "leaf live mask differs from the slots its order word lists");
 	if (key_cmp(node_key(n, 0), lo) < 0)
 		return vfail(v, "leaf key below its parent's separator");
 	v->leaves++;
