@@ -390,6 +390,24 @@ GM_TEST(bad_input_changes_nothing)
 	CHECK_EQ(gm_space_gfn_to_hva(sp, NULL, UINT64_MAX, &hva), 0);
 	CHECK_EQ(gm_space_gfn_to_hva(sp, NULL, 1ull << 52, &hva), -ENOENT);
 	gm_rcu_read_unlock();
+	/* UINT64_MAX through a cache (the miss's fast path hands it over: a
+	 * block's padding keys are UINT64_MAX too) after the entry ending
+	 * there moved down a place in its block (its old place keeps its
+	 * last and hva behind the padding) */
+	CHECK_EQ(gm_space_slot_delete(sp, 10), 0);
+	CHECK_EQ(gm_space_slot_add(sp, 11, UINT64_MAX - 3, 4, 1ull << 40, 0), 0);
+	CHECK_EQ(gm_space_slot_delete(sp, 9), 0);
+	struct gm_space_cache c;
+	gm_space_cache_init(&c);
+	gm_rcu_read_lock();
+	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, UINT64_MAX, &hva), 0);
+	CHECK_EQ(hva, (1ull << 40) + (3ull << 12));
+	gm_space_cache_init(&c);
+	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, UINT64_MAX - 3, &hva), 0);
+	CHECK_EQ(hva, 1ull << 40);
+	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, UINT64_MAX - 4, &hva), -ENOENT);
+	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, 0, &hva), -ENOENT);
+	gm_rcu_read_unlock();
 	CHECK_VALID(gm_space_validate(sp, &reason), reason);
 	gm_space_destroy(sp);
 }
