@@ -214,6 +214,28 @@ double gmb_measure_n(struct gmb_ctx *ctx, const struct gmb_case *c,
 	return median;
 }
 
+void gmb_measure_group(struct gmb_ctx *ctx, const struct gmb_case *cases, int n,
+		       double *ns)
+{
+	(void)ctx;
+	int repeat = opt.repeat < 1 ? 1 : opt.repeat;
+	double *v = malloc(sizeof(double) * (size_t)repeat * (size_t)(n > 0 ? n : 1));
+	if (!v) {
+		perror("gmbench");
+		exit(1);
+	}
+	for (int i = 0; i < n; i++)
+		run_once(&cases[i]);
+	for (int r = 0; r < repeat; r++)
+		for (int k = 0; k < n; k++) {
+			int i = (r + k) % n;
+			v[(size_t)i * (size_t)repeat + (size_t)r] = run_once(&cases[i]);
+		}
+	for (int i = 0; i < n; i++)
+		ns[i] = gmb_median(v + (size_t)i * (size_t)repeat, repeat);
+	free(v);
+}
+
 double gmb_median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(double), dbl_cmp);

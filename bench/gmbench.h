@@ -26,6 +26,7 @@
  * Timing: gmb_measure runs body once to warm up, then `--repeat` times
  * (setup and teardown untimed around each), with CLOCK_MONOTONIC, and
  * returns the median ns per op (body returns how many ops it did).
+ * gmb_measure_group does the same for several cases in interleaved rounds.
  */
 #ifndef GMBENCH_H
 #define GMBENCH_H
@@ -49,6 +50,15 @@ double gmb_measure(struct gmb_ctx *ctx, const struct gmb_case *c);
  * or that cannot be undone cheaply); no warm-up when warmup is false. */
 double gmb_measure_n(struct gmb_ctx *ctx, const struct gmb_case *c,
 		     int repeat, bool warmup);
+/* Cases whose rows a target compares, measured side by side: one warm-up
+ * run each, then --repeat rounds in which every case runs once (the
+ * starting case rotates from round to round), ns[i] = case i's median.
+ * Measured one after the other, two rows sit seconds apart and a shared
+ * machine's load can change in between (ratios moved 2-5x from run to
+ * run); interleaved, every round meets both under the same conditions.
+ * The cases must be able to run in any order (their structures coexist). */
+void gmb_measure_group(struct gmb_ctx *ctx, const struct gmb_case *cases, int n,
+		       double *ns);
 /* Nanoseconds since an arbitrary origin (CLOCK_MONOTONIC). */
 uint64_t gmb_now_ns(void);
 /* Median of v[0..n) (n >= 1); sorts v. For scenarios that time runs

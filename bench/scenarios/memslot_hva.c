@@ -390,28 +390,31 @@ static void run_size(struct gmb_ctx *ctx, struct gmb_rng *r, uint64_t n,
 	double rb_bytes = sizeof(struct bl_augrb_node) + (double)sizeof(struct bl_augrb) / (double)n;
 	double lin_bytes = (double)gm_alloc_counting_bytes(&lin_count) / (double)n;
 
-	double ns;
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = itree_query});
-	gmb_row(ctx, "gm_itree", "query", n, "memslots", ns, it_bytes);
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = linear_query});
-	gmb_row(ctx, "linear", "query", n, "memslots", ns, lin_bytes);
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = augrb_query});
-	gmb_row(ctx, "augrb", "query", n, "memslots", ns, rb_bytes);
+	/* The structures side by side (gmb_measure_group): the targets are
+	 * ratios of these rows. */
+	double t[3];
+	gmb_measure_group(ctx, (struct gmb_case[]){{.arg = &w, .body = itree_query},
+						   {.arg = &w, .body = linear_query},
+						   {.arg = &w, .body = augrb_query}}, 3, t);
+	gmb_row(ctx, "gm_itree", "query", n, "memslots", t[0], it_bytes);
+	gmb_row(ctx, "linear", "query", n, "memslots", t[1], lin_bytes);
+	gmb_row(ctx, "augrb", "query", n, "memslots", t[2], rb_bytes);
 
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = itree_stab});
-	gmb_row(ctx, "gm_itree", "stab", n, "memslots", ns, it_bytes);
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = linear_stab});
-	gmb_row(ctx, "linear", "stab", n, "memslots", ns, lin_bytes);
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = augrb_stab});
-	gmb_row(ctx, "augrb", "stab", n, "memslots", ns, rb_bytes);
+	gmb_measure_group(ctx, (struct gmb_case[]){{.arg = &w, .body = itree_stab},
+						   {.arg = &w, .body = linear_stab},
+						   {.arg = &w, .body = augrb_stab}}, 3, t);
+	gmb_row(ctx, "gm_itree", "stab", n, "memslots", t[0], it_bytes);
+	gmb_row(ctx, "linear", "stab", n, "memslots", t[1], lin_bytes);
+	gmb_row(ctx, "augrb", "stab", n, "memslots", t[2], rb_bytes);
 
-	/* churn last: it moves slots (each structure tracks its own ranges) */
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = itree_churn});
-	gmb_row(ctx, "gm_itree", "churn", n, "memslots", ns, it_bytes);
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = augrb_churn});
-	gmb_row(ctx, "augrb", "churn", n, "memslots", ns, rb_bytes);
+	/* churn last: it moves slots (each structure tracks its own ranges;
+	 * gm_itree's and linear's in w->cur, so linear goes after a reset) */
+	gmb_measure_group(ctx, (struct gmb_case[]){{.arg = &w, .body = itree_churn},
+						   {.arg = &w, .body = augrb_churn}}, 2, t);
+	gmb_row(ctx, "gm_itree", "churn", n, "memslots", t[0], it_bytes);
+	gmb_row(ctx, "augrb", "churn", n, "memslots", t[1], rb_bytes);
 	reset_ranges(&w); /* linear was built from the original ranges */
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = linear_churn});
+	double ns = gmb_measure(ctx, &(struct gmb_case){.arg = &w, .body = linear_churn});
 	gmb_row(ctx, "linear", "churn", n, "memslots", ns, lin_bytes);
 
 	const char *why = NULL;
