@@ -198,8 +198,11 @@ struct run {
 	void *wp_sets[NSERVERS], *mmio_sets[NSERVERS]; /* for impl->select */
 	uint64_t k;          /* ranges removed and re-added per add/remove run */
 	uint64_t *victims;   /* indices into wp[s], k per server */
-	bool rcu;
+	uint64_t nacc;       /* selections timed per run (w->acc[0..nacc)) */
+	bool rcu, built;
 	uint64_t wrong;
+	double bytes;        /* bytes per range of the write-protect sets */
+	struct gm_alloc_counting count;
 };
 
 /* hvm_select_ioreq_server(): the first server whose set of the access's
@@ -213,7 +216,7 @@ static uint64_t body_select(void *arg)
 	uint64_t wrong = 0;
 	if (r->rcu)
 		gm_rcu_read_lock();
-	for (uint64_t i = 0; i < r->w->nacc; i++) {
+	for (uint64_t i = 0; i < r->nacc; i++) {
 		const struct access *a = &r->w->acc[i];
 		int found = -1;
 		if (im->select) {
@@ -233,7 +236,7 @@ static uint64_t body_select(void *arg)
 	if (r->rcu)
 		gm_rcu_read_unlock();
 	r->wrong += wrong;
-	return r->w->nacc;
+	return r->nacc;
 }
 
 static uint64_t body_remove(void *arg)
@@ -298,49 +301,70 @@ static void teardown(struct run *r)
 	}
 }
 
-static void run_one(struct gmb_ctx *ctx, const struct impl *im, struct workload *w,
-		    const char *dist, struct gmb_rng *rng)
+/* Builds im's four servers' sets into *r (r->built says if it worked). */
+static void run_prepare(struct run *r, const struct impl *im, struct workload *w,
+			struct gmb_rng *rng)
 {
-	struct gm_alloc_counting count;
-	gm_alloc_counting_init(&count, NULL);
-	struct run r = {.impl = im, .w = w, .rcu = im->create == gm_create};
+	*r = (struct run){.impl = im, .w = w, .rcu = im->create == gm_create,
+			  .nacc = w->nacc};
+	gm_alloc_counting_init(&r->count, NULL);
 	bool slow = im->create == xl_create;
 	/* The list walks n/2 nodes per server per access: fewer accesses. */
-	uint64_t nacc_all = w->nacc;
 	if (slow && w->n >= 4096)
-		w->nacc = nacc_all / (w->n / 1024);
-	r.k = w->n / 8 < 256 ? w->n / 8 : 256;
+		r->nacc = w->nacc / (w->n / 1024);
+	r->k = w->n / 8 < 256 ? w->n / 8 : 256;
 	if (slow && w->n >= 16384)
-		r.k = 32;
-	r.victims = malloc(NSERVERS * r.k * sizeof(uint64_t));
+		r->k = 32;
+	r->victims = malloc(NSERVERS * r->k * sizeof(uint64_t));
 	for (int s = 0; s < NSERVERS; s++) /* distinct victims per server */
-		for (uint64_t i = 0; i < r.k; i++)
-			r.victims[s * r.k + i] = i * (w->n / r.k) + gmb_rng_below(rng, w->n / r.k);
-
-	if (!build(&r, &count)) {
+		for (uint64_t i = 0; i < r->k; i++)
+			r->victims[s * r->k + i] = i * (w->n / r->k) + gmb_rng_below(rng, w->n / r->k);
+	r->built = build(r, &r->count);
+	if (!r->built) {
 		fprintf(stderr, "ioreq_select: %s: build failed\n", im->name);
-		teardown(&r);
-		free(r.victims);
-		w->nacc = nacc_all;
 		return;
 	}
 	gm_rcu_barrier(); /* deferred frees of the build are not the set's size */
-	double bytes = (double)gm_alloc_counting_bytes(&count) / (double)(NSERVERS * w->n);
+	r->bytes = (double)gm_alloc_counting_bytes(&r->count) / (double)(NSERVERS * w->n);
+}
 
-	double ns = gmb_measure(ctx, &(struct gmb_case){.arg = &r, .body = body_select});
-	gmb_row(ctx, im->name, "select", w->n, dist, ns, bytes);
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &r, .setup = setup_add, .body = body_add});
-	gmb_row(ctx, im->name, "add", w->n, dist, ns, bytes);
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &r, .body = body_remove,
-						  .teardown = teardown_remove});
-	gmb_row(ctx, im->name, "remove", w->n, dist, ns, bytes);
-	if (r.wrong)
-		gmb_note(ctx, "%s n=%llu %s: %llu wrong answers or failed changes",
-			 im->name, (unsigned long long)w->n, dist,
-			 (unsigned long long)r.wrong);
-	teardown(&r);
-	free(r.victims);
-	w->nacc = nacc_all;
+/* The three designs on one workload: selection side by side
+ * (gmb_measure_group: the targets are its ratios), then each one's
+ * changes. */
+static void run_all(struct gmb_ctx *ctx, struct workload *w, const char *dist,
+		    struct gmb_rng *rng)
+{
+	enum { N = sizeof(impls) / sizeof(impls[0]) };
+	struct run r[N];
+	struct gmb_case cases[N];
+	double t[N];
+	bool all = true;
+	for (int i = 0; i < N; i++) {
+		run_prepare(&r[i], &impls[i], w, rng);
+		all &= r[i].built;
+		cases[i] = (struct gmb_case){.arg = &r[i], .body = body_select};
+	}
+	if (all) {
+		gmb_measure_group(ctx, cases, N, t);
+		for (int i = 0; i < N; i++)
+			gmb_row(ctx, impls[i].name, "select", w->n, dist, t[i], r[i].bytes);
+	}
+	for (int i = 0; i < N && all; i++) {
+		double ns = gmb_measure(ctx, &(struct gmb_case){.arg = &r[i], .setup = setup_add,
+								 .body = body_add});
+		gmb_row(ctx, impls[i].name, "add", w->n, dist, ns, r[i].bytes);
+		ns = gmb_measure(ctx, &(struct gmb_case){.arg = &r[i], .body = body_remove,
+							  .teardown = teardown_remove});
+		gmb_row(ctx, impls[i].name, "remove", w->n, dist, ns, r[i].bytes);
+		if (r[i].wrong)
+			gmb_note(ctx, "%s n=%llu %s: %llu wrong answers or failed changes",
+				 impls[i].name, (unsigned long long)w->n, dist,
+				 (unsigned long long)r[i].wrong);
+	}
+	for (int i = 0; i < N; i++) {
+		teardown(&r[i]);
+		free(r[i].victims);
+	}
 }
 
 static void run(struct gmb_ctx *ctx)
@@ -357,8 +381,7 @@ static void run(struct gmb_ctx *ctx)
 			make_ranges(&w, dists[d], &rng);
 			w.acc = malloc(w.nacc * sizeof(*w.acc));
 			make_accesses(&w, &rng);
-			for (size_t i = 0; i < sizeof(impls) / sizeof(impls[0]); i++)
-				run_one(ctx, &impls[i], &w, dists[d], &rng);
+			run_all(ctx, &w, dists[d], &rng);
 			for (int s = 0; s < NSERVERS; s++)
 				free(w.wp[s]);
 			free(w.acc);
