@@ -273,19 +273,25 @@ static inline uint64_t hash_ptr(uintptr_t x)
 	return (uint64_t)(p >> 64) ^ (uint64_t)p;
 }
 
+/* The candidate lines of an untagged e in a table of nb >= 2 lines,
+ * without branches (the AVX2 paths' line loads wait for no prediction). */
+static inline void hlines_of(uintptr_t e, uint32_t nb, uint32_t *b1, uint32_t *b2)
+{
+	uint64_t h = hash_ptr(e);
+	uint32_t a = (uint32_t)(((h & 0xffffffffu) * nb) >> 32);
+	uint32_t b = (uint32_t)(((h >> 32) * nb) >> 32);
+	uint32_t next = a + 1 == nb ? 0 : a + 1;
+	*b1 = a;
+	*b2 = b == a ? next : b;
+}
+
 static inline void lines_of(uintptr_t e, uint32_t nb, uint32_t *b1, uint32_t *b2)
 {
 	if (nb == 1) {
 		*b1 = *b2 = 0;
 		return;
 	}
-	uint64_t h = hash_ptr(e & ~TAG_MASK);   /* a hashed slot's copies tag off */
-	uint32_t a = (uint32_t)(((h & 0xffffffffu) * nb) >> 32);
-	uint32_t b = (uint32_t)(((h >> 32) * nb) >> 32);
-	if (b == a)
-		b = a + 1 == nb ? 0 : a + 1;
-	*b1 = a;
-	*b2 = b;
+	hlines_of(e & ~TAG_MASK, nb, b1, b2);   /* a hashed slot's copies tag off */
 }
 
 /* The candidate line of e that is not `here`. */
@@ -782,18 +788,6 @@ lines_eq_avx2(__m256i a0, __m256i a1, __m256i b0, __m256i b1, uintptr_t v)
 	m |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(b0, ev))) << 8;
 	m |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(b1, ev))) << 12;
 	return m;
-}
-
-/* lines_of for a hashed table (nb >= 2) and an untagged e, without
- * branches: the line loads wait for no prediction. */
-static inline void hlines_of(uintptr_t e, uint32_t nb, uint32_t *b1, uint32_t *b2)
-{
-	uint64_t h = hash_ptr(e);
-	uint32_t a = (uint32_t)(((h & 0xffffffffu) * nb) >> 32);
-	uint32_t b = (uint32_t)(((h >> 32) * nb) >> 32);
-	uint32_t next = a + 1 == nb ? 0 : a + 1;
-	*b1 = a;
-	*b2 = b == a ? next : b;
 }
 
 #define LOAD_ALL(p) _mm256_load_si256((const __m256i *)(p))
