@@ -1219,6 +1219,20 @@ static void descend(const struct gm_itree *t, struct key k, struct wpath *p,
  * Decides, from counts alone, what each level of the path becomes when the
  * leaf gains (delta = +1) or loses (-1) an entry, and what that needs.
  */
+/* True if the leaf takes the edit in place, decided from the leaf alone
+ * (a non-root leaf holds >= NODE_MIN entries, so an insert never leaves it
+ * too empty): a remove that leaves it full enough, an insert that fits and
+ * finds an unused or reusable dead slot. Else it is copied (make_plan). */
+static inline bool edits_in_place(const struct gm_itree *t,
+				  const struct wpath *p, int delta)
+{
+	const struct itnode *lf = p->node[0];
+	if (delta < 0)
+		return lf->count - 1 >= (p->height == 1 ? 1 : NODE_MIN);
+	return lf->count < LEAF_MAX &&
+	       (lf->used < LEAF_MAX || dead_slots_reusable(t, lf));
+}
+
 static int make_plan(const struct gm_itree *t, const struct wpath *p,
 		     int delta, struct plan *pl)
 {
@@ -1245,12 +1259,7 @@ static int make_plan(const struct gm_itree *t, const struct wpath *p,
 			continue;
 		}
 		if (c >= minc) {
-			/* A leaf edits in place unless an insert finds no
-			 * unused or reusable dead slot: then it is copied. */
-			const struct itnode *lf = p->node[0];
-			if (level == 0 &&
-			    (delta < 0 || lf->used < LEAF_MAX ||
-			     (lf->count < LEAF_MAX && dead_slots_reusable(t, lf)))) {
+			if (level == 0 && edits_in_place(t, p, delta)) {
 				pl->out[level] = OUT_INPLACE;
 			} else {
 				pl->out[level] = OUT_REPLACE;
@@ -1710,19 +1719,6 @@ static void leaf_compact_insert(struct itnode *dst, const struct itnode *src,
 }
 
 /* Shared tail of insert and remove once the leaf position is known. */
-/* True if the leaf takes the edit in place: make_plan's OUT_INPLACE at
- * level 0, decided from the leaf alone (a non-root leaf holds >= NODE_MIN
- * entries, so an insert never leaves it too empty). */
-static inline bool edits_in_place(const struct gm_itree *t,
-				  const struct wpath *p, int delta)
-{
-	const struct itnode *lf = p->node[0];
-	if (delta < 0)
-		return lf->count - 1 >= (p->height == 1 ? 1 : NODE_MIN);
-	return lf->count < LEAF_MAX &&
-	       (lf->used < LEAF_MAX || dead_slots_reusable(t, lf));
-}
-
 static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 {
 	struct plan pl;
