@@ -520,8 +520,8 @@ static size_t ent_last_le_sep(const struct gent *e, size_t n, uint64_t x)
 /* The bucket of x (the last one for keys past it). */
 static inline uint64_t gt_bucket(const struct gtop *t, uint64_t x)
 {
-	uint64_t k = x >> t->shift;
-	return k < t->nb ? k : t->nb - 1;
+	uint64_t k = x >> t->shift, last = t->nb - 1;
+	return k < last ? k : last;   /* this form compiles to a cmov */
 }
 
 /* The block whose range of keys holds x: last sep <= x (t->n > 0). */
@@ -548,6 +548,19 @@ static inline size_t ent_last_le(const struct gblk *b, uint64_t x)
 	return lo;
 }
 
+/* gfn's block when its bucket holds at most one sep (the usual case):
+ * block lo or lo + 1, chosen without a branch; NULL when the bucket holds
+ * more (gt_find searches them). t->n > 0. */
+static inline const struct gblk *gt_block_direct(const struct gtop *t, uint64_t gfn)
+{
+	const uint32_t *rad = gt_rad(t);
+	uint64_t k = gt_bucket(t, gfn), lo = rad[k], hi = rad[k + 1];
+	if (GM_UNLIKELY(hi - lo > 1))
+		return NULL;
+	const struct gent *e = gt_ent(t) + lo;
+	return e[(hi > lo) & (gfn >= e[1].sep)].blk;
+}
+
 /* The block and position of the entry whose range holds gfn: true, or
  * false (reader or writer). Inlined into the translation path: a call and
  * its out-parameters cost more than the search. */
@@ -556,14 +569,9 @@ gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp, size_t *jp
 {
 	if (GM_UNLIKELY(!t || !t->n))
 		return false;
-	const uint32_t *rad = gt_rad(t);
-	uint64_t k = gt_bucket(t, gfn), lo = rad[k], hi = rad[k + 1];
-	const struct gent *e = gt_ent(t) + lo;
-	const struct gblk *b;
-	if (GM_LIKELY(hi - lo <= 1)) /* block lo or lo + 1: no branch */
-		b = e[(hi > lo) & (gfn >= e[1].sep)].blk;
-	else
-		b = e[ent_last_le_sep(e, hi - lo + 1, gfn)].blk;
+	const struct gblk *b = gt_block_direct(t, gfn);
+	if (GM_UNLIKELY(!b))
+		b = gt_get(t, gt_find(t, gfn));
 	/* base[]'s four lines at once (one memory latency, not one per
 	 * search step); prefetching lh[] too measured slower (the line of
 	 * the entry found is one of eight, and twelve prefetches a lookup
@@ -596,16 +604,11 @@ gidx_find(const struct gtop *t, uint64_t gfn, const struct gblk **bp, size_t *jp
 static inline __attribute__((always_inline)) const struct gblk *
 gidx_find_fast(const struct gtop *t, uint64_t gfn, size_t *jp)
 {
-	if (GM_UNLIKELY(!t) || GM_UNLIKELY(!t->nb))
+	if (GM_UNLIKELY(!t) || GM_UNLIKELY(!t->n))
 		return NULL;
-	const uint32_t *rad = gt_rad(t);
-	uint64_t k = gfn >> t->shift, kmax = t->nb - 1;
-	k = k < kmax ? k : kmax;
-	uint64_t lo = rad[k], hi = rad[k + 1];
-	if (GM_UNLIKELY(hi - lo > 1))
+	const struct gblk *b = gt_block_direct(t, gfn);
+	if (GM_UNLIKELY(!b))
 		return NULL;
-	const struct gent *e = gt_ent(t) + lo;
-	const struct gblk *b = e[(hi > lo) & (gfn >= e[1].sep)].blk;
 	for (size_t l = 0; l < GB_MAX * 8 / 64; l++)
 		__builtin_prefetch((const char *)b->base + 64 * l);
 	_Static_assert(GB_MAX == 32, "the unrolled search below takes 5 steps");
