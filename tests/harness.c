@@ -110,8 +110,12 @@ static void on_timeout(int sig)
 	_exit(3);
 }
 
+static bool cpu_avx2_at_start;
+bool gm_test_cpu_avx2(void) { return cpu_avx2_at_start; }
+
 int gm_test_main(int argc, char **argv)
 {
+	cpu_avx2_at_start = gm_cpu_avx2_;
 	const char *filter = argc > 1 ? argv[1] : NULL;
 	const char *env_scale = getenv("GM_TEST_SCALE");
 	if (env_scale && *env_scale)

@@ -97,6 +97,12 @@ uint64_t gm_test_seed(void);
 uint64_t gm_test_iters(uint64_t n);
 int gm_test_main(int argc, char **argv);
 
+/* src/cpu.c's switch between the AVX2 and the portable read paths (not
+ * public); tests clear it to run the portable paths on an AVX2 machine. */
+extern bool gm_cpu_avx2_;
+/* What it was when the tests started: what the CPU has. */
+bool gm_test_cpu_avx2(void);
+
 #define GM_TEST(name)                                                        \
 	static void gm_test_##name(void);                                    \
 	__attribute__((constructor)) static void gm_test_reg_##name(void)    \

@@ -9,17 +9,6 @@
 /* src/rangemap.c: maps below this many node bytes keep no recycling pool;
  * 0 here, so the RCU tests run small maps through the pool as well. */
 extern uint64_t gm_rangemap_recycle_min_bytes_;
-extern bool gm_cpu_avx2_; /* src/cpu.c; false: the portable in-node search */
-
-/* What src/cpu.c found at load time (the tests switch gm_cpu_avx2_ off
- * and back). */
-static bool cpu_avx2_found(void)
-{
-	static int found = -1;
-	if (found < 0)
-		found = gm_cpu_avx2_;
-	return found;
-}
 
 /* ---- comparing map and model ------------------------------------------- */
 
@@ -119,7 +108,7 @@ static void check_all(const struct gm_rangemap *m, const struct model *md, struc
 		 * in-node searches */
 		const struct gm_rangemap *many[3] = {m, &empty_map, m};
 		uint64_t wmask = sn->present[j] ? 5 : 0;
-		const bool avx2 = cpu_avx2_found();
+		const bool avx2 = gm_test_cpu_avx2();
 		for (int simd = 0; simd < 2; simd++) {
 			gm_cpu_avx2_ = simd && avx2;
 			CHECK_EQ(gm_rangemap_contains_many(many, 3, key), wmask);
@@ -235,7 +224,6 @@ static void rand_cells(struct gm_rng *rng, const struct model *md, uint64_t *a, 
 
 /* One random write on map and model (the model changes only if the map
  * call succeeded). Returns the map's rc. */
-
 
 static int random_write(struct gm_rangemap *m, struct model *md, struct gm_rng *rng,
 			struct upd *u, bool apply)
@@ -377,13 +365,13 @@ GM_TEST(contains_many_matches_contains)
 		uint64_t want = 0;
 		for (unsigned i = 0; i < n && i < 64; i++)
 			want |= (uint64_t)gm_rangemap_contains(ptr[i], key) << i;
-		const bool avx2 = cpu_avx2_found();
+		const bool avx2 = gm_test_cpu_avx2();
 		for (int simd = 0; simd < 2; simd++) {
 			gm_cpu_avx2_ = simd && avx2;
 			CHECK_EQ(gm_rangemap_contains_many(ptr, n, key), want);
 		}
 	}
-	gm_cpu_avx2_ = cpu_avx2_found();
+	gm_cpu_avx2_ = gm_test_cpu_avx2();
 	for (unsigned i = 0; i < NMAPS; i++)
 		gm_rangemap_destroy(&maps[i]);
 }

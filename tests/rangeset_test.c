@@ -497,18 +497,6 @@ static void random_differential(unsigned flags, uint64_t base, unsigned size,
 /* first_containing: the first set holding the index, as the set-by-set
  * loop finds it, for 0..70 sets (more than one group of 64) of every
  * height, RCU mode or not, with both in-node searches. */
-extern bool gm_cpu_avx2_; /* src/cpu.c; false: the portable in-node search */
-
-/* What src/cpu.c found at load time (the tests switch gm_cpu_avx2_ off
- * and back). */
-static bool cpu_avx2_found(void)
-{
-	static int found = -1;
-	if (found < 0)
-		found = gm_cpu_avx2_;
-	return found;
-}
-
 GM_TEST(first_containing_matches_the_loop)
 {
 	gm_rcu_register_thread();
@@ -544,14 +532,14 @@ GM_TEST(first_containing_matches_the_loop)
 		for (unsigned i = 0; i < n && want < 0; i++)
 			if (gm_rangeset_contains(ask[i], x))
 				want = (int)i;
-		const bool avx2 = cpu_avx2_found();
+		const bool avx2 = gm_test_cpu_avx2();
 		for (int simd = 0; simd < 2; simd++) {
 			gm_cpu_avx2_ = simd && avx2;
 			CHECK_EQ(gm_rangeset_first_containing(ask, n, x), want);
 		}
 	}
 	gm_rcu_read_unlock();
-	gm_cpu_avx2_ = cpu_avx2_found();
+	gm_cpu_avx2_ = gm_test_cpu_avx2();
 	for (unsigned i = 0; i < NSETS; i++)
 		free_set(sets[i]);
 	gm_rcu_unregister_thread();

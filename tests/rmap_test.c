@@ -6,8 +6,6 @@
 
 #include <stdbool.h>
 
-extern bool gm_cpu_avx2_; /* src/cpu.c; false: the portable paths */
-
 /* ---- the model ------------------------------------------------------------
  * Entries are pointers into `slots` (8-byte aligned). Each slot is in at
  * most one head (as a shadow PTE maps one page), possibly several times
