@@ -392,20 +392,22 @@ static void run_size(struct gmb_ctx *ctx, struct gmb_rng *r, uint64_t n,
 
 	/* The structures side by side (gmb_measure_group): the targets are
 	 * ratios of these rows. */
+	static const char *const names[3] = {"gm_itree", "linear", "augrb"};
+	const double bytes[3] = {it_bytes, lin_bytes, rb_bytes};
+	static const struct {
+		const char *op;
+		uint64_t (*body[3])(void *);
+	} reads[] = {{"query", {itree_query, linear_query, augrb_query}},
+		     {"stab", {itree_stab, linear_stab, augrb_stab}}};
 	double t[3];
-	gmb_measure_group(ctx, (struct gmb_case[]){{.arg = &w, .body = itree_query},
-						   {.arg = &w, .body = linear_query},
-						   {.arg = &w, .body = augrb_query}}, 3, t);
-	gmb_row(ctx, "gm_itree", "query", n, "memslots", t[0], it_bytes);
-	gmb_row(ctx, "linear", "query", n, "memslots", t[1], lin_bytes);
-	gmb_row(ctx, "augrb", "query", n, "memslots", t[2], rb_bytes);
-
-	gmb_measure_group(ctx, (struct gmb_case[]){{.arg = &w, .body = itree_stab},
-						   {.arg = &w, .body = linear_stab},
-						   {.arg = &w, .body = augrb_stab}}, 3, t);
-	gmb_row(ctx, "gm_itree", "stab", n, "memslots", t[0], it_bytes);
-	gmb_row(ctx, "linear", "stab", n, "memslots", t[1], lin_bytes);
-	gmb_row(ctx, "augrb", "stab", n, "memslots", t[2], rb_bytes);
+	for (unsigned r = 0; r < 2; r++) {
+		struct gmb_case cases[3];
+		for (int i = 0; i < 3; i++)
+			cases[i] = (struct gmb_case){.arg = &w, .body = reads[r].body[i]};
+		gmb_measure_group(ctx, cases, 3, t);
+		for (int i = 0; i < 3; i++)
+			gmb_row(ctx, names[i], reads[r].op, n, "memslots", t[i], bytes[i]);
+	}
 
 	/* churn last: it moves slots (each structure tracks its own ranges;
 	 * gm_itree's and linear's in w->cur, so linear goes after a reset) */
