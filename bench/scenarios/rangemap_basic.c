@@ -336,37 +336,46 @@ static double measure(struct gmb_ctx *ctx, uint64_t n, struct gmb_case c)
  * ranges into the empty structure (the store time), then erase them all,
  * which leaves it empty for the next cycle (the erase time). Rebuilding a
  * structure before every timed erase would cost more than the erases at
- * 10^6. Medians over --repeat runs (at most 3 from 10^5 ranges, one
- * run of 10^6 stores and erases from 10^6); one untimed warm-up cycle
- * below 10^6. */
+ * 10^6. The designs' cycles alternate (gm_rangemap, rbranges, gm_rangemap,
+ * ...), so a ratio compares runs taken under the same load: with one run
+ * of each design at 10^6, seconds apart, the 10^6 store ratio moved
+ * between 0.42x and 0.60x from one run of gmbench to the next. Medians
+ * over --repeat runs (at most 3 from 10^5 ranges); one untimed warm-up
+ * cycle each below 10^6. */
 struct cycle {
 	void *arg;
 	uint64_t (*store)(void *arg);
 	uint64_t (*erase)(void *arg);
+	double store_ns, erase_ns; /* out: medians */
 };
 
-static void measure_cycles(struct gmb_ctx *ctx, uint64_t n, const struct cycle *c,
-			   double *store_ns, double *erase_ns)
+static void measure_cycles(struct gmb_ctx *ctx, uint64_t n, struct cycle *c, int nc)
 {
-	int runs = gmb_repeat(ctx), cap = n >= 1000000 ? 1 : n >= 100000 ? 3 : 64;
+	int runs = gmb_repeat(ctx), cap = n >= 100000 ? 3 : 64;
 	if (runs > cap)
 		runs = cap;
 	if (n < 1000000) {
-		c->store(c->arg);
-		c->erase(c->arg);
+		for (int k = 0; k < nc; k++) {
+			c[k].store(c[k].arg);
+			c[k].erase(c[k].arg);
+		}
 	}
-	double st[64], er[64]; /* cap <= 64 */
+	double st[2][64], er[2][64]; /* nc <= 2, cap <= 64 */
 	for (int i = 0; i < runs; i++) {
-		uint64_t t0 = gmb_now_ns();
-		uint64_t ns = c->store(c->arg);
-		uint64_t t1 = gmb_now_ns();
-		uint64_t ne = c->erase(c->arg);
-		uint64_t t2 = gmb_now_ns();
-		st[i] = (double)(t1 - t0) / (double)ns;
-		er[i] = (double)(t2 - t1) / (double)ne;
+		for (int k = 0; k < nc; k++) {
+			uint64_t t0 = gmb_now_ns();
+			uint64_t ns = c[k].store(c[k].arg);
+			uint64_t t1 = gmb_now_ns();
+			uint64_t ne = c[k].erase(c[k].arg);
+			uint64_t t2 = gmb_now_ns();
+			st[k][i] = (double)(t1 - t0) / (double)ns;
+			er[k][i] = (double)(t2 - t1) / (double)ne;
+		}
 	}
-	*store_ns = gmb_median(st, runs);
-	*erase_ns = gmb_median(er, runs);
+	for (int k = 0; k < nc; k++) {
+		c[k].store_ns = gmb_median(st[k], runs);
+		c[k].erase_ns = gmb_median(er[k], runs);
+	}
 }
 
 static void run_one(struct gmb_ctx *ctx, enum dist d, uint64_t n, struct gmb_rng *rng)
@@ -376,18 +385,22 @@ static void run_one(struct gmb_ctx *ctx, enum dist d, uint64_t n, struct gmb_rng
 	layout_make(&l, d, n, gmb_quick(ctx) ? 1 << 14 : n >= 1000000 ? 1 << 18 : 1 << 20, rng);
 
 	struct gm_case g = {.l = &l};
-	double ns, erase_ns;
+	struct rb_case r = {.l = &l};
 	gm_setup_empty(&g);
-	measure_cycles(ctx, n, &(struct cycle){&g, gm_store_body, gm_erase_body}, &ns, &erase_ns);
+	rb_setup_empty(&r);
+	struct cycle cyc[2] = {{&g, gm_store_body, gm_erase_body, 0, 0},
+			       {&r, rb_store_body, rb_erase_body, 0, 0}};
+	measure_cycles(ctx, n, cyc, 2);
 	if (gm_rangemap_count(&g.map) != 0)
 		abort();
 	gm_teardown(&g);
+	rb_teardown(&r);
 	gm_build(&g);
 	gm_rcu_barrier(); /* count the map, not nodes still waiting for a grace period */
 	double bytes = (double)gm_alloc_counting_bytes(&g.cnt) / (double)n;
 	if (gm_rangemap_count(&g.map) != n)
 		abort();
-	gmb_row(ctx, "gm_rangemap", "store", n, dn, ns, bytes);
+	gmb_row(ctx, "gm_rangemap", "store", n, dn, cyc[0].store_ns, bytes);
 	gmb_row(ctx, "gm_rangemap", "load", n, dn,
 		measure(ctx, n, (struct gmb_case){.arg = &g, .body = gm_load_body}), bytes);
 	gmb_row(ctx, "gm_rangemap", "iterate", n, dn,
@@ -396,15 +409,11 @@ static void run_one(struct gmb_ctx *ctx, enum dist d, uint64_t n, struct gmb_rng
 		gmb_row(ctx, "gm_rangemap", "find_gap", n, dn,
 			measure(ctx, n, (struct gmb_case){.arg = &g, .body = gm_find_gap_body}), bytes);
 	gm_rangemap_destroy(&g.map);
-	gmb_row(ctx, "gm_rangemap", "erase", n, dn, erase_ns, bytes);
+	gmb_row(ctx, "gm_rangemap", "erase", n, dn, cyc[0].erase_ns, bytes);
 
-	struct rb_case r = {.l = &l};
-	rb_setup_empty(&r);
-	measure_cycles(ctx, n, &(struct cycle){&r, rb_store_body, rb_erase_body}, &ns, &erase_ns);
-	rb_teardown(&r);
 	rb_setup_built(&r);
 	bytes = (double)gm_alloc_counting_bytes(&r.cnt) / (double)n;
-	gmb_row(ctx, "rbranges", "store", n, dn, ns, bytes);
+	gmb_row(ctx, "rbranges", "store", n, dn, cyc[1].store_ns, bytes);
 	gmb_row(ctx, "rbranges", "load", n, dn,
 		measure(ctx, n, (struct gmb_case){.arg = &r, .body = rb_load_body}), bytes);
 	gmb_row(ctx, "rbranges", "iterate", n, dn,
@@ -413,7 +422,7 @@ static void run_one(struct gmb_ctx *ctx, enum dist d, uint64_t n, struct gmb_rng
 		gmb_row(ctx, "rbranges", "find_gap", n, dn,
 			measure(ctx, n, (struct gmb_case){.arg = &r, .body = rb_find_gap_body}), bytes);
 	rb_teardown(&r);
-	gmb_row(ctx, "rbranges", "erase", n, dn, erase_ns, bytes);
+	gmb_row(ctx, "rbranges", "erase", n, dn, cyc[1].erase_ns, bytes);
 
 	gmb_row(ctx, "sorted", "load", n, dn,
 		measure(ctx, n, (struct gmb_case){.arg = &l, .body = sorted_load_body}), 24.0);
