@@ -5,13 +5,13 @@
  * Node layout (parallel arrays, so a scan touches few cache lines):
  *
  *   struct itleaf (level 0)                              384 bytes (6 cache lines)
- *   +-------+-------+------+------+-------+------+-----------+---------------------------+
- *   | level | count | used | live | stamp | home | order (A) | first[15] last[15] item[15]|
- *   +-------+-------+------+------+-------+------+-----------+---------------------------+
+ *   +-------+-------+------+---------+------+-----------+----------------------------+
+ *   | level | count | live | seq (A) | home | order (A) | first[15] last[15] item[15] |
+ *   +-------+-------+------+---------+------+-----------+----------------------------+
  *     order = live count (bits 0-3) + 15 nibbles: nibble i+1 is the
- *     physical slot of the i-th smallest key. Slots [used, 15) were never
- *     filled; slots < used that the order word no longer lists are dead.
- *     live = the writer's bit mask of the slots the order word lists.
+ *     physical slot of the i-th smallest key. Slots the order word does
+ *     not list are free. live = the writer's bit mask of the slots the
+ *     order word lists. seq = the leaf's sequence count (see "Slot reuse").
  *
  *   struct itinner (level >= 1)                 1600 bytes (25 cache lines)
  *   +------------------+---------------+-------------+-------+----------+------------+
@@ -25,14 +25,15 @@
  *     max_last_0..i, so a reader finds the first child worth visiting by
  *     binary search. Reader-hot arrays come first.
  *
- *   (A) = _Atomic: the only fields ever changed in a published node.
+ *   (A) = _Atomic: with a leaf's free slots (rewritten under its seq),
+ *   the only fields ever changed in a published node.
  *
  * Keys are triples k = (first, last, item), compared lexicographically.
  *
  * Invariants (gm_itree_validate checks each):
  *  I1 leaf: keys in order-word order strictly increase; first <= last; the
- *     order word lists distinct slots < used; count == its count; the
- *     live mask == the set of slots it lists.
+ *     order word lists distinct slots < 15; count == its count; the live
+ *     mask == the set of slots it lists.
  *  I2 inner: sep_i strictly increase; every key in child i is in
  *     [sep_i, sep_{i+1}) (and below the node's own upper bound).
  *  I3 an inner node's sep_0 equals its parent's separator for it; the
@@ -45,9 +46,10 @@
  *     nodes hold >= NODE_MIN. The tree is empty iff root == NULL.
  *  I7 the handle's count equals the number of live leaf entries.
  *
- * Why readers never miss (RCU mode): a published leaf's filled slots are
- * never rewritten, so any order word a reader loaded keeps naming intact
- * entries; insert writes an unused slot and then publishes a new order word
+ * Why readers never miss (RCU mode): a reader takes a leaf's order word and
+ * the slots it lists as one consistent snapshot (the leaf's seq tells it
+ * when a slot it read was rewritten meanwhile, and it reads the leaf
+ * again); insert writes a free slot and then publishes a new order word
  * (release), remove publishes an order word without the slot. Separators,
  * level and count of a published inner node never change, so the key range
  * of every child slot is fixed while the node is reachable; a child pointer
@@ -60,27 +62,29 @@
  * proves children 0..i hold no such entry overlapping [a, ..], even if the
  * array is momentarily not monotone while the writer updates it.
  *
- * Writers: descend once recording the path, PLAN the outcome at each level
- * from counts alone (in-place edit of the leaf / copy / split / merge /
- * redistribute / root change), allocate exactly the nodes the plan needs
+ * Writers: descend once recording the path; unless the leaf takes the edit
+ * in place, PLAN the outcome at each level from counts alone (copy / split
+ * / merge / redistribute / root change), allocate exactly the nodes it needs
  * plus retire room (-ENOMEM here leaves the tree untouched), then EXECUTE
  * bottom-up: gather a node's live entries into a flat array, edit it,
- * scatter it into new nodes. Most inserts and removes are in-place leaf
- * edits: no allocation, no retirement. A leaf is copied (compacted) only
- * when an insert finds neither an unused slot nor a reusable dead one.
+ * scatter it into new nodes. An insert into a leaf with room and a remove
+ * that leaves its leaf full enough are in-place leaf edits: no allocation,
+ * no retirement. Only splits, merges and root changes copy nodes.
  *
- * Dead slots: a removed entry's slot may still be read by a reader that
- * loaded an older order word, so it can be rewritten only after a grace
- * period. The writer stamps the leaf with the number of "grace tokens"
- * submitted so far and, if none is in flight, queues a tiny token behind
- * the retired nodes (gm_reclaim_defer, flushed at once). When the token's
- * call runs (after a grace period), tokens_done advances; a leaf whose
- * stamp is below it may refill its dead slots in place: at most one token
- * per grace period. How much that saves depends on the grace period's
- * length: liburcu's call_rcu thread works in rounds about 10 ms apart, so
- * under fast churn (memslot_hva: ~2M edits/s) a leaf rarely waits that
- * long between inserts, and about 1 insert in 6 still compacts its leaf;
- * recycled node memory (below) keeps that copy cheap.
+ * Slot reuse: a removed entry's slot may still be read by a reader that
+ * loaded an older order word, so it is rewritten under a seqlock-style
+ * count. Before writing a free slot the writer bumps the leaf's seq
+ * (release store, then a release fence); a reader loads seq (acquire)
+ * before the order word, and again after reading the slots (behind an
+ * acquire fence), and reads the leaf again if it moved. A reader that read
+ * any value written after a bump sees the bump on its second load; a
+ * reader whose first load saw the bump sees an order word published after
+ * the slot died, which does not list it. So a free slot is reusable at
+ * once. (The design before waited a grace period: liburcu's call_rcu
+ * thread works in rounds about 10 ms apart, memslot_hva's churn edits each
+ * leaf about 13 times per round, so 1 insert in 6 copied its leaf, and
+ * churn took 20-25% longer.) Retries are rare: the writer must insert into
+ * that very leaf during the reader's few dozen nanoseconds there.
  *
  * Chunks: nodes live in chunks of 1..170 node slots of one kind, each
  * allocated (64-byte aligned) through the tree's allocator; a node's
@@ -123,7 +127,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#define LEAF_MAX 15
+#define LEAF_MAX GM_ITREE_LEAF_ENTRIES
 #define FANOUT 32
 #define NODE_MIN 4
 #define MAXH GM_ITREE_MAX_HEIGHT
@@ -131,12 +135,9 @@
 struct itnode { /* the header both kinds start with */
 	uint8_t level;
 	uint8_t count; /* inner: children; leaf: live entries (writer's copy) */
-	uint8_t used;  /* leaf: physical slots filled so far */
-	uint8_t pad;
 	uint16_t live; /* leaf: the physical slots the order word lists
 			* (writer's copy, one bit each) */
-	uint16_t dead_stamp; /* leaf: grace tokens submitted when a slot last
-			      * died (mod 2^16: see dead_slots_reusable) */
+	_Atomic uint32_t seq; /* leaf: bumped before a free slot is rewritten */
 	struct chunk *home;  /* the chunk holding this node's memory */
 };
 
@@ -187,9 +188,6 @@ struct gm_itree {
 	size_t leaves, inners;
 	const struct gm_allocator *alloc;
 	struct gm_reclaim reclaim;
-	/* Grace tokens (see "Dead slots" at the top). */
-	uint32_t tokens_submitted;      /* writer */
-	_Atomic uint32_t tokens_done;   /* latest token whose grace period ended */
 	/* Node memory (see "Chunks" at the top); per kind, [0] leaves and
 	 * [1] inner nodes. */
 	struct recycle *rec;            /* RCU mode: retired nodes being batched */
@@ -215,14 +213,6 @@ struct recycle {
 	struct gm_itree *tree;
 	unsigned n;
 	struct itnode *node[RECYCLE_BATCH];
-};
-
-/* A deferred call queued behind retired nodes: when it runs, a grace
- * period has passed since it was queued. */
-struct grace_token {
-	struct gm_deferred call;
-	struct gm_itree *tree;
-	uint32_t epoch;
 };
 
 struct key {
@@ -308,6 +298,40 @@ static uint64_t order_identity(unsigned n)
 	return w << 4 | n;
 }
 
+/* A leaf's slot fields, which the writer may rewrite while readers read
+ * them (see "Slot reuse"). As in any seqlock, a reader's loads may race
+ * with the writer's stores, and whatever they return is thrown away when
+ * seq moved; one fence on each side orders them against seq. They are
+ * plain moves (on x86-64 an aligned 8-byte load or store is never torn,
+ * as the AVX2 searches also rely on; a torn value would be thrown away
+ * anyway), which keeps the compares' loads folded into the compares. TSan
+ * builds make them atomic, so that TSan sees no race, and carry the
+ * ordering on every access: TSan does not model fences, and gcc refuses
+ * them under -fsanitize=thread. */
+#ifdef GM_TSAN
+#define slot_load(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define slot_store(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define slot_fence(order) ((void)0)
+#else
+#define slot_load(p) (*(p))
+#define slot_store(p, v) (*(p) = (v))
+#define slot_fence(order) atomic_thread_fence(order)
+#endif
+
+/* A reader's snapshot of a leaf: seq before the order word ... */
+static inline uint32_t leaf_read_begin(const struct itleaf *lf)
+{
+	return gm_load_acquire(&((struct itleaf *)lf)->h.seq);
+}
+
+/* ... and after the slot reads: true if no slot was rewritten meanwhile,
+ * so what was read matches the order word (else read the leaf again). */
+static inline bool leaf_read_valid(const struct itleaf *lf, uint32_t seq)
+{
+	slot_fence(memory_order_acquire);
+	return GM_LIKELY(gm_load_relaxed(&((struct itleaf *)lf)->h.seq) == seq);
+}
+
 /* Writer's view of a leaf's order word (it is the only one changing it). */
 static inline uint64_t leaf_order(const struct itnode *n)
 {
@@ -343,52 +367,6 @@ static uint64_t node_max(const struct itnode *n)
 	return m;
 }
 
-/* ---- grace tokens ------------------------------------------------------- */
-
-/* Runs after a grace period (destroy's rcu_barrier waits for it, so the
- * tree is still there): publishes the token's epoch. */
-static void grace_token_done(struct gm_deferred *d)
-{
-	struct grace_token *k = (struct grace_token *)d;
-	struct gm_itree *t = k->tree;
-	atomic_store_explicit(&t->tokens_done, k->epoch, memory_order_release);
-	gm_alloc_release(t->alloc, k, sizeof(*k));
-}
-
-static bool token_in_flight(const struct gm_itree *t)
-{
-	return atomic_load_explicit(&((struct gm_itree *)t)->tokens_done,
-				    memory_order_relaxed) != t->tokens_submitted;
-}
-
-/* Asks for a grace period if none is being waited for. Best effort: on
- * -ENOMEM nothing happens (dead slots then wait for a leaf copy). */
-static void request_grace(struct gm_itree *t)
-{
-	if (token_in_flight(t) || gm_reclaim_reserve(&t->reclaim, 1))
-		return;
-	struct grace_token *k = gm_alloc_mem(t->alloc, sizeof(*k), _Alignof(struct grace_token));
-	if (!k)
-		return;
-	k->call.fn = grace_token_done;
-	k->tree = t;
-	k->epoch = ++t->tokens_submitted;
-	gm_reclaim_defer(&t->reclaim, &k->call);
-	gm_reclaim_flush(&t->reclaim);
-}
-
-/* True if every slot that died in leaf n is past a grace period. The stamp
- * keeps 16 bits: at most one token is in flight, so a stamp is never more
- * than one ahead of tokens_done, and a difference read mod 2^16 is
- * positive only if the stamp's token is done (a stamp 2^15 or more tokens
- * old may read as not yet done: the leaf is then copied, which is safe). */
-static bool dead_slots_reusable(const struct gm_itree *t, const struct itnode *n)
-{
-	uint32_t done = atomic_load_explicit(&((struct gm_itree *)t)->tokens_done,
-					     memory_order_acquire);
-	return (int16_t)(uint16_t)(done - n->dead_stamp) > 0;
-}
-
 /* ---- create / destroy -------------------------------------------------- */
 
 int gm_itree_create(struct gm_itree **out, unsigned flags,
@@ -407,8 +385,6 @@ int gm_itree_create(struct gm_itree **out, unsigned flags,
 	atomic_init(&t->count, 0);
 	t->leaves = t->inners = 0;
 	t->alloc = alloc;
-	t->tokens_submitted = 0;
-	atomic_init(&t->tokens_done, 0);
 	t->rec = NULL;
 	for (unsigned kind = 0; kind < 2; kind++) {
 		atomic_init(&t->ready[kind], NULL);
@@ -607,7 +583,7 @@ void gm_itree_destroy(struct gm_itree *t)
 			node_free(t, t->rec->node[i], t->rec->node[i]->level ? 1 : 0);
 		gm_alloc_release(t->alloc, t->rec, sizeof(*t->rec));
 	}
-	/* waits for pending tokens and recycle calls (they fill ready) */
+	/* waits for pending recycle calls (they fill ready) */
 	gm_reclaim_destroy(&t->reclaim);
 	collect_ready(t);
 	release_all_chunks(t);
@@ -639,8 +615,6 @@ static inline __attribute__((always_inline)) void prefetch_for_route(const struc
 
 /* ---- reading ----------------------------------------------------------- */
 
-/* A reader arriving at a leaf takes one snapshot of its order word; the
- * slots it names stay intact for the leaf's lifetime. */
 /* A reader arriving at node n (at `level`) asks for what it will read: a
  * leaf's first[] and last[] (item[] on hits); an inner node's prefix_max[]
  * (first_reaching), then first[i] and child[i] (adjacent arrays). */
@@ -655,6 +629,39 @@ static inline __attribute__((always_inline)) void prefetch_arrival(const struct 
 	}
 }
 
+/* A cursor arriving at a leaf copies the leaf's entries that overlap
+ * [a, b] into it->hit[], in order, as one consistent snapshot; it->past_b
+ * records that an entry started after b (nothing later can overlap). */
+static void iter_snapshot(struct gm_itree_iter *it, const struct itleaf *lf)
+{
+	const uint64_t a = it->a, b = it->b;
+	unsigned n;
+	bool past;
+	uint32_t seq;
+	do {
+		seq = leaf_read_begin(lf);
+		uint64_t w = gm_load_acquire(&lf->order);
+		uint64_t rest = w >> 4;
+		n = 0;
+		past = false;
+		for (unsigned i = 0, cnt = order_count(w); i < cnt; i++, rest >>= 4) {
+			unsigned s = (unsigned)rest & 15;
+			uint64_t f = slot_load(&lf->first[s]);
+			if (f > b) {
+				past = true;
+				break;
+			}
+			uint64_t l = slot_load(&lf->last[s]);
+			if (l >= a)
+				it->hit[n++] = (struct gm_itree_entry){
+					f, l, (void *)slot_load(&lf->item[s])};
+		}
+	} while (!leaf_read_valid(lf, seq));
+	it->nhits = (uint8_t)n;
+	it->next_hit = 0;
+	it->past_b = past;
+}
+
 static inline void iter_enter(struct gm_itree_iter *it, const struct itnode *n)
 {
 	unsigned level = n->level;
@@ -662,7 +669,7 @@ static inline void iter_enter(struct gm_itree_iter *it, const struct itnode *n)
 	it->idx[level] = 0;
 	prefetch_arrival(n, level);
 	if (level == 0)
-		it->leaf_order = gm_load_acquire(&leaf_of(n)->order);
+		iter_snapshot(it, leaf_of(n));
 }
 
 int gm_itree_iter_init(struct gm_itree_iter *it, const struct gm_itree *t,
@@ -764,22 +771,13 @@ iter_step(struct gm_itree_iter *it, struct gm_itree_entry *out)
 		const struct itnode *n = it->node[level];
 		unsigned i = it->idx[level];
 		if (level == 0) {
-			const struct itleaf *lf = leaf_of(n);
-			uint64_t w = it->leaf_order;
-			uint64_t rest = (w >> 4) >> (4 * i); /* next slots, low nibble first */
-			for (unsigned cnt = order_count(w); i < cnt; i++, rest >>= 4) {
-				unsigned s = (unsigned)rest & 15;
-				if (lf->first[s] > b)
-					goto finished; /* all later keys start after b */
-				if (lf->last[s] >= a) {
-					out->first = lf->first[s];
-					out->last = lf->last[s];
-					out->item = (void *)lf->item[s];
-					it->idx[0] = (uint8_t)(i + 1);
-					it->level = 0;
-					return true;
-				}
+			if (it->next_hit < it->nhits) {
+				*out = it->hit[it->next_hit++];
+				it->level = 0;
+				return true;
 			}
+			if (it->past_b)
+				goto finished; /* all later keys start after b */
 			level++; /* leaf done: back to its parent's next child */
 			continue;
 		}
@@ -812,36 +810,20 @@ bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
 	return iter_step(it, out);
 }
 
-/* Copies the rest of the current leaf's hits into out[k..max): a tight
- * loop with no per-hit return through iter_step. Returns the new k; the
- * cursor stays exactly where iter_step would have left it. */
+/* Copies the rest of the current leaf's hits into out[k..max) with no
+ * per-hit return through iter_step. Returns the new k; the cursor stays
+ * exactly where iter_step would have left it. */
 static inline size_t leaf_drain(struct gm_itree_iter *it,
 				struct gm_itree_entry *out, size_t k, size_t max)
 {
-	const struct itleaf *lf = it->node[0];
-	const uint64_t a = it->a, b = it->b, w = it->leaf_order;
-	unsigned i = it->idx[0], cnt = order_count(w);
-	uint64_t rest = (w >> 4) >> (4 * i);
-	for (; i < cnt; i++, rest >>= 4) {
-		unsigned s = (unsigned)rest & 15;
-		uint64_t f = lf->first[s], l = lf->last[s];
-		if (f > b) {
-			it->level = -1; /* all later keys start after b */
-			return k;
-		}
-		if (l >= a) {
-			out[k].first = f;
-			out[k].last = l;
-			out[k].item = (void *)lf->item[s];
-			if (++k == max) {
-				it->idx[0] = (uint8_t)(i + 1);
-				return k;
-			}
-		}
-	}
-	it->idx[0] = (uint8_t)cnt;
-	if (it->top == 0)
-		it->level = -1; /* a one-leaf tree: nothing above */
+	size_t take = (size_t)(it->nhits - it->next_hit);
+	if (take > max - k)
+		take = max - k;
+	memcpy(&out[k], &it->hit[it->next_hit], take * sizeof(*out));
+	it->next_hit = (uint8_t)(it->next_hit + take);
+	k += take;
+	if (it->next_hit == it->nhits && (it->past_b || it->top == 0))
+		it->level = -1; /* nothing later can overlap, or nothing above */
 	return k;
 }
 
@@ -872,11 +854,11 @@ static inline bool leaf_collect(const struct itleaf *lf, uint64_t w,
 	uint64_t rest = (w >> 4) >> (4 * i);
 	for (unsigned cnt = order_count(w); i < cnt; i++, rest >>= 4) {
 		unsigned s = (unsigned)rest & 15;
-		if (lf->first[s] > b)
+		if (slot_load(&lf->first[s]) > b)
 			return false;
-		if (lf->last[s] >= a) {
+		if (slot_load(&lf->last[s]) >= a) {
 			if (*k < max)
-				items[*k] = (void *)lf->item[s];
+				items[*k] = (void *)slot_load(&lf->item[s]);
 			++*k;
 		}
 	}
@@ -937,13 +919,56 @@ leaf_collect_avx2(const struct itleaf *lf, uint64_t w, uint64_t a, uint64_t b,
 		unsigned s = (unsigned)__builtin_ctz(hit);
 		if (order_lists(w, s)) {
 			if (*k < max)
-				items[*k] = (void *)lf->item[s];
+				items[*k] = (void *)slot_load(&lf->item[s]);
 			++*k;
 		}
 	}
 	return !(after >> order_slot(w, order_count(w) - 1) & 1);
 }
 #endif
+
+typedef bool leaf_scan_fn(const struct itleaf *, uint64_t, uint64_t, uint64_t,
+			  void **, size_t, size_t *);
+
+struct leaf_scan { /* a leaf's part of gm_itree_collect, done */
+	size_t k;  /* entries counted so far */
+	bool more; /* later leaves may still overlap */
+};
+
+/* collect_leaf's retries: reads the leaf from k until no slot was
+ * rewritten during the read (rare; out of line, to keep the common path
+ * lean). */
+static __attribute__((noinline)) struct leaf_scan
+collect_leaf_again(const struct itleaf *lf, uint64_t a, uint64_t b,
+		   void **items, size_t max, size_t k, leaf_scan_fn *leaf)
+{
+	for (;;) {
+		size_t kk = k;
+		uint32_t seq = leaf_read_begin(lf);
+		bool more = leaf(lf, gm_load_acquire(&lf->order), a, b, items, max, &kk);
+		if (leaf_read_valid(lf, seq))
+			return (struct leaf_scan){kk, more};
+	}
+}
+
+/* One leaf's part of gm_itree_collect, as one consistent snapshot: if a
+ * slot was rewritten meanwhile, the leaf is read again (and its items
+ * written again from the same k). Returns `leaf`'s answer. */
+static inline __attribute__((always_inline)) bool
+collect_leaf(const struct itleaf *lf, uint64_t a, uint64_t b, void **items,
+	     size_t max, size_t *k, leaf_scan_fn *leaf)
+{
+	size_t kk = *k;
+	uint32_t seq = leaf_read_begin(lf);
+	bool more = leaf(lf, gm_load_acquire(&lf->order), a, b, items, max, &kk);
+	if (GM_UNLIKELY(!leaf_read_valid(lf, seq))) {
+		struct leaf_scan r = collect_leaf_again(lf, a, b, items, max, *k, leaf);
+		kk = r.k;
+		more = r.more;
+	}
+	*k = kk;
+	return more;
+}
 
 /* gm_itree_collect below a root inner node (out of line, so the one-leaf
  * path needs no stack frame): the walk of iter_step, with the cursor in
@@ -952,8 +977,7 @@ leaf_collect_avx2(const struct itleaf *lf, uint64_t w, uint64_t a, uint64_t b,
 static inline __attribute__((always_inline)) size_t
 collect_walk(const struct itnode *root, uint64_t a, uint64_t b, void **items,
 	     size_t max, unsigned (*reach)(const _Atomic uint64_t *, uint64_t),
-	     bool (*leaf)(const struct itleaf *, uint64_t, uint64_t, uint64_t,
-			  void **, size_t, size_t *))
+	     leaf_scan_fn *leaf)
 {
 	const struct itnode *at[MAXH];
 	unsigned next[MAXH];
@@ -976,8 +1000,7 @@ collect_walk(const struct itnode *root, uint64_t a, uint64_t b, void **items,
 			level--;
 			prefetch_arrival(n, level);
 		}
-		const struct itleaf *lf = leaf_of(n);
-		if (!leaf(lf, gm_load_acquire(&lf->order), a, b, items, max, &k))
+		if (!collect_leaf(leaf_of(n), a, b, items, max, &k, leaf))
 			return k;
 up:
 		/* up: the next sibling subtree that reaches a */
@@ -1036,9 +1059,8 @@ size_t gm_itree_collect(const struct gm_itree *t, uint64_t a, uint64_t b,
 		return collect_deep(root, a, b, items, max);
 	}
 	/* small trees: one flat scan, no cursor */
-	const struct itleaf *lf = leaf_of(root);
 	size_t k = 0;
-	leaf_collect(lf, gm_load_acquire(&lf->order), 0, a, b, items, max, &k);
+	collect_leaf(leaf_of(root), a, b, items, max, &k, leaf_collect_all);
 	return k;
 }
 
@@ -1052,7 +1074,6 @@ size_t gm_itree_count(const struct gm_itree *t)
 
 /* What happens to the path node at one level. */
 enum outcome {
-	OUT_INPLACE,       /* leaf edited in place (order word) */
 	OUT_REPLACE,       /* copy with the edit, publish in the same slot */
 	OUT_SPLIT,         /* too full: two nodes, parent gains a slot */
 	OUT_MERGE,         /* too empty: joined with a sibling, parent loses one */
@@ -1215,26 +1236,22 @@ static void descend(const struct gm_itree *t, struct key k, struct wpath *p,
 	descend_scalar(t, k, p, found);
 }
 
-/*
- * Decides, from counts alone, what each level of the path becomes when the
- * leaf gains (delta = +1) or loses (-1) an entry, and what that needs.
- */
 /* True if the leaf takes the edit in place, decided from the leaf alone
  * (a non-root leaf holds >= NODE_MIN entries, so an insert never leaves it
- * too empty): a remove that leaves it full enough, an insert that fits and
- * finds an unused or reusable dead slot. Else it is copied (make_plan). */
-static inline bool edits_in_place(const struct gm_itree *t,
-				  const struct wpath *p, int delta)
+ * too empty): a remove that leaves it full enough, an insert that fits
+ * (a free slot is reusable at once, see "Slot reuse"). Else make_plan. */
+static inline bool edits_in_place(const struct wpath *p, int delta)
 {
 	const struct itnode *lf = p->node[0];
 	if (delta < 0)
 		return lf->count - 1 >= (p->height == 1 ? 1 : NODE_MIN);
-	return lf->count < LEAF_MAX &&
-	       (lf->used < LEAF_MAX || dead_slots_reusable(t, lf));
+	return lf->count < LEAF_MAX;
 }
 
-static int make_plan(const struct gm_itree *t, const struct wpath *p,
-		     int delta, struct plan *pl)
+/* Decides, from counts alone, what each level of the path becomes when the
+ * leaf gains (delta = +1) or loses (-1) an entry that it cannot take in
+ * place, and what that needs. */
+static int make_plan(const struct wpath *p, int delta, struct plan *pl)
 {
 	unsigned h = p->height;
 	int c = p->node[0]->count + delta;
@@ -1258,14 +1275,10 @@ static int make_plan(const struct gm_itree *t, const struct wpath *p,
 			c = p->node[level + 1]->count + 1;
 			continue;
 		}
-		if (c >= minc) {
-			if (level == 0 && edits_in_place(t, p, delta)) {
-				pl->out[level] = OUT_INPLACE;
-			} else {
-				pl->out[level] = OUT_REPLACE;
-				pl->need[kind]++;
-				pl->retire++;
-			}
+		if (c >= minc) { /* (never the leaf: see edits_in_place) */
+			pl->out[level] = OUT_REPLACE;
+			pl->need[kind]++;
+			pl->retire++;
 			return 0;
 		}
 		pl->retire++;
@@ -1430,7 +1443,6 @@ static void scatter(struct itnode *n, const struct slot *s, unsigned cnt)
 			lf->last[i] = s[i].k.last;
 			lf->item[i] = s[i].k.item;
 		}
-		n->used = (uint8_t)cnt;
 		n->live = (uint16_t)((1u << cnt) - 1);
 		atomic_init(&lf->order, order_identity(cnt));
 		return;
@@ -1638,41 +1650,32 @@ static void execute(struct gm_itree *t, const struct wpath *p,
 		retire_node(t, dead[j]);
 }
 
-/* Insert into a published leaf without copying: fill an unused slot, then
- * publish a new order word (release) that lists it. */
-/* A slot for a new entry: never used yet, or else dead (the caller checked
- * that dead slots are past a grace period). */
-static unsigned free_slot(struct itnode *n)
-{
-	if (n->used < LEAF_MAX)
-		return n->used++;
-	return (unsigned)__builtin_ctz(~(unsigned)n->live);
-}
-
+/* Insert into a published leaf without copying (it has a free slot: it
+ * holds fewer than LEAF_MAX): bump seq, write the slot, then publish a new
+ * order word (release) that lists it. See "Slot reuse" at the top. */
 static void leaf_insert_inplace(struct itnode *n, unsigned pos, struct key k)
 {
 	struct itleaf *lf = leaf_of(n);
-	unsigned phys = free_slot(n);
-	lf->first[phys] = k.first;
-	lf->last[phys] = k.last;
-	lf->item[phys] = k.item;
+	unsigned phys = (unsigned)__builtin_ctz(~(unsigned)n->live);
+	gm_store_release(&n->seq, gm_load_relaxed(&n->seq) + 1);
+	slot_fence(memory_order_release);
+	slot_store(&lf->first[phys], k.first);
+	slot_store(&lf->last[phys], k.last);
+	slot_store(&lf->item[phys], k.item);
 	gm_store_release(&lf->order, order_insert(leaf_order(n), pos, phys));
 	n->count++;
 	n->live |= (uint16_t)(1u << phys);
 }
 
 /* Remove from a published leaf: a new order word without the entry. The
- * slot stays as it was (dead) until a grace period has passed. */
-static void leaf_delete_inplace(struct gm_itree *t, struct itnode *n,
-				unsigned pos)
+ * slot keeps its contents until an insert reuses it. */
+static void leaf_delete_inplace(struct itnode *n, unsigned pos)
 {
 	struct itleaf *lf = leaf_of(n);
 	uint64_t w = leaf_order(n);
 	n->live &= (uint16_t)~(1u << order_slot(w, pos));
 	gm_store_release(&lf->order, order_remove(w, pos));
 	n->count--;
-	n->dead_stamp = (uint16_t)t->tokens_submitted;
-	request_grace(t);
 }
 
 static int insert_first(struct gm_itree *t, struct key k)
@@ -1688,68 +1691,26 @@ static int insert_first(struct gm_itree *t, struct key k)
 	return 0;
 }
 
-/* dst (new) = the live entries of src in key order with k inserted at
- * logical position pos; dst's slots are in order, none unused-but-dead. */
-static void leaf_compact_insert(struct itnode *dst, const struct itnode *src,
-				unsigned pos, struct key k)
-{
-	const struct itleaf *s = leaf_of(src);
-	struct itleaf *d = leaf_of(dst);
-	uint64_t rest = leaf_order(src) >> 4;
-	unsigned cnt = src->count, j = 0;
-	for (unsigned i = 0; i <= cnt; i++) {
-		if (i == pos) {
-			d->first[j] = k.first;
-			d->last[j] = k.last;
-			d->item[j] = k.item;
-			j++;
-		}
-		if (i == cnt)
-			break;
-		unsigned from = (unsigned)rest & 15;
-		rest >>= 4;
-		d->first[j] = s->first[from];
-		d->last[j] = s->last[from];
-		d->item[j] = s->item[from];
-		j++;
-	}
-	dst->count = dst->used = (uint8_t)j;
-	dst->live = (uint16_t)((1u << j) - 1);
-	atomic_init(&d->order, order_identity(j));
-}
-
 /* Shared tail of insert and remove once the leaf position is known. */
 static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 {
-	struct plan pl;
-	pl.out[0] = OUT_REPLACE; /* make_plan sets it; keeps gcc from doubting */
-	int rc = 0;
-	if (edits_in_place(t, p, delta)) /* the common case, without a plan */
-		pl.out[0] = OUT_INPLACE;
-	else
-		rc = make_plan(t, p, delta, &pl);
-	if (rc)
-		return rc;
 	unsigned pos = p->idx[0];
-	if (pl.out[0] == OUT_INPLACE) {
+	if (edits_in_place(p, delta)) { /* the common case, without a plan */
 		if (delta > 0)
 			leaf_insert_inplace(p->node[0], pos, k);
 		else
-			leaf_delete_inplace(t, p->node[0], pos);
+			leaf_delete_inplace(p->node[0], pos);
 		fix_max_after_edit(p, delta, k.last);
 		return 0;
 	}
+	struct plan pl;
+	int rc = make_plan(p, delta, &pl);
+	if (rc)
+		return rc;
 	struct pool po;
 	rc = pool_fill(t, &pl, &po);
 	if (rc)
 		return rc;
-	if (pl.out[0] == OUT_REPLACE) { /* leaf out of unused slots: compact */
-		struct itnode *nn = take_node(t, 0);
-		leaf_compact_insert(nn, p->node[0], pos, k);
-		publish_replace(t, p, 0, nn);
-		retire_node(t, p->node[0]);
-		return 0;
-	}
 	struct slot buf[2][SLOTS];
 	unsigned n = gather(p->node[0], buf[0]);
 	if (delta > 0)
@@ -1853,12 +1814,12 @@ static int vleaf(const struct itnode *n, struct key lo, uint64_t *max,
 	const struct itleaf *lf = leaf_of(n);
 	uint64_t w = leaf_order(n);
 	unsigned seen = 0;
-	if (n->used > LEAF_MAX || order_count(w) != n->count)
+	if (order_count(w) != n->count)
 		return vfail(v, "leaf order word count differs from its live count");
 	for (unsigned i = 0; i < n->count; i++) {
 		unsigned s = order_slot(w, i);
-		if (s >= n->used || (seen >> s & 1))
-			return vfail(v, "leaf order word names an unused or repeated slot");
+		if (s >= LEAF_MAX || (seen >> s & 1))
+			return vfail(v, "leaf order word names a slot out of range or twice");
 		seen |= 1u << s;
 		if (lf->first[s] > lf->last[s])
 			return vfail(v, "entry with first > last");
@@ -1889,7 +1850,7 @@ static int vnode(const struct itnode *n, unsigned level, bool is_root,
 		return vfail(v, "non-root node below the minimum fill");
 	if (is_root && level && n->count < 2)
 		return vfail(v, "inner root with fewer than 2 children");
-	if (level == 0 && (n->used > LEAF_MAX || order_count(leaf_order(n)) != n->count))
+	if (level == 0 && order_count(leaf_order(n)) != n->count)
 		return vfail(v, "leaf order word count differs from its live count");
 	for (unsigned i = 1; i < n->count; i++)
 		if (key_cmp(node_key(n, i - 1), node_key(n, i)) >= 0)

@@ -20,18 +20,19 @@
  * An overlap query descends only into children whose max `last` >= a and
  * whose separator's `first` <= b. A leaf lists its entries through one
  * 64-bit "order word" (count + a permutation of its slots): an insert fills
- * a never-used slot and publishes a new order word, a remove publishes one
+ * a free slot and publishes a new order word, a remove publishes one
  * without the entry, so most writes touch one leaf in place, without
- * copying, and a published slot is never rewritten. Every structural change
- * (split, merge, a leaf out of unused slots) is copy-on-write along the
- * path, published with one release store (of the root or of one child
- * pointer). The other fields changed in place are the max-`last`
- * summaries, always >= the `last` of every entry that stays in that
- * subtree. So a reader never sees a half-done node and never
- * skips a subtree holding an entry that was present for its whole read-side
- * section: such an entry is found, while a concurrent insert or remove of
- * OTHER entries may or may not be seen. Replaced nodes are freed after a
- * grace period.
+ * copying. A freed slot may be refilled at once: the leaf's sequence count
+ * moves first, and a reader that read the leaf meanwhile reads it again
+ * (as with a seqlock). Every structural change (split, merge, root
+ * change) is copy-on-write along the path, published with one release
+ * store (of the root or of one child pointer). The other fields changed in
+ * place are the max-`last` summaries, always >= the `last` of every entry
+ * that stays in that subtree. So a reader never sees a half-done node or
+ * leaf snapshot, and never skips a subtree holding an entry that was
+ * present for its whole read-side section: such an entry is found, while a
+ * concurrent insert or remove of OTHER entries may or may not be seen.
+ * Replaced nodes are freed after a grace period.
  *
  * Memory: 384-byte leaves (15 entries) and 1600-byte inner nodes (32
  * children), cache-line aligned in chunks of up to 64 KiB; about 37-45
@@ -72,6 +73,9 @@ GM_BEGIN_DECLS
  * (insert returns -ENOSPC first; needs > 2^33 entries in practice). */
 #define GM_ITREE_MAX_HEIGHT 20
 
+/* Entries a leaf holds at most (a cursor buffers one leaf's hits). */
+#define GM_ITREE_LEAF_ENTRIES 15
+
 struct gm_itree; /* opaque */
 
 struct gm_itree_entry {
@@ -80,15 +84,20 @@ struct gm_itree_entry {
 	void *item;
 };
 
-/* A cursor over the entries overlapping [a, b]. Lives on the caller's stack;
- * needs no cleanup. In RCU mode, use it only inside one read-side section. */
+/* A cursor over the entries overlapping [a, b]. Lives on the caller's stack
+ * (568 bytes on 64-bit); needs no cleanup. In RCU mode, use it only inside one
+ * read-side section. */
 struct gm_itree_iter {
 	uint64_t a, b;
 	int level;  /* level of node[level] being scanned; -1 when finished */
 	int top;    /* level of the root this iteration started from */
-	uint64_t leaf_order; /* the current leaf's order word, as first read */
 	const void *node[GM_ITREE_MAX_HEIGHT];
-	uint8_t idx[GM_ITREE_MAX_HEIGHT]; /* next slot to look at per level */
+	uint8_t idx[GM_ITREE_MAX_HEIGHT]; /* inner levels: next child to look at */
+	/* the current leaf's entries overlapping [a, b], copied in order when
+	 * the cursor arrived (one consistent snapshot of the leaf) */
+	uint8_t nhits, next_hit;
+	bool past_b; /* an entry of the leaf starts after b: the walk ends there */
+	struct gm_itree_entry hit[GM_ITREE_LEAF_ENTRIES];
 };
 
 struct gm_itree_stats {
@@ -124,8 +133,9 @@ GM_EXPORT void gm_itree_destroy(struct gm_itree *t);
 
 /*
  * gm_itree_insert — adds (first, last, item).
- * Cost O(log n): usually an in-place leaf edit; a leaf copy when the leaf has
- * no unused slot, plus O(log n) node copies on a split. Writer only (caller serializes writers); RCU readers may run.
+ * Cost O(log n): an in-place leaf edit when the leaf has room, else a split
+ * with O(log n) node copies. Writer only (caller serializes writers); RCU
+ * readers may run.
  * Returns 0; -EINVAL if first > last; -EEXIST if the identical triple is
  * present; -ENOSPC if the tree would exceed GM_ITREE_MAX_HEIGHT; -ENOMEM
  * with the tree unchanged (everything is allocated before anything changes).
@@ -137,7 +147,7 @@ GM_EXPORT int gm_itree_insert(struct gm_itree *t, uint64_t first,
  * gm_itree_remove — removes the triple (first, last, item).
  * Cost O(log n), like insert. Writer only; RCU readers may run.
  * Returns 0; -EINVAL if first > last; -ENOENT if absent; -ENOMEM with the
- * tree unchanged (a remove copies nodes in RCU mode, or when it rebalances).
+ * tree unchanged (a remove that rebalances copies nodes).
  */
 GM_EXPORT int gm_itree_remove(struct gm_itree *t, uint64_t first,
 			      uint64_t last, void *item);
@@ -164,7 +174,10 @@ GM_EXPORT void gm_itree_stab_init(struct gm_itree_iter *it,
  * item), copied to *out; false when there is none. A whole iteration costs
  * O(log n + k) node visits for k results (each node scan is <= 16 slots).
  * Same context rule as iter_init. In RCU mode it returns every entry present
- * for the whole read section, and each entry at most once. Never allocates.
+ * for the whole read section, and each entry at most once (arriving at a
+ * leaf, the cursor copies the leaf's hits as one snapshot, and reads the
+ * leaf again in the rare case that the writer reused one of its slots
+ * meanwhile). Never allocates.
  */
 GM_EXPORT bool gm_itree_iter_next(struct gm_itree_iter *it,
 				  struct gm_itree_entry *out);
