@@ -441,67 +441,93 @@ enum { O_LOAD, O_MANY, NOPS_KEPT };
 #define MAX_DECADE 9
 static double kept[NIMPL][NOPS_KEPT][NDIST][MAX_DECADE];
 
-static void run_impl(struct gmb_ctx *ctx, const struct sp_impl *impl, int dist,
-		     const struct sp_work *w, unsigned decade, size_t nprobe)
+/* One design's part of one (n, distribution) run. */
+struct sp_built {
+	struct sp_case c;
+	size_t probes; /* lookups per timed run */
+	double bpe;
+};
+
+/* Builds impl's map (the insert row) and keeps it for the lookups. */
+static void build_impl(struct gmb_ctx *ctx, const struct sp_impl *impl, int dist,
+		       const struct sp_work *w, size_t nprobe, struct sp_built *b)
 {
 	uint64_t n = w->n;
-	const char *d = dist_name[dist];
-	struct sp_case c = {.impl = impl, .w = w};
+	*b = (struct sp_built){.c = {.impl = impl, .w = w}, .probes = nprobe};
+	struct sp_case *c = &b->c;
 	/* Cheap ops are probed nprobe times; hash256's chains hold n/256
 	 * entries, so it gets fewer probes at large n to keep the run short. */
-	size_t probes = nprobe;
 	if (impl == &impls[I_HASH256]) {
 		uint64_t budget = (1ULL << 26) / n;
-		probes = budget < 16 ? 16 : budget < nprobe ? (size_t)budget : nprobe;
+		b->probes = budget < 16 ? 16 : budget < nprobe ? (size_t)budget : nprobe;
 	}
 	double ns;
 	if (n <= 100000) {
-		ns = gmb_measure(ctx, &(struct gmb_case){.arg = &c, .setup = c_create,
+		ns = gmb_measure(ctx, &(struct gmb_case){.arg = c, .setup = c_create,
 							  .body = c_insert, .teardown = c_destroy});
-		c_create(&c);
-		c_insert(&c);
+		c_create(c);
+		c_insert(c);
 	} else {
-		c_create(&c);
-		ns = gmb_measure_n(ctx, &(struct gmb_case){.arg = &c, .body = c_insert}, 1, false);
+		c_create(c);
+		ns = gmb_measure_n(ctx, &(struct gmb_case){.arg = c, .body = c_insert}, 1, false);
 	}
 	/* Untimed: let the insert phase's deferred frees (gm_pagemap's
 	 * replaced nodes) finish, so the lookups below do not share the
 	 * machine with the reclaim thread. */
 	gm_rcu_barrier();
-	double bpe = (double)impl->bytes(c.s) / (double)n;
-	gmb_row(ctx, impl->name, "insert", n, d, ns, bpe);
+	b->bpe = (double)impl->bytes(c->s) / (double)n;
+	gmb_row(ctx, impl->name, "insert", n, dist_name[dist], ns, b->bpe);
+}
 
-	c.probe = w->hit;
-	c.nprobe = probes;
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &c, .body = c_load});
-	gmb_row(ctx, impl->name, "load", n, d, ns, bpe);
-	kept[impl - impls][O_LOAD][dist][decade] = ns;
+/* One lookup op over every built design, measured side by side
+ * (gmb_measure_group), so that the ratios the targets take compare runs
+ * made under the same load: measured one design after the other, seconds
+ * apart, gm_pagemap's load at 10^5 and 10^7 random keys moved 1.6-1.8x
+ * between runs of gmbench while judyl's did not. */
+static void lookups(struct gmb_ctx *ctx, struct sp_built *b, int nb, int dist,
+		    unsigned decade, const char *op, int kept_op)
+{
+	struct gmb_case cases[NIMPL];
+	double ns[NIMPL];
+	bool many = strcmp(op, "load_many") == 0;
+	for (int i = 0; i < nb; i++) {
+		b[i].c.probe = strcmp(op, "load_miss") == 0 ? b[i].c.w->miss : b[i].c.w->hit;
+		b[i].c.nprobe = b[i].probes;
+		cases[i] = (struct gmb_case){.arg = &b[i].c, .body = many ? c_load_many : c_load};
+	}
+	gmb_measure_group(ctx, cases, nb, ns);
+	for (int i = 0; i < nb; i++) {
+		const struct sp_impl *impl = b[i].c.impl;
+		gmb_row(ctx, impl->name, op, b[i].c.w->n, dist_name[dist], ns[i], b[i].bpe);
+		if (kept_op >= 0)
+			kept[impl - impls][kept_op][dist][decade] = ns[i];
+	}
+}
 
-	c.probe = w->miss;
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &c, .body = c_load});
-	gmb_row(ctx, impl->name, "load_miss", n, d, ns, bpe);
-
-	c.probe = w->hit;
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &c, .body = c_load_many});
-	gmb_row(ctx, impl->name, "load_many", n, d, ns, bpe);
-	kept[impl - impls][O_MANY][dist][decade] = ns;
-
-	c.probe = w->gone;
-	c.nprobe = w->ngone < probes ? w->ngone : probes;
+/* erase and walk (each design on its own), then the map is destroyed. */
+static void finish_impl(struct gmb_ctx *ctx, int dist, size_t nprobe, struct sp_built *b)
+{
+	struct sp_case *c = &b->c;
+	const struct sp_work *w = c->w;
+	uint64_t n = w->n;
+	const char *d = dist_name[dist];
+	c->probe = w->gone;
+	c->nprobe = w->ngone < b->probes ? w->ngone : b->probes;
 	/* One cold run: a re-insert would put hash256's keys at the heads of
 	 * their chains and make later runs unrealistically cheap. */
-	ns = gmb_measure_n(ctx, &(struct gmb_case){.arg = &c, .body = c_erase,
-						    .teardown = c_reinsert}, 1, false);
-	gmb_row(ctx, impl->name, "erase", n, d, ns, bpe);
+	double ns = gmb_measure_n(ctx, &(struct gmb_case){.arg = c, .body = c_erase,
+							   .teardown = c_reinsert}, 1, false);
+	gmb_row(ctx, c->impl->name, "erase", n, d, ns, b->bpe);
 
-	c.nprobe = n < nprobe ? n : nprobe;
-	ns = gmb_measure(ctx, &(struct gmb_case){.arg = &c, .body = c_walk});
-	gmb_row(ctx, impl->name, "walk", n, d, ns, bpe);
+	c->nprobe = n < nprobe ? n : nprobe;
+	ns = gmb_measure(ctx, &(struct gmb_case){.arg = c, .body = c_walk});
+	gmb_row(ctx, c->impl->name, "walk", n, d, ns, b->bpe);
 
-	if (c.failures)
+	if (c->failures)
 		gmb_note(ctx, "%s %s n=%llu: %llu operations failed unexpectedly",
-			 impl->name, d, (unsigned long long)n, (unsigned long long)c.failures);
-	c_destroy(&c);
+			 c->impl->name, d, (unsigned long long)n,
+			 (unsigned long long)c->failures);
+	c_destroy(c);
 }
 
 static void declare_targets(struct gmb_ctx *ctx, uint64_t max)
@@ -581,6 +607,8 @@ static void run(struct gmb_ctx *ctx)
 						 : n >= 1000000 ? 1u << 16 : 1u << 17;
 			struct sp_work w;
 			make_work(&w, dist, n, nprobe, &rng);
+			struct sp_built built[NIMPL];
+			int nb = 0;
 			for (int i = 0; i < NIMPL; i++) {
 				const struct sp_impl *impl = &impls[i];
 				if ((impl->dense_only && dist != D_DENSE) ||
@@ -588,8 +616,13 @@ static void run(struct gmb_ctx *ctx)
 					continue;
 				gmb_progress(ctx, "%s %s n=%llu", impl->name, dist_name[dist],
 					     (unsigned long long)n);
-				run_impl(ctx, impl, dist, &w, decade, nprobe);
+				build_impl(ctx, impl, dist, &w, nprobe, &built[nb++]);
 			}
+			lookups(ctx, built, nb, dist, decade, "load", O_LOAD);
+			lookups(ctx, built, nb, dist, decade, "load_miss", -1);
+			lookups(ctx, built, nb, dist, decade, "load_many", O_MANY);
+			for (int i = 0; i < nb; i++)
+				finish_impl(ctx, dist, nprobe, &built[i]);
 			free_work(&w);
 			last = decade;
 		}
@@ -606,6 +639,10 @@ static void run(struct gmb_ctx *ctx)
 		      "openhash prefetches 16 home slots; the other rows "
 		      "are their plain load loop. walk: ordered for the trees, JudyL "
 		      "and flat; slot order for hash256 and openhash.");
+	gmb_note(ctx, "load, load_miss and load_many: every design's map for one n and "
+		      "distribution is built first, then each op is timed on all of "
+		      "them side by side (one warm-up each, then --repeat rounds, "
+		      "medians), so the ratios compare runs made under the same load.");
 	gmb_note(ctx, "Probes per op: 2^17 up to n=10^5, 2^16 at 10^6, 2^15 at 10^7. "
 		      "hash256 gets fewer (2^26/n, at least 16): each lookup walks a "
 		      "chain of n/256 nodes. Capped to keep the default run near two "
