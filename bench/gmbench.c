@@ -196,37 +196,20 @@ static double run_once(const struct gmb_case *c)
 	return ops ? (double)(t1 - t0) / (double)ops : 0.0;
 }
 
-double gmb_measure_n(struct gmb_ctx *ctx, const struct gmb_case *c,
-		     int repeat, bool warmup)
+/* The measuring core: one untimed run of each case (if warmup), then
+ * `repeat` rounds in which every case runs once, the first case rotating
+ * from round to round; ns[i] = median of case i's runs. */
+static void measure_rounds(const struct gmb_case *cases, int n, int repeat,
+			   bool warmup, double *ns)
 {
-	(void)ctx;
 	if (repeat < 1)
 		repeat = 1;
-	if (warmup)
-		run_once(c);
-	double *v = malloc(sizeof(double) * (size_t)repeat);
-	if (!v) {
-		perror("gmbench");
-		exit(1);
-	}
-	for (int i = 0; i < repeat; i++)
-		v[i] = run_once(c);
-	double median = gmb_median(v, repeat);
-	free(v);
-	return median;
-}
-
-void gmb_measure_group(struct gmb_ctx *ctx, const struct gmb_case *cases, int n,
-		       double *ns)
-{
-	(void)ctx;
-	int repeat = opt.repeat < 1 ? 1 : opt.repeat;
 	double *v = malloc(sizeof(double) * (size_t)repeat * (size_t)(n > 0 ? n : 1));
 	if (!v) {
 		perror("gmbench");
 		exit(1);
 	}
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n && warmup; i++)
 		run_once(&cases[i]);
 	for (int r = 0; r < repeat; r++)
 		for (int k = 0; k < n; k++) {
@@ -236,6 +219,22 @@ void gmb_measure_group(struct gmb_ctx *ctx, const struct gmb_case *cases, int n,
 	for (int i = 0; i < n; i++)
 		ns[i] = gmb_median(v + (size_t)i * (size_t)repeat, repeat);
 	free(v);
+}
+
+double gmb_measure_n(struct gmb_ctx *ctx, const struct gmb_case *c,
+		     int repeat, bool warmup)
+{
+	(void)ctx;
+	double ns;
+	measure_rounds(c, 1, repeat, warmup, &ns);
+	return ns;
+}
+
+void gmb_measure_group(struct gmb_ctx *ctx, const struct gmb_case *cases, int n,
+		       double *ns)
+{
+	(void)ctx;
+	measure_rounds(cases, n, opt.repeat, true, ns);
 }
 
 double gmb_median(double *v, int n)
@@ -486,14 +485,15 @@ static void put_str(FILE *f, const char *s)
 
 static bool get_bytes(FILE *f, void *p, size_t n) { return fread(p, 1, n, f) == n; }
 
-static bool get_str(FILE *f, char **out)
+/* A string put_str wrote; NULL only where `optional`. */
+static bool get_str(FILE *f, char **out, bool optional)
 {
 	size_t n;
 	*out = NULL;
 	if (!get_bytes(f, &n, sizeof(n)) || n > (1u << 20))
 		return false;
 	if (!n)
-		return true;
+		return optional;
 	char *s = malloc(n);
 	if (!s || !get_bytes(f, s, n) || s[n - 1]) {
 		free(s);
@@ -545,15 +545,15 @@ static void put_results(FILE *f, const struct gmb_ctx *ctx, size_t r0, size_t t0
 static bool get_results(FILE *f, struct gmb_ctx *ctx)
 {
 	size_t k;
-	if (!get_str(f, &ctx->reference) ||
+	if (!get_str(f, &ctx->reference, true) ||
 	    !get_bytes(f, &ctx->progress_shown, sizeof(ctx->progress_shown)) ||
 	    !get_bytes(f, &k, sizeof(k)))
 		return false;
 	for (size_t i = 0; i < k; i++) {
 		struct row r = {0};
-		if (!get_str(f, &r.scenario) || !get_str(f, &r.structure) ||
-		    !get_str(f, &r.op) || !get_str(f, &r.dist) || !r.scenario ||
-		    !r.structure || !r.op || !r.dist || !get_bytes(f, &r.n, sizeof(r.n)) ||
+		if (!get_str(f, &r.scenario, false) || !get_str(f, &r.structure, false) ||
+		    !get_str(f, &r.op, false) || !get_str(f, &r.dist, false) ||
+		    !get_bytes(f, &r.n, sizeof(r.n)) ||
 		    !get_bytes(f, &r.ns, sizeof(r.ns)) ||
 		    !get_bytes(f, &r.bytes, sizeof(r.bytes)))
 			return false;
@@ -564,8 +564,8 @@ static bool get_results(FILE *f, struct gmb_ctx *ctx)
 		return false;
 	for (size_t i = 0; i < k; i++) {
 		struct target t = {0};
-		if (!get_str(f, &t.scenario) || !get_str(f, &t.what) ||
-		    !get_str(f, &t.measured) || !t.scenario || !t.what || !t.measured ||
+		if (!get_str(f, &t.scenario, false) || !get_str(f, &t.what, false) ||
+		    !get_str(f, &t.measured, false) ||
 		    !get_bytes(f, &t.verdict, sizeof(t.verdict)))
 			return false;
 		GROW(targets, ntargets, cap_targets);
@@ -575,8 +575,7 @@ static bool get_results(FILE *f, struct gmb_ctx *ctx)
 		return false;
 	for (size_t i = 0; i < k; i++) {
 		struct note nt = {0};
-		if (!get_str(f, &nt.scenario) || !get_str(f, &nt.text) || !nt.scenario ||
-		    !nt.text)
+		if (!get_str(f, &nt.scenario, false) || !get_str(f, &nt.text, false))
 			return false;
 		GROW(notes, nnotes, cap_notes);
 		notes[nnotes++] = nt;
