@@ -484,23 +484,34 @@ static void build_impl(struct gmb_ctx *ctx, const struct sp_impl *impl, int dist
  * made under the same load: measured one design after the other, seconds
  * apart, gm_pagemap's load at 10^5 and 10^7 random keys moved 1.6-1.8x
  * between runs of gmbench while judyl's did not. */
+struct sp_lookup {
+	const char *op;
+	bool miss;                 /* probes: absent keys, else present ones */
+	uint64_t (*body)(void *);
+	int kept;                  /* slot of kept[] for the targets, or -1 */
+};
+static const struct sp_lookup lookup_ops[] = {
+	{"load", false, c_load, O_LOAD},
+	{"load_miss", true, c_load, -1},
+	{"load_many", false, c_load_many, O_MANY},
+};
+
 static void lookups(struct gmb_ctx *ctx, struct sp_built *b, int nb, int dist,
-		    unsigned decade, const char *op, int kept_op)
+		    unsigned decade, const struct sp_lookup *l)
 {
 	struct gmb_case cases[NIMPL];
 	double ns[NIMPL];
-	bool many = strcmp(op, "load_many") == 0;
 	for (int i = 0; i < nb; i++) {
-		b[i].c.probe = strcmp(op, "load_miss") == 0 ? b[i].c.w->miss : b[i].c.w->hit;
+		b[i].c.probe = l->miss ? b[i].c.w->miss : b[i].c.w->hit;
 		b[i].c.nprobe = b[i].probes;
-		cases[i] = (struct gmb_case){.arg = &b[i].c, .body = many ? c_load_many : c_load};
+		cases[i] = (struct gmb_case){.arg = &b[i].c, .body = l->body};
 	}
 	gmb_measure_group(ctx, cases, nb, ns);
 	for (int i = 0; i < nb; i++) {
 		const struct sp_impl *impl = b[i].c.impl;
-		gmb_row(ctx, impl->name, op, b[i].c.w->n, dist_name[dist], ns[i], b[i].bpe);
-		if (kept_op >= 0)
-			kept[impl - impls][kept_op][dist][decade] = ns[i];
+		gmb_row(ctx, impl->name, l->op, b[i].c.w->n, dist_name[dist], ns[i], b[i].bpe);
+		if (l->kept >= 0)
+			kept[impl - impls][l->kept][dist][decade] = ns[i];
 	}
 }
 
@@ -618,9 +629,8 @@ static void run(struct gmb_ctx *ctx)
 					     (unsigned long long)n);
 				build_impl(ctx, impl, dist, &w, nprobe, &built[nb++]);
 			}
-			lookups(ctx, built, nb, dist, decade, "load", O_LOAD);
-			lookups(ctx, built, nb, dist, decade, "load_miss", -1);
-			lookups(ctx, built, nb, dist, decade, "load_many", O_MANY);
+			for (size_t o = 0; o < sizeof(lookup_ops) / sizeof(lookup_ops[0]); o++)
+				lookups(ctx, built, nb, dist, decade, &lookup_ops[o]);
 			for (int i = 0; i < nb; i++)
 				finish_impl(ctx, dist, nprobe, &built[i]);
 			free_work(&w);
