@@ -720,23 +720,36 @@ static inline unsigned first_reaching(const _Atomic uint64_t *pm, uint64_t a)
 #include <immintrin.h>
 #define HAVE_AVX2_SEARCH 1
 
+/* AVX2 compares 64-bit lanes as signed only; unsigned values compare
+ * the same way once their top bits are flipped. flipped_key(k) is k so
+ * flipped in every lane, flipped4(v) the four words at v. */
+__attribute__((target("avx2"), always_inline)) static inline __m256i
+flipped_key(uint64_t k)
+{
+	return _mm256_set1_epi64x((long long)(k ^ (1ull << 63)));
+}
+
+__attribute__((target("avx2"), always_inline)) static inline __m256i
+flipped4(const uint64_t *v)
+{
+	return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)v),
+				_mm256_set1_epi64x(INT64_MIN));
+}
+
 /* #{j < FANOUT : v[j] < k} (unsigned) in one round of AVX2: eight
  * independent loads and compares, so the answer is ready one load latency
  * after the node arrives, where the scalar count needs two rounds (the
- * block of eight, then the place in it). Unsigned compares as signed ones
- * on sign-flipped values; the 32 lane masks are packed into bytes (two
- * per lane, in an order that counting does not mind) and counted. */
+ * block of eight, then the place in it). The 32 lane masks are packed
+ * into bytes (two per lane, in an order that counting does not mind) and
+ * counted. */
 __attribute__((target("avx2,popcnt"), always_inline)) static inline unsigned
 count_below_avx2(const uint64_t *v, uint64_t k)
 {
 	_Static_assert(FANOUT == 32, "count_below_avx2 is unrolled for 32");
-	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
-	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)k), flip);
+	const __m256i key = flipped_key(k);
 	__m256i lt[8];
-	for (unsigned j = 0; j < 8; j++) {
-		__m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(v + 4 * j));
-		lt[j] = _mm256_cmpgt_epi64(key, _mm256_xor_si256(x, flip));
-	}
+	for (unsigned j = 0; j < 8; j++)
+		lt[j] = _mm256_cmpgt_epi64(key, flipped4(v + 4 * j));
 	__m256i lo = _mm256_packs_epi16(_mm256_packs_epi32(lt[0], lt[1]),
 					_mm256_packs_epi32(lt[2], lt[3]));
 	__m256i hi = _mm256_packs_epi16(_mm256_packs_epi32(lt[4], lt[5]),
@@ -890,23 +903,19 @@ static inline bool order_lists(uint64_t w, unsigned s)
  * once (no walk of the order word, no branch per entry). When at most one
  * slot overlaps and the order word lists it, that is the leaf's one hit;
  * two or more candidates take the ordered walk. Slots the order word does
- * not list (dead, or unused: maybe being filled by the writer right now)
- * are read too but never reported: the test above drops them. The leaf
- * ends the query if its last entry starts after b. */
+ * not list (free: maybe being rewritten by the writer right now) are read
+ * too but never reported: the test above drops them. The leaf ends the
+ * query if its last entry starts after b. */
 __attribute__((target("avx2,popcnt"), always_inline)) static inline bool
 leaf_collect_avx2(const struct itleaf *lf, uint64_t w, uint64_t a, uint64_t b,
 		  void **items, size_t max, size_t *k)
 {
 	_Static_assert(LEAF_MAX < 16, "a leaf's first[] and last[] are read as 16 words");
-	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
-	const __m256i va = _mm256_xor_si256(_mm256_set1_epi64x((long long)a), flip);
-	const __m256i vb = _mm256_xor_si256(_mm256_set1_epi64x((long long)b), flip);
+	const __m256i va = flipped_key(a), vb = flipped_key(b);
 	unsigned after = 0, before = 0; /* slots with first > b, last < a */
 	for (unsigned j = 0; j < 4; j++) {
-		__m256i f = _mm256_loadu_si256((const __m256i *)(const void *)(lf->first + 4 * j));
-		__m256i l = _mm256_loadu_si256((const __m256i *)(const void *)(lf->last + 4 * j));
-		f = _mm256_cmpgt_epi64(_mm256_xor_si256(f, flip), vb);
-		l = _mm256_cmpgt_epi64(va, _mm256_xor_si256(l, flip));
+		__m256i f = _mm256_cmpgt_epi64(flipped4(lf->first + 4 * j), vb);
+		__m256i l = _mm256_cmpgt_epi64(va, flipped4(lf->last + 4 * j));
 		after |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(f)) << (4 * j);
 		before |= (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(l)) << (4 * j);
 	}
@@ -1200,13 +1209,10 @@ leaf_count_below_avx2(const struct itnode *n, uint64_t kf)
 {
 	_Static_assert(LEAF_MAX < 16, "a leaf's first[] is read as 16 words");
 	const uint64_t *v = leaf_of(n)->first;
-	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
-	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)kf), flip);
+	const __m256i key = flipped_key(kf);
 	__m256i lt[4];
-	for (unsigned j = 0; j < 4; j++) {
-		__m256i x = _mm256_loadu_si256((const __m256i *)(const void *)(v + 4 * j));
-		lt[j] = _mm256_cmpgt_epi64(key, _mm256_xor_si256(x, flip));
-	}
+	for (unsigned j = 0; j < 4; j++)
+		lt[j] = _mm256_cmpgt_epi64(key, flipped4(v + 4 * j));
 	unsigned below = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(lt[0])) |
 			 (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(lt[1])) << 4 |
 			 (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(lt[2])) << 8 |

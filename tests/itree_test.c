@@ -253,13 +253,12 @@ GM_TEST(differential_wide_space_rcu)
  * checked on an AVX2 machine too (gm_cpu_avx2_ picks the paths). */
 GM_TEST(portable_paths_without_avx2)
 {
-	bool saved = gm_cpu_avx2_;
 	gm_cpu_avx2_ = false;
 	differential(0, 1ull << 40, gm_test_iters(5000), 2000);
 	gm_rcu_register_thread();
 	differential(GM_ITREE_RCU, 256, gm_test_iters(5000), 600);
 	gm_rcu_unregister_thread();
-	gm_cpu_avx2_ = saved;
+	gm_cpu_avx2_ = gm_test_cpu_avx2();
 }
 
 /* Ascending and descending runs hit the edge-split rule; nested intervals
