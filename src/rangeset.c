@@ -16,6 +16,11 @@
  *  - the count never passes max_ranges (when max_ranges != 0);
  *  - the map's GM_RANGEMAP_RCU flag equals the set's GM_RANGESET_RCU.
  *
+ * Groups (gm_rangeset_group, at the end of this file): sets that join a
+ * group keep, besides their own maps, a shared hash index of their small
+ * ranges by 8-index chunk, so "which member holds x" is one probe; its
+ * layout and invariants are drawn where the groups begin.
+ *
  * Why a map pointer and not an embedded map: union, subtract and intersect
  * change many ranges, and both "all or nothing" on -ENOMEM and "readers see
  * the old set or the new one" are had for free by building the result
@@ -33,6 +38,12 @@
 #include <string.h>
 
 #define SET_VALUE 1
+
+/* Group hooks (defined with the groups, below). */
+static int group_change(struct gm_rangeset *s, uint64_t first, uint64_t last, bool add);
+static int publish_in_group(struct gm_rangeset *s, struct gm_rangemap *m);
+static int swap_maps(struct gm_rangeset *a, struct gm_rangeset *b, struct gm_rangemap *ma,
+		     struct gm_rangemap *mb);
 
 /* ---- the current map ------------------------------------------------------ */
 static struct gm_rangemap *map_of(const struct gm_rangeset *s)
@@ -81,6 +92,8 @@ int gm_rangeset_init(struct gm_rangeset *s, const char *name, unsigned flags,
 	s->flags = flags;
 	s->max_ranges = max_ranges;
 	snprintf(s->name, sizeof(s->name), "%s", name ? name : "");
+	s->group = NULL;
+	s->member = 0;
 	struct gm_rangemap *m = map_new(s);
 	if (!m)
 		return -ENOMEM;
@@ -90,6 +103,8 @@ int gm_rangeset_init(struct gm_rangeset *s, const char *name, unsigned flags,
 
 void gm_rangeset_destroy(struct gm_rangeset *s)
 {
+	if (s->group)
+		gm_rangeset_group_leave(s);
 	map_free(s, map_of(s));
 	atomic_store_explicit(&s->map, NULL, memory_order_relaxed);
 }
@@ -141,6 +156,8 @@ int gm_rangeset_add_range(struct gm_rangeset *s, uint64_t first, uint64_t last)
 	struct gm_rangemap *m = map_of(s);
 	if (s->max_ranges && over_limit(s, count_after_add(m, first, last)))
 		return -ENOSPC;
+	if (s->group)
+		return group_change(s, first, last, true);
 	return gm_rangemap_store(m, first, last, SET_VALUE);
 }
 
@@ -152,6 +169,8 @@ int gm_rangeset_remove_range(struct gm_rangeset *s, uint64_t first,
 	struct gm_rangemap *m = map_of(s);
 	if (s->max_ranges && over_limit(s, count_after_remove(m, first, last)))
 		return -ENOSPC;
+	if (s->group)
+		return group_change(s, first, last, false);
 	return gm_rangemap_erase(m, first, last);
 }
 
@@ -314,13 +333,15 @@ static void list_free(const struct gm_rangeset *owner, struct range_list *l,
 
 enum setop { SET_UNION, SET_SUBTRACT, SET_INTERSECT };
 
-/* Appends [f, l] to out, merging with the previous range if they touch. */
+/* Appends [f, l] to out, merging with the previous range if they touch or
+ * overlap (f is never below the previous range's first; one that ends at
+ * UINT64_MAX holds everything after it). */
 static void emit(struct range_list *out, uint64_t f, uint64_t l)
 {
-	if (out->n && out->r[out->n - 1].last != UINT64_MAX &&
-	    out->r[out->n - 1].last + 1 >= f) {
-		if (l > out->r[out->n - 1].last)
-			out->r[out->n - 1].last = l;
+	struct gm_range *prev = out->n ? &out->r[out->n - 1] : NULL;
+	if (prev && (prev->last == UINT64_MAX || prev->last + 1 >= f)) {
+		if (l > prev->last)
+			prev->last = l;
 		return;
 	}
 	out->r[out->n++] = (struct gm_range){f, l, SET_VALUE};
@@ -418,9 +439,7 @@ static int apply_setop(struct gm_rangeset *dst, const struct gm_rangeset *src,
 	}
 	list_free(dst, &a, cap_a);
 	list_free(dst, &b, cap_b);
-	if (rc == 0)
-		map_publish(dst, m);
-	return rc;
+	return rc ? rc : publish_in_group(dst, m);
 }
 
 int gm_rangeset_union(struct gm_rangeset *dst, const struct gm_rangeset *src)
@@ -443,8 +462,7 @@ int gm_rangeset_purge(struct gm_rangeset *s)
 	struct gm_rangemap *m = map_new(s);
 	if (!m)
 		return -ENOMEM;
-	map_publish(s, m);
-	return 0;
+	return publish_in_group(s, m);
 }
 
 int gm_rangeset_swap(struct gm_rangeset *a, struct gm_rangeset *b)
@@ -457,9 +475,7 @@ int gm_rangeset_swap(struct gm_rangeset *a, struct gm_rangeset *b)
 	if (over_limit(a, gm_rangemap_count(mb)) ||
 	    over_limit(b, gm_rangemap_count(ma)))
 		return -ENOSPC;
-	atomic_store_explicit(&a->map, mb, memory_order_release);
-	atomic_store_explicit(&b->map, ma, memory_order_release);
-	return 0;
+	return swap_maps(a, b, ma, mb);
 }
 
 /* ---- dump and validate ------------------------------------------------------- */
@@ -517,5 +533,898 @@ int gm_rangeset_validate(const struct gm_rangeset *s, const char **reason)
 			*reason = why;
 		return -EINVAL;
 	}
+	return 0;
+}
+
+/* ---- groups: which member holds an index ---------------------------------- */
+/*
+ * A group's index (struct chunk_table): open addressing with linear probing,
+ * power-of-two capacity, at most 3/4 full.
+ *
+ *   slot:  | key = index >> 3 (EMPTY_KEY: never used) | owners (8 bytes) |
+ *   owners byte i: the lowest member whose small range (at most
+ *   GM_RANGESET_GROUP_SMALL indices) holds index key * 8 + i; NOBODY: none.
+ *
+ * Invariants (gm_rangeset_group_validate):
+ *  G1 every index of every member's small range has a slot, and each owners
+ *     byte is exactly the lowest member holding that index by a small range;
+ *  G2 used counts the slots with a key, live those with an owner; used never
+ *     passes 3/4 of the capacity, so a probe always ends (a change first
+ *     makes room for the NEW_CHUNKS slots it may claim);
+ *  G3 small and large[k] count the members' small and other ranges; ask has
+ *     bit k when large[k] > 0 (a selection asks those members' trees).
+ *
+ * Readers never see a slot half-made: a key, once written, stays until the
+ * table is replaced (a slot whose owners are all NOBODY is dead, comes back
+ * to life only for its own key, and is dropped when the table is copied),
+ * and each change to a chunk is one store of its owners word. A reader that
+ * probes while the writer claims slots can only miss a chunk that was not
+ * there when it began. Whole tables are replaced with one release store and
+ * freed after a grace period.
+ */
+#define CHUNK_SHIFT 3
+#define NOBODY 0xffu
+#define ALL_NOBODY UINT64_MAX
+#define EMPTY_KEY UINT64_MAX /* chunk numbers end at 2^61 - 1 */
+#define TABLE_MIN 64
+#define WINDOW_MAX 8         /* ranges a change may meet and still edit in place */
+#define NEW_CHUNKS 9         /* most slots one change claims: 3 ranges, 3 chunks each */
+
+struct chunk_slot {
+	_Atomic uint64_t key;
+	_Atomic uint64_t owners;
+};
+
+struct chunk_table {
+	uint64_t mask;  /* capacity - 1 */
+	unsigned shift; /* 64 - log2(capacity) */
+	uint64_t used;  /* slots with a key */
+	uint64_t live;  /* slots with an owner */
+	struct chunk_slot slot[];
+};
+
+static inline bool range_small(uint64_t first, uint64_t last)
+{
+	return last - first < GM_RANGESET_GROUP_SMALL;
+}
+
+static inline unsigned owner_at(uint64_t owners, unsigned i)
+{
+	return (unsigned)(owners >> (8 * i)) & 0xffu;
+}
+
+static inline uint64_t owner_set(uint64_t owners, unsigned i, unsigned k)
+{
+	return (owners & ~(0xffull << (8 * i))) | ((uint64_t)k << (8 * i));
+}
+
+static struct gm_reclaim *group_reclaim(const struct gm_rangeset_group *g)
+{
+	return (struct gm_reclaim *)(uintptr_t)g->reclaim_;
+}
+
+static struct chunk_table *group_table(const struct gm_rangeset_group *g)
+{
+	return atomic_load_explicit(&((struct gm_rangeset_group *)g)->index,
+				    memory_order_acquire);
+}
+
+static struct gm_rangeset *group_member(const struct gm_rangeset_group *g, unsigned k)
+{
+	return atomic_load_explicit(&((struct gm_rangeset_group *)g)->member[k],
+				    memory_order_acquire);
+}
+
+/* ---- the chunk table ---- */
+static uint64_t table_cap(const struct chunk_table *t) { return t->mask + 1; }
+
+static size_t table_bytes(uint64_t cap)
+{
+	return sizeof(struct chunk_table) + cap * sizeof(struct chunk_slot);
+}
+
+/* The capacity that holds n slots at most 3/4 full. */
+static uint64_t table_cap_for(uint64_t n)
+{
+	uint64_t cap = TABLE_MIN;
+	while (cap / 4 * 3 < n)
+		cap *= 2;
+	return cap;
+}
+
+static bool table_has_room(const struct chunk_table *t)
+{
+	return t->used + NEW_CHUNKS <= table_cap(t) / 4 * 3;
+}
+
+static struct chunk_table *table_new(const struct gm_rangeset_group *g, uint64_t cap)
+{
+	struct chunk_table *t = gm_alloc_mem(g->alloc, table_bytes(cap), 64);
+	if (!t)
+		return NULL;
+	t->mask = cap - 1;
+	t->shift = 64u - (unsigned)__builtin_ctzll(cap);
+	t->used = t->live = 0;
+	for (uint64_t i = 0; i < cap; i++) {
+		atomic_init(&t->slot[i].key, EMPTY_KEY);
+		atomic_init(&t->slot[i].owners, ALL_NOBODY);
+	}
+	return t;
+}
+
+static void table_free(const struct gm_rangeset_group *g, struct chunk_table *t)
+{
+	gm_alloc_release(g->alloc, t, table_bytes(table_cap(t)));
+}
+
+static inline uint64_t chunk_home(const struct chunk_table *t, uint64_t chunk)
+{
+	return (chunk * 0x9e3779b97f4a7c15ull) >> t->shift;
+}
+
+/* Reader: chunk's slot, or NULL. */
+static const struct chunk_slot *table_find(const struct chunk_table *t, uint64_t chunk)
+{
+	for (uint64_t h = chunk_home(t, chunk);; h = (h + 1) & t->mask) {
+		uint64_t key = atomic_load_explicit(&t->slot[h].key, memory_order_acquire);
+		if (key == chunk)
+			return &t->slot[h];
+		if (key == EMPTY_KEY)
+			return NULL;
+	}
+}
+
+/* Writer: chunk's slot, claimed (owners all NOBODY) if it had none. */
+static struct chunk_slot *table_claim(struct chunk_table *t, uint64_t chunk)
+{
+	uint64_t h = chunk_home(t, chunk);
+	for (;; h = (h + 1) & t->mask) {
+		uint64_t key = gm_load_relaxed(&t->slot[h].key);
+		if (key == chunk)
+			return &t->slot[h];
+		if (key == EMPTY_KEY)
+			break;
+	}
+	t->used++;
+	gm_store_release(&t->slot[h].key, chunk);
+	return &t->slot[h];
+}
+
+/* Writer: one store of a chunk's new owners. */
+static void slot_store(struct chunk_table *t, struct chunk_slot *s, uint64_t owners)
+{
+	uint64_t old = gm_load_relaxed(&s->owners);
+	if (old == owners)
+		return;
+	if (old == ALL_NOBODY)
+		t->live++;
+	else if (owners == ALL_NOBODY)
+		t->live--;
+	gm_store_release(&s->owners, owners);
+}
+
+/* A copy of t's live slots in a table of cap slots (dead ones dropped). */
+static struct chunk_table *table_copy(const struct gm_rangeset_group *g,
+				      const struct chunk_table *t, uint64_t cap)
+{
+	struct chunk_table *n = table_new(g, cap);
+	if (!n)
+		return NULL;
+	for (uint64_t i = 0; i <= t->mask; i++) {
+		uint64_t owners = gm_load_relaxed(&t->slot[i].owners);
+		if (owners != ALL_NOBODY)
+			slot_store(n, table_claim(n, gm_load_relaxed(&t->slot[i].key)), owners);
+	}
+	return n;
+}
+
+/* ---- what the members hold ---- */
+/* The members as a rebuild sees them: join, leave and whole-set operations
+ * rebuild from a view with their change applied before it is made. */
+struct view {
+	uint64_t mask;
+	const struct gm_rangemap *map[GM_RANGESET_GROUP_MAX];
+};
+
+struct census {
+	uint64_t small, chunks;
+	uint64_t large[GM_RANGESET_GROUP_MAX];
+};
+
+static void view_of(const struct gm_rangeset_group *g, struct view *v)
+{
+	v->mask = gm_load_relaxed(&((struct gm_rangeset_group *)g)->members);
+	for (uint64_t m = v->mask; m; m &= m - 1) {
+		unsigned k = (unsigned)__builtin_ctzll(m);
+		v->map[k] = map_of(group_member(g, k));
+	}
+}
+
+static void take_census(const struct view *v, struct census *c)
+{
+	memset(c, 0, sizeof(*c));
+	for (uint64_t m = v->mask; m; m &= m - 1) {
+		unsigned k = (unsigned)__builtin_ctzll(m);
+		struct gm_rangemap_cursor cur;
+		struct gm_range r;
+		gm_rangemap_cursor_init(&cur, v->map[k], 0, UINT64_MAX, 0);
+		while (gm_rangemap_cursor_next(&cur, &r) == 0) {
+			if (!range_small(r.first, r.last)) {
+				c->large[k]++;
+				continue;
+			}
+			c->small++;
+			c->chunks += (r.last >> CHUNK_SHIFT) - (r.first >> CHUNK_SHIFT) + 1;
+		}
+	}
+}
+
+static uint64_t large_mask(uint64_t members, const uint64_t *large)
+{
+	uint64_t mask = 0;
+	for (uint64_t m = members; m; m &= m - 1) {
+		unsigned k = (unsigned)__builtin_ctzll(m);
+		if (large[k])
+			mask |= 1ull << k;
+	}
+	return mask;
+}
+
+/* Claims the chunks of small range [first, last] for member k: each index
+ * without an owner gets k (members are filled in increasing order). */
+static void fill_range(struct chunk_table *t, unsigned k, uint64_t first, uint64_t last)
+{
+	for (uint64_t c = first >> CHUNK_SHIFT;; c++) {
+		struct chunk_slot *s = table_claim(t, c);
+		uint64_t owners = gm_load_relaxed(&s->owners);
+		/* Offsets in the chunk, not indices: the last chunk ends at
+		 * UINT64_MAX. */
+		unsigned from = c == first >> CHUNK_SHIFT ? (unsigned)(first & 7) : 0;
+		unsigned to = c == last >> CHUNK_SHIFT ? (unsigned)(last & 7) : 7;
+		for (unsigned i = from; i <= to; i++)
+			if (owner_at(owners, i) == NOBODY)
+				owners = owner_set(owners, i, k);
+		slot_store(t, s, owners);
+		if (c == last >> CHUNK_SHIFT)
+			return;
+	}
+}
+
+/* Every small range of the view's members, in member order. */
+static void table_fill(struct chunk_table *t, const struct view *v)
+{
+	for (uint64_t m = v->mask; m; m &= m - 1) {
+		unsigned k = (unsigned)__builtin_ctzll(m);
+		struct gm_rangemap_cursor cur;
+		struct gm_range r;
+		gm_rangemap_cursor_init(&cur, v->map[k], 0, UINT64_MAX, 0);
+		while (gm_rangemap_cursor_next(&cur, &r) == 0)
+			if (range_small(r.first, r.last))
+				fill_range(t, k, r.first, r.last);
+	}
+}
+
+/* A new table for the view (c its census): sized for c->chunks, then, if
+ * the chunks were shared more than that bound assumed, copied into a
+ * smaller one when memory allows. NULL if out of memory. */
+static struct chunk_table *table_build(const struct gm_rangeset_group *g, const struct view *v,
+				       const struct census *c)
+{
+	struct chunk_table *t = table_new(g, table_cap_for(c->chunks + NEW_CHUNKS));
+	if (!t)
+		return NULL;
+	table_fill(t, v);
+	uint64_t fit = table_cap_for(t->live + NEW_CHUNKS);
+	if (fit < table_cap(t)) {
+		struct chunk_table *smaller = table_copy(g, t, fit);
+		if (smaller) {
+			table_free(g, t);
+			t = smaller;
+		}
+	}
+	return t;
+}
+
+/* Frees a table readers may hold: after a grace period through the
+ * reclaim list, or (if its batch cannot be allocated) after waiting for
+ * one here. */
+static void table_retire(struct gm_rangeset_group *g, struct chunk_table *t)
+{
+	if (!t)
+		return;
+	if (gm_reclaim_reserve(group_reclaim(g), 1) == 0) {
+		/* Queued at once: a table is far more than the few bytes a
+		 * partly filled batch may hold back. */
+		gm_reclaim_retire(group_reclaim(g), t, table_bytes(table_cap(t)));
+		gm_reclaim_flush(group_reclaim(g));
+		return;
+	}
+	if (g->flags & GM_RANGESET_RCU)
+		gm_rcu_synchronize();
+	table_free(g, t);
+}
+
+/* Makes t (may be NULL: no index) the group's index for state c. ask grows
+ * before the table is seen and shrinks after, so a reader always asks at
+ * least the members whose large ranges its table does not cover. */
+static void group_install(struct gm_rangeset_group *g, const struct census *c,
+			  uint64_t members, struct chunk_table *t)
+{
+	struct chunk_table *old = gm_load_relaxed(&g->index);
+	uint64_t ask = large_mask(members, c->large);
+	g->small = c->small;
+	memcpy(g->large, c->large, sizeof(g->large));
+	gm_store_release(&g->ask, gm_load_relaxed(&g->ask) | ask);
+	gm_store_release(&g->index, t);
+	gm_store_release(&g->ask, ask);
+	if (old != t)
+		table_retire(g, old);
+}
+
+/* A rebuild prepared (allocations done) but not yet visible. */
+struct rebuild {
+	struct census c;
+	struct chunk_table *t;
+};
+
+/* Counts the view and, if the group should have an index, builds it.
+ * -ENOMEM (nothing allocated) when fallible; otherwise goes on without an
+ * index. */
+static int rebuild_prepare(struct gm_rangeset_group *g, const struct view *v, bool fallible,
+			   struct rebuild *rb)
+{
+	take_census(v, &rb->c);
+	rb->t = NULL;
+	bool had = gm_load_relaxed(&g->index) != NULL;
+	if (rb->c.small < (had ? GM_RANGESET_GROUP_INDEX_MIN / 2 : GM_RANGESET_GROUP_INDEX_MIN))
+		return 0;
+	if (gm_reclaim_reserve(group_reclaim(g), 1) == 0)
+		rb->t = table_build(g, v, &rb->c);
+	/* Building a first index is best effort; losing one is a failure. */
+	return !rb->t && fallible && had ? -ENOMEM : 0;
+}
+
+static void rebuild_cancel(struct gm_rangeset_group *g, struct rebuild *rb)
+{
+	if (rb->t)
+		table_free(g, rb->t);
+}
+
+static void rebuild_commit(struct gm_rangeset_group *g, const struct view *v, struct rebuild *rb)
+{
+	group_install(g, &rb->c, v->mask, rb->t);
+}
+
+/* ---- a member's single-range change ---- */
+/* The ranges overlapping [a, b] (whole): the first WINDOW_MAX of them, and
+ * how many there are, small and not. */
+struct window {
+	struct gm_range r[WINDOW_MAX];
+	uint64_t total, small, large;
+};
+
+static void window_count(struct window *w, const struct gm_range *r)
+{
+	if (w->total < WINDOW_MAX)
+		w->r[w->total] = *r;
+	w->total++;
+	if (range_small(r->first, r->last))
+		w->small++;
+	else
+		w->large++;
+}
+
+/* Slot by slot with lookups (a change's window usually holds a range or
+ * two, and a lookup is several times cheaper than setting up a cursor);
+ * a cursor counts the rest when the window turns out to hold many. */
+static void window_read(const struct gm_rangemap *m, uint64_t a, uint64_t b, struct window *w)
+{
+	w->total = w->small = w->large = 0;
+	uint64_t x = a;
+	for (;;) {
+		struct gm_range r = {0, 0, SET_VALUE};
+		if (gm_rangemap_load(m, x, NULL, &r.first, &r.last) == 0)
+			window_count(w, &r);
+		if (r.last >= b)
+			return;
+		x = r.last + 1;
+		if (w->total > WINDOW_MAX)
+			break;
+	}
+	struct gm_rangemap_cursor c;
+	struct gm_range r;
+	gm_rangemap_cursor_init(&c, m, x, b, 0);
+	while (gm_rangemap_cursor_next(&c, &r) == 0)
+		window_count(w, &r);
+}
+
+/* Whether member k holds x by a small range, after the change (x inside
+ * the span the change's windows cover). */
+static bool holds_small(const struct window *after, uint64_t x)
+{
+	for (uint64_t i = 0; i < after->total && i < WINDOW_MAX; i++)
+		if (after->r[i].first <= x && x <= after->r[i].last)
+			return range_small(after->r[i].first, after->r[i].last);
+	return false;
+}
+
+/* The lowest member above k holding x by a small range, or NOBODY. */
+static unsigned next_holder(const struct gm_rangeset_group *g, unsigned k, uint64_t x)
+{
+	uint64_t above = gm_load_relaxed(&((struct gm_rangeset_group *)g)->members) &
+			 ~((2ull << k) - 1);
+	for (; above; above &= above - 1) {
+		unsigned m = (unsigned)__builtin_ctzll(above);
+		uint64_t first, last;
+		if (gm_rangemap_load(map_of(group_member(g, m)), x, NULL, &first, &last) == 0 &&
+		    range_small(first, last))
+			return m;
+	}
+	return NOBODY;
+}
+
+/* Rewrites chunk c's owners for member k's change; indices outside
+ * [lo, hi] (the span of every range the change met) did not change. */
+static void chunk_redo(const struct gm_rangeset_group *g, struct chunk_table *t, unsigned k,
+		       uint64_t c, uint64_t lo, uint64_t hi, const struct window *after)
+{
+	struct chunk_slot *s = table_claim(t, c);
+	uint64_t owners = gm_load_relaxed(&s->owners);
+	for (unsigned i = 0; i < 8; i++) {
+		uint64_t x = (c << CHUNK_SHIFT) + i;
+		unsigned cur = owner_at(owners, i);
+		if (x < lo || x > hi || (cur != NOBODY && cur < k))
+			continue; /* unchanged, or held by a member ranked before k */
+		if (holds_small(after, x))
+			owners = owner_set(owners, i, k);
+		else if (cur == k)
+			owners = owner_set(owners, i, next_holder(g, k, x));
+	}
+	slot_store(t, s, owners);
+}
+
+static void window_redo(const struct gm_rangeset_group *g, struct chunk_table *t, unsigned k,
+			const struct window *w, uint64_t lo, uint64_t hi, const struct window *after)
+{
+	for (uint64_t i = 0; i < w->total; i++)
+		if (range_small(w->r[i].first, w->r[i].last))
+			for (uint64_t c = w->r[i].first >> CHUNK_SHIFT; c <= w->r[i].last >> CHUNK_SHIFT; c++)
+				chunk_redo(g, t, k, c, lo, hi, after);
+}
+
+/* Brings t up to date after member k's change of window [a, b]. */
+static void table_edit(struct gm_rangeset_group *g, struct chunk_table *t, unsigned k,
+		       uint64_t a, uint64_t b, const struct window *before,
+		       const struct window *after)
+{
+	uint64_t bit = 1ull << k, ask = gm_load_relaxed(&g->ask);
+	if (g->large[k])
+		gm_store_release(&g->ask, ask | bit);
+	uint64_t lo = a, hi = b;
+	for (uint64_t i = 0; i < before->total; i++) {
+		lo = before->r[i].first < lo ? before->r[i].first : lo;
+		hi = before->r[i].last > hi ? before->r[i].last : hi;
+	}
+	for (uint64_t i = 0; i < after->total; i++) {
+		lo = after->r[i].first < lo ? after->r[i].first : lo;
+		hi = after->r[i].last > hi ? after->r[i].last : hi;
+	}
+	window_redo(g, t, k, before, lo, hi, after);
+	window_redo(g, t, k, after, lo, hi, after);
+	if (!g->large[k])
+		gm_store_release(&g->ask, gm_load_relaxed(&g->ask) & ~bit);
+}
+
+/* Replaces the index with a copy of cap slots (same contents). */
+static int table_resize(struct gm_rangeset_group *g, struct chunk_table *t, uint64_t cap)
+{
+	if (gm_reclaim_reserve(group_reclaim(g), 1))
+		return -ENOMEM;
+	struct chunk_table *n = table_copy(g, t, cap);
+	if (!n)
+		return -ENOMEM;
+	gm_store_release(&g->index, n);
+	table_retire(g, t);
+	return 0;
+}
+
+/* After a change: build the index once the group is large enough, drop it
+ * when it shrank under half of that, shrink a mostly empty table. Best
+ * effort: nothing here can make the change fail, and a drop or shrink
+ * whose retirement cannot be allocated waits for a later change (a
+ * single-range change never waits for a grace period). */
+static void group_settle(struct gm_rangeset_group *g)
+{
+	struct chunk_table *t = gm_load_relaxed(&g->index);
+	if (!t) {
+		if (g->small < GM_RANGESET_GROUP_INDEX_MIN)
+			return;
+		struct view v;
+		struct rebuild rb;
+		view_of(g, &v);
+		rebuild_prepare(g, &v, false, &rb);
+		if (rb.t)
+			rebuild_commit(g, &v, &rb);
+		return;
+	}
+	if (g->small < GM_RANGESET_GROUP_INDEX_MIN / 2) {
+		if (gm_reclaim_reserve(group_reclaim(g), 1) == 0) {
+			gm_store_release(&g->index, NULL);
+			table_retire(g, t);
+		}
+		return;
+	}
+	uint64_t fit = table_cap_for(t->live + NEW_CHUNKS);
+	if (fit * 4 <= table_cap(t))
+		table_resize(g, t, fit);
+}
+
+/* The ranges overlapping the window after adding (add) or removing
+ * [first, last], from those before (all of them, before->total <=
+ * WINDOW_MAX): an add merges them all with [first, last]; a remove keeps
+ * what lies outside [first, last]. Saves reading the window again. */
+static void window_after(const struct window *before, uint64_t first, uint64_t last, bool add,
+			 struct window *after)
+{
+	uint64_t n = 0;
+	if (add) {
+		struct gm_range r = {first, last, SET_VALUE};
+		if (before->total) {
+			r.first = before->r[0].first < first ? before->r[0].first : first;
+			r.last = before->r[before->total - 1].last > last ? before->r[before->total - 1].last
+									  : last;
+		}
+		after->r[n++] = r;
+	} else {
+		for (uint64_t i = 0; i < before->total; i++) {
+			struct gm_range r = before->r[i];
+			if (r.first < first)
+				after->r[n++] = (struct gm_range){r.first, r.last < first ? r.last : first - 1,
+								  SET_VALUE};
+			if (r.last > last)
+				after->r[n++] = (struct gm_range){r.first > last ? r.first : last + 1, r.last,
+								  SET_VALUE};
+		}
+	}
+	after->total = n;
+	after->small = after->large = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		if (range_small(after->r[i].first, after->r[i].last))
+			after->small++;
+		else
+			after->large++;
+	}
+}
+
+/*
+ * Adds (add) or removes [first, last] in member s of group g, with the
+ * index kept.
+ * The index's room is made before the set is touched (a table with no room
+ * grows; a change that meets more than WINDOW_MAX ranges gets a table to
+ * rebuild into), so -ENOMEM leaves both as they were. The window is
+ * [first - 1, last + 1]: every range the change can merge, cut or drop
+ * overlaps it, before or after.
+ */
+static int group_change(struct gm_rangeset *s, uint64_t first, uint64_t last, bool add)
+{
+	struct gm_rangeset_group *g = s->group;
+	struct gm_rangemap *m = map_of(s);
+	uint64_t a = first ? first - 1 : 0, b = last == UINT64_MAX ? last : last + 1;
+	struct window before, after;
+	struct chunk_table *t = gm_load_relaxed(&g->index), *fresh = NULL;
+	window_read(m, a, b, &before);
+	if (t && before.total <= WINDOW_MAX && !table_has_room(t)) {
+		int rc = table_resize(g, t, table_cap_for(t->live + NEW_CHUNKS));
+		if (rc)
+			return rc;
+		t = gm_load_relaxed(&g->index);
+	}
+	if (t && before.total > WINDOW_MAX) {
+		if (gm_reclaim_reserve(group_reclaim(g), 1))
+			return -ENOMEM;
+		/* Its fill may claim NEW_CHUNKS slots more than t has live,
+		 * and must leave room for the next change. */
+		fresh = table_new(g, table_cap_for(t->live + 2 * NEW_CHUNKS));
+		if (!fresh)
+			return -ENOMEM;
+	}
+	int rc = add ? gm_rangemap_store(m, first, last, SET_VALUE) : gm_rangemap_erase(m, first, last);
+	if (rc) {
+		if (fresh)
+			table_free(g, fresh);
+		return rc;
+	}
+	if (before.total > WINDOW_MAX) /* the list is cut short: read it */
+		window_read(m, a, b, &after);
+	else
+		window_after(&before, first, last, add, &after);
+	g->small = g->small - before.small + after.small;
+	g->large[s->member] = g->large[s->member] - before.large + after.large;
+	if (fresh) { /* a change this wide: fill the new table from scratch */
+		struct view v;
+		struct census c = {.small = g->small};
+		view_of(g, &v);
+		memcpy(c.large, g->large, sizeof(c.large));
+		table_fill(fresh, &v);
+		group_install(g, &c, v.mask, fresh);
+	} else if (t) {
+		table_edit(g, t, s->member, a, b, &before, &after);
+	}
+	group_settle(g);
+	return 0;
+}
+
+/* ---- groups: life, membership, selection ----------------------------------- */
+int gm_rangeset_group_init(struct gm_rangeset_group *g, unsigned flags,
+			   const struct gm_allocator *alloc)
+{
+	if (flags & ~GM_RANGESET_RCU)
+		return -EINVAL;
+	memset(g, 0, sizeof(*g));
+	g->alloc = alloc ? alloc : gm_alloc_default();
+	g->flags = flags;
+	atomic_init(&g->index, NULL);
+	gm_reclaim_init(group_reclaim(g), g->alloc, flags & GM_RANGESET_RCU);
+	return 0;
+}
+
+void gm_rangeset_group_destroy(struct gm_rangeset_group *g)
+{
+	struct chunk_table *t = gm_load_relaxed(&g->index);
+	gm_store_release(&g->index, NULL);
+	for (uint64_t m = gm_load_relaxed(&g->members); m; m &= m - 1) {
+		unsigned k = (unsigned)__builtin_ctzll(m);
+		struct gm_rangeset *s = group_member(g, k);
+		s->group = NULL;
+		gm_store_release(&g->member[k], NULL);
+	}
+	gm_store_release(&g->members, 0);
+	table_retire(g, t);
+	gm_reclaim_destroy(group_reclaim(g));
+}
+
+int gm_rangeset_group_join(struct gm_rangeset_group *g, struct gm_rangeset *s)
+{
+	if ((s->flags ^ g->flags) & GM_RANGESET_RCU)
+		return -EINVAL;
+	if (s->group)
+		return -EEXIST;
+	uint64_t members = gm_load_relaxed(&g->members);
+	if (members == UINT64_MAX)
+		return -ENOSPC;
+	unsigned k = (unsigned)__builtin_ctzll(~members);
+	struct view v;
+	struct rebuild rb;
+	view_of(g, &v);
+	v.mask |= 1ull << k;
+	v.map[k] = map_of(s);
+	int rc = rebuild_prepare(g, &v, true, &rb);
+	if (rc)
+		return rc;
+	/* The member first: a reader told to ask k finds it. */
+	gm_store_release(&g->member[k], s);
+	s->group = g;
+	s->member = k;
+	rebuild_commit(g, &v, &rb);
+	gm_store_release(&g->members, v.mask);
+	return (int)k;
+}
+
+int gm_rangeset_group_leave(struct gm_rangeset *s)
+{
+	struct gm_rangeset_group *g = s->group;
+	if (!g)
+		return -ENOENT;
+	unsigned k = s->member;
+	struct view v;
+	struct rebuild rb;
+	view_of(g, &v);
+	v.mask &= ~(1ull << k);
+	rebuild_prepare(g, &v, false, &rb); /* no room: the group goes on unindexed */
+	rebuild_commit(g, &v, &rb);
+	gm_store_release(&g->members, v.mask);
+	gm_store_release(&g->member[k], NULL);
+	s->group = NULL;
+	return 0;
+}
+
+/* The first member of mask (in number order) holding index, or -1: their
+ * trees asked side by side, eight at a time. */
+static int ask_members(const struct gm_rangeset_group *g, uint64_t mask, uint64_t index)
+{
+	while (mask) {
+		const struct gm_rangemap *maps[8];
+		unsigned who[8], n = 0;
+		for (; mask && n < 8; mask &= mask - 1) {
+			unsigned k = (unsigned)__builtin_ctzll(mask);
+			const struct gm_rangeset *s = group_member(g, k);
+			if (s) {
+				maps[n] = map_of(s);
+				who[n++] = k;
+			}
+		}
+		uint64_t hit = n ? gm_rangemap_contains_many(maps, n, index) : 0;
+		if (hit)
+			return (int)who[__builtin_ctzll(hit)];
+	}
+	return -1;
+}
+
+int gm_rangeset_group_select(const struct gm_rangeset_group *g, uint64_t index)
+{
+	struct gm_rangeset_group *w = (struct gm_rangeset_group *)g;
+	const struct chunk_table *t = group_table(g);
+	if (!t)
+		return ask_members(g, atomic_load_explicit(&w->members, memory_order_acquire), index);
+	const struct chunk_slot *s = table_find(t, index >> CHUNK_SHIFT);
+	unsigned owner = s ? owner_at(atomic_load_explicit(&((struct chunk_slot *)s)->owners,
+							   memory_order_acquire),
+				      (unsigned)(index & 7))
+			   : NOBODY;
+	uint64_t ask = atomic_load_explicit(&w->ask, memory_order_acquire);
+	if (owner != NOBODY)
+		ask &= (1ull << owner) - 1; /* only members ranked before it */
+	if (ask) {
+		int k = ask_members(g, ask, index);
+		if (k >= 0)
+			return k;
+	}
+	return owner == NOBODY ? -1 : (int)owner;
+}
+
+struct gm_rangeset *gm_rangeset_group_member(const struct gm_rangeset_group *g, unsigned k)
+{
+	return k < GM_RANGESET_GROUP_MAX ? group_member(g, k) : NULL;
+}
+
+bool gm_rangeset_group_indexed(const struct gm_rangeset_group *g)
+{
+	return group_table(g) != NULL;
+}
+
+size_t gm_rangeset_group_bytes(const struct gm_rangeset_group *g)
+{
+	const struct chunk_table *t = group_table(g);
+	return t ? table_bytes(table_cap(t)) : 0;
+}
+
+/* ---- groups: validate ---- */
+/* The lowest member holding x by a small range, by asking their trees. */
+static unsigned true_owner(const struct view *v, uint64_t x)
+{
+	for (uint64_t m = v->mask; m; m &= m - 1) {
+		unsigned k = (unsigned)__builtin_ctzll(m);
+		uint64_t first, last;
+		if (gm_rangemap_load(v->map[k], x, NULL, &first, &last) == 0 &&
+		    range_small(first, last))
+			return k;
+	}
+	return NOBODY;
+}
+
+static const char *table_check(const struct chunk_table *t, const struct view *v)
+{
+	uint64_t used = 0, live = 0;
+	for (uint64_t i = 0; i <= t->mask; i++) {
+		uint64_t key = gm_load_relaxed(&t->slot[i].key);
+		uint64_t owners = gm_load_relaxed(&t->slot[i].owners);
+		if (key == EMPTY_KEY) {
+			if (owners != ALL_NOBODY)
+				return "an empty slot has owners";
+			continue;
+		}
+		used++;
+		live += owners != ALL_NOBODY;
+		if (table_find(t, key) != &t->slot[i])
+			return "a chunk's slot is not where its probe finds it";
+		for (unsigned j = 0; j < 8; j++)
+			if (owner_at(owners, j) != true_owner(v, (key << CHUNK_SHIFT) + j))
+				return "an index's owner is not the lowest member holding it";
+	}
+	if (used != t->used || live != t->live)
+		return "used or live slot count is wrong";
+	if (t->used > table_cap(t) / 4 * 3)
+		return "table more than 3/4 full";
+	for (uint64_t m = v->mask; m; m &= m - 1) {
+		struct gm_rangemap_cursor cur;
+		struct gm_range r;
+		gm_rangemap_cursor_init(&cur, v->map[__builtin_ctzll(m)], 0, UINT64_MAX, 0);
+		while (gm_rangemap_cursor_next(&cur, &r) == 0)
+			for (uint64_t x = r.first; range_small(r.first, r.last) && x - r.first <= r.last - r.first; x++)
+				if (!table_find(t, x >> CHUNK_SHIFT))
+					return "a small range's chunk has no slot";
+	}
+	return NULL;
+}
+
+int gm_rangeset_group_validate(const struct gm_rangeset_group *g, const char **reason)
+{
+	const char *why = NULL;
+	struct view v;
+	struct census c;
+	view_of(g, &v);
+	for (unsigned k = 0; k < GM_RANGESET_GROUP_MAX && !why; k++) {
+		const struct gm_rangeset *s = group_member(g, k);
+		if (!(v.mask >> k & 1) != !s)
+			why = "member slots and the member mask disagree";
+		else if (s && (s->group != g || s->member != k))
+			why = "a member does not know its group or number";
+	}
+	if (!why) {
+		take_census(&v, &c);
+		if (c.small != g->small || memcmp(c.large, g->large, sizeof(c.large)))
+			why = "small or large range counts are wrong";
+	}
+	const struct chunk_table *t = group_table(g);
+	if (!why && t && gm_load_relaxed(&((struct gm_rangeset_group *)g)->ask) !=
+			     large_mask(v.mask, c.large))
+		why = "ask is not the members with large ranges";
+	if (!why && t)
+		why = table_check(t, &v);
+	if (why) {
+		if (reason)
+			*reason = why;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- groups: whole-set changes of members ---------------------------------- */
+/* Publishes m as member s's new map (a whole-set change), with the group's
+ * index rebuilt for it first; -ENOMEM frees m and changes nothing. */
+static int publish_in_group(struct gm_rangeset *s, struct gm_rangemap *m)
+{
+	struct gm_rangeset_group *g = s->group;
+	if (!g) {
+		map_publish(s, m);
+		return 0;
+	}
+	struct view v;
+	struct rebuild rb;
+	view_of(g, &v);
+	v.map[s->member] = m;
+	int rc = rebuild_prepare(g, &v, true, &rb);
+	if (rc) {
+		map_free(s, m);
+		return rc;
+	}
+	struct gm_rangemap *old = atomic_exchange_explicit(&s->map, m, memory_order_acq_rel);
+	rebuild_commit(g, &v, &rb);
+	map_free(s, old);
+	return 0;
+}
+
+/* Prepares the rebuild of x's group (if any) for x holding mx (and, in the
+ * same group, y holding my). */
+static int swap_prepare(struct gm_rangeset *x, struct gm_rangemap *mx, struct gm_rangeset *y,
+			struct gm_rangemap *my, struct view *v, struct rebuild *rb)
+{
+	view_of(x->group, v);
+	v->map[x->member] = mx;
+	if (y->group == x->group)
+		v->map[y->member] = my;
+	return rebuild_prepare(x->group, v, true, rb);
+}
+
+static int swap_maps(struct gm_rangeset *a, struct gm_rangeset *b, struct gm_rangemap *ma,
+		     struct gm_rangemap *mb)
+{
+	struct gm_rangeset_group *ga = a->group, *gb = b->group == ga ? NULL : b->group;
+	struct view va, vb;
+	struct rebuild ra, rb;
+	int rc = ga ? swap_prepare(a, mb, b, ma, &va, &ra) : 0;
+	if (!rc && gb) {
+		rc = swap_prepare(b, ma, a, mb, &vb, &rb);
+		if (rc && ga)
+			rebuild_cancel(ga, &ra);
+	}
+	if (rc)
+		return rc;
+	atomic_store_explicit(&a->map, mb, memory_order_release);
+	atomic_store_explicit(&b->map, ma, memory_order_release);
+	if (ga)
+		rebuild_commit(ga, &va, &ra);
+	if (gb)
+		rebuild_commit(gb, &vb, &rb);
 	return 0;
 }

@@ -8,6 +8,9 @@
  *   [100k+95, 100k+99] never in the set
  * Readers fail if a stable index is ever missing, a never index is ever
  * present, or a report over a block misses its stable range.
+ *
+ * The second test does the same for gm_rangeset_group_select over an
+ * indexed RCU group (layout there).
  */
 #include "harness.h"
 
@@ -115,6 +118,223 @@ GM_TEST(readers_see_stable_ranges_through_churn)
 	CHECK_VALID(gm_rangeset_validate(&set, &reason), reason);
 	gm_rangeset_destroy(&other);
 	gm_rangeset_destroy(&set);
+	gm_rcu_unregister_thread();
+}
+
+/*
+ * ---- groups ---------------------------------------------------------------
+ * Four members of an RCU group; per block k (GBLOCK = 64 indices):
+ *   offsets  0..3   A stable, B churned     select: always 0
+ *   offsets  4..7   B stable                        always 1
+ *   offsets  8..15  B churned                       1 or -1
+ *   offsets 16..47  A churned (small and large)     0 or -1,
+ *   offsets 32..39    of which B stable             0 or 1
+ *   offsets 48..63  nobody                          always -1
+ * C holds CSMALL one-index ranges at FILL_C + 2i (always 2; the odd
+ * indices between: always -1); D holds DSMALL at FILL_D + 2i (3 or -1),
+ * and the writer now and then empties D and fills it again, or makes it
+ * leave and join again. With D full the group holds more than
+ * GROUP_INDEX_MIN small ranges, so selection goes through the index while
+ * it is rewritten, rebuilt, dropped and built again.
+ */
+#define GBLOCK 64
+#define GBLOCKS 64
+#define FILL_C (1ULL << 20)
+#define FILL_D (1ULL << 21)
+#define CSMALL 400
+#define DSMALL 1600
+
+enum { GA, GB, GC, GD, GMEMBERS };
+static struct gm_rangeset_group group;
+static struct gm_rangeset gset[GMEMBERS];
+
+/* The answers select may give for x: `a` or `b` (the same when fixed). */
+static void answers(uint64_t x, int *a, int *b)
+{
+	if (x >= FILL_D) {
+		bool filler = x - FILL_D < 2 * DSMALL && (x - FILL_D) % 2 == 0;
+		*a = -1, *b = filler ? 3 : -1;
+	} else if (x >= FILL_C) {
+		*a = *b = x - FILL_C < 2 * CSMALL && (x - FILL_C) % 2 == 0 ? 2 : -1;
+	} else if (x >= GBLOCK * GBLOCKS) {
+		*a = *b = -1;
+	} else {
+		unsigned o = (unsigned)(x % GBLOCK);
+		*a = o < 4 ? 0 : o < 16 ? 1 : o < 48 ? 0 : -1;
+		*b = o < 8 ? *a : o >= 32 && o < 40 ? 1 : -1;
+	}
+}
+
+static uint64_t group_probe(struct gm_rng *rng)
+{
+	switch (gm_rng_below(rng, 4)) {
+	case 0: return FILL_C + gm_rng_below(rng, 2 * CSMALL + 2);
+	case 1: return FILL_D + gm_rng_below(rng, 2 * DSMALL + 2);
+	default: return gm_rng_below(rng, GBLOCK * GBLOCKS);
+	}
+}
+
+static void *group_reader(void *arg)
+{
+	struct reader_result *res = arg;
+	struct gm_rng rng;
+	gm_rng_init(&rng, (uint64_t)(uintptr_t)arg);
+	gm_rcu_register_thread();
+	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		gm_rcu_read_lock();
+		for (int i = 0; i < 16; i++) {
+			uint64_t x = group_probe(&rng);
+			int a, b, got = gm_rangeset_group_select(&group, x);
+			answers(x, &a, &b);
+			res->bad += got != a && got != b;
+		}
+		gm_rcu_read_unlock();
+		res->reads++;
+	}
+	gm_rcu_unregister_thread();
+	return NULL;
+}
+
+static void group_setup(struct gm_rangeset *dfull)
+{
+	CHECK_EQ(gm_rangeset_group_init(&group, GM_RANGESET_RCU, NULL), 0);
+	for (int i = 0; i < GMEMBERS; i++) {
+		CHECK_EQ(gm_rangeset_init(&gset[i], "member", GM_RANGESET_RCU, 0, NULL), 0);
+		CHECK_EQ(gm_rangeset_group_join(&group, &gset[i]), i);
+	}
+	CHECK_EQ(gm_rangeset_init(dfull, "d-full", GM_RANGESET_RCU, 0, NULL), 0);
+	for (uint64_t k = 0; k < GBLOCKS; k++) {
+		uint64_t b = GBLOCK * k;
+		CHECK_EQ(gm_rangeset_add_range(&gset[GA], b, b + 3), 0);
+		CHECK_EQ(gm_rangeset_add_range(&gset[GB], b + 4, b + 7), 0);
+		CHECK_EQ(gm_rangeset_add_range(&gset[GB], b + 32, b + 39), 0);
+	}
+	for (uint64_t i = 0; i < CSMALL; i++)
+		CHECK_EQ(gm_rangeset_add_range(&gset[GC], FILL_C + 2 * i, FILL_C + 2 * i), 0);
+	for (uint64_t i = 0; i < DSMALL; i++)
+		CHECK_EQ(gm_rangeset_add_range(dfull, FILL_D + 2 * i, FILL_D + 2 * i), 0);
+	CHECK_EQ(gm_rangeset_union(&gset[GD], dfull), 0);
+	CHECK(gm_rangeset_group_indexed(&group));
+}
+
+/* A single-range change in a churned zone of A or B. */
+static void group_churn_one(struct gm_rng *rng)
+{
+	uint64_t b = GBLOCK * gm_rng_below(rng, GBLOCKS), f, l;
+	struct gm_rangeset *s;
+	if (gm_rng_chance(rng, 1, 3)) { /* B: offsets 0..3 or 8..15 */
+		s = &gset[GB];
+		bool low = gm_rng_chance(rng, 1, 3);
+		f = b + (low ? gm_rng_below(rng, 4) : 8 + gm_rng_below(rng, 8));
+		l = f + gm_rng_below(rng, (low ? b + 4 : b + 16) - f);
+	} else { /* A: offsets 16..47, up to all 32 of them */
+		s = &gset[GA];
+		f = b + 16 + gm_rng_below(rng, 32);
+		l = f + gm_rng_below(rng, b + 48 - f);
+	}
+	if (gm_rng_chance(rng, 1, 2))
+		CHECK_EQ(gm_rangeset_add_range(s, f, l), 0);
+	else
+		CHECK_EQ(gm_rangeset_remove_range(s, f, l), 0);
+}
+
+/* A whole-set change of A that keeps its stable ranges: a union or a
+ * subtraction inside churn zones, an intersection with all but one, or a
+ * swap with a copy of its stable part plus other churn. */
+static void group_churn_whole(struct gm_rng *rng, struct gm_rangeset *other)
+{
+	uint64_t b = GBLOCK * gm_rng_below(rng, GBLOCKS);
+	uint64_t f = b + 16 + gm_rng_below(rng, 32), l = f + gm_rng_below(rng, b + 48 - f);
+	CHECK_EQ(gm_rangeset_purge(other), 0);
+	switch (gm_rng_below(rng, 4)) {
+	case 0:
+		CHECK_EQ(gm_rangeset_add_range(other, f, l), 0);
+		CHECK_EQ(gm_rangeset_union(&gset[GA], other), 0);
+		break;
+	case 1:
+		CHECK_EQ(gm_rangeset_add_range(other, b + 16, b + 47), 0);
+		CHECK_EQ(gm_rangeset_subtract(&gset[GA], other), 0);
+		break;
+	case 2:
+		CHECK_EQ(gm_rangeset_add_range(other, 0, UINT64_MAX), 0);
+		CHECK_EQ(gm_rangeset_remove_range(other, f, l), 0);
+		CHECK_EQ(gm_rangeset_intersect(&gset[GA], other), 0);
+		break;
+	default:
+		for (uint64_t k = 0; k < GBLOCKS; k++) {
+			uint64_t c = GBLOCK * k + 16 + gm_rng_below(rng, 28);
+			CHECK_EQ(gm_rangeset_add_range(other, GBLOCK * k, GBLOCK * k + 3), 0);
+			CHECK_EQ(gm_rangeset_add_range(other, c, c + gm_rng_below(rng, 4)), 0);
+		}
+		CHECK_EQ(gm_rangeset_swap(&gset[GA], other), 0);
+	}
+}
+
+/* Empties D or makes it leave, or brings it back: the group's small ranges
+ * cross GROUP_INDEX_MIN (and, unless churn holds them up, half of it). */
+static void group_toggle_d(struct gm_rng *rng, const struct gm_rangeset *dfull,
+			   bool *d_in, bool *d_full)
+{
+	if (*d_in && *d_full) {
+		if (gm_rng_chance(rng, 1, 2)) {
+			CHECK_EQ(gm_rangeset_purge(&gset[GD]), 0);
+			*d_full = false;
+		} else {
+			CHECK_EQ(gm_rangeset_group_leave(&gset[GD]), 0);
+			*d_in = false;
+		}
+		return;
+	}
+	if (!*d_in) {
+		CHECK_EQ(gm_rangeset_group_join(&group, &gset[GD]), GD);
+		*d_in = true;
+	}
+	if (!*d_full) {
+		CHECK_EQ(gm_rangeset_union(&gset[GD], dfull), 0);
+		*d_full = true;
+	}
+	CHECK(gm_rangeset_group_indexed(&group));
+}
+
+GM_TEST(group_readers_see_stable_answers_through_churn)
+{
+	gm_rcu_register_thread();
+	struct gm_rangeset dfull, other;
+	group_setup(&dfull);
+	CHECK_EQ(gm_rangeset_init(&other, "other", GM_RANGESET_RCU, 0, NULL), 0);
+	atomic_store(&stop, false);
+	pthread_t th[2];
+	struct reader_result res[2] = {{0, 0}, {0, 0}};
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(pthread_create(&th[i], NULL, group_reader, &res[i]), 0);
+
+	struct gm_rng *rng = gm_test_rng();
+	bool d_in = true, d_full = true;
+	uint64_t steps = gm_test_iters(6000), unindexed = 0;
+	for (uint64_t i = 0; i < steps; i++) {
+		/* Whole-set changes, joins and leaves rebuild the index and
+		 * wait for a grace period: keep them rare. */
+		uint64_t r = gm_rng_below(rng, 200);
+		if (r == 0)
+			group_toggle_d(rng, &dfull, &d_in, &d_full);
+		else if (r < 3)
+			group_churn_whole(rng, &other);
+		else
+			group_churn_one(rng);
+		unindexed += !gm_rangeset_group_indexed(&group);
+	}
+	atomic_store(&stop, true);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	CHECK_EQ(res[0].bad + res[1].bad, 0);
+	CHECK(res[0].reads + res[1].reads > 0);
+	CHECK(unindexed < steps); /* most steps ran with the index */
+	CHECK_VALID(gm_rangeset_group_validate(&group, &reason), reason);
+	gm_rangeset_group_destroy(&group);
+	for (int i = 0; i < GMEMBERS; i++)
+		gm_rangeset_destroy(&gset[i]);
+	gm_rangeset_destroy(&dfull);
+	gm_rangeset_destroy(&other);
 	gm_rcu_unregister_thread();
 }
 

@@ -15,9 +15,11 @@
  * bytes_per_entry = bytes of the write-protect sets per range held.
  *
  * Structures: gm_rangeset (RCU mode, one read-side section around each
- * batch of selections, the four sets asked in one
- * gm_rangeset_first_containing call), xenlist (Xen's sorted linked list), rbranges (a
- * red-black tree of ranges, the seed's proposal, BSD sys/tree.h).
+ * batch of selections; the four servers' sets of each kind are one
+ * gm_rangeset_group, formed before the pages are added, and a selection is
+ * one gm_rangeset_group_select; bytes include the group's index),
+ * xenlist (Xen's sorted linked list), rbranges (a red-black tree of
+ * ranges, the seed's proposal, BSD sys/tree.h).
  */
 #include "gmbench.h"
 #include "rbranges.h"
@@ -41,10 +43,14 @@ struct impl {
 	int (*remove)(void *set, uint64_t first, uint64_t last);
 	bool (*contains)(const void *set, uint64_t index);
 	void (*destroy)(void *set);
-	/* Optional: the first of sets[0..n-1] holding index, or -1, in one
-	 * call (a structure's own API for the whole question); NULL: the
-	 * scenario asks set by set with `contains`, stopping at the first. */
-	int (*select)(void *const *sets, unsigned n, uint64_t index);
+	/* Optional: a structure's own answer to the whole question. group()
+	 * gathers sets[0..n-1] (in that order of priority) before any range is
+	 * added, select() returns the first of them holding index, or -1.
+	 * NULL: the scenario asks set by set with `contains`, stopping at the
+	 * first hit. */
+	void *(*group)(void *const *sets, unsigned n, const struct gm_allocator *a);
+	int (*select)(const void *group, uint64_t index);
+	void (*group_destroy)(void *group);
 };
 
 static void *gm_create(const struct gm_allocator *a)
@@ -60,9 +66,26 @@ static int gm_add(void *s, uint64_t f, uint64_t l) { return gm_rangeset_add_rang
 static int gm_remove(void *s, uint64_t f, uint64_t l) { return gm_rangeset_remove_range(s, f, l); }
 static bool gm_contains(const void *s, uint64_t i) { return gm_rangeset_contains(s, i); }
 static void gm_destroy(void *s) { gm_rangeset_destroy(s); free(s); }
-static int gm_select(void *const *sets, unsigned n, uint64_t i)
+static void *gm_group(void *const *sets, unsigned n, const struct gm_allocator *a)
 {
-	return gm_rangeset_first_containing((const struct gm_rangeset *const *)sets, n, i);
+	struct gm_rangeset_group *g = malloc(sizeof(*g));
+	if (!g || gm_rangeset_group_init(g, GM_RANGESET_RCU, a)) {
+		free(g);
+		return NULL;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (gm_rangeset_group_join(g, sets[i]) != (int)i) {
+			gm_rangeset_group_destroy(g);
+			free(g);
+			return NULL;
+		}
+	return g;
+}
+static int gm_select(const void *g, uint64_t i) { return gm_rangeset_group_select(g, i); }
+static void gm_group_destroy(void *g)
+{
+	gm_rangeset_group_destroy(g);
+	free(g);
 }
 
 static void *xl_create(const struct gm_allocator *a)
@@ -94,9 +117,10 @@ static bool rb_contains(const void *s, uint64_t i)
 static void rb_destroy(void *s) { bl_rbranges_destroy(s); free(s); }
 
 static const struct impl impls[] = {
-	{"gm_rangeset", gm_create, gm_add, gm_remove, gm_contains, gm_destroy, gm_select},
-	{"rbranges", rb_create, rb_add, rb_remove, rb_contains, rb_destroy, NULL},
-	{"xenlist", xl_create, xl_add, xl_remove, xl_contains, xl_destroy, NULL},
+	{"gm_rangeset", gm_create, gm_add, gm_remove, gm_contains, gm_destroy, gm_group, gm_select,
+	 gm_group_destroy},
+	{"rbranges", rb_create, rb_add, rb_remove, rb_contains, rb_destroy, NULL, NULL, NULL},
+	{"xenlist", xl_create, xl_add, xl_remove, xl_contains, xl_destroy, NULL, NULL, NULL},
 };
 
 /* ---- the workload ------------------------------------------------------- */
@@ -195,7 +219,7 @@ struct run {
 	const struct impl *impl;
 	struct workload *w;
 	struct server srv[NSERVERS];
-	void *wp_sets[NSERVERS], *mmio_sets[NSERVERS]; /* for impl->select */
+	void *wp_group, *mmio_group; /* for impl->select */
 	uint64_t k;          /* ranges removed and re-added per add/remove run */
 	uint64_t *victims;   /* indices into wp[s], k per server */
 	uint64_t nacc;       /* selections timed per run (w->acc[0..nacc)) */
@@ -208,7 +232,7 @@ struct run {
 /* hvm_select_ioreq_server(): the first server whose set of the access's
  * type holds the address. Asked set by set (Xen's loop, stopping at the
  * first hit) unless the structure answers the whole question itself
- * (gm_rangeset_first_containing: the four lookups side by side). */
+ * (gm_rangeset_group_select: one probe of the group's index). */
 static uint64_t body_select(void *arg)
 {
 	struct run *r = arg;
@@ -220,8 +244,7 @@ static uint64_t body_select(void *arg)
 		const struct access *a = &r->w->acc[i];
 		int found = -1;
 		if (im->select) {
-			found = im->select(a->mmio ? r->mmio_sets : r->wp_sets, NSERVERS,
-					   a->addr);
+			found = im->select(a->mmio ? r->mmio_group : r->wp_group, a->addr);
 			wrong += found != a->server;
 			continue;
 		}
@@ -268,13 +291,22 @@ static void teardown_remove(void *arg) { body_add(arg); }
 
 static bool build(struct run *r, struct gm_alloc_counting *count)
 {
+	void *wp[NSERVERS], *mmio[NSERVERS];
 	for (int s = 0; s < NSERVERS; s++) {
-		r->srv[s].wp = r->impl->create(&count->allocator);
-		r->srv[s].mmio = r->impl->create(NULL);
+		wp[s] = r->srv[s].wp = r->impl->create(&count->allocator);
+		mmio[s] = r->srv[s].mmio = r->impl->create(NULL);
 		if (!r->srv[s].wp || !r->srv[s].mmio)
 			return false;
-		r->wp_sets[s] = r->srv[s].wp;
-		r->mmio_sets[s] = r->srv[s].mmio;
+	}
+	/* The servers register first; their pages get write-protected later
+	 * (so a group's index grows with them, as it would in Xen). */
+	if (r->impl->group) {
+		r->wp_group = r->impl->group(wp, NSERVERS, &count->allocator);
+		r->mmio_group = r->impl->group(mmio, NSERVERS, NULL);
+		if (!r->wp_group || !r->mmio_group)
+			return false;
+	}
+	for (int s = 0; s < NSERVERS; s++) {
 		/* Sorted insertion: the cheapest order for the list. */
 		struct range *sorted = malloc(r->w->n * sizeof(*sorted));
 		memcpy(sorted, r->w->wp[s], r->w->n * sizeof(*sorted));
@@ -293,6 +325,10 @@ static bool build(struct run *r, struct gm_alloc_counting *count)
 
 static void teardown(struct run *r)
 {
+	if (r->wp_group)
+		r->impl->group_destroy(r->wp_group);
+	if (r->mmio_group)
+		r->impl->group_destroy(r->mmio_group);
 	for (int s = 0; s < NSERVERS; s++) {
 		if (r->srv[s].wp)
 			r->impl->destroy(r->srv[s].wp);
@@ -406,9 +442,11 @@ static void run(struct gmb_ctx *ctx)
 		}
 	}
 	gmb_note(ctx, "gm_rangeset runs in RCU mode; selection holds one read-side "
-		      "section per batch of accesses and asks the four servers' "
-		      "sets with one gm_rangeset_first_containing call (their "
-		      "lookups run side by side); xenlist and rbranges are asked "
+		      "section per batch of accesses; each kind's four server sets "
+		      "form a gm_rangeset_group (indexed once it holds 2048 small "
+		      "ranges, so from n=1024 on) and a selection is one "
+		      "gm_rangeset_group_select; gm_rangeset's bytes and add/remove "
+		      "include the group's index; xenlist and rbranges are asked "
 		      "set by set, stopping at the first hit. xenlist's selection and "
 		      "changes at n >= 4096 are timed on fewer operations (it walks "
 		      "the list), same per-op meaning.");

@@ -41,6 +41,8 @@ GM_BEGIN_DECLS
 #define GM_RANGESET_NAME_MAX 32      /* name bytes kept, with the NUL */
 #define GM_RANGESET_NO_LIMIT 0       /* max_ranges: unlimited */
 
+struct gm_rangeset_group;
+
 struct gm_rangeset {
 	_Atomic(struct gm_rangemap *) map; /* the current set; replaced whole
 					    * by whole-set operations */
@@ -48,6 +50,8 @@ struct gm_rangeset {
 	uint64_t max_ranges;               /* 0: no limit */
 	unsigned flags;
 	char name[GM_RANGESET_NAME_MAX];
+	struct gm_rangeset_group *group;   /* the group it is a member of */
+	unsigned member;                   /* its number there */
 };
 
 /*
@@ -60,9 +64,10 @@ GM_EXPORT int gm_rangeset_init(struct gm_rangeset *s, const char *name,
 			       unsigned flags, uint64_t max_ranges,
 			       const struct gm_allocator *alloc);
 /*
- * gm_rangeset_destroy — frees everything. O(n). In RCU mode waits for a
- * grace period and pending deferred frees (see rcu.h); call it from a
- * registered thread outside any read section once no reader can find s.
+ * gm_rangeset_destroy — frees everything (and leaves its group first, see
+ * gm_rangeset_group_leave). O(n). In RCU mode waits for a grace period and
+ * pending deferred frees (see rcu.h); call it from a registered thread
+ * outside any read section once no reader can find s.
  */
 GM_EXPORT void gm_rangeset_destroy(struct gm_rangeset *s);
 
@@ -163,10 +168,12 @@ GM_EXPORT int gm_rangeset_intersect(struct gm_rangeset *dst,
 /* Empties the set. O(n). Writer only; -ENOMEM (RCU mode only, where an empty
  * map is published), set unchanged. */
 GM_EXPORT int gm_rangeset_purge(struct gm_rangeset *s);
-/* Exchanges the contents (not names or limits) of a and b. O(1). Writer of
- * both. RCU readers of either see the old or the new contents. -EINVAL if
- * the two differ in GM_RANGESET_RCU; -ENOSPC if either would pass its
- * limit; nothing changed then. */
+/* Exchanges the contents (not names, limits or groups) of a and b. O(1),
+ * plus a rebuild of the group index of each (indexed) group they are in.
+ * Writer of both. RCU readers of either see the old or the new contents.
+ * -EINVAL if the two differ in GM_RANGESET_RCU; -ENOSPC if either would
+ * pass its limit; -ENOMEM (a group index could not be rebuilt); nothing
+ * changed then. */
 GM_EXPORT int gm_rangeset_swap(struct gm_rangeset *a, struct gm_rangeset *b);
 /* True if the set holds no index. O(log n). Reader (RCU) or writer. */
 GM_EXPORT bool gm_rangeset_is_empty(const struct gm_rangeset *s);
@@ -189,6 +196,122 @@ GM_EXPORT int gm_rangeset_dump(const struct gm_rangeset *s, FILE *f);
  * touching ranges, count within the limit). 0, or -EINVAL with *reason. */
 GM_EXPORT int gm_rangeset_validate(const struct gm_rangeset *s,
 				   const char **reason);
+
+
+/*
+ * ---- Groups: which of several sets holds an index -------------------------
+ *
+ * Xen asks, on every trapped access, which ioreq server's set holds the
+ * address: the first server, in order, whose set does. A group answers that
+ * in one step. Sets join a group (at most GM_RANGESET_GROUP_MAX, numbered
+ * from 0 in the order of priority the caller chooses); every change to a
+ * member keeps the group's index up to date, and gm_rangeset_group_select
+ * returns the lowest-numbered member holding an index.
+ *
+ * The index is a hash table over 8-index chunks: for each chunk that some
+ * member's *small* range (at most GM_RANGESET_GROUP_SMALL indices) touches,
+ * the lowest member holding each of its 8 indices. A selection is one probe
+ * (about 10 ns against 50-150 ns for descending every member's tree), plus a
+ * tree lookup in each member that has larger ranges and ranks before the
+ * answer. Large ranges (MMIO BARs, whole regions) are few and stay in the
+ * members' trees, whose lookups are fast when they hold few ranges.
+ *
+ * A group whose members hold fewer than GM_RANGESET_GROUP_INDEX_MIN small
+ * ranges has no index (selection asks every member's tree side by side,
+ * gm_rangeset_first_containing, and the memory stays that of the trees); the
+ * index is built when a change takes the group to that many and dropped when
+ * it falls under half of it. Both are best effort: if memory runs out then
+ * (for the table, or for deferring the old one's free), selection keeps
+ * asking the members, or keeps the exact index it has, and a later change
+ * tries again.
+ * Once built, changes reserve the index's room before they touch the member,
+ * so a change either succeeds with the index updated or fails (-ENOMEM) with
+ * set and index as they were.
+ *
+ * Costs: a member's add/remove_range also rewrites the chunks of its small
+ * ranges in the changed window (O(1) for ranges up to GM_RANGESET_GROUP_SMALL
+ * indices, plus, where it held an index first, one lookup per other member
+ * to find the next holder); a change that merges or removes more than a few
+ * ranges at once, a whole-set operation, join and leave rebuild the index,
+ * O(N) for N ranges in the group.
+ *
+ * Concurrency: as for the sets. Members of a group must all be in RCU mode
+ * or all not (the group's own GM_RANGESET_RCU flag). Readers call
+ * gm_rangeset_group_select under gm_rcu_read_lock() while one writer,
+ * serialized by the caller with the members' writers, changes members;
+ * each index is seen with its old or its new holders. The group is the
+ * writer's: join, leave and destroy must not race with changes to members.
+ */
+#define GM_RANGESET_GROUP_MAX 64        /* members per group */
+#define GM_RANGESET_GROUP_SMALL 16      /* longest range the index holds */
+#define GM_RANGESET_GROUP_INDEX_MIN 2048 /* small ranges before an index */
+
+struct gm_rangeset_group {
+	_Atomic(void *) index;            /* the chunk table, or NULL */
+	_Atomic uint64_t ask;             /* members a selection asks directly */
+	_Atomic(struct gm_rangeset *) member[GM_RANGESET_GROUP_MAX];
+	_Atomic uint64_t members;         /* bit k: member k exists */
+	uint64_t small;                   /* small ranges of all members */
+	uint64_t large[GM_RANGESET_GROUP_MAX]; /* each member's other ranges */
+	const struct gm_allocator *alloc;
+	unsigned flags;                   /* GM_RANGESET_RCU */
+	uint64_t reclaim_[8];             /* struct gm_reclaim (src/internal.h) */
+};
+
+/*
+ * gm_rangeset_group_init — an empty group. flags: GM_RANGESET_RCU (its
+ * members' mode). The index's memory comes from alloc (NULL: default).
+ * -EINVAL for unknown flags. O(1), never allocates.
+ */
+GM_EXPORT int gm_rangeset_group_init(struct gm_rangeset_group *g, unsigned flags,
+				     const struct gm_allocator *alloc);
+/*
+ * gm_rangeset_group_destroy — makes every member leave, frees the index.
+ * The members stay valid sets. O(N). In RCU mode waits for a grace period
+ * (registered thread, outside any read section). Never fails.
+ */
+GM_EXPORT void gm_rangeset_group_destroy(struct gm_rangeset_group *g);
+/*
+ * gm_rangeset_group_join — s becomes the group's lowest free member number,
+ * which is returned (0..GM_RANGESET_GROUP_MAX-1). O(N) (the index, if any,
+ * is rebuilt with s's ranges). Writer. -EINVAL if s's RCU mode differs from
+ * the group's, -EEXIST if s is in a group already, -ENOSPC if the group is
+ * full, -ENOMEM: nothing changed.
+ */
+GM_EXPORT int gm_rangeset_group_join(struct gm_rangeset_group *g,
+				     struct gm_rangeset *s);
+/*
+ * gm_rangeset_group_leave — s leaves its group; its number becomes free.
+ * O(N) (index rebuilt without s; if that cannot be allocated, the group
+ * goes on without an index until a later change builds one). Writer. In RCU
+ * mode, readers may still look at s until a grace period has passed
+ * (gm_rangeset_destroy waits for one). 0, or -ENOENT if s is in no group.
+ */
+GM_EXPORT int gm_rangeset_group_leave(struct gm_rangeset *s);
+/*
+ * gm_rangeset_group_select — the lowest member number whose set holds
+ * index, or -1. O(1) expected with an index (one probe, plus a tree lookup
+ * in each lower-numbered member holding ranges longer than
+ * GM_RANGESET_GROUP_SMALL); O(members log n) without. Never allocates.
+ * Reader (RCU) or writer.
+ */
+GM_EXPORT int gm_rangeset_group_select(const struct gm_rangeset_group *g,
+				       uint64_t index);
+/* The member with number k, or NULL. O(1). Reader or writer. */
+GM_EXPORT struct gm_rangeset *gm_rangeset_group_member(const struct gm_rangeset_group *g,
+						       unsigned k);
+/* Whether the group has its index now. O(1). Writer. */
+GM_EXPORT bool gm_rangeset_group_indexed(const struct gm_rangeset_group *g);
+/* Bytes the group itself holds (its index), not its members'. O(1). Writer. */
+GM_EXPORT size_t gm_rangeset_group_bytes(const struct gm_rangeset_group *g);
+/*
+ * gm_rangeset_group_validate — checks that the index says exactly what the
+ * members hold (every chunk entry, every small range, the counts, the
+ * members asked directly). O(N * members log n). Writer. 0, or -EINVAL with
+ * *reason.
+ */
+GM_EXPORT int gm_rangeset_group_validate(const struct gm_rangeset_group *g,
+					 const char **reason);
 
 GM_END_DECLS
 
