@@ -570,6 +570,9 @@ int gm_rangeset_validate(const struct gm_rangeset *s, const char **reason)
 #define WINDOW_MAX 8         /* ranges a change may meet and still edit in place */
 #define NEW_CHUNKS 9         /* most slots one change claims: 3 ranges, 3 chunks each */
 
+_Static_assert(sizeof(struct gm_reclaim) <= sizeof(((struct gm_rangeset_group *)0)->reclaim_),
+	       "reclaim storage too small");
+
 struct chunk_slot {
 	_Atomic uint64_t key;
 	_Atomic uint64_t owners;
@@ -1250,9 +1253,17 @@ static int ask_members(const struct gm_rangeset_group *g, uint64_t mask, uint64_
 	return -1;
 }
 
+/*
+ * The writer grows ask (W1), then changes the index (a table pointer or an
+ * owners word, W2), then shrinks ask (W3). ask is read before the index and
+ * again after it, and both are asked: if this reader saw the index before
+ * W2, its first read came before W3 and still holds the old members; if
+ * after W2, its second read comes after W1 and holds the new ones.
+ */
 int gm_rangeset_group_select(const struct gm_rangeset_group *g, uint64_t index)
 {
 	struct gm_rangeset_group *w = (struct gm_rangeset_group *)g;
+	uint64_t ask = atomic_load_explicit(&w->ask, memory_order_acquire);
 	const struct chunk_table *t = group_table(g);
 	if (!t)
 		return ask_members(g, atomic_load_explicit(&w->members, memory_order_acquire), index);
@@ -1261,7 +1272,7 @@ int gm_rangeset_group_select(const struct gm_rangeset_group *g, uint64_t index)
 							   memory_order_acquire),
 				      (unsigned)(index & 7))
 			   : NOBODY;
-	uint64_t ask = atomic_load_explicit(&w->ask, memory_order_acquire);
+	ask |= atomic_load_explicit(&w->ask, memory_order_acquire);
 	if (owner != NOBODY)
 		ask &= (1ull << owner) - 1; /* only members ranked before it */
 	if (ask) {
