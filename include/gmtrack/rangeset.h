@@ -211,10 +211,11 @@ GM_EXPORT int gm_rangeset_validate(const struct gm_rangeset *s,
  * The index is a hash table over 8-index chunks: for each chunk that some
  * member's *small* range (at most GM_RANGESET_GROUP_SMALL indices) touches,
  * the lowest member holding each of its 8 indices. A selection is one probe
- * (about 10 ns against 50-150 ns for descending every member's tree), plus a
- * tree lookup in each member that has larger ranges and ranks before the
- * answer. Large ranges (MMIO BARs, whole regions) are few and stay in the
- * members' trees, whose lookups are fast when they hold few ranges.
+ * (27-30 ns in gmbench's ioreq_select at 4 x 4096 ranges, against 146-170 ns
+ * for the four members' trees side by side), plus a tree lookup in each
+ * member that has larger ranges and ranks before the answer. Large ranges
+ * (MMIO BARs, whole regions) are few and stay in the members' trees, whose
+ * lookups are fast when they hold few ranges.
  *
  * A group whose members hold fewer than GM_RANGESET_GROUP_INDEX_MIN small
  * ranges has no index (selection asks every member's tree side by side,
@@ -223,17 +224,17 @@ GM_EXPORT int gm_rangeset_validate(const struct gm_rangeset *s,
  * it falls under half of it. Both are best effort: if memory runs out then
  * (for the table, or for deferring the old one's free), selection keeps
  * asking the members, or keeps the exact index it has, and a later change
- * tries again.
- * Once built, changes reserve the index's room before they touch the member,
+ * tries again. Once built, changes reserve the index's room before they touch the member,
  * so a change either succeeds with the index updated or fails (-ENOMEM) with
  * set and index as they were.
  *
- * Costs: a member's add/remove_range also rewrites the chunks of its small
- * ranges in the changed window (O(1) for ranges up to GM_RANGESET_GROUP_SMALL
- * indices, plus, where it held an index first, one lookup per other member
- * to find the next holder); a change that merges or removes more than a few
- * ranges at once, a whole-set operation, join and leave rebuild the index,
- * O(N) for N ranges in the group.
+ * Costs: a member's add/remove_range also reads the changed window and
+ * rewrites the chunks of its small ranges there (O(1) for ranges up to
+ * GM_RANGESET_GROUP_SMALL indices, plus, where it held an index first, one
+ * lookup per later member to find the next holder; in ioreq_select a
+ * remove takes 0.9-1.7 us, 0.2-0.3 us outside a group). A change that
+ * merges or removes more than a few ranges at once, a whole-set operation,
+ * join and leave rebuild the index, O(N) for N ranges in the group.
  *
  * Concurrency: as for the sets. Members of a group must all be in RCU mode
  * or all not (the group's own GM_RANGESET_RCU flag). Readers call
