@@ -23,8 +23,12 @@
  * Whole-set changes (union, subtract, intersect, purge, swap) build the new
  * set aside and publish it with one pointer store, so readers see the old
  * set or the new one, never a mix; they wait for a grace period before
- * freeing the old one, so they must not be called inside a read section. Without the flag, the set is for one thread (or
- * callers that lock readers too).
+ * freeing the old one, so they must not be called inside a read section.
+ * Without the flag, the set is for one thread (or callers that lock readers
+ * too).
+ *
+ * Groups (gm_rangeset_group, at the end of this header): sets that join one
+ * answer "which of them holds x" with one probe of a shared index.
  */
 #ifndef GMTRACK_RANGESET_H
 #define GMTRACK_RANGESET_H
