@@ -542,12 +542,15 @@ int gm_rangeset_validate(const struct gm_rangeset *s, const char **reason)
  * power-of-two capacity, at most 3/4 full.
  *
  *   slot:  | key = index >> 3 (EMPTY_KEY: never used) | owners (8 bytes) |
- *   owners byte i: the lowest member whose small range (at most
- *   GM_RANGESET_GROUP_SMALL indices) holds index key * 8 + i; NOBODY: none.
+ *   owners byte i, for index key * 8 + i: NOBODY if no member's small range
+ *   (at most GM_RANGESET_GROUP_SMALL indices) holds it; else bits 0-5 the
+ *   lowest member that does, bit 6 (SHARED) set if a later one does too.
+ *   SHARED spares a member that lets go of an index the lookups in the
+ *   others' trees for its next holder, unless there is one.
  *
  * Invariants (gm_rangeset_group_validate):
  *  G1 every index of every member's small range has a slot, and each owners
- *     byte is exactly the lowest member holding that index by a small range;
+ *     byte is exactly as above;
  *  G2 used counts the slots with a key, live those with an owner; used never
  *     passes 3/4 of the capacity, so a probe always ends (a change first
  *     makes room for the NEW_CHUNKS slots it may claim);
@@ -564,6 +567,8 @@ int gm_rangeset_validate(const struct gm_rangeset *s, const char **reason)
  */
 #define CHUNK_SHIFT 3
 #define NOBODY 0xffu
+#define SHARED 0x40u         /* owners byte: a later member holds it too */
+#define OWNER_MASK 0x3fu
 #define ALL_NOBODY UINT64_MAX
 #define EMPTY_KEY UINT64_MAX /* chunk numbers end at 2^61 - 1 */
 #define TABLE_MIN 64
@@ -591,9 +596,15 @@ static inline bool range_small(uint64_t first, uint64_t last)
 	return last - first < GM_RANGESET_GROUP_SMALL;
 }
 
+/* The owners byte of offset i (owner and SHARED, or NOBODY). */
 static inline unsigned owner_at(uint64_t owners, unsigned i)
 {
 	return (unsigned)(owners >> (8 * i)) & 0xffu;
+}
+
+static inline unsigned byte_owner(unsigned b)
+{
+	return b == NOBODY ? NOBODY : b & OWNER_MASK;
 }
 
 static inline uint64_t owner_set(uint64_t owners, unsigned i, unsigned k)
@@ -774,7 +785,8 @@ static uint64_t large_mask(uint64_t members, const uint64_t *large)
 }
 
 /* Claims the chunks of small range [first, last] for member k: each index
- * without an owner gets k (members are filled in increasing order). */
+ * without an owner gets k, one with an owner is SHARED (members are filled
+ * in increasing order). */
 static void fill_range(struct chunk_table *t, unsigned k, uint64_t first, uint64_t last)
 {
 	for (uint64_t c = first >> CHUNK_SHIFT;; c++) {
@@ -784,9 +796,10 @@ static void fill_range(struct chunk_table *t, unsigned k, uint64_t first, uint64
 		 * UINT64_MAX. */
 		unsigned from = c == first >> CHUNK_SHIFT ? (unsigned)(first & 7) : 0;
 		unsigned to = c == last >> CHUNK_SHIFT ? (unsigned)(last & 7) : 7;
-		for (unsigned i = from; i <= to; i++)
-			if (owner_at(owners, i) == NOBODY)
-				owners = owner_set(owners, i, k);
+		for (unsigned i = from; i <= to; i++) {
+			unsigned b = owner_at(owners, i);
+			owners = owner_set(owners, i, b == NOBODY ? k : b | SHARED);
+		}
 		slot_store(t, s, owners);
 		if (c == last >> CHUNK_SHIFT)
 			return;
@@ -941,13 +954,14 @@ static void window_read(const struct gm_rangemap *m, uint64_t a, uint64_t b, str
 		window_count(w, &r);
 }
 
-/* Whether member k holds x by a small range, after the change (x inside
- * the span the change's windows cover). */
-static bool holds_small(const struct window *after, uint64_t x)
+/* Whether a range of window w holding x is small: whether member k held
+ * (before) or holds (after) x by a small range, for x in a range of either
+ * window. */
+static bool holds_small(const struct window *w, uint64_t x)
 {
-	for (uint64_t i = 0; i < after->total && i < WINDOW_MAX; i++)
-		if (after->r[i].first <= x && x <= after->r[i].last)
-			return range_small(after->r[i].first, after->r[i].last);
+	for (uint64_t i = 0; i < w->total && i < WINDOW_MAX; i++)
+		if (w->r[i].first <= x && x <= w->r[i].last)
+			return range_small(w->r[i].first, w->r[i].last);
 	return false;
 }
 
@@ -966,54 +980,73 @@ static unsigned next_holder(const struct gm_rangeset_group *g, unsigned k, uint6
 	return NOBODY;
 }
 
-/* Rewrites chunk c's owners for member k's change; indices outside
- * [lo, hi] (the span of every range the change met) did not change. */
+/* The owners byte for x when its lowest holder after member k is wanted. */
+static unsigned holder_after(const struct gm_rangeset_group *g, unsigned k, uint64_t x)
+{
+	unsigned m = next_holder(g, k, x);
+	if (m == NOBODY)
+		return NOBODY;
+	return next_holder(g, m, x) == NOBODY ? m : m | SHARED;
+}
+
+/* Rewrites chunk c's owners bytes for member k's change: only indices that
+ * k held by a small range before and not after, or the other way round,
+ * change (the windows list every range of k around the change). The other
+ * members' trees are asked only when k lets go of an index that some other
+ * member holds too. */
 static void chunk_redo(const struct gm_rangeset_group *g, struct chunk_table *t, unsigned k,
-		       uint64_t c, uint64_t lo, uint64_t hi, const struct window *after)
+		       uint64_t c, const struct window *before, const struct window *after)
 {
 	struct chunk_slot *s = table_claim(t, c);
 	uint64_t owners = gm_load_relaxed(&s->owners);
 	for (unsigned i = 0; i < 8; i++) {
 		uint64_t x = (c << CHUNK_SHIFT) + i;
-		unsigned cur = owner_at(owners, i);
-		if (x < lo || x > hi || (cur != NOBODY && cur < k))
-			continue; /* unchanged, or held by a member ranked before k */
-		if (holds_small(after, x))
-			owners = owner_set(owners, i, k);
-		else if (cur == k)
-			owners = owner_set(owners, i, next_holder(g, k, x));
+		bool held = holds_small(before, x), holds = holds_small(after, x);
+		if (held == holds)
+			continue;
+		unsigned b = owner_at(owners, i), owner = byte_owner(b), nb;
+		if (holds) /* owner is not k: nobody, one before k, or one after */
+			nb = owner == NOBODY ? k : owner < k ? b | SHARED : k | SHARED;
+		else if (owner == k)
+			nb = b & SHARED ? holder_after(g, k, x) : NOBODY;
+		else /* owner < k stays; is anyone after it left? (k's tree is new) */
+			nb = next_holder(g, owner, x) == NOBODY ? owner : owner | SHARED;
+		owners = owner_set(owners, i, nb);
 	}
 	slot_store(t, s, owners);
 }
 
-static void window_redo(const struct gm_rangeset_group *g, struct chunk_table *t, unsigned k,
-			const struct window *w, uint64_t lo, uint64_t hi, const struct window *after)
+/* Adds the chunks of w's small ranges to c[0..*n), once each. */
+static void window_chunks(const struct window *w, uint64_t *c, unsigned *n)
 {
-	for (uint64_t i = 0; i < w->total; i++)
-		if (range_small(w->r[i].first, w->r[i].last))
-			for (uint64_t c = w->r[i].first >> CHUNK_SHIFT; c <= w->r[i].last >> CHUNK_SHIFT; c++)
-				chunk_redo(g, t, k, c, lo, hi, after);
+	for (uint64_t i = 0; i < w->total && i < WINDOW_MAX; i++) {
+		if (!range_small(w->r[i].first, w->r[i].last))
+			continue;
+		for (uint64_t x = w->r[i].first >> CHUNK_SHIFT; x <= w->r[i].last >> CHUNK_SHIFT; x++) {
+			unsigned j = 0;
+			while (j < *n && c[j] != x)
+				j++;
+			if (j == *n)
+				c[(*n)++] = x;
+		}
+	}
 }
 
-/* Brings t up to date after member k's change of window [a, b]. */
+/* Brings t up to date after member k's change, from the windows before and
+ * after it. Each chunk is redone once (chunk_redo reads the byte it
+ * rewrites). */
 static void table_edit(struct gm_rangeset_group *g, struct chunk_table *t, unsigned k,
-		       uint64_t a, uint64_t b, const struct window *before,
-		       const struct window *after)
+		       const struct window *before, const struct window *after)
 {
 	uint64_t bit = 1ull << k, ask = gm_load_relaxed(&g->ask);
+	uint64_t chunks[2 * WINDOW_MAX * 3];
+	unsigned n = 0;
 	if (g->large[k])
 		gm_store_release(&g->ask, ask | bit);
-	uint64_t lo = a, hi = b;
-	for (uint64_t i = 0; i < before->total; i++) {
-		lo = before->r[i].first < lo ? before->r[i].first : lo;
-		hi = before->r[i].last > hi ? before->r[i].last : hi;
-	}
-	for (uint64_t i = 0; i < after->total; i++) {
-		lo = after->r[i].first < lo ? after->r[i].first : lo;
-		hi = after->r[i].last > hi ? after->r[i].last : hi;
-	}
-	window_redo(g, t, k, before, lo, hi, after);
-	window_redo(g, t, k, after, lo, hi, after);
+	window_chunks(before, chunks, &n);
+	window_chunks(after, chunks, &n);
+	for (unsigned i = 0; i < n; i++)
+		chunk_redo(g, t, k, chunks[i], before, after);
 	if (!g->large[k])
 		gm_store_release(&g->ask, gm_load_relaxed(&g->ask) & ~bit);
 }
@@ -1151,7 +1184,7 @@ static int group_change(struct gm_rangeset *s, uint64_t first, uint64_t last, bo
 		table_fill(fresh, &v);
 		group_install(g, &c, v.mask, fresh);
 	} else if (t) {
-		table_edit(g, t, s->member, a, b, &before, &after);
+		table_edit(g, t, s->member, &before, &after);
 	}
 	group_settle(g);
 	return 0;
@@ -1268,9 +1301,9 @@ int gm_rangeset_group_select(const struct gm_rangeset_group *g, uint64_t index)
 	if (!t)
 		return ask_members(g, atomic_load_explicit(&w->members, memory_order_acquire), index);
 	const struct chunk_slot *s = table_find(t, index >> CHUNK_SHIFT);
-	unsigned owner = s ? owner_at(atomic_load_explicit(&((struct chunk_slot *)s)->owners,
-							   memory_order_acquire),
-				      (unsigned)(index & 7))
+	unsigned owner = s ? byte_owner(owner_at(atomic_load_explicit(
+					     &((struct chunk_slot *)s)->owners, memory_order_acquire),
+				     (unsigned)(index & 7)))
 			   : NOBODY;
 	ask |= atomic_load_explicit(&w->ask, memory_order_acquire);
 	if (owner != NOBODY)
@@ -1300,17 +1333,21 @@ size_t gm_rangeset_group_bytes(const struct gm_rangeset_group *g)
 }
 
 /* ---- groups: validate ---- */
-/* The lowest member holding x by a small range, by asking their trees. */
+/* x's owners byte as the members' trees say it should be. */
 static unsigned true_owner(const struct view *v, uint64_t x)
 {
+	unsigned b = NOBODY;
 	for (uint64_t m = v->mask; m; m &= m - 1) {
 		unsigned k = (unsigned)__builtin_ctzll(m);
 		uint64_t first, last;
 		if (gm_rangemap_load(v->map[k], x, NULL, &first, &last) == 0 &&
-		    range_small(first, last))
-			return k;
+		    range_small(first, last)) {
+			if (b != NOBODY)
+				return b | SHARED;
+			b = k;
+		}
 	}
-	return NOBODY;
+	return b;
 }
 
 static const char *table_check(const struct chunk_table *t, const struct view *v)
@@ -1330,7 +1367,7 @@ static const char *table_check(const struct chunk_table *t, const struct view *v
 			return "a chunk's slot is not where its probe finds it";
 		for (unsigned j = 0; j < 8; j++)
 			if (owner_at(owners, j) != true_owner(v, (key << CHUNK_SHIFT) + j))
-				return "an index's owner is not the lowest member holding it";
+				return "an index's owners byte is not its holders' (owner, SHARED)";
 	}
 	if (used != t->used || live != t->live)
 		return "used or live slot count is wrong";
