@@ -939,9 +939,11 @@ static void window_read(const struct gm_rangemap *m, uint64_t a, uint64_t b, str
 	uint64_t x = a;
 	for (;;) {
 		struct gm_range r = {0, 0, SET_VALUE};
-		if (gm_rangemap_load(m, x, NULL, &r.first, &r.last) == 0)
+		bool present = gm_rangemap_load(m, x, NULL, &r.first, &r.last) == 0;
+		if (present)
 			window_count(w, &r);
-		if (r.last >= b)
+		/* A gap follows a range: the next range starts two past it. */
+		if (r.last >= b || (present && r.last + 1 >= b))
 			return;
 		x = r.last + 1;
 		if (w->total > WINDOW_MAX)
