@@ -215,7 +215,7 @@ GM_EXPORT int gm_rangeset_validate(const struct gm_rangeset *s,
  * The index is a hash table over 8-index chunks: for each chunk that some
  * member's *small* range (at most GM_RANGESET_GROUP_SMALL indices) touches,
  * the lowest member holding each of its 8 indices. A selection is one probe
- * (27-30 ns in gmbench's ioreq_select at 4 x 4096 ranges, against 146-170 ns
+ * (20-30 ns in gmbench's ioreq_select at 4 x 4096 ranges, against 146-170 ns
  * for the four members' trees side by side), plus a tree lookup in each
  * member that has larger ranges and ranks before the answer. Large ranges
  * (MMIO BARs, whole regions) are few and stay in the members' trees, whose
@@ -235,8 +235,8 @@ GM_EXPORT int gm_rangeset_validate(const struct gm_rangeset *s,
  * Costs: a member's add/remove_range also reads the changed window and
  * rewrites the chunks of its small ranges there (O(1) for ranges up to
  * GM_RANGESET_GROUP_SMALL indices, plus, where it held an index first, one
- * lookup per later member to find the next holder; in ioreq_select a
- * remove takes 0.9-1.7 us, 0.2-0.3 us outside a group). A change that
+ * lookup per later member holding the index too; in ioreq_select a
+ * remove takes 0.3-1.1 us, 0.2-0.3 us outside a group). A change that
  * merges or removes more than a few ranges at once, a whole-set operation,
  * join and leave rebuild the index, O(N) for N ranges in the group.
  *
