@@ -754,22 +754,47 @@ static void view_of(const struct gm_rangeset_group *g, struct view *v)
 	}
 }
 
+/* A walk over every range of a view's members, member by member in number
+ * order; k is the member whose range view_walk_next gave last. */
+struct view_walk {
+	const struct view *v;
+	uint64_t left; /* members not started yet */
+	unsigned k;    /* NOBODY before the first */
+	struct gm_rangemap_cursor cur;
+};
+
+static void view_walk_init(struct view_walk *w, const struct view *v)
+{
+	w->v = v;
+	w->left = v->mask;
+	w->k = NOBODY;
+}
+
+static bool view_walk_next(struct view_walk *w, struct gm_range *r)
+{
+	while (w->k == NOBODY || gm_rangemap_cursor_next(&w->cur, r)) {
+		if (!w->left)
+			return false;
+		w->k = (unsigned)__builtin_ctzll(w->left);
+		w->left &= w->left - 1;
+		gm_rangemap_cursor_init(&w->cur, w->v->map[w->k], 0, UINT64_MAX, 0);
+	}
+	return true;
+}
+
 static void take_census(const struct view *v, struct census *c)
 {
+	struct view_walk w;
+	struct gm_range r;
 	memset(c, 0, sizeof(*c));
-	for (uint64_t m = v->mask; m; m &= m - 1) {
-		unsigned k = (unsigned)__builtin_ctzll(m);
-		struct gm_rangemap_cursor cur;
-		struct gm_range r;
-		gm_rangemap_cursor_init(&cur, v->map[k], 0, UINT64_MAX, 0);
-		while (gm_rangemap_cursor_next(&cur, &r) == 0) {
-			if (!range_small(r.first, r.last)) {
-				c->large[k]++;
-				continue;
-			}
-			c->small++;
-			c->chunks += (r.last >> CHUNK_SHIFT) - (r.first >> CHUNK_SHIFT) + 1;
+	view_walk_init(&w, v);
+	while (view_walk_next(&w, &r)) {
+		if (!range_small(r.first, r.last)) {
+			c->large[w.k]++;
+			continue;
 		}
+		c->small++;
+		c->chunks += (r.last >> CHUNK_SHIFT) - (r.first >> CHUNK_SHIFT) + 1;
 	}
 }
 
@@ -809,15 +834,12 @@ static void fill_range(struct chunk_table *t, unsigned k, uint64_t first, uint64
 /* Every small range of the view's members, in member order. */
 static void table_fill(struct chunk_table *t, const struct view *v)
 {
-	for (uint64_t m = v->mask; m; m &= m - 1) {
-		unsigned k = (unsigned)__builtin_ctzll(m);
-		struct gm_rangemap_cursor cur;
-		struct gm_range r;
-		gm_rangemap_cursor_init(&cur, v->map[k], 0, UINT64_MAX, 0);
-		while (gm_rangemap_cursor_next(&cur, &r) == 0)
-			if (range_small(r.first, r.last))
-				fill_range(t, k, r.first, r.last);
-	}
+	struct view_walk w;
+	struct gm_range r;
+	view_walk_init(&w, v);
+	while (view_walk_next(&w, &r))
+		if (range_small(r.first, r.last))
+			fill_range(t, w.k, r.first, r.last);
 }
 
 /* A new table for the view (c its census): sized for c->chunks, then, if
@@ -967,6 +989,13 @@ static bool holds_small(const struct window *w, uint64_t x)
 	return false;
 }
 
+/* Whether map m holds x by a small range (one the index holds). */
+static bool map_holds_small(const struct gm_rangemap *m, uint64_t x)
+{
+	uint64_t first, last;
+	return gm_rangemap_load(m, x, NULL, &first, &last) == 0 && range_small(first, last);
+}
+
 /* The lowest member above k holding x by a small range, or NOBODY. */
 static unsigned next_holder(const struct gm_rangeset_group *g, unsigned k, uint64_t x)
 {
@@ -974,9 +1003,7 @@ static unsigned next_holder(const struct gm_rangeset_group *g, unsigned k, uint6
 			 ~((2ull << k) - 1);
 	for (; above; above &= above - 1) {
 		unsigned m = (unsigned)__builtin_ctzll(above);
-		uint64_t first, last;
-		if (gm_rangemap_load(map_of(group_member(g, m)), x, NULL, &first, &last) == 0 &&
-		    range_small(first, last))
+		if (map_holds_small(map_of(group_member(g, m)), x))
 			return m;
 	}
 	return NOBODY;
@@ -1104,7 +1131,7 @@ static void group_settle(struct gm_rangeset_group *g)
 static void window_after(const struct window *before, uint64_t first, uint64_t last, bool add,
 			 struct window *after)
 {
-	uint64_t n = 0;
+	after->total = after->small = after->large = 0;
 	if (add) {
 		struct gm_range r = {first, last, SET_VALUE};
 		if (before->total) {
@@ -1112,25 +1139,18 @@ static void window_after(const struct window *before, uint64_t first, uint64_t l
 			r.last = before->r[before->total - 1].last > last ? before->r[before->total - 1].last
 									  : last;
 		}
-		after->r[n++] = r;
-	} else {
-		for (uint64_t i = 0; i < before->total; i++) {
-			struct gm_range r = before->r[i];
-			if (r.first < first)
-				after->r[n++] = (struct gm_range){r.first, r.last < first ? r.last : first - 1,
-								  SET_VALUE};
-			if (r.last > last)
-				after->r[n++] = (struct gm_range){r.first > last ? r.first : last + 1, r.last,
-								  SET_VALUE};
-		}
+		window_count(after, &r);
+		return;
 	}
-	after->total = n;
-	after->small = after->large = 0;
-	for (uint64_t i = 0; i < n; i++) {
-		if (range_small(after->r[i].first, after->r[i].last))
-			after->small++;
-		else
-			after->large++;
+	for (uint64_t i = 0; i < before->total; i++) {
+		const struct gm_range *r = &before->r[i];
+		if (r->first < first)
+			window_count(after, &(struct gm_range){r->first,
+							       r->last < first ? r->last : first - 1,
+							       SET_VALUE});
+		if (r->last > last)
+			window_count(after, &(struct gm_range){r->first > last ? r->first : last + 1,
+							       r->last, SET_VALUE});
 	}
 }
 
@@ -1341,13 +1361,11 @@ static unsigned true_owner(const struct view *v, uint64_t x)
 	unsigned b = NOBODY;
 	for (uint64_t m = v->mask; m; m &= m - 1) {
 		unsigned k = (unsigned)__builtin_ctzll(m);
-		uint64_t first, last;
-		if (gm_rangemap_load(v->map[k], x, NULL, &first, &last) == 0 &&
-		    range_small(first, last)) {
-			if (b != NOBODY)
-				return b | SHARED;
-			b = k;
-		}
+		if (!map_holds_small(v->map[k], x))
+			continue;
+		if (b != NOBODY)
+			return b | SHARED;
+		b = k;
 	}
 	return b;
 }
@@ -1375,15 +1393,14 @@ static const char *table_check(const struct chunk_table *t, const struct view *v
 		return "used or live slot count is wrong";
 	if (t->used > table_cap(t) / 4 * 3)
 		return "table more than 3/4 full";
-	for (uint64_t m = v->mask; m; m &= m - 1) {
-		struct gm_rangemap_cursor cur;
-		struct gm_range r;
-		gm_rangemap_cursor_init(&cur, v->map[__builtin_ctzll(m)], 0, UINT64_MAX, 0);
-		while (gm_rangemap_cursor_next(&cur, &r) == 0)
-			for (uint64_t x = r.first; range_small(r.first, r.last) && x - r.first <= r.last - r.first; x++)
-				if (!table_find(t, x >> CHUNK_SHIFT))
-					return "a small range's chunk has no slot";
-	}
+	struct view_walk w;
+	struct gm_range r;
+	view_walk_init(&w, v);
+	while (view_walk_next(&w, &r))
+		for (uint64_t c = r.first >> CHUNK_SHIFT;
+		     range_small(r.first, r.last) && c <= r.last >> CHUNK_SHIFT; c++)
+			if (!table_find(t, c))
+				return "a small range's chunk has no slot";
 	return NULL;
 }
 
