@@ -37,7 +37,7 @@ static void *vcpu(void *arg)
 		if (gm_space_gfn_to_hva(vm, &cache, gfn, &hva) || hva != RAM_HVA + (gfn << 12))
 			bad++;
 		if (i % 1000 == 0 && gm_space_gfn_to_slot(vm, &cache, gfn, &s) == 0)
-			gm_space_mark_dirty(vm, s, gfn); /* the vCPU wrote the page */
+			gm_space_dirty_mark(vm, s, gfn); /* the vCPU wrote the page */
 		gm_rcu_read_unlock();
 	}
 	gm_rcu_unregister_thread();
@@ -56,14 +56,14 @@ static void on_run(void *ctx, uint64_t first, uint64_t count)
 int main(void)
 {
 	gm_rcu_register_thread();
-	if (gm_space_create(&vm, NULL, NULL))
+	if (gm_space_create(&vm, NULL, 0, NULL))
 		return 1;
-	gm_space_begin(vm); /* boot layout, published at once */
+	gm_space_batch_begin(vm); /* boot layout, published at once */
 	gm_space_batch_add(vm, 0, 0, 2 * GIB_PAGES, RAM_HVA, GM_SPACE_SLOT_DIRTY_LOG);
 	gm_space_batch_add(vm, 1, 4 * GIB_PAGES, GIB_PAGES, RAM_HVA + (2ull << 30), GM_SPACE_SLOT_DIRTY_LOG);
-	EXPECT(gm_space_commit(vm) == 0);
-	EXPECT(gm_space_io_register(vm, GM_SPACE_MMIO, 0xfee00000, 0xfee00fff, dev, NULL) == 0);
-	EXPECT(gm_space_io_register(vm, GM_SPACE_PIO, 0x3f8, 0x3ff, dev, NULL) == 0);
+	EXPECT(gm_space_batch_commit(vm) == 0);
+	EXPECT(gm_space_io_add(vm, GM_SPACE_MMIO, 0xfee00000, 0xfee00fff, dev, NULL) == 0);
+	EXPECT(gm_space_io_add(vm, GM_SPACE_PIO, 0x3f8, 0x3ff, dev, NULL) == 0);
 	EXPECT(gm_space_attr_set(vm, 0, 5 * GIB_PAGES - 1, 1) == 0); /* all private */
 	printf("boot: %llu slots, generation %llu\n", (unsigned long long)gm_space_slot_count(vm),
 	       (unsigned long long)gm_space_generation(vm));
@@ -102,7 +102,7 @@ int main(void)
 	EXPECT(st.guest_pages == 4 * GIB_PAGES && st.bytes_attributes <= 64);
 	const char *why;
 	EXPECT(gm_space_validate(vm, &why) == 0);
-	EXPECT(gm_space_slot_delete(vm, 2) == 0); /* unplug */
+	EXPECT(gm_space_slot_remove(vm, 2) == 0); /* unplug */
 	gm_space_destroy(vm);
 	gm_rcu_unregister_thread();
 	printf(failures ? "tiny_vmm: FAILED\n" : "tiny_vmm: ok\n");

@@ -56,24 +56,32 @@ static void check_query(struct gm_itree *t, uint64_t a, uint64_t b)
 	struct gm_itree_entry e;
 	size_t k = 0;
 	gm_rcu_read_lock();
-	if (gm_itree_iter_init(&it, t, a, b) != 0)
+	if (gm_itree_iter_init(&it, t, a, b, 0) != 0)
 		abort();
-	while (gm_itree_iter_next(&it, &e)) {
+	while ((gm_itree_iter_next(&it, &e) == 0)) {
 		if (k >= nw || e.first != want[k].f || e.last != want[k].l ||
 		    (uintptr_t)e.item != want[k].item)
 			abort();
 		k++;
 	}
+	if (k != nw || gm_itree_iter_init(&it, t, a, b, GM_ITER_REVERSE) != 0)
+		abort();
+	while ((gm_itree_iter_next(&it, &e) == 0)) { /* the same, last first */
+		if (k == 0 || e.first != want[k - 1].f || e.last != want[k - 1].l ||
+		    (uintptr_t)e.item != want[k - 1].item)
+			abort();
+		k--;
+	}
+	if (k != 0)
+		abort();
 	static void *items[MAXE];
 	size_t cap = nw ? nw - (a & 1) : 0; /* sometimes one short */
-	if (gm_itree_collect(t, a, b, items, cap) != nw)
+	if (gm_itree_fill(t, a, b, items, cap) != (int64_t)nw)
 		abort();
 	for (size_t i = 0; i < cap; i++)
 		if ((uintptr_t)items[i] != want[i].item)
 			abort();
 	gm_rcu_read_unlock();
-	if (k != nw)
-		abort();
 }
 
 static void check_valid(struct gm_itree *t)
@@ -92,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (size < 1)
 		return 0;
-	unsigned flags = data[0] & 1 ? GM_ITREE_RCU : 0;
+	unsigned flags = data[0] & 1 ? GM_RCU : 0;
 	unsigned shift = data[0] & 2 ? 40 : 0;
 	struct gm_alloc_failing fail;
 	gm_alloc_failing_init(&fail, NULL);

@@ -6,6 +6,7 @@
  * Every 4th input runs with a failing allocator armed at a random call.
  */
 #include <gmtrack/pagemap.h>
+#include "pagemap_kv.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	gm_alloc_failing_init(&f, NULL);
 	struct gm_alloc_counting c;
 	gm_alloc_counting_init(&c, &f.allocator);
-	struct gm_pagemap map;
-	gm_pagemap_init(&map, 0, &c.allocator);
+	struct gm_pagemap *map;
+	gm_pagemap_create(&map, 0, &c.allocator);
 	mn = 0;
 	bool oom = size && data[0] % 4 == 3;
 	size_t pos = 1;
@@ -70,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int rc;
 		switch (op & 7) {
 		case 0: case 1: case 2:
-			rc = gm_pagemap_insert(&map, key, (void *)v);
+			rc = gm_pagemap_insert(map, key, (void *)v);
 			if (rc == -ENOMEM)
 				break;
 			check(rc == (has ? -EEXIST : 0));
@@ -81,12 +82,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				mv[i] = v;
 				mn++;
 			} else if (!has) {
-				gm_pagemap_erase(&map, key, NULL); /* model full: undo */
+				gm_pagemap_remove(map, key, NULL); /* model full: undo */
 			}
 			break;
 		case 3: case 4: {
 			void *old = NULL;
-			rc = gm_pagemap_erase(&map, key, &old);
+			rc = gm_pagemap_remove(map, key, &old);
 			if (rc == -ENOMEM)
 				break;
 			check(rc == (has ? 0 : -ENOENT));
@@ -101,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 5: {
 			uint64_t k = key;
 			void *val;
-			rc = gm_pagemap_next(&map, &k, &val);
+			rc = pm_seek_kv(map, &k, &val, true);
 			check(rc == (i < mn ? 0 : -ENOENT));
 			if (i < mn)
 				check(k == mk[i] && (uintptr_t)val == mv[i]);
@@ -111,39 +112,45 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint64_t k = key;
 			void *val;
 			size_t at = has ? i : i - 1;
-			rc = gm_pagemap_prev(&map, &k, &val);
+			rc = pm_seek_kv(map, &k, &val, false);
 			check(rc == (has || i > 0 ? 0 : -ENOENT));
 			if (has || i > 0)
 				check(k == mk[at] && (uintptr_t)val == mv[at]);
 			break;
 		}
 		default: {
-			check((uintptr_t)gm_pagemap_load(&map, key) == (has ? mv[i] : 0));
+			check((uintptr_t)gm_pagemap_load(map, key) == (has ? mv[i] : 0));
 			void *out[2];
 			uint64_t keys[2] = {key, key + 1};
 			size_t j = lb(key + 1);
 			size_t want = has + (j < mn && mk[j] == key + 1);
-			check(gm_pagemap_load_many(&map, keys, 2, out) == want);
+			check(gm_pagemap_load_many(map, keys, 2, out) == (int64_t)want);
 			break;
 		}
 		}
 		gm_alloc_failing_disarm(&f);
 		const char *why;
-		check(gm_pagemap_validate(&map, &why) == 0);
-		check(gm_pagemap_count(&map) == mn);
+		check(gm_pagemap_validate(map, &why) == 0);
+		check(gm_pagemap_count(map) == mn);
 	}
 	/* full contents in order */
 	struct gm_pagemap_iter it;
-	gm_pagemap_iter_init(&it, &map, 0, UINT64_MAX);
+	gm_pagemap_iter_init(&it, map, 0, UINT64_MAX, 0);
 	uint64_t k;
 	void *val;
 	size_t n = 0;
-	while (gm_pagemap_iter_next(&it, &k, &val)) {
+	while (pm_iter_kv(&it, &k, &val)) {
 		check(n < mn && k == mk[n] && (uintptr_t)val == mv[n]);
 		n++;
 	}
 	check(n == mn);
-	gm_pagemap_destroy(&map, NULL, NULL);
+	gm_pagemap_iter_init(&it, map, 0, UINT64_MAX, GM_ITER_REVERSE); /* and backwards */
+	while (pm_iter_kv(&it, &k, &val)) {
+		check(n > 0 && k == mk[n - 1] && (uintptr_t)val == mv[n - 1]);
+		n--;
+	}
+	check(n == 0);
+	gm_pagemap_destroy(map);
 	check(gm_alloc_counting_bytes(&c) == 0);
 	return 0;
 }

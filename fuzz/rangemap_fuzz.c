@@ -25,30 +25,30 @@ static void compare(const struct gm_rangemap *m, const struct model *md)
 	struct gm_range s[130];
 	bool pr[130];
 	size_t n = model_slots(md, s, pr);
-	struct gm_rangemap_cursor c;
+	struct gm_rangemap_iter c;
 	struct gm_range r;
 	uint64_t ranges = 0;
-	gm_rangemap_cursor_init(&c, m, 0, UINT64_MAX, 0);
+	gm_rangemap_iter_init(&c, m, 0, UINT64_MAX, 0);
 	for (size_t i = 0; i < n; i++) {
 		if (!pr[i])
 			continue;
 		ranges++;
-		if (gm_rangemap_cursor_next(&c, &r) || r.first != s[i].first || r.last != s[i].last ||
+		if (gm_rangemap_iter_next(&c, &r) || r.first != s[i].first || r.last != s[i].last ||
 		    r.value != s[i].value)
 			FAIL("range %zu differs", i);
 	}
-	if (gm_rangemap_cursor_next(&c, &r) != -ENOENT)
+	if (gm_rangemap_iter_next(&c, &r) != -ENOENT)
 		FAIL("extra range");
 	if (gm_rangemap_count(m) != ranges)
 		FAIL("count");
-	gm_rangemap_cursor_init(&c, m, 0, UINT64_MAX, GM_RANGEMAP_ITER_GAPS);
+	gm_rangemap_iter_init(&c, m, 0, UINT64_MAX, GM_RANGEMAP_ITER_GAPS);
 	for (size_t i = 0; i < n; i++) {
 		if (pr[i])
 			continue;
-		if (gm_rangemap_cursor_next(&c, &r) || r.first != s[i].first || r.last != s[i].last)
+		if (gm_rangemap_iter_next(&c, &r) || r.first != s[i].first || r.last != s[i].last)
 			FAIL("gap %zu differs", i);
 	}
-	if (gm_rangemap_cursor_next(&c, &r) != -ENOENT)
+	if (gm_rangemap_iter_next(&c, &r) != -ENOENT)
 		FAIL("extra gap");
 }
 
@@ -84,9 +84,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	gm_alloc_failing_init(&fl, NULL);
 	struct gm_alloc_counting cnt;
 	gm_alloc_counting_init(&cnt, &fl.allocator);
-	struct gm_rangemap m;
+	struct gm_rangemap *m;
 	unsigned flags = mode & 1 ? GM_RANGEMAP_NOCOALESCE : 0;
-	if (gm_rangemap_init(&m, flags, &cnt.allocator))
+	if (gm_rangemap_create(&m, flags, &cnt.allocator))
 		abort();
 	struct model md;
 	model_init(&md, mode & 2 ? 64 : 96, mode & 2, !(mode & 1));
@@ -106,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		switch (op % 6) {
 		case 0:
 		case 1: {
-			rc = gm_rangemap_store(&m, f, l, val);
+			rc = gm_rangemap_store(m, f, l, val);
 			if (!rc) {
 				uint64_t ra, rb;
 				model_run(&md, a, &ra, &rb);
@@ -117,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		case 2:
-			rc = gm_rangemap_erase(&m, f, l);
+			rc = gm_rangemap_remove(m, f, l);
 			if (!rc)
 				model_set(&md, a, b, false, 0);
 			break;
@@ -125,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			bool free = true;
 			for (uint64_t c = a; c <= b; c++)
 				free &= !md.present[c];
-			rc = gm_rangemap_insert(&m, f, l, val);
+			rc = gm_rangemap_insert(m, f, l, val);
 			if (!free && rc != -EEXIST && rc != -ENOMEM)
 				FAIL("insert over stored: %d", rc);
 			if (free && !rc)
@@ -140,7 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			u.pos = p + 4;
 			u.md = &md;
 			u.n = 0;
-			rc = gm_rangemap_update(&m, f, l, fz_fn, &u, v & 1 ? GM_RANGEMAP_UPDATE_GAPS : 0);
+			rc = gm_rangemap_update(m, f, l, fz_fn, &u, v & 1 ? GM_RANGEMAP_UPDATE_GAPS : 0);
 			if (!rc) {
 				for (size_t i = 0; i < u.n; i++) {
 					if (u.d[i].act == GM_RANGEMAP_CLEAR && md.present[u.d[i].a])
@@ -160,18 +160,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint64_t align = 1ULL << (x % 8);
 			uint64_t want = 0, got = 0;
 			int w = model_find_gap(s, pr, n, size_, align, f, l, &want);
-			if (gm_rangemap_find_gap(&m, size_, align, f, l, &got) != w || (!w && got != want))
+			if (gm_rangemap_find_gap(m, size_, align, f, l, &got) != w || (!w && got != want))
 				FAIL("find_gap");
 			uint64_t lv = 0, lf = 0, ll = 0;
-			int lr = gm_rangemap_load(&m, f, &lv, &lf, &ll);
+			int lr = gm_rangemap_load(m, f, &lv, &lf, &ll);
 			size_t j = 0;
 			while (s[j].last < f)
 				j++;
 			if (lr != (pr[j] ? 0 : -ENOENT) || lf != s[j].first || ll != s[j].last ||
 			    (pr[j] && lv != s[j].value))
 				FAIL("load");
-			if (gm_rangemap_contains(&m, f) != pr[j] ||
-			    gm_rangemap_contains(&m, s[j].last) != pr[j])
+			if (gm_rangemap_contains(m, f) != pr[j] ||
+			    gm_rangemap_contains(m, s[j].last) != pr[j])
 				FAIL("contains");
 			break;
 		}
@@ -179,9 +179,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		gm_alloc_failing_disarm(&fl);
 		if (rc && rc != -ENOMEM)
 			FAIL("op %d rc %d", op % 6, rc);
-		compare(&m, &md);
+		compare(m, &md);
 	}
-	gm_rangemap_destroy(&m);
+	gm_rangemap_destroy(m);
 	if (gm_alloc_counting_bytes(&cnt) != 0)
 		FAIL("leak: %zu bytes", gm_alloc_counting_bytes(&cnt));
 	model_free(&md);

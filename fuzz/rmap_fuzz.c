@@ -32,7 +32,8 @@ static void check(struct gm_rmap_head *h, int i)
 	struct gm_rmap_iter it;
 	size_t seen = 0;
 	memset(seen_of, 0, sizeof(seen_of));
-	for (void *p = gm_rmap_iter_first(&it, h); p; p = gm_rmap_iter_next(&it)) {
+	gm_rmap_iter_init(&it, h);
+	for (void *p; gm_rmap_iter_next(&it, &p) == 0;) {
 		size_t s = (size_t)((uint64_t *)p - ptes);
 		if (s >= SLOTS || ++seen_of[s] > member[i][s])
 			abort();
@@ -84,14 +85,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	gm_alloc_failing_init(&fail, NULL);
 	struct gm_alloc_counting counting;
 	gm_alloc_counting_init(&counting, &fail.allocator);
-	struct gm_rmap_cache c;
-	gm_rmap_cache_init(&c, &counting.allocator);
+	struct gm_rmap_cache *c;
+	gm_rmap_cache_create(&c, 0, &counting.allocator);
 	struct gm_rmap_head heads[HEADS];
 	memset(heads, 0, sizeof(heads));
 	memset(member, 0, sizeof(member));
 	memset(count, 0, sizeof(count));
-	if (gm_rmap_add(&heads[0], (char *)&ptes[0] + 2, &c) != -EINVAL ||
-	    gm_rmap_add(&heads[0], NULL, &c) != -EINVAL)
+	if (gm_rmap_add(&heads[0], (char *)&ptes[0] + 2, c) != -EINVAL ||
+	    gm_rmap_add(&heads[0], NULL, c) != -EINVAL)
 		abort();
 
 	for (size_t k = 0; k + 1 < size; k += 2) {
@@ -101,11 +102,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t s = ((size_t)arg << 1 | (op >> 7)) % SLOTS;
 		switch ((op >> 2) % 6) {
 		case 0: /* add */
-			gm_rmap_cache_topup(&c, GM_RMAP_ADD_BLOCKS);
-			add(h, i, s, &c);
+			gm_rmap_cache_topup(c, GM_RMAP_ADD_BLOCKS);
+			add(h, i, s, c);
 			break;
 		case 1: { /* remove */
-			int rc = gm_rmap_remove(h, &ptes[s], &c);
+			int rc = gm_rmap_remove(h, &ptes[s], c);
 			if (rc != (member[i][s] ? 0 : -ENOENT))
 				abort();
 			if (member[i][s]) {
@@ -116,11 +117,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		case 2: { /* remove every entry whose slot has bit (arg & 7) set */
 			struct gm_rmap_iter it;
-			for (void *p = gm_rmap_iter_first(&it, h); p; p = gm_rmap_iter_next(&it)) {
+			gm_rmap_iter_init(&it, h);
+			for (void *p; gm_rmap_iter_next(&it, &p) == 0;) {
 				size_t t = (size_t)((uint64_t *)p - ptes);
 				if (!((t >> (arg & 7)) & 1))
 					continue;
-				if (gm_rmap_iter_remove(&it, &c))
+				if (gm_rmap_iter_remove(&it, c))
 					abort();
 				if (!member[i][t])
 					abort();
@@ -131,15 +133,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		case 3: /* clear */
 			if (arg < 16) {
-				gm_rmap_clear(h, &c, NULL, NULL);
+				gm_rmap_clear(h, c, NULL, NULL);
 				memset(member[i], 0, sizeof(member[i]));
 				count[i] = 0;
 			}
 			break;
 		case 4: /* topup under injected failures, then one add */
 			gm_alloc_failing_arm_nth(&fail, 1 + (arg & 3), arg & 4);
-			gm_rmap_cache_topup(&c, arg >> 4);
-			add(h, i, s, &c);
+			gm_rmap_cache_topup(c, arg >> 4);
+			add(h, i, s, c);
 			gm_alloc_failing_disarm(&fail);
 			break;
 		case 5: /* bulk add of a stride of slots (stride 0: copies) */
@@ -147,8 +149,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				size_t t = (s + n * ((op >> 5) & 3)) % SLOTS;
 				int rc = -ENOMEM;
 				for (int tries = 0; rc == -ENOMEM && tries < 4; tries++) {
-					gm_rmap_cache_topup(&c, GM_RMAP_ADD_BLOCKS);
-					rc = add(h, i, t, &c);
+					gm_rmap_cache_topup(c, GM_RMAP_ADD_BLOCKS);
+					rc = add(h, i, t, c);
 				}
 				if (rc == -ENOMEM)   /* four topups give any table it needs */
 					abort();
@@ -161,9 +163,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (int i = 0; i < HEADS; i++) {
 		check(&heads[i], i);
-		gm_rmap_clear(&heads[i], &c, NULL, NULL);
+		gm_rmap_clear(&heads[i], c, NULL, NULL);
 	}
-	gm_rmap_cache_destroy(&c);
+	gm_rmap_cache_destroy(c);
 	if (gm_alloc_counting_bytes(&counting) != 0)
 		abort();
 	return 0;

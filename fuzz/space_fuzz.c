@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 	gm_alloc_failing_init(&f, NULL);
 	struct gm_space *sp;
 	struct gm_space_config cfg = {.max_slots = 6};
-	if (gm_space_create(&sp, &cfg, &f.allocator))
+	if (gm_space_create(&sp, &cfg, 0, &f.allocator))
 		abort();
 	memset(m, 0, sizeof(m)); memset(attr, 0, sizeof(attr)); memset(wp, 0, sizeof(wp));
 	uint64_t nslots = 0;
@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 			if (!rc) { m[id] = (struct ms){true, a, np, (uint64_t)r[4] << 12}; nslots++; }
 			break;
 		case 1:
-			rc = gm_space_slot_delete(sp, (uint32_t)id);
+			rc = gm_space_slot_remove(sp, (uint32_t)id);
 			want = m[id].on ? 0 : -ENOENT;
 			if (!rc) { m[id].on = false; nslots--; }
 			break;

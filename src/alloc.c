@@ -41,23 +41,21 @@ static void *counting_alloc(void *ctx, size_t size, size_t align)
 	void *p = c->parent->alloc(c->parent->ctx, size, align);
 	if (!p)
 		return NULL;
-	size_t now = atomic_fetch_add_explicit(&c->bytes, size,
-					       memory_order_relaxed) + size;
-	size_t peak = atomic_load_explicit(&c->peak, memory_order_relaxed);
+	size_t now = __atomic_fetch_add(&c->bytes, size, __ATOMIC_RELAXED) + size;
+	size_t peak = __atomic_load_n(&c->peak, __ATOMIC_RELAXED);
 	while (now > peak &&
-	       !atomic_compare_exchange_weak_explicit(&c->peak, &peak, now,
-						      memory_order_relaxed,
-						      memory_order_relaxed))
+	       !__atomic_compare_exchange_n(&c->peak, &peak, now, true,
+					     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
-	atomic_fetch_add_explicit(&c->allocs, 1, memory_order_relaxed);
+	__atomic_fetch_add(&c->allocs, 1, __ATOMIC_RELAXED);
 	return p;
 }
 
 static void counting_free(void *ctx, void *ptr, size_t size)
 {
 	struct gm_alloc_counting *c = ctx;
-	atomic_fetch_sub_explicit(&c->bytes, size, memory_order_relaxed);
-	atomic_fetch_add_explicit(&c->frees, 1, memory_order_relaxed);
+	__atomic_fetch_sub(&c->bytes, size, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&c->frees, 1, __ATOMIC_RELAXED);
 	c->parent->free(c->parent->ctx, ptr, size);
 }
 
@@ -68,26 +66,25 @@ void gm_alloc_counting_init(struct gm_alloc_counting *c,
 	c->allocator.free = counting_free;
 	c->allocator.ctx = c;
 	c->parent = parent ? parent : gm_alloc_default();
-	atomic_init(&c->bytes, 0);
-	atomic_init(&c->peak, 0);
-	atomic_init(&c->allocs, 0);
-	atomic_init(&c->frees, 0);
+	__atomic_store_n(&c->bytes, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->peak, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->allocs, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->frees, 0, __ATOMIC_RELAXED);
 }
 
 size_t gm_alloc_counting_bytes(const struct gm_alloc_counting *c)
 {
-	return atomic_load_explicit(&c->bytes, memory_order_relaxed);
+	return __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
 }
 
 size_t gm_alloc_counting_peak(const struct gm_alloc_counting *c)
 {
-	return atomic_load_explicit(&c->peak, memory_order_relaxed);
+	return __atomic_load_n(&c->peak, __ATOMIC_RELAXED);
 }
 
 void gm_alloc_counting_reset_peak(struct gm_alloc_counting *c)
 {
-	atomic_store_explicit(&c->peak, gm_alloc_counting_bytes(c),
-			      memory_order_relaxed);
+	__atomic_store_n(&c->peak, gm_alloc_counting_bytes(c), __ATOMIC_RELAXED);
 }
 
 /* ---- failing ----------------------------------------------------------- */
@@ -95,8 +92,7 @@ void gm_alloc_counting_reset_peak(struct gm_alloc_counting *c)
 /* splitmix64 step on an atomic state, so concurrent callers stay sane. */
 static uint64_t failing_next_random(struct gm_alloc_failing *f)
 {
-	uint64_t z = atomic_fetch_add_explicit(&f->rng, 0x9e3779b97f4a7c15ULL,
-					       memory_order_relaxed) +
+	uint64_t z = __atomic_fetch_add(&f->rng, 0x9e3779b97f4a7c15ULL, __ATOMIC_RELAXED) +
 		     0x9e3779b97f4a7c15ULL;
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -105,8 +101,7 @@ static uint64_t failing_next_random(struct gm_alloc_failing *f)
 
 static bool failing_should_fail(struct gm_alloc_failing *f)
 {
-	uint64_t call = atomic_fetch_add_explicit(&f->calls, 1,
-						  memory_order_relaxed) + 1;
+	uint64_t call = __atomic_fetch_add(&f->calls, 1, __ATOMIC_RELAXED) + 1;
 	if (f->fail_nth && (call == f->fail_nth ||
 			    (f->sticky && call > f->fail_nth)))
 		return true;
@@ -122,7 +117,7 @@ static void *failing_alloc(void *ctx, size_t size, size_t align)
 {
 	struct gm_alloc_failing *f = ctx;
 	if (failing_should_fail(f)) {
-		atomic_fetch_add_explicit(&f->failures, 1, memory_order_relaxed);
+		__atomic_fetch_add(&f->failures, 1, __ATOMIC_RELAXED);
 		return NULL;
 	}
 	return f->parent->alloc(f->parent->ctx, size, align);
@@ -141,9 +136,9 @@ void gm_alloc_failing_init(struct gm_alloc_failing *f,
 	f->allocator.free = failing_free;
 	f->allocator.ctx = f;
 	f->parent = parent ? parent : gm_alloc_default();
-	atomic_init(&f->calls, 0);
-	atomic_init(&f->failures, 0);
-	atomic_init(&f->rng, 0);
+	__atomic_store_n(&f->calls, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&f->failures, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&f->rng, 0, __ATOMIC_RELAXED);
 	f->fail_nth = 0;
 	f->sticky = false;
 	f->probability = 0.0;
@@ -152,7 +147,7 @@ void gm_alloc_failing_init(struct gm_alloc_failing *f,
 void gm_alloc_failing_arm_nth(struct gm_alloc_failing *f, uint64_t nth,
 			      bool sticky)
 {
-	atomic_store_explicit(&f->calls, 0, memory_order_relaxed);
+	__atomic_store_n(&f->calls, 0, __ATOMIC_RELAXED);
 	f->fail_nth = nth;
 	f->sticky = sticky;
 }
@@ -160,7 +155,7 @@ void gm_alloc_failing_arm_nth(struct gm_alloc_failing *f, uint64_t nth,
 void gm_alloc_failing_arm_random(struct gm_alloc_failing *f, double p,
 				 uint64_t seed)
 {
-	atomic_store_explicit(&f->rng, seed, memory_order_relaxed);
+	__atomic_store_n(&f->rng, seed, __ATOMIC_RELAXED);
 	f->probability = p;
 }
 

@@ -6,6 +6,7 @@
 
 #include <gmtrack/alloc.h>
 #include <gmtrack/rcu.h>
+#include <gmtrack/rmap.h>
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -114,5 +115,30 @@ struct gm_deferred {
 void gm_reclaim_defer(struct gm_reclaim *r, struct gm_deferred *d);
 /* Flushes, waits for all deferred frees (rcu_barrier), frees spares. */
 void gm_reclaim_destroy(struct gm_reclaim *r);
+
+/* ---- what one module needs of another's opaque handle ---------------- */
+struct gm_rangemap;
+struct gm_pagemap;
+/* Bytes of a gm_rangemap handle (allocated from its allocator). */
+size_t gm_rangemap_handle_bytes_(void);
+/* Bytes of a gm_pagemap's live nodes plus its handle. O(1). */
+size_t gm_pagemap_bytes_(const struct gm_pagemap *map);
+
+/* The rmap cache handle, embedded by space.c's frees (which must not
+ * allocate): set up and torn down in place. */
+struct gm_rmap_cache {
+	const struct gm_allocator *alloc;
+	void *blocks;          /* free blocks, linked through their first word */
+	size_t nblocks;
+	void *small[GM_RMAP_SMALL_LINES + 1];      /* free tables by line count */
+	uint32_t nsmall[GM_RMAP_SMALL_LINES + 1];
+	uint32_t small_want;   /* bit k: the next topup stocks k-line tables */
+	void *dir;             /* spare table of > 16 lines, or NULL */
+	size_t dir_bytes;      /* its size */
+	size_t dir_want;       /* size the next topup should provide (0: none) */
+};
+
+void gm_rmap_cache_init_(struct gm_rmap_cache *c, const struct gm_allocator *a);
+void gm_rmap_cache_fini_(struct gm_rmap_cache *c);
 
 #endif /* GMTRACK_INTERNAL_H */

@@ -105,7 +105,7 @@
  * and the writer takes them back into their chunks after its next write
  * (chunks are only ever touched by the writer).
  *
- * Reading: gm_itree_collect is the one-call query (items into a buffer):
+ * Reading: gm_itree_fill is the one-call query (items into a buffer):
  * a one-leaf tree is a flat scan with no cursor; deeper trees walk with the
  * cursor in locals. Arriving at a node, a reader prefetches every line it
  * may read there (all of a leaf's keys; an inner node's prefix_max[], and
@@ -372,7 +372,7 @@ static uint64_t node_max(const struct itnode *n)
 int gm_itree_create(struct gm_itree **out, unsigned flags,
 		    const struct gm_allocator *alloc)
 {
-	if (!out || (flags & ~GM_ITREE_RCU))
+	if (!out || (flags & ~GM_RCU))
 		return -EINVAL;
 	if (!alloc)
 		alloc = gm_alloc_default();
@@ -381,7 +381,7 @@ int gm_itree_create(struct gm_itree **out, unsigned flags,
 		return -ENOMEM;
 	atomic_init(&t->root, NULL);
 	t->height = 0;
-	t->rcu = flags & GM_ITREE_RCU;
+	t->rcu = flags & GM_RCU;
 	atomic_init(&t->count, 0);
 	t->leaves = t->inners = 0;
 	t->alloc = alloc;
@@ -662,24 +662,30 @@ static void iter_snapshot(struct gm_itree_iter *it, const struct itleaf *lf)
 	it->past_b = past;
 }
 
+/* idx[level] of an inner node a reverse walk has not started on yet */
+#define IDX_FRESH 0xffu
+
 static inline void iter_enter(struct gm_itree_iter *it, const struct itnode *n)
 {
 	unsigned level = n->level;
 	it->node[level] = n;
-	it->idx[level] = 0;
+	it->idx[level] = it->reverse ? IDX_FRESH : 0;
 	prefetch_arrival(n, level);
 	if (level == 0)
 		iter_snapshot(it, leaf_of(n));
 }
 
 int gm_itree_iter_init(struct gm_itree_iter *it, const struct gm_itree *t,
-		       uint64_t a, uint64_t b)
+		       uint64_t first, uint64_t last, unsigned flags)
 {
-	it->a = a;
-	it->b = b;
+	if (!it)
+		return -EINVAL;
+	it->a = first;
+	it->b = last;
 	it->level = -1;
 	it->top = -1;
-	if (a > b)
+	it->reverse = flags & GM_ITER_REVERSE;
+	if (!t || first > last || (flags & ~GM_ITER_REVERSE))
 		return -EINVAL;
 	const struct itnode *root = gm_load_acquire(&((struct gm_itree *)t)->root);
 	if (!root)
@@ -689,11 +695,6 @@ int gm_itree_iter_init(struct gm_itree_iter *it, const struct gm_itree *t,
 	return 0;
 }
 
-void gm_itree_stab_init(struct gm_itree_iter *it, const struct gm_itree *t,
-			uint64_t point)
-{
-	(void)gm_itree_iter_init(it, t, point, point);
-}
 
 /* First i with pm[i] >= a, over all FANOUT slots (unused ones hold
  * UINT64_MAX, so the answer is <= count): branch-free. Probes may see a
@@ -818,9 +819,55 @@ finished:
 	return false;
 }
 
-bool gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
+/*
+ * The reverse step: children right to left. A child whose separator starts
+ * after b holds nothing that overlaps, nor does one whose max `last` is
+ * below a; every other child is visited, since an entry far to the left may
+ * reach b. idx[level] is the number of children still to look at.
+ */
+static bool iter_step_rev(struct gm_itree_iter *it, struct gm_itree_entry *out)
 {
-	return iter_step(it, out);
+	const uint64_t a = it->a, b = it->b;
+	int level = it->level;
+	if (level < 0)
+		return false;
+	while (level <= it->top) {
+		const struct itnode *n = it->node[level];
+		if (level == 0) {
+			if (it->next_hit < it->nhits) {
+				*out = it->hit[it->nhits - 1u - it->next_hit++];
+				it->level = 0;
+				return true;
+			}
+			level++;
+			continue;
+		}
+		const struct itinner *in = inner_of(n);
+		unsigned i = it->idx[level];
+		if (i == IDX_FRESH)
+			for (i = 0; i < n->count && in->first[i] <= b;)
+				i++;
+		while (i > 0 && gm_load_relaxed(&in->max_last[i - 1]) < a)
+			i--;
+		if (i == 0) {
+			level++;
+			continue;
+		}
+		it->idx[level] = (uint8_t)(i - 1);
+		level--;
+		iter_enter(it, gm_load_acquire(&in->child[i - 1]));
+	}
+	it->level = -1;
+	return false;
+}
+
+int gm_itree_iter_next(struct gm_itree_iter *it, struct gm_itree_entry *out)
+{
+	if (GM_UNLIKELY(!it || !out))
+		return -EINVAL;
+	if (it->reverse)
+		return iter_step_rev(it, out) ? 0 : -ENOENT;
+	return iter_step(it, out) ? 0 : -ENOENT;
 }
 
 /* Copies the rest of the current leaf's hits into out[k..max) with no
@@ -840,10 +887,17 @@ static inline size_t leaf_drain(struct gm_itree_iter *it,
 	return k;
 }
 
-size_t gm_itree_iter_fill(struct gm_itree_iter *it, struct gm_itree_entry *out,
-			  size_t max)
+int64_t gm_itree_iter_fill(struct gm_itree_iter *it, struct gm_itree_entry *out,
+			   size_t max)
 {
 	size_t k = 0;
+	if (!it || (max && !out) || max > (size_t)INT64_MAX)
+		return -EINVAL;
+	if (it->reverse) {
+		while (k < max && iter_step_rev(it, &out[k]))
+			k++;
+		return (int64_t)k;
+	}
 	while (k < max) {
 		if (it->level == 0) {
 			k = leaf_drain(it, out, k, max);
@@ -854,10 +908,10 @@ size_t gm_itree_iter_fill(struct gm_itree_iter *it, struct gm_itree_entry *out,
 			break;
 		k++;
 	}
-	return k;
+	return (int64_t)k;
 }
 
-/* One leaf's part of gm_itree_collect: appends the items of the entries
+/* One leaf's part of gm_itree_fill: appends the items of the entries
  * from logical position i on that overlap [a, b] (counting past max).
  * Returns false once an entry starts after b (nothing later can overlap). */
 static inline bool leaf_collect(const struct itleaf *lf, uint64_t w,
@@ -939,7 +993,7 @@ leaf_collect_avx2(const struct itleaf *lf, uint64_t w, uint64_t a, uint64_t b,
 typedef bool leaf_scan_fn(const struct itleaf *, uint64_t, uint64_t, uint64_t,
 			  void **, size_t, size_t *);
 
-struct leaf_scan { /* a leaf's part of gm_itree_collect, done */
+struct leaf_scan { /* a leaf's part of gm_itree_fill, done */
 	size_t k;  /* entries counted so far */
 	bool more; /* later leaves may still overlap */
 };
@@ -960,7 +1014,7 @@ collect_leaf_again(const struct itleaf *lf, uint64_t a, uint64_t b,
 	}
 }
 
-/* One leaf's part of gm_itree_collect, as one consistent snapshot: if a
+/* One leaf's part of gm_itree_fill, as one consistent snapshot: if a
  * slot was rewritten meanwhile, the leaf is read again (and its items
  * written again from the same k). Returns `leaf`'s answer. */
 static inline __attribute__((always_inline)) bool
@@ -979,7 +1033,7 @@ collect_leaf(const struct itleaf *lf, uint64_t a, uint64_t b, void **items,
 	return more;
 }
 
-/* gm_itree_collect below a root inner node (out of line, so the one-leaf
+/* gm_itree_fill below a root inner node (out of line, so the one-leaf
  * path needs no stack frame): the walk of iter_step, with the cursor in
  * registers and locals. at[level] is the inner node being walked at that
  * level, next[level] the next child to consider there. */
@@ -1054,27 +1108,31 @@ collect_deep_avx2(const struct itnode *root, uint64_t a, uint64_t b,
 }
 #endif
 
-size_t gm_itree_collect(const struct gm_itree *t, uint64_t a, uint64_t b,
-			void **items, size_t max)
+int64_t gm_itree_fill(const struct gm_itree *t, uint64_t a, uint64_t b,
+		      void **items, size_t max)
 {
+	if (GM_UNLIKELY(!t || a > b || (max && !items)))
+		return -EINVAL;
 	const struct itnode *root = gm_load_acquire(&((struct gm_itree *)t)->root);
-	if (!root || a > b)
+	if (!root)
 		return 0;
 	if (root->level) {
 #ifdef HAVE_AVX2_SEARCH
 		if (gm_cpu_avx2_)
-			return collect_deep_avx2(root, a, b, items, max);
+			return (int64_t)collect_deep_avx2(root, a, b, items, max);
 #endif
-		return collect_deep(root, a, b, items, max);
+		return (int64_t)collect_deep(root, a, b, items, max);
 	}
 	/* small trees: one flat scan, no cursor */
 	size_t k = 0;
 	collect_leaf(leaf_of(root), a, b, items, max, &k, leaf_collect_all);
-	return k;
+	return (int64_t)k;
 }
 
-size_t gm_itree_count(const struct gm_itree *t)
+uint64_t gm_itree_count(const struct gm_itree *t)
 {
+	if (!t)
+		return 0;
 	return atomic_load_explicit(&((struct gm_itree *)t)->count,
 				    memory_order_relaxed);
 }

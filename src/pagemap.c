@@ -103,10 +103,16 @@ _Static_assert(sizeof(uintptr_t) == 8, "pagemap needs 64-bit pointers");
 #define PM_TOP_SHIFT 60
 #define PM_NARROW_SHIFT 24 /* sorted leaves at shift <= 24 use 32-bit suffixes */
 
-_Static_assert(sizeof(struct gm_pagemap_reclaim_) == sizeof(struct gm_reclaim),
-	       "gm_pagemap_reclaim_ must mirror struct gm_reclaim");
-_Static_assert(alignof(struct gm_pagemap_reclaim_) == alignof(struct gm_reclaim),
-	       "gm_pagemap_reclaim_ must mirror struct gm_reclaim");
+/* The handle (opaque in pagemap.h). */
+struct gm_pagemap {
+	_Atomic uintptr_t root;       /* tagged node pointer, 0 when empty */
+	_Atomic uint64_t count;       /* entries */
+	const struct gm_allocator *alloc;
+	unsigned flags;
+	size_t bytes;                 /* bytes of live nodes */
+	size_t nodes[5];              /* live nodes by kind (index = tag) */
+	struct gm_reclaim reclaim;
+};
 
 struct pm_head {
 	uint64_t prefix_shift;
@@ -872,11 +878,11 @@ PM_INLINE bool pm_lane_resolve(struct pm_lane *l, uint64_t key, uintptr_t *v)
 	return false;
 }
 
-PM_HOT size_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t *keys,
-				   size_t n, void **values)
+PM_HOT int64_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t *keys,
+				    size_t n, void **values)
 {
-	if (!map || (n && (!keys || !values)))
-		return 0;
+	if (!map || (n && (!keys || !values)) || n > (size_t)INT64_MAX)
+		return -EINVAL;
 	uintptr_t root = gm_load_acquire(&((struct gm_pagemap *)map)->root);
 	if (!root) {
 		for (size_t i = 0; i < n; i++)
@@ -1026,76 +1032,96 @@ static bool pm_seek(uintptr_t p, uint64_t key, bool ge, struct pm_hit *hit)
 	}
 }
 
-static int pm_seek_map(const struct gm_pagemap *map, uint64_t *key, void **value,
-		       bool ge)
+static int pm_seek_map(const struct gm_pagemap *map, uint64_t key,
+		       struct gm_pagemap_entry *out, bool ge)
 {
-	if (!map || !key)
+	if (!map || !out)
 		return -EINVAL;
 	uintptr_t root = gm_load_acquire(&((struct gm_pagemap *)map)->root);
 	struct pm_hit hit;
-	if (!root || !pm_seek(root, *key, ge, &hit))
+	if (!root || !pm_seek(root, key, ge, &hit))
 		return -ENOENT;
-	*key = hit.key;
-	if (value)
-		*value = (void *)hit.value;
+	out->key = hit.key;
+	out->value = (void *)hit.value;
 	return 0;
 }
 
-int gm_pagemap_next(const struct gm_pagemap *map, uint64_t *key, void **value)
+int gm_pagemap_next(const struct gm_pagemap *map, uint64_t key, struct gm_pagemap_entry *out)
 {
-	return pm_seek_map(map, key, value, true);
+	return pm_seek_map(map, key, out, true);
 }
 
-int gm_pagemap_prev(const struct gm_pagemap *map, uint64_t *key, void **value)
+int gm_pagemap_prev(const struct gm_pagemap *map, uint64_t key, struct gm_pagemap_entry *out)
 {
-	return pm_seek_map(map, key, value, false);
+	return pm_seek_map(map, key, out, false);
 }
 
-void gm_pagemap_iter_init(struct gm_pagemap_iter *it, const struct gm_pagemap *map,
-			  uint64_t first, uint64_t last)
+int gm_pagemap_iter_init(struct gm_pagemap_iter *it, const struct gm_pagemap *map,
+			 uint64_t first, uint64_t last, unsigned flags)
 {
 	if (!it)
-		return;
+		return -EINVAL;
+	it->done = true;
+	if (!map || first > last || (flags & ~GM_ITER_REVERSE))
+		return -EINVAL;
 	it->map = map;
-	it->pos = first;
-	it->last = last;
-	it->done = !map || first > last;
+	it->reverse = flags & GM_ITER_REVERSE;
+	it->pos = it->reverse ? last : first;
+	it->end = it->reverse ? first : last;
+	it->done = false;
+	return 0;
 }
 
-bool gm_pagemap_iter_next(struct gm_pagemap_iter *it, uint64_t *key, void **value)
+int gm_pagemap_iter_next(struct gm_pagemap_iter *it, struct gm_pagemap_entry *out)
 {
-	if (!it || it->done)
-		return false;
-	uint64_t k = it->pos;
-	void *v;
-	if (gm_pagemap_next(it->map, &k, &v) != 0 || k > it->last) {
+	if (!it || !out)
+		return -EINVAL;
+	if (it->done)
+		return -ENOENT;
+	struct gm_pagemap_entry e;
+	int rc = pm_seek_map(it->map, it->pos, &e, !it->reverse);
+	if (rc || (it->reverse ? e.key < it->end : e.key > it->end)) {
 		it->done = true;
-		return false;
+		return -ENOENT;
 	}
-	if (k == it->last)
+	if (e.key == it->end)
 		it->done = true;
 	else
-		it->pos = k + 1;
-	if (key)
-		*key = k;
-	if (value)
-		*value = v;
-	return true;
+		it->pos = it->reverse ? e.key - 1 : e.key + 1;
+	*out = e;
+	return 0;
+}
+
+int gm_pagemap_walk(const struct gm_pagemap *map, uint64_t first, uint64_t last,
+		    gm_pagemap_walk_fn fn, void *ctx)
+{
+	struct gm_pagemap_iter it;
+	struct gm_pagemap_entry e;
+	if (!fn)
+		return -EINVAL;
+	int rc = gm_pagemap_iter_init(&it, map, first, last, 0);
+	while (rc == 0 && (rc = gm_pagemap_iter_next(&it, &e)) == 0)
+		rc = fn(ctx, e.key, e.value);
+	return rc == -ENOENT ? 0 : rc;
 }
 
 /* ---- writes -------------------------------------------------------------- */
 
-int gm_pagemap_init(struct gm_pagemap *map, unsigned flags,
-		    const struct gm_allocator *alloc)
+int gm_pagemap_create(struct gm_pagemap **out, unsigned flags,
+		      const struct gm_allocator *alloc)
 {
-	if (!map || (flags & ~GM_PAGEMAP_RCU))
+	if (!out || (flags & ~GM_RCU))
 		return -EINVAL;
+	struct gm_pagemap *map = gm_alloc_mem(alloc, sizeof(*map), _Alignof(struct gm_pagemap));
+	if (!map)
+		return -ENOMEM;
+	*out = map;
 	memset(map, 0, sizeof(*map));
 	atomic_init(&map->root, 0);
 	atomic_init(&map->count, 0);
 	map->alloc = alloc ? alloc : gm_alloc_default();
 	map->flags = flags;
-	gm_reclaim_init(pm_reclaim(map), map->alloc, flags & GM_PAGEMAP_RCU);
+	gm_reclaim_init(pm_reclaim(map), map->alloc, flags & GM_RCU);
 	return 0;
 }
 
@@ -1481,7 +1507,7 @@ static int pm_erase_in_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 	return 0;
 }
 
-int gm_pagemap_erase(struct gm_pagemap *map, uint64_t key, void **old)
+int gm_pagemap_remove(struct gm_pagemap *map, uint64_t key, void **old)
 {
 	if (!map)
 		return -EINVAL;
@@ -1548,21 +1574,24 @@ static void pm_free_tree(struct gm_pagemap *m, uintptr_t p,
 	pm_node_free_now(m, p);
 }
 
-void gm_pagemap_destroy(struct gm_pagemap *map,
-			void (*fn)(uint64_t key, void *value, void *ctx), void *ctx)
+void gm_pagemap_destroy(struct gm_pagemap *map)
 {
 	if (!map)
 		return;
-	bool rcu = map->flags & GM_PAGEMAP_RCU;
+	bool rcu = map->flags & GM_RCU;
 	uintptr_t root = gm_load_relaxed(&map->root);
 	gm_store_release(&map->root, 0);
 	if (rcu)
 		gm_rcu_synchronize();
 	if (root)
-		pm_free_tree(map, root, fn, ctx);
-	gm_store_relaxed(&map->count, 0);
+		pm_free_tree(map, root, NULL, NULL);
 	gm_reclaim_destroy(pm_reclaim(map));
-	gm_reclaim_init(pm_reclaim(map), map->alloc, rcu);
+	gm_alloc_release(map->alloc, map, sizeof(*map));
+}
+
+size_t gm_pagemap_bytes_(const struct gm_pagemap *map)
+{
+	return map->bytes + sizeof(*map);
 }
 
 struct pm_check {
@@ -1688,10 +1717,10 @@ int gm_pagemap_validate(const struct gm_pagemap *map, const char **reason)
 	return why ? -EINVAL : 0;
 }
 
-void gm_pagemap_stats(const struct gm_pagemap *map, struct gm_pagemap_stats *stats)
+int gm_pagemap_stats(const struct gm_pagemap *map, struct gm_pagemap_stats *stats)
 {
 	if (!map || !stats)
-		return;
+		return -EINVAL;
 	struct pm_check chk;
 	pm_check_tree(map, &chk);
 	stats->entries = gm_pagemap_count(map);
@@ -1700,4 +1729,5 @@ void gm_pagemap_stats(const struct gm_pagemap *map, struct gm_pagemap_stats *sta
 	stats->bitmap_leaves = map->nodes[PM_TAG_BITS] + map->nodes[PM_TAG_FULL];
 	stats->sorted_leaves = map->nodes[PM_TAG_SORTED];
 	stats->max_depth = chk.max_depth;
+	return 0;
 }

@@ -96,8 +96,17 @@
 #define INNER_MIN 8
 #define KEY_MAX UINT64_MAX
 
-_Static_assert(sizeof(struct gm_reclaim) <= sizeof(((struct gm_rangemap *)0)->reclaim_),
-	       "reclaim storage too small");
+/* The handle (opaque in rangemap.h). */
+struct gm_rangemap {
+	_Atomic(void *) root;
+	const struct gm_allocator *alloc;
+	unsigned flags;
+	unsigned height;          /* 1 = the root is a leaf */
+	uint64_t count;           /* ranges stored */
+	struct gm_reclaim reclaim;
+	uint64_t node_bytes_;     /* bytes of live nodes */
+	void *pool_;              /* RCU mode: retired nodes kept for reuse */
+};
 
 struct leaf {
 	uint8_t level; /* 0 */
@@ -130,7 +139,7 @@ struct slot {
 static inline unsigned node_level(const void *n) { return *(const uint8_t *)n; }
 static inline struct gm_reclaim *map_reclaim(const struct gm_rangemap *m)
 {
-	return (struct gm_reclaim *)(uintptr_t)m->reclaim_;
+	return (struct gm_reclaim *)(uintptr_t)&m->reclaim;
 }
 static inline bool coalescing(const struct gm_rangemap *m)
 {
@@ -518,7 +527,7 @@ static void node_retire(struct gm_rangemap *m, void *x)
  * effort: without them, retired nodes are simply freed. O(1). */
 static void recycle_prepare(struct gm_rangemap *m)
 {
-	if (!(m->flags & GM_RANGEMAP_RCU))
+	if (!(m->flags & GM_RCU))
 		return;
 	struct node_pool *p = map_pool(m);
 	if (p && p->rec)
@@ -1267,6 +1276,8 @@ static void probe_at(const struct gm_rangemap *m, uint64_t index, struct probe *
 int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index, uint64_t *value,
 		     uint64_t *first, uint64_t *last)
 {
+	if (GM_UNLIKELY(!map))
+		return -EINVAL;
 	const struct leaf *l = descend(map, index);
 	unsigned i = leaf_find(l, index);
 	if (first)
@@ -1284,6 +1295,8 @@ int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index, uint64_t *va
  * and the present word of the leaf is read. */
 bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
 {
+	if (GM_UNLIKELY(!map))
+		return false;
 	const struct leaf *l = descend(map, index);
 	return (l->present >> leaf_find(l, index)) & 1;
 }
@@ -1387,6 +1400,11 @@ uint64_t gm_rangemap_contains_many(const struct gm_rangemap *const *maps, unsign
 				   uint64_t index)
 {
 	uint64_t mask = 0;
+	if (GM_UNLIKELY(!maps))
+		return 0;
+	for (unsigned i = 0; i < n && i < 64; i++)
+		if (GM_UNLIKELY(!maps[i]))
+			return 0;
 #ifdef HAVE_AVX2_GROUP
 	bool avx2 = gm_cpu_avx2_;
 	if (n <= MANY_GROUP) /* one group: a tail call */
@@ -1412,7 +1430,7 @@ uint64_t gm_rangemap_contains_many(const struct gm_rangemap *const *maps, unsign
  * amortised. Under RCU the path is one consistent (possibly older) version
  * of the tree, since nodes a reader can reach never change except for a
  * child pointer swapped for a node with the same bounds. */
-static void cursor_seek(struct gm_rangemap_cursor *c, uint64_t index)
+static void cursor_seek(struct gm_rangemap_iter *c, uint64_t index)
 {
 	const void *n = map_root(c->map);
 	unsigned d = 0;
@@ -1430,7 +1448,7 @@ static void cursor_seek(struct gm_rangemap_cursor *c, uint64_t index)
 }
 
 /* Descends from n (at path depth d) to its leftmost (or rightmost) leaf. */
-static void cursor_descend(struct gm_rangemap_cursor *c, const void *n, unsigned d, bool right)
+static void cursor_descend(struct gm_rangemap_iter *c, const void *n, unsigned d, bool right)
 {
 	while (node_level(n) && d < GM_RANGEMAP_MAX_HEIGHT) {
 		const struct inner *x = n;
@@ -1445,7 +1463,7 @@ static void cursor_descend(struct gm_rangemap_cursor *c, const void *n, unsigned
 	c->slot = right ? ((const struct leaf *)n)->n - 1u : 0;
 }
 
-static bool cursor_advance(struct gm_rangemap_cursor *c)
+static bool cursor_advance(struct gm_rangemap_iter *c)
 {
 	const struct leaf *l = c->leaf;
 	if (c->slot + 1 < l->n) {
@@ -1462,7 +1480,7 @@ static bool cursor_advance(struct gm_rangemap_cursor *c)
 	return true;
 }
 
-static bool cursor_retreat(struct gm_rangemap_cursor *c)
+static bool cursor_retreat(struct gm_rangemap_iter *c)
 {
 	if (c->slot > 0) {
 		c->slot--;
@@ -1478,7 +1496,7 @@ static bool cursor_retreat(struct gm_rangemap_cursor *c)
 	return true;
 }
 
-static void cursor_get(const struct gm_rangemap_cursor *c, struct gm_range *r, bool *present)
+static void cursor_get(const struct gm_rangemap_iter *c, struct gm_range *r, bool *present)
 {
 	const struct leaf *l = c->leaf;
 	r->first = leaf_start(l, c->slot);
@@ -1489,7 +1507,9 @@ static void cursor_get(const struct gm_rangemap_cursor *c, struct gm_range *r, b
 
 int gm_rangemap_next(const struct gm_rangemap *map, uint64_t index, struct gm_range *range)
 {
-	struct gm_rangemap_cursor c = {.map = map};
+	if (!map || !range)
+		return -EINVAL;
+	struct gm_rangemap_iter c = {.map = map};
 	bool present;
 	cursor_seek(&c, index);
 	cursor_get(&c, range, &present);
@@ -1503,7 +1523,9 @@ int gm_rangemap_next(const struct gm_rangemap *map, uint64_t index, struct gm_ra
 
 int gm_rangemap_prev(const struct gm_rangemap *map, uint64_t index, struct gm_range *range)
 {
-	struct gm_rangemap_cursor c = {.map = map};
+	if (!map || !range)
+		return -EINVAL;
+	struct gm_rangemap_iter c = {.map = map};
 	bool present;
 	cursor_seek(&c, index);
 	cursor_get(&c, range, &present);
@@ -1515,43 +1537,58 @@ int gm_rangemap_prev(const struct gm_rangemap *map, uint64_t index, struct gm_ra
 	return present ? 0 : -ENOENT;
 }
 
-int gm_rangemap_cursor_init(struct gm_rangemap_cursor *c, const struct gm_rangemap *map,
-			    uint64_t a, uint64_t b, unsigned flags)
+#define ITER_FLAGS (GM_ITER_REVERSE | GM_RANGEMAP_ITER_CLIP | GM_RANGEMAP_ITER_GAPS)
+
+int gm_rangemap_iter_init(struct gm_rangemap_iter *c, const struct gm_rangemap *map,
+			  uint64_t first, uint64_t last, unsigned flags)
 {
-	if (a > b || (flags & ~(GM_RANGEMAP_ITER_CLIP | GM_RANGEMAP_ITER_GAPS)))
+	if (!c)
+		return -EINVAL;
+	c->state = 2; /* a refused iterator yields nothing */
+	if (!map || first > last || (flags & ~ITER_FLAGS))
 		return -EINVAL;
 	c->map = map;
-	c->a = a;
-	c->b = b;
+	c->first = first;
+	c->last = last;
 	c->flags = flags;
 	c->state = 0;
 	return 0;
 }
 
-int gm_rangemap_cursor_next(struct gm_rangemap_cursor *c, struct gm_range *range)
+/* The slot under the cursor is outside the window on the side the walk
+ * moves to: nothing further can overlap it. */
+static bool cursor_past(const struct gm_rangemap_iter *c, const struct gm_range *r, bool reverse)
 {
+	return reverse ? r->last < c->first : r->first > c->last;
+}
+
+int gm_rangemap_iter_next(struct gm_rangemap_iter *c, struct gm_range *range)
+{
+	if (!c || !range)
+		return -EINVAL;
 	bool want_gaps = c->flags & GM_RANGEMAP_ITER_GAPS;
+	bool reverse = c->flags & GM_ITER_REVERSE;
 	if (c->state == 0) {
-		cursor_seek(c, c->a);
+		cursor_seek(c, reverse ? c->last : c->first);
 		c->state = 1;
 	}
 	while (c->state == 1) {
 		struct gm_range r;
 		bool present;
 		cursor_get(c, &r, &present);
-		if (r.first > c->b) {
+		if (cursor_past(c, &r, reverse)) {
 			c->state = 2;
 			break;
 		}
-		if (!cursor_advance(c))
+		if (!(reverse ? cursor_retreat(c) : cursor_advance(c)))
 			c->state = 2;
 		if (present == want_gaps)
 			continue;
 		if (c->flags & GM_RANGEMAP_ITER_CLIP) {
-			if (r.first < c->a)
-				r.first = c->a;
-			if (r.last > c->b)
-				r.last = c->b;
+			if (r.first < c->first)
+				r.first = c->first;
+			if (r.last > c->last)
+				r.last = c->last;
 		}
 		*range = r;
 		return 0;
@@ -1617,7 +1654,7 @@ int gm_rangemap_find_gap(const struct gm_rangemap *map, uint64_t size, uint64_t 
 {
 	if (align == 0)
 		align = 1;
-	if (size == 0 || (align & (align - 1)) || min > max)
+	if (!map || !first || size == 0 || (align & (align - 1)) || min > max)
 		return -EINVAL;
 	struct gap_query q = {size, align, min, max, 0};
 	if (!find_gap_in(&q, map_root(map), 0, KEY_MAX))
@@ -1983,21 +2020,21 @@ static int assign_and_prepare(struct gm_rangemap *m, uint64_t first, uint64_t la
 
 int gm_rangemap_store(struct gm_rangemap *map, uint64_t first, uint64_t last, uint64_t value)
 {
-	if (first > last)
+	if (!map || first > last)
 		return -EINVAL;
 	return assign_and_prepare(map, first, last, true, value);
 }
 
-int gm_rangemap_erase(struct gm_rangemap *map, uint64_t first, uint64_t last)
+int gm_rangemap_remove(struct gm_rangemap *map, uint64_t first, uint64_t last)
 {
-	if (first > last)
+	if (!map || first > last)
 		return -EINVAL;
 	return assign_and_prepare(map, first, last, false, 0);
 }
 
 int gm_rangemap_insert(struct gm_rangemap *map, uint64_t first, uint64_t last, uint64_t value)
 {
-	if (first > last)
+	if (!map || first > last)
 		return -EINVAL;
 	struct probe p;
 	probe_at(map, first, &p);
@@ -2019,7 +2056,7 @@ static int update_collect(struct gm_rangemap *m, uint64_t first, uint64_t last,
 			  gm_rangemap_update_fn fn, void *ctx, unsigned flags, struct wctx *w,
 			  struct vec *seq, uint64_t *region_first, bool *changed)
 {
-	struct gm_rangemap_cursor c = {.map = m};
+	struct gm_rangemap_iter c = {.map = m};
 	cursor_seek(&c, first);
 	*changed = false;
 	for (uint32_t origin = 0;; origin++) {
@@ -2066,7 +2103,7 @@ static int update_collect(struct gm_rangemap *m, uint64_t first, uint64_t last,
 int gm_rangemap_update(struct gm_rangemap *map, uint64_t first, uint64_t last,
 		       gm_rangemap_update_fn fn, void *ctx, unsigned flags)
 {
-	if (first > last || !fn || (flags & ~GM_RANGEMAP_UPDATE_GAPS))
+	if (!map || first > last || !fn || (flags & ~GM_RANGEMAP_UPDATE_GAPS))
 		return -EINVAL;
 	struct wctx w;
 	wctx_init(&w, map);
@@ -2113,10 +2150,8 @@ out:
 
 /* ---- life cycle, stats, validate --------------------------------------------- */
 
-int gm_rangemap_init(struct gm_rangemap *map, unsigned flags, const struct gm_allocator *allocator)
+static int map_init(struct gm_rangemap *map, unsigned flags, const struct gm_allocator *allocator)
 {
-	if (flags & ~(GM_RANGEMAP_NOCOALESCE | GM_RANGEMAP_RCU))
-		return -EINVAL;
 	memset(map, 0, sizeof(*map));
 	map->alloc = allocator ? allocator : gm_alloc_default();
 	map->flags = flags;
@@ -2129,7 +2164,7 @@ int gm_rangemap_init(struct gm_rangemap *map, unsigned flags, const struct gm_al
 	if (!l)
 		return -ENOMEM;
 	gm_store_relaxed(&map->root, l);
-	gm_reclaim_init(map_reclaim(map), map->alloc, flags & GM_RANGEMAP_RCU);
+	gm_reclaim_init(map_reclaim(map), map->alloc, flags & GM_RCU);
 	return 0;
 }
 
@@ -2143,23 +2178,37 @@ static void free_subtree(const struct gm_allocator *a, void *node)
 	gm_alloc_release(a, node, node_size(node));
 }
 
+int gm_rangemap_create(struct gm_rangemap **out, unsigned flags, const struct gm_allocator *alloc)
+{
+	if (!out || (flags & ~(GM_RANGEMAP_NOCOALESCE | GM_RCU)))
+		return -EINVAL;
+	struct gm_rangemap *map = gm_alloc_mem(alloc, sizeof(*map), _Alignof(struct gm_rangemap));
+	if (!map)
+		return -ENOMEM;
+	if (map_init(map, flags, alloc)) {
+		gm_alloc_release(alloc, map, sizeof(*map));
+		return -ENOMEM;
+	}
+	*out = map;
+	return 0;
+}
+
 void gm_rangemap_destroy(struct gm_rangemap *map)
 {
-	void *root = gm_load_relaxed(&map->root);
-	if (!root)
+	if (!map)
 		return;
-	if (map->flags & GM_RANGEMAP_RCU)
+	if (map->flags & GM_RCU)
 		gm_rcu_synchronize();
-	free_subtree(map->alloc, root);
-	gm_store_relaxed(&map->root, NULL);
+	free_subtree(map->alloc, gm_load_relaxed(&map->root));
 	pool_drop_batch(map);
 	gm_reclaim_destroy(map_reclaim(map)); /* runs the pending recycle_done calls */
 	pool_destroy(map);
-	map->count = 0;
-	map->node_bytes_ = 0;
+	gm_alloc_release(map->alloc, map, sizeof(*map));
 }
 
-uint64_t gm_rangemap_count(const struct gm_rangemap *map) { return map->count; }
+size_t gm_rangemap_handle_bytes_(void) { return sizeof(struct gm_rangemap); }
+
+uint64_t gm_rangemap_count(const struct gm_rangemap *map) { return map ? map->count : 0; }
 
 static void stats_walk(const void *node, struct gm_rangemap_stats *s)
 {
@@ -2178,12 +2227,15 @@ static void stats_walk(const void *node, struct gm_rangemap_stats *s)
 		stats_walk(gm_load_relaxed(&((struct inner *)x)->child[i]), s);
 }
 
-void gm_rangemap_stats(const struct gm_rangemap *map, struct gm_rangemap_stats *stats)
+int gm_rangemap_stats(const struct gm_rangemap *map, struct gm_rangemap_stats *stats)
 {
+	if (!map || !stats)
+		return -EINVAL;
 	memset(stats, 0, sizeof(*stats));
 	stats->height = map->height;
 	stats_walk(map_root(map), stats);
 	stats->kept_bytes = pool_bytes(map);
+	return 0;
 }
 
 struct vstate {
@@ -2265,8 +2317,10 @@ static bool validate_node(struct vstate *st, const void *node, uint64_t lo, uint
 int gm_rangemap_validate(const struct gm_rangemap *map, const char **reason)
 {
 	struct vstate st = {map, false, false, 0, 0, NULL};
-	const void *root = map_root(map);
-	if (!root) {
+	const void *root = map ? map_root(map) : NULL;
+	if (!map) {
+		st.why = "NULL map";
+	} else if (!root) {
 		st.why = "no root";
 	} else if (validate_node(&st, root, 0, KEY_MAX, 0)) {
 		struct gm_rangemap_stats s;

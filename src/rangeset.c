@@ -14,7 +14,7 @@
  *    two touching ranges: the stored ranges are exactly the maximal runs of
  *    the set, and gm_rangemap_count is the number of ranges;
  *  - the count never passes max_ranges (when max_ranges != 0);
- *  - the map's GM_RANGEMAP_RCU flag equals the set's GM_RANGESET_RCU.
+ *  - the map's GM_RCU flag equals the set's GM_RCU.
  *
  * Groups (gm_rangeset_group, at the end of this file): sets that join a
  * group keep, besides their own maps, a shared hash index of their small
@@ -39,6 +39,30 @@
 
 #define SET_VALUE 1
 
+/* The handles (opaque in rangeset.h). */
+struct gm_rangeset {
+	_Atomic(struct gm_rangemap *) map; /* the current set; replaced whole
+					    * by whole-set operations */
+	const struct gm_allocator *alloc;
+	uint64_t max_ranges;               /* 0: no limit */
+	unsigned flags;
+	char name[GM_RANGESET_NAME_MAX];
+	struct gm_rangeset_group *group;   /* the group it is a member of */
+	unsigned member;                   /* its number there */
+};
+
+struct gm_rangeset_group {
+	_Atomic(void *) index;            /* the chunk table, or NULL */
+	_Atomic uint64_t ask;             /* members a selection asks directly */
+	_Atomic(struct gm_rangeset *) member[GM_RANGESET_GROUP_MAX];
+	_Atomic uint64_t members;         /* bit k: member k exists */
+	uint64_t small;                   /* small ranges of all members */
+	uint64_t large[GM_RANGESET_GROUP_MAX]; /* each member's other ranges */
+	const struct gm_allocator *alloc;
+	unsigned flags;                   /* GM_RCU */
+	struct gm_reclaim reclaim;
+};
+
 /* Group hooks (defined with the groups, below). */
 static int group_change(struct gm_rangeset *s, uint64_t first, uint64_t last, bool add);
 static int publish_in_group(struct gm_rangeset *s, struct gm_rangemap *m);
@@ -54,24 +78,17 @@ static struct gm_rangemap *map_of(const struct gm_rangeset *s)
 
 static struct gm_rangemap *map_new(const struct gm_rangeset *s)
 {
-	struct gm_rangemap *m = gm_alloc_mem(s->alloc, sizeof(*m),
-					     _Alignof(struct gm_rangemap));
-	if (!m)
-		return NULL;
-	unsigned flags = (s->flags & GM_RANGESET_RCU) ? GM_RANGEMAP_RCU : 0;
-	if (gm_rangemap_init(m, flags, s->alloc)) {
-		gm_alloc_release(s->alloc, m, sizeof(*m));
-		return NULL;
-	}
-	return m;
+	struct gm_rangemap *m;
+	unsigned flags = (s->flags & GM_RCU) ? GM_RCU : 0;
+	return gm_rangemap_create(&m, flags, s->alloc) ? NULL : m;
 }
 
 /* Frees a map nobody can reach any more (destroy waits for readers in RCU
- * mode before freeing nodes; the header goes after it). */
+ * mode before freeing nodes and the handle). */
 static void map_free(const struct gm_rangeset *s, struct gm_rangemap *m)
 {
+	(void)s;
 	gm_rangemap_destroy(m);
-	gm_alloc_release(s->alloc, m, sizeof(*m));
 }
 
 /* Makes m the set's map and frees the one it replaces. */
@@ -83,30 +100,38 @@ static void map_publish(struct gm_rangeset *s, struct gm_rangemap *m)
 }
 
 /* ---- life ----------------------------------------------------------------- */
-int gm_rangeset_init(struct gm_rangeset *s, const char *name, unsigned flags,
-		     uint64_t max_ranges, const struct gm_allocator *alloc)
+int gm_rangeset_create(struct gm_rangeset **out, const struct gm_rangeset_config *config,
+		       unsigned flags, const struct gm_allocator *alloc)
 {
-	if (flags & ~GM_RANGESET_RCU)
+	if (!out || (flags & ~GM_RCU))
 		return -EINVAL;
-	s->alloc = alloc ? alloc : gm_alloc_default();
-	s->flags = flags;
-	s->max_ranges = max_ranges;
-	snprintf(s->name, sizeof(s->name), "%s", name ? name : "");
-	s->group = NULL;
-	s->member = 0;
-	struct gm_rangemap *m = map_new(s);
-	if (!m)
+	alloc = alloc ? alloc : gm_alloc_default();
+	struct gm_rangeset *s = gm_alloc_mem(alloc, sizeof(*s), _Alignof(struct gm_rangeset));
+	if (!s)
 		return -ENOMEM;
+	memset(s, 0, sizeof(*s));
+	s->alloc = alloc;
+	s->flags = flags;
+	s->max_ranges = config ? config->max_ranges : GM_RANGESET_NO_LIMIT;
+	snprintf(s->name, sizeof(s->name), "%s", config && config->name ? config->name : "");
+	struct gm_rangemap *m = map_new(s);
+	if (!m) {
+		gm_alloc_release(alloc, s, sizeof(*s));
+		return -ENOMEM;
+	}
 	atomic_init(&s->map, m);
+	*out = s;
 	return 0;
 }
 
 void gm_rangeset_destroy(struct gm_rangeset *s)
 {
+	if (!s)
+		return;
 	if (s->group)
 		gm_rangeset_group_leave(s);
 	map_free(s, map_of(s));
-	atomic_store_explicit(&s->map, NULL, memory_order_relaxed);
+	gm_alloc_release(s->alloc, s, sizeof(*s));
 }
 
 /* ---- counting what a change would leave ---------------------------------- */
@@ -115,12 +140,12 @@ void gm_rangeset_destroy(struct gm_rangeset *s)
 static uint64_t count_after_add(const struct gm_rangemap *m, uint64_t first,
 				uint64_t last)
 {
-	struct gm_rangemap_cursor c;
+	struct gm_rangemap_iter c;
 	struct gm_range r;
 	uint64_t merged = 0;
-	gm_rangemap_cursor_init(&c, m, first ? first - 1 : 0,
+	gm_rangemap_iter_init(&c, m, first ? first - 1 : 0,
 				last == UINT64_MAX ? last : last + 1, 0);
-	while (gm_rangemap_cursor_next(&c, &r) == 0)
+	while (gm_rangemap_iter_next(&c, &r) == 0)
 		merged++;
 	return gm_rangemap_count(m) - merged + 1;
 }
@@ -130,11 +155,11 @@ static uint64_t count_after_add(const struct gm_rangemap *m, uint64_t first,
 static uint64_t count_after_remove(const struct gm_rangemap *m, uint64_t first,
 				   uint64_t last)
 {
-	struct gm_rangemap_cursor c;
+	struct gm_rangemap_iter c;
 	struct gm_range r;
 	uint64_t count = gm_rangemap_count(m);
-	gm_rangemap_cursor_init(&c, m, first, last, 0);
-	while (gm_rangemap_cursor_next(&c, &r) == 0) {
+	gm_rangemap_iter_init(&c, m, first, last, 0);
+	while (gm_rangemap_iter_next(&c, &r) == 0) {
 		if (r.first >= first && r.last <= last)
 			count--;
 		else if (r.first < first && r.last > last)
@@ -149,9 +174,9 @@ static bool over_limit(const struct gm_rangeset *s, uint64_t count)
 }
 
 /* ---- single-range changes -------------------------------------------------- */
-int gm_rangeset_add_range(struct gm_rangeset *s, uint64_t first, uint64_t last)
+int gm_rangeset_add(struct gm_rangeset *s, uint64_t first, uint64_t last)
 {
-	if (first > last)
+	if (!s || first > last)
 		return -EINVAL;
 	struct gm_rangemap *m = map_of(s);
 	if (s->max_ranges && over_limit(s, count_after_add(m, first, last)))
@@ -161,31 +186,31 @@ int gm_rangeset_add_range(struct gm_rangeset *s, uint64_t first, uint64_t last)
 	return gm_rangemap_store(m, first, last, SET_VALUE);
 }
 
-int gm_rangeset_remove_range(struct gm_rangeset *s, uint64_t first,
+int gm_rangeset_remove(struct gm_rangeset *s, uint64_t first,
 			     uint64_t last)
 {
-	if (first > last)
+	if (!s || first > last)
 		return -EINVAL;
 	struct gm_rangemap *m = map_of(s);
 	if (s->max_ranges && over_limit(s, count_after_remove(m, first, last)))
 		return -ENOSPC;
 	if (s->group)
 		return group_change(s, first, last, false);
-	return gm_rangemap_erase(m, first, last);
+	return gm_rangemap_remove(m, first, last);
 }
 
-int gm_rangeset_claim_range(struct gm_rangeset *s, uint64_t size,
+int gm_rangeset_claim(struct gm_rangeset *s, uint64_t size,
 			    uint64_t align, uint64_t min, uint64_t max,
 			    uint64_t *first)
 {
-	if (size == 0 || min > max || (align > 1 && (align & (align - 1))))
+	if (!s || !first || size == 0 || min > max || (align > 1 && (align & (align - 1))))
 		return -EINVAL;
 	struct gm_rangemap *m = map_of(s);
 	uint64_t at;
 	int rc = gm_rangemap_find_gap(m, size, align, min, max, &at);
 	if (rc)
 		return rc == -ENOSPC ? -ENOSPC : rc;
-	rc = gm_rangeset_add_range(s, at, at + (size - 1));
+	rc = gm_rangeset_add(s, at, at + (size - 1));
 	if (rc == 0)
 		*first = at;
 	return rc;
@@ -194,7 +219,7 @@ int gm_rangeset_claim_range(struct gm_rangeset *s, uint64_t size,
 /* ---- queries ---------------------------------------------------------------- */
 bool gm_rangeset_contains(const struct gm_rangeset *s, uint64_t index)
 {
-	return gm_rangemap_contains(map_of(s), index);
+	return s && gm_rangemap_contains(map_of(s), index);
 }
 
 /* In groups of 8 (gm_rangemap_contains_many's own group size): a later
@@ -203,22 +228,27 @@ int gm_rangeset_first_containing(const struct gm_rangeset *const *sets, unsigned
 				 uint64_t index)
 {
 	const struct gm_rangemap *maps[8];
+	if (!sets)
+		return -EINVAL;
 	for (unsigned at = 0; at < n && at < INT_MAX - 8; at += 8) {
 		unsigned k = n - at < 8 ? n - at : 8;
-		for (unsigned i = 0; i < k; i++)
+		for (unsigned i = 0; i < k; i++) {
+			if (!sets[at + i])
+				return -EINVAL;
 			maps[i] = map_of(sets[at + i]);
+		}
 		uint64_t mask = gm_rangemap_contains_many(maps, k, index);
 		if (mask)
 			return (int)(at + (unsigned)__builtin_ctzll(mask));
 	}
-	return -1;
+	return -ENOENT;
 }
 
 bool gm_rangeset_contains_range(const struct gm_rangeset *s, uint64_t first,
 				uint64_t last)
 {
 	uint64_t range_last;
-	if (first > last)
+	if (!s || first > last)
 		return false;
 	return gm_rangemap_load(map_of(s), first, NULL, NULL, &range_last) == 0 &&
 	       range_last >= last;
@@ -228,7 +258,7 @@ bool gm_rangeset_overlaps_range(const struct gm_rangeset *s, uint64_t first,
 				uint64_t last)
 {
 	struct gm_range r;
-	if (first > last)
+	if (!s || first > last)
 		return false;
 	return gm_rangemap_next(map_of(s), first, &r) == 0 && r.first <= last;
 }
@@ -236,36 +266,61 @@ bool gm_rangeset_overlaps_range(const struct gm_rangeset *s, uint64_t first,
 bool gm_rangeset_is_empty(const struct gm_rangeset *s)
 {
 	struct gm_range r;
-	return gm_rangemap_next(map_of(s), 0, &r) != 0;
+	return !s || gm_rangemap_next(map_of(s), 0, &r) != 0;
 }
 
 uint64_t gm_rangeset_count(const struct gm_rangeset *s)
 {
-	return gm_rangemap_count(map_of(s));
+	return s ? gm_rangemap_count(map_of(s)) : 0;
 }
 
 const char *gm_rangeset_name(const struct gm_rangeset *s)
 {
-	return s->name;
+	return s ? s->name : "";
 }
 
-size_t gm_rangeset_bytes(const struct gm_rangeset *s)
+int gm_rangeset_stats(const struct gm_rangeset *s, struct gm_rangeset_stats *st)
 {
-	struct gm_rangemap_stats st;
-	gm_rangemap_stats(map_of(s), &st);
-	return (size_t)st.bytes + sizeof(struct gm_rangemap);
-}
-
-int gm_rangeset_report_ranges(const struct gm_rangeset *s, uint64_t a,
-			      uint64_t b, gm_rangeset_report_fn cb, void *ctx)
-{
-	struct gm_rangemap_cursor c;
-	struct gm_range r;
-	if (a > b)
+	struct gm_rangemap_stats ms;
+	if (!s || !st)
 		return -EINVAL;
-	gm_rangemap_cursor_init(&c, map_of(s), a, b, GM_RANGEMAP_ITER_CLIP);
-	while (gm_rangemap_cursor_next(&c, &r) == 0) {
-		int rc = cb(r.first, r.last, ctx);
+	gm_rangemap_stats(map_of(s), &ms);
+	st->ranges = ms.ranges;
+	st->bytes = ms.bytes + gm_rangemap_handle_bytes_() + sizeof(*s);
+	return 0;
+}
+
+int gm_rangeset_iter_init(struct gm_rangeset_iter *it, const struct gm_rangeset *s,
+			  uint64_t first, uint64_t last, unsigned flags)
+{
+	if (!it)
+		return -EINVAL;
+	if (flags & ~GM_ITER_REVERSE)
+		first = 1, last = 0; /* refused below, the iterator left empty */
+	return gm_rangemap_iter_init(&it->map_iter, s ? map_of(s) : NULL, first, last,
+				     flags | GM_RANGEMAP_ITER_CLIP);
+}
+
+int gm_rangeset_iter_next(struct gm_rangeset_iter *it, struct gm_range *range)
+{
+	if (!it || !range)
+		return -EINVAL;
+	int rc = gm_rangemap_iter_next(&it->map_iter, range);
+	if (rc == 0)
+		range->value = 0;
+	return rc;
+}
+
+int gm_rangeset_walk(const struct gm_rangeset *s, uint64_t a,
+			      uint64_t b, gm_rangeset_walk_fn cb, void *ctx)
+{
+	struct gm_rangemap_iter c;
+	struct gm_range r;
+	if (!s || !cb || a > b)
+		return -EINVAL;
+	gm_rangemap_iter_init(&c, map_of(s), a, b, GM_RANGEMAP_ITER_CLIP);
+	while (gm_rangemap_iter_next(&c, &r) == 0) {
+		int rc = cb(ctx, r.first, r.last);
 		if (rc)
 			return rc;
 	}
@@ -275,20 +330,20 @@ int gm_rangeset_report_ranges(const struct gm_rangeset *s, uint64_t a,
 /* Consumed pieces always form a prefix of the window: everything in
  * [a, stop - 1] goes, where stop is the first index of the piece whose
  * callback said no (or b + 1). So the removal is one erase. */
-int gm_rangeset_consume_ranges(struct gm_rangeset *s, uint64_t a, uint64_t b,
-			       gm_rangeset_report_fn cb, void *ctx)
+int gm_rangeset_consume(struct gm_rangeset *s, uint64_t a, uint64_t b,
+			       gm_rangeset_walk_fn cb, void *ctx)
 {
-	struct gm_rangemap_cursor c;
+	struct gm_rangemap_iter c;
 	struct gm_range r;
-	if (a > b)
+	if (!s || !cb || a > b)
 		return -EINVAL;
 	struct gm_rangemap *m = map_of(s);
 	bool consumed_any = false;
 	uint64_t consumed_last = 0;
 	int answer = 0;
-	gm_rangemap_cursor_init(&c, m, a, b, GM_RANGEMAP_ITER_CLIP);
-	while (gm_rangemap_cursor_next(&c, &r) == 0) {
-		answer = cb(r.first, r.last, ctx);
+	gm_rangemap_iter_init(&c, m, a, b, GM_RANGEMAP_ITER_CLIP);
+	while (gm_rangemap_iter_next(&c, &r) == 0) {
+		answer = cb(ctx, r.first, r.last);
 		if (answer)
 			break;
 		consumed_any = true;
@@ -298,7 +353,7 @@ int gm_rangeset_consume_ranges(struct gm_rangeset *s, uint64_t a, uint64_t b,
 		return answer;
 	/* Erase up to the last consumed index: no index between it and the
 	 * stopping piece is in the set, so this is the same as [a, stop-1]. */
-	int rc = gm_rangeset_remove_range(s, a, consumed_last);
+	int rc = gm_rangeset_remove(s, a, consumed_last);
 	return rc ? rc : answer;
 }
 
@@ -318,9 +373,9 @@ static int list_of(const struct gm_rangeset *owner, const struct gm_rangeset *s,
 	l->r = gm_alloc_mem(owner->alloc, (n ? n : 1) * sizeof(struct gm_range), 8);
 	if (!l->r)
 		return -ENOMEM;
-	struct gm_rangemap_cursor c;
-	gm_rangemap_cursor_init(&c, m, 0, UINT64_MAX, 0);
-	while (l->n < n && gm_rangemap_cursor_next(&c, &l->r[l->n]) == 0)
+	struct gm_rangemap_iter c;
+	gm_rangemap_iter_init(&c, m, 0, UINT64_MAX, 0);
+	while (l->n < n && gm_rangemap_iter_next(&c, &l->r[l->n]) == 0)
 		l->n++;
 	return 0;
 }
@@ -442,23 +497,36 @@ static int apply_setop(struct gm_rangeset *dst, const struct gm_rangeset *src,
 	return rc ? rc : publish_in_group(dst, m);
 }
 
+static bool setop_args_bad(const struct gm_rangeset *dst, const struct gm_rangeset *src)
+{
+	return !dst || !src || ((dst->flags ^ src->flags) & GM_RCU);
+}
+
 int gm_rangeset_union(struct gm_rangeset *dst, const struct gm_rangeset *src)
 {
+	if (setop_args_bad(dst, src))
+		return -EINVAL;
 	return apply_setop(dst, src, SET_UNION);
 }
 
 int gm_rangeset_subtract(struct gm_rangeset *dst, const struct gm_rangeset *src)
 {
+	if (setop_args_bad(dst, src))
+		return -EINVAL;
 	return apply_setop(dst, src, SET_SUBTRACT);
 }
 
 int gm_rangeset_intersect(struct gm_rangeset *dst, const struct gm_rangeset *src)
 {
+	if (setop_args_bad(dst, src))
+		return -EINVAL;
 	return apply_setop(dst, src, SET_INTERSECT);
 }
 
 int gm_rangeset_purge(struct gm_rangeset *s)
 {
+	if (!s)
+		return -EINVAL;
 	struct gm_rangemap *m = map_new(s);
 	if (!m)
 		return -ENOMEM;
@@ -467,7 +535,7 @@ int gm_rangeset_purge(struct gm_rangeset *s)
 
 int gm_rangeset_swap(struct gm_rangeset *a, struct gm_rangeset *b)
 {
-	if ((a->flags ^ b->flags) & GM_RANGESET_RCU)
+	if (!a || !b || ((a->flags ^ b->flags) & GM_RCU))
 		return -EINVAL;
 	if (a == b)
 		return 0;
@@ -481,12 +549,14 @@ int gm_rangeset_swap(struct gm_rangeset *a, struct gm_rangeset *b)
 /* ---- dump and validate ------------------------------------------------------- */
 int gm_rangeset_dump(const struct gm_rangeset *s, FILE *f)
 {
-	struct gm_rangemap_cursor c;
+	struct gm_rangemap_iter c;
 	struct gm_range r;
 	bool first = true;
+	if (!s || !f)
+		return -EINVAL;
 	int bad = fprintf(f, "%s {", s->name) < 0;
-	gm_rangemap_cursor_init(&c, map_of(s), 0, UINT64_MAX, 0);
-	while (gm_rangemap_cursor_next(&c, &r) == 0) {
+	gm_rangemap_iter_init(&c, map_of(s), 0, UINT64_MAX, 0);
+	while (gm_rangemap_iter_next(&c, &r) == 0) {
 		const char *sep = first ? " " : ", ";
 		first = false;
 		if (r.first == r.last)
@@ -501,23 +571,22 @@ int gm_rangeset_dump(const struct gm_rangeset *s, FILE *f)
 
 int gm_rangeset_validate(const struct gm_rangeset *s, const char **reason)
 {
-	const struct gm_rangemap *m = map_of(s);
+	const struct gm_rangemap *m = s ? map_of(s) : NULL;
 	const char *why = NULL;
-	if (!m) {
+	if (!s) {
+		why = "NULL set";
+	} else if (!m) {
 		why = "set has no map";
 	} else if (gm_rangemap_validate(m, &why)) {
 		/* why set by the map */
-	} else if (((m->flags & GM_RANGEMAP_RCU) != 0) !=
-		   ((s->flags & GM_RANGESET_RCU) != 0)) {
-		why = "map's RCU flag differs from the set's";
 	} else if (over_limit(s, gm_rangemap_count(m))) {
 		why = "more ranges than the set's limit";
 	} else {
-		struct gm_rangemap_cursor c;
+		struct gm_rangemap_iter c;
 		struct gm_range r, prev = {0, 0, 0};
 		uint64_t n = 0;
-		gm_rangemap_cursor_init(&c, m, 0, UINT64_MAX, 0);
-		while (!why && gm_rangemap_cursor_next(&c, &r) == 0) {
+		gm_rangemap_iter_init(&c, m, 0, UINT64_MAX, 0);
+		while (!why && gm_rangemap_iter_next(&c, &r) == 0) {
 			if (r.value != SET_VALUE)
 				why = "a range carries a value other than SET_VALUE";
 			else if (n && prev.last + 1 >= r.first)
@@ -575,8 +644,6 @@ int gm_rangeset_validate(const struct gm_rangeset *s, const char **reason)
 #define WINDOW_MAX 8         /* ranges a change may meet and still edit in place */
 #define NEW_CHUNKS 9         /* most slots one change claims: 3 ranges, 3 chunks each */
 
-_Static_assert(sizeof(struct gm_reclaim) <= sizeof(((struct gm_rangeset_group *)0)->reclaim_),
-	       "reclaim storage too small");
 
 struct chunk_slot {
 	_Atomic uint64_t key;
@@ -614,7 +681,7 @@ static inline uint64_t owner_set(uint64_t owners, unsigned i, unsigned k)
 
 static struct gm_reclaim *group_reclaim(const struct gm_rangeset_group *g)
 {
-	return (struct gm_reclaim *)(uintptr_t)g->reclaim_;
+	return (struct gm_reclaim *)(uintptr_t)&g->reclaim;
 }
 
 static struct chunk_table *group_table(const struct gm_rangeset_group *g)
@@ -760,7 +827,7 @@ struct view_walk {
 	const struct view *v;
 	uint64_t left; /* members not started yet */
 	unsigned k;    /* NOBODY before the first */
-	struct gm_rangemap_cursor cur;
+	struct gm_rangemap_iter cur;
 };
 
 static void view_walk_init(struct view_walk *w, const struct view *v)
@@ -772,12 +839,12 @@ static void view_walk_init(struct view_walk *w, const struct view *v)
 
 static bool view_walk_next(struct view_walk *w, struct gm_range *r)
 {
-	while (w->k == NOBODY || gm_rangemap_cursor_next(&w->cur, r)) {
+	while (w->k == NOBODY || gm_rangemap_iter_next(&w->cur, r)) {
 		if (!w->left)
 			return false;
 		w->k = (unsigned)__builtin_ctzll(w->left);
 		w->left &= w->left - 1;
-		gm_rangemap_cursor_init(&w->cur, w->v->map[w->k], 0, UINT64_MAX, 0);
+		gm_rangemap_iter_init(&w->cur, w->v->map[w->k], 0, UINT64_MAX, 0);
 	}
 	return true;
 }
@@ -877,7 +944,7 @@ static void table_retire(struct gm_rangeset_group *g, struct chunk_table *t)
 		gm_reclaim_flush(group_reclaim(g));
 		return;
 	}
-	if (g->flags & GM_RANGESET_RCU)
+	if (g->flags & GM_RCU)
 		gm_rcu_synchronize();
 	table_free(g, t);
 }
@@ -971,10 +1038,10 @@ static void window_read(const struct gm_rangemap *m, uint64_t a, uint64_t b, str
 		if (w->total > WINDOW_MAX)
 			break;
 	}
-	struct gm_rangemap_cursor c;
+	struct gm_rangemap_iter c;
 	struct gm_range r;
-	gm_rangemap_cursor_init(&c, m, x, b, 0);
-	while (gm_rangemap_cursor_next(&c, &r) == 0)
+	gm_rangemap_iter_init(&c, m, x, b, 0);
+	while (gm_rangemap_iter_next(&c, &r) == 0)
 		window_count(w, &r);
 }
 
@@ -1186,7 +1253,7 @@ static int group_change(struct gm_rangeset *s, uint64_t first, uint64_t last, bo
 		if (!fresh)
 			return -ENOMEM;
 	}
-	int rc = add ? gm_rangemap_store(m, first, last, SET_VALUE) : gm_rangemap_erase(m, first, last);
+	int rc = add ? gm_rangemap_store(m, first, last, SET_VALUE) : gm_rangemap_remove(m, first, last);
 	if (rc) {
 		if (fresh)
 			table_free(g, fresh);
@@ -1213,21 +1280,28 @@ static int group_change(struct gm_rangeset *s, uint64_t first, uint64_t last, bo
 }
 
 /* ---- groups: life, membership, selection ----------------------------------- */
-int gm_rangeset_group_init(struct gm_rangeset_group *g, unsigned flags,
-			   const struct gm_allocator *alloc)
+int gm_rangeset_group_create(struct gm_rangeset_group **out, unsigned flags,
+			     const struct gm_allocator *alloc)
 {
-	if (flags & ~GM_RANGESET_RCU)
+	if (!out || (flags & ~GM_RCU))
 		return -EINVAL;
+	alloc = alloc ? alloc : gm_alloc_default();
+	struct gm_rangeset_group *g = gm_alloc_mem(alloc, sizeof(*g), _Alignof(struct gm_rangeset_group));
+	if (!g)
+		return -ENOMEM;
 	memset(g, 0, sizeof(*g));
-	g->alloc = alloc ? alloc : gm_alloc_default();
+	g->alloc = alloc;
 	g->flags = flags;
 	atomic_init(&g->index, NULL);
-	gm_reclaim_init(group_reclaim(g), g->alloc, flags & GM_RANGESET_RCU);
+	gm_reclaim_init(group_reclaim(g), g->alloc, flags & GM_RCU);
+	*out = g;
 	return 0;
 }
 
 void gm_rangeset_group_destroy(struct gm_rangeset_group *g)
 {
+	if (!g)
+		return;
 	struct chunk_table *t = gm_load_relaxed(&g->index);
 	gm_store_release(&g->index, NULL);
 	for (uint64_t m = gm_load_relaxed(&g->members); m; m &= m - 1) {
@@ -1239,11 +1313,12 @@ void gm_rangeset_group_destroy(struct gm_rangeset_group *g)
 	gm_store_release(&g->members, 0);
 	table_retire(g, t);
 	gm_reclaim_destroy(group_reclaim(g));
+	gm_alloc_release(g->alloc, g, sizeof(*g));
 }
 
 int gm_rangeset_group_join(struct gm_rangeset_group *g, struct gm_rangeset *s)
 {
-	if ((s->flags ^ g->flags) & GM_RANGESET_RCU)
+	if (!g || !s || ((s->flags ^ g->flags) & GM_RCU))
 		return -EINVAL;
 	if (s->group)
 		return -EEXIST;
@@ -1270,6 +1345,8 @@ int gm_rangeset_group_join(struct gm_rangeset_group *g, struct gm_rangeset *s)
 
 int gm_rangeset_group_leave(struct gm_rangeset *s)
 {
+	if (!s)
+		return -EINVAL;
 	struct gm_rangeset_group *g = s->group;
 	if (!g)
 		return -ENOENT;
@@ -1305,7 +1382,7 @@ static int ask_members(const struct gm_rangeset_group *g, uint64_t mask, uint64_
 		if (hit)
 			return (int)who[__builtin_ctzll(hit)];
 	}
-	return -1;
+	return -ENOENT;
 }
 
 /*
@@ -1318,6 +1395,8 @@ static int ask_members(const struct gm_rangeset_group *g, uint64_t mask, uint64_
 int gm_rangeset_group_select(const struct gm_rangeset_group *g, uint64_t index)
 {
 	struct gm_rangeset_group *w = (struct gm_rangeset_group *)g;
+	if (GM_UNLIKELY(!g))
+		return -EINVAL;
 	uint64_t ask = atomic_load_explicit(&w->ask, memory_order_acquire);
 	const struct chunk_table *t = group_table(g);
 	if (!t)
@@ -1335,23 +1414,25 @@ int gm_rangeset_group_select(const struct gm_rangeset_group *g, uint64_t index)
 		if (k >= 0)
 			return k;
 	}
-	return owner == NOBODY ? -1 : (int)owner;
+	return owner == NOBODY ? -ENOENT : (int)owner;
 }
 
 struct gm_rangeset *gm_rangeset_group_member(const struct gm_rangeset_group *g, unsigned k)
 {
-	return k < GM_RANGESET_GROUP_MAX ? group_member(g, k) : NULL;
+	return g && k < GM_RANGESET_GROUP_MAX ? group_member(g, k) : NULL;
 }
 
 bool gm_rangeset_group_indexed(const struct gm_rangeset_group *g)
 {
-	return group_table(g) != NULL;
+	return g && group_table(g) != NULL;
 }
 
 size_t gm_rangeset_group_bytes(const struct gm_rangeset_group *g)
 {
+	if (!g)
+		return 0;
 	const struct chunk_table *t = group_table(g);
-	return t ? table_bytes(table_cap(t)) : 0;
+	return sizeof(*g) + (t ? table_bytes(table_cap(t)) : 0);
 }
 
 /* ---- groups: validate ---- */
@@ -1409,6 +1490,11 @@ int gm_rangeset_group_validate(const struct gm_rangeset_group *g, const char **r
 	const char *why = NULL;
 	struct view v;
 	struct census c;
+	if (!g) {
+		if (reason)
+			*reason = "NULL group";
+		return -EINVAL;
+	}
 	view_of(g, &v);
 	for (unsigned k = 0; k < GM_RANGESET_GROUP_MAX && !why; k++) {
 		const struct gm_rangeset *s = group_member(g, k);

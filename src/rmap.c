@@ -659,13 +659,23 @@ static void spare_return(struct gm_rmap_cache *c, struct line *t, uint32_t nb)
 	c->dir_bytes = tab_bytes(nb);
 }
 
-int gm_rmap_cache_init(struct gm_rmap_cache *c, const struct gm_allocator *a)
+int gm_rmap_cache_create(struct gm_rmap_cache **out, unsigned flags,
+			 const struct gm_allocator *a)
 {
-	if (!c)
+	if (!out || flags)
 		return -EINVAL;
+	struct gm_rmap_cache *c = gm_alloc_mem(a, sizeof(*c), _Alignof(struct gm_rmap_cache));
+	if (!c)
+		return -ENOMEM;
+	gm_rmap_cache_init_(c, a);
+	*out = c;
+	return 0;
+}
+
+void gm_rmap_cache_init_(struct gm_rmap_cache *c, const struct gm_allocator *a)
+{
 	memset(c, 0, sizeof(*c));
 	c->alloc = a;
-	return 0;
 }
 
 /* True if topup(c, n) has nothing to do. */
@@ -725,7 +735,7 @@ fail:   /* give back exactly what this call took */
 
 int gm_rmap_cache_topup(struct gm_rmap_cache *c, size_t n)
 {
-	if (!c)
+	if (!c || n > GM_RMAP_TOPUP_MAX)
 		return -EINVAL;
 	if (cache_ready(c, n))
 		return 0;
@@ -736,7 +746,7 @@ size_t gm_rmap_cache_bytes(const struct gm_rmap_cache *c)
 {
 	if (!c)
 		return 0;
-	size_t b = c->nblocks * GM_RMAP_BLOCK_SIZE + c->dir_bytes;
+	size_t b = sizeof(*c) + c->nblocks * GM_RMAP_BLOCK_SIZE + c->dir_bytes;
 	for (uint32_t k = 2; k <= GM_RMAP_SMALL_LINES; k++)
 		b += c->nsmall[k] * tab_bytes(k);
 	return b;
@@ -746,6 +756,12 @@ void gm_rmap_cache_destroy(struct gm_rmap_cache *c)
 {
 	if (!c)
 		return;
+	gm_rmap_cache_fini_(c);
+	gm_alloc_release(c->alloc, c, sizeof(*c));
+}
+
+void gm_rmap_cache_fini_(struct gm_rmap_cache *c)
+{
 	while (c->nblocks)
 		gm_alloc_release(c->alloc, cache_take(c), GM_RMAP_BLOCK_SIZE);
 	for (uint32_t k = 2; k <= GM_RMAP_SMALL_LINES; k++)
@@ -1156,7 +1172,7 @@ bool gm_rmap_contains(const struct gm_rmap_head *h, const void *ptr)
 	return false;
 }
 
-size_t gm_rmap_count(const struct gm_rmap_head *h)
+uint64_t gm_rmap_count(const struct gm_rmap_head *h)
 {
 	uintptr_t w = h ? h->word : 0;
 	switch (tag_of(w)) {
@@ -1237,7 +1253,7 @@ static void *iter_step(struct gm_rmap_iter *it)
 	return it->cur = NULL;
 }
 
-void *gm_rmap_iter_first(struct gm_rmap_iter *it, struct gm_rmap_head *h)
+static void *iter_first(struct gm_rmap_iter *it, struct gm_rmap_head *h)
 {
 	memset(it, 0, sizeof(*it));
 	it->head = h;
@@ -1264,7 +1280,7 @@ void *gm_rmap_iter_first(struct gm_rmap_iter *it, struct gm_rmap_head *h)
 	return NULL;
 }
 
-void *gm_rmap_iter_next(struct gm_rmap_iter *it)
+static void *iter_after(struct gm_rmap_iter *it)
 {
 	if (it->form != GM_RMAP_HASH && it->form != FORM_LIN0 && it->form != FORM_LINR) {
 		it->form = GM_RMAP_EMPTY;
@@ -1273,9 +1289,36 @@ void *gm_rmap_iter_next(struct gm_rmap_iter *it)
 	return iter_step(it);
 }
 
+/* iter_init finds the first entry at once and keeps it in cur, marked
+ * fresh: the first iter_next hands it out. */
+int gm_rmap_iter_init(struct gm_rmap_iter *it, struct gm_rmap_head *head)
+{
+	if (!it)
+		return -EINVAL;
+	if (!head) {
+		memset(it, 0, sizeof(*it));
+		return -EINVAL;
+	}
+	iter_first(it, head);
+	it->fresh = 1;
+	return 0;
+}
+
+int gm_rmap_iter_next(struct gm_rmap_iter *it, void **ptr)
+{
+	if (!it || !ptr)
+		return -EINVAL;
+	void *p = it->fresh ? it->cur : (it->head ? iter_after(it) : NULL);
+	it->fresh = 0;
+	if (!p)
+		return -ENOENT;
+	*ptr = p;
+	return 0;
+}
+
 int gm_rmap_iter_remove(struct gm_rmap_iter *it, struct gm_rmap_cache *c)
 {
-	if (!it || !c || !it->cur)
+	if (!it || !c || !it->cur || it->fresh)
 		return -EINVAL;
 	struct gm_rmap_head *h = it->head;
 	it->cur = NULL;
@@ -1323,7 +1366,7 @@ int gm_rmap_iter_remove(struct gm_rmap_iter *it, struct gm_rmap_cache *c)
 void gm_rmap_clear(struct gm_rmap_head *h, struct gm_rmap_cache *c,
 		   void (*cb)(void *ctx, void *ptr), void *ctx)
 {
-	if (!h)
+	if (!h || !c)
 		return;
 	uintptr_t w = h->word;
 	h->word = 0;
@@ -1347,15 +1390,17 @@ void gm_rmap_clear(struct gm_rmap_head *h, struct gm_rmap_cache *c,
 	}
 }
 
-void gm_rmap_stats(const struct gm_rmap_head *h, struct gm_rmap_stats *st)
+int gm_rmap_stats(const struct gm_rmap_head *h, struct gm_rmap_stats *st)
 {
+	if (!h || !st)
+		return -EINVAL;
 	memset(st, 0, sizeof(*st));
-	uintptr_t w = h ? h->word : 0;
+	uintptr_t w = h->word;
 	switch (tag_of(w)) {
 	case TAG_INLINE:
 		st->form = w ? GM_RMAP_INLINE : GM_RMAP_EMPTY;
 		st->count = w != 0;
-		return;
+		return 0;
 	case TAG_TAB: {
 		const struct line *t = tab_of(w);
 		uint32_t nb = word_nb(w, t);
@@ -1372,9 +1417,10 @@ void gm_rmap_stats(const struct gm_rmap_head *h, struct gm_rmap_stats *st)
 				lines_of(t[li].s[i], nb, &b1, &b2);
 				st->second += !is_lin(nb) && li != b1;
 			}
-		return;
+		return 0;
 	}
 	}
+	return 0;
 }
 
 /* ---- validation ------------------------------------------------------------ */

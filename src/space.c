@@ -147,6 +147,7 @@ struct gm_space {
 	struct gm_space_head head;       /* first: read by the inline cache hit */
 	const struct gm_allocator *alloc;
 	uint32_t max_slots;
+	unsigned host_page_shift;        /* hva alignment (config) */
 	_Atomic(struct layout *) active;
 	struct layout lay[2];
 	uint64_t generation;
@@ -190,20 +191,27 @@ static uint64_t slot_last_hva(const struct gm_space_slot *p)
 }
 
 /* The range [base, base + npages - 1] fits, and so does its hva range. */
-static bool slot_shape_ok(uint64_t base, uint64_t npages, uint64_t hva)
+/* A slot KVM would take too: its guest-physical bytes fit in 64 bits
+ * (base + npages <= GM_SPACE_GFN_LIMIT), its hva range does not wrap, and
+ * hva, base and npages are aligned to the host's page size. */
+static bool slot_shape_ok(const struct gm_space *s, uint64_t base, uint64_t npages,
+			  uint64_t hva)
 {
-	if (npages == 0 || base + (npages - 1) < base)
+	if (npages == 0 || base >= GM_SPACE_GFN_LIMIT || npages > GM_SPACE_GFN_LIMIT - base)
 		return false;
-	if (npages > (UINT64_MAX >> PAGE_SHIFT) + 1)
+	uint64_t host_mask = (1ull << s->host_page_shift) - 1;
+	uint64_t frames_mask = host_mask >> PAGE_SHIFT;
+	if ((hva & host_mask) || (base & frames_mask) || (npages & frames_mask))
 		return false;
 	uint64_t bytes_m1 = ((npages - 1) << PAGE_SHIFT) + ((1u << PAGE_SHIFT) - 1);
 	return hva + bytes_m1 >= hva;
 }
 
-static struct layout *inactive_of(struct gm_space *s)
+static struct layout *inactive_of(const struct gm_space *s)
 {
-	struct layout *a = atomic_load_explicit(&s->active, memory_order_relaxed);
-	return a == &s->lay[0] ? &s->lay[1] : &s->lay[0];
+	struct gm_space *w = (struct gm_space *)s; /* the layouts' counters are atomics */
+	struct layout *a = atomic_load_explicit(&w->active, memory_order_relaxed);
+	return a == &w->lay[0] ? &w->lay[1] : &w->lay[0];
 }
 
 /* ---- slot objects ---------------------------------------------------------- */
@@ -285,25 +293,21 @@ fail:
 	return NULL;
 }
 
-static void rmap_chunk_free(uint64_t key, void *value, void *ctx)
+static int rmap_chunk_free(void *ctx, uint64_t key, void *value)
 {
 	struct slot *sl = ctx;
 	struct gm_space *s = sl->space;
 	struct gm_rmap_head *heads = value;
 	struct gm_rmap_cache cache;
 	(void)key;
-	gm_rmap_cache_init(&cache, s->alloc);
-	for (size_t i = 0; i < ((size_t)1 << RMAP_SHIFT); i++) {
-		struct gm_rmap_iter it;
-		if (!heads[i].word)
-			continue;
-		for (void *p = gm_rmap_iter_first(&it, &heads[i]); p;
-		     p = gm_rmap_iter_next(&it))
-			gm_rmap_iter_remove(&it, &cache);
-	}
-	gm_rmap_cache_destroy(&cache);
+	gm_rmap_cache_init_(&cache, s->alloc);
+	for (size_t i = 0; i < ((size_t)1 << RMAP_SHIFT); i++)
+		if (heads[i].word)
+			gm_rmap_clear(&heads[i], &cache, NULL, NULL);
+	gm_rmap_cache_fini_(&cache);
 	gm_alloc_release(s->alloc, heads, RMAP_CHUNK_BYTES);
 	atomic_fetch_sub(&s->rmap_bytes, RMAP_CHUNK_BYTES);
+	return 0;
 }
 
 /* Frees what a slot no reader can reach any more holds (not the object). */
@@ -312,10 +316,10 @@ static void slot_free_parts(struct slot *sl)
 	struct gm_space *s = sl->space;
 	struct gm_pagemap *rm = atomic_load_explicit(&sl->rmaps, memory_order_acquire);
 	if (rm) {
-		size_t rb = rm->bytes;
-		gm_pagemap_destroy(rm, rmap_chunk_free, sl);
-		gm_alloc_release(s->alloc, rm, sizeof(*rm));
-		atomic_fetch_sub(&s->rmap_bytes, rb + sizeof(*rm));
+		size_t rb = gm_pagemap_bytes_(rm);
+		gm_pagemap_walk(rm, 0, UINT64_MAX, rmap_chunk_free, sl);
+		gm_pagemap_destroy(rm);
+		atomic_fetch_sub(&s->rmap_bytes, rb);
 	}
 	if (sl->nchunks) {
 		for (uint64_t i = 0; i < sl->nchunks; i++) {
@@ -1344,7 +1348,7 @@ static int idx_create(struct gm_space *s, struct gtop **g,
 	*ids = idtab_new(s, IDTAB_MIN);
 	if (!*ids)
 		return -ENOMEM;
-	if (gm_itree_create(h, GM_ITREE_RCU, s->alloc))
+	if (gm_itree_create(h, GM_RCU, s->alloc))
 		goto fail;
 	return 0;
 fail:
@@ -1407,13 +1411,15 @@ static int layout_rebuild(struct gm_space *s, struct layout *L)
 /* ---- create / destroy ------------------------------------------------------ */
 
 int gm_space_create(struct gm_space **out, const struct gm_space_config *config,
-		    const struct gm_allocator *alloc)
+		    unsigned flags, const struct gm_allocator *alloc)
 {
-	if (!out)
+	if (!out || (flags & ~GM_RCU))
 		return -EINVAL;
 	uint32_t max = config && config->max_slots ? config->max_slots
 						   : GM_SPACE_DEFAULT_MAX_SLOTS;
-	if (max > (1u << 31))
+	unsigned host_shift = config && config->host_page_shift ? config->host_page_shift
+								 : PAGE_SHIFT;
+	if (max > (1u << 31) || host_shift < PAGE_SHIFT || host_shift > 30)
 		return -EINVAL;
 	if (!alloc)
 		alloc = gm_alloc_default();
@@ -1423,6 +1429,7 @@ int gm_space_create(struct gm_space **out, const struct gm_space_config *config,
 	memset(s, 0, sizeof(*s));
 	s->alloc = alloc;
 	s->max_slots = max;
+	s->host_page_shift = host_shift;
 	gm_reclaim_init(&s->reclaim, alloc, true);
 	for (int i = 0; i < 2; i++) {
 		struct gtop *g;
@@ -1448,13 +1455,12 @@ int gm_space_create(struct gm_space **out, const struct gm_space_config *config,
 	return 0;
 }
 
-static void lazy_map_destroy(struct gm_space *s, _Atomic(struct gm_rangemap *) *pm)
+static void lazy_map_destroy(_Atomic(struct gm_rangemap *) *pm)
 {
 	struct gm_rangemap *m = atomic_load(pm);
 	if (!m)
 		return;
 	gm_rangemap_destroy(m);
-	gm_alloc_release(s->alloc, m, sizeof(*m));
 	atomic_store(pm, NULL);
 }
 
@@ -1479,15 +1485,15 @@ void gm_space_destroy(struct gm_space *s)
 		struct gm_rangemap *m = atomic_load(&s->io[k]);
 		if (!m)
 			continue;
-		struct gm_rangemap_cursor c;
+		struct gm_rangemap_iter c;
 		struct gm_range r;
-		gm_rangemap_cursor_init(&c, m, 0, UINT64_MAX, 0);
-		while (gm_rangemap_cursor_next(&c, &r) == 0)
+		gm_rangemap_iter_init(&c, m, 0, UINT64_MAX, 0);
+		while (gm_rangemap_iter_next(&c, &r) == 0)
 			gm_alloc_release(s->alloc, (void *)(uintptr_t)r.value,
 					 sizeof(struct gm_space_io));
-		lazy_map_destroy(s, &s->io[k]);
+		lazy_map_destroy(&s->io[k]);
 	}
-	lazy_map_destroy(s, &s->wp);
+	lazy_map_destroy(&s->wp);
 	attr_destroy(s);
 	gm_alloc_release(s->alloc, s->ops, s->cap_ops * sizeof(*s->ops));
 	gm_alloc_release(s->alloc, s->log.v, s->log.cap * sizeof(struct change));
@@ -1503,9 +1509,16 @@ void gm_space_destroy(struct gm_space *s)
 
 /* ---- batches ----------------------------------------------------------------- */
 
-void gm_space_begin(struct gm_space *s)
+void gm_space_batch_begin(struct gm_space *s)
 {
-	s->nops = 0;
+	if (s)
+		s->nops = 0;
+}
+
+void gm_space_batch_abort(struct gm_space *s)
+{
+	if (s)
+		s->nops = 0;
 }
 
 static int push_op(struct gm_space *s, struct op op)
@@ -1528,12 +1541,12 @@ static int push_op(struct gm_space *s, struct op op)
 int gm_space_batch_add(struct gm_space *s, uint32_t id, uint64_t base_gfn,
 		       uint64_t npages, uint64_t hva, uint32_t flags)
 {
-	if (!s || (flags & ~SLOT_FLAGS) || !slot_shape_ok(base_gfn, npages, hva))
+	if (!s || (flags & ~SLOT_FLAGS) || !slot_shape_ok(s, base_gfn, npages, hva))
 		return -EINVAL;
 	return push_op(s, (struct op){OP_ADD, id, flags, base_gfn, npages, hva});
 }
 
-int gm_space_batch_delete(struct gm_space *s, uint32_t id)
+int gm_space_batch_remove(struct gm_space *s, uint32_t id)
 {
 	if (!s)
 		return -EINVAL;
@@ -1654,7 +1667,7 @@ static int apply_op(struct gm_space *s, struct layout *L, const struct op *op)
 			npages = op->npages;
 		else
 			flags = op->flags;
-		if (!slot_shape_ok(base, npages, hva))
+		if (!slot_shape_ok(s, base, npages, hva))
 			return -EINVAL;
 	}
 	sl = slot_new(s, op->id, base, npages, hva, flags);
@@ -1677,7 +1690,7 @@ fail:
 	return rc;
 }
 
-int gm_space_commit(struct gm_space *s)
+int gm_space_batch_commit(struct gm_space *s)
 {
 	if (!s)
 		return -EINVAL;
@@ -1722,47 +1735,57 @@ int gm_space_slot_add(struct gm_space *s, uint32_t id, uint64_t base_gfn,
 {
 	if (!s)
 		return -EINVAL;
-	gm_space_begin(s);
+	gm_space_batch_begin(s);
 	int rc = gm_space_batch_add(s, id, base_gfn, npages, hva, flags);
-	return rc ? rc : gm_space_commit(s);
+	return rc ? rc : gm_space_batch_commit(s);
 }
 
-int gm_space_slot_delete(struct gm_space *s, uint32_t id)
+int gm_space_slot_remove(struct gm_space *s, uint32_t id)
 {
 	if (!s)
 		return -EINVAL;
-	gm_space_begin(s);
-	int rc = gm_space_batch_delete(s, id);
-	return rc ? rc : gm_space_commit(s);
+	gm_space_batch_begin(s);
+	int rc = gm_space_batch_remove(s, id);
+	return rc ? rc : gm_space_batch_commit(s);
 }
 
 int gm_space_slot_move(struct gm_space *s, uint32_t id, uint64_t new_base_gfn)
 {
 	if (!s)
 		return -EINVAL;
-	gm_space_begin(s);
+	gm_space_batch_begin(s);
 	int rc = gm_space_batch_move(s, id, new_base_gfn);
-	return rc ? rc : gm_space_commit(s);
+	return rc ? rc : gm_space_batch_commit(s);
 }
 
 int gm_space_slot_resize(struct gm_space *s, uint32_t id, uint64_t new_npages)
 {
 	if (!s)
 		return -EINVAL;
-	gm_space_begin(s);
+	gm_space_batch_begin(s);
 	int rc = gm_space_batch_resize(s, id, new_npages);
-	return rc ? rc : gm_space_commit(s);
+	return rc ? rc : gm_space_batch_commit(s);
+}
+
+int gm_space_slot_set_flags(struct gm_space *s, uint32_t id, uint32_t flags)
+{
+	if (!s)
+		return -EINVAL;
+	gm_space_batch_begin(s);
+	int rc = gm_space_batch_set_flags(s, id, flags);
+	return rc ? rc : gm_space_batch_commit(s);
 }
 
 /* ---- readers ------------------------------------------------------------- */
 
 void gm_space_cache_init(struct gm_space_cache *c)
 {
-	memset(c, 0, sizeof(*c));
+	if (c)
+		memset(c, 0, sizeof(*c));
 }
 
 /* A reader's view of one layout: enter (seq even) ... valid (seq same). */
-static struct layout *view_enter(struct gm_space *s, uint64_t *seq)
+static struct layout *view_enter(const struct gm_space *s, uint64_t *seq)
 {
 	for (;;) {
 		struct layout *L = atomic_load_explicit(&s->active, memory_order_acquire);
@@ -1792,7 +1815,7 @@ struct hit {
  * waiting, if the layout was edited meanwhile). With a per-thread cache
  * the shared hint is neither read nor written: the cache replaces it, and
  * the vCPU threads then share no written cache line. Fills cache. */
-static bool lookup(struct gm_space *s, struct gm_space_cache *cache, uint64_t gfn,
+static bool lookup(const struct gm_space *s, struct gm_space_cache *cache, uint64_t gfn,
 		   bool want_slot, struct hit *out)
 {
 	uint64_t seq, gen;
@@ -1833,9 +1856,11 @@ static bool lookup(struct gm_space *s, struct gm_space_cache *cache, uint64_t gf
 	return true;
 }
 
-int gm_space_gfn_to_slot(struct gm_space *s, struct gm_space_cache *cache,
+int gm_space_gfn_to_slot(const struct gm_space *s, struct gm_space_cache *cache,
 			 uint64_t gfn, const struct gm_space_slot **out)
 {
+	if (GM_UNLIKELY(!s || !out))
+		return -EINVAL;
 	if (cache && cache->slot &&
 	    cache->generation == __atomic_load_n(&s->head.generation, __ATOMIC_ACQUIRE) &&
 	    gfn - cache->base_gfn < cache->npages) {
@@ -1865,7 +1890,7 @@ cache_fill(struct gm_space_cache *cache, uint64_t gen, uint64_t base, uint64_t l
 /* The translation miss with a cache, every case (gidx_find): where the
  * fast path below hands over. */
 static __attribute__((noinline)) int
-translate_cold(struct gm_space *s, struct gm_space_cache *cache, uint64_t gfn, uint64_t *hva)
+translate_cold(const struct gm_space *s, struct gm_space_cache *cache, uint64_t gfn, uint64_t *hva)
 {
 	uint64_t seq, gen, base, last, h;
 	struct layout *L;
@@ -1888,7 +1913,7 @@ translate_cold(struct gm_space *s, struct gm_space_cache *cache, uint64_t gfn, u
 
 /* Without a cache: through the shared hint (lookup). */
 static __attribute__((noinline)) int
-translate_uncached(struct gm_space *s, uint64_t gfn, uint64_t *hva)
+translate_uncached(const struct gm_space *s, uint64_t gfn, uint64_t *hva)
 {
 	struct hit r;
 	if (!lookup(s, NULL, gfn, false, &r))
@@ -1903,9 +1928,11 @@ translate_uncached(struct gm_space *s, uint64_t gfn, uint64_t *hva)
  * common case (gidx_find_fast) runs here without a call, so the function
  * needs no stack frame; anything else tail-calls translate_cold, which
  * starts over. */
-int gm_space_gfn_to_hva_slow(struct gm_space *s, struct gm_space_cache *cache,
+int gm_space_gfn_to_hva_slow(const struct gm_space *s, struct gm_space_cache *cache,
 			     uint64_t gfn, uint64_t *hva)
 {
+	if (GM_UNLIKELY(!s || !hva))
+		return -EINVAL;
 	if (GM_UNLIKELY(cache == NULL))
 		return translate_uncached(s, gfn, hva);
 	struct layout *L = atomic_load_explicit(&s->active, memory_order_acquire);
@@ -1925,11 +1952,13 @@ int gm_space_gfn_to_hva_slow(struct gm_space *s, struct gm_space_cache *cache,
 	return 0;
 }
 
-const struct gm_space_slot *gm_space_id_to_slot(struct gm_space *s, uint32_t id)
+const struct gm_space_slot *gm_space_id_to_slot(const struct gm_space *s, uint32_t id)
 {
 	uint64_t seq;
 	struct layout *L;
 	struct slot *sl;
+	if (!s)
+		return NULL;
 	do {
 		L = view_enter(s, &seq);
 		sl = idtab_load(L_ids(L), id);
@@ -1937,10 +1966,10 @@ const struct gm_space_slot *gm_space_id_to_slot(struct gm_space *s, uint32_t id)
 	return sl ? &sl->pub : NULL;
 }
 
-long gm_space_hva_range(struct gm_space *s, uint64_t a, uint64_t b,
-			struct gm_space_hva_hit *hits, size_t max)
+int64_t gm_space_hva_fill(const struct gm_space *s, uint64_t a, uint64_t b,
+			  struct gm_space_hva_hit *hits, size_t max)
 {
-	if (a > b)
+	if (!s || a > b || (max && !hits))
 		return -EINVAL;
 	uint64_t seq;
 	struct layout *L;
@@ -1950,9 +1979,9 @@ long gm_space_hva_range(struct gm_space *s, uint64_t a, uint64_t b,
 		struct gm_itree_iter it;
 		struct gm_itree_entry e;
 		n = 0;
-		gm_itree_iter_init(&it, L_hva(L), a, b);
+		gm_itree_iter_init(&it, L_hva(L), a, b, 0);
 		const struct idtab *ids = L_ids(L);
-		while (gm_itree_iter_next(&it, &e)) {
+		while (gm_itree_iter_next(&it, &e) == 0) {
 			if (n < max) {
 				/* the item is the id + 1 (see hva_item); NULL
 				 * only in a torn view, which the retry drops */
@@ -1969,13 +1998,15 @@ long gm_space_hva_range(struct gm_space *s, uint64_t a, uint64_t b,
 			n++;
 		}
 	} while (!view_valid(L, seq));
-	return (long)n;
+	return (int64_t)n;
 }
 
-uint64_t gm_space_generation(struct gm_space *s)
+uint64_t gm_space_generation(const struct gm_space *s)
 {
 	uint64_t seq, gen;
 	struct layout *L;
+	if (!s)
+		return 0;
 	do {
 		L = view_enter(s, &seq);
 		gen = atomic_load_explicit(&L->generation, memory_order_relaxed);
@@ -1985,6 +2016,8 @@ uint64_t gm_space_generation(struct gm_space *s)
 
 uint64_t gm_space_slot_count(const struct gm_space *s)
 {
+	if (!s)
+		return 0;
 	return atomic_load_explicit(&s->active, memory_order_relaxed)->nslots;
 }
 
@@ -1996,7 +2029,6 @@ static void attr_destroy(struct gm_space *s)
 	if (w & ATTR_MAP_TAG) {
 		struct gm_rangemap *m = (struct gm_rangemap *)(w & ~(uintptr_t)ATTR_MAP_TAG);
 		gm_rangemap_destroy(m);
-		gm_alloc_release(s->alloc, m, sizeof(*m));
 	} else if (w) {
 		gm_alloc_release(s->alloc, (void *)w, sizeof(struct attr_one));
 	}
@@ -2033,7 +2065,7 @@ int gm_space_attr_set(struct gm_space *s, uint64_t first, uint64_t last, uint64_
 	if (w & ATTR_MAP_TAG) {
 		struct gm_rangemap *m = (struct gm_rangemap *)(w & ~(uintptr_t)ATTR_MAP_TAG);
 		return value ? gm_rangemap_store(m, first, last, value)
-			     : gm_rangemap_erase(m, first, last);
+			     : gm_rangemap_remove(m, first, last);
 	}
 	struct attr_one *one = (struct attr_one *)w, out[3];
 	size_t n = attr_combine(one, first, last, value, out);
@@ -2047,17 +2079,12 @@ int gm_space_attr_set(struct gm_space *s, uint64_t first, uint64_t last, uint64_
 		*o = out[0];
 		nw = (uintptr_t)o;
 	} else if (n > 1) {
-		struct gm_rangemap *m = gm_alloc_mem(s->alloc, sizeof(*m), _Alignof(struct gm_rangemap));
-		if (!m)
+		struct gm_rangemap *m;
+		if (gm_rangemap_create(&m, GM_RCU, s->alloc))
 			return -ENOMEM;
-		if (gm_rangemap_init(m, GM_RANGEMAP_RCU, s->alloc)) {
-			gm_alloc_release(s->alloc, m, sizeof(*m));
-			return -ENOMEM;
-		}
 		for (size_t i = 0; i < n; i++) {
 			if (gm_rangemap_store(m, out[i].first, out[i].last, out[i].value)) {
 				gm_rangemap_destroy(m);
-				gm_alloc_release(s->alloc, m, sizeof(*m));
 				return -ENOMEM;
 			}
 		}
@@ -2071,8 +2098,10 @@ int gm_space_attr_set(struct gm_space *s, uint64_t first, uint64_t last, uint64_
 	return 0;
 }
 
-uint64_t gm_space_attr_get(struct gm_space *s, uint64_t gfn)
+uint64_t gm_space_attr_get(const struct gm_space *s, uint64_t gfn)
 {
+	if (!s)
+		return 0;
 	uintptr_t w = atomic_load_explicit(&s->attr, memory_order_acquire);
 	if (!w)
 		return 0;
@@ -2085,9 +2114,9 @@ uint64_t gm_space_attr_get(struct gm_space *s, uint64_t gfn)
 	return gfn >= o->first && gfn <= o->last ? o->value : 0;
 }
 
-bool gm_space_attr_all(struct gm_space *s, uint64_t first, uint64_t last, uint64_t value)
+bool gm_space_attr_all(const struct gm_space *s, uint64_t first, uint64_t last, uint64_t value)
 {
-	if (first > last)
+	if (!s || first > last)
 		return false;
 	uintptr_t w = atomic_load_explicit(&s->attr, memory_order_acquire);
 	if (!w)
@@ -2142,21 +2171,15 @@ static struct gm_rangemap *lazy_map(struct gm_space *s, _Atomic(struct gm_rangem
 	*created = false;
 	if (m)
 		return m;
-	m = gm_alloc_mem(s->alloc, sizeof(*m), _Alignof(struct gm_rangemap));
-	if (!m)
+	if (gm_rangemap_create(&m, GM_RCU | flags, s->alloc))
 		return NULL;
-	if (gm_rangemap_init(m, GM_RANGEMAP_RCU | flags, s->alloc)) {
-		gm_alloc_release(s->alloc, m, sizeof(*m));
-		return NULL;
-	}
 	*created = true;
 	return m;
 }
 
-static void lazy_map_drop(struct gm_space *s, struct gm_rangemap *m)
+static void lazy_map_drop(struct gm_rangemap *m)
 {
 	gm_rangemap_destroy(m);
-	gm_alloc_release(s->alloc, m, sizeof(*m));
 }
 
 static int wp_update(struct gm_space *s, uint64_t first, uint64_t last, bool inc)
@@ -2172,7 +2195,7 @@ static int wp_update(struct gm_space *s, uint64_t first, uint64_t last, bool inc
 	int rc = gm_rangemap_update(m, first, last, inc ? wp_inc : wp_dec, NULL,
 				    GM_RANGEMAP_UPDATE_GAPS);
 	if (rc && created)
-		lazy_map_drop(s, m);
+		lazy_map_drop(m);
 	else if (created)
 		atomic_store_explicit(&s->wp, m, memory_order_release);
 	return rc;
@@ -2180,16 +2203,22 @@ static int wp_update(struct gm_space *s, uint64_t first, uint64_t last, bool inc
 
 int gm_space_protect(struct gm_space *s, uint64_t first, uint64_t last)
 {
+	if (!s)
+		return -EINVAL;
 	return wp_update(s, first, last, true);
 }
 
 int gm_space_unprotect(struct gm_space *s, uint64_t first, uint64_t last)
 {
+	if (!s)
+		return -EINVAL;
 	return wp_update(s, first, last, false);
 }
 
-uint64_t gm_space_protect_count(struct gm_space *s, uint64_t gfn)
+uint64_t gm_space_protect_count(const struct gm_space *s, uint64_t gfn)
 {
+	if (!s)
+		return 0;
 	struct gm_rangemap *m = atomic_load_explicit(&s->wp, memory_order_acquire);
 	uint64_t v;
 	if (!m || gm_rangemap_load(m, gfn, &v, NULL, NULL))
@@ -2199,8 +2228,8 @@ uint64_t gm_space_protect_count(struct gm_space *s, uint64_t gfn)
 
 /* ---- I/O dispatch ------------------------------------------------------------- */
 
-int gm_space_io_register(struct gm_space *s, enum gm_space_io_kind kind,
-			 uint64_t first, uint64_t last, gm_space_io_fn fn, void *opaque)
+int gm_space_io_add(struct gm_space *s, enum gm_space_io_kind kind,
+			 uint64_t first, uint64_t last, gm_space_io_fn fn, void *ctx)
 {
 	if (!s || first > last || !fn || (kind != GM_SPACE_MMIO && kind != GM_SPACE_PIO))
 		return -EINVAL;
@@ -2211,13 +2240,13 @@ int gm_space_io_register(struct gm_space *s, enum gm_space_io_kind kind,
 	struct gm_space_io *io = gm_alloc_mem(s->alloc, sizeof(*io), _Alignof(struct gm_space_io));
 	int rc = -ENOMEM;
 	if (io) {
-		*io = (struct gm_space_io){first, last, fn, opaque};
+		*io = (struct gm_space_io){first, last, fn, ctx};
 		rc = gm_rangemap_insert(m, first, last, (uint64_t)(uintptr_t)io);
 		if (rc)
 			gm_alloc_release(s->alloc, io, sizeof(*io));
 	}
 	if (rc && created)
-		lazy_map_drop(s, m);
+		lazy_map_drop(m);
 	else if (created)
 		atomic_store_explicit(&s->io[kind], m, memory_order_release);
 	if (!rc)
@@ -2225,7 +2254,7 @@ int gm_space_io_register(struct gm_space *s, enum gm_space_io_kind kind,
 	return rc;
 }
 
-int gm_space_io_unregister(struct gm_space *s, enum gm_space_io_kind kind, uint64_t first)
+int gm_space_io_remove(struct gm_space *s, enum gm_space_io_kind kind, uint64_t first)
 {
 	if (!s || (kind != GM_SPACE_MMIO && kind != GM_SPACE_PIO))
 		return -EINVAL;
@@ -2235,7 +2264,7 @@ int gm_space_io_unregister(struct gm_space *s, enum gm_space_io_kind kind, uint6
 		return -ENOENT;
 	if (gm_reclaim_reserve(&s->reclaim, 1))
 		return -ENOMEM;
-	int rc = gm_rangemap_erase(m, lo, hi);
+	int rc = gm_rangemap_remove(m, lo, hi);
 	if (rc)
 		return rc;
 	gm_reclaim_retire(&s->reclaim, (void *)(uintptr_t)v, sizeof(struct gm_space_io));
@@ -2244,10 +2273,10 @@ int gm_space_io_unregister(struct gm_space *s, enum gm_space_io_kind kind, uint6
 	return 0;
 }
 
-int gm_space_io_find(struct gm_space *s, enum gm_space_io_kind kind, uint64_t addr,
+int gm_space_io_find(const struct gm_space *s, enum gm_space_io_kind kind, uint64_t addr,
 		     struct gm_space_io *io)
 {
-	if (kind != GM_SPACE_MMIO && kind != GM_SPACE_PIO)
+	if (!s || !io || (kind != GM_SPACE_MMIO && kind != GM_SPACE_PIO))
 		return -EINVAL;
 	struct gm_rangemap *m = atomic_load_explicit(&s->io[kind], memory_order_acquire);
 	uint64_t v;
@@ -2259,9 +2288,11 @@ int gm_space_io_find(struct gm_space *s, enum gm_space_io_kind kind, uint64_t ad
 
 /* ---- dirty logging ----------------------------------------------------------------- */
 
-int gm_space_mark_dirty(struct gm_space *s, const struct gm_space_slot *p, uint64_t gfn)
+int gm_space_dirty_mark(struct gm_space *s, const struct gm_space_slot *p, uint64_t gfn)
 {
 	struct slot *sl = (struct slot *)p;
+	if (GM_UNLIKELY(!s || !p))
+		return -EINVAL;
 	uint64_t off = gfn - p->base_gfn;
 	if (!sl->nchunks || off >= p->npages)
 		return -ENOENT;
@@ -2313,12 +2344,13 @@ static void run_add(struct run *r, uint64_t first, uint64_t count)
 	r->count = count;
 }
 
-long gm_space_dirty_harvest(struct gm_space *s, const struct gm_space_slot *p,
+int64_t gm_space_dirty_harvest(struct gm_space *s, const struct gm_space_slot *p,
 			    gm_space_dirty_fn fn, void *ctx)
 {
 	struct slot *sl = (struct slot *)p;
-	(void)s;
-	if (!sl->nchunks || !fn)
+	if (!s || !p || !fn)
+		return -EINVAL;
+	if (!sl->nchunks)
 		return -ENOENT;
 	struct run r = {fn, ctx, 0, 0, 0};
 	uint64_t ntop = (sl->nchunks + 63) / 64;
@@ -2361,6 +2393,8 @@ struct gm_rmap_head *gm_space_rmap_head(struct gm_space *s, const struct gm_spac
 					uint64_t gfn, bool create)
 {
 	struct slot *sl = (struct slot *)p;
+	if (!s || !p)
+		return NULL;
 	uint64_t off = gfn - p->base_gfn;
 	if (off >= p->npages)
 		return NULL;
@@ -2369,27 +2403,20 @@ struct gm_rmap_head *gm_space_rmap_head(struct gm_space *s, const struct gm_spac
 	struct gm_rmap_head *heads = rm ? gm_pagemap_load(rm, ci) : NULL;
 	if (!heads && create) {
 		bool fresh = !rm;
-		if (fresh) { /* the slot's first chunk: its map too */
-			rm = gm_alloc_mem(s->alloc, sizeof(*rm), 16);
-			if (!rm)
-				return NULL;
-			gm_pagemap_init(rm, 0, s->alloc);
-		}
+		if (fresh && gm_pagemap_create(&rm, 0, s->alloc)) /* the slot's first chunk: its map too */
+			return NULL;
 		heads = zalloc(s, RMAP_CHUNK_BYTES);
-		size_t before = rm->bytes;
+		size_t before = fresh ? 0 : gm_pagemap_bytes_(rm);
 		if (!heads || gm_pagemap_insert(rm, ci, heads)) {
 			if (heads)
 				gm_alloc_release(s->alloc, heads, RMAP_CHUNK_BYTES);
-			if (fresh) { /* nothing was inserted: it is empty */
-				gm_pagemap_destroy(rm, NULL, NULL);
-				gm_alloc_release(s->alloc, rm, sizeof(*rm));
-			}
+			if (fresh) /* nothing was inserted: it is empty */
+				gm_pagemap_destroy(rm);
 			return NULL;
 		}
 		if (fresh)
 			atomic_store_explicit(&sl->rmaps, rm, memory_order_release);
-		atomic_fetch_add(&s->rmap_bytes, RMAP_CHUNK_BYTES + rm->bytes - before +
-						 (fresh ? sizeof(*rm) : 0));
+		atomic_fetch_add(&s->rmap_bytes, RMAP_CHUNK_BYTES + gm_pagemap_bytes_(rm) - before);
 	}
 	return heads ? &heads[off & ((1u << RMAP_SHIFT) - 1)] : NULL;
 }
@@ -2402,11 +2429,13 @@ static size_t map_bytes(const struct gm_rangemap *m)
 	if (!m)
 		return 0;
 	gm_rangemap_stats(m, &st);
-	return st.bytes + sizeof(*m);
+	return st.bytes + gm_rangemap_handle_bytes_();
 }
 
-void gm_space_stats(struct gm_space *s, struct gm_space_stats *st)
+int gm_space_stats(const struct gm_space *s, struct gm_space_stats *st)
 {
+	if (!s || !st)
+		return -EINVAL;
 	memset(st, 0, sizeof(*st));
 	struct layout *A = atomic_load(&s->active);
 	st->slots = A->nslots;
@@ -2440,6 +2469,7 @@ void gm_space_stats(struct gm_space *s, struct gm_space_stats *st)
 			  st->bytes_write_track + st->bytes_io + st->bytes_dirty + st->bytes_rmap;
 	double gib = (double)st->guest_pages * (1u << PAGE_SHIFT) / (double)(1ull << 30);
 	st->bytes_per_gib = gib > 0 ? (double)st->bytes_total / gib : 0;
+	return 0;
 }
 
 #define FAIL(msg) do { *reason = (msg); return -EINVAL; } while (0)
@@ -2456,8 +2486,8 @@ static int validate_indexes(struct layout *L, const char **reason)
 		return -EINVAL;
 	struct gm_itree_iter it;
 	struct gm_itree_entry e;
-	gm_itree_iter_init(&it, L_hva(L), 0, UINT64_MAX);
-	while (gm_itree_iter_next(&it, &e)) {
+	gm_itree_iter_init(&it, L_hva(L), 0, UINT64_MAX, 0);
+	while (gm_itree_iter_next(&it, &e) == 0) {
 		const struct slot *sl = idtab_load(L_ids(L), (uint32_t)((uintptr_t)e.item - 1));
 		if (!sl || sl->pub.hva != e.first || slot_last_hva(&sl->pub) != e.last)
 			FAIL("hva index: entry's id not a slot with that hva range");
@@ -2468,12 +2498,16 @@ static int validate_indexes(struct layout *L, const char **reason)
 	return 0;
 }
 
-int gm_space_validate(struct gm_space *s, const char **reason)
+int gm_space_validate(const struct gm_space *s, const char **reason)
 {
 	const char *dummy;
 	if (!reason)
 		reason = &dummy;
 	*reason = NULL;
+	if (!s) {
+		*reason = "NULL space";
+		return -EINVAL;
+	}
 	if (!s)
 		FAIL("space is NULL");
 	struct layout *A = atomic_load(&s->active);
@@ -2498,8 +2532,8 @@ int gm_space_validate(struct gm_space *s, const char **reason)
 		const struct gm_space_slot *p = &sl->pub;
 		const struct gblk *gb;
 		size_t gj;
-		if (!slot_shape_ok(p->base_gfn, p->npages, p->hva))
-			FAIL("slot: empty or past UINT64_MAX");
+		if (!slot_shape_ok(s, p->base_gfn, p->npages, p->hva))
+			FAIL("slot: empty, past GM_SPACE_GFN_LIMIT or UINT64_MAX, or misaligned");
 		if (p->flags & ~SLOT_FLAGS)
 			FAIL("slot: unknown flags");
 		if (!gidx_find(L_gidx(A), p->base_gfn, &gb, &gj) || gb_slot(gb, gj) != sl ||
@@ -2544,10 +2578,10 @@ int gm_space_validate(struct gm_space *s, const char **reason)
 	if (m) {
 		if (gm_rangemap_validate(m, reason))
 			return -EINVAL;
-		struct gm_rangemap_cursor c;
+		struct gm_rangemap_iter c;
 		struct gm_range r;
-		gm_rangemap_cursor_init(&c, m, 0, UINT64_MAX, 0);
-		while (gm_rangemap_cursor_next(&c, &r) == 0)
+		gm_rangemap_iter_init(&c, m, 0, UINT64_MAX, 0);
+		while (gm_rangemap_iter_next(&c, &r) == 0)
 			if (r.value == 0 || r.value > UINT32_MAX)
 				FAIL("write tracking: count 0 or above 2^32-1 stored");
 	}
@@ -2558,10 +2592,10 @@ int gm_space_validate(struct gm_space *s, const char **reason)
 			continue;
 		if (gm_rangemap_validate(m, reason))
 			return -EINVAL;
-		struct gm_rangemap_cursor c;
+		struct gm_rangemap_iter c;
 		struct gm_range r;
-		gm_rangemap_cursor_init(&c, m, 0, UINT64_MAX, 0);
-		while (gm_rangemap_cursor_next(&c, &r) == 0) {
+		gm_rangemap_iter_init(&c, m, 0, UINT64_MAX, 0);
+		while (gm_rangemap_iter_next(&c, &r) == 0) {
 			const struct gm_space_io *io = (const void *)(uintptr_t)r.value;
 			if (io->first != r.first || io->last != r.last || !io->fn)
 				FAIL("io: handler bounds differ from its range");

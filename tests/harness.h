@@ -24,6 +24,7 @@
 #define GMTRACK_TEST_HARNESS_H
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -95,18 +95,18 @@ static void one_query(struct gm_rng *r)
 	gm_rcu_read_lock();
 	if (gm_rng_chance(r, 1, 3)) { /* the one-call form */
 		void *items[NSTABLE + NCHURN];
-		size_t got = gm_itree_collect(tree, a, b, items, NSTABLE + NCHURN);
+		size_t got = gm_itree_fill(tree, a, b, items, NSTABLE + NCHURN);
 		for (size_t i = 0; i < got && i < NSTABLE + NCHURN; i++) {
 			if (!item_overlaps(items[i], a, b))
 				bad++;
 			else if ((uintptr_t)items[i] & 1)
 				seen[(uintptr_t)items[i] / 2] = true;
 		}
-		gm_itree_iter_init(&it, tree, 1, 0); /* -EINVAL: empty cursor */
+		gm_itree_iter_init(&it, tree, 1, 0, 0); /* -EINVAL: empty cursor */
 	} else {
-		gm_itree_iter_init(&it, tree, a, b);
+		gm_itree_iter_init(&it, tree, a, b, 0);
 	}
-	while (gm_itree_iter_next(&it, &e)) {
+	while ((gm_itree_iter_next(&it, &e) == 0)) {
 		/* hot mode: dawdle between entries so writes land mid-leaf */
 		for (volatile unsigned spin = 0; space < 4096 && spin < 300; spin++)
 			;
@@ -155,7 +155,7 @@ static void stress(bool hot)
 	gm_rcu_register_thread();
 	struct gm_alloc_counting c;
 	gm_alloc_counting_init(&c, NULL);
-	CHECK_EQ(gm_itree_create(&tree, GM_ITREE_RCU, &c.allocator), 0);
+	CHECK_EQ(gm_itree_create(&tree, GM_RCU, &c.allocator), 0);
 	atomic_store(&queries, 0);
 	atomic_store(&misses, 0);
 	atomic_store(&bad_entries, 0);

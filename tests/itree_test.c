@@ -77,8 +77,8 @@ static size_t tree_query(const struct gm_itree *t, uint64_t a, uint64_t b,
 {
 	struct gm_itree_iter it;
 	size_t k = 0;
-	CHECK_EQ(gm_itree_iter_init(&it, t, a, b), 0);
-	while (k <= max && gm_itree_iter_next(&it, &out[k]))
+	CHECK_EQ(gm_itree_iter_init(&it, t, a, b, 0), 0);
+	while (k <= max && (gm_itree_iter_next(&it, &out[k]) == 0))
 		k++;
 	return k;
 }
@@ -98,7 +98,7 @@ static void check_query(const struct gm_itree *t, const struct model *m,
 	/* the same through iter_fill, in batches of 1..8 */
 	struct gm_itree_iter it;
 	size_t batch = 1 + (size_t)gm_rng_below(gm_test_rng(), 8), k = 0, n;
-	CHECK_EQ(gm_itree_iter_init(&it, t, a, b), 0);
+	CHECK_EQ(gm_itree_iter_init(&it, t, a, b, 0), 0);
 	while ((n = gm_itree_iter_fill(&it, &got[k], batch)) > 0) {
 		CHECK(n <= batch);
 		k += n;
@@ -115,7 +115,7 @@ static void check_query(const struct gm_itree *t, const struct model *m,
 	size_t cap = (size_t)gm_rng_below(gm_test_rng(), nw + 2);
 	for (size_t i = 0; i < nw + 2; i++)
 		items[i] = (void *)(uintptr_t)0xdead;
-	CHECK_EQ(gm_itree_collect(t, a, b, items, cap), nw);
+	CHECK_EQ(gm_itree_fill(t, a, b, items, cap), nw);
 	for (size_t i = 0; i < nw && i < cap; i++)
 		CHECK(items[i] == want[i].item);
 	for (size_t i = cap < nw ? cap : nw; i < nw + 2; i++)
@@ -196,9 +196,9 @@ static void differential(unsigned flags, uint64_t span, uint64_t steps,
 			uint64_t p = gm_rng_below(r, span);
 			struct gm_itree_iter it;
 			struct gm_itree_entry want[512], got;
-			gm_itree_stab_init(&it, t, p);
+			gm_itree_iter_init(&it, t, p, p, 0);
 			size_t nw = model_query(&m, p, p, want), k = 0;
-			while (gm_itree_iter_next(&it, &got)) {
+			while ((gm_itree_iter_next(&it, &got) == 0)) {
 				CHECK(k < nw);
 				CHECK_EQ(entry_cmp(&got, &want[k]), 0);
 				k++;
@@ -238,14 +238,14 @@ GM_TEST(differential_wide_space_plain)
 GM_TEST(differential_small_space_rcu)
 {
 	gm_rcu_register_thread();
-	differential(GM_ITREE_RCU, 256, gm_test_iters(20000), 600);
+	differential(GM_RCU, 256, gm_test_iters(20000), 600);
 	gm_rcu_unregister_thread();
 }
 
 GM_TEST(differential_wide_space_rcu)
 {
 	gm_rcu_register_thread();
-	differential(GM_ITREE_RCU, 1ull << 50, gm_test_iters(10000), 3000);
+	differential(GM_RCU, 1ull << 50, gm_test_iters(10000), 3000);
 	gm_rcu_unregister_thread();
 }
 
@@ -256,7 +256,7 @@ GM_TEST(portable_paths_without_avx2)
 	gm_cpu_avx2_ = false;
 	differential(0, 1ull << 40, gm_test_iters(5000), 2000);
 	gm_rcu_register_thread();
-	differential(GM_ITREE_RCU, 256, gm_test_iters(5000), 600);
+	differential(GM_RCU, 256, gm_test_iters(5000), 600);
 	gm_rcu_unregister_thread();
 	gm_cpu_avx2_ = gm_test_cpu_avx2();
 }
@@ -328,7 +328,7 @@ GM_TEST(patterned_plain)
 GM_TEST(patterned_rcu)
 {
 	gm_rcu_register_thread();
-	patterned(GM_ITREE_RCU);
+	patterned(GM_RCU);
 	gm_rcu_unregister_thread();
 }
 
@@ -342,21 +342,21 @@ GM_TEST(edge_cases)
 	CHECK_EQ(gm_itree_create(&t, 0, NULL), 0);
 	/* empty */
 	CHECK_EQ(gm_itree_count(t), 0);
-	CHECK_EQ(gm_itree_iter_init(&it, t, 0, UINT64_MAX), 0);
-	CHECK(!gm_itree_iter_next(&it, &e));
-	CHECK(!gm_itree_iter_next(&it, &e));
+	CHECK_EQ(gm_itree_iter_init(&it, t, 0, UINT64_MAX, 0), 0);
+	CHECK(!(gm_itree_iter_next(&it, &e) == 0));
+	CHECK(!(gm_itree_iter_next(&it, &e) == 0));
 	CHECK_EQ(gm_itree_remove(t, 1, 2, NULL), -ENOENT);
 	CHECK_VALID(gm_itree_validate(t, &reason), reason);
 	/* reversed ranges */
 	CHECK_EQ(gm_itree_insert(t, 5, 4, NULL), -EINVAL);
 	CHECK_EQ(gm_itree_remove(t, 5, 4, NULL), -EINVAL);
-	CHECK_EQ(gm_itree_iter_init(&it, t, 9, 8), -EINVAL);
-	CHECK(!gm_itree_iter_next(&it, &e));
+	CHECK_EQ(gm_itree_iter_init(&it, t, 9, 8, 0), -EINVAL);
+	CHECK(!(gm_itree_iter_next(&it, &e) == 0));
 	void *one[1];
-	CHECK_EQ(gm_itree_collect(t, 0, UINT64_MAX, one, 1), 0);
+	CHECK_EQ(gm_itree_fill(t, 0, UINT64_MAX, one, 1), 0);
 	CHECK_EQ(gm_itree_insert(t, 1, 100, (void *)3), 0);
-	CHECK_EQ(gm_itree_collect(t, 9, 8, one, 1), 0);
-	CHECK_EQ(gm_itree_collect(t, 8, 9, one, 1), 1);
+	CHECK_EQ(gm_itree_fill(t, 9, 8, one, 1), -EINVAL);
+	CHECK_EQ(gm_itree_fill(t, 8, 9, one, 1), 1);
 	CHECK(one[0] == (void *)3);
 	CHECK_EQ(gm_itree_remove(t, 1, 100, (void *)3), 0);
 	/* the whole space, points at both ends */
@@ -366,23 +366,23 @@ GM_TEST(edge_cases)
 	CHECK_EQ(gm_itree_insert(t, 0, 0, NULL), 0);
 	CHECK_EQ(gm_itree_insert(t, UINT64_MAX, UINT64_MAX, NULL), 0);
 	CHECK_EQ(gm_itree_count(t), 4);
-	gm_itree_stab_init(&it, t, UINT64_MAX);
-	CHECK(gm_itree_iter_next(&it, &e));
+	gm_itree_iter_init(&it, t, UINT64_MAX, UINT64_MAX, 0);
+	CHECK((gm_itree_iter_next(&it, &e) == 0));
 	CHECK_EQ(e.first, 0);
 	CHECK_EQ((uintptr_t)e.item, 7);
-	CHECK(gm_itree_iter_next(&it, &e));
+	CHECK((gm_itree_iter_next(&it, &e) == 0));
 	CHECK_EQ((uintptr_t)e.item, 8);
-	CHECK(gm_itree_iter_next(&it, &e));
+	CHECK((gm_itree_iter_next(&it, &e) == 0));
 	CHECK_EQ(e.first, UINT64_MAX);
-	CHECK(!gm_itree_iter_next(&it, &e));
-	gm_itree_stab_init(&it, t, 0);
+	CHECK(!(gm_itree_iter_next(&it, &e) == 0));
+	gm_itree_iter_init(&it, t, 0, 0, 0);
 	size_t k = 0;
-	while (gm_itree_iter_next(&it, &e))
+	while ((gm_itree_iter_next(&it, &e) == 0))
 		k++;
 	CHECK_EQ(k, 3);
-	gm_itree_stab_init(&it, t, 12345);
+	gm_itree_iter_init(&it, t, 12345, 12345, 0);
 	k = 0;
-	while (gm_itree_iter_next(&it, &e))
+	while ((gm_itree_iter_next(&it, &e) == 0))
 		k++;
 	CHECK_EQ(k, 2);
 	CHECK_EQ(gm_itree_remove(t, 0, UINT64_MAX, (void *)9), -ENOENT);
@@ -471,8 +471,8 @@ static void oom(unsigned flags)
 		/* Deferred frees of earlier steps run on liburcu's thread and
 		 * would blur the byte count: in RCU mode, wait for them (slow,
 		 * so only on every 16th step) and check bytes only then. */
-		bool exact = !(flags & GM_ITREE_RCU) || s % 16 == 0;
-		if (flags & GM_ITREE_RCU && exact)
+		bool exact = !(flags & GM_RCU) || s % 16 == 0;
+		if (flags & GM_RCU && exact)
 			gm_rcu_barrier();
 		size_t before = gm_alloc_counting_bytes(&c);
 		gm_alloc_failing_arm_nth(&f, 1 + gm_rng_below(r, 6), gm_rng_chance(r, 1, 2));
@@ -514,7 +514,7 @@ GM_TEST(oom_plain_leaves_tree_unchanged)
 GM_TEST(oom_rcu_leaves_tree_unchanged)
 {
 	gm_rcu_register_thread();
-	oom(GM_ITREE_RCU);
+	oom(GM_RCU);
 	gm_rcu_unregister_thread();
 }
 

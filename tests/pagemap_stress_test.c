@@ -7,6 +7,7 @@
  * a node freed before the grace period, or a torn publication, would.
  */
 #include "harness.h"
+#include "pagemap_kv.h"
 #include "internal.h"
 
 #include <gmtrack/pagemap.h>
@@ -16,7 +17,7 @@
 #define NSTABLE 2048
 #define NVOLATILE 8192
 
-static struct gm_pagemap map;
+static struct gm_pagemap *map;
 extern uint64_t gm_pagemap_many_loop_max_; /* src/pagemap.c; 0: always batch */
 static uint64_t stable[NSTABLE];      /* sorted, present throughout */
 static uint64_t volatile_keys[NVOLATILE];
@@ -45,9 +46,9 @@ static void *reader(void *arg)
 		switch (gm_rng_below(&r, 5)) {
 		case 0: { /* stable keys are always found, with their value */
 			uint64_t k = stable[gm_rng_below(&r, NSTABLE)];
-			errors += !value_matches(k, gm_pagemap_load(&map, k));
+			errors += !value_matches(k, gm_pagemap_load(map, k));
 			uint64_t vk = volatile_keys[gm_rng_below(&r, NVOLATILE)];
-			void *v = gm_pagemap_load(&map, vk);
+			void *v = gm_pagemap_load(map, vk);
 			errors += v && !value_matches(vk, v);
 			break;
 		}
@@ -57,7 +58,7 @@ static void *reader(void *arg)
 			for (int i = 0; i < 32; i++)
 				keys[i] = i & 1 ? stable[gm_rng_below(&r, NSTABLE)]
 						: volatile_keys[gm_rng_below(&r, NVOLATILE)];
-			size_t found = gm_pagemap_load_many(&map, keys, 32, vals);
+			size_t found = gm_pagemap_load_many(map, keys, 32, vals);
 			errors += found < 16;
 			for (int i = 0; i < 32; i++) {
 				if (i & 1)
@@ -71,7 +72,7 @@ static void *reader(void *arg)
 			unsigned i = (unsigned)gm_rng_below(&r, NSTABLE - 1);
 			uint64_t k = stable[i] + 1;
 			void *v;
-			if (gm_pagemap_next(&map, &k, &v) != 0 || k > stable[i + 1] ||
+			if (pm_seek_kv(map, &k, &v, true) != 0 || k > stable[i + 1] ||
 			    !value_matches(k, v))
 				errors++;
 			break;
@@ -80,7 +81,7 @@ static void *reader(void *arg)
 			unsigned i = 1 + (unsigned)gm_rng_below(&r, NSTABLE - 1);
 			uint64_t k = stable[i] - 1;
 			void *v;
-			if (gm_pagemap_prev(&map, &k, &v) != 0 || k < stable[i - 1] ||
+			if (pm_seek_kv(map, &k, &v, false) != 0 || k < stable[i - 1] ||
 			    !value_matches(k, v))
 				errors++;
 			break;
@@ -88,11 +89,11 @@ static void *reader(void *arg)
 		default: { /* a walk sees every stable key in its range, ascending */
 			unsigned i = (unsigned)gm_rng_below(&r, NSTABLE - 40);
 			struct gm_pagemap_iter it;
-			gm_pagemap_iter_init(&it, &map, stable[i], stable[i + 32]);
+			gm_pagemap_iter_init(&it, map, stable[i], stable[i + 32], 0);
 			uint64_t k, prev = 0;
 			void *v;
 			unsigned j = i, n = 0;
-			while (gm_pagemap_iter_next(&it, &k, &v)) {
+			while (pm_iter_kv(&it, &k, &v)) {
 				if ((n && k <= prev) || !value_matches(k, v))
 					errors++;
 				if (j <= i + 32 && k == stable[j])
@@ -128,7 +129,7 @@ GM_TEST(readers_see_consistent_map_while_writer_churns)
 	struct gm_rng *r = gm_test_rng();
 	struct gm_alloc_counting c;
 	gm_alloc_counting_init(&c, NULL);
-	CHECK_EQ(gm_pagemap_init(&map, GM_PAGEMAP_RCU, &c.allocator), 0);
+	CHECK_EQ(gm_pagemap_create(&map, GM_RCU, &c.allocator), 0);
 	/* Stable and volatile keys interleave in three shapes: dense frames,
 	 * 512-runs, and random 36-bit frames, so leaves split and merge
 	 * around keys readers depend on. */
@@ -140,8 +141,8 @@ GM_TEST(readers_see_consistent_map_while_writer_churns)
 			case 1: k = 0x40000000ULL + gm_rng_below(r, 8) * 4096 * 512 + gm_rng_below(r, 2048); break;
 			default: k = gm_rng_below(r, 1ULL << 36); break;
 			}
-		} while (gm_pagemap_load(&map, k));
-		CHECK_EQ(gm_pagemap_insert(&map, k, value_for(k, 0)), 0);
+		} while (gm_pagemap_load(map, k));
+		CHECK_EQ(gm_pagemap_insert(map, k, value_for(k, 0)), 0);
 		if (i < NSTABLE)
 			stable[i] = k;
 		else
@@ -158,15 +159,15 @@ GM_TEST(readers_see_consistent_map_while_writer_churns)
 		uint64_t k = volatile_keys[gm_rng_below(r, NVOLATILE)];
 		switch (gm_rng_below(r, 3)) {
 		case 0: {
-			int rc = gm_pagemap_insert(&map, k, value_for(k, (unsigned)i));
+			int rc = gm_pagemap_insert(map, k, value_for(k, (unsigned)i));
 			CHECK(rc == 0 || rc == -EEXIST);
 			break;
 		}
 		case 1:
-			CHECK_EQ(gm_pagemap_store(&map, k, value_for(k, (unsigned)i), NULL), 0);
+			CHECK_EQ(gm_pagemap_store(map, k, value_for(k, (unsigned)i), NULL), 0);
 			break;
 		default: {
-			int rc = gm_pagemap_erase(&map, k, NULL);
+			int rc = gm_pagemap_remove(map, k, NULL);
 			CHECK(rc == 0 || rc == -ENOENT);
 			break;
 		}
@@ -177,8 +178,8 @@ GM_TEST(readers_see_consistent_map_while_writer_churns)
 		pthread_join(th[i], NULL);
 	CHECK_EQ(atomic_load(&reader_errors), 0);
 	CHECK(atomic_load(&reader_ops) > 0);
-	CHECK_VALID(gm_pagemap_validate(&map, &reason), reason);
-	gm_pagemap_destroy(&map, NULL, NULL);
+	CHECK_VALID(gm_pagemap_validate(map, &reason), reason);
+	gm_pagemap_destroy(map);
 	CHECK_EQ(gm_alloc_counting_bytes(&c), 0);
 	gm_rcu_unregister_thread();
 }

@@ -1,5 +1,6 @@
 /* tests/pagemap_test.c — gm_pagemap against a sorted-array model. */
 #include "harness.h"
+#include "pagemap_kv.h"
 #include "internal.h"
 
 #include <gmtrack/pagemap.h>
@@ -75,11 +76,11 @@ static void check_same(const struct gm_pagemap *map, const struct model *m)
 {
 	CHECK_EQ(gm_pagemap_count(map), m->n);
 	struct gm_pagemap_iter it;
-	gm_pagemap_iter_init(&it, map, 0, UINT64_MAX);
+	gm_pagemap_iter_init(&it, map, 0, UINT64_MAX, 0);
 	uint64_t k;
 	void *v;
 	size_t i = 0;
-	while (gm_pagemap_iter_next(&it, &k, &v)) {
+	while (pm_iter_kv(&it, &k, &v)) {
 		CHECK(i < m->n);
 		CHECK_EQ(k, m->keys[i]);
 		CHECK_EQ((uintptr_t)v, m->vals[i]);
@@ -132,7 +133,7 @@ static void random_step(struct gm_pagemap *map, struct model *m, struct gm_rng *
 	}
 	case 5: case 6: { /* erase */
 		void *old = NULL;
-		int rc = gm_pagemap_erase(map, key, &old);
+		int rc = gm_pagemap_remove(map, key, &old);
 		CHECK_EQ(rc, want ? 0 : -ENOENT);
 		if (want) {
 			CHECK_EQ((uintptr_t)old, want);
@@ -144,7 +145,7 @@ static void random_step(struct gm_pagemap *map, struct model *m, struct gm_rng *
 		uint64_t k = key;
 		void *v;
 		size_t i = model_lb(m, key);
-		int rc = gm_pagemap_next(map, &k, &v);
+		int rc = pm_seek_kv(map, &k, &v, true);
 		CHECK_EQ(rc, i < m->n ? 0 : -ENOENT);
 		if (i < m->n) {
 			CHECK_EQ(k, m->keys[i]);
@@ -159,7 +160,7 @@ static void random_step(struct gm_pagemap *map, struct model *m, struct gm_rng *
 		bool exact = i < m->n && m->keys[i] == key;
 		bool has = exact || i > 0;
 		size_t at = exact ? i : i - 1;
-		int rc = gm_pagemap_prev(map, &k, &v);
+		int rc = pm_seek_kv(map, &k, &v, false);
 		CHECK_EQ(rc, has ? 0 : -ENOENT);
 		if (has) {
 			CHECK_EQ(k, m->keys[at]);
@@ -173,11 +174,11 @@ static void random_step(struct gm_pagemap *map, struct model *m, struct gm_rng *
 		if (last < key)
 			last = UINT64_MAX;
 		struct gm_pagemap_iter it;
-		gm_pagemap_iter_init(&it, map, key, last);
+		gm_pagemap_iter_init(&it, map, key, last, 0);
 		size_t i = model_lb(m, key);
 		uint64_t k;
 		void *v;
-		for (int steps = 0; steps < 200 && gm_pagemap_iter_next(&it, &k, &v); steps++, i++) {
+		for (int steps = 0; steps < 200 && pm_iter_kv(&it, &k, &v); steps++, i++) {
 			CHECK(i < m->n);
 			CHECK_EQ(k, m->keys[i]);
 			CHECK_EQ((uintptr_t)v, m->vals[i]);
@@ -196,15 +197,15 @@ GM_TEST(differential_random_operations)
 			gm_pagemap_many_loop_max_ = 0;
 		struct gm_alloc_counting c;
 		gm_alloc_counting_init(&c, NULL);
-		struct gm_pagemap map;
-		CHECK_EQ(gm_pagemap_init(&map, 0, &c.allocator), 0);
+		struct gm_pagemap *map;
+		CHECK_EQ(gm_pagemap_create(&map, 0, &c.allocator), 0);
 		struct model m = {0};
 		uint64_t steps = gm_test_iters(6000);
 		for (uint64_t s = 0; s < steps; s++) {
-			random_step(&map, &m, r);
-			CHECK_VALID(gm_pagemap_validate(&map, &reason), reason);
+			random_step(map, &m, r);
+			CHECK_VALID(gm_pagemap_validate(map, &reason), reason);
 		}
-		check_same(&map, &m);
+		check_same(map, &m);
 		/* load_many agrees with load */
 		uint64_t keys[100];
 		void *vals[100];
@@ -213,10 +214,10 @@ GM_TEST(differential_random_operations)
 			keys[i] = pick_key(r, &m);
 			want_found += model_get(&m, keys[i]) != 0;
 		}
-		CHECK_EQ(gm_pagemap_load_many(&map, keys, 100, vals), want_found);
+		CHECK_EQ(gm_pagemap_load_many(map, keys, 100, vals), want_found);
 		for (int i = 0; i < 100; i++)
 			CHECK_EQ((uintptr_t)vals[i], model_get(&m, keys[i]));
-		gm_pagemap_destroy(&map, NULL, NULL);
+		gm_pagemap_destroy(map);
 		CHECK_EQ(gm_alloc_counting_bytes(&c), 0);
 		model_free(&m);
 		gm_pagemap_many_loop_max_ = saved_loop_max;
@@ -230,25 +231,25 @@ GM_TEST(grow_and_shrink_each_distribution)
 	for (int dist = 0; dist < 3; dist++) {
 		struct gm_alloc_counting c;
 		gm_alloc_counting_init(&c, NULL);
-		struct gm_pagemap map;
-		CHECK_EQ(gm_pagemap_init(&map, 0, &c.allocator), 0);
+		struct gm_pagemap *map;
+		CHECK_EQ(gm_pagemap_create(&map, 0, &c.allocator), 0);
 		struct model m = {0};
 		uint64_t n = gm_test_iters(12000);
 		for (uint64_t i = 0; i < n; i++) {
 			uint64_t key = dist == 0 ? i : dist == 1 ? (i / 512) * 1000003 * 512 + i % 512
 							: gm_rng_below(r, 1ULL << 36);
 			uintptr_t v = pick_value(r);
-			int rc = gm_pagemap_insert(&map, key, (void *)v);
+			int rc = gm_pagemap_insert(map, key, (void *)v);
 			CHECK(rc == 0 || rc == -EEXIST);
 			if (rc == 0)
 				model_set(&m, key, v);
 		}
-		CHECK_VALID(gm_pagemap_validate(&map, &reason), reason);
-		check_same(&map, &m);
+		CHECK_VALID(gm_pagemap_validate(map, &reason), reason);
+		check_same(map, &m);
 		struct gm_pagemap_stats st;
-		gm_pagemap_stats(&map, &st);
+		gm_pagemap_stats(map, &st);
 		CHECK_EQ(st.entries, m.n);
-		CHECK_EQ(st.bytes, gm_alloc_counting_bytes(&c));
+		CHECK_EQ(gm_pagemap_bytes_(map), gm_alloc_counting_bytes(&c));
 		if (dist == 0)
 			CHECK(st.bytes < 8.3 * (double)m.n); /* dense: full bitmap leaves */
 		CHECK(st.max_depth <= 11);
@@ -256,15 +257,15 @@ GM_TEST(grow_and_shrink_each_distribution)
 		while (m.n) {
 			uint64_t key = m.keys[gm_rng_below(r, m.n)];
 			void *old;
-			CHECK_EQ(gm_pagemap_erase(&map, key, &old), 0);
+			CHECK_EQ(gm_pagemap_remove(map, key, &old), 0);
 			CHECK_EQ((uintptr_t)old, model_get(&m, key));
 			model_del(&m, key);
 			if (m.n % 997 == 0)
-				CHECK_VALID(gm_pagemap_validate(&map, &reason), reason);
+				CHECK_VALID(gm_pagemap_validate(map, &reason), reason);
 		}
-		CHECK_EQ(gm_pagemap_count(&map), 0);
-		CHECK_EQ(gm_alloc_counting_bytes(&c), 0);
-		gm_pagemap_destroy(&map, NULL, NULL);
+		CHECK_EQ(gm_pagemap_count(map), 0);
+		CHECK_EQ(gm_alloc_counting_bytes(&c), gm_pagemap_bytes_(map)); /* the handle */
+		gm_pagemap_destroy(map);
 		model_free(&m);
 	}
 }
@@ -280,33 +281,33 @@ GM_TEST(skewed_sorted_leaves_find_every_key)
 	static const unsigned sizes[] = {3, 9, 17, 31, 33, 100, 255};
 	for (unsigned si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
 		for (int top_heavy = 0; top_heavy < 2; top_heavy++) {
-			struct gm_pagemap map;
-			CHECK_EQ(gm_pagemap_init(&map, 0, NULL), 0);
+			struct gm_pagemap *map;
+			CHECK_EQ(gm_pagemap_create(&map, 0, NULL), 0);
 			unsigned n = sizes[si];
 			uint64_t keys[256], base = 5ULL << 40;
 			keys[0] = top_heavy ? base : base + (1ULL << 18) - 1;
-			CHECK_EQ(gm_pagemap_insert(&map, keys[0], (void *)(uintptr_t)(keys[0] | 1)), 0);
+			CHECK_EQ(gm_pagemap_insert(map, keys[0], (void *)(uintptr_t)(keys[0] | 1)), 0);
 			for (uint64_t j = 0; j < 256; j++)
-				CHECK_EQ(gm_pagemap_insert(&map, base + (1ULL << 23) + j * 1000, (void *)1), 0);
+				CHECK_EQ(gm_pagemap_insert(map, base + (1ULL << 23) + j * 1000, (void *)1), 0);
 			for (unsigned i = 1; i < n; i++)
 				keys[i] = top_heavy ? base + (1ULL << 18) - 97ULL * i : base + 97ULL * i;
 			for (unsigned i = 1; i < n; i++)
-				CHECK_EQ(gm_pagemap_insert(&map, keys[i], (void *)(uintptr_t)(keys[i] | 1)), 0);
-			CHECK_VALID(gm_pagemap_validate(&map, &reason), reason);
+				CHECK_EQ(gm_pagemap_insert(map, keys[i], (void *)(uintptr_t)(keys[i] | 1)), 0);
+			CHECK_VALID(gm_pagemap_validate(map, &reason), reason);
 			uint64_t probe[512];
 			void *out[512];
 			for (unsigned i = 0; i < n; i++) {
-				CHECK_EQ((uintptr_t)gm_pagemap_load(&map, keys[i]), keys[i] | 1);
-				CHECK(gm_pagemap_load(&map, keys[i] + 1) == NULL);
+				CHECK_EQ((uintptr_t)gm_pagemap_load(map, keys[i]), keys[i] | 1);
+				CHECK(gm_pagemap_load(map, keys[i] + 1) == NULL);
 				probe[2 * i] = keys[i];
 				probe[2 * i + 1] = keys[i] + 1;
 			}
-			CHECK_EQ(gm_pagemap_load_many(&map, probe, 2 * n, out), n);
+			CHECK_EQ(gm_pagemap_load_many(map, probe, 2 * n, out), n);
 			for (unsigned i = 0; i < n; i++) {
 				CHECK_EQ((uintptr_t)out[2 * i], keys[i] | 1);
 				CHECK(out[2 * i + 1] == NULL);
 			}
-			gm_pagemap_destroy(&map, NULL, NULL);
+			gm_pagemap_destroy(map);
 		}
 	}
 }
@@ -320,8 +321,8 @@ GM_TEST(load_many_one_bit_flips_miss)
 	gm_pagemap_many_loop_max_ = 0; /* batches, whatever the size */
 	struct gm_rng *r = gm_test_rng();
 	for (int shape = 0; shape < 4; shape++) {
-		struct gm_pagemap map;
-		CHECK_EQ(gm_pagemap_init(&map, 0, NULL), 0);
+		struct gm_pagemap *map;
+		CHECK_EQ(gm_pagemap_create(&map, 0, NULL), 0);
 		struct model m = {0};
 		unsigned n = shape == 0 ? 9000 : shape == 1 ? 20000 : shape == 2 ? 3000 : 600;
 		for (unsigned i = 0; i < n; i++) {
@@ -334,10 +335,10 @@ GM_TEST(load_many_one_bit_flips_miss)
 			}
 			if (model_get(&m, k))
 				continue;
-			CHECK_EQ(gm_pagemap_insert(&map, k, (void *)(uintptr_t)(k | 1)), 0);
+			CHECK_EQ(gm_pagemap_insert(map, k, (void *)(uintptr_t)(k | 1)), 0);
 			model_set(&m, k, k | 1);
 		}
-		CHECK_VALID(gm_pagemap_validate(&map, &reason), reason);
+		CHECK_VALID(gm_pagemap_validate(map, &reason), reason);
 		uint64_t probe[65];
 		void *out[65];
 		for (size_t i = 0; i < m.n; i += 1 + m.n / 300) {
@@ -347,94 +348,94 @@ GM_TEST(load_many_one_bit_flips_miss)
 			size_t want = 0;
 			for (unsigned b = 0; b < 65; b++)
 				want += model_get(&m, probe[b]) != 0;
-			CHECK_EQ(gm_pagemap_load_many(&map, probe, 65, out), want);
+			CHECK_EQ(gm_pagemap_load_many(map, probe, 65, out), want);
 			for (unsigned b = 0; b < 65; b++) {
 				CHECK_EQ((uintptr_t)out[b], model_get(&m, probe[b]));
-				CHECK_EQ((uintptr_t)gm_pagemap_load(&map, probe[b]), model_get(&m, probe[b]));
+				CHECK_EQ((uintptr_t)gm_pagemap_load(map, probe[b]), model_get(&m, probe[b]));
 			}
 		}
-		gm_pagemap_destroy(&map, NULL, NULL);
+		gm_pagemap_destroy(map);
 		model_free(&m);
 	}
 }
 
 GM_TEST(key_edges)
 {
-	struct gm_pagemap map;
-	CHECK_EQ(gm_pagemap_init(&map, 0, NULL), 0);
+	struct gm_pagemap *map;
+	CHECK_EQ(gm_pagemap_create(&map, 0, NULL), 0);
 	uint64_t k = 5;
 	void *v;
-	CHECK_EQ(gm_pagemap_next(&map, &k, &v), -ENOENT);
-	CHECK_EQ(gm_pagemap_prev(&map, &k, &v), -ENOENT);
-	CHECK(gm_pagemap_load(&map, 0) == NULL);
-	CHECK_EQ(gm_pagemap_erase(&map, 0, NULL), -ENOENT);
+	CHECK_EQ(pm_seek_kv(map, &k, &v, true), -ENOENT);
+	CHECK_EQ(pm_seek_kv(map, &k, &v, false), -ENOENT);
+	CHECK(gm_pagemap_load(map, 0) == NULL);
+	CHECK_EQ(gm_pagemap_remove(map, 0, NULL), -ENOENT);
 	const uint64_t edges[] = {0, UINT64_MAX, 1, 1ULL << 63, (1ULL << 63) | 1,
 				  UINT64_MAX - 1, 0x7fffffffffffffffULL,
 				  0xabcdef0123456700ULL, 0xabcdef0123456701ULL,
 				  0xabcdef0123456780ULL, 63, 64, 4095, 4096};
 	const size_t ne = sizeof(edges) / sizeof(edges[0]);
 	for (size_t i = 0; i < ne; i++) {
-		CHECK_EQ(gm_pagemap_insert(&map, edges[i], (void *)(uintptr_t)(i + 1)), 0);
-		CHECK_VALID(gm_pagemap_validate(&map, &reason), reason);
+		CHECK_EQ(gm_pagemap_insert(map, edges[i], (void *)(uintptr_t)(i + 1)), 0);
+		CHECK_VALID(gm_pagemap_validate(map, &reason), reason);
 	}
 	for (size_t i = 0; i < ne; i++) {
-		CHECK_EQ(gm_pagemap_insert(&map, edges[i], (void *)1), -EEXIST);
-		CHECK_EQ((uintptr_t)gm_pagemap_load(&map, edges[i]), i + 1);
+		CHECK_EQ(gm_pagemap_insert(map, edges[i], (void *)1), -EEXIST);
+		CHECK_EQ((uintptr_t)gm_pagemap_load(map, edges[i]), i + 1);
 	}
 	k = UINT64_MAX;
-	CHECK_EQ(gm_pagemap_next(&map, &k, &v), 0);
+	CHECK_EQ(pm_seek_kv(map, &k, &v, true), 0);
 	CHECK_EQ(k, UINT64_MAX);
 	k = 0;
-	CHECK_EQ(gm_pagemap_prev(&map, &k, &v), 0);
+	CHECK_EQ(pm_seek_kv(map, &k, &v, false), 0);
 	CHECK_EQ(k, 0);
 	k = 2;
-	CHECK_EQ(gm_pagemap_prev(&map, &k, &v), 0);
+	CHECK_EQ(pm_seek_kv(map, &k, &v, false), 0);
 	CHECK_EQ(k, 1);
 	k = (1ULL << 63) - 2;
-	CHECK_EQ(gm_pagemap_next(&map, &k, &v), 0);
+	CHECK_EQ(pm_seek_kv(map, &k, &v, true), 0);
 	CHECK_EQ(k, 0x7fffffffffffffffULL);
 	/* NULL values and bad arguments */
-	CHECK_EQ(gm_pagemap_insert(&map, 7, NULL), -EINVAL);
-	CHECK_EQ(gm_pagemap_store(&map, 7, NULL, NULL), -EINVAL);
+	CHECK_EQ(gm_pagemap_insert(map, 7, NULL), -EINVAL);
+	CHECK_EQ(gm_pagemap_store(map, 7, NULL, NULL), -EINVAL);
 	CHECK_EQ(gm_pagemap_insert(NULL, 7, (void *)1), -EINVAL);
-	CHECK_EQ(gm_pagemap_next(&map, NULL, NULL), -EINVAL);
-	CHECK_EQ(gm_pagemap_init(&map, 0x80, NULL), -EINVAL);
+	CHECK_EQ(gm_pagemap_next(map, 0, NULL), -EINVAL);
+	CHECK_EQ(gm_pagemap_create(&map, 0x80, NULL), -EINVAL);
 	/* reversed range is empty; whole-space range visits all in order */
 	struct gm_pagemap_iter it;
-	gm_pagemap_iter_init(&it, &map, 10, 9);
-	CHECK(!gm_pagemap_iter_next(&it, &k, &v));
-	gm_pagemap_iter_init(&it, &map, 0, UINT64_MAX);
+	gm_pagemap_iter_init(&it, map, 10, 9, 0);
+	CHECK(!pm_iter_kv(&it, &k, &v));
+	gm_pagemap_iter_init(&it, map, 0, UINT64_MAX, 0);
 	size_t seen = 0;
 	uint64_t prev = 0;
-	while (gm_pagemap_iter_next(&it, &k, &v)) {
+	while (pm_iter_kv(&it, &k, &v)) {
 		CHECK(seen == 0 || k > prev);
 		prev = k;
 		seen++;
 	}
 	CHECK_EQ(seen, ne);
 	CHECK_EQ(prev, UINT64_MAX);
-	gm_pagemap_destroy(&map, NULL, NULL);
+	gm_pagemap_destroy(map);
 }
 
 GM_TEST(iteration_survives_erasing_the_current_entry)
 {
-	struct gm_pagemap map;
-	CHECK_EQ(gm_pagemap_init(&map, 0, NULL), 0);
+	struct gm_pagemap *map;
+	CHECK_EQ(gm_pagemap_create(&map, 0, NULL), 0);
 	for (uint64_t i = 0; i < 3000; i++)
-		CHECK_EQ(gm_pagemap_insert(&map, i * 7, (void *)(uintptr_t)(i + 1)), 0);
+		CHECK_EQ(gm_pagemap_insert(map, i * 7, (void *)(uintptr_t)(i + 1)), 0);
 	struct gm_pagemap_iter it;
-	gm_pagemap_iter_init(&it, &map, 700, 14000);
+	gm_pagemap_iter_init(&it, map, 700, 14000, 0);
 	uint64_t k, expect = 700;
 	void *v;
-	while (gm_pagemap_iter_next(&it, &k, &v)) {
+	while (pm_iter_kv(&it, &k, &v)) {
 		CHECK_EQ(k, expect);
 		expect += 7;
-		CHECK_EQ(gm_pagemap_erase(&map, k, NULL), 0);
+		CHECK_EQ(gm_pagemap_remove(map, k, NULL), 0);
 	}
 	CHECK_EQ(expect, 14007);
-	CHECK_EQ(gm_pagemap_count(&map), 3000 - 1901);
-	CHECK_VALID(gm_pagemap_validate(&map, &reason), reason);
-	gm_pagemap_destroy(&map, NULL, NULL);
+	CHECK_EQ(gm_pagemap_count(map), 3000 - 1901);
+	CHECK_VALID(gm_pagemap_validate(map, &reason), reason);
+	gm_pagemap_destroy(map);
 }
 
 struct destroy_seen {
@@ -442,7 +443,7 @@ struct destroy_seen {
 	bool ordered;
 };
 
-static void on_destroy(uint64_t key, void *value, void *ctx)
+static int on_walk(void *ctx, uint64_t key, void *value)
 {
 	struct destroy_seen *d = ctx;
 	if (d->n && key <= d->last_key)
@@ -450,30 +451,33 @@ static void on_destroy(uint64_t key, void *value, void *ctx)
 	d->last_key = key;
 	d->sum += (uintptr_t)value;
 	d->n++;
+	return 0;
 }
 
-GM_TEST(destroy_calls_back_once_per_value)
+GM_TEST(walk_calls_back_once_per_value_in_order)
 {
 	struct gm_alloc_counting c;
 	gm_alloc_counting_init(&c, NULL);
-	struct gm_pagemap map;
-	CHECK_EQ(gm_pagemap_init(&map, 0, &c.allocator), 0);
+	struct gm_pagemap *map;
+	CHECK_EQ(gm_pagemap_create(&map, 0, &c.allocator), 0);
 	struct gm_rng *r = gm_test_rng();
 	uint64_t sum = 0, n = 0;
 	for (int i = 0; i < 5000; i++) {
 		uint64_t v = gm_rng_below(r, 1000) + 1;
-		if (gm_pagemap_insert(&map, gm_rng_next(r) >> gm_rng_below(r, 64), (void *)(uintptr_t)v) == 0) {
+		if (gm_pagemap_insert(map, gm_rng_next(r) >> gm_rng_below(r, 64), (void *)(uintptr_t)v) == 0) {
 			sum += v;
 			n++;
 		}
 	}
 	struct destroy_seen d = {.ordered = true};
-	gm_pagemap_destroy(&map, on_destroy, &d);
+	CHECK_EQ(gm_pagemap_walk(map, 0, UINT64_MAX, on_walk, &d), 0);
 	CHECK_EQ(d.n, n);
 	CHECK_EQ(d.sum, sum);
 	CHECK(d.ordered);
+	CHECK_EQ(gm_pagemap_walk(map, 1, 0, on_walk, &d), -EINVAL);
+	CHECK_EQ(gm_pagemap_walk(map, 0, 1, NULL, &d), -EINVAL);
+	gm_pagemap_destroy(map);
 	CHECK_EQ(gm_alloc_counting_bytes(&c), 0);
-	CHECK_EQ(gm_pagemap_count(&map), 0);
 }
 
 /* Every allocation of every kind of change fails once: the map must be
@@ -487,8 +491,8 @@ static void oom_round(bool rcu)
 	gm_alloc_failing_init(&f, NULL);
 	struct gm_alloc_counting c;
 	gm_alloc_counting_init(&c, &f.allocator);
-	struct gm_pagemap map;
-	CHECK_EQ(gm_pagemap_init(&map, rcu ? GM_PAGEMAP_RCU : 0, &c.allocator), 0);
+	struct gm_pagemap *map;
+	CHECK_EQ(gm_pagemap_create(&map, rcu ? GM_RCU : 0, &c.allocator), 0);
 	struct model m = {0};
 	uint64_t steps = gm_test_iters(2500);
 	uint64_t injected = 0;
@@ -505,10 +509,10 @@ static void oom_round(bool rcu)
 			if (rcu && exact)
 				gm_rcu_barrier();
 			size_t before = gm_alloc_counting_bytes(&c);
-			size_t before_map = map.bytes;
+			size_t before_map = gm_pagemap_bytes_(map);
 			gm_alloc_failing_arm_nth(&f, nth, false);
-			int rc = erase ? gm_pagemap_erase(&map, key, NULL)
-				       : gm_pagemap_insert(&map, key, (void *)v);
+			int rc = erase ? gm_pagemap_remove(map, key, NULL)
+				       : gm_pagemap_insert(map, key, (void *)v);
 			gm_alloc_failing_disarm(&f);
 			if (rc == -ENOMEM && rcu && exact) {
 				gm_rcu_barrier();
@@ -530,18 +534,18 @@ static void oom_round(bool rcu)
 				break;
 			}
 			injected++;
-			CHECK_EQ(map.bytes, before_map);
+			CHECK_EQ(gm_pagemap_bytes_(map), before_map);
 			if (!rcu)
 				CHECK_EQ(gm_alloc_counting_bytes(&c), before);
-			CHECK_VALID(gm_pagemap_validate(&map, &reason), reason);
+			CHECK_VALID(gm_pagemap_validate(map, &reason), reason);
 			if (s % 64 == 0 || m.n < 100)
-				check_same(&map, &m);
-			CHECK_EQ(gm_pagemap_count(&map), m.n);
+				check_same(map, &m);
+			CHECK_EQ(gm_pagemap_count(map), m.n);
 		}
 	}
 	CHECK(injected > steps / 2);
-	check_same(&map, &m);
-	gm_pagemap_destroy(&map, NULL, NULL);
+	check_same(map, &m);
+	gm_pagemap_destroy(map);
 	CHECK_EQ(gm_alloc_counting_bytes(&c), 0);
 	model_free(&m);
 	if (rcu)
@@ -556,19 +560,19 @@ GM_TEST(rcu_mode_single_thread_matches_model)
 	gm_rcu_register_thread();
 	struct gm_alloc_counting c;
 	gm_alloc_counting_init(&c, NULL);
-	struct gm_pagemap map;
-	CHECK_EQ(gm_pagemap_init(&map, GM_PAGEMAP_RCU, &c.allocator), 0);
+	struct gm_pagemap *map;
+	CHECK_EQ(gm_pagemap_create(&map, GM_RCU, &c.allocator), 0);
 	struct model m = {0};
 	struct gm_rng *r = gm_test_rng();
 	uint64_t steps = gm_test_iters(5000);
 	for (uint64_t s = 0; s < steps; s++) {
 		gm_rcu_read_lock();
-		random_step(&map, &m, r);
+		random_step(map, &m, r);
 		gm_rcu_read_unlock();
 	}
-	CHECK_VALID(gm_pagemap_validate(&map, &reason), reason);
-	check_same(&map, &m);
-	gm_pagemap_destroy(&map, NULL, NULL);
+	CHECK_VALID(gm_pagemap_validate(map, &reason), reason);
+	check_same(map, &m);
+	gm_pagemap_destroy(map);
 	CHECK_EQ(gm_alloc_counting_bytes(&c), 0);
 	model_free(&m);
 	gm_rcu_unregister_thread();

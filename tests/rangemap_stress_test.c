@@ -20,7 +20,7 @@ extern uint64_t gm_rangemap_recycle_min_bytes_; /* src/rangemap.c; 0: pool in sm
 #define K 20000u
 #define HALF (K / 2)
 
-static struct gm_rangemap map;
+static struct gm_rangemap *map;
 static atomic_bool stop;
 
 struct reader_result {
@@ -38,7 +38,7 @@ static void bad(struct reader_result *r, const char *why, uint64_t a, uint64_t b
 static void check_load(struct reader_result *res, uint64_t idx)
 {
 	uint64_t v = 0, f = 0, l = 0;
-	int rc = gm_rangemap_load(&map, idx, &v, &f, &l);
+	int rc = gm_rangemap_load(map, idx, &v, &f, &l);
 	if (f > idx || l < idx)
 		bad(res, "bounds do not hold the index", idx, f);
 	if (idx < HALF) {
@@ -57,11 +57,11 @@ static void check_load(struct reader_result *res, uint64_t idx)
 
 static void check_walk(struct reader_result *res)
 {
-	struct gm_rangemap_cursor c;
+	struct gm_rangemap_iter c;
 	struct gm_range r;
 	uint64_t next = 0;
-	gm_rangemap_cursor_init(&c, &map, 0, HALF - 1, 0);
-	while (gm_rangemap_cursor_next(&c, &r) == 0) {
+	gm_rangemap_iter_init(&c, map, 0, HALF - 1, 0);
+	while (gm_rangemap_iter_next(&c, &r) == 0) {
 		if (r.first != next)
 			bad(res, "cursor: ranges do not tile the lower half", r.first, next);
 		if (r.value < 1 || r.value > 3)
@@ -89,7 +89,7 @@ static void *reader(void *arg)
 			res->walks++;
 		}
 		uint64_t first;
-		if (gm_rangemap_find_gap(&map, 1, 1, 0, HALF - 1, &first) == 0)
+		if (gm_rangemap_find_gap(map, 1, 1, 0, HALF - 1, &first) == 0)
 			bad(res, "find_gap found a gap in the lower half", first, 0);
 		gm_rcu_read_unlock();
 	}
@@ -117,10 +117,10 @@ static void stress(unsigned flags)
 	static struct gm_alloc_counting cnts[2];
 	struct gm_alloc_counting *c = &cnts[flags ? 1 : 0];
 	gm_alloc_counting_init(c, NULL);
-	CHECK_EQ(gm_rangemap_init(&map, GM_RANGEMAP_RCU | flags, &c->allocator), 0);
-	CHECK_EQ(gm_rangemap_store(&map, 0, HALF - 1, 1), 0);
+	CHECK_EQ(gm_rangemap_create(&map, GM_RCU | flags, &c->allocator), 0);
+	CHECK_EQ(gm_rangemap_store(map, 0, HALF - 1, 1), 0);
 	for (uint64_t i = 0; i < HALF; i += 1 + gm_rng_below(rng, 4))
-		CHECK_EQ(gm_rangemap_store(&map, i, i, 1 + gm_rng_below(rng, 3)), 0);
+		CHECK_EQ(gm_rangemap_store(map, i, i, 1 + gm_rng_below(rng, 3)), 0);
 	atomic_store(&stop, false);
 	struct reader_result res[2] = {0};
 	pthread_t th[2];
@@ -134,23 +134,23 @@ static void stress(unsigned flags)
 		int rc;
 		switch (gm_rng_below(rng, 5)) {
 		case 0: case 1:
-			rc = gm_rangemap_store(&map, lower, lower + len >= HALF ? HALF - 1 : lower + len,
+			rc = gm_rangemap_store(map, lower, lower + len >= HALF ? HALF - 1 : lower + len,
 					       1 + gm_rng_below(rng, 3));
 			break;
 		case 2:
-			rc = gm_rangemap_store(&map, upper, upper + len, 1000 + gm_rng_below(rng, 10));
+			rc = gm_rangemap_store(map, upper, upper + len, 1000 + gm_rng_below(rng, 10));
 			break;
 		case 3:
-			rc = gm_rangemap_erase(&map, upper, upper + len);
+			rc = gm_rangemap_remove(map, upper, upper + len);
 			break;
 		default:
-			rc = gm_rangemap_update(&map, upper, upper + len, flip, rng,
+			rc = gm_rangemap_update(map, upper, upper + len, flip, rng,
 						GM_RANGEMAP_UPDATE_GAPS);
 			break;
 		}
 		CHECK_EQ(rc, 0);
 		if (i % 4096 == 0)
-			CHECK_VALID(gm_rangemap_validate(&map, &reason), reason);
+			CHECK_VALID(gm_rangemap_validate(map, &reason), reason);
 	}
 	atomic_store(&stop, true);
 	for (int i = 0; i < 2; i++)
@@ -162,8 +162,8 @@ static void stress(unsigned flags)
 	}
 	gm_test_note("readers: %llu loads, %llu walks", (unsigned long long)(res[0].loads + res[1].loads),
 		     (unsigned long long)(res[0].walks + res[1].walks));
-	CHECK_VALID(gm_rangemap_validate(&map, &reason), reason);
-	gm_rangemap_destroy(&map);
+	CHECK_VALID(gm_rangemap_validate(map, &reason), reason);
+	gm_rangemap_destroy(map);
 	CHECK_EQ(gm_alloc_counting_bytes(c), 0);
 }
 

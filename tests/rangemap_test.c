@@ -31,15 +31,18 @@ static void snap_free(struct snap *sn)
 	free(sn->present);
 }
 
-/* Iterates [a, b] with flags and checks against the model's slots. */
+/* Iterates [a, b] with flags (either direction) and checks against the
+ * model's slots. */
 static void check_iter(const struct gm_rangemap *m, const struct snap *sn, uint64_t a,
 		       uint64_t b, unsigned flags)
 {
-	struct gm_rangemap_cursor c;
-	CHECK_EQ(gm_rangemap_cursor_init(&c, m, a, b, flags), 0);
+	struct gm_rangemap_iter c;
+	CHECK_EQ(gm_rangemap_iter_init(&c, m, a, b, flags), 0);
 	bool gaps = flags & GM_RANGEMAP_ITER_GAPS;
+	bool reverse = flags & GM_ITER_REVERSE;
 	struct gm_range r;
-	for (size_t i = 0; i < sn->n; i++) {
+	for (size_t k = 0; k < sn->n; k++) {
+		size_t i = reverse ? sn->n - 1 - k : k;
 		if (sn->present[i] == gaps || sn->s[i].last < a || sn->s[i].first > b)
 			continue;
 		struct gm_range want = sn->s[i];
@@ -47,13 +50,13 @@ static void check_iter(const struct gm_rangemap *m, const struct snap *sn, uint6
 			want.first = want.first < a ? a : want.first;
 			want.last = want.last > b ? b : want.last;
 		}
-		CHECK_EQ(gm_rangemap_cursor_next(&c, &r), 0);
+		CHECK_EQ(gm_rangemap_iter_next(&c, &r), 0);
 		CHECK_EQ(r.first, want.first);
 		CHECK_EQ(r.last, want.last);
 		CHECK_EQ(r.value, want.value);
 	}
-	CHECK_EQ(gm_rangemap_cursor_next(&c, &r), -ENOENT);
-	CHECK_EQ(gm_rangemap_cursor_next(&c, &r), -ENOENT);
+	CHECK_EQ(gm_rangemap_iter_next(&c, &r), -ENOENT);
+	CHECK_EQ(gm_rangemap_iter_next(&c, &r), -ENOENT);
 }
 
 static uint64_t rand_key(struct gm_rng *rng, const struct model *md)
@@ -67,14 +70,14 @@ static uint64_t rand_key(struct gm_rng *rng, const struct model *md)
 	}
 }
 
-static struct gm_rangemap empty_map; /* set up by check_all, kept */
+static struct gm_rangemap *empty_map; /* set up by check_all, kept */
 static bool empty_ready;
 
 static void check_all(const struct gm_rangemap *m, const struct model *md, struct snap *sn,
 		      struct gm_rng *rng)
 {
 	if (!empty_ready) {
-		CHECK_EQ(gm_rangemap_init(&empty_map, 0, NULL), 0);
+		CHECK_EQ(gm_rangemap_create(&empty_map, 0, NULL), 0);
 		empty_ready = true;
 	}
 	snap_take(sn, md);
@@ -89,7 +92,10 @@ static void check_all(const struct gm_rangemap *m, const struct model *md, struc
 			a = b;
 			b = t;
 		}
-		check_iter(m, sn, a, b, (unsigned)gm_rng_below(rng, 4));
+		unsigned bits = (unsigned)gm_rng_below(rng, 8);
+		check_iter(m, sn, a, b,
+			   (bits & 1 ? GM_RANGEMAP_ITER_CLIP : 0) | (bits & 2 ? GM_RANGEMAP_ITER_GAPS : 0) |
+				   (bits & 4 ? GM_ITER_REVERSE : 0));
 	}
 	for (int i = 0; i < 8; i++) {
 		uint64_t key = rand_key(rng, md), v = 7777, f = 1, l = 0;
@@ -106,7 +112,7 @@ static void check_all(const struct gm_rangemap *m, const struct model *md, struc
 		CHECK_EQ(gm_rangemap_contains(m, sn->s[j].last), sn->present[j]);
 		/* contains_many: this map among an empty one and itself, both
 		 * in-node searches */
-		const struct gm_rangemap *many[3] = {m, &empty_map, m};
+		const struct gm_rangemap *many[3] = {m, empty_map, m};
 		uint64_t wmask = sn->present[j] ? 5 : 0;
 		const bool avx2 = gm_test_cpu_avx2();
 		for (int simd = 0; simd < 2; simd++) {
@@ -246,7 +252,7 @@ static int random_write(struct gm_rangemap *m, struct model *md, struct gm_rng *
 		}
 		return rc;
 	case 4: case 5:
-		rc = gm_rangemap_erase(m, f, l);
+		rc = gm_rangemap_remove(m, f, l);
 		if (!rc && apply)
 			model_set(md, a, b, false, 0);
 		return rc;
@@ -287,36 +293,36 @@ static void differential(unsigned flags, bool whole, uint64_t k, uint64_t steps)
 {
 	struct gm_rng *rng = gm_test_rng();
 	gm_rangemap_recycle_min_bytes_ = 0;
-	if (flags & GM_RANGEMAP_RCU)
+	if (flags & GM_RCU)
 		gm_rcu_register_thread();
 	struct gm_alloc_counting cnt;
 	gm_alloc_counting_init(&cnt, NULL);
-	struct gm_rangemap m;
-	CHECK_EQ(gm_rangemap_init(&m, flags, &cnt.allocator), 0);
+	struct gm_rangemap *m;
+	CHECK_EQ(gm_rangemap_create(&m, flags, &cnt.allocator), 0);
 	struct model md;
 	model_init(&md, k, whole, !(flags & GM_RANGEMAP_NOCOALESCE));
 	struct snap sn = {0};
 	static struct upd u;
 	for (uint64_t i = 0; i < steps; i++) {
-		CHECK_EQ(random_write(&m, &md, rng, &u, true), 0);
-		check_all(&m, &md, &sn, rng);
+		CHECK_EQ(random_write(m, &md, rng, &u, true), 0);
+		check_all(m, &md, &sn, rng);
 	}
 	struct gm_rangemap_stats st;
-	gm_rangemap_stats(&m, &st);
-	CHECK_EQ(st.ranges, gm_rangemap_count(&m));
-	gm_rangemap_destroy(&m);
+	gm_rangemap_stats(m, &st);
+	CHECK_EQ(st.ranges, gm_rangemap_count(m));
+	gm_rangemap_destroy(m);
 	CHECK_EQ(gm_alloc_counting_bytes(&cnt), 0);
 	snap_free(&sn);
 	model_free(&md);
-	if (flags & GM_RANGEMAP_RCU)
+	if (flags & GM_RCU)
 		gm_rcu_unregister_thread();
 }
 
 GM_TEST(differential_small_space_coalesce) { differential(0, false, 300, gm_test_iters(3000)); }
 GM_TEST(differential_small_space_nocoalesce) { differential(GM_RANGEMAP_NOCOALESCE, false, 300, gm_test_iters(3000)); }
 GM_TEST(differential_whole_space_coalesce) { differential(0, true, 256, gm_test_iters(3000)); }
-GM_TEST(differential_whole_space_nocoalesce_rcu) { differential(GM_RANGEMAP_NOCOALESCE | GM_RANGEMAP_RCU, true, 256, gm_test_iters(2000)); }
-GM_TEST(differential_deep_tree_rcu) { differential(GM_RANGEMAP_RCU, false, 6000, gm_test_iters(1500)); }
+GM_TEST(differential_whole_space_nocoalesce_rcu) { differential(GM_RANGEMAP_NOCOALESCE | GM_RCU, true, 256, gm_test_iters(2000)); }
+GM_TEST(differential_deep_tree_rcu) { differential(GM_RCU, false, 6000, gm_test_iters(1500)); }
 GM_TEST(differential_deep_tree_nocoalesce) { differential(GM_RANGEMAP_NOCOALESCE, true, 8192, gm_test_iters(1200)); }
 
 /* ---- edge cases ------------------------------------------------------------ */
@@ -327,35 +333,35 @@ GM_TEST(contains_many_matches_contains)
 {
 	struct gm_rng *rng = gm_test_rng();
 	enum { NMAPS = 70 };
-	static struct gm_rangemap maps[NMAPS];
+	static struct gm_rangemap *maps[NMAPS];
 	const struct gm_rangemap *ptr[NMAPS + 2];
 	for (unsigned i = 0; i < NMAPS; i++) {
-		CHECK_EQ(gm_rangemap_init(&maps[i], 0, NULL), 0);
+		CHECK_EQ(gm_rangemap_create(&maps[i], 0, NULL), 0);
 		uint64_t n = i % 7 == 0 ? 0 : gm_rng_below(rng, i % 3 ? 64 : 3000);
 		uint64_t span = 1 + gm_rng_below(rng, 1ULL << (8 + gm_rng_below(rng, 50)));
 		for (uint64_t k = 0; k < n; k++) {
 			uint64_t f = gm_rng_below(rng, span);
 			uint64_t l = f + gm_rng_below(rng, 4);
-			CHECK_EQ(gm_rangemap_store(&maps[i], f, l, 1 + gm_rng_below(rng, 3)), 0);
+			CHECK_EQ(gm_rangemap_store(maps[i], f, l, 1 + gm_rng_below(rng, 3)), 0);
 		}
 		if (i % 11 == 5) /* ranges at both ends of the space */
-			CHECK_EQ(gm_rangemap_store(&maps[i], UINT64_MAX - 3, UINT64_MAX, 9), 0);
+			CHECK_EQ(gm_rangemap_store(maps[i], UINT64_MAX - 3, UINT64_MAX, 9), 0);
 		if (i % 13 == 6)
-			CHECK_EQ(gm_rangemap_store(&maps[i], 0, 2, 9), 0);
-		CHECK_VALID(gm_rangemap_validate(&maps[i], &reason), reason);
+			CHECK_EQ(gm_rangemap_store(maps[i], 0, 2, 9), 0);
+		CHECK_VALID(gm_rangemap_validate(maps[i], &reason), reason);
 	}
 	/* Deeper trees: appends (inner nodes split at the right edge) and
 	 * random order (inner nodes of every fill, up to 32 children). */
 	for (uint64_t k = 0; k < 5000; k++)
-		CHECK_EQ(gm_rangemap_store(&maps[1], 10 * k, 10 * k + 4, 1), 0);
+		CHECK_EQ(gm_rangemap_store(maps[1], 10 * k, 10 * k + 4, 1), 0);
 	for (uint64_t k = 0; k < 20000; k++) {
 		uint64_t f = 4 * gm_rng_below(rng, 40000);
-		CHECK_EQ(gm_rangemap_store(&maps[2], f, f + 1, 1), 0);
+		CHECK_EQ(gm_rangemap_store(maps[2], f, f + 1, 1), 0);
 	}
 	for (uint64_t iter = 0; iter < gm_test_iters(3000); iter++) {
 		unsigned n = (unsigned)gm_rng_below(rng, NMAPS + 3);
 		for (unsigned i = 0; i < n && i < NMAPS + 2; i++)
-			ptr[i] = &maps[gm_rng_below(rng, NMAPS)];
+			ptr[i] = maps[gm_rng_below(rng, NMAPS)];
 		uint64_t key;
 		switch (gm_rng_below(rng, 4)) {
 		case 0: key = gm_rng_below(rng, 4) ? gm_rng_below(rng, 160000) : UINT64_MAX - gm_rng_below(rng, 5); break;
@@ -373,84 +379,84 @@ GM_TEST(contains_many_matches_contains)
 	}
 	gm_cpu_avx2_ = gm_test_cpu_avx2();
 	for (unsigned i = 0; i < NMAPS; i++)
-		gm_rangemap_destroy(&maps[i]);
+		gm_rangemap_destroy(maps[i]);
 }
 
 GM_TEST(edges_and_errors)
 {
-	struct gm_rangemap m;
-	CHECK_EQ(gm_rangemap_init(&m, 0x80, NULL), -EINVAL);
-	CHECK_EQ(gm_rangemap_init(&m, 0, NULL), 0);
+	struct gm_rangemap *m;
+	CHECK_EQ(gm_rangemap_create(&m, 0x80, NULL), -EINVAL);
+	CHECK_EQ(gm_rangemap_create(&m, 0, NULL), 0);
 	uint64_t v = 0, f = 1, l = 1;
-	CHECK_EQ(gm_rangemap_load(&m, 12345, &v, &f, &l), -ENOENT);
+	CHECK_EQ(gm_rangemap_load(m, 12345, &v, &f, &l), -ENOENT);
 	CHECK_EQ(f, 0);
 	CHECK_EQ(l, UINT64_MAX);
-	CHECK_EQ(gm_rangemap_store(&m, 5, 4, 1), -EINVAL);
-	CHECK_EQ(gm_rangemap_insert(&m, 5, 4, 1), -EINVAL);
-	CHECK_EQ(gm_rangemap_erase(&m, 5, 4), -EINVAL);
-	CHECK_EQ(gm_rangemap_update(&m, 5, 4, upd_fn, NULL, 0), -EINVAL);
-	struct gm_rangemap_cursor c;
-	CHECK_EQ(gm_rangemap_cursor_init(&c, &m, 5, 4, 0), -EINVAL);
-	CHECK_EQ(gm_rangemap_find_gap(&m, 0, 1, 0, 10, &v), -EINVAL);
-	CHECK_EQ(gm_rangemap_find_gap(&m, 1, 3, 0, 10, &v), -EINVAL);
-	CHECK_EQ(gm_rangemap_find_gap(&m, 1, 1, 10, 0, &v), -EINVAL);
-	CHECK_EQ(gm_rangemap_find_gap(&m, UINT64_MAX, 0, 0, UINT64_MAX, &v), 0);
+	CHECK_EQ(gm_rangemap_store(m, 5, 4, 1), -EINVAL);
+	CHECK_EQ(gm_rangemap_insert(m, 5, 4, 1), -EINVAL);
+	CHECK_EQ(gm_rangemap_remove(m, 5, 4), -EINVAL);
+	CHECK_EQ(gm_rangemap_update(m, 5, 4, upd_fn, NULL, 0), -EINVAL);
+	struct gm_rangemap_iter c;
+	CHECK_EQ(gm_rangemap_iter_init(&c, m, 5, 4, 0), -EINVAL);
+	CHECK_EQ(gm_rangemap_find_gap(m, 0, 1, 0, 10, &v), -EINVAL);
+	CHECK_EQ(gm_rangemap_find_gap(m, 1, 3, 0, 10, &v), -EINVAL);
+	CHECK_EQ(gm_rangemap_find_gap(m, 1, 1, 10, 0, &v), -EINVAL);
+	CHECK_EQ(gm_rangemap_find_gap(m, UINT64_MAX, 0, 0, UINT64_MAX, &v), 0);
 	CHECK_EQ(v, 0);
 	/* whole space, value 0 */
-	CHECK_EQ(gm_rangemap_store(&m, 0, UINT64_MAX, 0), 0);
-	CHECK_EQ(gm_rangemap_count(&m), 1);
-	CHECK_EQ(gm_rangemap_load(&m, UINT64_MAX, &v, &f, &l), 0);
+	CHECK_EQ(gm_rangemap_store(m, 0, UINT64_MAX, 0), 0);
+	CHECK_EQ(gm_rangemap_count(m), 1);
+	CHECK_EQ(gm_rangemap_load(m, UINT64_MAX, &v, &f, &l), 0);
 	CHECK_EQ(v, 0);
 	CHECK_EQ(f, 0);
 	CHECK_EQ(l, UINT64_MAX);
-	CHECK_EQ(gm_rangemap_insert(&m, 7, 7, 1), -EEXIST);
-	CHECK_EQ(gm_rangemap_find_gap(&m, 1, 0, 0, UINT64_MAX, &v), -ENOSPC);
+	CHECK_EQ(gm_rangemap_insert(m, 7, 7, 1), -EEXIST);
+	CHECK_EQ(gm_rangemap_find_gap(m, 1, 0, 0, UINT64_MAX, &v), -ENOSPC);
 	/* single indices at both ends */
-	CHECK_EQ(gm_rangemap_erase(&m, 0, 0), 0);
-	CHECK_EQ(gm_rangemap_erase(&m, UINT64_MAX, UINT64_MAX), 0);
-	CHECK_EQ(gm_rangemap_count(&m), 1);
-	CHECK_EQ(gm_rangemap_load(&m, 0, &v, &f, &l), -ENOENT);
+	CHECK_EQ(gm_rangemap_remove(m, 0, 0), 0);
+	CHECK_EQ(gm_rangemap_remove(m, UINT64_MAX, UINT64_MAX), 0);
+	CHECK_EQ(gm_rangemap_count(m), 1);
+	CHECK_EQ(gm_rangemap_load(m, 0, &v, &f, &l), -ENOENT);
 	CHECK_EQ(l, 0);
-	CHECK_EQ(gm_rangemap_find_gap(&m, 1, 0, 1, UINT64_MAX, &v), 0);
+	CHECK_EQ(gm_rangemap_find_gap(m, 1, 0, 1, UINT64_MAX, &v), 0);
 	CHECK_EQ(v, UINT64_MAX);
-	CHECK_EQ(gm_rangemap_find_gap(&m, 2, 0, 0, UINT64_MAX, &v), -ENOSPC);
-	CHECK_EQ(gm_rangemap_insert(&m, UINT64_MAX, UINT64_MAX, 0), 0);
-	CHECK_EQ(gm_rangemap_count(&m), 1); /* merged: same value 0 */
-	CHECK_EQ(gm_rangemap_store(&m, 0, 0, 9), 0);
-	CHECK_EQ(gm_rangemap_count(&m), 2);
-	CHECK_VALID(gm_rangemap_validate(&m, &reason), reason);
-	CHECK_EQ(gm_rangemap_erase(&m, 0, UINT64_MAX), 0);
-	CHECK_EQ(gm_rangemap_count(&m), 0);
+	CHECK_EQ(gm_rangemap_find_gap(m, 2, 0, 0, UINT64_MAX, &v), -ENOSPC);
+	CHECK_EQ(gm_rangemap_insert(m, UINT64_MAX, UINT64_MAX, 0), 0);
+	CHECK_EQ(gm_rangemap_count(m), 1); /* merged: same value 0 */
+	CHECK_EQ(gm_rangemap_store(m, 0, 0, 9), 0);
+	CHECK_EQ(gm_rangemap_count(m), 2);
+	CHECK_VALID(gm_rangemap_validate(m, &reason), reason);
+	CHECK_EQ(gm_rangemap_remove(m, 0, UINT64_MAX), 0);
+	CHECK_EQ(gm_rangemap_count(m), 0);
 	struct gm_range r;
-	CHECK_EQ(gm_rangemap_next(&m, 0, &r), -ENOENT);
-	CHECK_EQ(gm_rangemap_prev(&m, UINT64_MAX, &r), -ENOENT);
-	CHECK_VALID(gm_rangemap_validate(&m, &reason), reason);
-	gm_rangemap_destroy(&m);
+	CHECK_EQ(gm_rangemap_next(m, 0, &r), -ENOENT);
+	CHECK_EQ(gm_rangemap_prev(m, UINT64_MAX, &r), -ENOENT);
+	CHECK_VALID(gm_rangemap_validate(m, &reason), reason);
+	gm_rangemap_destroy(m);
 }
 
 GM_TEST(coalescing_is_canonical_and_nocoalesce_keeps_ranges_apart)
 {
-	struct gm_rangemap m, n;
-	CHECK_EQ(gm_rangemap_init(&m, 0, NULL), 0);
-	CHECK_EQ(gm_rangemap_init(&n, GM_RANGEMAP_NOCOALESCE, NULL), 0);
+	struct gm_rangemap *m, *n;
+	CHECK_EQ(gm_rangemap_create(&m, 0, NULL), 0);
+	CHECK_EQ(gm_rangemap_create(&n, GM_RANGEMAP_NOCOALESCE, NULL), 0);
 	/* the seed's example: [0,16]=0x20, [8,24]=0x32, [5,10]=0x32 */
-	struct gm_rangemap *maps[2] = {&m, &n};
+	struct gm_rangemap *maps[2] = {m, n};
 	for (int i = 0; i < 2; i++) {
 		CHECK_EQ(gm_rangemap_store(maps[i], 0, 16, 0x20), 0);
 		CHECK_EQ(gm_rangemap_store(maps[i], 8, 24, 0x32), 0);
 		CHECK_EQ(gm_rangemap_store(maps[i], 5, 10, 0x32), 0);
 	}
 	uint64_t v, f, l;
-	CHECK_EQ(gm_rangemap_load(&m, 7, &v, &f, &l), 0);
+	CHECK_EQ(gm_rangemap_load(m, 7, &v, &f, &l), 0);
 	CHECK_EQ(f, 5);
 	CHECK_EQ(l, 24);
-	CHECK_EQ(gm_rangemap_count(&m), 2);
-	CHECK_EQ(gm_rangemap_load(&n, 7, &v, &f, &l), 0);
+	CHECK_EQ(gm_rangemap_count(m), 2);
+	CHECK_EQ(gm_rangemap_load(n, 7, &v, &f, &l), 0);
 	CHECK_EQ(f, 5);
 	CHECK_EQ(l, 10);
-	CHECK_EQ(gm_rangemap_count(&n), 3);
-	gm_rangemap_destroy(&m);
-	gm_rangemap_destroy(&n);
+	CHECK_EQ(gm_rangemap_count(n), 3);
+	gm_rangemap_destroy(m);
+	gm_rangemap_destroy(n);
 }
 
 /* Many ranges, then stores and erases that span many nodes. */
@@ -460,40 +466,40 @@ GM_TEST(stores_spanning_many_nodes)
 	uint64_t k = 100000;
 	for (int mode = 0; mode < 2; mode++) {
 		unsigned flags = mode ? GM_RANGEMAP_NOCOALESCE : 0;
-		struct gm_rangemap m;
-		CHECK_EQ(gm_rangemap_init(&m, flags, NULL), 0);
+		struct gm_rangemap *m;
+		CHECK_EQ(gm_rangemap_create(&m, flags, NULL), 0);
 		struct model md;
 		model_init(&md, k, false, !mode);
 		for (uint64_t c = 0; c + 1 < k; c += 2) {
-			CHECK_EQ(gm_rangemap_store(&m, c, c, c), 0);
+			CHECK_EQ(gm_rangemap_store(m, c, c, c), 0);
 			model_set(&md, c, c, true, c);
 		}
 		struct gm_rangemap_stats st;
-		gm_rangemap_stats(&m, &st);
+		gm_rangemap_stats(m, &st);
 		CHECK(st.height >= 3);
 		struct snap sn = {0};
-		check_all(&m, &md, &sn, rng);
+		check_all(m, &md, &sn, rng);
 		for (int round = 0; round < 6; round++) {
 			uint64_t a = gm_rng_below(rng, k / 2), b = a + gm_rng_below(rng, k / 2);
 			if (round & 1) {
-				CHECK_EQ(gm_rangemap_erase(&m, a, b), 0);
+				CHECK_EQ(gm_rangemap_remove(m, a, b), 0);
 				model_set(&md, a, b, false, 0);
 			} else {
-				CHECK_EQ(gm_rangemap_store(&m, a, b, 3), 0);
+				CHECK_EQ(gm_rangemap_store(m, a, b, 3), 0);
 				model_set(&md, a, b, true, 3);
 			}
-			check_all(&m, &md, &sn, rng);
+			check_all(m, &md, &sn, rng);
 			/* refill some isolated ranges */
 			for (int j = 0; j < 3000; j++) {
 				uint64_t c = gm_rng_below(rng, k);
-				CHECK_EQ(gm_rangemap_store(&m, c, c, c), 0);
+				CHECK_EQ(gm_rangemap_store(m, c, c, c), 0);
 				model_set(&md, c, c, true, c);
 			}
-			check_all(&m, &md, &sn, rng);
+			check_all(m, &md, &sn, rng);
 		}
 		snap_free(&sn);
 		model_free(&md);
-		gm_rangemap_destroy(&m);
+		gm_rangemap_destroy(m);
 	}
 }
 
@@ -503,17 +509,17 @@ static void oom(unsigned flags)
 {
 	struct gm_rng *rng = gm_test_rng();
 	gm_rangemap_recycle_min_bytes_ = 0;
-	if (flags & GM_RANGEMAP_RCU)
+	if (flags & GM_RCU)
 		gm_rcu_register_thread();
 	struct gm_alloc_failing fail;
 	gm_alloc_failing_init(&fail, NULL);
 	struct gm_alloc_counting cnt;
 	gm_alloc_counting_init(&cnt, &fail.allocator);
-	struct gm_rangemap m;
+	struct gm_rangemap *m;
 	gm_alloc_failing_arm_nth(&fail, 1, false);
-	CHECK_EQ(gm_rangemap_init(&m, flags, &cnt.allocator), -ENOMEM);
+	CHECK_EQ(gm_rangemap_create(&m, flags, &cnt.allocator), -ENOMEM);
 	CHECK_EQ(gm_alloc_counting_bytes(&cnt), 0);
-	CHECK_EQ(gm_rangemap_init(&m, flags, &cnt.allocator), 0);
+	CHECK_EQ(gm_rangemap_create(&m, flags, &cnt.allocator), 0);
 	struct model md;
 	model_init(&md, 3000, gm_rng_chance(rng, 1, 2), !(flags & GM_RANGEMAP_NOCOALESCE));
 	struct snap sn = {0};
@@ -522,17 +528,17 @@ static void oom(unsigned flags)
 	for (uint64_t i = 0; i < steps; i++) {
 		size_t before = gm_alloc_counting_bytes(&cnt);
 		struct gm_rangemap_stats st_before, st_after;
-		gm_rangemap_stats(&m, &st_before);
-		uint64_t count = gm_rangemap_count(&m);
+		gm_rangemap_stats(m, &st_before);
+		uint64_t count = gm_rangemap_count(m);
 		gm_alloc_failing_arm_nth(&fail, 1 + gm_rng_below(rng, 6), gm_rng_chance(rng, 1, 2));
-		int rc = random_write(&m, &md, rng, &u, true);
+		int rc = random_write(m, &md, rng, &u, true);
 		gm_alloc_failing_disarm(&fail);
 		if (rc == -ENOMEM) {
 			failures++;
 			size_t after = gm_alloc_counting_bytes(&cnt);
-			gm_rangemap_stats(&m, &st_after);
+			gm_rangemap_stats(m, &st_after);
 			CHECK_EQ(st_after.bytes, st_before.bytes); /* live nodes: exact */
-			if (flags & GM_RANGEMAP_RCU) {
+			if (flags & GM_RCU) {
 				/* Earlier steps' retired nodes are freed by the
 				 * call_rcu thread meanwhile, so the allocator's total
 				 * may fall; it may grow only by spare retire batches
@@ -541,25 +547,25 @@ static void oom(unsigned flags)
 			} else {
 				CHECK_EQ(after, before);
 			}
-			CHECK_EQ(gm_rangemap_count(&m), count);
-			check_all(&m, &md, &sn, rng); /* unchanged: still equals the model */
+			CHECK_EQ(gm_rangemap_count(m), count);
+			check_all(m, &md, &sn, rng); /* unchanged: still equals the model */
 			continue;
 		}
 		CHECK_EQ(rc, 0); /* random_write applied it to the model */
-		check_all(&m, &md, &sn, rng);
+		check_all(m, &md, &sn, rng);
 	}
 	gm_test_note("%" PRIu64 " injected failures in %" PRIu64 " writes", failures, steps);
 	CHECK(failures > steps / 20);
-	gm_rangemap_destroy(&m);
+	gm_rangemap_destroy(m);
 	CHECK_EQ(gm_alloc_counting_bytes(&cnt), 0);
 	snap_free(&sn);
 	model_free(&md);
-	if (flags & GM_RANGEMAP_RCU)
+	if (flags & GM_RCU)
 		gm_rcu_unregister_thread();
 }
 
 GM_TEST(oom_leaves_map_unchanged) { oom(0); }
 GM_TEST(oom_leaves_map_unchanged_nocoalesce) { oom(GM_RANGEMAP_NOCOALESCE); }
-GM_TEST(oom_leaves_map_unchanged_rcu) { oom(GM_RANGEMAP_RCU); }
+GM_TEST(oom_leaves_map_unchanged_rcu) { oom(GM_RCU); }
 
 GM_TEST_MAIN()

@@ -21,14 +21,14 @@
 
 #define BLOCKS 64
 
-static struct gm_rangeset set;
+static struct gm_rangeset *set;
 static atomic_bool stop;
 
 struct reader_result {
 	uint64_t bad, reads;
 };
 
-static int find_stable(uint64_t first, uint64_t last, void *ctx)
+static int find_stable(void *ctx, uint64_t first, uint64_t last)
 {
 	uint64_t *want = ctx;
 	if (first == *want && last == *want + 9)
@@ -45,16 +45,16 @@ static void *reader(void *arg)
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
 		uint64_t k = gm_rng_below(&rng, BLOCKS), base = 100 * k;
 		gm_rcu_read_lock();
-		res->bad += !gm_rangeset_contains(&set, base + gm_rng_below(&rng, 10));
-		res->bad += !gm_rangeset_contains_range(&set, base, base + 9);
-		res->bad += gm_rangeset_contains(&set, base + 95 + gm_rng_below(&rng, 5));
-		res->bad += gm_rangeset_overlaps_range(&set, base + 95, base + 99);
-		res->bad += !gm_rangeset_overlaps_range(&set, base + 5, base + 50);
-		const struct gm_rangeset *two[2] = {&set, &set};
+		res->bad += !gm_rangeset_contains(set, base + gm_rng_below(&rng, 10));
+		res->bad += !gm_rangeset_contains_range(set, base, base + 9);
+		res->bad += gm_rangeset_contains(set, base + 95 + gm_rng_below(&rng, 5));
+		res->bad += gm_rangeset_overlaps_range(set, base + 95, base + 99);
+		res->bad += !gm_rangeset_overlaps_range(set, base + 5, base + 50);
+		const struct gm_rangeset *two[2] = {set, set};
 		res->bad += gm_rangeset_first_containing(two, 2, base + gm_rng_below(&rng, 10)) != 0;
-		res->bad += gm_rangeset_first_containing(two, 2, base + 95 + gm_rng_below(&rng, 5)) != -1;
+		res->bad += gm_rangeset_first_containing(two, 2, base + 95 + gm_rng_below(&rng, 5)) != -ENOENT;
 		uint64_t want = base;
-		gm_rangeset_report_ranges(&set, base, base + 99, find_stable, &want);
+		gm_rangeset_walk(set, base, base + 99, find_stable, &want);
 		res->bad += want != UINT64_MAX;
 		gm_rcu_read_unlock();
 		res->reads++;
@@ -66,11 +66,11 @@ static void *reader(void *arg)
 GM_TEST(readers_see_stable_ranges_through_churn)
 {
 	gm_rcu_register_thread();
-	CHECK_EQ(gm_rangeset_init(&set, "stress", GM_RANGESET_RCU, 0, NULL), 0);
-	struct gm_rangeset other;
-	CHECK_EQ(gm_rangeset_init(&other, "other", GM_RANGESET_RCU, 0, NULL), 0);
+	CHECK_EQ(gm_rangeset_create(&set, &(struct gm_rangeset_config){"stress", 0}, GM_RCU, NULL), 0);
+	struct gm_rangeset *other;
+	CHECK_EQ(gm_rangeset_create(&other, &(struct gm_rangeset_config){"other", 0}, GM_RCU, NULL), 0);
 	for (uint64_t k = 0; k < BLOCKS; k++)
-		CHECK_EQ(gm_rangeset_add_range(&set, 100 * k, 100 * k + 9), 0);
+		CHECK_EQ(gm_rangeset_add(set, 100 * k, 100 * k + 9), 0);
 	atomic_store(&stop, false);
 	pthread_t th[2];
 	struct reader_result res[2] = {{0, 0}, {0, 0}};
@@ -86,28 +86,28 @@ GM_TEST(readers_see_stable_ranges_through_churn)
 		/* Whole-set operations wait for a grace period: keep them rare. */
 		switch (gm_rng_below(rng, 100)) {
 		case 0: { /* union with ranges inside churn zones */
-			CHECK_EQ(gm_rangeset_purge(&other), 0);
-			CHECK_EQ(gm_rangeset_add_range(&other, f, l), 0);
-			CHECK_EQ(gm_rangeset_union(&set, &other), 0);
+			CHECK_EQ(gm_rangeset_purge(other), 0);
+			CHECK_EQ(gm_rangeset_add(other, f, l), 0);
+			CHECK_EQ(gm_rangeset_union(set, other), 0);
 			break;
 		}
 		case 1: /* subtract a churn zone */
-			CHECK_EQ(gm_rangeset_purge(&other), 0);
-			CHECK_EQ(gm_rangeset_add_range(&other, base + 20, base + 89), 0);
-			CHECK_EQ(gm_rangeset_subtract(&set, &other), 0);
+			CHECK_EQ(gm_rangeset_purge(other), 0);
+			CHECK_EQ(gm_rangeset_add(other, base + 20, base + 89), 0);
+			CHECK_EQ(gm_rangeset_subtract(set, other), 0);
 			break;
 		case 2: { /* intersect with everything but one churn zone */
-			CHECK_EQ(gm_rangeset_purge(&other), 0);
-			CHECK_EQ(gm_rangeset_add_range(&other, 0, UINT64_MAX), 0);
-			CHECK_EQ(gm_rangeset_remove_range(&other, f, l), 0);
-			CHECK_EQ(gm_rangeset_intersect(&set, &other), 0);
+			CHECK_EQ(gm_rangeset_purge(other), 0);
+			CHECK_EQ(gm_rangeset_add(other, 0, UINT64_MAX), 0);
+			CHECK_EQ(gm_rangeset_remove(other, f, l), 0);
+			CHECK_EQ(gm_rangeset_intersect(set, other), 0);
 			break;
 		}
 		default:
 			if (gm_rng_chance(rng, 1, 2))
-				CHECK_EQ(gm_rangeset_add_range(&set, f, l), 0);
+				CHECK_EQ(gm_rangeset_add(set, f, l), 0);
 			else
-				CHECK_EQ(gm_rangeset_remove_range(&set, f, l), 0);
+				CHECK_EQ(gm_rangeset_remove(set, f, l), 0);
 		}
 	}
 	atomic_store(&stop, true);
@@ -115,9 +115,9 @@ GM_TEST(readers_see_stable_ranges_through_churn)
 		pthread_join(th[i], NULL);
 	CHECK_EQ(res[0].bad + res[1].bad, 0);
 	CHECK(res[0].reads + res[1].reads > 0);
-	CHECK_VALID(gm_rangeset_validate(&set, &reason), reason);
-	gm_rangeset_destroy(&other);
-	gm_rangeset_destroy(&set);
+	CHECK_VALID(gm_rangeset_validate(set, &reason), reason);
+	gm_rangeset_destroy(other);
+	gm_rangeset_destroy(set);
 	gm_rcu_unregister_thread();
 }
 
@@ -145,23 +145,23 @@ GM_TEST(readers_see_stable_ranges_through_churn)
 #define DSMALL 1600
 
 enum { GA, GB, GC, GD, GMEMBERS };
-static struct gm_rangeset_group group;
-static struct gm_rangeset gset[GMEMBERS];
+static struct gm_rangeset_group *group;
+static struct gm_rangeset *gset[GMEMBERS];
 
 /* The answers select may give for x: `a` or `b` (the same when fixed). */
 static void answers(uint64_t x, int *a, int *b)
 {
 	if (x >= FILL_D) {
 		bool filler = x - FILL_D < 2 * DSMALL && (x - FILL_D) % 2 == 0;
-		*a = -1, *b = filler ? 3 : -1;
+		*a = -ENOENT, *b = filler ? 3 : -ENOENT;
 	} else if (x >= FILL_C) {
-		*a = *b = x - FILL_C < 2 * CSMALL && (x - FILL_C) % 2 == 0 ? 2 : -1;
+		*a = *b = x - FILL_C < 2 * CSMALL && (x - FILL_C) % 2 == 0 ? 2 : -ENOENT;
 	} else if (x >= GBLOCK * GBLOCKS) {
-		*a = *b = -1;
+		*a = *b = -ENOENT;
 	} else {
 		unsigned o = (unsigned)(x % GBLOCK);
-		*a = o < 4 ? 0 : o < 16 ? 1 : o < 48 ? 0 : -1;
-		*b = o < 8 ? *a : o >= 32 && o < 40 ? 1 : -1;
+		*a = o < 4 ? 0 : o < 16 ? 1 : o < 48 ? 0 : -ENOENT;
+		*b = o < 8 ? *a : o >= 32 && o < 40 ? 1 : -ENOENT;
 	}
 }
 
@@ -184,7 +184,7 @@ static void *group_reader(void *arg)
 		gm_rcu_read_lock();
 		for (int i = 0; i < 16; i++) {
 			uint64_t x = group_probe(&rng);
-			int a, b, got = gm_rangeset_group_select(&group, x);
+			int a, b, got = gm_rangeset_group_select(group, x);
 			answers(x, &a, &b);
 			res->bad += got != a && got != b;
 		}
@@ -195,26 +195,26 @@ static void *group_reader(void *arg)
 	return NULL;
 }
 
-static void group_setup(struct gm_rangeset *dfull)
+static void group_setup(struct gm_rangeset **dfull)
 {
-	CHECK_EQ(gm_rangeset_group_init(&group, GM_RANGESET_RCU, NULL), 0);
+	CHECK_EQ(gm_rangeset_group_create(&group, GM_RCU, NULL), 0);
 	for (int i = 0; i < GMEMBERS; i++) {
-		CHECK_EQ(gm_rangeset_init(&gset[i], "member", GM_RANGESET_RCU, 0, NULL), 0);
-		CHECK_EQ(gm_rangeset_group_join(&group, &gset[i]), i);
+		CHECK_EQ(gm_rangeset_create(&gset[i], &(struct gm_rangeset_config){"member", 0}, GM_RCU, NULL), 0);
+		CHECK_EQ(gm_rangeset_group_join(group, gset[i]), i);
 	}
-	CHECK_EQ(gm_rangeset_init(dfull, "d-full", GM_RANGESET_RCU, 0, NULL), 0);
+	CHECK_EQ(gm_rangeset_create(dfull, &(struct gm_rangeset_config){"d-full", 0}, GM_RCU, NULL), 0);
 	for (uint64_t k = 0; k < GBLOCKS; k++) {
 		uint64_t b = GBLOCK * k;
-		CHECK_EQ(gm_rangeset_add_range(&gset[GA], b, b + 3), 0);
-		CHECK_EQ(gm_rangeset_add_range(&gset[GB], b + 4, b + 7), 0);
-		CHECK_EQ(gm_rangeset_add_range(&gset[GB], b + 32, b + 39), 0);
+		CHECK_EQ(gm_rangeset_add(gset[GA], b, b + 3), 0);
+		CHECK_EQ(gm_rangeset_add(gset[GB], b + 4, b + 7), 0);
+		CHECK_EQ(gm_rangeset_add(gset[GB], b + 32, b + 39), 0);
 	}
 	for (uint64_t i = 0; i < CSMALL; i++)
-		CHECK_EQ(gm_rangeset_add_range(&gset[GC], FILL_C + 2 * i, FILL_C + 2 * i), 0);
+		CHECK_EQ(gm_rangeset_add(gset[GC], FILL_C + 2 * i, FILL_C + 2 * i), 0);
 	for (uint64_t i = 0; i < DSMALL; i++)
-		CHECK_EQ(gm_rangeset_add_range(dfull, FILL_D + 2 * i, FILL_D + 2 * i), 0);
-	CHECK_EQ(gm_rangeset_union(&gset[GD], dfull), 0);
-	CHECK(gm_rangeset_group_indexed(&group));
+		CHECK_EQ(gm_rangeset_add(*dfull, FILL_D + 2 * i, FILL_D + 2 * i), 0);
+	CHECK_EQ(gm_rangeset_union(gset[GD], *dfull), 0);
+	CHECK(gm_rangeset_group_indexed(group));
 }
 
 /* A single-range change in a churned zone of A or B. */
@@ -223,19 +223,19 @@ static void group_churn_one(struct gm_rng *rng)
 	uint64_t b = GBLOCK * gm_rng_below(rng, GBLOCKS), f, l;
 	struct gm_rangeset *s;
 	if (gm_rng_chance(rng, 1, 3)) { /* B: offsets 0..3 or 8..15 */
-		s = &gset[GB];
+		s = gset[GB];
 		bool low = gm_rng_chance(rng, 1, 3);
 		f = b + (low ? gm_rng_below(rng, 4) : 8 + gm_rng_below(rng, 8));
 		l = f + gm_rng_below(rng, (low ? b + 4 : b + 16) - f);
 	} else { /* A: offsets 16..47, up to all 32 of them */
-		s = &gset[GA];
+		s = gset[GA];
 		f = b + 16 + gm_rng_below(rng, 32);
 		l = f + gm_rng_below(rng, b + 48 - f);
 	}
 	if (gm_rng_chance(rng, 1, 2))
-		CHECK_EQ(gm_rangeset_add_range(s, f, l), 0);
+		CHECK_EQ(gm_rangeset_add(s, f, l), 0);
 	else
-		CHECK_EQ(gm_rangeset_remove_range(s, f, l), 0);
+		CHECK_EQ(gm_rangeset_remove(s, f, l), 0);
 }
 
 /* A whole-set change of A that keeps its stable ranges: a union or a
@@ -248,25 +248,25 @@ static void group_churn_whole(struct gm_rng *rng, struct gm_rangeset *other)
 	CHECK_EQ(gm_rangeset_purge(other), 0);
 	switch (gm_rng_below(rng, 4)) {
 	case 0:
-		CHECK_EQ(gm_rangeset_add_range(other, f, l), 0);
-		CHECK_EQ(gm_rangeset_union(&gset[GA], other), 0);
+		CHECK_EQ(gm_rangeset_add(other, f, l), 0);
+		CHECK_EQ(gm_rangeset_union(gset[GA], other), 0);
 		break;
 	case 1:
-		CHECK_EQ(gm_rangeset_add_range(other, b + 16, b + 47), 0);
-		CHECK_EQ(gm_rangeset_subtract(&gset[GA], other), 0);
+		CHECK_EQ(gm_rangeset_add(other, b + 16, b + 47), 0);
+		CHECK_EQ(gm_rangeset_subtract(gset[GA], other), 0);
 		break;
 	case 2:
-		CHECK_EQ(gm_rangeset_add_range(other, 0, UINT64_MAX), 0);
-		CHECK_EQ(gm_rangeset_remove_range(other, f, l), 0);
-		CHECK_EQ(gm_rangeset_intersect(&gset[GA], other), 0);
+		CHECK_EQ(gm_rangeset_add(other, 0, UINT64_MAX), 0);
+		CHECK_EQ(gm_rangeset_remove(other, f, l), 0);
+		CHECK_EQ(gm_rangeset_intersect(gset[GA], other), 0);
 		break;
 	default:
 		for (uint64_t k = 0; k < GBLOCKS; k++) {
 			uint64_t c = GBLOCK * k + 16 + gm_rng_below(rng, 28);
-			CHECK_EQ(gm_rangeset_add_range(other, GBLOCK * k, GBLOCK * k + 3), 0);
-			CHECK_EQ(gm_rangeset_add_range(other, c, c + gm_rng_below(rng, 4)), 0);
+			CHECK_EQ(gm_rangeset_add(other, GBLOCK * k, GBLOCK * k + 3), 0);
+			CHECK_EQ(gm_rangeset_add(other, c, c + gm_rng_below(rng, 4)), 0);
 		}
-		CHECK_EQ(gm_rangeset_swap(&gset[GA], other), 0);
+		CHECK_EQ(gm_rangeset_swap(gset[GA], other), 0);
 	}
 }
 
@@ -277,31 +277,31 @@ static void group_toggle_d(struct gm_rng *rng, const struct gm_rangeset *dfull,
 {
 	if (*d_in && *d_full) {
 		if (gm_rng_chance(rng, 1, 2)) {
-			CHECK_EQ(gm_rangeset_purge(&gset[GD]), 0);
+			CHECK_EQ(gm_rangeset_purge(gset[GD]), 0);
 			*d_full = false;
 		} else {
-			CHECK_EQ(gm_rangeset_group_leave(&gset[GD]), 0);
+			CHECK_EQ(gm_rangeset_group_leave(gset[GD]), 0);
 			*d_in = false;
 		}
 		return;
 	}
 	if (!*d_in) {
-		CHECK_EQ(gm_rangeset_group_join(&group, &gset[GD]), GD);
+		CHECK_EQ(gm_rangeset_group_join(group, gset[GD]), GD);
 		*d_in = true;
 	}
 	if (!*d_full) {
-		CHECK_EQ(gm_rangeset_union(&gset[GD], dfull), 0);
+		CHECK_EQ(gm_rangeset_union(gset[GD], dfull), 0);
 		*d_full = true;
 	}
-	CHECK(gm_rangeset_group_indexed(&group));
+	CHECK(gm_rangeset_group_indexed(group));
 }
 
 GM_TEST(group_readers_see_stable_answers_through_churn)
 {
 	gm_rcu_register_thread();
-	struct gm_rangeset dfull, other;
+	struct gm_rangeset *dfull, *other;
 	group_setup(&dfull);
-	CHECK_EQ(gm_rangeset_init(&other, "other", GM_RANGESET_RCU, 0, NULL), 0);
+	CHECK_EQ(gm_rangeset_create(&other, &(struct gm_rangeset_config){"other", 0}, GM_RCU, NULL), 0);
 	atomic_store(&stop, false);
 	pthread_t th[2];
 	struct reader_result res[2] = {{0, 0}, {0, 0}};
@@ -316,12 +316,12 @@ GM_TEST(group_readers_see_stable_answers_through_churn)
 		 * wait for a grace period: keep them rare. */
 		uint64_t r = gm_rng_below(rng, 200);
 		if (r == 0)
-			group_toggle_d(rng, &dfull, &d_in, &d_full);
+			group_toggle_d(rng, dfull, &d_in, &d_full);
 		else if (r < 3)
-			group_churn_whole(rng, &other);
+			group_churn_whole(rng, other);
 		else
 			group_churn_one(rng);
-		unindexed += !gm_rangeset_group_indexed(&group);
+		unindexed += !gm_rangeset_group_indexed(group);
 	}
 	atomic_store(&stop, true);
 	for (int i = 0; i < 2; i++)
@@ -329,12 +329,12 @@ GM_TEST(group_readers_see_stable_answers_through_churn)
 	CHECK_EQ(res[0].bad + res[1].bad, 0);
 	CHECK(res[0].reads + res[1].reads > 0);
 	CHECK(unindexed < steps); /* most steps ran with the index */
-	CHECK_VALID(gm_rangeset_group_validate(&group, &reason), reason);
-	gm_rangeset_group_destroy(&group);
+	CHECK_VALID(gm_rangeset_group_validate(group, &reason), reason);
+	gm_rangeset_group_destroy(group);
 	for (int i = 0; i < GMEMBERS; i++)
-		gm_rangeset_destroy(&gset[i]);
-	gm_rangeset_destroy(&dfull);
-	gm_rangeset_destroy(&other);
+		gm_rangeset_destroy(gset[i]);
+	gm_rangeset_destroy(dfull);
+	gm_rangeset_destroy(other);
 	gm_rcu_unregister_thread();
 }
 

@@ -90,7 +90,7 @@ static void build_from_oracle(struct gm_rangeset *s, const struct oracle *o)
 		unsigned j = i;
 		while (j + 1 < o->size && o->bit[j + 1])
 			j++;
-		CHECK_EQ(gm_rangeset_add_range(s, o->base + i, o->base + j), 0);
+		CHECK_EQ(gm_rangeset_add(s, o->base + i, o->base + j), 0);
 	}
 }
 
@@ -100,7 +100,7 @@ struct collect {
 	int stop_after; /* -1: never */
 };
 
-static int collect_cb(uint64_t first, uint64_t last, void *ctx)
+static int collect_cb(void *ctx, uint64_t first, uint64_t last)
 {
 	struct collect *c = ctx;
 	if (c->stop_after >= 0 && (int)c->n == c->stop_after)
@@ -117,7 +117,7 @@ static void check_equal(const struct gm_rangeset *s, const struct oracle *o)
 	CHECK_VALID(gm_rangeset_validate(s, &reason), reason);
 	struct collect *c = calloc(1, sizeof(*c));
 	c->stop_after = -1;
-	CHECK_EQ(gm_rangeset_report_ranges(s, 0, UINT64_MAX, collect_cb, c), 0);
+	CHECK_EQ(gm_rangeset_walk(s, 0, UINT64_MAX, collect_cb, c), 0);
 	CHECK_EQ(c->n, oracle_runs(o));
 	CHECK_EQ(gm_rangeset_count(s), oracle_runs(o));
 	CHECK_EQ(gm_rangeset_is_empty(s), oracle_runs(o) == 0);
@@ -138,15 +138,14 @@ static void check_equal(const struct gm_rangeset *s, const struct oracle *o)
 static struct gm_rangeset *new_set(unsigned flags, uint64_t limit,
 				   const struct gm_allocator *a)
 {
-	struct gm_rangeset *s = malloc(sizeof(*s));
-	CHECK_EQ(gm_rangeset_init(s, "test", flags, limit, a), 0);
+	struct gm_rangeset *s;
+	CHECK_EQ(gm_rangeset_create(&s, &(struct gm_rangeset_config){"test", limit}, flags, a), 0);
 	return s;
 }
 
 static void free_set(struct gm_rangeset *s)
 {
 	gm_rangeset_destroy(s);
-	free(s);
 }
 
 enum setop { OP_UNION, OP_SUBTRACT, OP_INTERSECT };
@@ -200,11 +199,11 @@ GM_TEST(every_arrangement_of_two_ranges)
 			build_from_oracle(b, ob);
 			switch (op) {
 			case 0: /* add B to A */
-				CHECK_EQ(gm_rangeset_add_range(a, bf, bl), 0);
+				CHECK_EQ(gm_rangeset_add(a, bf, bl), 0);
 				oracle_set(o, bf, bl, 1);
 				break;
 			case 1: /* remove B from A */
-				CHECK_EQ(gm_rangeset_remove_range(a, bf, bl), 0);
+				CHECK_EQ(gm_rangeset_remove(a, bf, bl), 0);
 				oracle_set(o, bf, bl, 0);
 				break;
 			default:
@@ -248,10 +247,10 @@ GM_TEST(range_against_two_neighbours)
 				build_from_oracle(a, o);
 				build_from_oracle(b, ob);
 				if (op == 0) {
-					CHECK_EQ(gm_rangeset_add_range(a, f, l), 0);
+					CHECK_EQ(gm_rangeset_add(a, f, l), 0);
 					oracle_set(o, f, l, 1);
 				} else if (op == 1) {
-					CHECK_EQ(gm_rangeset_remove_range(a, f, l), 0);
+					CHECK_EQ(gm_rangeset_remove(a, f, l), 0);
 					oracle_set(o, f, l, 0);
 				} else {
 					CHECK_EQ(apply_setop(a, b, (enum setop)(op - 2)), 0);
@@ -270,14 +269,14 @@ GM_TEST(range_against_two_neighbours)
 GM_TEST(subtract_spelled_out)
 {
 	struct gm_rangeset *a = new_set(0, 0, NULL), *b = new_set(0, 0, NULL);
-	CHECK_EQ(gm_rangeset_add_range(a, 0, 9), 0);
-	CHECK_EQ(gm_rangeset_add_range(a, 20, 29), 0);
-	CHECK_EQ(gm_rangeset_add_range(a, 40, 49), 0);
-	CHECK_EQ(gm_rangeset_add_range(b, 5, 24), 0);
-	CHECK_EQ(gm_rangeset_add_range(b, 45, 45), 0);
+	CHECK_EQ(gm_rangeset_add(a, 0, 9), 0);
+	CHECK_EQ(gm_rangeset_add(a, 20, 29), 0);
+	CHECK_EQ(gm_rangeset_add(a, 40, 49), 0);
+	CHECK_EQ(gm_rangeset_add(b, 5, 24), 0);
+	CHECK_EQ(gm_rangeset_add(b, 45, 45), 0);
 	CHECK_EQ(gm_rangeset_subtract(a, b), 0);
 	struct collect c = {.stop_after = -1};
-	CHECK_EQ(gm_rangeset_report_ranges(a, 0, UINT64_MAX, collect_cb, &c), 0);
+	CHECK_EQ(gm_rangeset_walk(a, 0, UINT64_MAX, collect_cb, &c), 0);
 	CHECK_EQ(c.n, 4);
 	CHECK(c.first[0] == 0 && c.last[0] == 4);
 	CHECK(c.first[1] == 25 && c.last[1] == 29);
@@ -328,9 +327,9 @@ static void exhaustive_at(uint64_t base, unsigned y_step)
 					memcpy(r, &o[x], sizeof(*r));
 					oracle_set(r, base + i, base + j, (uint8_t)add);
 					if (add)
-						CHECK_EQ(gm_rangeset_add_range(d, base + i, base + j), 0);
+						CHECK_EQ(gm_rangeset_add(d, base + i, base + j), 0);
 					else
-						CHECK_EQ(gm_rangeset_remove_range(d, base + i, base + j), 0);
+						CHECK_EQ(gm_rangeset_remove(d, base + i, base + j), 0);
 					check_equal(d, r);
 					free_set(d);
 				}
@@ -370,7 +369,7 @@ static void random_differential(unsigned flags, uint64_t base, unsigned size,
 		int rc;
 		switch (what) {
 		case 0: case 1: case 2: {
-			rc = gm_rangeset_add_range(s, f, l);
+			rc = gm_rangeset_add(s, f, l);
 			uint64_t after = oracle_runs_after(o, f, l, 1);
 			if (limit && after > limit) {
 				CHECK_EQ(rc, -ENOSPC);
@@ -381,7 +380,7 @@ static void random_differential(unsigned flags, uint64_t base, unsigned size,
 			break;
 		}
 		case 3: case 4: {
-			rc = gm_rangeset_remove_range(s, f, l);
+			rc = gm_rangeset_remove(s, f, l);
 			uint64_t after = oracle_runs_after(o, f, l, 0);
 			if (limit && after > limit) {
 				CHECK_EQ(rc, -ENOSPC);
@@ -395,7 +394,7 @@ static void random_differential(unsigned flags, uint64_t base, unsigned size,
 			uint64_t sz = 1 + gm_rng_below(rng, 16);
 			uint64_t align = 1ULL << gm_rng_below(rng, 4);
 			uint64_t got = 0, want = 0;
-			rc = gm_rangeset_claim_range(s, sz, align, f, end, &got);
+			rc = gm_rangeset_claim(s, sz, align, f, end, &got);
 			bool found = oracle_claim(o, sz, align, f, end, &want);
 			if (!found) {
 				CHECK_EQ(rc, -ENOSPC);
@@ -417,7 +416,7 @@ static void random_differential(unsigned flags, uint64_t base, unsigned size,
 				uint64_t go = gm_rng_below(rng, size);
 				uint64_t mo = go + gm_rng_below(rng, 32);
 				uint64_t g = base + go, m = base + (mo < size ? mo : size - 1);
-				CHECK_EQ(gm_rangeset_add_range(other, g, m), 0);
+				CHECK_EQ(gm_rangeset_add(other, g, m), 0);
 				oracle_set(ob, g, m, 1);
 			}
 			enum setop op = (enum setop)gm_rng_below(rng, 3);
@@ -437,7 +436,7 @@ static void random_differential(unsigned flags, uint64_t base, unsigned size,
 		case 7: { /* report a window, stopping early sometimes */
 			struct collect *c = calloc(1, sizeof(*c));
 			c->stop_after = gm_rng_chance(rng, 1, 3) ? (int)gm_rng_below(rng, 4) : -1;
-			rc = gm_rangeset_report_ranges(s, f, l, collect_cb, c);
+			rc = gm_rangeset_walk(s, f, l, collect_cb, c);
 			unsigned k = 0;
 			bool stopped = false;
 			for (uint64_t x = f; x - f <= l - f && !stopped; x++) {
@@ -463,7 +462,7 @@ static void random_differential(unsigned flags, uint64_t base, unsigned size,
 		case 8: { /* consume a window, stopping after some pieces */
 			struct collect *c = calloc(1, sizeof(*c));
 			c->stop_after = gm_rng_chance(rng, 1, 2) ? (int)gm_rng_below(rng, 3) : -1;
-			rc = gm_rangeset_consume_ranges(s, f, l, collect_cb, c);
+			rc = gm_rangeset_consume(s, f, l, collect_cb, c);
 			if (rc == -ENOSPC) { /* cutting at the window's edge */
 				CHECK(limit != 0);
 				free(c);
@@ -515,16 +514,16 @@ GM_TEST(first_containing_matches_the_loop)
 	struct gm_rangeset *sets[NSETS];
 	const struct gm_rangeset *ask[NSETS + 2];
 	for (unsigned i = 0; i < NSETS; i++) {
-		sets[i] = new_set(i % 2 ? GM_RANGESET_RCU : 0, 0, NULL);
+		sets[i] = new_set(i % 2 ? GM_RCU : 0, 0, NULL);
 		uint64_t n = i % 9 == 0 ? 0 : gm_rng_below(rng, i % 4 ? 40 : 4000);
 		for (uint64_t k = 0; k < n; k++) {
 			uint64_t f = gm_rng_below(rng, 200000);
-			CHECK_EQ(gm_rangeset_add_range(sets[i], f, f + gm_rng_below(rng, 8)), 0);
+			CHECK_EQ(gm_rangeset_add(sets[i], f, f + gm_rng_below(rng, 8)), 0);
 		}
 		if (i % 10 == 3)
-			CHECK_EQ(gm_rangeset_add_range(sets[i], UINT64_MAX - 2, UINT64_MAX), 0);
+			CHECK_EQ(gm_rangeset_add(sets[i], UINT64_MAX - 2, UINT64_MAX), 0);
 		if (i % 10 == 4)
-			CHECK_EQ(gm_rangeset_add_range(sets[i], 0, 0), 0);
+			CHECK_EQ(gm_rangeset_add(sets[i], 0, 0), 0);
 	}
 	gm_rcu_read_lock();
 	for (uint64_t iter = 0; iter < gm_test_iters(5000); iter++) {
@@ -538,7 +537,7 @@ GM_TEST(first_containing_matches_the_loop)
 		case 2: x = gm_rng_next(rng); break;
 		default: x = gm_rng_below(rng, 200010); break;
 		}
-		int want = -1;
+		int want = -ENOENT;
 		for (unsigned i = 0; i < n && want < 0; i++)
 			if (gm_rangeset_contains(ask[i], x))
 				want = (int)i;
@@ -573,7 +572,7 @@ GM_TEST(random_differential_with_limit)
 GM_TEST(random_differential_rcu_mode)
 {
 	gm_rcu_register_thread();
-	random_differential(GM_RANGESET_RCU, UINT64_MAX - 511, 512, 0, gm_test_iters(3000));
+	random_differential(GM_RCU, UINT64_MAX - 511, 512, 0, gm_test_iters(3000));
 	gm_rcu_unregister_thread();
 }
 
@@ -581,36 +580,36 @@ GM_TEST(random_differential_rcu_mode)
 GM_TEST(edges_whole_space_zero_and_max)
 {
 	struct gm_rangeset *s = new_set(0, 0, NULL);
-	CHECK_EQ(gm_rangeset_add_range(s, 5, 4), -EINVAL);
-	CHECK_EQ(gm_rangeset_remove_range(s, 5, 4), -EINVAL);
+	CHECK_EQ(gm_rangeset_add(s, 5, 4), -EINVAL);
+	CHECK_EQ(gm_rangeset_remove(s, 5, 4), -EINVAL);
 	CHECK(!gm_rangeset_contains_range(s, 5, 4));
 	CHECK(!gm_rangeset_overlaps_range(s, 5, 4));
 	CHECK(gm_rangeset_is_empty(s));
-	CHECK_EQ(gm_rangeset_add_range(s, 0, UINT64_MAX), 0);
+	CHECK_EQ(gm_rangeset_add(s, 0, UINT64_MAX), 0);
 	CHECK_EQ(gm_rangeset_count(s), 1);
 	CHECK(gm_rangeset_contains_range(s, 0, UINT64_MAX));
 	CHECK(gm_rangeset_contains(s, 0) && gm_rangeset_contains(s, UINT64_MAX));
 	uint64_t got;
-	CHECK_EQ(gm_rangeset_claim_range(s, 1, 1, 0, UINT64_MAX, &got), -ENOSPC);
-	CHECK_EQ(gm_rangeset_remove_range(s, 0, 0), 0);
-	CHECK_EQ(gm_rangeset_remove_range(s, UINT64_MAX, UINT64_MAX), 0);
+	CHECK_EQ(gm_rangeset_claim(s, 1, 1, 0, UINT64_MAX, &got), -ENOSPC);
+	CHECK_EQ(gm_rangeset_remove(s, 0, 0), 0);
+	CHECK_EQ(gm_rangeset_remove(s, UINT64_MAX, UINT64_MAX), 0);
 	CHECK_EQ(gm_rangeset_count(s), 1);
 	CHECK(!gm_rangeset_contains(s, 0) && !gm_rangeset_contains(s, UINT64_MAX));
 	CHECK(gm_rangeset_contains_range(s, 1, UINT64_MAX - 1));
-	CHECK_EQ(gm_rangeset_claim_range(s, 1, 1, 0, UINT64_MAX, &got), 0);
+	CHECK_EQ(gm_rangeset_claim(s, 1, 1, 0, UINT64_MAX, &got), 0);
 	CHECK_EQ(got, 0);
-	CHECK_EQ(gm_rangeset_claim_range(s, 1, 1, 0, UINT64_MAX, &got), 0);
+	CHECK_EQ(gm_rangeset_claim(s, 1, 1, 0, UINT64_MAX, &got), 0);
 	CHECK_EQ(got, UINT64_MAX);
 	CHECK(gm_rangeset_contains_range(s, 0, UINT64_MAX));
-	CHECK_EQ(gm_rangeset_remove_range(s, 0, UINT64_MAX), 0);
+	CHECK_EQ(gm_rangeset_remove(s, 0, UINT64_MAX), 0);
 	CHECK(gm_rangeset_is_empty(s));
-	CHECK_EQ(gm_rangeset_claim_range(s, 0, 1, 0, 10, &got), -EINVAL);
-	CHECK_EQ(gm_rangeset_claim_range(s, 1, 3, 0, 10, &got), -EINVAL);
-	CHECK_EQ(gm_rangeset_claim_range(s, 1, 1, 10, 0, &got), -EINVAL);
-	CHECK_EQ(gm_rangeset_claim_range(s, 12, 1, 0, 10, &got), -ENOSPC);
-	CHECK_EQ(gm_rangeset_report_ranges(s, 3, 2, collect_cb, NULL), -EINVAL);
+	CHECK_EQ(gm_rangeset_claim(s, 0, 1, 0, 10, &got), -EINVAL);
+	CHECK_EQ(gm_rangeset_claim(s, 1, 3, 0, 10, &got), -EINVAL);
+	CHECK_EQ(gm_rangeset_claim(s, 1, 1, 10, 0, &got), -EINVAL);
+	CHECK_EQ(gm_rangeset_claim(s, 12, 1, 0, 10, &got), -ENOSPC);
+	CHECK_EQ(gm_rangeset_walk(s, 3, 2, collect_cb, NULL), -EINVAL);
 	/* The whole space as one claim. */
-	CHECK_EQ(gm_rangeset_claim_range(s, UINT64_MAX, 1, 0, UINT64_MAX, &got), 0);
+	CHECK_EQ(gm_rangeset_claim(s, UINT64_MAX, 1, 0, UINT64_MAX, &got), 0);
 	CHECK_EQ(got, 0);
 	CHECK(gm_rangeset_contains_range(s, 0, UINT64_MAX - 1));
 	CHECK(!gm_rangeset_contains(s, UINT64_MAX));
@@ -619,12 +618,12 @@ GM_TEST(edges_whole_space_zero_and_max)
 
 GM_TEST(name_and_dump)
 {
-	struct gm_rangeset *s = malloc(sizeof(*s));
-	CHECK_EQ(gm_rangeset_init(s, "a-very-long-name-that-does-not-fit-in-32-bytes", 0, 0, NULL), 0);
+	struct gm_rangeset *s;
+	CHECK_EQ(gm_rangeset_create(&s, &(struct gm_rangeset_config){"a-very-long-name-that-does-not-fit-in-32-bytes", 0}, 0, NULL), 0);
 	CHECK_EQ(strlen(gm_rangeset_name(s)), GM_RANGESET_NAME_MAX - 1);
-	CHECK_EQ(gm_rangeset_add_range(s, 0x10, 0x1f), 0);
-	CHECK_EQ(gm_rangeset_add_range(s, 0x30, 0x30), 0);
-	CHECK_EQ(gm_rangeset_add_range(s, UINT64_MAX, UINT64_MAX), 0);
+	CHECK_EQ(gm_rangeset_add(s, 0x10, 0x1f), 0);
+	CHECK_EQ(gm_rangeset_add(s, 0x30, 0x30), 0);
+	CHECK_EQ(gm_rangeset_add(s, UINT64_MAX, UINT64_MAX), 0);
 	char buf[256] = {0};
 	FILE *f = fmemopen(buf, sizeof(buf) - 1, "w");
 	CHECK_EQ(gm_rangeset_dump(s, f), 0);
@@ -634,7 +633,9 @@ GM_TEST(name_and_dump)
 		 "%s { [0x10, 0x1f], [0x30], [0xffffffffffffffff] }\n",
 		 gm_rangeset_name(s));
 	CHECK_MSG(!strcmp(buf, want), "dump: '%s' want '%s'", buf, want);
-	CHECK_EQ(gm_rangeset_init(s + 0, "x", 0x80, 0, NULL) == -EINVAL, 1);
+	struct gm_rangeset *t = NULL;
+	CHECK_EQ(gm_rangeset_create(&t, &(struct gm_rangeset_config){"x", 0}, 0x80, NULL), -EINVAL);
+	CHECK(t == NULL);
 	free_set(s);
 }
 
@@ -653,7 +654,7 @@ GM_TEST(out_of_memory_leaves_the_set_unchanged)
 	struct gm_rangeset *other = new_set(0, 0, NULL);
 	for (int k = 0; k < 40; k++) {
 		uint64_t g = gm_rng_below(rng, 2000), m = g + gm_rng_below(rng, 40);
-		CHECK_EQ(gm_rangeset_add_range(other, g, m), 0);
+		CHECK_EQ(gm_rangeset_add(other, g, m), 0);
 		oracle_set(ob, g, m, 1);
 	}
 	uint64_t failures = 0;
@@ -666,8 +667,8 @@ GM_TEST(out_of_memory_leaves_the_set_unchanged)
 			struct oracle *r = malloc(sizeof(*r));
 			memcpy(r, o, sizeof(*r));
 			switch (what) {
-			case 0: rc = gm_rangeset_add_range(s, f, l); oracle_set(r, f, l, 1); break;
-			case 1: rc = gm_rangeset_remove_range(s, f, l); oracle_set(r, f, l, 0); break;
+			case 0: rc = gm_rangeset_add(s, f, l); oracle_set(r, f, l, 1); break;
+			case 1: rc = gm_rangeset_remove(s, f, l); oracle_set(r, f, l, 0); break;
 			case 2: rc = gm_rangeset_union(s, other); oracle_setop(r, ob, OP_UNION); break;
 			case 3: rc = gm_rangeset_subtract(s, other); oracle_setop(r, ob, OP_SUBTRACT); break;
 			default: rc = gm_rangeset_intersect(s, other); oracle_setop(r, ob, OP_INTERSECT); break;
@@ -686,7 +687,7 @@ GM_TEST(out_of_memory_leaves_the_set_unchanged)
 			break;
 		}
 		if (what >= 2 && gm_rng_chance(rng, 1, 2)) { /* keep s non-trivial */
-			CHECK_EQ(gm_rangeset_add_range(s, f, l), 0);
+			CHECK_EQ(gm_rangeset_add(s, f, l), 0);
 			oracle_set(o, f, l, 1);
 		}
 	}
@@ -713,8 +714,8 @@ GM_TEST(out_of_memory_leaves_the_set_unchanged)
 #define GROUP_MEMBERS 6 /* most members g gets in these tests */
 
 struct world {
-	struct gm_rangeset_group g, g2;
-	struct gm_rangeset set[NSLOT];
+	struct gm_rangeset_group *g, *g2;
+	struct gm_rangeset *set[NSLOT];
 	struct oracle o[NSLOT];
 	uint64_t small[NSLOT];  /* runs of at most GROUP_SMALL indices in o[k] */
 	int number[NSLOT];      /* member number in g (g2 for OUTSIDER), or -1 */
@@ -753,8 +754,7 @@ static void slot_commit(struct world *w, int k, const struct oracle *o)
 static void slot_init(struct world *w, int k)
 {
 	w->limit[k] = k == LIMITED ? 700 : 0;
-	CHECK_EQ(gm_rangeset_init(&w->set[k], "member", w->flags, w->limit[k],
-				  w->set_alloc), 0);
+	CHECK_EQ(gm_rangeset_create(&w->set[k], &(struct gm_rangeset_config){"member", w->limit[k]}, w->flags, w->set_alloc), 0);
 	oracle_init(&w->o[k], w->base, w->size);
 	w->small[k] = 0;
 	w->number[k] = -1;
@@ -771,8 +771,8 @@ static struct world *world_new(unsigned flags, uint64_t base, unsigned size,
 	w->set_alloc = set_alloc;
 	w->group_count = group_count;
 	w->exact = true;
-	CHECK_EQ(gm_rangeset_group_init(&w->g, flags, &group_count->allocator), 0);
-	CHECK_EQ(gm_rangeset_group_init(&w->g2, flags, &group_count->allocator), 0);
+	CHECK_EQ(gm_rangeset_group_create(&w->g, flags, &group_count->allocator), 0);
+	CHECK_EQ(gm_rangeset_group_create(&w->g2, flags, &group_count->allocator), 0);
 	for (int k = 0; k < NSLOT; k++)
 		slot_init(w, k);
 	return w;
@@ -784,17 +784,17 @@ static void world_free(struct world *w, struct gm_rng *rng)
 {
 	for (int k = 0; k < NSLOT; k++)
 		if (gm_rng_chance(rng, 1, 2)) {
-			gm_rangeset_destroy(&w->set[k]);
+			gm_rangeset_destroy(w->set[k]);
 			w->number[k] = -2; /* gone */
 		}
-	gm_rangeset_group_destroy(&w->g);
-	gm_rangeset_group_destroy(&w->g2);
+	gm_rangeset_group_destroy(w->g);
+	gm_rangeset_group_destroy(w->g2);
 	for (int k = 0; k < NSLOT; k++)
 		if (w->number[k] != -2) {
 			/* The group let go of it: a valid set in no group. */
-			CHECK_EQ(gm_rangeset_group_leave(&w->set[k]), -ENOENT);
-			check_equal(&w->set[k], &w->o[k]);
-			gm_rangeset_destroy(&w->set[k]);
+			CHECK_EQ(gm_rangeset_group_leave(w->set[k]), -ENOENT);
+			check_equal(w->set[k], &w->o[k]);
+			gm_rangeset_destroy(w->set[k]);
 		}
 	free(w);
 }
@@ -824,8 +824,8 @@ static uint64_t world_small(const struct world *w)
 static int want_select(const struct world *w, uint64_t x)
 {
 	if (x - w->base >= w->size)
-		return -1;
-	int best = -1;
+		return -ENOENT;
+	int best = -ENOENT;
 	for (int k = 0; k < OUTSIDER; k++)
 		if (in_g(w, k) && w->o[k].bit[x - w->base] &&
 		    (best < 0 || w->number[k] < best))
@@ -836,16 +836,16 @@ static int want_select(const struct world *w, uint64_t x)
 static int want_select_g2(const struct world *w, uint64_t x)
 {
 	return w->number[OUTSIDER] >= 0 && x - w->base < w->size &&
-	       w->o[OUTSIDER].bit[x - w->base] ? w->number[OUTSIDER] : -1;
+	       w->o[OUTSIDER].bit[x - w->base] ? w->number[OUTSIDER] : -ENOENT;
 }
 
 static void check_select(const struct world *w, uint64_t x)
 {
-	int got = gm_rangeset_group_select(&w->g, x), want = want_select(w, x);
+	int got = gm_rangeset_group_select(w->g, x), want = want_select(w, x);
 	CHECK_MSG(got == want, "select(%#" PRIx64 ") = %d, want %d (indexed %d, "
 		  "%" PRIu64 " small ranges)", x, got, want,
-		  gm_rangeset_group_indexed(&w->g), world_small(w));
-	CHECK_EQ(gm_rangeset_group_select(&w->g2, x), want_select_g2(w, x));
+		  gm_rangeset_group_indexed(w->g), world_small(w));
+	CHECK_EQ(gm_rangeset_group_select(w->g2, x), want_select_g2(w, x));
 }
 
 /*
@@ -855,10 +855,23 @@ static void check_select(const struct world *w, uint64_t x)
  * effort), and a leave may drop the index, but nothing else may: a change
  * that succeeds keeps the index it found.
  */
+/* Bytes of a group without an index: its handle. */
+static size_t group_handle_bytes(void)
+{
+	static size_t bytes;
+	if (!bytes) {
+		struct gm_rangeset_group *g;
+		CHECK_EQ(gm_rangeset_group_create(&g, 0, NULL), 0);
+		bytes = gm_rangeset_group_bytes(g);
+		gm_rangeset_group_destroy(g);
+	}
+	return bytes;
+}
+
 static void check_index_state(struct world *w)
 {
 	uint64_t small = world_small(w);
-	bool now = gm_rangeset_group_indexed(&w->g);
+	bool now = gm_rangeset_group_indexed(w->g);
 	bool was = w->indexed;
 	if (small < GM_RANGESET_GROUP_INDEX_MIN / 2)
 		CHECK_MSG(!now, "indexed with %" PRIu64 " small ranges", small);
@@ -869,14 +882,14 @@ static void check_index_state(struct world *w)
 			  small, was);
 	w->indexed = now;
 	w->may_drop = false;
-	if (!(w->flags & GM_RANGESET_RCU)) {
+	if (!(w->flags & GM_RCU)) {
 		/* Non-RCU frees at once: the groups' allocator holds the
-		 * indexes and nothing else. */
-		CHECK_EQ(gm_rangeset_group_bytes(&w->g) + gm_rangeset_group_bytes(&w->g2),
+		 * handles and indexes and nothing else. */
+		CHECK_EQ(gm_rangeset_group_bytes(w->g) + gm_rangeset_group_bytes(w->g2),
 			 gm_alloc_counting_bytes(w->group_count));
 	}
-	if (!now)
-		CHECK_EQ(gm_rangeset_group_bytes(&w->g), 0);
+	if (!now) /* the handle alone */
+		CHECK_EQ(gm_rangeset_group_bytes(w->g), group_handle_bytes());
 }
 
 static void check_members(const struct world *w)
@@ -885,11 +898,11 @@ static void check_members(const struct world *w)
 		const struct gm_rangeset *want = NULL;
 		for (int k = 0; k < OUTSIDER; k++)
 			if (w->number[k] == (int)n)
-				want = &w->set[k];
-		CHECK(gm_rangeset_group_member(&w->g, n) == want);
+				want = w->set[k];
+		CHECK(gm_rangeset_group_member(w->g, n) == want);
 	}
-	CHECK(gm_rangeset_group_member(&w->g2, 0) ==
-	      (w->number[OUTSIDER] == 0 ? &w->set[OUTSIDER] : NULL));
+	CHECK(gm_rangeset_group_member(w->g2, 0) ==
+	      (w->number[OUTSIDER] == 0 ? w->set[OUTSIDER] : NULL));
 }
 
 /* Asks select about the window [wf, wl] (every index of it, or a sample
@@ -922,8 +935,8 @@ static void world_probe(struct world *w, struct gm_rng *rng, uint64_t wf,
 static void world_check(struct world *w, struct gm_rng *rng, uint64_t wf,
 			uint64_t wl, bool full)
 {
-	CHECK_VALID(gm_rangeset_group_validate(&w->g, &reason), reason);
-	CHECK_VALID(gm_rangeset_group_validate(&w->g2, &reason), reason);
+	CHECK_VALID(gm_rangeset_group_validate(w->g, &reason), reason);
+	CHECK_VALID(gm_rangeset_group_validate(w->g2, &reason), reason);
 	world_probe(w, rng, wf, wl, full);
 }
 
@@ -1022,7 +1035,7 @@ static int limit_rc(const struct world *w, int k, const struct oracle *after)
 static void run_claim(struct world *w, struct gchange *c)
 {
 	uint64_t got = 0, want = 0, end = w->base + (w->size - 1);
-	c->rc = gm_rangeset_claim_range(&w->set[c->a], c->size, c->align, c->f,
+	c->rc = gm_rangeset_claim(w->set[c->a], c->size, c->align, c->f,
 					end, &got);
 	if (!oracle_claim(&w->o[c->a], c->size, c->align, c->f, end, &want)) {
 		c->want = -ENOSPC;
@@ -1041,7 +1054,7 @@ static void run_consume(struct world *w, struct gchange *c)
 	const struct oracle *o = &w->o[c->a];
 	struct collect *got = calloc(1, sizeof(*got));
 	got->stop_after = c->stop_after;
-	c->rc = gm_rangeset_consume_ranges(&w->set[c->a], c->f, c->l, collect_cb, got);
+	c->rc = gm_rangeset_consume(w->set[c->a], c->f, c->l, collect_cb, got);
 	unsigned runs = 0;
 	for (uint64_t x = c->f; x - c->f <= c->l - c->f; x++)
 		runs += o->bit[x - w->base] && (x == c->f || !o->bit[x - 1 - w->base]);
@@ -1066,7 +1079,7 @@ static void run_consume(struct world *w, struct gchange *c)
 
 static void run_swap(struct world *w, struct gchange *c)
 {
-	c->rc = gm_rangeset_swap(&w->set[c->a], &w->set[c->b]);
+	c->rc = gm_rangeset_swap(w->set[c->a], w->set[c->b]);
 	if (c->a == c->b) {
 		c->slot[0] = -1;
 		c->want = 0;
@@ -1083,15 +1096,15 @@ static void run_swap(struct world *w, struct gchange *c)
 /* Makes the call and works out what it should have done. Draws nothing. */
 static void run_change(struct world *w, struct gchange *c)
 {
-	struct gm_rangeset *s = &w->set[c->a];
+	struct gm_rangeset *s = w->set[c->a];
 	c->slot[0] = c->a;
 	c->slot[1] = -1;
 	memcpy(&c->after[0], &w->o[c->a], sizeof(struct oracle));
 	switch (c->op) {
 	case G_ADD:
 	case G_REMOVE:
-		c->rc = c->op == G_ADD ? gm_rangeset_add_range(s, c->f, c->l)
-				       : gm_rangeset_remove_range(s, c->f, c->l);
+		c->rc = c->op == G_ADD ? gm_rangeset_add(s, c->f, c->l)
+				       : gm_rangeset_remove(s, c->f, c->l);
 		oracle_set(&c->after[0], c->f, c->l, c->op == G_ADD);
 		c->want = limit_rc(w, c->a, &c->after[0]);
 		break;
@@ -1102,7 +1115,7 @@ static void run_change(struct world *w, struct gchange *c)
 		run_consume(w, c);
 		break;
 	case G_SETOP:
-		c->rc = apply_setop(s, &w->set[c->b], c->setop);
+		c->rc = apply_setop(s, w->set[c->b], c->setop);
 		oracle_setop(&c->after[0], &w->o[c->b], c->setop);
 		c->want = limit_rc(w, c->a, &c->after[0]);
 		break;
@@ -1134,7 +1147,7 @@ static void settle(struct world *w, struct gchange *c, bool oom, bool light)
 	}
 	for (int i = 0; i < 2 && !light; i++)
 		if (c->slot[i] >= 0)
-			check_equal(&w->set[c->slot[i]], &w->o[c->slot[i]]);
+			check_equal(w->set[c->slot[i]], &w->o[c->slot[i]]);
 }
 
 /* ---- membership changes ------------------------------------------------------ */
@@ -1153,8 +1166,8 @@ static int lowest_free(const struct world *w)
  * `oom`, -ENOMEM may come back, with nothing changed. */
 static int world_join(struct world *w, int k, bool oom)
 {
-	struct gm_rangeset_group *g = k == OUTSIDER ? &w->g2 : &w->g;
-	int rc = gm_rangeset_group_join(g, &w->set[k]);
+	struct gm_rangeset_group *g = k == OUTSIDER ? w->g2 : w->g;
+	int rc = gm_rangeset_group_join(g, w->set[k]);
 	if (oom && rc == -ENOMEM)
 		return rc;
 	CHECK_EQ(rc, k == OUTSIDER ? 0 : lowest_free(w));
@@ -1174,7 +1187,7 @@ static void join_some(struct world *w, struct gm_rng *rng, unsigned members)
 
 static void world_leave(struct world *w, int k)
 {
-	CHECK_EQ(gm_rangeset_group_leave(&w->set[k]), w->number[k] >= 0 ? 0 : -ENOENT);
+	CHECK_EQ(gm_rangeset_group_leave(w->set[k]), w->number[k] >= 0 ? 0 : -ENOENT);
 	w->number[k] = -1;
 	w->may_drop = true;
 }
@@ -1182,7 +1195,7 @@ static void world_leave(struct world *w, int k)
 /* Destroys slot k's set (it leaves its group first) and makes it anew. */
 static void world_reinit(struct world *w, int k)
 {
-	gm_rangeset_destroy(&w->set[k]);
+	gm_rangeset_destroy(w->set[k]);
 	w->may_drop = true;
 	slot_init(w, k);
 }
@@ -1197,8 +1210,8 @@ static void world_toggle(struct world *w, struct gm_rng *rng, int k, bool oom)
 		return;
 	}
 	if (gm_rng_chance(rng, 1, 4)) {
-		struct gm_rangeset_group *g = gm_rng_chance(rng, 1, 2) ? &w->g : &w->g2;
-		CHECK_EQ(gm_rangeset_group_join(g, &w->set[k]), -EEXIST);
+		struct gm_rangeset_group *g = gm_rng_chance(rng, 1, 2) ? w->g : w->g2;
+		CHECK_EQ(gm_rangeset_group_join(g, w->set[k]), -EEXIST);
 	}
 	world_leave(w, k);
 }
@@ -1304,8 +1317,8 @@ static void group_differential(unsigned flags, uint64_t base, uint64_t steps)
 	uint64_t indexed_steps = 0;
 	for (int round = 0; round < 2; round++) {
 		world_fill(w, rng, GM_RANGESET_GROUP_INDEX_MIN + 600);
-		CHECK(gm_rangeset_group_indexed(&w->g));
-		CHECK(gm_rangeset_group_bytes(&w->g) > 0);
+		CHECK(gm_rangeset_group_indexed(w->g));
+		CHECK(gm_rangeset_group_bytes(w->g) > 0);
 		for (uint64_t i = 0; i < steps; i++) {
 			world_step(w, rng);
 			indexed_steps += w->indexed;
@@ -1317,11 +1330,11 @@ static void group_differential(unsigned flags, uint64_t base, uint64_t steps)
 				world_fill(w, rng, GM_RANGESET_GROUP_INDEX_MIN + 300);
 		}
 		world_drain(w, rng, GM_RANGESET_GROUP_INDEX_MIN / 2 - 100);
-		CHECK(!gm_rangeset_group_indexed(&w->g));
+		CHECK(!gm_rangeset_group_indexed(w->g));
 	}
 	CHECK(indexed_steps > steps); /* most of them */
 	world_free(w, rng);
-	if (flags & GM_RANGESET_RCU)
+	if (flags & GM_RCU)
 		gm_rcu_barrier();
 	CHECK_EQ(gm_alloc_counting_bytes(&count), 0);
 }
@@ -1334,7 +1347,7 @@ GM_TEST(group_differential_at_zero)
 GM_TEST(group_differential_at_the_top_rcu_mode)
 {
 	gm_rcu_register_thread();
-	group_differential(GM_RANGESET_RCU, UINT64_MAX - (ORACLE_MAX - 1),
+	group_differential(GM_RCU, UINT64_MAX - (ORACLE_MAX - 1),
 			   gm_test_iters(200));
 	gm_rcu_unregister_thread();
 }
@@ -1343,52 +1356,52 @@ GM_TEST(group_differential_at_the_top_rcu_mode)
 GM_TEST(group_join_and_leave_errors)
 {
 	gm_rcu_register_thread();
-	struct gm_rangeset_group g, h, r;
-	CHECK_EQ(gm_rangeset_group_init(&g, 0x80, NULL), -EINVAL);
-	CHECK_EQ(gm_rangeset_group_init(&g, 0, NULL), 0);
-	CHECK_EQ(gm_rangeset_group_init(&h, 0, NULL), 0);
-	CHECK_EQ(gm_rangeset_group_init(&r, GM_RANGESET_RCU, NULL), 0);
+	struct gm_rangeset_group *g, *h, *r;
+	CHECK_EQ(gm_rangeset_group_create(&g, 0x80, NULL), -EINVAL);
+	CHECK_EQ(gm_rangeset_group_create(&g, 0, NULL), 0);
+	CHECK_EQ(gm_rangeset_group_create(&h, 0, NULL), 0);
+	CHECK_EQ(gm_rangeset_group_create(&r, GM_RCU, NULL), 0);
 	struct gm_rangeset *sets[GM_RANGESET_GROUP_MAX + 1];
 	for (unsigned i = 0; i <= GM_RANGESET_GROUP_MAX; i++)
 		sets[i] = new_set(0, 0, NULL);
-	struct gm_rangeset *rs = new_set(GM_RANGESET_RCU, 0, NULL);
+	struct gm_rangeset *rs = new_set(GM_RCU, 0, NULL);
 	/* The RCU modes must agree, both ways round. */
-	CHECK_EQ(gm_rangeset_group_join(&g, rs), -EINVAL);
-	CHECK_EQ(gm_rangeset_group_join(&r, sets[0]), -EINVAL);
-	CHECK_EQ(gm_rangeset_group_join(&r, rs), 0);
-	CHECK_EQ(gm_rangeset_group_join(&r, rs), -EEXIST);
+	CHECK_EQ(gm_rangeset_group_join(g, rs), -EINVAL);
+	CHECK_EQ(gm_rangeset_group_join(r, sets[0]), -EINVAL);
+	CHECK_EQ(gm_rangeset_group_join(r, rs), 0);
+	CHECK_EQ(gm_rangeset_group_join(r, rs), -EEXIST);
 	CHECK_EQ(gm_rangeset_group_leave(sets[0]), -ENOENT);
 	for (unsigned i = 0; i < GM_RANGESET_GROUP_MAX; i++) {
-		CHECK_EQ(gm_rangeset_add_range(sets[i], 1000 * i, 1000 * i + 3 * i), 0);
-		CHECK_EQ(gm_rangeset_group_join(&g, sets[i]), i);
+		CHECK_EQ(gm_rangeset_add(sets[i], 1000 * i, 1000 * i + 3 * i), 0);
+		CHECK_EQ(gm_rangeset_group_join(g, sets[i]), i);
 	}
-	CHECK_EQ(gm_rangeset_group_join(&g, sets[GM_RANGESET_GROUP_MAX]), -ENOSPC);
-	CHECK_EQ(gm_rangeset_group_join(&g, sets[3]), -EEXIST);
-	CHECK_EQ(gm_rangeset_group_join(&h, sets[3]), -EEXIST); /* in another group */
-	CHECK(gm_rangeset_group_member(&g, GM_RANGESET_GROUP_MAX) == NULL);
-	CHECK(gm_rangeset_group_member(&g, GM_RANGESET_GROUP_MAX - 1) ==
+	CHECK_EQ(gm_rangeset_group_join(g, sets[GM_RANGESET_GROUP_MAX]), -ENOSPC);
+	CHECK_EQ(gm_rangeset_group_join(g, sets[3]), -EEXIST);
+	CHECK_EQ(gm_rangeset_group_join(h, sets[3]), -EEXIST); /* in another group */
+	CHECK(gm_rangeset_group_member(g, GM_RANGESET_GROUP_MAX) == NULL);
+	CHECK(gm_rangeset_group_member(g, GM_RANGESET_GROUP_MAX - 1) ==
 	      sets[GM_RANGESET_GROUP_MAX - 1]);
 	for (unsigned i = 0; i < GM_RANGESET_GROUP_MAX; i++)
-		CHECK_EQ(gm_rangeset_group_select(&g, 1000 * i + 3 * i), i);
-	CHECK_VALID(gm_rangeset_group_validate(&g, &reason), reason);
+		CHECK_EQ(gm_rangeset_group_select(g, 1000 * i + 3 * i), i);
+	CHECK_VALID(gm_rangeset_group_validate(g, &reason), reason);
 	/* A failed join left the set in no group: h takes it. */
-	CHECK_EQ(gm_rangeset_group_join(&h, sets[GM_RANGESET_GROUP_MAX]), 0);
+	CHECK_EQ(gm_rangeset_group_join(h, sets[GM_RANGESET_GROUP_MAX]), 0);
 	CHECK_EQ(gm_rangeset_group_leave(sets[5]), 0);
 	CHECK_EQ(gm_rangeset_group_leave(sets[5]), -ENOENT);
-	CHECK(gm_rangeset_group_member(&g, 5) == NULL);
-	CHECK_EQ(gm_rangeset_group_select(&g, 5000), -1);
-	CHECK_EQ(gm_rangeset_group_join(&h, sets[5]), 1);
-	CHECK_EQ(gm_rangeset_group_select(&h, 5000), 1);
-	CHECK_VALID(gm_rangeset_group_validate(&g, &reason), reason);
-	CHECK_VALID(gm_rangeset_group_validate(&h, &reason), reason);
-	gm_rangeset_group_destroy(&g);
+	CHECK(gm_rangeset_group_member(g, 5) == NULL);
+	CHECK_EQ(gm_rangeset_group_select(g, 5000), -ENOENT);
+	CHECK_EQ(gm_rangeset_group_join(h, sets[5]), 1);
+	CHECK_EQ(gm_rangeset_group_select(h, 5000), 1);
+	CHECK_VALID(gm_rangeset_group_validate(g, &reason), reason);
+	CHECK_VALID(gm_rangeset_group_validate(h, &reason), reason);
+	gm_rangeset_group_destroy(g);
 	for (unsigned i = 0; i <= GM_RANGESET_GROUP_MAX; i++)
 		free_set(sets[i]); /* 5 and 64 leave h on the way */
-	CHECK(gm_rangeset_group_member(&h, 0) == NULL);
-	CHECK(gm_rangeset_group_member(&h, 1) == NULL);
-	CHECK_EQ(gm_rangeset_group_select(&h, 5000), -1);
-	gm_rangeset_group_destroy(&h);
-	gm_rangeset_group_destroy(&r);
+	CHECK(gm_rangeset_group_member(h, 0) == NULL);
+	CHECK(gm_rangeset_group_member(h, 1) == NULL);
+	CHECK_EQ(gm_rangeset_group_select(h, 5000), -ENOENT);
+	gm_rangeset_group_destroy(h);
+	gm_rangeset_group_destroy(r);
 	CHECK_EQ(gm_rangeset_group_leave(rs), -ENOENT);
 	free_set(rs);
 	gm_rcu_unregister_thread();
@@ -1397,34 +1410,34 @@ GM_TEST(group_join_and_leave_errors)
 /* Member numbers: a join takes the lowest free one. */
 GM_TEST(group_member_numbers_reused)
 {
-	struct gm_rangeset_group g;
-	CHECK_EQ(gm_rangeset_group_init(&g, 0, NULL), 0);
+	struct gm_rangeset_group *g;
+	CHECK_EQ(gm_rangeset_group_create(&g, 0, NULL), 0);
 	struct gm_rangeset *s[8];
 	for (int i = 0; i < 8; i++) {
 		s[i] = new_set(0, 0, NULL);
-		CHECK_EQ(gm_rangeset_add_range(s[i], 100, 100 + i), 0);
+		CHECK_EQ(gm_rangeset_add(s[i], 100, 100 + i), 0);
 	}
 	for (int i = 0; i < 5; i++)
-		CHECK_EQ(gm_rangeset_group_join(&g, s[i]), i);
-	CHECK_EQ(gm_rangeset_group_select(&g, 104), 4);
+		CHECK_EQ(gm_rangeset_group_join(g, s[i]), i);
+	CHECK_EQ(gm_rangeset_group_select(g, 104), 4);
 	CHECK_EQ(gm_rangeset_group_leave(s[3]), 0);
 	CHECK_EQ(gm_rangeset_group_leave(s[1]), 0);
-	CHECK_EQ(gm_rangeset_group_select(&g, 101), 2);
-	CHECK_EQ(gm_rangeset_group_select(&g, 103), 4);
-	CHECK_EQ(gm_rangeset_group_join(&g, s[7]), 1); /* now first after s[0] */
-	CHECK_EQ(gm_rangeset_group_select(&g, 107), 1);
-	CHECK_EQ(gm_rangeset_group_select(&g, 103), 1);
-	CHECK_EQ(gm_rangeset_group_join(&g, s[1]), 3);
-	CHECK_EQ(gm_rangeset_group_join(&g, s[6]), 5);
-	CHECK(gm_rangeset_group_member(&g, 3) == s[1]);
+	CHECK_EQ(gm_rangeset_group_select(g, 101), 2);
+	CHECK_EQ(gm_rangeset_group_select(g, 103), 4);
+	CHECK_EQ(gm_rangeset_group_join(g, s[7]), 1); /* now first after s[0] */
+	CHECK_EQ(gm_rangeset_group_select(g, 107), 1);
+	CHECK_EQ(gm_rangeset_group_select(g, 103), 1);
+	CHECK_EQ(gm_rangeset_group_join(g, s[1]), 3);
+	CHECK_EQ(gm_rangeset_group_join(g, s[6]), 5);
+	CHECK(gm_rangeset_group_member(g, 3) == s[1]);
 	gm_rangeset_destroy(s[0]); /* leaves: 0 is free again */
-	CHECK(gm_rangeset_group_member(&g, 0) == NULL);
-	CHECK_EQ(gm_rangeset_group_select(&g, 100), 1);
-	CHECK_EQ(gm_rangeset_init(s[0], "again", 0, 0, NULL), 0);
-	CHECK_EQ(gm_rangeset_group_join(&g, s[0]), 0);
-	CHECK_EQ(gm_rangeset_group_select(&g, 100), 1); /* s[0] is empty now */
-	CHECK_VALID(gm_rangeset_group_validate(&g, &reason), reason);
-	gm_rangeset_group_destroy(&g);
+	CHECK(gm_rangeset_group_member(g, 0) == NULL);
+	CHECK_EQ(gm_rangeset_group_select(g, 100), 1);
+	CHECK_EQ(gm_rangeset_create(&s[0], &(struct gm_rangeset_config){"again", 0}, 0, NULL), 0);
+	CHECK_EQ(gm_rangeset_group_join(g, s[0]), 0);
+	CHECK_EQ(gm_rangeset_group_select(g, 100), 1); /* s[0] is empty now */
+	CHECK_VALID(gm_rangeset_group_validate(g, &reason), reason);
+	gm_rangeset_group_destroy(g);
 	for (int i = 0; i < 8; i++) {
 		CHECK_EQ(gm_rangeset_group_leave(s[i]), -ENOENT);
 		CHECK_VALID(gm_rangeset_validate(s[i], &reason), reason);
@@ -1432,29 +1445,39 @@ GM_TEST(group_member_numbers_reused)
 	}
 }
 
-/* init must not trust the memory it is given: a set made in memory that
- * held anything joins a group. */
+/* create must not trust the memory it is given: a set and a group made
+ * from an allocator that hands out garbage work as if it were zeroed. */
+static void *dirty_alloc(void *ctx, size_t size, size_t align)
+{
+	const struct gm_allocator *d = ctx;
+	void *p = d->alloc(d->ctx, size, align);
+	if (p)
+		memset(p, 0xa5, size);
+	return p;
+}
+static void dirty_free(void *ctx, void *p, size_t size)
+{
+	const struct gm_allocator *d = ctx;
+	d->free(d->ctx, p, size);
+}
+
 GM_TEST(group_join_of_a_set_made_in_dirty_memory)
 {
-	struct gm_rangeset_group *g = malloc(sizeof(*g));
-	struct gm_rangeset *s = malloc(sizeof(*s));
-	memset(g, 0xa5, sizeof(*g));
-	memset(s, 0xa5, sizeof(*s));
-	CHECK_EQ(gm_rangeset_group_init(g, 0, NULL), 0);
-	CHECK_EQ(gm_rangeset_init(s, "dirty", 0, 0, NULL), 0);
-	CHECK_EQ(gm_rangeset_group_select(g, 0), -1);
+	struct gm_allocator dirty = {dirty_alloc, dirty_free, (void *)gm_alloc_default()};
+	struct gm_rangeset_group *g;
+	struct gm_rangeset *s;
+	CHECK_EQ(gm_rangeset_group_create(&g, 0, &dirty), 0);
+	CHECK_EQ(gm_rangeset_create(&s, &(struct gm_rangeset_config){"dirty", 0}, 0, &dirty), 0);
+	CHECK_EQ(gm_rangeset_group_select(g, 0), -ENOENT);
 	CHECK(!gm_rangeset_group_indexed(g));
-	CHECK_EQ(gm_rangeset_group_bytes(g), 0);
 	CHECK_EQ(gm_rangeset_group_leave(s), -ENOENT);
 	CHECK_EQ(gm_rangeset_group_join(g, s), 0);
-	CHECK_EQ(gm_rangeset_add_range(s, 7, 7), 0);
+	CHECK_EQ(gm_rangeset_add(s, 7, 7), 0);
 	CHECK_EQ(gm_rangeset_group_select(g, 7), 0);
 	CHECK_VALID(gm_rangeset_group_validate(g, &reason), reason);
 	gm_rangeset_destroy(s);
-	CHECK_EQ(gm_rangeset_group_select(g, 7), -1);
+	CHECK_EQ(gm_rangeset_group_select(g, 7), -ENOENT);
 	gm_rangeset_group_destroy(g);
-	free(g);
-	free(s);
 }
 
 /* Adds `n` one-index ranges at 2i from `at` to s: small ranges that, in the
@@ -1462,7 +1485,7 @@ GM_TEST(group_join_of_a_set_made_in_dirty_memory)
 static void add_spaced(struct gm_rangeset *s, uint64_t at, uint64_t n)
 {
 	for (uint64_t i = 0; i < n; i++)
-		CHECK_EQ(gm_rangeset_add_range(s, at + 2 * i, at + 2 * i), 0);
+		CHECK_EQ(gm_rangeset_add(s, at + 2 * i, at + 2 * i), 0);
 }
 
 /* select against the set-by-set loop over the members, in number order,
@@ -1471,7 +1494,7 @@ static void check_select_loop(const struct gm_rangeset_group *g, uint64_t first,
 			      uint64_t last)
 {
 	for (uint64_t x = first;; x++) {
-		int want = -1;
+		int want = -ENOENT;
 		for (unsigned k = 0; k < GM_RANGESET_GROUP_MAX && want < 0; k++) {
 			const struct gm_rangeset *m = gm_rangeset_group_member(g, k);
 			if (m && gm_rangeset_contains(m, x))
@@ -1495,48 +1518,48 @@ static void check_select_loop(const struct gm_rangeset_group *g, uint64_t first,
  */
 static void group_edges(bool indexed)
 {
-	struct gm_rangeset_group g;
-	CHECK_EQ(gm_rangeset_group_init(&g, 0, NULL), 0);
-	CHECK_EQ(gm_rangeset_group_select(&g, 0), -1);
-	CHECK_EQ(gm_rangeset_group_select(&g, UINT64_MAX), -1);
-	CHECK_VALID(gm_rangeset_group_validate(&g, &reason), reason);
+	struct gm_rangeset_group *g;
+	CHECK_EQ(gm_rangeset_group_create(&g, 0, NULL), 0);
+	CHECK_EQ(gm_rangeset_group_select(g, 0), -ENOENT);
+	CHECK_EQ(gm_rangeset_group_select(g, UINT64_MAX), -ENOENT);
+	CHECK_VALID(gm_rangeset_group_validate(g, &reason), reason);
 	struct gm_rangeset *s[4];
 	for (int i = 0; i < 4; i++) {
 		s[i] = new_set(0, 0, NULL);
-		CHECK_EQ(gm_rangeset_group_join(&g, s[i]), i);
+		CHECK_EQ(gm_rangeset_group_join(g, s[i]), i);
 	}
-	CHECK_EQ(gm_rangeset_group_select(&g, 12345), -1); /* empty members */
+	CHECK_EQ(gm_rangeset_group_select(g, 12345), -ENOENT); /* empty members */
 	add_spaced(s[3], 1ULL << 40, indexed ? GM_RANGESET_GROUP_INDEX_MIN + 10 : 10);
-	CHECK_EQ(gm_rangeset_group_indexed(&g), indexed);
-	CHECK_EQ(gm_rangeset_add_range(s[2], 0, 0), 0);
-	CHECK_EQ(gm_rangeset_add_range(s[1], UINT64_MAX, UINT64_MAX), 0);
-	CHECK_EQ(gm_rangeset_group_select(&g, 0), 2);
-	CHECK_EQ(gm_rangeset_group_select(&g, 1), -1);
-	CHECK_EQ(gm_rangeset_group_select(&g, UINT64_MAX), 1);
-	CHECK_EQ(gm_rangeset_group_select(&g, UINT64_MAX - 1), -1);
-	check_select_loop(&g, UINT64_MAX - 20, UINT64_MAX);
-	check_select_loop(&g, 0, 20);
+	CHECK_EQ(gm_rangeset_group_indexed(g), indexed);
+	CHECK_EQ(gm_rangeset_add(s[2], 0, 0), 0);
+	CHECK_EQ(gm_rangeset_add(s[1], UINT64_MAX, UINT64_MAX), 0);
+	CHECK_EQ(gm_rangeset_group_select(g, 0), 2);
+	CHECK_EQ(gm_rangeset_group_select(g, 1), -ENOENT);
+	CHECK_EQ(gm_rangeset_group_select(g, UINT64_MAX), 1);
+	CHECK_EQ(gm_rangeset_group_select(g, UINT64_MAX - 1), -ENOENT);
+	check_select_loop(g, UINT64_MAX - 20, UINT64_MAX);
+	check_select_loop(g, 0, 20);
 	/* The whole space in member 2: everything is 2 but what 0 and 1 hold. */
-	CHECK_EQ(gm_rangeset_add_range(s[0], UINT64_MAX - 3, UINT64_MAX), 0);
-	CHECK_EQ(gm_rangeset_add_range(s[2], 0, UINT64_MAX), 0);
-	CHECK_EQ(gm_rangeset_group_select(&g, 0), 2);
-	CHECK_EQ(gm_rangeset_group_select(&g, UINT64_MAX), 0);
-	CHECK_EQ(gm_rangeset_group_select(&g, 1ULL << 40), 2); /* over the filler */
-	CHECK_EQ(gm_rangeset_group_select(&g, UINT64_MAX - 4), 2);
-	check_select_loop(&g, UINT64_MAX - 20, UINT64_MAX);
-	check_select_loop(&g, (1ULL << 40) - 5, (1ULL << 40) + 40);
+	CHECK_EQ(gm_rangeset_add(s[0], UINT64_MAX - 3, UINT64_MAX), 0);
+	CHECK_EQ(gm_rangeset_add(s[2], 0, UINT64_MAX), 0);
+	CHECK_EQ(gm_rangeset_group_select(g, 0), 2);
+	CHECK_EQ(gm_rangeset_group_select(g, UINT64_MAX), 0);
+	CHECK_EQ(gm_rangeset_group_select(g, 1ULL << 40), 2); /* over the filler */
+	CHECK_EQ(gm_rangeset_group_select(g, UINT64_MAX - 4), 2);
+	check_select_loop(g, UINT64_MAX - 20, UINT64_MAX);
+	check_select_loop(g, (1ULL << 40) - 5, (1ULL << 40) + 40);
 	/* Punch holes: small pieces of the whole space at both ends. */
-	CHECK_EQ(gm_rangeset_remove_range(s[2], 3, UINT64_MAX - 8), 0);
+	CHECK_EQ(gm_rangeset_remove(s[2], 3, UINT64_MAX - 8), 0);
 	CHECK_EQ(gm_rangeset_count(s[2]), 2);
-	check_select_loop(&g, 0, 20);
-	check_select_loop(&g, UINT64_MAX - 20, UINT64_MAX);
-	check_select_loop(&g, (1ULL << 40) - 5, (1ULL << 40) + 40);
-	CHECK_EQ(gm_rangeset_remove_range(s[0], 0, UINT64_MAX), 0);
-	CHECK_EQ(gm_rangeset_group_select(&g, UINT64_MAX), 1);
-	CHECK_EQ(gm_rangeset_group_select(&g, UINT64_MAX - 1), 2);
-	check_select_loop(&g, UINT64_MAX - 20, UINT64_MAX);
-	CHECK_EQ(gm_rangeset_group_indexed(&g), indexed);
-	gm_rangeset_group_destroy(&g);
+	check_select_loop(g, 0, 20);
+	check_select_loop(g, UINT64_MAX - 20, UINT64_MAX);
+	check_select_loop(g, (1ULL << 40) - 5, (1ULL << 40) + 40);
+	CHECK_EQ(gm_rangeset_remove(s[0], 0, UINT64_MAX), 0);
+	CHECK_EQ(gm_rangeset_group_select(g, UINT64_MAX), 1);
+	CHECK_EQ(gm_rangeset_group_select(g, UINT64_MAX - 1), 2);
+	check_select_loop(g, UINT64_MAX - 20, UINT64_MAX);
+	CHECK_EQ(gm_rangeset_group_indexed(g), indexed);
+	gm_rangeset_group_destroy(g);
 	for (int i = 0; i < 4; i++)
 		free_set(s[i]);
 }
@@ -1552,57 +1575,57 @@ GM_TEST(group_edges_of_the_space_with_index) { group_edges(true); }
  */
 static void group_priority(bool indexed)
 {
-	struct gm_rangeset_group g;
-	CHECK_EQ(gm_rangeset_group_init(&g, 0, NULL), 0);
+	struct gm_rangeset_group *g;
+	CHECK_EQ(gm_rangeset_group_create(&g, 0, NULL), 0);
 	struct gm_rangeset *s[5];
 	for (int i = 0; i < 5; i++) {
 		s[i] = new_set(0, 0, NULL);
-		CHECK_EQ(gm_rangeset_group_join(&g, s[i]), i);
+		CHECK_EQ(gm_rangeset_group_join(g, s[i]), i);
 	}
 	add_spaced(s[4], 1ULL << 40, indexed ? GM_RANGESET_GROUP_INDEX_MIN + 10 : 10);
-	CHECK_EQ(gm_rangeset_group_indexed(&g), indexed);
-	CHECK_EQ(gm_rangeset_add_range(s[1], 1050, 1050), 0);
-	CHECK_EQ(gm_rangeset_add_range(s[1], 1098, 1101), 0);
-	CHECK_EQ(gm_rangeset_add_range(s[2], 1090, 1105), 0); /* exactly SMALL */
-	CHECK_EQ(gm_rangeset_add_range(s[0], 1000, 1099), 0); /* large, first */
-	CHECK_EQ(gm_rangeset_add_range(s[3], 990, 1200), 0);  /* large, last */
-	CHECK_EQ(gm_rangeset_group_select(&g, 989), -1);
-	CHECK_EQ(gm_rangeset_group_select(&g, 990), 3);
-	CHECK_EQ(gm_rangeset_group_select(&g, 1000), 0);
-	CHECK_EQ(gm_rangeset_group_select(&g, 1050), 0);
-	CHECK_EQ(gm_rangeset_group_select(&g, 1099), 0);
-	CHECK_EQ(gm_rangeset_group_select(&g, 1100), 1);
-	CHECK_EQ(gm_rangeset_group_select(&g, 1102), 2);
-	CHECK_EQ(gm_rangeset_group_select(&g, 1106), 3);
-	check_select_loop(&g, 980, 1210);
+	CHECK_EQ(gm_rangeset_group_indexed(g), indexed);
+	CHECK_EQ(gm_rangeset_add(s[1], 1050, 1050), 0);
+	CHECK_EQ(gm_rangeset_add(s[1], 1098, 1101), 0);
+	CHECK_EQ(gm_rangeset_add(s[2], 1090, 1105), 0); /* exactly SMALL */
+	CHECK_EQ(gm_rangeset_add(s[0], 1000, 1099), 0); /* large, first */
+	CHECK_EQ(gm_rangeset_add(s[3], 990, 1200), 0);  /* large, last */
+	CHECK_EQ(gm_rangeset_group_select(g, 989), -ENOENT);
+	CHECK_EQ(gm_rangeset_group_select(g, 990), 3);
+	CHECK_EQ(gm_rangeset_group_select(g, 1000), 0);
+	CHECK_EQ(gm_rangeset_group_select(g, 1050), 0);
+	CHECK_EQ(gm_rangeset_group_select(g, 1099), 0);
+	CHECK_EQ(gm_rangeset_group_select(g, 1100), 1);
+	CHECK_EQ(gm_rangeset_group_select(g, 1102), 2);
+	CHECK_EQ(gm_rangeset_group_select(g, 1106), 3);
+	check_select_loop(g, 980, 1210);
 	/* A hole in the large range shows what is under it. */
-	CHECK_EQ(gm_rangeset_remove_range(s[0], 1045, 1055), 0);
-	CHECK_EQ(gm_rangeset_group_select(&g, 1050), 1);
-	CHECK_EQ(gm_rangeset_group_select(&g, 1049), 3);
-	check_select_loop(&g, 980, 1210);
+	CHECK_EQ(gm_rangeset_remove(s[0], 1045, 1055), 0);
+	CHECK_EQ(gm_rangeset_group_select(g, 1050), 1);
+	CHECK_EQ(gm_rangeset_group_select(g, 1049), 3);
+	check_select_loop(g, 980, 1210);
 	/* The first piece shrinks to exactly SMALL indices, then grows past. */
-	CHECK_EQ(gm_rangeset_remove_range(s[0], 1000 + GM_RANGESET_GROUP_SMALL, 1044), 0);
-	check_select_loop(&g, 980, 1210);
-	CHECK_EQ(gm_rangeset_add_range(s[0], 1000 + GM_RANGESET_GROUP_SMALL,
+	CHECK_EQ(gm_rangeset_remove(s[0], 1000 + GM_RANGESET_GROUP_SMALL, 1044), 0);
+	check_select_loop(g, 980, 1210);
+	CHECK_EQ(gm_rangeset_add(s[0], 1000 + GM_RANGESET_GROUP_SMALL,
 				       1000 + GM_RANGESET_GROUP_SMALL), 0);
-	check_select_loop(&g, 980, 1210);
+	check_select_loop(g, 980, 1210);
 	/* The small member grows large and shrinks back under the others. */
-	CHECK_EQ(gm_rangeset_add_range(s[2], 1080, 1110), 0);
-	check_select_loop(&g, 980, 1210);
-	CHECK_EQ(gm_rangeset_remove_range(s[2], 1080, 1097), 0);
-	check_select_loop(&g, 980, 1210);
+	CHECK_EQ(gm_rangeset_add(s[2], 1080, 1110), 0);
+	check_select_loop(g, 980, 1210);
+	CHECK_EQ(gm_rangeset_remove(s[2], 1080, 1097), 0);
+	check_select_loop(g, 980, 1210);
 	/* Swap priorities: the large ranges trade places with small ones. */
 	CHECK_EQ(gm_rangeset_swap(s[0], s[1]), 0);
-	check_select_loop(&g, 980, 1210);
+	check_select_loop(g, 980, 1210);
 	CHECK_EQ(gm_rangeset_swap(s[3], s[1]), 0);
-	check_select_loop(&g, 980, 1210);
+	check_select_loop(g, 980, 1210);
 	/* Large ranges leave and come back with their set. */
 	CHECK_EQ(gm_rangeset_group_leave(s[1]), 0);
-	check_select_loop(&g, 980, 1210);
-	CHECK_EQ(gm_rangeset_group_join(&g, s[1]), 1);
-	check_select_loop(&g, 980, 1210);
-	CHECK_EQ(gm_rangeset_group_indexed(&g), indexed);
-	gm_rangeset_group_destroy(&g);
+	check_select_loop(g, 980, 1210);
+	CHECK_EQ(gm_rangeset_group_join(g, s[1]), 1);
+	check_select_loop(g, 980, 1210);
+	CHECK_EQ(gm_rangeset_group_indexed(g), indexed);
+	gm_rangeset_group_destroy(g);
 	for (int i = 0; i < 5; i++)
 		free_set(s[i]);
 }
@@ -1716,7 +1739,7 @@ static void group_out_of_memory(unsigned flags, uint64_t base, uint64_t steps)
 	join_some(w, rng, 4);
 	world_join(w, OUTSIDER, false);
 	world_fill(w, rng, GM_RANGESET_GROUP_INDEX_MIN + 400);
-	CHECK(gm_rangeset_group_indexed(&w->g));
+	CHECK(gm_rangeset_group_indexed(w->g));
 	w->exact = false;
 	struct gchange *c = malloc(sizeof(*c));
 	uint64_t failures[3] = {0}, indexed_failures = 0;
@@ -1726,7 +1749,7 @@ static void group_out_of_memory(unsigned flags, uint64_t base, uint64_t steps)
 			continue;
 		}
 		draw_change(w, rng, c);
-		bool indexed = gm_rangeset_group_indexed(&w->g);
+		bool indexed = gm_rangeset_group_indexed(w->g);
 		unsigned how = (unsigned)gm_rng_below(rng, 3);
 		uint64_t f;
 		if (how == 0)
@@ -1747,7 +1770,7 @@ static void group_out_of_memory(unsigned flags, uint64_t base, uint64_t steps)
 	CHECK(failures[0] > 0 && failures[1] > 0 && failures[2] > 0);
 	CHECK(indexed_failures > 0);
 	world_free(w, rng);
-	if (flags & GM_RANGESET_RCU)
+	if (flags & GM_RCU)
 		gm_rcu_barrier();
 	CHECK_EQ(gm_alloc_counting_bytes(&set_count), 0);
 	CHECK_EQ(gm_alloc_counting_bytes(&group_count), 0);
@@ -1761,7 +1784,7 @@ GM_TEST(group_out_of_memory_leaves_sets_and_index_exact)
 GM_TEST(group_out_of_memory_at_the_top_rcu_mode)
 {
 	gm_rcu_register_thread();
-	group_out_of_memory(GM_RANGESET_RCU, UINT64_MAX - (ORACLE_MAX - 1),
+	group_out_of_memory(GM_RCU, UINT64_MAX - (ORACLE_MAX - 1),
 			    gm_test_iters(120));
 	gm_rcu_unregister_thread();
 }
@@ -1776,20 +1799,20 @@ GM_TEST(group_swap_between_indexed_groups_out_of_memory)
 {
 	struct gm_alloc_failing fail;
 	gm_alloc_failing_init(&fail, NULL);
-	struct gm_rangeset_group g[2];
+	struct gm_rangeset_group *g[2];
 	struct gm_rangeset *member[2], *filler[2];
 	for (int i = 0; i < 2; i++) {
-		CHECK_EQ(gm_rangeset_group_init(&g[i], 0, &fail.allocator), 0);
+		CHECK_EQ(gm_rangeset_group_create(&g[i], 0, &fail.allocator), 0);
 		member[i] = new_set(0, 0, NULL);
 		filler[i] = new_set(0, 0, NULL);
-		CHECK_EQ(gm_rangeset_group_join(&g[i], member[i]), 0);
-		CHECK_EQ(gm_rangeset_group_join(&g[i], filler[i]), 1);
+		CHECK_EQ(gm_rangeset_group_join(g[i], member[i]), 0);
+		CHECK_EQ(gm_rangeset_group_join(g[i], filler[i]), 1);
 		add_spaced(filler[i], (1ULL << 40) * (i + 1), GM_RANGESET_GROUP_INDEX_MIN + 10);
-		CHECK(gm_rangeset_group_indexed(&g[i]));
+		CHECK(gm_rangeset_group_indexed(g[i]));
 	}
 	/* member 0: small ranges; member 1: a large one over filler 0's. */
 	add_spaced(member[0], 1000, 40);
-	CHECK_EQ(gm_rangeset_add_range(member[1], (1ULL << 40) - 4, (1ULL << 40) + 100), 0);
+	CHECK_EQ(gm_rangeset_add(member[1], (1ULL << 40) - 4, (1ULL << 40) + 100), 0);
 	uint64_t failures = 0;
 	for (uint64_t nth = 1;; nth++) {
 		uint64_t failed = fail.failures;
@@ -1797,9 +1820,9 @@ GM_TEST(group_swap_between_indexed_groups_out_of_memory)
 		int rc = gm_rangeset_swap(member[0], member[1]);
 		gm_alloc_failing_disarm(&fail);
 		for (int i = 0; i < 2; i++) {
-			CHECK_EQ(gm_rangeset_group_indexed(&g[i]), true);
-			check_select_loop(&g[i], 995, 1085);
-			check_select_loop(&g[i], (1ULL << 40) - 6, (1ULL << 40) + 102);
+			CHECK_EQ(gm_rangeset_group_indexed(g[i]), true);
+			check_select_loop(g[i], 995, 1085);
+			check_select_loop(g[i], (1ULL << 40) - 6, (1ULL << 40) + 102);
 		}
 		if (rc == 0 && fail.failures == failed)
 			break; /* every allocation has had its turn */
@@ -1810,16 +1833,16 @@ GM_TEST(group_swap_between_indexed_groups_out_of_memory)
 			failures++;
 		}
 		CHECK_EQ(gm_rangeset_count(member[0]), 40);
-		CHECK_EQ(gm_rangeset_group_select(&g[0], 1000), 0);
-		CHECK_EQ(gm_rangeset_group_select(&g[0], 1ULL << 40), 1);
+		CHECK_EQ(gm_rangeset_group_select(g[0], 1000), 0);
+		CHECK_EQ(gm_rangeset_group_select(g[0], 1ULL << 40), 1);
 	}
 	CHECK(failures >= 2); /* the table of each group's rebuild */
 	CHECK_EQ(gm_rangeset_count(member[1]), 40);
-	CHECK_EQ(gm_rangeset_group_select(&g[1], 1000), 0);
-	CHECK_EQ(gm_rangeset_group_select(&g[0], 1000), -1);
-	CHECK_EQ(gm_rangeset_group_select(&g[0], 1ULL << 40), 0);
+	CHECK_EQ(gm_rangeset_group_select(g[1], 1000), 0);
+	CHECK_EQ(gm_rangeset_group_select(g[0], 1000), -ENOENT);
+	CHECK_EQ(gm_rangeset_group_select(g[0], 1ULL << 40), 0);
 	for (int i = 0; i < 2; i++) {
-		gm_rangeset_group_destroy(&g[i]);
+		gm_rangeset_group_destroy(g[i]);
 		free_set(member[i]);
 		free_set(filler[i]);
 	}
@@ -1841,7 +1864,7 @@ GM_TEST(group_swap_between_indexed_groups_out_of_memory)
 #define SPREAD_TOP 7000
 
 struct spread {
-	struct gm_rangeset_group g;
+	struct gm_rangeset_group *g;
 	struct gm_rangeset *s[GROUP_MEMBERS];
 	uint8_t *bit[GROUP_MEMBERS]; /* per member, 8 * SPREAD_CHUNKS */
 	uint64_t base;
@@ -1852,18 +1875,18 @@ struct spread {
 static int spread_want(const struct spread *sp, uint64_t x)
 {
 	if (x - sp->base >= 8 * SPREAD_CHUNKS)
-		return -1;
+		return -ENOENT;
 	for (int k = 0; k < GROUP_MEMBERS; k++)
 		if (sp->bit[k][x - sp->base])
 			return k;
-	return -1;
+	return -ENOENT;
 }
 
 static void spread_probe(const struct spread *sp, uint64_t x)
 {
-	int got = gm_rangeset_group_select(&sp->g, x), want = spread_want(sp, x);
+	int got = gm_rangeset_group_select(sp->g, x), want = spread_want(sp, x);
 	CHECK_MSG(got == want, "select(%#" PRIx64 ") = %d, want %d (indexed %d)",
-		  x, got, want, gm_rangeset_group_indexed(&sp->g));
+		  x, got, want, gm_rangeset_group_indexed(sp->g));
 }
 
 static uint64_t spread_ranges(const struct spread *sp)
@@ -1883,8 +1906,8 @@ static void spread_change(struct spread *sp, int k, uint64_t x, bool add, bool o
 		if (oom)
 			gm_alloc_failing_arm_nth(&sp->fail, nth, false);
 		uint64_t ranges = gm_rangeset_count(sp->s[k]);
-		int rc = add ? gm_rangeset_add_range(sp->s[k], x, x)
-			     : gm_rangeset_remove_range(sp->s[k], x, x);
+		int rc = add ? gm_rangeset_add(sp->s[k], x, x)
+			     : gm_rangeset_remove(sp->s[k], x, x);
 		gm_alloc_failing_disarm(&sp->fail);
 		if (rc == 0)
 			break;
@@ -1892,7 +1915,7 @@ static void spread_change(struct spread *sp, int k, uint64_t x, bool add, bool o
 		CHECK_EQ(rc, -ENOMEM);
 		CHECK_EQ(gm_rangeset_count(sp->s[k]), ranges);
 		CHECK_EQ(gm_rangeset_contains(sp->s[k], x), sp->bit[k][x - sp->base]);
-		CHECK_VALID(gm_rangeset_group_validate(&sp->g, &reason), reason);
+		CHECK_VALID(gm_rangeset_group_validate(sp->g, &reason), reason);
 		spread_probe(sp, x);
 	}
 	sp->bit[k][x - sp->base] = add;
@@ -1903,7 +1926,7 @@ static void spread_change(struct spread *sp, int k, uint64_t x, bool add, bool o
 
 static uint64_t spread_start(const struct spread *sp, struct gm_rng *rng)
 {
-	return gm_rangeset_group_indexed(&sp->g) ? 1 : 1 + gm_rng_below(rng, 3);
+	return gm_rangeset_group_indexed(sp->g) ? 1 : 1 + gm_rng_below(rng, 3);
 }
 
 /* After step i: the index state, now and then validate and a sample. */
@@ -1911,7 +1934,7 @@ static void spread_check(struct spread *sp, struct gm_rng *rng, uint64_t i,
 			 bool *was, bool oom)
 {
 	uint64_t n = spread_ranges(sp);
-	bool now = gm_rangeset_group_indexed(&sp->g);
+	bool now = gm_rangeset_group_indexed(sp->g);
 	/* Under half, the index goes; if the change could not allocate the
 	 * deferred free of the table, it goes at a later change. */
 	if (n < GM_RANGESET_GROUP_INDEX_MIN / 2 || (n < GM_RANGESET_GROUP_INDEX_MIN && !*was))
@@ -1921,7 +1944,7 @@ static void spread_check(struct spread *sp, struct gm_rng *rng, uint64_t i,
 	*was = now;
 	if (i % 512)
 		return;
-	CHECK_VALID(gm_rangeset_group_validate(&sp->g, &reason), reason);
+	CHECK_VALID(gm_rangeset_group_validate(sp->g, &reason), reason);
 	for (int j = 0; j < 512; j++)
 		spread_probe(sp, sp->base + gm_rng_below(rng, 8 * SPREAD_CHUNKS));
 }
@@ -1933,11 +1956,11 @@ static void group_growth(unsigned flags, uint64_t base, bool oom)
 	sp->base = base;
 	gm_alloc_failing_init(&sp->fail, NULL);
 	gm_alloc_counting_init(&sp->count, &sp->fail.allocator);
-	CHECK_EQ(gm_rangeset_group_init(&sp->g, flags, &sp->count.allocator), 0);
+	CHECK_EQ(gm_rangeset_group_create(&sp->g, flags, &sp->count.allocator), 0);
 	for (int k = 0; k < GROUP_MEMBERS; k++) {
 		sp->s[k] = new_set(flags, 0, NULL);
 		sp->bit[k] = calloc(8 * SPREAD_CHUNKS, 1);
-		CHECK_EQ(gm_rangeset_group_join(&sp->g, sp->s[k]), k);
+		CHECK_EQ(gm_rangeset_group_join(sp->g, sp->s[k]), k);
 	}
 	uint64_t *added = malloc(SPREAD_TOP * 2 * sizeof(*added)), n = 0, i = 0;
 	size_t bytes_built = 0, bytes_max = 0;
@@ -1948,7 +1971,7 @@ static void group_growth(unsigned flags, uint64_t base, bool oom)
 		spread_change(sp, k, x, true, oom, spread_start(sp, rng));
 		added[n++] = (x - base) * GROUP_MEMBERS + (uint64_t)k;
 		spread_check(sp, rng, i, &was, oom);
-		size_t b = gm_rangeset_group_bytes(&sp->g);
+		size_t b = gm_rangeset_group_bytes(sp->g);
 		bytes_built = bytes_built ? bytes_built : b;
 		bytes_max = b > bytes_max ? b : bytes_max;
 	}
@@ -1965,12 +1988,12 @@ static void group_growth(unsigned flags, uint64_t base, bool oom)
 		spread_change(sp, (int)(e % GROUP_MEMBERS), base + e / GROUP_MEMBERS, false,
 			      false, 1);
 	}
-	CHECK(!gm_rangeset_group_indexed(&sp->g));
-	CHECK_EQ(gm_rangeset_group_bytes(&sp->g), 0);
+	CHECK(!gm_rangeset_group_indexed(sp->g));
+	CHECK_EQ(gm_rangeset_group_bytes(sp->g), group_handle_bytes());
 	for (uint64_t x = base; x - base < 8 * SPREAD_CHUNKS; x += 7)
 		spread_probe(sp, x);
-	gm_rangeset_group_destroy(&sp->g);
-	if (flags & GM_RANGESET_RCU)
+	gm_rangeset_group_destroy(sp->g);
+	if (flags & GM_RCU)
 		gm_rcu_barrier();
 	CHECK_EQ(gm_alloc_counting_bytes(&sp->count), 0);
 	for (int k = 0; k < GROUP_MEMBERS; k++) {
@@ -1996,7 +2019,7 @@ static void add_in_own_chunks(struct gm_rangeset_group *g, struct gm_rangeset *s
 			CHECK_VALID(gm_rangeset_group_validate(g, &reason), reason);
 			j++;
 		}
-		CHECK_EQ(gm_rangeset_add_range(s, 8 * i, 8 * i), 0);
+		CHECK_EQ(gm_rangeset_add(s, 8 * i, 8 * i), 0);
 	}
 	CHECK_VALID(gm_rangeset_group_validate(g, &reason), reason);
 }
@@ -2006,24 +2029,24 @@ GM_TEST(group_valid_just_before_the_table_grows)
 	uint64_t grows[16];
 	unsigned ngrows = 0;
 	for (int pass = 0; pass < 2; pass++) {
-		struct gm_rangeset_group g;
-		CHECK_EQ(gm_rangeset_group_init(&g, 0, NULL), 0);
+		struct gm_rangeset_group *g;
+		CHECK_EQ(gm_rangeset_group_create(&g, 0, NULL), 0);
 		struct gm_rangeset *s = new_set(0, 0, NULL);
-		CHECK_EQ(gm_rangeset_group_join(&g, s), 0);
+		CHECK_EQ(gm_rangeset_group_join(g, s), 0);
 		if (pass == 0) {
 			size_t bytes = 0;
 			for (uint64_t i = 0; i < SPREAD_TOP; i++) {
-				CHECK_EQ(gm_rangeset_add_range(s, 8 * i, 8 * i), 0);
-				size_t b = gm_rangeset_group_bytes(&g);
+				CHECK_EQ(gm_rangeset_add(s, 8 * i, 8 * i), 0);
+				size_t b = gm_rangeset_group_bytes(g);
 				if (bytes && b != bytes && ngrows < 16)
 					grows[ngrows++] = i;
 				bytes = b;
 			}
 			CHECK(ngrows > 0);
 		} else {
-			add_in_own_chunks(&g, s, SPREAD_TOP, grows, ngrows);
+			add_in_own_chunks(g, s, SPREAD_TOP, grows, ngrows);
 		}
-		gm_rangeset_group_destroy(&g);
+		gm_rangeset_group_destroy(g);
 		free_set(s);
 	}
 }
@@ -2041,7 +2064,7 @@ GM_TEST(group_index_grows_and_shrinks_out_of_memory)
 GM_TEST(group_index_grows_and_shrinks_at_the_top_rcu_mode_out_of_memory)
 {
 	gm_rcu_register_thread();
-	group_growth(GM_RANGESET_RCU, UINT64_MAX - (8 * SPREAD_CHUNKS - 1), true);
+	group_growth(GM_RCU, UINT64_MAX - (8 * SPREAD_CHUNKS - 1), true);
 	gm_rcu_unregister_thread();
 }
 

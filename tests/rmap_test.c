@@ -1,5 +1,6 @@
 /* tests/rmap_test.c — gm_rmap against a multiset-per-head model. */
 #include "harness.h"
+#include "internal.h"
 
 #include <gmtrack/gmtrack.h>
 #include <gmtrack/rmap.h>
@@ -25,7 +26,7 @@ struct model {
 	uint32_t *free_slots;       /* slots in no head */
 	size_t nfree;
 	struct gm_alloc_counting counting;
-	struct gm_rmap_cache cache;
+	struct gm_rmap_cache *cache;
 };
 
 static void model_init(struct model *m, size_t nheads, size_t nslots,
@@ -50,7 +51,7 @@ static void model_init(struct model *m, size_t nheads, size_t nslots,
 	}
 	m->nfree = nslots;
 	gm_alloc_counting_init(&m->counting, parent);
-	gm_rmap_cache_init(&m->cache, &m->counting.allocator);
+	gm_rmap_cache_create(&m->cache, 0, &m->counting.allocator);
 }
 
 static void *slot_ptr(struct model *m, uint32_t s) { return &m->slots[s]; }
@@ -114,12 +115,12 @@ static size_t add_retries;   /* adds that needed a second topup */
  * (unlucky hashes) asks for the next one, at most three sizes up. */
 static int add_topped(struct model *m, size_t h, void *p)
 {
-	CHECK_EQ(gm_rmap_cache_topup(&m->cache, GM_RMAP_ADD_BLOCKS), 0);
-	int rc = gm_rmap_add(&m->heads[h], p, &m->cache);
+	CHECK_EQ(gm_rmap_cache_topup(m->cache, GM_RMAP_ADD_BLOCKS), 0);
+	int rc = gm_rmap_add(&m->heads[h], p, m->cache);
 	for (int tries = 0; rc == -ENOMEM && tries < 3; tries++) {
-		CHECK(cache_wants(&m->cache) > 0);
-		CHECK_EQ(gm_rmap_cache_topup(&m->cache, GM_RMAP_ADD_BLOCKS), 0);
-		rc = gm_rmap_add(&m->heads[h], p, &m->cache);
+		CHECK(cache_wants(m->cache) > 0);
+		CHECK_EQ(gm_rmap_cache_topup(m->cache, GM_RMAP_ADD_BLOCKS), 0);
+		rc = gm_rmap_add(&m->heads[h], p, m->cache);
 		add_retries += tries > 0;
 	}
 	return rc;
@@ -134,7 +135,8 @@ static void check_head(struct model *m, size_t h)
 	CHECK_EQ(gm_rmap_count(head), m->total[h]);
 	struct gm_rmap_iter it;
 	size_t seen = 0;
-	for (void *p = gm_rmap_iter_first(&it, head); p; p = gm_rmap_iter_next(&it)) {
+	gm_rmap_iter_init(&it, head);
+	for (void *p; gm_rmap_iter_next(&it, &p) == 0;) {
 		uint32_t s = ptr_slot(m, p);
 		CHECK(s < m->nslots);
 		CHECK_EQ(m->owner[s], (int32_t)h);
@@ -180,7 +182,7 @@ static int expect_add(struct model *m, size_t h, uint32_t s)
 /* Bytes the heads own: everything allocated minus what the cache holds. */
 static size_t heads_bytes(struct model *m)
 {
-	return gm_alloc_counting_bytes(&m->counting) - gm_rmap_cache_bytes(&m->cache);
+	return gm_alloc_counting_bytes(&m->counting) - gm_rmap_cache_bytes(m->cache);
 }
 
 static size_t stats_bytes(struct model *m)
@@ -197,11 +199,11 @@ static size_t stats_bytes(struct model *m)
 static void model_destroy(struct model *m)
 {
 	for (size_t h = 0; h < m->nheads; h++) {
-		gm_rmap_clear(&m->heads[h], &m->cache, NULL, NULL);
+		gm_rmap_clear(&m->heads[h], m->cache, NULL, NULL);
 		CHECK_EQ(m->heads[h].word, 0);
 		free(m->list[h]);
 	}
-	gm_rmap_cache_destroy(&m->cache);
+	gm_rmap_cache_destroy(m->cache);
 	CHECK_EQ(gm_alloc_counting_bytes(&m->counting), 0);  /* nothing leaks */
 	free(m->heads);
 	free(m->slots);
@@ -227,8 +229,8 @@ GM_TEST(unhashed_growth_needs_no_retry)
 	for (uint32_t i = 0; i < GM_RMAP_LINEAR_MAX; i++)
 		for (size_t h = 0; h < 3; h++) {
 			uint32_t s = (uint32_t)(h * GM_RMAP_LINEAR_MAX + i);
-			CHECK_EQ(gm_rmap_cache_topup(&m.cache, GM_RMAP_ADD_BLOCKS), 0);
-			CHECK_EQ(gm_rmap_add(&m.heads[h], slot_ptr(&m, s), &m.cache), 0);
+			CHECK_EQ(gm_rmap_cache_topup(m.cache, GM_RMAP_ADD_BLOCKS), 0);
+			CHECK_EQ(gm_rmap_add(&m.heads[h], slot_ptr(&m, s), m.cache), 0);
 			model_add(&m, h, s);
 		}
 	for (size_t h = 0; h < 3; h++) {
@@ -246,31 +248,31 @@ GM_TEST(forms_and_errors)
 	model_init(&m, 1, 100, NULL);
 	struct gm_rmap_head *h = &m.heads[0];
 	char *odd = (char *)slot_ptr(&m, 0);
-	CHECK_EQ(gm_rmap_add(h, NULL, &m.cache), -EINVAL);
-	CHECK_EQ(gm_rmap_add(h, odd + 1, &m.cache), -EINVAL);
-	CHECK_EQ(gm_rmap_add(h, odd + 2, &m.cache), -EINVAL);
-	CHECK_EQ(gm_rmap_add(h, odd + 3, &m.cache), -EINVAL);
-	CHECK_EQ(gm_rmap_add(NULL, odd, &m.cache), -EINVAL);
+	CHECK_EQ(gm_rmap_add(h, NULL, m.cache), -EINVAL);
+	CHECK_EQ(gm_rmap_add(h, odd + 1, m.cache), -EINVAL);
+	CHECK_EQ(gm_rmap_add(h, odd + 2, m.cache), -EINVAL);
+	CHECK_EQ(gm_rmap_add(h, odd + 3, m.cache), -EINVAL);
+	CHECK_EQ(gm_rmap_add(NULL, odd, m.cache), -EINVAL);
 	CHECK_EQ(gm_rmap_add(h, odd, NULL), -EINVAL);
-	CHECK_EQ(gm_rmap_remove(h, odd + 2, &m.cache), -EINVAL);
-	CHECK_EQ(gm_rmap_remove(h, NULL, &m.cache), -EINVAL);
-	CHECK_EQ(gm_rmap_remove(h, odd, &m.cache), -ENOENT);
+	CHECK_EQ(gm_rmap_remove(h, odd + 2, m.cache), -EINVAL);
+	CHECK_EQ(gm_rmap_remove(h, NULL, m.cache), -EINVAL);
+	CHECK_EQ(gm_rmap_remove(h, odd, m.cache), -ENOENT);
 	CHECK_EQ(gm_rmap_count(h), 0);
 	CHECK_EQ(h->word, 0);
 	/* 4-byte aligned (not 8) pointers are fine */
-	CHECK_EQ(gm_rmap_add(h, odd + 4, &m.cache), 0);
-	CHECK_EQ(gm_alloc_counting_bytes(&m.counting), 0);  /* inline: no memory */
+	CHECK_EQ(gm_rmap_add(h, odd + 4, m.cache), 0);
+	CHECK_EQ(heads_bytes(&m), 0);  /* inline: no memory */
 	uintptr_t one = h->word;
 	/* a second copy needs a table like any second entry */
-	CHECK_EQ(gm_rmap_add(h, odd + 4, &m.cache), -ENOMEM);
+	CHECK_EQ(gm_rmap_add(h, odd + 4, m.cache), -ENOMEM);
 	CHECK_EQ(h->word, one);
 	CHECK_EQ(add_topped(&m, 0, odd + 4), 0);
 	CHECK_EQ(gm_rmap_count(h), 2);
 	CHECK(gm_rmap_contains(h, odd + 4));
-	CHECK_EQ(gm_rmap_remove(h, odd + 4, &m.cache), 0);
+	CHECK_EQ(gm_rmap_remove(h, odd + 4, m.cache), 0);
 	CHECK_EQ(h->word, one);   /* back inline: one copy left */
-	CHECK_EQ(gm_rmap_remove(h, odd + 4, &m.cache), 0);
-	CHECK_EQ(gm_rmap_remove(h, odd + 4, &m.cache), -ENOENT);
+	CHECK_EQ(gm_rmap_remove(h, odd + 4, m.cache), 0);
+	CHECK_EQ(gm_rmap_remove(h, odd + 4, m.cache), -ENOENT);
 	CHECK_EQ(h->word, 0);
 	int forms[] = {GM_RMAP_EMPTY, GM_RMAP_INLINE, GM_RMAP_SMALL, GM_RMAP_LIST,
 		       GM_RMAP_HASH};
@@ -285,8 +287,8 @@ GM_TEST(forms_and_errors)
 		check_head(&m, 0);
 	}
 	for (uint32_t i = 100; i-- > 0;) {
-		CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, i), &m.cache), 0);
-		CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, i), &m.cache), -ENOENT);
+		CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, i), m.cache), 0);
+		CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, i), m.cache), -ENOENT);
 		model_remove(&m, i);
 		check_head(&m, 0);
 		CHECK_EQ(stats_bytes(&m), heads_bytes(&m));
@@ -304,7 +306,7 @@ GM_TEST(same_pointer_in_two_heads)
 		CHECK_EQ(add_topped(&m, 1, slot_ptr(&m, i)), 0);
 	}
 	for (uint32_t i = 0; i < 40; i += 2)
-		CHECK_EQ(gm_rmap_remove(&m.heads[0], slot_ptr(&m, i), &m.cache), 0);
+		CHECK_EQ(gm_rmap_remove(&m.heads[0], slot_ptr(&m, i), m.cache), 0);
 	CHECK_EQ(gm_rmap_count(&m.heads[0]), 20);
 	CHECK_EQ(gm_rmap_count(&m.heads[1]), 40);
 	for (uint32_t i = 0; i < 40; i++) {
@@ -342,7 +344,7 @@ static void differential_many_heads_body(void)
 				give_free(&m, s), enospc++;
 		} else if (op < 95 && m.len[h]) {
 			uint32_t s = m.list[h][gm_rng_below(rng, m.len[h])];
-			CHECK_EQ(gm_rmap_remove(&m.heads[h], slot_ptr(&m, s), &m.cache), 0);
+			CHECK_EQ(gm_rmap_remove(&m.heads[h], slot_ptr(&m, s), m.cache), 0);
 			if (model_remove(&m, s))
 				give_free(&m, s);
 		} else if (op < 97 && m.len[h]) {   /* copies of a member */
@@ -357,7 +359,7 @@ static void differential_many_heads_body(void)
 			}
 		} else if (m.nfree) {
 			uint32_t s = m.free_slots[gm_rng_below(rng, m.nfree)];
-			CHECK_EQ(gm_rmap_remove(&m.heads[h], slot_ptr(&m, s), &m.cache), -ENOENT);
+			CHECK_EQ(gm_rmap_remove(&m.heads[h], slot_ptr(&m, s), m.cache), -ENOENT);
 			CHECK(!gm_rmap_contains(&m.heads[h], slot_ptr(&m, s)));
 		}
 		if (m.len[h] < 200 || step % 512 == 0)
@@ -406,7 +408,7 @@ static void chain_of_100000_body(void)
 	CHECK(st.second < n / 2);
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t s = m.list[0][gm_rng_below(rng, m.len[0])];
-		CHECK_EQ(gm_rmap_remove(&m.heads[0], slot_ptr(&m, s), &m.cache), 0);
+		CHECK_EQ(gm_rmap_remove(&m.heads[0], slot_ptr(&m, s), m.cache), 0);
 		if (model_remove(&m, s))
 			give_free(&m, s);
 		if (gm_rng_chance(rng, 1, 2)) {
@@ -418,7 +420,7 @@ static void chain_of_100000_body(void)
 	check_head(&m, 0);
 	while (m.len[0]) {  /* drain it, shrinking through every form */
 		uint32_t s = m.list[0][gm_rng_below(rng, m.len[0])];
-		CHECK_EQ(gm_rmap_remove(&m.heads[0], slot_ptr(&m, s), &m.cache), 0);
+		CHECK_EQ(gm_rmap_remove(&m.heads[0], slot_ptr(&m, s), m.cache), 0);
 		if (model_remove(&m, s))
 			give_free(&m, s);
 		if (m.len[0] < 100 || m.len[0] % 4096 == 0)
@@ -461,9 +463,9 @@ GM_TEST(remove_during_iteration)
 			struct gm_rmap_iter it;
 			uint32_t seen = 0, before = m.len[0];
 			memset(&it, 0, sizeof(it));
-			CHECK_EQ(gm_rmap_iter_remove(&it, &m.cache), -EINVAL);
-			for (void *p = gm_rmap_iter_first(&it, &m.heads[0]); p;
-			     p = gm_rmap_iter_next(&it)) {
+			CHECK_EQ(gm_rmap_iter_remove(&it, m.cache), -EINVAL);
+			gm_rmap_iter_init(&it, &m.heads[0]);
+			for (void *p; gm_rmap_iter_next(&it, &p) == 0;) {
 				uint32_t s = ptr_slot(&m, p);
 				CHECK_EQ(m.owner[s], 0);
 				CHECK_EQ(m.slots[s], 0);  /* not seen before */
@@ -471,8 +473,8 @@ GM_TEST(remove_during_iteration)
 				seen++;
 				if (mode == 2 || (mode == 1 && gm_rng_chance(rng, 1, 2)) ||
 				    (mode >= 3 && seen > (uint32_t)mode - 2)) {
-					CHECK_EQ(gm_rmap_iter_remove(&it, &m.cache), 0);
-					CHECK_EQ(gm_rmap_iter_remove(&it, &m.cache), -EINVAL);
+					CHECK_EQ(gm_rmap_iter_remove(&it, m.cache), 0);
+					CHECK_EQ(gm_rmap_iter_remove(&it, m.cache), -EINVAL);
 					if (model_remove(&m, s))
 						give_free(&m, s);
 					CHECK(!gm_rmap_contains(&m.heads[0], p));
@@ -489,7 +491,7 @@ GM_TEST(remove_during_iteration)
 			/* the thinned-out form still works, and shrinks on remove */
 			while (m.len[0]) {
 				uint32_t s = m.list[0][0];
-				CHECK_EQ(gm_rmap_remove(&m.heads[0], slot_ptr(&m, s), &m.cache), 0);
+				CHECK_EQ(gm_rmap_remove(&m.heads[0], slot_ptr(&m, s), m.cache), 0);
 				if (model_remove(&m, s))
 					give_free(&m, s);
 				if (m.len[0] < 100 || m.len[0] % 256 == 0)
@@ -519,7 +521,7 @@ GM_TEST(clear_calls_back_every_entry)
 			CHECK_EQ(add_topped(&m, 0, slot_ptr(&m, s)), 0);
 			model_add(&m, 0, s);
 		}
-		gm_rmap_clear(&m.heads[0], &m.cache, collect, &m);
+		gm_rmap_clear(&m.heads[0], m.cache, collect, &m);
 		CHECK_EQ(m.heads[0].word, 0);
 		CHECK_EQ(heads_bytes(&m), 0);
 		while (m.len[0]) {
@@ -547,7 +549,7 @@ static void take_snap(struct model *m, size_t h, struct snap *s)
 	s->word = m->heads[h].word;
 	s->count = gm_rmap_count(&m->heads[h]);
 	s->alloc_bytes = gm_alloc_counting_bytes(&m->counting);
-	s->cache_blocks = m->cache.nblocks;
+	s->cache_blocks = m->cache->nblocks;
 	gm_rmap_stats(&m->heads[h], &s->st);
 }
 
@@ -584,13 +586,13 @@ static void add_copies(struct model *m, size_t h, uint32_t s, uint32_t n)
 static void add_refused(struct model *m, size_t h, uint32_t s)
 {
 	struct snap before;
-	CHECK_EQ(gm_rmap_cache_topup(&m->cache, 1), 0);
+	CHECK_EQ(gm_rmap_cache_topup(m->cache, 1), 0);
 	CHECK_EQ(expect_add(m, h, s), -ENOSPC);
-	int rc = gm_rmap_add(&m->heads[h], slot_ptr(m, s), &m->cache);
+	int rc = gm_rmap_add(&m->heads[h], slot_ptr(m, s), m->cache);
 	if (rc == -ENOMEM)   /* growing into a hashed table: its spare first */
-		CHECK_EQ(gm_rmap_cache_topup(&m->cache, 1), 0);
+		CHECK_EQ(gm_rmap_cache_topup(m->cache, 1), 0);
 	take_snap(m, h, &before);
-	CHECK_EQ(gm_rmap_add(&m->heads[h], slot_ptr(m, s), &m->cache), -ENOSPC);
+	CHECK_EQ(gm_rmap_add(&m->heads[h], slot_ptr(m, s), m->cache), -ENOSPC);
 	same_snap(m, h, &before);
 }
 
@@ -619,7 +621,7 @@ GM_TEST(duplicates_multiset_and_copy_limit)
 	add_refused(&m, 0, 0);
 	/* removing copies down to GM_RMAP_MAX_COPIES lets it grow */
 	while (m.copies[0] > GM_RMAP_MAX_COPIES) {
-		CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, 0), &m.cache), 0);
+		CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, 0), m.cache), 0);
 		model_remove(&m, 0);
 	}
 	check_head(&m, 0);
@@ -632,7 +634,7 @@ GM_TEST(duplicates_multiset_and_copy_limit)
 	add_refused(&m, 0, 0);
 	add_copies(&m, 0, 100, GM_RMAP_MAX_COPIES - 1);
 	add_refused(&m, 0, 100);
-	CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, 100), &m.cache), 0);
+	CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, 100), m.cache), 0);
 	model_remove(&m, 100);
 	add_copies(&m, 0, 100, 1);
 	for (uint32_t s = 101; s < 140; s++)   /* copies spread over the table */
@@ -641,16 +643,17 @@ GM_TEST(duplicates_multiset_and_copy_limit)
 	/* 4. iteration removing one copy out of two: half of each stays */
 	struct gm_rmap_iter it;
 	uint32_t k = 0;
-	for (void *p = gm_rmap_iter_first(&it, h); p; p = gm_rmap_iter_next(&it))
+	gm_rmap_iter_init(&it, h);
+	for (void *p; gm_rmap_iter_next(&it, &p) == 0;)
 		if (k++ % 2) {
-			CHECK_EQ(gm_rmap_iter_remove(&it, &m.cache), 0);
+			CHECK_EQ(gm_rmap_iter_remove(&it, m.cache), 0);
 			model_remove(&m, ptr_slot(&m, p));
 			CHECK_VALID(gm_rmap_validate(h, &reason), reason);
 		}
 	CHECK_EQ(k, m.total[0] + k / 2);
 	check_head(&m, 0);
 	/* 5. clear calls back once per copy */
-	gm_rmap_clear(h, &m.cache, collect, &m);
+	gm_rmap_clear(h, m.cache, collect, &m);
 	for (uint32_t s = 0; s < m.nslots; s++) {
 		CHECK_EQ(m.slots[s], m.owner[s] == 0 ? m.copies[s] : 0);
 		m.slots[s] = 0;
@@ -663,7 +666,7 @@ GM_TEST(duplicates_multiset_and_copy_limit)
 	check_head(&m, 1);
 	while (m.len[1]) {
 		uint32_t s = m.list[1][gm_rng_below(rng, m.len[1])];
-		CHECK_EQ(gm_rmap_remove(&m.heads[1], slot_ptr(&m, s), &m.cache), 0);
+		CHECK_EQ(gm_rmap_remove(&m.heads[1], slot_ptr(&m, s), m.cache), 0);
 		model_remove(&m, s);
 		if (m.total[1] < 100 || m.total[1] % 64 == 0)
 			check_head(&m, 1);
@@ -689,27 +692,27 @@ GM_TEST(forms_switch_both_ways_enomem_at_each_step)
 		while (m.len[0] < top) {
 			uint32_t s = take_free(&m, rng);
 			/* blocks but no spare table */
-			gm_rmap_cache_destroy(&m.cache);
-			gm_rmap_cache_init(&m.cache, &m.counting.allocator);
+			gm_rmap_cache_destroy(m.cache);
+			gm_rmap_cache_create(&m.cache, 0, &m.counting.allocator);
 			size_t lines = lines_of_head(&m, 0);
 			if (m.len[0] == 1) {   /* inline -> one line: needs a block */
 				struct snap before;
 				take_snap(&m, 0, &before);
-				CHECK_EQ(gm_rmap_add(h, slot_ptr(&m, s), &m.cache), -ENOMEM);
+				CHECK_EQ(gm_rmap_add(h, slot_ptr(&m, s), m.cache), -ENOMEM);
 				same_snap(&m, 0, &before);
 			}
-			CHECK_EQ(gm_rmap_cache_topup(&m.cache, 1), 0);
-			m.cache.dir_want = 0;
-			m.cache.small_want = 0;
+			CHECK_EQ(gm_rmap_cache_topup(m.cache, 1), 0);
+			m.cache->dir_want = 0;
+			m.cache->small_want = 0;
 			struct snap before;
 			take_snap(&m, 0, &before);
-			int rc = gm_rmap_add(h, slot_ptr(&m, s), &m.cache);
+			int rc = gm_rmap_add(h, slot_ptr(&m, s), m.cache);
 			if (rc == -ENOMEM) {
 				grow_fails++;
-				CHECK(cache_wants(&m.cache) > lines * GM_RMAP_BLOCK_SIZE);
+				CHECK(cache_wants(m.cache) > lines * GM_RMAP_BLOCK_SIZE);
 				same_snap(&m, 0, &before);
-				CHECK_EQ(gm_rmap_cache_topup(&m.cache, 1), 0);
-				rc = gm_rmap_add(h, slot_ptr(&m, s), &m.cache);
+				CHECK_EQ(gm_rmap_cache_topup(m.cache, 1), 0);
+				rc = gm_rmap_add(h, slot_ptr(&m, s), m.cache);
 			}
 			CHECK_EQ(rc, 0);
 			model_add(&m, 0, s);
@@ -724,24 +727,24 @@ GM_TEST(forms_switch_both_ways_enomem_at_each_step)
 			uint32_t s = m.list[0][gm_rng_below(rng, m.len[0])];
 			size_t lines = lines_of_head(&m, 0);
 			/* first with an empty cache: never shrinks, never allocates */
-			gm_rmap_cache_destroy(&m.cache);
-			gm_rmap_cache_init(&m.cache, &m.counting.allocator);
+			gm_rmap_cache_destroy(m.cache);
+			gm_rmap_cache_create(&m.cache, 0, &m.counting.allocator);
 			size_t bytes = gm_alloc_counting_bytes(&m.counting);
-			CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, s), &m.cache), 0);
+			CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, s), m.cache), 0);
 			if (model_remove(&m, s))
 				give_free(&m, s);
 			CHECK(gm_alloc_counting_bytes(&m.counting) <= bytes);
 			size_t now = lines_of_head(&m, 0);
 			if (m.len[0] >= 2) {
 				CHECK_EQ(now, lines);
-				if (cache_wants(&m.cache))
+				if (cache_wants(m.cache))
 					shrink_skips++;
 			}
 			/* then, with what it asked for, the next remove shrinks */
-			CHECK_EQ(gm_rmap_cache_topup(&m.cache, 1), 0);
+			CHECK_EQ(gm_rmap_cache_topup(m.cache, 1), 0);
 			if (m.len[0] > 0) {
 				s = m.list[0][gm_rng_below(rng, m.len[0])];
-				CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, s), &m.cache), 0);
+				CHECK_EQ(gm_rmap_remove(h, slot_ptr(&m, s), m.cache), 0);
 				if (model_remove(&m, s))
 					give_free(&m, s);
 				if (lines_of_head(&m, 0) < now && m.len[0] >= 2)
@@ -778,18 +781,18 @@ GM_TEST(enomem_when_cache_is_short)
 		uint32_t s = m.free_slots[gm_rng_below(rng, m.nfree)];
 		/* a cache with 0, 1 or 2 blocks, drained to that size */
 		size_t want = gm_rng_below(rng, 3);
-		size_t dir_want = m.cache.dir_want;
-		uint32_t small_want = m.cache.small_want;
-		gm_rmap_cache_destroy(&m.cache);
-		gm_rmap_cache_init(&m.cache, &m.counting.allocator);
+		size_t dir_want = m.cache->dir_want;
+		uint32_t small_want = m.cache->small_want;
+		gm_rmap_cache_destroy(m.cache);
+		gm_rmap_cache_create(&m.cache, 0, &m.counting.allocator);
 		if (gm_rng_chance(rng, 1, 2)) {   /* else the table is missing */
-			m.cache.dir_want = dir_want;
-			m.cache.small_want = small_want;
+			m.cache->dir_want = dir_want;
+			m.cache->small_want = small_want;
 		}
-		CHECK_EQ(gm_rmap_cache_topup(&m.cache, want), 0);
+		CHECK_EQ(gm_rmap_cache_topup(m.cache, want), 0);
 		struct snap before;
 		take_snap(&m, 0, &before);
-		int rc = gm_rmap_add(&m.heads[0], slot_ptr(&m, s), &m.cache);
+		int rc = gm_rmap_add(&m.heads[0], slot_ptr(&m, s), m.cache);
 		if (rc == -ENOMEM) {
 			failures++;
 			if (want >= 1)   /* a block was there: a table had to grow */
@@ -829,19 +832,19 @@ GM_TEST(failing_allocator_on_topup)
 	uint64_t steps = gm_test_iters(40000);
 	for (uint64_t step = 0; step < steps; step++) {
 		size_t h = gm_rng_below(rng, gm_rng_chance(rng, 1, 4) ? m.nheads : 3);
-		size_t blocks = m.cache.nblocks, bytes = gm_alloc_counting_bytes(&m.counting);
-		void *dir = m.cache.dir;
-		if (gm_rmap_cache_topup(&m.cache, gm_rng_below(rng, 4)) == -ENOMEM) {
+		size_t blocks = m.cache->nblocks, bytes = gm_alloc_counting_bytes(&m.counting);
+		void *dir = m.cache->dir;
+		if (gm_rmap_cache_topup(m.cache, gm_rng_below(rng, 4)) == -ENOMEM) {
 			topup_fail++;
-			CHECK_EQ(m.cache.nblocks, blocks);
+			CHECK_EQ(m.cache->nblocks, blocks);
 			CHECK_EQ(gm_alloc_counting_bytes(&m.counting), bytes);
-			CHECK(m.cache.dir == dir);
+			CHECK(m.cache->dir == dir);
 		}
 		if (gm_rng_chance(rng, 3, 5) && m.nfree) {
 			uint32_t s = m.free_slots[gm_rng_below(rng, m.nfree)];
 			struct snap before;
 			take_snap(&m, h, &before);
-			int rc = gm_rmap_add(&m.heads[h], slot_ptr(&m, s), &m.cache);
+			int rc = gm_rmap_add(&m.heads[h], slot_ptr(&m, s), m.cache);
 			if (rc == -ENOMEM) {
 				add_fail++;
 				same_snap(&m, h, &before);
@@ -856,7 +859,7 @@ GM_TEST(failing_allocator_on_topup)
 			model_add(&m, h, s);
 		} else if (m.len[h]) {
 			uint32_t s = m.list[h][gm_rng_below(rng, m.len[h])];
-			CHECK_EQ(gm_rmap_remove(&m.heads[h], slot_ptr(&m, s), &m.cache), 0);
+			CHECK_EQ(gm_rmap_remove(&m.heads[h], slot_ptr(&m, s), m.cache), 0);
 			if (model_remove(&m, s))
 				give_free(&m, s);
 		}

@@ -35,7 +35,7 @@ static void *reader(void *arg)
 			atomic_fetch_add(&mixes, 1);
 		/* one view: slots 1 and 2 both or neither, and adjacent */
 		struct gm_space_hva_hit hits[4];
-		long k = gm_space_hva_range(sp, 0x100000000ull, 0x1ffffffffull, hits, 4);
+		long k = gm_space_hva_fill(sp, 0x100000000ull, 0x1ffffffffull, hits, 4);
 		if (k != 0 && k != 2)
 			atomic_fetch_add(&mixes, 1);
 		if (k == 2 && (hits[0].slot->id != 1 || hits[1].slot->id != 2 ||
@@ -44,7 +44,7 @@ static void *reader(void *arg)
 			       hits[0].first_gfn != 1000 || hits[1].last_gfn != hits[1].slot->base_gfn + 7))
 			atomic_fetch_add(&mixes, 1);
 		const struct gm_space_slot *z = gm_space_id_to_slot(sp, 0);
-		if (!z || gm_space_mark_dirty(sp, z, n % 1000))
+		if (!z || gm_space_dirty_mark(sp, z, n % 1000))
 			atomic_fetch_add(&mixes, 1);
 		gm_rcu_read_unlock();
 		n++;
@@ -58,7 +58,7 @@ GM_TEST(readers_never_see_a_mix)
 {
 	struct gm_rng *r = gm_test_rng();
 	gm_rcu_register_thread();
-	CHECK_EQ(gm_space_create(&sp, NULL, NULL), 0);
+	CHECK_EQ(gm_space_create(&sp, NULL, 0, NULL), 0);
 	CHECK_EQ(gm_space_slot_add(sp, 0, 0, 1000, 0x10000000, GM_SPACE_SLOT_DIRTY_LOG), 0);
 	pthread_t t[2];
 	for (int i = 0; i < 2; i++)
@@ -66,10 +66,10 @@ GM_TEST(readers_never_see_a_mix)
 	bool present = false;
 	uint64_t commits = gm_test_iters(4000);
 	for (uint64_t i = 0; i < commits; i++) {
-		gm_space_begin(sp);
+		gm_space_batch_begin(sp);
 		if (present) {
-			CHECK_EQ(gm_space_batch_delete(sp, 1), 0);
-			CHECK_EQ(gm_space_batch_delete(sp, 2), 0);
+			CHECK_EQ(gm_space_batch_remove(sp, 1), 0);
+			CHECK_EQ(gm_space_batch_remove(sp, 2), 0);
 		} else {
 			uint64_t np = 1 + gm_rng_below(r, 64);
 			uint64_t hva = 0x100000000ull + (gm_rng_below(r, 1024) << 12);
@@ -82,18 +82,18 @@ GM_TEST(readers_never_see_a_mix)
 			gm_space_batch_add(sp, id, 100000 + id * 100, 50, 0x300000000ull, 0);
 		else
 			gm_space_batch_move(sp, id, 200000 + gm_rng_below(r, 100) * 100 + id);
-		int rc = gm_space_commit(sp);
+		int rc = gm_space_batch_commit(sp);
 		if (rc == -EEXIST) { /* a move hit another churn slot: retry without */
-			gm_space_begin(sp);
+			gm_space_batch_begin(sp);
 			if (present) {
-				gm_space_batch_delete(sp, 1);
-				gm_space_batch_delete(sp, 2);
+				gm_space_batch_remove(sp, 1);
+				gm_space_batch_remove(sp, 2);
 			} else {
 				uint64_t hva = 0x100000000ull;
 				gm_space_batch_add(sp, 1, 1000, 4, hva, 0);
 				gm_space_batch_add(sp, 2, 1004, 8, hva + (4 << 12), 0);
 			}
-			rc = gm_space_commit(sp);
+			rc = gm_space_batch_commit(sp);
 		}
 		CHECK_EQ(rc, 0);
 		present = !present;

@@ -95,13 +95,13 @@ static int model_commit(struct model *m, const struct mop *ops, int n)
 
 static int space_commit(struct gm_space *sp, const struct mop *ops, int n)
 {
-	gm_space_begin(sp);
+	gm_space_batch_begin(sp);
 	for (int i = 0; i < n; i++) {
 		const struct mop *o = &ops[i];
 		int rc = 0;
 		switch (o->kind) {
 		case K_ADD: rc = gm_space_batch_add(sp, o->id, o->base, o->npages, o->hva, o->flags); break;
-		case K_DEL: rc = gm_space_batch_delete(sp, o->id); break;
+		case K_DEL: rc = gm_space_batch_remove(sp, o->id); break;
 		case K_MOVE: rc = gm_space_batch_move(sp, o->id, o->base); break;
 		case K_RESIZE: rc = gm_space_batch_resize(sp, o->id, o->npages); break;
 		default: rc = gm_space_batch_set_flags(sp, o->id, o->flags); break;
@@ -109,7 +109,7 @@ static int space_commit(struct gm_space *sp, const struct mop *ops, int n)
 		if (rc)
 			return rc;
 	}
-	return gm_space_commit(sp);
+	return gm_space_batch_commit(sp);
 }
 
 static struct mop random_op(struct gm_rng *r)
@@ -174,7 +174,7 @@ static void check_same(struct gm_space *sp, const struct model *m, struct gm_rng
 	for (int i = 0; i < 8; i++) {
 		uint64_t a = gm_rng_below(r, HVA_SPAN), b = a + gm_rng_below(r, 1u << 20);
 		struct gm_space_hva_hit hits[NIDS];
-		long n = gm_space_hva_range(sp, a, b, hits, NIDS);
+		long n = gm_space_hva_fill(sp, a, b, hits, NIDS);
 		long want = 0;
 		for (int id = 0; id < NIDS; id++) {
 			const struct mslot *s = &m->s[id];
@@ -276,7 +276,7 @@ GM_TEST(model_random_sequences)
 	gm_alloc_counting_init(&cnt, NULL);
 	struct gm_space *sp;
 	struct gm_space_config cfg = {.max_slots = 20};
-	CHECK_EQ(gm_space_create(&sp, &cfg, &cnt.allocator), 0);
+	CHECK_EQ(gm_space_create(&sp, &cfg, 0, &cnt.allocator), 0);
 	struct model *m = model_new(20);
 	uint64_t steps = gm_test_iters(3000);
 	for (uint64_t i = 0; i < steps; i++) {
@@ -300,7 +300,7 @@ GM_TEST(out_of_memory_leaves_space_unchanged)
 	struct gm_space_config cfg = {.max_slots = 24};
 	for (uint64_t nth = 1; nth < 8; nth++) {
 		gm_alloc_failing_arm_nth(&fail, nth, false);
-		int rc = gm_space_create(&sp, &cfg, &fail.allocator);
+		int rc = gm_space_create(&sp, &cfg, 0, &fail.allocator);
 		if (rc == 0)
 			gm_space_destroy(sp);
 		else
@@ -309,7 +309,7 @@ GM_TEST(out_of_memory_leaves_space_unchanged)
 		CHECK_EQ(gm_alloc_counting_bytes(&cnt), 0);
 	}
 	gm_alloc_failing_disarm(&fail);
-	CHECK_EQ(gm_space_create(&sp, &cfg, &fail.allocator), 0);
+	CHECK_EQ(gm_space_create(&sp, &cfg, 0, &fail.allocator), 0);
 	struct model *m = model_new(24), *before = model_new(24);
 	uint64_t steps = gm_test_iters(1500), injected = 0;
 	for (uint64_t i = 0; i < steps; i++) {
@@ -340,10 +340,10 @@ GM_TEST(bad_input_changes_nothing)
 {
 	struct gm_space *sp;
 	reg();
-	CHECK_EQ(gm_space_create(NULL, NULL, NULL), -EINVAL);
+	CHECK_EQ(gm_space_create(NULL, NULL, 0, NULL), -EINVAL);
 	struct gm_space_config big = {.max_slots = 0x80000001u};
-	CHECK_EQ(gm_space_create(&sp, &big, NULL), -EINVAL);
-	CHECK_EQ(gm_space_create(&sp, NULL, NULL), 0);
+	CHECK_EQ(gm_space_create(&sp, &big, 0, NULL), -EINVAL);
+	CHECK_EQ(gm_space_create(&sp, NULL, 0, NULL), 0);
 	CHECK_EQ(gm_space_slot_add(sp, 1, 100, 10, 0x10000, 0), 0);
 	uint64_t gen = gm_space_generation(sp);
 	CHECK_EQ(gm_space_slot_add(sp, 2, 0, 0, 0, 0), -EINVAL);               /* 0 pages */
@@ -353,23 +353,23 @@ GM_TEST(bad_input_changes_nothing)
 	CHECK_EQ(gm_space_slot_add(sp, 2, 0, 1, 0, 0x80), -EINVAL);            /* flags */
 	CHECK_EQ(gm_space_slot_add(sp, 2, 105, 10, 0x10000, 0), -EEXIST);      /* overlap */
 	CHECK_EQ(gm_space_slot_add(sp, 1, 500, 10, 0x10000, 0), -EEXIST);      /* same id */
-	CHECK_EQ(gm_space_slot_delete(sp, 7), -ENOENT);
+	CHECK_EQ(gm_space_slot_remove(sp, 7), -ENOENT);
 	CHECK_EQ(gm_space_slot_move(sp, 7, 0), -ENOENT);
 	CHECK_EQ(gm_space_slot_move(sp, 1, UINT64_MAX - 3), -EINVAL);
 	CHECK_EQ(gm_space_slot_resize(sp, 1, 0), -EINVAL);
 	CHECK_EQ(gm_space_slot_resize(sp, 1, UINT64_MAX), -EINVAL);
 	/* a batch whose last op fails leaves the first ones undone */
-	gm_space_begin(sp);
+	gm_space_batch_begin(sp);
 	CHECK_EQ(gm_space_batch_add(sp, 3, 1000, 1, 0, 0), 0);
-	CHECK_EQ(gm_space_batch_delete(sp, 1), 0);
-	CHECK_EQ(gm_space_batch_delete(sp, 1), 0);
-	CHECK_EQ(gm_space_commit(sp), -ENOENT);
+	CHECK_EQ(gm_space_batch_remove(sp, 1), 0);
+	CHECK_EQ(gm_space_batch_remove(sp, 1), 0);
+	CHECK_EQ(gm_space_batch_commit(sp), -ENOENT);
 	CHECK_EQ(gm_space_generation(sp), gen);
 	CHECK_EQ(gm_space_slot_count(sp), 1);
 	gm_rcu_read_lock();
 	CHECK(gm_space_id_to_slot(sp, 3) == NULL);
 	CHECK(gm_space_id_to_slot(sp, 1) != NULL);
-	CHECK_EQ(gm_space_hva_range(sp, 5, 4, NULL, 0), -EINVAL);
+	CHECK_EQ(gm_space_hva_fill(sp, 5, 4, NULL, 0), -EINVAL);
 	gm_rcu_read_unlock();
 	CHECK_EQ(gm_space_attr_set(sp, 5, 4, 1), -EINVAL);
 	CHECK_EQ(gm_space_protect(sp, 5, 4), -EINVAL);
@@ -377,35 +377,50 @@ GM_TEST(bad_input_changes_nothing)
 	CHECK_EQ(gm_space_protect(sp, 0, UINT64_MAX), 0);
 	CHECK_EQ(gm_space_unprotect(sp, 0, UINT64_MAX), 0);
 	CHECK_EQ(gm_space_unprotect(sp, 0, 0), -EINVAL);
-	CHECK_EQ(gm_space_commit(sp), 0); /* empty batch */
+	CHECK_EQ(gm_space_batch_commit(sp), 0); /* empty batch */
 	CHECK_EQ(gm_space_generation(sp), gen);
-	/* whole-space slot and edges */
-	CHECK_EQ(gm_space_slot_delete(sp, 1), 0);
-	CHECK_EQ(gm_space_slot_add(sp, 9, 0, 1ull << 52, 0, 0), 0);
-	CHECK_EQ(gm_space_slot_add(sp, 10, UINT64_MAX, 1, 0, 0), 0);
+	/* the whole guest-physical space and its edges: a slot ends at
+	 * GM_SPACE_GFN_LIMIT - 1 at most (its last byte's address fits in 64
+	 * bits), KVM's rule too */
+	const uint64_t top = GM_SPACE_GFN_LIMIT - 1;
+	CHECK_EQ(gm_space_slot_remove(sp, 1), 0);
+	CHECK_EQ(gm_space_slot_add(sp, 9, 0, GM_SPACE_GFN_LIMIT + 1, 0, 0), -EINVAL);
+	CHECK_EQ(gm_space_slot_add(sp, 10, UINT64_MAX, 1, 0, 0), -EINVAL);
+	CHECK_EQ(gm_space_slot_add(sp, 10, GM_SPACE_GFN_LIMIT, 1, 0, 0), -EINVAL);
+	CHECK_EQ(gm_space_slot_add(sp, 10, 0, 1, 0x1800, 0), -EINVAL); /* hva not page-aligned */
+	CHECK_EQ(gm_space_slot_add(sp, 9, 0, GM_SPACE_GFN_LIMIT, 0, 0), 0);
+	CHECK_EQ(gm_space_slot_remove(sp, 9), 0);
+	CHECK_EQ(gm_space_slot_add(sp, 9, 0, top - 3, 0, 0), 0);
+	CHECK_EQ(gm_space_slot_add(sp, 10, top, 1, 1ull << 63, 0), 0);
+	CHECK_EQ(gm_space_slot_move(sp, 10, top + 1), -EINVAL);
+	CHECK_EQ(gm_space_slot_resize(sp, 10, 2), -EINVAL);
 	gm_rcu_read_lock();
 	uint64_t hva;
-	CHECK_EQ(gm_space_gfn_to_hva(sp, NULL, (1ull << 52) - 1, &hva), 0);
-	CHECK_EQ(hva, ((1ull << 52) - 1) << 12);
-	CHECK_EQ(gm_space_gfn_to_hva(sp, NULL, UINT64_MAX, &hva), 0);
-	CHECK_EQ(gm_space_gfn_to_hva(sp, NULL, 1ull << 52, &hva), -ENOENT);
+	CHECK_EQ(gm_space_gfn_to_hva(sp, NULL, top - 4, &hva), 0);
+	CHECK_EQ(hva, (top - 4) << 12);
+	CHECK_EQ(gm_space_gfn_to_hva(sp, NULL, top - 1, &hva), -ENOENT);
+	CHECK_EQ(gm_space_gfn_to_hva(sp, NULL, top, &hva), 0);
+	CHECK_EQ(hva, 1ull << 63);
+	CHECK_EQ(gm_space_gfn_to_hva(sp, NULL, top + 1, &hva), -ENOENT);
+	CHECK_EQ(gm_space_gfn_to_hva(sp, NULL, UINT64_MAX, &hva), -ENOENT);
 	gm_rcu_read_unlock();
-	/* UINT64_MAX through a cache (the miss's fast path hands it over: a
-	 * block's padding keys are UINT64_MAX too) after the entry ending
-	 * there moved down a place in its block (its old place keeps its
-	 * last and hva behind the padding) */
-	CHECK_EQ(gm_space_slot_delete(sp, 10), 0);
-	CHECK_EQ(gm_space_slot_add(sp, 11, UINT64_MAX - 3, 4, 1ull << 40, 0), 0);
-	CHECK_EQ(gm_space_slot_delete(sp, 9), 0);
+	/* the top frames through a cache after the entry ending there moved
+	 * down a place in its block (its old place keeps its last and hva
+	 * behind the padding); UINT64_MAX, the padding keys, is never found */
+	CHECK_EQ(gm_space_slot_remove(sp, 10), 0);
+	CHECK_EQ(gm_space_slot_add(sp, 11, top - 3, 4, 1ull << 40, 0), 0);
+	CHECK_EQ(gm_space_slot_remove(sp, 9), 0);
 	struct gm_space_cache c;
 	gm_space_cache_init(&c);
 	gm_rcu_read_lock();
-	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, UINT64_MAX, &hva), 0);
+	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, top, &hva), 0);
 	CHECK_EQ(hva, (1ull << 40) + (3ull << 12));
+	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, UINT64_MAX, &hva), -ENOENT);
 	gm_space_cache_init(&c);
-	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, UINT64_MAX - 3, &hva), 0);
+	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, UINT64_MAX, &hva), -ENOENT);
+	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, top - 3, &hva), 0);
 	CHECK_EQ(hva, 1ull << 40);
-	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, UINT64_MAX - 4, &hva), -ENOENT);
+	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, top - 4, &hva), -ENOENT);
 	CHECK_EQ(gm_space_gfn_to_hva(sp, &c, 0, &hva), -ENOENT);
 	gm_rcu_read_unlock();
 	CHECK_VALID(gm_space_validate(sp, &reason), reason);
@@ -417,17 +432,17 @@ GM_TEST(max_slots_and_generation)
 	struct gm_space *sp;
 	reg();
 	struct gm_space_config cfg = {.max_slots = 3};
-	CHECK_EQ(gm_space_create(&sp, &cfg, NULL), 0);
+	CHECK_EQ(gm_space_create(&sp, &cfg, 0, NULL), 0);
 	CHECK_EQ(gm_space_generation(sp), 1);
 	for (uint32_t i = 0; i < 3; i++)
 		CHECK_EQ(gm_space_slot_add(sp, i, i * 10, 10, 0, 0), 0);
 	CHECK_EQ(gm_space_slot_add(sp, 3, 100, 1, 0, 0), -ENOSPC);
 	CHECK_EQ(gm_space_generation(sp), 4);
 	/* delete + add in one batch at the limit is fine */
-	gm_space_begin(sp);
-	CHECK_EQ(gm_space_batch_delete(sp, 0), 0);
+	gm_space_batch_begin(sp);
+	CHECK_EQ(gm_space_batch_remove(sp, 0), 0);
 	CHECK_EQ(gm_space_batch_add(sp, 3, 100, 1, 0, 0), 0);
-	CHECK_EQ(gm_space_commit(sp), 0);
+	CHECK_EQ(gm_space_batch_commit(sp), 0);
 	CHECK_EQ(gm_space_generation(sp), 5);
 	CHECK_VALID(gm_space_validate(sp, &reason), reason);
 	gm_space_destroy(sp);
@@ -439,7 +454,7 @@ GM_TEST(attributes_one_tib_private_is_compact)
 	struct gm_alloc_counting cnt;
 	reg();
 	gm_alloc_counting_init(&cnt, NULL);
-	CHECK_EQ(gm_space_create(&sp, NULL, &cnt.allocator), 0);
+	CHECK_EQ(gm_space_create(&sp, NULL, 0, &cnt.allocator), 0);
 	size_t base = gm_alloc_counting_bytes(&cnt);
 	CHECK_EQ(gm_space_attr_set(sp, 0, (1ull << 28) - 1, 1), 0);
 	gm_rcu_barrier();
@@ -478,24 +493,24 @@ GM_TEST(io_dispatch)
 	struct gm_space *sp;
 	int a, b;
 	reg();
-	CHECK_EQ(gm_space_create(&sp, NULL, NULL), 0);
-	CHECK_EQ(gm_space_io_register(sp, GM_SPACE_MMIO, 0xfee00000, 0xfee00fff, io_fn, &a), 0);
-	CHECK_EQ(gm_space_io_register(sp, GM_SPACE_MMIO, 0xfee00800, 0xfee01fff, io_fn, &b), -EEXIST);
-	CHECK_EQ(gm_space_io_register(sp, GM_SPACE_PIO, 0x3f8, 0x3ff, io_fn, &b), 0);
-	CHECK_EQ(gm_space_io_register(sp, GM_SPACE_PIO, 0x3ff, 0x3f8, io_fn, &b), -EINVAL);
-	CHECK_EQ(gm_space_io_register(sp, GM_SPACE_PIO, 0, 1, NULL, &b), -EINVAL);
-	CHECK_EQ(gm_space_io_register(sp, 7, 0, 1, io_fn, &b), -EINVAL);
+	CHECK_EQ(gm_space_create(&sp, NULL, 0, NULL), 0);
+	CHECK_EQ(gm_space_io_add(sp, GM_SPACE_MMIO, 0xfee00000, 0xfee00fff, io_fn, &a), 0);
+	CHECK_EQ(gm_space_io_add(sp, GM_SPACE_MMIO, 0xfee00800, 0xfee01fff, io_fn, &b), -EEXIST);
+	CHECK_EQ(gm_space_io_add(sp, GM_SPACE_PIO, 0x3f8, 0x3ff, io_fn, &b), 0);
+	CHECK_EQ(gm_space_io_add(sp, GM_SPACE_PIO, 0x3ff, 0x3f8, io_fn, &b), -EINVAL);
+	CHECK_EQ(gm_space_io_add(sp, GM_SPACE_PIO, 0, 1, NULL, &b), -EINVAL);
+	CHECK_EQ(gm_space_io_add(sp, 7, 0, 1, io_fn, &b), -EINVAL);
 	struct gm_space_io io;
 	gm_rcu_read_lock();
 	CHECK_EQ(gm_space_io_find(sp, GM_SPACE_MMIO, 0xfee00abc, &io), 0);
-	CHECK(io.opaque == &a && io.first == 0xfee00000 && io.last == 0xfee00fff);
+	CHECK(io.ctx == &a && io.first == 0xfee00000 && io.last == 0xfee00fff);
 	CHECK_EQ(gm_space_io_find(sp, GM_SPACE_MMIO, 0x3f8, &io), -ENOENT);
 	CHECK_EQ(gm_space_io_find(sp, GM_SPACE_PIO, 0x3fa, &io), 0);
-	CHECK(io.opaque == &b);
+	CHECK(io.ctx == &b);
 	gm_rcu_read_unlock();
-	CHECK_EQ(gm_space_io_unregister(sp, GM_SPACE_MMIO, 0xfee00001), -ENOENT);
-	CHECK_EQ(gm_space_io_unregister(sp, GM_SPACE_MMIO, 0xfee00000), 0);
-	CHECK_EQ(gm_space_io_register(sp, GM_SPACE_MMIO, 0xfee00800, 0xfee01fff, io_fn, &b), 0);
+	CHECK_EQ(gm_space_io_remove(sp, GM_SPACE_MMIO, 0xfee00001), -ENOENT);
+	CHECK_EQ(gm_space_io_remove(sp, GM_SPACE_MMIO, 0xfee00000), 0);
+	CHECK_EQ(gm_space_io_add(sp, GM_SPACE_MMIO, 0xfee00800, 0xfee01fff, io_fn, &b), 0);
 	CHECK_VALID(gm_space_validate(sp, &reason), reason);
 	gm_space_destroy(sp);
 }
@@ -523,7 +538,7 @@ GM_TEST(dirty_log_harvest_runs)
 	struct gm_rng *r = gm_test_rng();
 	struct gm_space *sp;
 	reg();
-	CHECK_EQ(gm_space_create(&sp, NULL, NULL), 0);
+	CHECK_EQ(gm_space_create(&sp, NULL, 0, NULL), 0);
 	const uint64_t base = 1000, np = 300000;
 	CHECK_EQ(gm_space_slot_add(sp, 1, base, np, 0, GM_SPACE_SLOT_DIRTY_LOG), 0);
 	CHECK_EQ(gm_space_slot_add(sp, 2, 0, 10, 0, 0), 0);
@@ -531,14 +546,14 @@ GM_TEST(dirty_log_harvest_runs)
 	for (int round = 0; round < 20; round++) {
 		gm_rcu_read_lock();
 		const struct gm_space_slot *p = gm_space_id_to_slot(sp, 1), *q = gm_space_id_to_slot(sp, 2);
-		CHECK_EQ(gm_space_mark_dirty(sp, q, 3), -ENOENT);
-		CHECK_EQ(gm_space_mark_dirty(sp, p, base - 1), -ENOENT);
-		CHECK_EQ(gm_space_mark_dirty(sp, p, base + np), -ENOENT);
+		CHECK_EQ(gm_space_dirty_mark(sp, q, 3), -ENOENT);
+		CHECK_EQ(gm_space_dirty_mark(sp, p, base - 1), -ENOENT);
+		CHECK_EQ(gm_space_dirty_mark(sp, p, base + np), -ENOENT);
 		uint64_t k = gm_rng_below(r, 2000);
 		for (uint64_t i = 0; i < k; i++) {
 			uint64_t off = gm_rng_below(r, np), len = gm_rng_chance(r, 1, 4) ? gm_rng_below(r, 200) : 1;
 			for (uint64_t j = off; j < off + len && j < np; j++) {
-				CHECK_EQ(gm_space_mark_dirty(sp, p, base + j), 0);
+				CHECK_EQ(gm_space_dirty_mark(sp, p, base + j), 0);
 				want[j] = 1;
 			}
 		}
@@ -580,7 +595,7 @@ static void *mark_thread(void *arg)
 		gm_rcu_read_lock();
 		const struct gm_space_slot *p;
 		if (gm_space_gfn_to_slot(m->sp, NULL, m->first + i * 3, &p) == 0)
-			gm_space_mark_dirty(m->sp, p, m->first + i * 3);
+			gm_space_dirty_mark(m->sp, p, m->first + i * 3);
 		gm_rcu_read_unlock();
 	}
 	gm_rcu_unregister_thread();
@@ -591,7 +606,7 @@ GM_TEST(dirty_log_many_threads_nothing_lost)
 {
 	struct gm_space *sp;
 	reg();
-	CHECK_EQ(gm_space_create(&sp, NULL, NULL), 0);
+	CHECK_EQ(gm_space_create(&sp, NULL, 0, NULL), 0);
 	const uint64_t np = 1 << 20;
 	CHECK_EQ(gm_space_slot_add(sp, 1, 0, np, 0, GM_SPACE_SLOT_DIRTY_LOG), 0);
 	pthread_t t[4];
@@ -635,13 +650,13 @@ GM_TEST(rmaps_lazy_and_freed_with_slot)
 	struct gm_alloc_counting cnt;
 	reg();
 	gm_alloc_counting_init(&cnt, NULL);
-	CHECK_EQ(gm_space_create(&sp, NULL, &cnt.allocator), 0);
+	CHECK_EQ(gm_space_create(&sp, NULL, 0, &cnt.allocator), 0);
 	CHECK_EQ(gm_space_slot_add(sp, 1, 0, 1ull << 28, 0, 0), 0); /* 1 TiB */
 	struct gm_space_stats st;
 	gm_space_stats(sp, &st);
 	CHECK_EQ(st.bytes_rmap, 0);
-	struct gm_rmap_cache cache;
-	gm_rmap_cache_init(&cache, &cnt.allocator);
+	struct gm_rmap_cache *cache;
+	gm_rmap_cache_create(&cache, 0, &cnt.allocator);
 	static uint64_t sptes[64];
 	gm_rcu_read_lock();
 	const struct gm_space_slot *p = gm_space_id_to_slot(sp, 1);
@@ -649,11 +664,11 @@ GM_TEST(rmaps_lazy_and_freed_with_slot)
 	for (int i = 0; i < 64; i++) {
 		struct gm_rmap_head *h = gm_space_rmap_head(sp, p, 12345 + (uint64_t)(i % 4) * 1000000, true);
 		CHECK(h != NULL);
-		CHECK_EQ(gm_rmap_cache_topup(&cache, GM_RMAP_ADD_BLOCKS), 0);
-		int rc = gm_rmap_add(h, &sptes[i], &cache);
+		CHECK_EQ(gm_rmap_cache_topup(cache, GM_RMAP_ADD_BLOCKS), 0);
+		int rc = gm_rmap_add(h, &sptes[i], cache);
 		if (rc == -ENOMEM) { /* a table must grow: topup fetches it (rmap.h) */
-			CHECK_EQ(gm_rmap_cache_topup(&cache, GM_RMAP_ADD_BLOCKS), 0);
-			rc = gm_rmap_add(h, &sptes[i], &cache);
+			CHECK_EQ(gm_rmap_cache_topup(cache, GM_RMAP_ADD_BLOCKS), 0);
+			rc = gm_rmap_add(h, &sptes[i], cache);
 		}
 		CHECK_EQ(rc, 0);
 	}
@@ -663,13 +678,13 @@ GM_TEST(rmaps_lazy_and_freed_with_slot)
 	gm_space_stats(sp, &st);
 	CHECK(st.bytes_rmap > 0 && st.bytes_rmap < 64 * 1024);
 	/* deleting the slot with entries left frees them after grace periods */
-	CHECK_EQ(gm_space_slot_delete(sp, 1), 0);
+	CHECK_EQ(gm_space_slot_remove(sp, 1), 0);
 	CHECK_EQ(gm_space_slot_add(sp, 2, 0, 1, 0, 0), 0);
 	gm_rcu_barrier();
 	gm_rcu_barrier();
 	gm_space_stats(sp, &st);
 	CHECK_EQ(st.bytes_rmap, 0);
-	gm_rmap_cache_destroy(&cache);
+	gm_rmap_cache_destroy(cache);
 	gm_space_destroy(sp);
 	CHECK_EQ(gm_alloc_counting_bytes(&cnt), 0);
 }
@@ -684,7 +699,7 @@ GM_TEST(rmaps_out_of_memory_leaves_nothing)
 	reg();
 	gm_alloc_counting_init(&cnt, NULL);
 	gm_alloc_failing_init(&fail, &cnt.allocator);
-	CHECK_EQ(gm_space_create(&sp, NULL, &fail.allocator), 0);
+	CHECK_EQ(gm_space_create(&sp, NULL, 0, &fail.allocator), 0);
 	CHECK_EQ(gm_space_slot_add(sp, 1, 0, 1u << 20, 0, 0), 0);
 	gm_rcu_barrier();
 	gm_rcu_barrier();
@@ -713,7 +728,7 @@ GM_TEST(rmaps_out_of_memory_leaves_nothing)
 		}
 		gm_rcu_read_unlock();
 		/* a fresh slot (no map yet) for the next nth */
-		CHECK_EQ(gm_space_slot_delete(sp, 1), 0);
+		CHECK_EQ(gm_space_slot_remove(sp, 1), 0);
 		CHECK_EQ(gm_space_slot_add(sp, 1, 0, 1u << 20, 0, 0), 0);
 		gm_rcu_barrier();
 		gm_rcu_barrier();
@@ -731,7 +746,7 @@ GM_TEST(cache_and_stats)
 	struct gm_alloc_counting cnt;
 	reg();
 	gm_alloc_counting_init(&cnt, NULL);
-	CHECK_EQ(gm_space_create(&sp, NULL, &cnt.allocator), 0);
+	CHECK_EQ(gm_space_create(&sp, NULL, 0, &cnt.allocator), 0);
 	CHECK_EQ(gm_space_slot_add(sp, 1, 0, 1000, 0x100000, 0), 0);
 	struct gm_space_cache c;
 	gm_space_cache_init(&c);
@@ -782,7 +797,7 @@ static uint64_t big_base(struct gm_rng *r, int phase, uint64_t *npages)
 	switch (phase ? gm_rng_below(r, 3) : 0) {
 	case 0: return gm_rng_below(r, 1u << 16);
 	case 1: return (1ull << 40) + gm_rng_below(r, 1u << 14);
-	default: return UINT64_MAX - gm_rng_below(r, 1u << 12) - (*npages - 1);
+	default: return GM_SPACE_GFN_LIMIT - gm_rng_below(r, 1u << 12) - *npages;
 	}
 }
 
@@ -834,7 +849,7 @@ GM_TEST(gfn_index_many_slots_skewed)
 	struct gm_rng *r = gm_test_rng();
 	struct gm_space *sp;
 	reg();
-	CHECK_EQ(gm_space_create(&sp, NULL, NULL), 0);
+	CHECK_EQ(gm_space_create(&sp, NULL, 0, NULL), 0);
 	struct big *m = calloc(1, sizeof(*m));
 	uint64_t steps = gm_test_iters(6000);
 	for (uint64_t i = 0; i < steps; i++) {
@@ -852,10 +867,10 @@ GM_TEST(gfn_index_many_slots_skewed)
 			}
 		} else if (gm_rng_chance(r, 1, 3)) {
 			want = 0;
-			rc = gm_space_slot_delete(sp, id);
+			rc = gm_space_slot_remove(sp, id);
 			m->present[id] = false;
 		} else {
-			bool past_max = base + (m->npages[id] - 1) < base; /* bad input */
+			bool past_max = base + m->npages[id] > GM_SPACE_GFN_LIMIT; /* bad input */
 			want = past_max ? -EINVAL : big_overlaps(m, id, base, m->npages[id]) ? -EEXIST : 0;
 			rc = gm_space_slot_move(sp, id, base);
 			if (!want)

@@ -35,7 +35,7 @@ static const char *const names[NKINDS] = {"gm_rangemap", "gm_rangemap/nocoalesce
 struct guest {
 	enum kind kind;
 	struct gm_alloc_counting cnt;
-	struct gm_rangemap map;
+	struct gm_rangemap *map;
 	struct bl_xa xa;
 };
 
@@ -47,9 +47,9 @@ static void guest_init(struct guest *g, enum kind kind)
 		bl_xa_init(&g->xa, &g->cnt.allocator);
 		return;
 	}
-	unsigned flags = GM_RANGEMAP_RCU | (kind == GM_NOCOALESCE ? GM_RANGEMAP_NOCOALESCE : 0);
-	if (gm_rangemap_init(&g->map, flags, &g->cnt.allocator) ||
-	    gm_rangemap_store(&g->map, 0, PAGES - 1, PRIVATE))
+	unsigned flags = GM_RCU | (kind == GM_NOCOALESCE ? GM_RANGEMAP_NOCOALESCE : 0);
+	if (gm_rangemap_create(&g->map, flags, &g->cnt.allocator) ||
+	    gm_rangemap_store(g->map, 0, PAGES - 1, PRIVATE))
 		abort();
 }
 
@@ -58,7 +58,7 @@ static void guest_destroy(struct guest *g)
 	if (g->kind == XA)
 		bl_xa_destroy(&g->xa);
 	else
-		gm_rangemap_destroy(&g->map);
+		gm_rangemap_destroy(g->map);
 }
 
 static void convert(struct guest *g, uint64_t first, uint64_t npages, int to)
@@ -66,7 +66,7 @@ static void convert(struct guest *g, uint64_t first, uint64_t npages, int to)
 	uint64_t last = first + npages - 1;
 	int rc = 0;
 	if (g->kind != XA)
-		rc = gm_rangemap_store(&g->map, first, last, to);
+		rc = gm_rangemap_store(g->map, first, last, to);
 	else if (to == SHARED)
 		rc = bl_xa_store_range(&g->xa, first, last, SHARED);
 	else
@@ -115,7 +115,7 @@ static uint64_t load_body(void *arg)
 		gm_rcu_read_lock();
 		for (uint64_t i = 0; i < c->nprobe; i++) {
 			v = 0;
-			gm_rangemap_load(&c->g->map, c->probe[i], &v, NULL, NULL);
+			gm_rangemap_load(c->g->map, c->probe[i], &v, NULL, NULL);
 			sum += v;
 		}
 		gm_rcu_read_unlock();
@@ -137,7 +137,7 @@ static void run(struct gmb_ctx *ctx)
 	guest_init(&g0, GM);
 	gm_rcu_barrier();
 	struct gm_rangemap_stats st;
-	gm_rangemap_stats(&g0.map, &st);
+	gm_rangemap_stats(g0.map, &st);
 	size_t all_private = st.bytes, with_batch = gm_alloc_counting_bytes(&g0.cnt);
 	guest_destroy(&g0);
 	char measured[128];
@@ -168,7 +168,7 @@ static void run(struct gmb_ctx *ctx)
 			for (uint64_t i = 0; i < r; i++)
 				convert(&g, rs[i], rl[i], SHARED);
 			if (k == GM)
-				nranges = gm_rangemap_count(&g.map);
+				nranges = gm_rangemap_count(g.map);
 			struct load_case lc = {&g, probe, nprobe};
 			double ns = gmb_measure(ctx, &(struct gmb_case){.arg = &lc, .body = load_body});
 			gmb_row(ctx, names[k], "load", nranges, "random", ns, bytes_per_page(&g));

@@ -45,7 +45,7 @@ struct impl {
 	void (*destroy)(void *set);
 	/* Optional: a structure's own answer to the whole question. group()
 	 * gathers sets[0..n-1] (in that order of priority) before any range is
-	 * added, select() returns the first of them holding index, or -1.
+	 * added, select() returns the first of them holding index, or -ENOENT.
 	 * NULL: the scenario asks set by set with `contains`, stopping at the
 	 * first hit. */
 	void *(*group)(void *const *sets, unsigned n, const struct gm_allocator *a);
@@ -55,28 +55,21 @@ struct impl {
 
 static void *gm_create(const struct gm_allocator *a)
 {
-	struct gm_rangeset *s = malloc(sizeof(*s));
-	if (s && gm_rangeset_init(s, "wp", GM_RANGESET_RCU, 0, a)) {
-		free(s);
-		return NULL;
-	}
-	return s;
+	struct gm_rangeset *s;
+	return gm_rangeset_create(&s, &(struct gm_rangeset_config){"wp", 0}, GM_RCU, a) ? NULL : s;
 }
-static int gm_add(void *s, uint64_t f, uint64_t l) { return gm_rangeset_add_range(s, f, l); }
-static int gm_remove(void *s, uint64_t f, uint64_t l) { return gm_rangeset_remove_range(s, f, l); }
+static int gm_add(void *s, uint64_t f, uint64_t l) { return gm_rangeset_add(s, f, l); }
+static int gm_remove(void *s, uint64_t f, uint64_t l) { return gm_rangeset_remove(s, f, l); }
 static bool gm_contains(const void *s, uint64_t i) { return gm_rangeset_contains(s, i); }
-static void gm_destroy(void *s) { gm_rangeset_destroy(s); free(s); }
+static void gm_destroy(void *s) { gm_rangeset_destroy(s); }
 static void *gm_group(void *const *sets, unsigned n, const struct gm_allocator *a)
 {
-	struct gm_rangeset_group *g = malloc(sizeof(*g));
-	if (!g || gm_rangeset_group_init(g, GM_RANGESET_RCU, a)) {
-		free(g);
+	struct gm_rangeset_group *g;
+	if (gm_rangeset_group_create(&g, GM_RCU, a))
 		return NULL;
-	}
 	for (unsigned i = 0; i < n; i++)
 		if (gm_rangeset_group_join(g, sets[i]) != (int)i) {
 			gm_rangeset_group_destroy(g);
-			free(g);
 			return NULL;
 		}
 	return g;
@@ -85,7 +78,6 @@ static int gm_select(const void *g, uint64_t i) { return gm_rangeset_group_selec
 static void gm_group_destroy(void *g)
 {
 	gm_rangeset_group_destroy(g);
-	free(g);
 }
 
 static void *xl_create(const struct gm_allocator *a)
@@ -131,7 +123,7 @@ struct range {
 struct access {
 	uint64_t addr;
 	int mmio;   /* 1: an MMIO access, 0: a write to guest memory (pfn) */
-	int server; /* expected answer, -1 for none */
+	int server; /* expected answer, -ENOENT for none */
 };
 
 struct server {
@@ -209,7 +201,7 @@ static void make_accesses(struct workload *w, struct gmb_rng *rng)
 			struct range r = w->mmio[s][gmb_rng_below(rng, NMMIO)];
 			*a = (struct access){r.first + gmb_rng_below(rng, 0x1000), 1, s};
 		} else { /* above every frame the workload uses: nobody's */
-			*a = (struct access){(1ULL << 40) + gmb_rng_below(rng, 1ULL << 30), 0, -1};
+			*a = (struct access){(1ULL << 40) + gmb_rng_below(rng, 1ULL << 30), 0, -ENOENT};
 		}
 	}
 }
@@ -242,7 +234,7 @@ static uint64_t body_select(void *arg)
 		gm_rcu_read_lock();
 	for (uint64_t i = 0; i < r->nacc; i++) {
 		const struct access *a = &r->w->acc[i];
-		int found = -1;
+		int found = -ENOENT;
 		if (im->select) {
 			found = im->select(a->mmio ? r->mmio_group : r->wp_group, a->addr);
 			wrong += found != a->server;

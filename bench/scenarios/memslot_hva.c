@@ -177,7 +177,7 @@ static uint64_t itree_query(void *arg)
 	for (uint64_t i = 0; i < w->nq; i++) {
 		if (i % READ_BATCH == 0)
 			gm_rcu_read_lock();
-		sum += gm_itree_collect(w->itree, w->qa[i], w->qb[i], w->hits, HITS_MAX);
+		sum += gm_itree_fill(w->itree, w->qa[i], w->qb[i], w->hits, HITS_MAX);
 		if (i % READ_BATCH == READ_BATCH - 1 || i == w->nq - 1)
 			gm_rcu_read_unlock();
 	}
@@ -192,7 +192,7 @@ static uint64_t itree_stab(void *arg)
 	for (uint64_t i = 0; i < w->nq; i++) {
 		if (i % READ_BATCH == 0)
 			gm_rcu_read_lock();
-		sum += gm_itree_collect(w->itree, w->pt[i], w->pt[i], w->hits, HITS_MAX);
+		sum += gm_itree_fill(w->itree, w->pt[i], w->pt[i], w->hits, HITS_MAX);
 		if (i % READ_BATCH == READ_BATCH - 1 || i == w->nq - 1)
 			gm_rcu_read_unlock();
 	}
@@ -316,9 +316,9 @@ static bool same_answers(struct world *w)
 	for (uint64_t i = 0; i < w->nq && i < 256; i++) {
 		struct gm_itree_iter it;
 		gm_rcu_read_lock();
-		gm_itree_iter_init(&it, w->itree, w->qa[i], w->qb[i]);
+		gm_itree_iter_init(&it, w->itree, w->qa[i], w->qb[i], 0);
 		size_t a = itree_collect(w, &it);
-		size_t a2 = gm_itree_collect(w->itree, w->qa[i], w->qb[i], w->hits, HITS_MAX);
+		size_t a2 = gm_itree_fill(w->itree, w->qa[i], w->qb[i], w->hits, HITS_MAX);
 		gm_rcu_read_unlock();
 		if (a2 != a)
 			return false;
@@ -347,7 +347,7 @@ static void run_size(struct gmb_ctx *ctx, struct gmb_rng *r, uint64_t n,
 	/* build all three from the same slots in the same order */
 	struct gm_alloc_counting lin_count;
 	gm_alloc_counting_init(&lin_count, NULL);
-	if (gm_itree_create(&w.itree, GM_ITREE_RCU, NULL)) {
+	if (gm_itree_create(&w.itree, GM_RCU, NULL)) {
 		fprintf(stderr, "memslot_hva: out of memory\n");
 		exit(1);
 	}
@@ -449,7 +449,7 @@ static void run(struct gmb_ctx *ctx)
 
 	gmb_note(ctx, "gm_itree runs in RCU mode: queries/stabs run in read-side "
 		      "sections of %d queries each (gm_rcu_read_lock/unlock once per "
-		      "batch), each one gm_itree_collect call (items into a buffer, "
+		      "batch), each one gm_itree_fill call (items into a buffer, "
 		      "like linear's query; the driver checks it against the "
 		      "iterator); churn edits leaves in place (order word; a freed slot "
 		      "is refilled at once, under the leaf's sequence count), copies "

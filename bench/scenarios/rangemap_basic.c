@@ -93,19 +93,19 @@ static void layout_free(struct layout *l)
 struct gm_case {
 	const struct layout *l;
 	struct gm_alloc_counting cnt;
-	struct gm_rangemap map;
+	struct gm_rangemap *map;
 	bool built;
 };
 
 static void gm_build(struct gm_case *c)
 {
 	gm_alloc_counting_init(&c->cnt, NULL);
-	if (gm_rangemap_init(&c->map, GM_RANGEMAP_RCU, &c->cnt.allocator))
+	if (gm_rangemap_create(&c->map, GM_RCU, &c->cnt.allocator))
 		abort();
 	const struct layout *l = c->l;
 	for (uint64_t i = 0; i < l->n; i++) {
 		uint64_t r = l->order[i];
-		if (gm_rangemap_store(&c->map, l->first[r], l->last[r], l->value[r]))
+		if (gm_rangemap_store(c->map, l->first[r], l->last[r], l->value[r]))
 			abort();
 	}
 }
@@ -114,10 +114,10 @@ static void gm_setup_empty(void *arg)
 {
 	struct gm_case *c = arg;
 	gm_alloc_counting_init(&c->cnt, NULL);
-	if (gm_rangemap_init(&c->map, GM_RANGEMAP_RCU, &c->cnt.allocator))
+	if (gm_rangemap_create(&c->map, GM_RCU, &c->cnt.allocator))
 		abort();
 }
-static void gm_teardown(void *arg) { gm_rangemap_destroy(&((struct gm_case *)arg)->map); }
+static void gm_teardown(void *arg) { gm_rangemap_destroy(((struct gm_case *)arg)->map); }
 
 static uint64_t gm_store_body(void *arg)
 {
@@ -125,7 +125,7 @@ static uint64_t gm_store_body(void *arg)
 	const struct layout *l = c->l;
 	for (uint64_t i = 0; i < l->n; i++) {
 		uint64_t r = l->order[i];
-		gm_rangemap_store(&c->map, l->first[r], l->last[r], l->value[r]);
+		gm_rangemap_store(c->map, l->first[r], l->last[r], l->value[r]);
 	}
 	return l->n;
 }
@@ -136,7 +136,7 @@ static uint64_t gm_erase_body(void *arg)
 	const struct layout *l = c->l;
 	for (uint64_t i = 0; i < l->n; i++) {
 		uint64_t r = l->order[i];
-		gm_rangemap_erase(&c->map, l->first[r], l->last[r]);
+		gm_rangemap_remove(c->map, l->first[r], l->last[r]);
 	}
 	return l->n;
 }
@@ -148,7 +148,7 @@ static uint64_t gm_load_body(void *arg)
 	uint64_t sum = 0, v = 0;
 	gm_rcu_read_lock();
 	for (uint64_t i = 0; i < l->nprobe; i++) {
-		gm_rangemap_load(&c->map, l->probe[i], &v, NULL, NULL);
+		gm_rangemap_load(c->map, l->probe[i], &v, NULL, NULL);
 		sum += v;
 	}
 	gm_rcu_read_unlock();
@@ -159,12 +159,12 @@ static uint64_t gm_load_body(void *arg)
 static uint64_t gm_iterate_body(void *arg)
 {
 	struct gm_case *c = arg;
-	struct gm_rangemap_cursor cur;
+	struct gm_rangemap_iter cur;
 	struct gm_range r;
 	uint64_t sum = 0, n = 0;
 	gm_rcu_read_lock();
-	gm_rangemap_cursor_init(&cur, &c->map, 0, UINT64_MAX, 0);
-	while (gm_rangemap_cursor_next(&cur, &r) == 0) {
+	gm_rangemap_iter_init(&cur, c->map, 0, UINT64_MAX, 0);
+	while (gm_rangemap_iter_next(&cur, &r) == 0) {
 		sum += r.value;
 		n++;
 	}
@@ -180,7 +180,7 @@ static uint64_t gm_find_gap_body(void *arg)
 	uint64_t sum = 0, f = 0;
 	gm_rcu_read_lock();
 	for (uint64_t i = 0; i < l->ngap; i++) {
-		gm_rangemap_find_gap(&c->map, GAP_SIZE, 1, l->gmin[i], UINT64_MAX, &f);
+		gm_rangemap_find_gap(c->map, GAP_SIZE, 1, l->gmin[i], UINT64_MAX, &f);
 		sum += f;
 	}
 	gm_rcu_read_unlock();
@@ -391,14 +391,14 @@ static void run_one(struct gmb_ctx *ctx, enum dist d, uint64_t n, struct gmb_rng
 	struct cycle cyc[2] = {{&g, gm_store_body, gm_erase_body, 0, 0},
 			       {&r, rb_store_body, rb_erase_body, 0, 0}};
 	measure_cycles(ctx, n, cyc, 2);
-	if (gm_rangemap_count(&g.map) != 0)
+	if (gm_rangemap_count(g.map) != 0)
 		abort();
 	gm_teardown(&g);
 	rb_teardown(&r);
 	gm_build(&g);
 	gm_rcu_barrier(); /* count the map, not nodes still waiting for a grace period */
 	double bytes = (double)gm_alloc_counting_bytes(&g.cnt) / (double)n;
-	if (gm_rangemap_count(&g.map) != n)
+	if (gm_rangemap_count(g.map) != n)
 		abort();
 	gmb_row(ctx, "gm_rangemap", "store", n, dn, cyc[0].store_ns, bytes);
 	gmb_row(ctx, "gm_rangemap", "load", n, dn,
@@ -408,7 +408,7 @@ static void run_one(struct gmb_ctx *ctx, enum dist d, uint64_t n, struct gmb_rng
 	if (d == ISOLATED)
 		gmb_row(ctx, "gm_rangemap", "find_gap", n, dn,
 			measure(ctx, n, (struct gmb_case){.arg = &g, .body = gm_find_gap_body}), bytes);
-	gm_rangemap_destroy(&g.map);
+	gm_rangemap_destroy(g.map);
 	gmb_row(ctx, "gm_rangemap", "erase", n, dn, cyc[0].erase_ns, bytes);
 
 	rb_setup_built(&r);

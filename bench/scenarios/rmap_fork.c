@@ -43,7 +43,7 @@ struct impl {
 	const char *name;
 	int kind;
 	struct gm_alloc_counting counting;
-	struct gm_rmap_cache cache;       /* gm_rmap */
+	struct gm_rmap_cache *cache;       /* gm_rmap */
 	struct bl_objcache objs;          /* desc4, kvm14 */
 	struct bl_sibling sib;            /* sibling */
 };
@@ -60,7 +60,7 @@ static void impl_init(struct impl *im, int kind, uint64_t *ptes, size_t nslots)
 	const struct gm_allocator *a = &im->counting.allocator;
 	switch (kind) {
 	case K_GM:
-		gm_rmap_cache_init(&im->cache, a);
+		gm_rmap_cache_create(&im->cache, 0, a);
 		break;
 	case K_DESC4:
 		bl_desc4_cache_init(&im->objs, a);
@@ -79,7 +79,7 @@ static void impl_init(struct impl *im, int kind, uint64_t *ptes, size_t nslots)
 
 static void impl_destroy(struct impl *im)
 {
-	gm_rmap_cache_destroy(&im->cache);
+	gm_rmap_cache_destroy(im->cache);
 	bl_objcache_destroy(&im->objs);
 	if (im->kind == K_SIBLING)
 		bl_sibling_destroy(&im->sib);
@@ -100,12 +100,12 @@ static inline void impl_add(struct impl *im, uintptr_t *head, void *p)
 	int rc = 0;
 	switch (im->kind) {
 	case K_GM:
-		gm_rmap_cache_topup(&im->cache, TOPUP);
-		rc = gm_rmap_add((struct gm_rmap_head *)head, p, &im->cache);
+		gm_rmap_cache_topup(im->cache, TOPUP);
+		rc = gm_rmap_add((struct gm_rmap_head *)head, p, im->cache);
 		if (rc == -ENOMEM) {
 			gm_retries++;
-			gm_rmap_cache_topup(&im->cache, TOPUP);
-			rc = gm_rmap_add((struct gm_rmap_head *)head, p, &im->cache);
+			gm_rmap_cache_topup(im->cache, TOPUP);
+			rc = gm_rmap_add((struct gm_rmap_head *)head, p, im->cache);
 		}
 		break;
 	case K_DESC4:
@@ -131,7 +131,7 @@ static inline void impl_remove(struct impl *im, uintptr_t *head, void *p)
 	int rc = 0;
 	switch (im->kind) {
 	case K_GM:
-		rc = gm_rmap_remove((struct gm_rmap_head *)head, p, &im->cache);
+		rc = gm_rmap_remove((struct gm_rmap_head *)head, p, im->cache);
 		break;
 	case K_DESC4:
 		rc = bl_desc4_remove(head, p, &im->objs);
@@ -159,7 +159,7 @@ static inline void impl_zap(struct impl *im, uintptr_t *head)
 {
 	switch (im->kind) {
 	case K_GM:
-		gm_rmap_clear((struct gm_rmap_head *)head, &im->cache, zap_pte, NULL);
+		gm_rmap_clear((struct gm_rmap_head *)head, im->cache, zap_pte, NULL);
 		break;
 	case K_DESC4:
 		bl_desc4_clear(head, &im->objs, zap_pte, NULL);
@@ -179,7 +179,7 @@ static double impl_bytes(struct impl *im, size_t nheads, size_t mappings)
 	if (im->kind == K_SIBLING)   /* one sibling pointer per mapped PTE */
 		return 8.0 * (double)nheads + 8.0 * (double)mappings;
 	size_t b = gm_alloc_counting_bytes(&im->counting);
-	b -= gm_rmap_cache_bytes(&im->cache) + bl_objcache_bytes(&im->objs);
+	b -= gm_rmap_cache_bytes(im->cache) + bl_objcache_bytes(&im->objs);
 	return 8.0 * (double)nheads + (double)b;
 }
 
@@ -252,7 +252,7 @@ static void add_setup(void *arg)
 	for (size_t i = 0; i < c->r; i++)
 		impl_remove(c->im, head_of(c, i), &c->ptes[c->victims[i]]);
 	if (c->im->kind == K_GM)
-		gm_rmap_cache_topup(&c->im->cache, TOPUP);
+		gm_rmap_cache_topup(c->im->cache, TOPUP);
 	else if (c->im->kind != K_SIBLING)
 		bl_objcache_topup(&c->im->objs, TOPUP);
 }

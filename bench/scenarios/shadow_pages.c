@@ -93,7 +93,7 @@ struct sp_impl {
 
 /* gm_pagemap, in RCU mode; lookups hold one read lock per batch. */
 struct sp_pagemap {
-	struct gm_pagemap map;
+	struct gm_pagemap *map;
 	struct gm_alloc_counting counting;
 };
 static void *pm_create(uint64_t base, uint64_t span)
@@ -101,18 +101,18 @@ static void *pm_create(uint64_t base, uint64_t span)
 	(void)base, (void)span;
 	struct sp_pagemap *p = malloc(sizeof(*p));
 	gm_alloc_counting_init(&p->counting, NULL);
-	gm_pagemap_init(&p->map, GM_PAGEMAP_RCU, &p->counting.allocator);
+	gm_pagemap_create(&p->map, GM_RCU, &p->counting.allocator);
 	return p;
 }
 static void pm_destroy(void *s)
 {
 	struct sp_pagemap *p = s;
-	gm_pagemap_destroy(&p->map, NULL, NULL);
+	gm_pagemap_destroy(p->map);
 	free(p);
 }
-static inline int pm_ins(struct sp_pagemap *p, uint64_t k, void *v) { return gm_pagemap_insert(&p->map, k, v); }
-static inline void *pm_get(struct sp_pagemap *p, uint64_t k) { return gm_pagemap_load(&p->map, k); }
-static inline int pm_del(struct sp_pagemap *p, uint64_t k) { return gm_pagemap_erase(&p->map, k, NULL); }
+static inline int pm_ins(struct sp_pagemap *p, uint64_t k, void *v) { return gm_pagemap_insert(p->map, k, v); }
+static inline void *pm_get(struct sp_pagemap *p, uint64_t k) { return gm_pagemap_load(p->map, k); }
+static inline int pm_del(struct sp_pagemap *p, uint64_t k) { return gm_pagemap_remove(p->map, k, NULL); }
 SP_LOOPS(pm, struct sp_pagemap, pm_get, pm_ins, pm_del)
 static uint64_t pm_load_all_locked(void *s, const uint64_t *k, size_t n)
 {
@@ -125,7 +125,7 @@ static uint64_t pm_load_many(void *s, const uint64_t *k, size_t n, void **out)
 {
 	struct sp_pagemap *p = s;
 	gm_rcu_read_lock();
-	uint64_t r = gm_pagemap_load_many(&p->map, k, n, out);
+	uint64_t r = gm_pagemap_load_many(p->map, k, n, out);
 	gm_rcu_read_unlock();
 	return r;
 }
@@ -133,11 +133,12 @@ static uint64_t pm_walk(void *s, uint64_t limit)
 {
 	struct sp_pagemap *p = s;
 	struct gm_pagemap_iter it;
-	uint64_t k, sum = 0, seen = 0;
+	struct gm_pagemap_entry e;
+	uint64_t sum = 0, seen = 0;
 	gm_rcu_read_lock();
-	gm_pagemap_iter_init(&it, &p->map, 0, UINT64_MAX);
-	while (seen < limit && gm_pagemap_iter_next(&it, &k, NULL)) {
-		sum += k;
+	gm_pagemap_iter_init(&it, p->map, 0, UINT64_MAX, 0);
+	while (seen < limit && gm_pagemap_iter_next(&it, &e) == 0) {
+		sum += e.key;
 		seen++;
 	}
 	gm_rcu_read_unlock();
@@ -147,7 +148,7 @@ static size_t pm_bytes(void *s)
 {
 	struct sp_pagemap *p = s;
 	struct gm_pagemap_stats st;
-	gm_pagemap_stats(&p->map, &st);
+	gm_pagemap_stats(p->map, &st);
 	return sizeof(p->map) + st.bytes;
 }
 
@@ -639,7 +640,7 @@ static void run(struct gmb_ctx *ctx)
 	}
 	gm_rcu_unregister_thread();
 	first = 3 <= last ? 3 : 2;
-	gmb_note(ctx, "gm_pagemap runs in RCU mode (GM_PAGEMAP_RCU); its load, "
+	gmb_note(ctx, "gm_pagemap runs in RCU mode (GM_RCU); its load, "
 		      "load_many and walk hold one gm_rcu_read_lock() around a whole "
 		      "batch of probes; before its lookups, gm_rcu_barrier() (untimed) lets "
 		      "the frees deferred by the inserts finish. Its bytes are its live nodes (gm_pagemap_stats, "

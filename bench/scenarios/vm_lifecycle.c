@@ -67,7 +67,7 @@ static int do_add(struct world *w, uint64_t id, uint64_t base)
 static int do_delete(struct world *w, uint64_t id)
 {
 	switch (w->which) {
-	case 0: return gm_space_slot_delete(w->sp, (uint32_t)id);
+	case 0: return gm_space_slot_remove(w->sp, (uint32_t)id);
 	case 1: return bl_kvm2020_delete(&w->kvm, (uint32_t)id);
 	default: return bl_vecsnap_delete(&w->vec, (uint32_t)id);
 	}
@@ -188,7 +188,7 @@ static uint64_t inval_body(void *arg)
 	gm_rcu_read_lock();
 	for (uint64_t i = 0; i < q; i++) {
 		if (w->which == 0) {
-			long n = gm_space_hva_range(w->sp, w->hva_a[i], w->hva_b[i], hits, 8);
+			long n = gm_space_hva_fill(w->sp, w->hva_a[i], w->hva_b[i], hits, 8);
 			for (long j = 0; j < n && j < 8; j++)
 				sum += hits[j].last_gfn - hits[j].first_gfn + 1;
 		} else if (w->which == 1) {
@@ -264,7 +264,7 @@ static void run_n(struct gmb_ctx *ctx, uint64_t n)
 	gm_alloc_counting_init(&w->ck, NULL);
 	gm_alloc_counting_init(&w->cv, NULL);
 	struct gm_space_config cfg = {.max_slots = (uint32_t)n + 1024}; /* room for add's extra slots */
-	gm_space_create(&w->sp, &cfg, &w->cg.allocator);
+	gm_space_create(&w->sp, &cfg, 0, &w->cg.allocator);
 	bl_kvm2020_init(&w->kvm, &w->ck.allocator);
 	bl_vecsnap_init(&w->vec, &w->cv.allocator);
 	double bpgs[3];
@@ -349,7 +349,7 @@ static void harvest_setup(void *arg)
 		if (h->flat_mode)
 			bl_flatlog_mark(&h->flat, h->offs[i]);
 		else
-			gm_space_mark_dirty(h->sp, h->slot, h->offs[i]);
+			gm_space_dirty_mark(h->sp, h->slot, h->offs[i]);
 	}
 	gm_rcu_read_unlock();
 }
@@ -391,7 +391,7 @@ static void run_harvest(struct gmb_ctx *ctx)
 	gm_alloc_counting_init(&ck, NULL);
 	for (int i = 0; i < 1000; i++)
 		h->offs[i] = gmb_rng_below(&r, TIB_PAGES);
-	gm_space_create(&h->sp, NULL, &cg.allocator);
+	gm_space_create(&h->sp, NULL, 0, &cg.allocator);
 	gm_space_slot_add(h->sp, 0, 0, TIB_PAGES, HVA0, GM_SPACE_SLOT_DIRTY_LOG);
 	gm_rcu_read_lock();
 	h->slot = gm_space_id_to_slot(h->sp, 0);
@@ -426,7 +426,7 @@ static void attr_footprint(struct gmb_ctx *ctx)
 {
 	struct gm_space *sp;
 	struct gm_space_stats st;
-	gm_space_create(&sp, NULL, NULL);
+	gm_space_create(&sp, NULL, 0, NULL);
 	gm_space_slot_add(sp, 0, 0, TIB_PAGES, HVA0, 0);
 	gm_space_attr_set(sp, 0, TIB_PAGES - 1, 1);
 	gm_space_stats(sp, &st);

@@ -21,7 +21,6 @@
 
 #include <gmtrack/common.h>
 
-#include <stdatomic.h>
 #include <stdbool.h>
 
 GM_BEGIN_DECLS
@@ -64,20 +63,22 @@ static inline void gm_alloc_release(const struct gm_allocator *a, void *ptr,
 
 /*
  * The counting allocator: forwards to `parent` and keeps exact counts.
- * All counters are atomics, so deferred frees on another thread are counted.
+ * The counters are updated with atomic operations (__atomic builtins, so the
+ * struct is the same in C and C++), so deferred frees on another thread are
+ * counted; read them through the functions below, not directly.
  *
  *     struct gm_alloc_counting c;
  *     gm_alloc_counting_init(&c, NULL);
- *     gm_rangemap_init(&map, 0, &c.allocator);
+ *     gm_rangemap_create(&map, 0, &c.allocator);
  *     ... gm_alloc_counting_bytes(&c) is the map's footprint ...
  */
 struct gm_alloc_counting {
 	struct gm_allocator allocator;    /* hand this to a structure */
 	const struct gm_allocator *parent;
-	_Atomic size_t bytes;             /* in use now */
-	_Atomic size_t peak;              /* highest `bytes` seen */
-	_Atomic uint64_t allocs;          /* successful alloc calls */
-	_Atomic uint64_t frees;           /* free calls */
+	size_t bytes;             /* in use now */
+	size_t peak;              /* highest `bytes` seen */
+	uint64_t allocs;          /* successful alloc calls */
+	uint64_t frees;           /* free calls */
 };
 
 /* Sets up `c` over `parent` (NULL: default). O(1). Never allocates. */
@@ -102,12 +103,12 @@ GM_EXPORT void gm_alloc_counting_reset_peak(struct gm_alloc_counting *c);
 struct gm_alloc_failing {
 	struct gm_allocator allocator;   /* hand this to a structure */
 	const struct gm_allocator *parent;
-	_Atomic uint64_t calls;          /* alloc calls seen */
-	_Atomic uint64_t failures;       /* alloc calls failed */
+	uint64_t calls;          /* alloc calls seen */
+	uint64_t failures;       /* alloc calls failed */
 	uint64_t fail_nth;               /* 0: off */
 	bool sticky;
 	double probability;              /* 0: off */
-	_Atomic uint64_t rng;
+	uint64_t rng;
 };
 
 /* Sets up `f` over `parent` (NULL: default) failing nothing. O(1). */

@@ -5,7 +5,8 @@
  * Entries are triples (first, last, item) with inclusive uint64_t bounds.
  * The same interval may be stored several times with different items; only
  * an identical triple is a duplicate. Queries return every entry that
- * overlaps [a, b], in order of `first` (then `last`, then `item`).
+ * overlaps [first, last], in order of `first` (then `last`, then `item`),
+ * or the reverse order with GM_ITER_REVERSE.
  *
  * Why not an augmented red-black tree (Linux, QEMU, kvmtool)? A lockless
  * reader walking a red-black tree while a writer rotates it can miss whole
@@ -17,8 +18,8 @@
  *   inner:  | prefix max[32] | max last[32] | sep[32] | child[32] |
  *   leaf:   | order word | first0 .. first14 | last0 .. last14 | item0 .. item14 |
  *
- * An overlap query descends only into children whose max `last` >= a and
- * whose separator's `first` <= b. A leaf lists its entries through one
+ * An overlap query of [a, b] descends only into children whose max `last`
+ * >= a and whose separator's `first` <= b. A leaf lists its entries through one
  * 64-bit "order word" (count + a permutation of its slots): an insert fills
  * a free slot and publishes a new order word, a remove publishes one
  * without the entry, so most writes touch one leaf in place, without
@@ -40,19 +41,19 @@
  * interval_tree_node is 48).
  *
  *   struct gm_itree *t;
- *   gm_itree_create(&t, GM_ITREE_RCU, NULL);
+ *   gm_itree_create(&t, GM_RCU, NULL);
  *   gm_itree_insert(t, slot->hva, slot->hva + slot->size - 1, slot);  // writer
  *   ...
  *   struct gm_itree_iter it;                                          // reader
  *   struct gm_itree_entry e;
  *   gm_rcu_read_lock();
- *   gm_itree_iter_init(&it, t, start, end - 1);
- *   while (gm_itree_iter_next(&it, &e))
+ *   gm_itree_iter_init(&it, t, start, end - 1, 0);
+ *   while (gm_itree_iter_next(&it, &e) == 0)
  *       invalidate(e.item, start, end);
  *   gm_rcu_read_unlock();
  *
  * Concurrency: one writer at a time (the caller serializes insert/remove/
- * destroy); with GM_ITREE_RCU any number of readers iterate under
+ * destroy); with GM_RCU any number of readers iterate under
  * gm_rcu_read_lock() without locks. Without the flag, readers must not run
  * concurrently with a writer, and a write invalidates open iterators.
  */
@@ -66,8 +67,7 @@
 
 GM_BEGIN_DECLS
 
-/* Flag for gm_itree_create: readers may run under RCU during writes. */
-#define GM_ITREE_RCU 1u
+/* create flags: GM_RCU (common.h). iter_init flags: GM_ITER_REVERSE. */
 
 /* Deepest tree an iterator can walk; a tree never grows beyond it
  * (insert returns -ENOSPC first; needs > 2^33 entries in practice). */
@@ -84,13 +84,14 @@ struct gm_itree_entry {
 	void *item;
 };
 
-/* A cursor over the entries overlapping [a, b]. Lives on the caller's stack
- * (568 bytes on 64-bit); needs no cleanup. In RCU mode, use it only inside one
- * read-side section. */
+/* An iterator over the entries overlapping [first, last]. Lives on the
+ * caller's stack (about 570 bytes on 64-bit); needs no cleanup; fields are
+ * private. In RCU mode, use it only inside one read-side section. */
 struct gm_itree_iter {
 	uint64_t a, b;
 	int level;  /* level of node[level] being scanned; -1 when finished */
 	int top;    /* level of the root this iteration started from */
+	bool reverse;
 	const void *node[GM_ITREE_MAX_HEIGHT];
 	uint8_t idx[GM_ITREE_MAX_HEIGHT]; /* inner levels: next child to look at */
 	/* the current leaf's entries overlapping [a, b], copied in order when
@@ -101,20 +102,20 @@ struct gm_itree_iter {
 };
 
 struct gm_itree_stats {
-	size_t entries;      /* stored triples */
-	unsigned height;     /* levels, 0 when empty, 1 = a single leaf */
-	size_t leaf_nodes;
-	size_t inner_nodes;
-	size_t node_bytes;   /* bytes held by live nodes (excl. the handle; in
+	uint64_t entries;    /* stored triples */
+	uint64_t height;     /* levels, 0 when empty, 1 = a single leaf */
+	uint64_t leaf_nodes;
+	uint64_t inner_nodes;
+	uint64_t node_bytes; /* bytes held by live nodes (excl. the handle; in
 			      * RCU mode, also excl. retired nodes waiting for
 			      * a grace period or kept for reuse) */
-	size_t total_bytes;  /* the handle + the node chunks: live nodes,
+	uint64_t total_bytes; /* the handle + the node chunks: live nodes,
 			      * free slots and (RCU mode) retired nodes not
 			      * yet taken back; excl. deferred-free batches */
 };
 
 /*
- * gm_itree_create — makes an empty tree in *out. flags: 0 or GM_ITREE_RCU.
+ * gm_itree_create — makes an empty tree in *out. flags: 0 or GM_RCU.
  * alloc: NULL for the default allocator; every byte goes through it.
  * Cost O(1). Returns 0, -EINVAL (bad flags or out == NULL) or -ENOMEM
  * (nothing allocated, *out untouched).
@@ -136,7 +137,8 @@ GM_EXPORT void gm_itree_destroy(struct gm_itree *t);
  * Cost O(log n): an in-place leaf edit when the leaf has room, else a split
  * with O(log n) node copies. Writer only (caller serializes writers); RCU
  * readers may run.
- * Returns 0; -EINVAL if first > last; -EEXIST if the identical triple is
+ * Returns 0; -EINVAL if t is NULL or first > last; -EEXIST if the identical
+ * triple is
  * present; -ENOSPC if the tree would exceed GM_ITREE_MAX_HEIGHT; -ENOMEM
  * with the tree unchanged (everything is allocated before anything changes).
  */
@@ -146,68 +148,69 @@ GM_EXPORT int gm_itree_insert(struct gm_itree *t, uint64_t first,
 /*
  * gm_itree_remove — removes the triple (first, last, item).
  * Cost O(log n), like insert. Writer only; RCU readers may run.
- * Returns 0; -EINVAL if first > last; -ENOENT if absent; -ENOMEM with the
+ * Returns 0; -EINVAL if t is NULL or first > last; -ENOENT if absent;
+ * -ENOMEM with the
  * tree unchanged (a remove that rebalances copies nodes).
  */
 GM_EXPORT int gm_itree_remove(struct gm_itree *t, uint64_t first,
 			      uint64_t last, void *item);
 
 /*
- * gm_itree_iter_init — starts a cursor over the entries overlapping [a, b]
- * (inclusive). Cost O(1). Readers: in RCU mode inside gm_rcu_read_lock(),
- * and the whole iteration must stay inside that one section. Never
- * allocates. Returns 0, or -EINVAL if a > b (the cursor then yields nothing).
+ * gm_itree_iter_init — starts an iterator over the entries overlapping
+ * [first, last] (inclusive; first == last is a stabbing query), in order of
+ * (first, last, item), or the reverse order with GM_ITER_REVERSE. Cost
+ * O(1). Readers: in RCU mode inside gm_rcu_read_lock(), and the whole
+ * iteration must stay inside that one section. Never allocates. Returns 0,
+ * or -EINVAL (it or t NULL, first > last, unknown flags; the iterator then
+ * yields nothing).
  */
 GM_EXPORT int gm_itree_iter_init(struct gm_itree_iter *it,
-				 const struct gm_itree *t, uint64_t a,
-				 uint64_t b);
+				 const struct gm_itree *t, uint64_t first,
+				 uint64_t last, unsigned flags);
 
 /*
- * gm_itree_stab_init — a cursor over the entries containing `point`
- * (the same as gm_itree_iter_init(it, t, point, point)). Cost O(1).
+ * gm_itree_iter_next — the next overlapping entry copied to *out: 0, or
+ * -ENOENT when there is none, -EINVAL if it or out is NULL. A whole
+ * iteration costs O(log n + k) node visits for k results (each node scan is
+ * <= 16 slots; a reverse walk cannot stop early on the left and visits every
+ * child whose max `last` reaches first). Same context rule as iter_init. In
+ * RCU mode it returns every entry present for the whole read section, and
+ * each entry at most once (arriving at a leaf, the iterator copies the
+ * leaf's hits as one snapshot, and reads the leaf again in the rare case
+ * that the writer reused one of its slots meanwhile). Never allocates.
  */
-GM_EXPORT void gm_itree_stab_init(struct gm_itree_iter *it,
-				  const struct gm_itree *t, uint64_t point);
-
-/*
- * gm_itree_iter_next — the next overlapping entry, in order of (first, last,
- * item), copied to *out; false when there is none. A whole iteration costs
- * O(log n + k) node visits for k results (each node scan is <= 16 slots).
- * Same context rule as iter_init. In RCU mode it returns every entry present
- * for the whole read section, and each entry at most once (arriving at a
- * leaf, the cursor copies the leaf's hits as one snapshot, and reads the
- * leaf again in the rare case that the writer reused one of its slots
- * meanwhile). Never allocates.
- */
-GM_EXPORT bool gm_itree_iter_next(struct gm_itree_iter *it,
-				  struct gm_itree_entry *out);
+GM_EXPORT int gm_itree_iter_next(struct gm_itree_iter *it,
+				 struct gm_itree_entry *out);
 
 /*
  * gm_itree_iter_fill — up to max next overlapping entries into out[0..),
  * in the same order as iter_next; returns how many (fewer than max only at
- * the end, 0 when done). Same rules and cost as iter_next, one call for a
- * whole batch (typical memslot queries finish in one call). Never allocates.
+ * the end, 0 when done), or -EINVAL (it NULL, out NULL with max > 0). Same
+ * rules and cost as iter_next, one call for a whole batch (typical memslot
+ * queries finish in one call). Never allocates.
  */
-GM_EXPORT size_t gm_itree_iter_fill(struct gm_itree_iter *it,
-				    struct gm_itree_entry *out, size_t max);
+GM_EXPORT int64_t gm_itree_iter_fill(struct gm_itree_iter *it,
+				     struct gm_itree_entry *out, size_t max);
 
 /*
- * gm_itree_collect — stores the items of the entries overlapping [a, b], in
- * order of first, into items[0..max) and returns how many entries overlap
- * (may exceed max: only the first max are stored). 0 when a > b.
- * Cost O(log n + k) for k overlapping entries; a tree of one leaf (<= 15
- * entries) is one flat scan. Reader: same rules as iteration (in RCU mode
- * inside one read-side section; returns every entry present for the whole
- * section). Never allocates.
+ * gm_itree_fill — stores the items of the entries overlapping [first,
+ * last], in order of first, into items[0..max) and returns how many entries
+ * overlap (may exceed max: only the first max are stored); -EINVAL if t is
+ * NULL, first > last, or items is NULL with max > 0. Cost O(log n + k) for
+ * k overlapping entries; a tree of one leaf (<= 15 entries) is one flat
+ * scan. Reader: same rules as iteration (in RCU mode inside one read-side
+ * section; returns every entry present for the whole section). Never
+ * allocates.
  */
-GM_EXPORT size_t gm_itree_collect(const struct gm_itree *t, uint64_t a,
-				  uint64_t b, void **items, size_t max);
+GM_EXPORT int64_t gm_itree_fill(const struct gm_itree *t, uint64_t first,
+				uint64_t last, void **items, size_t max);
 
 /*
- * gm_itree_count — number of stored triples. O(1). Any thread (in RCU mode a
- * reader sees a recent value; it is not synchronized with iteration).
+ * gm_itree_count — number of stored triples (0 for NULL). O(1). Any thread
+ * (in RCU mode a reader sees a recent value; it is not synchronized with
+ * iteration).
  */
-GM_EXPORT size_t gm_itree_count(const struct gm_itree *t);
+GM_EXPORT uint64_t gm_itree_count(const struct gm_itree *t);
 
 /*
  * gm_itree_stats — fills *s (shape and exact memory). O(n). Writer side (not
@@ -220,7 +223,7 @@ GM_EXPORT int gm_itree_stats(const struct gm_itree *t,
  * gm_itree_validate — checks every invariant (ordering, separators, node
  * fill, equal leaf depth, exact max-`last` summaries, count). O(n). Writer
  * side. Returns 0, or -EINVAL with *reason (if reason != NULL) naming the
- * first broken invariant. Never allocates.
+ * first broken invariant ("NULL tree" for NULL). Never allocates.
  */
 GM_EXPORT int gm_itree_validate(const struct gm_itree *t, const char **reason);
 

@@ -17,7 +17,7 @@
  * Nothing needs its size guessed: the tree grows and shrinks a node at a
  * time, and a lookup costs at most 11 node visits (in practice 3-5).
  *
- * Concurrency: with GM_PAGEMAP_RCU, load, load_many, next, prev, iteration
+ * Concurrency: with GM_RCU, load, load_many, next, prev, iteration
  * and count may run under gm_rcu_read_lock() while ONE writer (serialized by
  * the caller) changes the map. Writers copy a node on every change of its
  * shape and publish it with one release store; replaced nodes are freed
@@ -31,69 +31,55 @@
 #include <gmtrack/alloc.h>
 #include <gmtrack/common.h>
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 GM_BEGIN_DECLS
 
-/* init flag: readers run under RCU, replaced nodes wait for a grace period */
-#define GM_PAGEMAP_RCU 1u
+/* create flags: GM_RCU (common.h). */
 
-/* Private retire-list state (see src/internal.h); laid out here so a map can
- * be embedded by value. Do not touch. */
-struct gm_pagemap_reclaim_ {
-	const void *alloc_;
-	bool rcu_;
-	void *cur_, *spare_;
-	size_t room_, pending_;
-};
+/* The map: an opaque handle (src/pagemap.c). */
+struct gm_pagemap;
 
-struct gm_pagemap {
-	_Atomic uintptr_t root;       /* tagged node pointer, 0 when empty */
-	_Atomic uint64_t count;       /* entries */
-	const struct gm_allocator *alloc;
-	unsigned flags;
-	size_t bytes;                 /* bytes of live nodes */
-	size_t nodes[5];              /* live nodes by kind (index = tag) */
-	struct gm_pagemap_reclaim_ reclaim;
+/* One entry, as lookups and iterators report it. */
+struct gm_pagemap_entry {
+	uint64_t key;
+	void *value;
 };
 
 struct gm_pagemap_stats {
 	uint64_t entries;
-	size_t bytes;           /* bytes of live nodes (excludes struct gm_pagemap) */
-	size_t branches;        /* 64-way branch nodes */
-	size_t bitmap_leaves;   /* leaves of 64 neighbouring keys (incl. full ones) */
-	size_t sorted_leaves;   /* leaves of sorted (suffix, value) pairs */
-	unsigned max_depth;     /* deepest leaf, in nodes from the root */
+	uint64_t bytes;         /* bytes of live nodes (excludes the handle) */
+	uint64_t branches;      /* 64-way branch nodes */
+	uint64_t bitmap_leaves; /* leaves of 64 neighbouring keys (incl. full ones) */
+	uint64_t sorted_leaves; /* leaves of sorted (suffix, value) pairs */
+	uint64_t max_depth;     /* deepest leaf, in nodes from the root */
 };
 
 /*
- * gm_pagemap_init — sets up an empty map. flags: 0 or GM_PAGEMAP_RCU.
- * alloc: NULL for the default allocator. O(1). Never allocates.
- * Returns 0, or -EINVAL for a NULL map or unknown flags.
+ * gm_pagemap_create — makes an empty map in *out. flags: 0 or GM_RCU.
+ * alloc: NULL for the default allocator. O(1); allocates the handle.
+ * Returns 0, -EINVAL (out NULL, unknown flags) or -ENOMEM (nothing
+ * allocated, *out untouched).
  */
-GM_EXPORT int gm_pagemap_init(struct gm_pagemap *map, unsigned flags,
-			      const struct gm_allocator *alloc);
+GM_EXPORT int gm_pagemap_create(struct gm_pagemap **out, unsigned flags,
+				const struct gm_allocator *alloc);
 
 /*
- * gm_pagemap_destroy — frees every node; if fn is not NULL, first calls
- * fn(key, value, ctx) once per entry in key order (the "free all shadow
- * pages" path). O(n). Writer context; in RCU mode waits for a grace period
- * and for every deferred free (call from a registered thread, outside a read
- * section, once no reader can find the map). The map is empty afterwards
- * and may be reused after gm_pagemap_init.
+ * gm_pagemap_destroy — frees every node and the handle (values are the
+ * caller's: to free them first, gm_pagemap_walk). O(n). Writer context; in
+ * RCU mode waits for a grace period and for every deferred free (call from
+ * a registered thread, outside a read section, once no reader can find the
+ * map). NULL is a no-op.
  */
-GM_EXPORT void gm_pagemap_destroy(struct gm_pagemap *map,
-				  void (*fn)(uint64_t key, void *value, void *ctx),
-				  void *ctx);
+GM_EXPORT void gm_pagemap_destroy(struct gm_pagemap *map);
 
 /*
  * gm_pagemap_insert — adds key -> value. O(log64 n) plus one copy of a node
  * of at most 256 slots. Writer only (one at a time). Returns 0, -EEXIST if
- * key is present (map unchanged), -EINVAL for a NULL value, -ENOMEM with the
- * map unchanged.
+ * key is present (map unchanged), -EINVAL for a NULL map or value, -ENOMEM
+ * with the map unchanged.
  */
 GM_EXPORT int gm_pagemap_insert(struct gm_pagemap *map, uint64_t key,
 				void *value);
@@ -102,13 +88,14 @@ GM_EXPORT int gm_pagemap_insert(struct gm_pagemap *map, uint64_t key,
  * gm_pagemap_store — sets key -> value, adding or replacing. *old (if old is
  * not NULL) receives the replaced value or NULL if key was absent. Replacing
  * is in place (one atomic store, never allocates). Writer only. Returns 0,
- * -EINVAL for a NULL value, -ENOMEM with the map unchanged.
+ * -EINVAL for a NULL map or value, -ENOMEM with the map unchanged.
  */
 GM_EXPORT int gm_pagemap_store(struct gm_pagemap *map, uint64_t key,
 			       void *value, void **old);
 
 /*
- * gm_pagemap_load — the value of key, or NULL if absent. O(log64 n), no
+ * gm_pagemap_load — the value of key, or NULL if absent (or map is NULL).
+ * O(log64 n), no
  * allocation. RCU mode: call under gm_rcu_read_lock() (or as the writer);
  * the value is a snapshot, valid under the caller's own rules for values.
  */
@@ -119,65 +106,83 @@ GM_EXPORT void *gm_pagemap_load(const struct gm_pagemap *map, uint64_t key);
  * in batches of 64, one tree level at a time, prefetching each level's lines
  * for the whole batch before reading them, so their cache misses overlap
  * (maps under 2^17 entries, which sit in cache, use a plain loop of loads).
- * Returns how many keys were found. O(n log64 n). Same rules as load (one
- * read-side critical section may cover the call); keys need not be sorted.
- * Allocates nothing.
+ * Returns how many keys were found, or -EINVAL (map NULL, keys or values
+ * NULL with n > 0). O(n log64 n). Same rules as load (one read-side
+ * critical section may cover the call); keys need not be sorted. Allocates
+ * nothing.
  */
-GM_EXPORT size_t gm_pagemap_load_many(const struct gm_pagemap *map,
-				      const uint64_t *keys, size_t n,
-				      void **values);
+GM_EXPORT int64_t gm_pagemap_load_many(const struct gm_pagemap *map,
+				       const uint64_t *keys, size_t n,
+				       void **values);
 
 /*
- * gm_pagemap_erase — removes key; *old (if not NULL) receives its value.
+ * gm_pagemap_remove — removes key; *old (if not NULL) receives its value.
  * O(log64 n) plus one node copy. Writer only. Returns 0, -ENOENT if absent
- * (map unchanged), -ENOMEM with the map unchanged (a node copy or, in RCU
+ * (map unchanged), -EINVAL if map is NULL, -ENOMEM with the map unchanged (a node copy or, in RCU
  * mode, a retire batch could not be allocated).
  */
-GM_EXPORT int gm_pagemap_erase(struct gm_pagemap *map, uint64_t key,
+GM_EXPORT int gm_pagemap_remove(struct gm_pagemap *map, uint64_t key,
 			       void **old);
 
 /*
- * gm_pagemap_next — the first entry with key >= *key: sets *key and *value
- * (value may be NULL). Returns 0 or -ENOENT. O(log64 n). Reader rules as load.
- * gm_pagemap_prev — the same for the last entry with key <= *key.
+ * gm_pagemap_next — the first entry with key >= key into *out;
+ * gm_pagemap_prev — the last entry with key <= key. 0, -ENOENT if there is
+ * none, -EINVAL if map or out is NULL. O(log64 n). Reader rules as load.
  */
-GM_EXPORT int gm_pagemap_next(const struct gm_pagemap *map, uint64_t *key,
-			      void **value);
-GM_EXPORT int gm_pagemap_prev(const struct gm_pagemap *map, uint64_t *key,
-			      void **value);
+GM_EXPORT int gm_pagemap_next(const struct gm_pagemap *map, uint64_t key,
+			      struct gm_pagemap_entry *out);
+GM_EXPORT int gm_pagemap_prev(const struct gm_pagemap *map, uint64_t key,
+			      struct gm_pagemap_entry *out);
 
-/* Number of entries. O(1). Any context (a snapshot in RCU mode). */
+/* Number of entries (0 for NULL). O(1). Any context (a snapshot in RCU
+ * mode). */
 GM_EXPORT uint64_t gm_pagemap_count(const struct gm_pagemap *map);
 
 /*
- * Iteration over [first, last] in key order:
+ * Iteration over [first, last] in key order (descending with
+ * GM_ITER_REVERSE):
  *
  *     struct gm_pagemap_iter it;
- *     uint64_t k; void *v;
- *     gm_pagemap_iter_init(&it, map, first, last);
- *     while (gm_pagemap_iter_next(&it, &k, &v))
- *         ... may gm_pagemap_erase(map, k, NULL) here ...
+ *     struct gm_pagemap_entry e;
+ *     gm_pagemap_iter_init(&it, map, first, last, 0);
+ *     while (gm_pagemap_iter_next(&it, &e) == 0)
+ *         ... may gm_pagemap_remove(map, e.key, NULL) here ...
  *
  * The iterator keeps only the next key to look for, so it stays valid when
- * the current entry (or any other) is erased or inserted: each step returns
- * the first entry >= the previous key + 1 at that moment. O(log64 n) per
- * step. first > last is an empty iteration. RCU: each step is a reader;
- * the whole walk may run in one read section or one per step.
+ * the current entry (or any other) is removed or inserted: each step returns
+ * the first entry after the previous key at that moment. O(log64 n) per
+ * step. iter_init: -EINVAL (it or map NULL, first > last, unknown flags;
+ * the iterator then yields nothing). iter_next: 0 and *out set, -ENOENT at
+ * the end, -EINVAL on NULL. RCU: each step is a reader; the whole walk may
+ * run in one read section or one per step.
  */
 struct gm_pagemap_iter {
-	const struct gm_pagemap *map;
-	uint64_t pos, last;
-	bool done;
+	const struct gm_pagemap *map;  /* private fields */
+	uint64_t pos, end;
+	bool reverse, done;
 };
-GM_EXPORT void gm_pagemap_iter_init(struct gm_pagemap_iter *it,
-				    const struct gm_pagemap *map,
-				    uint64_t first, uint64_t last);
-GM_EXPORT bool gm_pagemap_iter_next(struct gm_pagemap_iter *it, uint64_t *key,
-				    void **value);
+GM_EXPORT int gm_pagemap_iter_init(struct gm_pagemap_iter *it,
+				   const struct gm_pagemap *map,
+				   uint64_t first, uint64_t last,
+				   unsigned flags);
+GM_EXPORT int gm_pagemap_iter_next(struct gm_pagemap_iter *it,
+				   struct gm_pagemap_entry *out);
 
-/* Fills *stats. O(n) (walks the tree for max_depth). Writer context. */
-GM_EXPORT void gm_pagemap_stats(const struct gm_pagemap *map,
-				struct gm_pagemap_stats *stats);
+/*
+ * gm_pagemap_walk — calls fn(ctx, key, value) for each entry of [first,
+ * last] in key order; fn returns 0 to go on, anything else to stop (that
+ * value is returned). fn may remove the entry it is given (the walk is an
+ * iterator, above). 0 at the end, -EINVAL (map or fn NULL, first > last).
+ * O(k log64 n). Reader rules as iteration.
+ */
+typedef int (*gm_pagemap_walk_fn)(void *ctx, uint64_t key, void *value);
+GM_EXPORT int gm_pagemap_walk(const struct gm_pagemap *map, uint64_t first,
+			      uint64_t last, gm_pagemap_walk_fn fn, void *ctx);
+
+/* gm_pagemap_stats — fills *stats. O(n) (walks the tree for max_depth).
+ * Writer context. 0, or -EINVAL if map or stats is NULL. */
+GM_EXPORT int gm_pagemap_stats(const struct gm_pagemap *map,
+			       struct gm_pagemap_stats *stats);
 
 /*
  * gm_pagemap_validate — checks every invariant of src/pagemap.c; returns 0,

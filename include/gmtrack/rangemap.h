@@ -2,27 +2,27 @@
  * gmtrack/rangemap.h — a B-tree range map: uint64_t index -> uint64_t value
  * over inclusive ranges [first, last], with range stores in O(log n + k),
  * equal touching neighbours merged (unless GM_RANGEMAP_NOCOALESCE), and
- * lock-free readers under RCU (GM_RANGEMAP_RCU).
+ * lock-free readers under RCU (GM_RCU).
  *
- *   struct gm_rangemap map;
- *   gm_rangemap_init(&map, GM_RANGEMAP_RCU, NULL);
- *   gm_rangemap_store(&map, 0, (1ULL << 28) - 1, PRIVATE);   // 1 TiB guest
- *   gm_rangemap_store(&map, 0x1000, 0x1fff, SHARED);         // convert
+ *   struct gm_rangemap *map;
+ *   gm_rangemap_create(&map, GM_RCU, NULL);
+ *   gm_rangemap_store(map, 0, (1ULL << 28) - 1, PRIVATE);    // 1 TiB guest
+ *   gm_rangemap_store(map, 0x1000, 0x1fff, SHARED);          // convert
  *   uint64_t v, first, last;
  *   gm_rcu_read_lock();
- *   if (gm_rangemap_load(&map, 0x1234, &v, &first, &last) == 0) ...
+ *   if (gm_rangemap_load(map, 0x1234, &v, &first, &last) == 0) ...
  *   gm_rcu_read_unlock();
- *   gm_rangemap_destroy(&map);
+ *   gm_rangemap_destroy(map);
  *
  * An index outside every stored range is in a gap. Every index of
  * [0, UINT64_MAX] is either in exactly one range or in exactly one gap.
  *
  * Concurrency: writers (init, destroy, store, insert, erase, update) are
- * serialized by the caller. With GM_RANGEMAP_RCU, readers (load, next, prev,
- * cursors, find_gap) may run concurrently with the writer inside
+ * serialized by the caller. With GM_RCU, readers (load, contains, next,
+ * prev, iterators, find_gap) may run concurrently with the writer inside
  * gm_rcu_read_lock()/gm_rcu_read_unlock(); each index is seen with its old
  * or its new value, never with a gap that was never there. count, stats and
- * validate are writer-side (or quiescent) calls. Without GM_RANGEMAP_RCU the
+ * validate are writer-side (or quiescent) calls. Without GM_RCU the
  * map is for single-threaded use (or callers that lock readers too).
  */
 #ifndef GMTRACK_RANGEMAP_H
@@ -31,18 +31,16 @@
 #include <gmtrack/alloc.h>
 #include <gmtrack/common.h>
 
-#include <stdatomic.h>
 #include <stdbool.h>
 
 GM_BEGIN_DECLS
 
-/* init flags */
-#define GM_RANGEMAP_NOCOALESCE 0x1u /* keep touching equal ranges apart */
-#define GM_RANGEMAP_RCU 0x2u        /* readers under RCU, deferred frees */
+/* create flags: GM_RCU (common.h), and */
+#define GM_RANGEMAP_NOCOALESCE 0x100u /* keep touching equal ranges apart */
 
-/* cursor flags */
-#define GM_RANGEMAP_ITER_CLIP 0x1u  /* clip yielded bounds to [a, b] */
-#define GM_RANGEMAP_ITER_GAPS 0x2u  /* yield gaps (value 0), not ranges */
+/* iter_init flags: GM_ITER_REVERSE (common.h), and */
+#define GM_RANGEMAP_ITER_CLIP 0x100u  /* clip yielded bounds to [first, last] */
+#define GM_RANGEMAP_ITER_GAPS 0x200u  /* yield gaps (value 0), not ranges */
 
 /* update flags */
 #define GM_RANGEMAP_UPDATE_GAPS 0x1u /* also call fn on the gaps */
@@ -54,44 +52,39 @@ enum gm_rangemap_action {
 	GM_RANGEMAP_CLEAR = 2, /* make the piece a gap */
 };
 
-/* Deepest tree a cursor can walk (far beyond 2^64 ranges' needs). */
+/* Deepest tree an iterator can walk (far beyond 2^64 ranges' needs). */
 #define GM_RANGEMAP_MAX_HEIGHT 32
 
+/* A range, or (where the call says so) a gap. A stored range may hold any
+ * value, 0 included; a gap is reported with value 0, and only calls that
+ * can report gaps (GM_RANGEMAP_ITER_GAPS, update's pieces) say which. */
 struct gm_range {
 	uint64_t first, last; /* inclusive */
-	uint64_t value;       /* 0 for gaps */
+	uint64_t value;
 };
 
-/* The map. Fields are private; embed it anywhere. */
-struct gm_rangemap {
-	_Atomic(void *) root;
-	const struct gm_allocator *alloc;
-	unsigned flags;
-	unsigned height;          /* 1 = the root is a leaf */
-	uint64_t count;           /* ranges stored */
-	uint64_t reclaim_[8];     /* struct gm_reclaim (src/internal.h) */
-	uint64_t node_bytes_;     /* bytes of live nodes */
-	void *pool_;              /* RCU mode: retired nodes kept for reuse */
-};
+/* The map: an opaque handle (src/rangemap.c). */
+struct gm_rangemap;
 
 struct gm_rangemap_stats {
 	uint64_t ranges;  /* stored ranges (== gm_rangemap_count) */
 	uint64_t gaps;    /* gaps (explicit gap slots) */
 	uint64_t leaves, inner_nodes;
 	uint64_t bytes;   /* bytes of live nodes (allocator sizes) */
-	unsigned height;  /* levels, 1 = a single leaf */
+	uint64_t height;  /* levels, 1 = a single leaf */
 	/* RCU mode: bytes the map holds besides its live nodes — retired
 	 * nodes kept for reuse (past or awaiting their grace period) and the
 	 * pool that keeps them. Counted by the allocator; not in bytes. */
 	uint64_t kept_bytes;
 };
 
-/* A cursor: iterate ranges (or gaps) overlapping [a, b] in ascending order.
- * Fields are private. Valid only inside one RCU read section (RCU mode) or
- * while no writer runs (otherwise). */
-struct gm_rangemap_cursor {
+/* An iterator over the ranges (or gaps) overlapping [first, last], in
+ * ascending order (descending with GM_ITER_REVERSE). Lives on the caller's
+ * stack; fields are private. Valid only inside one RCU read section (RCU
+ * mode) or while no writer runs (otherwise). */
+struct gm_rangemap_iter {
 	const struct gm_rangemap *map;
-	uint64_t a, b;
+	uint64_t first, last;
 	unsigned flags;
 	int state;                /* 0 not started, 1 running, 2 done */
 	unsigned depth;           /* inner levels on the path */
@@ -102,19 +95,20 @@ struct gm_rangemap_cursor {
 };
 
 /*
- * gm_rangemap_init — sets up an empty map (one gap [0, UINT64_MAX]).
- * flags: GM_RANGEMAP_NOCOALESCE, GM_RANGEMAP_RCU. allocator NULL = default.
- * Cost O(1); allocates one small leaf. -EINVAL on unknown flags, -ENOMEM
- * (map unusable, nothing allocated) if the leaf cannot be allocated.
+ * gm_rangemap_create — makes an empty map (one gap [0, UINT64_MAX]) in
+ * *out. flags: GM_RCU, GM_RANGEMAP_NOCOALESCE. alloc NULL = default.
+ * Cost O(1); allocates the handle and one small leaf. -EINVAL (out NULL,
+ * unknown flags), -ENOMEM (nothing allocated, *out untouched).
  */
-GM_EXPORT int gm_rangemap_init(struct gm_rangemap *map, unsigned flags,
-			       const struct gm_allocator *allocator);
+GM_EXPORT int gm_rangemap_create(struct gm_rangemap **out, unsigned flags,
+				 const struct gm_allocator *alloc);
 
 /*
- * gm_rangemap_destroy — frees every node. O(n). Writer-side; in RCU mode it
- * waits for a grace period and for all deferred frees (call it from a
- * registered thread, outside any read section), so the allocator may be torn
- * down afterwards. Never fails.
+ * gm_rangemap_destroy — frees every node and the handle. O(n). Writer-side;
+ * in RCU mode it waits for a grace period and for all deferred frees (call
+ * it from a registered thread, outside any read section, once no reader can
+ * find the map), so the allocator may be torn down afterwards. NULL is a
+ * no-op. Never fails.
  */
 GM_EXPORT void gm_rangemap_destroy(struct gm_rangemap *map);
 
@@ -122,8 +116,8 @@ GM_EXPORT void gm_rangemap_destroy(struct gm_rangemap *map);
  * gm_rangemap_store — maps every index of [first, last] to value,
  * overwriting what was there; unless NOCOALESCE, merges with touching
  * ranges of the same value. O(log n + k) for k ranges overwritten,
- * independent of last - first. Writer-side. -EINVAL if first > last;
- * -ENOMEM with the map unchanged.
+ * independent of last - first. Writer-side. -EINVAL if map is NULL or
+ * first > last; -ENOMEM with the map unchanged.
  */
 GM_EXPORT int gm_rangemap_store(struct gm_rangemap *map, uint64_t first,
 				uint64_t last, uint64_t value);
@@ -137,18 +131,18 @@ GM_EXPORT int gm_rangemap_insert(struct gm_rangemap *map, uint64_t first,
 				 uint64_t last, uint64_t value);
 
 /*
- * gm_rangemap_erase — makes [first, last] a gap, cutting ranges at the
+ * gm_rangemap_remove — makes [first, last] a gap, cutting ranges at the
  * edges. O(log n + k). Writer-side. Returns 0 even if nothing was stored;
- * -EINVAL if first > last; -ENOMEM with the map unchanged.
+ * -EINVAL if map is NULL or first > last; -ENOMEM with the map unchanged.
  */
-GM_EXPORT int gm_rangemap_erase(struct gm_rangemap *map, uint64_t first,
+GM_EXPORT int gm_rangemap_remove(struct gm_rangemap *map, uint64_t first,
 				uint64_t last);
 
 /*
  * gm_rangemap_load — the range containing index: 0 with *value, *first,
  * *last set; or -ENOENT with *first, *last set to the gap's bounds (*value
- * untouched). Any pointer may be NULL. O(log n), never allocates. Reader:
- * under gm_rcu_read_lock() in RCU mode.
+ * untouched). value, first and last may be NULL; -EINVAL if map is NULL.
+ * O(log n), never allocates. Reader: under gm_rcu_read_lock() in RCU mode.
  */
 GM_EXPORT int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index,
 			       uint64_t *value, uint64_t *first,
@@ -158,7 +152,7 @@ GM_EXPORT int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index,
  * gm_rangemap_contains — whether index lies in a stored range (any value):
  * gm_rangemap_load(map, index, NULL, NULL, NULL) == 0, on a shorter path
  * that reads only the slot's present bit. O(log n), never allocates.
- * Reader: under gm_rcu_read_lock() in RCU mode.
+ * false if map is NULL. Reader: under gm_rcu_read_lock() in RCU mode.
  */
 GM_EXPORT bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index);
 
@@ -169,8 +163,9 @@ GM_EXPORT bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t inde
  * looked at). The descents run side by side, level by level, so the maps'
  * cache misses and compares overlap: cheaper than n contains calls when
  * the caller needs most of the answers (hvm_select_ioreq_server asks each
- * server in turn). O(n log size), never allocates. Reader: under
- * gm_rcu_read_lock() in RCU mode, for every map.
+ * server in turn). O(n log size), never allocates. 0 if maps or any of
+ * maps[0..n-1] is NULL. Reader: under gm_rcu_read_lock() in RCU mode, for
+ * every map.
  */
 GM_EXPORT uint64_t gm_rangemap_contains_many(const struct gm_rangemap *const *maps,
 					     unsigned n, uint64_t index);
@@ -178,7 +173,8 @@ GM_EXPORT uint64_t gm_rangemap_contains_many(const struct gm_rangemap *const *ma
 /*
  * gm_rangemap_next — the first range with last >= index (the range holding
  * index, or the next one). gm_rangemap_prev — the last range with first <=
- * index. 0 and *range set, or -ENOENT. O(log n). Reader (as load).
+ * index. 0 and *range set, -ENOENT if there is none, -EINVAL if map or
+ * range is NULL. O(log n). Reader (as load).
  */
 GM_EXPORT int gm_rangemap_next(const struct gm_rangemap *map, uint64_t index,
 			       struct gm_range *range);
@@ -186,19 +182,22 @@ GM_EXPORT int gm_rangemap_prev(const struct gm_rangemap *map, uint64_t index,
 			       struct gm_range *range);
 
 /*
- * gm_rangemap_cursor_init — prepares c to yield, in ascending order, the
- * ranges (or with GM_RANGEMAP_ITER_GAPS the gaps) that overlap [a, b];
- * bounds are whole unless GM_RANGEMAP_ITER_CLIP. O(1); the first
- * cursor_next seeks in O(log n), later ones cost O(1) amortised. Never
- * yields an empty range. -EINVAL if a > b or unknown flags. Reader: the
- * whole iteration inside one read section in RCU mode.
+ * gm_rangemap_iter_init — prepares it to yield the ranges (or with
+ * GM_RANGEMAP_ITER_GAPS the gaps) that overlap [first, last], in ascending
+ * order, or descending with GM_ITER_REVERSE; bounds are whole unless
+ * GM_RANGEMAP_ITER_CLIP. O(1); the first iter_next seeks in O(log n), later
+ * ones cost O(1) amortised. -EINVAL (it or map NULL, first > last, unknown
+ * flags; the iterator then yields nothing). Reader: the whole iteration
+ * inside one read section in RCU mode; no writer may run otherwise.
  */
-GM_EXPORT int gm_rangemap_cursor_init(struct gm_rangemap_cursor *c,
-				      const struct gm_rangemap *map,
-				      uint64_t a, uint64_t b, unsigned flags);
-/* The next range (or gap): 0 and *range set, or -ENOENT at the end. */
-GM_EXPORT int gm_rangemap_cursor_next(struct gm_rangemap_cursor *c,
-				      struct gm_range *range);
+GM_EXPORT int gm_rangemap_iter_init(struct gm_rangemap_iter *it,
+				    const struct gm_rangemap *map,
+				    uint64_t first, uint64_t last,
+				    unsigned flags);
+/* gm_rangemap_iter_next — the next range (or gap): 0 and *range set,
+ * -ENOENT at the end, -EINVAL if it or range is NULL. O(1) amortised. */
+GM_EXPORT int gm_rangemap_iter_next(struct gm_rangemap_iter *it,
+				    struct gm_range *range);
 
 /*
  * gm_rangemap_find_gap — the lowest first such that [first, first+size-1]
@@ -207,8 +206,8 @@ GM_EXPORT int gm_rangemap_cursor_next(struct gm_rangemap_cursor *c,
  * summaries of inner nodes (subtrees whose largest gap is too small are
  * skipped; with align > 1 a subtree may be visited and found wanting, at
  * most O(log n) extra nodes per such miss). 0 and *first set, -ENOSPC if
- * none, -EINVAL if size == 0, align not a power of two, or min > max.
- * Reader (as load); exact when called by the writer.
+ * none, -EINVAL if map or first is NULL, size == 0, align not a power of
+ * two, or min > max. Reader (as load); exact when called by the writer.
  */
 GM_EXPORT int gm_rangemap_find_gap(const struct gm_rangemap *map,
 				   uint64_t size, uint64_t align,
@@ -218,7 +217,8 @@ GM_EXPORT int gm_rangemap_find_gap(const struct gm_rangemap *map,
 /*
  * Update callback: `piece` is one stored range (or, with
  * GM_RANGEMAP_UPDATE_GAPS, one gap) clipped to [first, last]; present says
- * which; *value holds its value (0 for a gap). Return GM_RANGEMAP_KEEP,
+ * which (a stored range may hold 0 too); *value holds its value (0 for a
+ * gap). Return GM_RANGEMAP_KEEP,
  * GM_RANGEMAP_SET (after writing *value) or GM_RANGEMAP_CLEAR; a negative
  * errno aborts the update with the map unchanged.
  */
@@ -229,23 +229,26 @@ typedef int (*gm_rangemap_update_fn)(void *ctx, const struct gm_range *piece,
  * gm_rangemap_update — calls fn on each piece of [first, last] in ascending
  * order, then stores all answers in one change, splitting and merging as
  * needed. O(log n + k) for k pieces. Writer-side; fn must not touch the
- * map. -EINVAL if first > last; fn's negative return; -ENOMEM with the map
- * unchanged (fn has been called, though).
+ * map. -EINVAL if map or fn is NULL, first > last or flags unknown; fn's
+ * negative return (or -EINVAL for a return that is no action), map
+ * unchanged; -ENOMEM with the map unchanged (fn has been called, though).
  */
 GM_EXPORT int gm_rangemap_update(struct gm_rangemap *map, uint64_t first,
 				 uint64_t last, gm_rangemap_update_fn fn,
 				 void *ctx, unsigned flags);
 
-/* Number of stored ranges. O(1). Writer-side. */
+/* Number of stored ranges (0 for a NULL map). O(1). Writer-side. */
 GM_EXPORT uint64_t gm_rangemap_count(const struct gm_rangemap *map);
 
-/* Node, byte and range counts and the height. O(n). Writer-side. */
-GM_EXPORT void gm_rangemap_stats(const struct gm_rangemap *map,
-				 struct gm_rangemap_stats *stats);
+/* gm_rangemap_stats — node, byte and range counts and the height into
+ * *stats. O(n). Writer-side. 0, or -EINVAL if map or stats is NULL. */
+GM_EXPORT int gm_rangemap_stats(const struct gm_rangemap *map,
+				struct gm_rangemap_stats *stats);
 
 /*
  * gm_rangemap_validate — checks every invariant (see src/rangemap.c); 0, or
- * -EINVAL with *reason naming the first broken one. O(n). Writer-side.
+ * -EINVAL with *reason (if reason is not NULL) naming the first broken one
+ * ("NULL map" for a NULL map). O(n). Writer-side.
  */
 GM_EXPORT int gm_rangemap_validate(const struct gm_rangemap *map,
 				   const char **reason);

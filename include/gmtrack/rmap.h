@@ -95,31 +95,26 @@ struct gm_rmap_head {
 #define GM_RMAP_SMALL_KEEP 16
 
 /*
- * The object cache add takes memory from. Fields are private.
+ * The object cache add takes memory from: an opaque handle (src/rmap.c),
+ * one per thread that adds (a vCPU), made with gm_rmap_cache_create.
  * It holds 64-byte blocks (one-line tables), a stock of tables of each
  * small size (2..16 lines) and one spare larger table. An add that took a
  * small table, or that will soon need a table of a size the cache lacks
  * (the table is almost full), or a remove that would shrink into one,
  * marks that size wanted, and the next topup stocks it.
  */
-struct gm_rmap_cache {
-	const struct gm_allocator *alloc;
-	void *blocks;          /* free blocks, linked through their first word */
-	size_t nblocks;
-	void *small[GM_RMAP_SMALL_LINES + 1];      /* free tables by line count */
-	uint32_t nsmall[GM_RMAP_SMALL_LINES + 1];
-	uint32_t small_want;   /* bit k: the next topup stocks k-line tables */
-	void *dir;             /* spare table of > 16 lines, or NULL */
-	size_t dir_bytes;      /* its size */
-	size_t dir_want;       /* size the next topup should provide (0: none) */
-};
+struct gm_rmap_cache;
+
+/* Most blocks one topup may be asked for (a larger n is -EINVAL). */
+#define GM_RMAP_TOPUP_MAX 65536
 
 /*
- * gm_rmap_cache_init — an empty cache over `alloc` (NULL: default).
- * O(1). Never allocates. Returns 0, or -EINVAL if cache is NULL.
+ * gm_rmap_cache_create — an empty cache over `alloc` (NULL: default) in
+ * *out. flags: 0. O(1); allocates the handle. Returns 0, -EINVAL (out NULL,
+ * flags not 0) or -ENOMEM (nothing allocated).
  */
-GM_EXPORT int gm_rmap_cache_init(struct gm_rmap_cache *cache,
-				 const struct gm_allocator *alloc);
+GM_EXPORT int gm_rmap_cache_create(struct gm_rmap_cache **out, unsigned flags,
+				   const struct gm_allocator *alloc);
 
 /*
  * gm_rmap_cache_topup — makes the cache hold at least n blocks, at least
@@ -129,17 +124,18 @@ GM_EXPORT int gm_rmap_cache_init(struct gm_rmap_cache *cache,
  * freed). Call it outside the lock that protects the heads, before every
  * add (n >= GM_RMAP_ADD_BLOCKS).
  * Cost: O(1) when nothing is missing, else O(tables allocated). Allocates.
+ * -EINVAL if cache is NULL or n > GM_RMAP_TOPUP_MAX (nothing allocated).
  * Out of memory: -ENOMEM, and the cache is exactly as before the call
  * (what this call allocated is released).
  */
 GM_EXPORT int gm_rmap_cache_topup(struct gm_rmap_cache *cache, size_t n);
 
-/* gm_rmap_cache_bytes — bytes the cache holds (blocks + spare table).
- * O(1). */
+/* gm_rmap_cache_bytes — bytes the cache holds: its handle, blocks and
+ * tables; 0 for NULL. O(1). */
 GM_EXPORT size_t gm_rmap_cache_bytes(const struct gm_rmap_cache *cache);
 
-/* gm_rmap_cache_destroy — frees everything the cache holds. O(blocks).
- * The cache may be init'ed again afterwards. */
+/* gm_rmap_cache_destroy — frees everything the cache holds and the handle.
+ * O(blocks). NULL is a no-op. */
 GM_EXPORT void gm_rmap_cache_destroy(struct gm_rmap_cache *cache);
 
 /*
@@ -180,21 +176,24 @@ GM_EXPORT int gm_rmap_add(struct gm_rmap_head *head, void *ptr,
 GM_EXPORT int gm_rmap_remove(struct gm_rmap_head *head, void *ptr,
 			     struct gm_rmap_cache *cache);
 
-/* gm_rmap_contains — true if ptr is there (once or more). O(1).
- * Lock: caller's lock for head. */
+/* gm_rmap_contains — true if ptr is there (once or more); false if head
+ * is NULL. O(1). Lock: caller's lock for head. */
 GM_EXPORT bool gm_rmap_contains(const struct gm_rmap_head *head,
 				const void *ptr);
 
-/* gm_rmap_count — number of entries, copies included. O(1).
+/* gm_rmap_count — number of entries, copies included (0 for NULL). O(1).
  * Lock: caller's lock for head. */
-GM_EXPORT size_t gm_rmap_count(const struct gm_rmap_head *head);
+GM_EXPORT uint64_t gm_rmap_count(const struct gm_rmap_head *head);
 
 /*
- * Iteration, in no particular order, every entry exactly once (a pointer
- * added n times is returned n times):
+ * Iteration, in no particular order (a multiset has none, so there is no
+ * range and no GM_ITER_REVERSE), every entry exactly once (a pointer added
+ * n times is returned n times):
  *
  *   struct gm_rmap_iter it;
- *   for (void *p = gm_rmap_iter_first(&it, head); p; p = gm_rmap_iter_next(&it))
+ *   void *p;
+ *   gm_rmap_iter_init(&it, head);
+ *   while (gm_rmap_iter_next(&it, &p) == 0)
  *       if (want_gone(p))
  *           gm_rmap_iter_remove(&it, cache);   // p removed, iteration goes on
  *
@@ -211,21 +210,25 @@ struct gm_rmap_iter {
 	uint32_t idx;
 	uint32_t resume;
 	int form;
+	int fresh;
 };
 
-/* First entry, or NULL if empty. O(1) (O(buckets) worst case). */
-GM_EXPORT void *gm_rmap_iter_first(struct gm_rmap_iter *it,
-				   struct gm_rmap_head *head);
-/* Next entry, or NULL at the end. */
-GM_EXPORT void *gm_rmap_iter_next(struct gm_rmap_iter *it);
+/* gm_rmap_iter_init — starts a walk of head. O(1) (O(buckets) worst
+ * case). 0, or -EINVAL if it or head is NULL (the iterator then yields
+ * nothing). */
+GM_EXPORT int gm_rmap_iter_init(struct gm_rmap_iter *it,
+				struct gm_rmap_head *head);
+/* gm_rmap_iter_next — the next entry into *ptr: 0, -ENOENT at the end,
+ * -EINVAL if it or ptr is NULL. O(1) amortized. */
+GM_EXPORT int gm_rmap_iter_next(struct gm_rmap_iter *it, void **ptr);
 /*
  * gm_rmap_iter_remove — removes the entry the iterator last returned.
  * O(1). Never allocates. The walk goes on unaffected: an unhashed table
  * moves its last entry (one the walk has passed) into the hole. Unlike gm_rmap_remove it never shrinks the table or
  * turns it back inline (the next gm_rmap_remove does), except that an
  * emptied head frees its table.
- * Returns 0, or -EINVAL if there is no current entry (never returned one,
- * already removed, or at the end).
+ * Returns 0, or -EINVAL if it or cache is NULL or there is no current entry
+ * (none returned yet, already removed, or at the end).
  */
 GM_EXPORT int gm_rmap_iter_remove(struct gm_rmap_iter *it,
 				  struct gm_rmap_cache *cache);
@@ -233,7 +236,8 @@ GM_EXPORT int gm_rmap_iter_remove(struct gm_rmap_iter *it,
 /*
  * gm_rmap_clear — calls cb(ctx, ptr) for every entry (cb may be NULL),
  * then empties head, giving its blocks to the cache. O(entries + buckets).
- * cb must not touch head. Lock: caller's lock for head. Never fails.
+ * cb must not touch head. Lock: caller's lock for head. Never fails; a NULL
+ * head or cache is a no-op.
  */
 GM_EXPORT void gm_rmap_clear(struct gm_rmap_head *head,
 			     struct gm_rmap_cache *cache,
@@ -248,19 +252,19 @@ enum gm_rmap_form {
 };
 
 struct gm_rmap_stats {
-	size_t count;        /* entries */
+	uint64_t count;      /* entries */
 	int form;            /* enum gm_rmap_form */
-	size_t lines;        /* table lines (64 B each), 0 if none */
-	size_t slots;        /* entry slots in the table (8 x lines - 1,
+	uint64_t lines;      /* table lines (64 B each), 0 if none */
+	uint64_t slots;      /* entry slots in the table (8 x lines - 1,
 				hashed: - 2: a two-slot header) */
-	size_t bytes;        /* heap bytes this head owns (head word excluded) */
-	size_t second;       /* entries in their second-choice line */
+	uint64_t bytes;      /* heap bytes this head owns (head word excluded) */
+	uint64_t second;     /* entries in their second-choice line */
 };
 
 /* gm_rmap_stats — fills *st. O(table lines). Lock: caller's lock for
- * head. */
-GM_EXPORT void gm_rmap_stats(const struct gm_rmap_head *head,
-			     struct gm_rmap_stats *st);
+ * head. 0, or -EINVAL if head or st is NULL. */
+GM_EXPORT int gm_rmap_stats(const struct gm_rmap_head *head,
+			    struct gm_rmap_stats *st);
 
 /*
  * gm_rmap_validate — checks every invariant of head (see src/rmap.c).

@@ -3,7 +3,7 @@
  * write tracking, MMIO/PIO dispatch, dirty logs and reverse maps.
  *
  *   struct gm_space *s;
- *   gm_space_create(&s, NULL, NULL);
+ *   gm_space_create(&s, NULL, GM_RCU, NULL);
  *   gm_space_slot_add(s, 0, 0, 0x80000, hva_ram, 0);             // 2 GiB RAM
  *   gm_space_slot_add(s, 1, 0x100000, 0x40000, hva_hi, GM_SPACE_SLOT_DIRTY_LOG);
  *   gm_rcu_read_lock();                                          // vCPU thread
@@ -49,6 +49,9 @@ GM_BEGIN_DECLS
 
 #define GM_SPACE_PAGE_SHIFT 12
 #define GM_SPACE_DEFAULT_MAX_SLOTS 32764u
+/* Frames a slot may reach: base_gfn + npages <= GM_SPACE_GFN_LIMIT, so every
+ * guest-physical byte address of a slot fits in 64 bits (as KVM requires). */
+#define GM_SPACE_GFN_LIMIT (1ull << (64 - GM_SPACE_PAGE_SHIFT))
 
 /* slot flags */
 #define GM_SPACE_SLOT_READONLY 0x1u
@@ -85,7 +88,11 @@ struct gm_space_head {
 };
 
 struct gm_space_config {
-	uint32_t max_slots; /* 0: GM_SPACE_DEFAULT_MAX_SLOTS */
+	uint32_t max_slots;       /* 0: GM_SPACE_DEFAULT_MAX_SLOTS; <= 2^31 */
+	uint32_t host_page_shift; /* 0: 12. The host's page size (14 and 16 on
+				   * aarch64 hosts with 16/64 KiB pages): every
+				   * slot's hva, base_gfn and npages are aligned
+				   * to it. 12..30. */
 };
 
 /* One (slot, gfn range) that an hva range covers. */
@@ -95,12 +102,12 @@ struct gm_space_hva_hit {
 };
 
 /* An I/O handler: called by the VMM, never by gm_space. */
-typedef void (*gm_space_io_fn)(void *opaque, uint64_t addr, void *data,
+typedef void (*gm_space_io_fn)(void *ctx, uint64_t addr, void *data,
 			       unsigned size, bool is_write);
 struct gm_space_io {
 	uint64_t first, last;
 	gm_space_io_fn fn;
-	void *opaque;
+	void *ctx;
 };
 enum gm_space_io_kind { GM_SPACE_MMIO = 0, GM_SPACE_PIO = 1 };
 
@@ -113,30 +120,32 @@ struct gm_space_stats {
 	uint64_t guest_pages;      /* sum of npages */
 	uint64_t generation;
 	/* bytes held, by component (allocator sizes) */
-	size_t bytes_space;        /* the space object and its two layouts */
-	size_t bytes_slots;        /* slot objects, with the retired ones kept
+	uint64_t bytes_space;      /* the space object and its two layouts */
+	uint64_t bytes_slots;      /* slot objects, with the retired ones kept
 				    * for reuse (at most 64 + slots / 8) */
-	size_t bytes_gfn_index;    /* both layouts' gfn arrays (top + blocks) */
-	size_t bytes_hva_index;    /* both layouts' hva itrees */
-	size_t bytes_id_index;     /* both layouts' id tables */
-	size_t bytes_attributes;   /* attribute map (or its compact form) */
-	size_t bytes_write_track;
-	size_t bytes_io;
-	size_t bytes_dirty;        /* dirty-log arrays and chunks */
-	size_t bytes_rmap;         /* rmap head chunks and their index */
-	size_t bytes_total;
+	uint64_t bytes_gfn_index;  /* both layouts' gfn arrays (top + blocks) */
+	uint64_t bytes_hva_index;  /* both layouts' hva itrees */
+	uint64_t bytes_id_index;   /* both layouts' id tables */
+	uint64_t bytes_attributes; /* attribute map (or its compact form) */
+	uint64_t bytes_write_track;
+	uint64_t bytes_io;
+	uint64_t bytes_dirty;      /* dirty-log arrays and chunks */
+	uint64_t bytes_rmap;       /* rmap head chunks and their index */
+	uint64_t bytes_total;
 	double bytes_per_gib;      /* bytes_total per GiB of guest memory */
 };
 
 /*
  * gm_space_create — an empty space (no slots, attributes 0, nothing
- * protected, no I/O ranges). config NULL: defaults. alloc NULL: default
- * allocator. O(1). 0, -EINVAL (out NULL, max_slots > 2^31), -ENOMEM
- * (nothing allocated).
+ * protected, no I/O ranges) in *out. config NULL: defaults. flags: 0 or
+ * GM_RCU (a space is always read under RCU; the flag is accepted for the
+ * common shape). alloc NULL: default allocator. O(1). 0, -EINVAL (out NULL,
+ * unknown flags, max_slots > 2^31, host_page_shift outside 12..30),
+ * -ENOMEM (nothing allocated).
  */
 GM_EXPORT int gm_space_create(struct gm_space **out,
 			      const struct gm_space_config *config,
-			      const struct gm_allocator *alloc);
+			      unsigned flags, const struct gm_allocator *alloc);
 /*
  * gm_space_destroy — frees everything (rmap entries left in heads are
  * dropped, their blocks freed). O(total size). Writer, registered thread,
@@ -147,20 +156,27 @@ GM_EXPORT void gm_space_destroy(struct gm_space *s);
 
 /* ---- memslot changes: a batch is published at once --------------------- */
 /*
- * gm_space_begin — starts a batch (discarding an uncommitted one). O(1).
- * gm_space_batch_add / _delete / _move / _resize / _set_flags — record one
- * change; checked for form at once (-EINVAL: npages 0, a gfn or hva range
- * past UINT64_MAX, unknown flags, -ENOMEM: the batch could not grow, batch
- * unchanged), checked against the layout at commit. A moved, resized or
- * re-flagged slot is a NEW slot object with the same id: its dirty log and
- * rmaps start empty (harvest and zap first, as KVM requires).
- * Writer only.
+ * The batch is the advanced form of a memslot change: several changes
+ * published at once (KVM's memslot update is one change at a time; a VMM
+ * that must move RAM and a BAR together needs both or neither).
+ *
+ * gm_space_batch_begin — starts a batch (discarding an uncommitted one).
+ * gm_space_batch_abort — discards the batch. Both O(1); NULL is a no-op.
+ * gm_space_batch_add / _remove / _move / _resize / _set_flags — record one
+ * change; checked for form at once (-EINVAL: s NULL, npages 0, a slot
+ * reaching GM_SPACE_GFN_LIMIT, an hva range past UINT64_MAX, hva, base_gfn
+ * or npages not aligned to the host page, unknown flags; -ENOMEM: the batch
+ * could not grow; the batch is unchanged on error), checked against the
+ * layout at commit. A moved, resized or re-flagged slot is a NEW slot
+ * object with the same id: its dirty log and rmaps start empty (harvest and
+ * zap first, as KVM requires). Writer only.
  */
-GM_EXPORT void gm_space_begin(struct gm_space *s);
+GM_EXPORT void gm_space_batch_begin(struct gm_space *s);
+GM_EXPORT void gm_space_batch_abort(struct gm_space *s);
 GM_EXPORT int gm_space_batch_add(struct gm_space *s, uint32_t id,
 				 uint64_t base_gfn, uint64_t npages,
 				 uint64_t hva, uint32_t flags);
-GM_EXPORT int gm_space_batch_delete(struct gm_space *s, uint32_t id);
+GM_EXPORT int gm_space_batch_remove(struct gm_space *s, uint32_t id);
 GM_EXPORT int gm_space_batch_move(struct gm_space *s, uint32_t id,
 				  uint64_t new_base_gfn);
 GM_EXPORT int gm_space_batch_resize(struct gm_space *s, uint32_t id,
@@ -168,37 +184,39 @@ GM_EXPORT int gm_space_batch_resize(struct gm_space *s, uint32_t id,
 GM_EXPORT int gm_space_batch_set_flags(struct gm_space *s, uint32_t id,
 				       uint32_t flags);
 /*
- * gm_space_commit — applies the batch in order and publishes the result at
+ * gm_space_batch_commit — applies the batch in order and publishes the result at
  * once (generation + 1). Cost O(k log n) for k changes in this batch and the
  * previous one; never waits for readers. Errors, with the published layout
  * and every slot exactly as before and the batch discarded: -EEXIST (a gfn
  * range overlaps another slot's, or an id added twice), -ENOENT (unknown
- * id), -ENOSPC (more than max_slots), -EINVAL (a move/resize running past
- * UINT64_MAX), -ENOMEM. An empty batch commits nothing and returns 0.
- * Writer only.
+ * id), -ENOSPC (more than max_slots), -EINVAL (s NULL, or a move/resize
+ * giving a slot that batch_add would refuse), -ENOMEM. An empty batch
+ * commits nothing and returns 0. Writer only.
  */
-GM_EXPORT int gm_space_commit(struct gm_space *s);
-/* Single-change conveniences: begin + one change + commit. */
+GM_EXPORT int gm_space_batch_commit(struct gm_space *s);
+/* The simple form: begin + one change + commit, same errors. */
 GM_EXPORT int gm_space_slot_add(struct gm_space *s, uint32_t id,
 				uint64_t base_gfn, uint64_t npages,
 				uint64_t hva, uint32_t flags);
-GM_EXPORT int gm_space_slot_delete(struct gm_space *s, uint32_t id);
+GM_EXPORT int gm_space_slot_remove(struct gm_space *s, uint32_t id);
 GM_EXPORT int gm_space_slot_move(struct gm_space *s, uint32_t id,
 				 uint64_t new_base_gfn);
 GM_EXPORT int gm_space_slot_resize(struct gm_space *s, uint32_t id,
 				   uint64_t new_npages);
+GM_EXPORT int gm_space_slot_set_flags(struct gm_space *s, uint32_t id,
+				      uint32_t flags);
 
 /* ---- lookups: readers under gm_rcu_read_lock() -------------------------- */
-/* Clears a cache. O(1). */
+/* Clears a cache (NULL: no-op). O(1). */
 GM_EXPORT void gm_space_cache_init(struct gm_space_cache *c);
 /*
- * gm_space_gfn_to_slot — the slot holding gfn: 0 and *slot, or -ENOENT.
- * cache may be NULL; otherwise tried first in O(1) (last slot + generation)
- * and refreshed. Then the layout's shared last-used hint, then the gfn
- * index, O(log n). Reader; never allocates; retries (no wait) if the layout
- * it read was being edited. *generation (may be NULL) gets the layout's.
+ * gm_space_gfn_to_slot — the slot holding gfn: 0 and *slot, -ENOENT, or
+ * -EINVAL if s or slot is NULL. cache may be NULL; otherwise tried first in
+ * O(1) (last slot + generation) and refreshed. Then the layout's shared
+ * last-used hint, then the gfn index, O(log n). Reader; never allocates;
+ * retries (no wait) if the layout it read was being edited.
  */
-GM_EXPORT int gm_space_gfn_to_slot(struct gm_space *s,
+GM_EXPORT int gm_space_gfn_to_slot(const struct gm_space *s,
 				   struct gm_space_cache *cache, uint64_t gfn,
 				   const struct gm_space_slot **slot);
 /*
@@ -208,20 +226,23 @@ GM_EXPORT int gm_space_gfn_to_slot(struct gm_space *s,
  * gm_space_gfn_to_slot refills it). The out-of-line half of
  * gm_space_gfn_to_hva.
  */
-GM_EXPORT int gm_space_gfn_to_hva_slow(struct gm_space *s,
+GM_EXPORT int gm_space_gfn_to_hva_slow(const struct gm_space *s,
 				       struct gm_space_cache *cache,
 				       uint64_t gfn, uint64_t *hva);
 /*
- * gm_space_gfn_to_hva — the hva of gfn's frame: 0, or -ENOENT. Inline hit
- * path: if cache (may be NULL) was filled at the published generation and
- * holds gfn, O(1) with no call and no access to the slot; otherwise
- * gm_space_gfn_to_hva_slow (O(log n), refreshes cache). Reader.
+ * gm_space_gfn_to_hva — the hva of gfn's frame: 0, -ENOENT, or -EINVAL if s
+ * or hva is NULL. Inline hit path: if cache (may be NULL) was filled at the
+ * published generation and holds gfn, O(1) with no call and no access to
+ * the slot; otherwise gm_space_gfn_to_hva_slow (O(log n), refreshes cache).
+ * Reader.
  */
-static inline int gm_space_gfn_to_hva(struct gm_space *s,
+static inline int gm_space_gfn_to_hva(const struct gm_space *s,
 				      struct gm_space_cache *cache,
 				      uint64_t gfn, uint64_t *hva)
 {
 	const struct gm_space_head *h = (const struct gm_space_head *)(const void *)s;
+	if (!s || !hva)
+		return -EINVAL;
 	if (cache &&
 	    cache->generation == __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE) &&
 	    gfn - cache->base_gfn < cache->npages) {
@@ -230,21 +251,23 @@ static inline int gm_space_gfn_to_hva(struct gm_space *s,
 	}
 	return gm_space_gfn_to_hva_slow(s, cache, gfn, hva);
 }
-/* gm_space_id_to_slot — the slot with this id, or NULL. O(log64 n). */
-GM_EXPORT const struct gm_space_slot *gm_space_id_to_slot(struct gm_space *s,
+/* gm_space_id_to_slot — the slot with this id, or NULL (also for a NULL
+ * s). O(log64 n). Reader. */
+GM_EXPORT const struct gm_space_slot *gm_space_id_to_slot(const struct gm_space *s,
 							  uint32_t id);
 /*
- * gm_space_hva_range — every (slot, gfn range) the hva range
- * [hva_first, hva_last] covers, from one layout, in order of slot hva.
- * Fills up to max hits; returns the total number (may exceed max), or
- * -EINVAL if hva_first > hva_last. O(log n + k). Reader.
+ * gm_space_hva_fill — every (slot, gfn range) the hva range [first, last]
+ * covers, from one layout, in order of slot hva. Fills up to max hits;
+ * returns the total number (may exceed max), or -EINVAL (s NULL, hits NULL
+ * with max > 0, first > last). O(log n + k). Reader.
  */
-GM_EXPORT long gm_space_hva_range(struct gm_space *s, uint64_t hva_first,
-				  uint64_t hva_last,
-				  struct gm_space_hva_hit *hits, size_t max);
-/* The generation of the active layout. O(1). Reader or writer. */
-GM_EXPORT uint64_t gm_space_generation(struct gm_space *s);
-/* Number of slots in the active layout. O(1). Writer. */
+GM_EXPORT int64_t gm_space_hva_fill(const struct gm_space *s, uint64_t first,
+				    uint64_t last, struct gm_space_hva_hit *hits,
+				    size_t max);
+/* The generation of the active layout (0 for NULL). O(1). Reader or
+ * writer. */
+GM_EXPORT uint64_t gm_space_generation(const struct gm_space *s);
+/* Number of slots in the active layout (0 for NULL). O(1). Writer. */
 GM_EXPORT uint64_t gm_space_slot_count(const struct gm_space *s);
 
 /* ---- attributes per gfn (small integers, 0 = default) ------------------- */
@@ -252,61 +275,62 @@ GM_EXPORT uint64_t gm_space_slot_count(const struct gm_space *s);
  * gm_space_attr_set — gives [first, last] the attribute value. O(log n + k)
  * in attribute ranges. The common "one range, nothing else" state is kept
  * in one 32-byte object; a rangemap is built when a second range appears.
- * Writer. -EINVAL (first > last), -ENOMEM (unchanged).
+ * Writer. -EINVAL (s NULL, first > last), -ENOMEM (unchanged).
  */
 GM_EXPORT int gm_space_attr_set(struct gm_space *s, uint64_t first,
 				uint64_t last, uint64_t value);
-/* gm_space_attr_get — the attribute of gfn. O(log n). Reader. */
-GM_EXPORT uint64_t gm_space_attr_get(struct gm_space *s, uint64_t gfn);
+/* gm_space_attr_get — the attribute of gfn (0 for a NULL s). O(log n).
+ * Reader. */
+GM_EXPORT uint64_t gm_space_attr_get(const struct gm_space *s, uint64_t gfn);
 /* gm_space_attr_all — true if every frame of [first, last] has value.
- * O(log n) (equal neighbours are merged). Reader; false if first > last. */
-GM_EXPORT bool gm_space_attr_all(struct gm_space *s, uint64_t first,
+ * O(log n) (equal neighbours are merged). Reader; false if s is NULL or
+ * first > last. */
+GM_EXPORT bool gm_space_attr_all(const struct gm_space *s, uint64_t first,
 				 uint64_t last, uint64_t value);
 
 /* ---- write tracking ------------------------------------------------------ */
 /*
  * gm_space_protect / gm_space_unprotect — add / remove one protection of
  * every frame of [first, last] (a count per frame, up to 2^32). O(log n + k)
- * in protected ranges. Writer. -EINVAL (first > last, or unprotect of a frame
+ * in protected ranges. Writer. -EINVAL (s NULL, first > last, unprotect of a frame
  * not protected, or a count overflow), -ENOMEM; unchanged on error.
  */
 GM_EXPORT int gm_space_protect(struct gm_space *s, uint64_t first,
 			       uint64_t last);
 GM_EXPORT int gm_space_unprotect(struct gm_space *s, uint64_t first,
 				 uint64_t last);
-/* The protection count of gfn (0: not protected). O(log n). Reader. */
-GM_EXPORT uint64_t gm_space_protect_count(struct gm_space *s, uint64_t gfn);
+/* The protection count of gfn (0: not protected, or s NULL). O(log n).
+ * Reader. */
+GM_EXPORT uint64_t gm_space_protect_count(const struct gm_space *s, uint64_t gfn);
 
 /* ---- I/O dispatch -------------------------------------------------------- */
 /*
- * gm_space_io_register — routes [first, last] of the MMIO or PIO space to
- * (fn, opaque). O(log n). Writer. -EINVAL (first > last, fn NULL, bad
+ * gm_space_io_add — routes [first, last] of the MMIO or PIO space to
+ * (fn, ctx). O(log n). Writer. -EINVAL (s NULL, first > last, fn NULL, bad
  * kind), -EEXIST (overlaps a registered range), -ENOMEM; unchanged on error.
- * gm_space_io_unregister — removes the range that starts at first. -ENOENT
- * if none does.
+ * gm_space_io_remove — removes the range that starts at first. -ENOENT
+ * if none does, -EINVAL (s NULL, bad kind).
  */
-GM_EXPORT int gm_space_io_register(struct gm_space *s,
-				   enum gm_space_io_kind kind, uint64_t first,
-				   uint64_t last, gm_space_io_fn fn,
-				   void *opaque);
-GM_EXPORT int gm_space_io_unregister(struct gm_space *s,
-				     enum gm_space_io_kind kind,
-				     uint64_t first);
-/* gm_space_io_find — the handler of addr copied to *io: 0 or -ENOENT.
- * O(log n). Reader. */
-GM_EXPORT int gm_space_io_find(struct gm_space *s, enum gm_space_io_kind kind,
+GM_EXPORT int gm_space_io_add(struct gm_space *s, enum gm_space_io_kind kind,
+			      uint64_t first, uint64_t last, gm_space_io_fn fn,
+			      void *ctx);
+GM_EXPORT int gm_space_io_remove(struct gm_space *s, enum gm_space_io_kind kind,
+				 uint64_t first);
+/* gm_space_io_find — the handler of addr copied to *io: 0, -ENOENT, or
+ * -EINVAL (s or io NULL, bad kind). O(log n). Reader. */
+GM_EXPORT int gm_space_io_find(const struct gm_space *s, enum gm_space_io_kind kind,
 			       uint64_t addr, struct gm_space_io *io);
 
 /* ---- dirty logging (slots with GM_SPACE_SLOT_DIRTY_LOG) ------------------ */
 /*
- * gm_space_mark_dirty — marks gfn of slot dirty. Lock-free: one atomic
+ * gm_space_dirty_mark — marks gfn of slot dirty. Lock-free: one atomic
  * fetch-or in the common case, plus summary bits when a word turns
  * non-zero, and a CAS-installed 4 KiB chunk the first time its 32768
  * frames are touched. Reader (slot from a lookup in the same section); any
- * number of threads. -ENOENT (gfn outside slot, slot not logging),
- * -ENOMEM (chunk not allocated; nothing marked).
+ * number of threads. -EINVAL (s or slot NULL), -ENOENT (gfn outside slot,
+ * slot not logging), -ENOMEM (chunk not allocated; nothing marked).
  */
-GM_EXPORT int gm_space_mark_dirty(struct gm_space *s,
+GM_EXPORT int gm_space_dirty_mark(struct gm_space *s,
 				  const struct gm_space_slot *slot,
 				  uint64_t gfn);
 /*
@@ -315,18 +339,19 @@ GM_EXPORT int gm_space_mark_dirty(struct gm_space *s,
  * the dirty frames (summary bits skip clean words and chunks), plus
  * npages / 2^21 words of the top summary. Marks concurrent with a harvest
  * are reported by this one or the next, never lost. Returns the number of
- * dirty frames, or -ENOENT (slot not logging). One harvester per slot;
- * reader section (or the writer).
+ * dirty frames, -EINVAL (s, slot or fn NULL), or -ENOENT (slot not
+ * logging). One harvester per slot; reader section (or the writer).
  */
-GM_EXPORT long gm_space_dirty_harvest(struct gm_space *s,
+GM_EXPORT int64_t gm_space_dirty_harvest(struct gm_space *s,
 				      const struct gm_space_slot *slot,
 				      gm_space_dirty_fn fn, void *ctx);
 
 /* ---- reverse maps -------------------------------------------------------- */
 /*
  * gm_space_rmap_head — the gm_rmap head of gfn in slot, allocating its
- * 512-head chunk when create is true and it is missing. NULL: gfn outside
- * slot, no chunk (create false), or out of memory. O(log64 chunks).
+ * 512-head chunk when create is true and it is missing. NULL: s or slot
+ * NULL, gfn outside slot, no chunk (create false), or out of memory.
+ * O(log64 chunks).
  * Lock: the caller's MMU lock (one thread at a time for all rmap calls of
  * the space), slot from a lookup under gm_rcu_read_lock() held throughout.
  */
@@ -335,14 +360,16 @@ GM_EXPORT struct gm_rmap_head *gm_space_rmap_head(struct gm_space *s,
 						  uint64_t gfn, bool create);
 
 /* ---- stats and validation ------------------------------------------------ */
-/* Fills *st. O(size of the indexes). Writer. */
-GM_EXPORT void gm_space_stats(struct gm_space *s, struct gm_space_stats *st);
+/* gm_space_stats — fills *st. O(size of the indexes). Writer. 0, or
+ * -EINVAL if s or st is NULL. */
+GM_EXPORT int gm_space_stats(const struct gm_space *s, struct gm_space_stats *st);
 /*
  * gm_space_validate — checks every invariant of src/space.c (both
  * layouts' indexes, that they agree, slot sanity, attribute and protection
- * maps). 0 or -EINVAL with *reason. O(n log n). Writer.
+ * maps). 0 or -EINVAL with *reason (if reason is not NULL). O(n log n).
+ * Writer.
  */
-GM_EXPORT int gm_space_validate(struct gm_space *s, const char **reason);
+GM_EXPORT int gm_space_validate(const struct gm_space *s, const char **reason);
 
 GM_END_DECLS
 
