@@ -10,6 +10,8 @@ static void *default_alloc(void *ctx, size_t size, size_t align)
 	(void)ctx;
 	if (align <= _Alignof(max_align_t))
 		return malloc(size);
+	if ((align & (align - 1)) || size > SIZE_MAX - align)
+		return NULL; /* not a power of two, or the rounding would wrap */
 	/* aligned_alloc wants size to be a multiple of align. */
 	size_t rounded = (size + align - 1) & ~(align - 1);
 	return aligned_alloc(align, rounded);

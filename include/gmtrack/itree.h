@@ -73,7 +73,7 @@ GM_BEGIN_DECLS
  * (insert returns -ENOSPC first; needs > 2^33 entries in practice). */
 #define GM_ITREE_MAX_HEIGHT 20
 
-/* Entries a leaf holds at most (a cursor buffers one leaf's hits). */
+/* Entries a leaf holds at most (an iterator buffers one leaf's hits). */
 #define GM_ITREE_LEAF_ENTRIES 15
 
 struct gm_itree; /* opaque */
@@ -95,7 +95,7 @@ struct gm_itree_iter {
 	const void *node[GM_ITREE_MAX_HEIGHT];
 	uint8_t idx[GM_ITREE_MAX_HEIGHT]; /* inner levels: next child to look at */
 	/* the current leaf's entries overlapping [a, b], copied in order when
-	 * the cursor arrived (one consistent snapshot of the leaf) */
+	 * the iterator arrived (one consistent snapshot of the leaf) */
 	uint8_t nhits, next_hit;
 	bool past_b; /* an entry of the leaf starts after b: the walk ends there */
 	struct gm_itree_entry hit[GM_ITREE_LEAF_ENTRIES];

@@ -17,7 +17,7 @@
  * An index outside every stored range is in a gap. Every index of
  * [0, UINT64_MAX] is either in exactly one range or in exactly one gap.
  *
- * Concurrency: writers (init, destroy, store, insert, erase, update) are
+ * Concurrency: writers (create, destroy, store, insert, remove, update) are
  * serialized by the caller. With GM_RCU, readers (load, contains, next,
  * prev, iterators, find_gap) may run concurrently with the writer inside
  * gm_rcu_read_lock()/gm_rcu_read_unlock(); each index is seen with its old

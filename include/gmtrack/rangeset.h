@@ -263,7 +263,7 @@ GM_EXPORT int gm_rangeset_validate(const struct gm_rangeset *s,
  * so a change either succeeds with the index updated or fails (-ENOMEM) with
  * set and index as they were.
  *
- * Costs: a member's add/remove_range also reads the changed window and
+ * Costs: a member's gm_rangeset_add/remove also reads the changed window and
  * rewrites the chunks of its small ranges there (O(1) for ranges up to
  * GM_RANGESET_GROUP_SMALL indices, plus, where it held an index first, one
  * lookup per later member holding the index too; in ioreq_select a
