@@ -110,6 +110,19 @@ static void check_query(const struct gm_itree *t, const struct model *m,
 	CHECK_EQ(k, nw);
 	for (size_t i = 0; i < nw; i++)
 		CHECK_EQ(entry_cmp(&want[i], &got[i]), 0);
+	/* backwards: the same hits, last first, one by one and in batches */
+	CHECK_EQ(gm_itree_iter_init(&it, t, a, b, GM_ITER_REVERSE), 0);
+	for (k = 0; k < nw + 1 && gm_itree_iter_next(&it, &got[k]) == 0;)
+		k++;
+	CHECK_EQ(k, nw);
+	for (size_t i = 0; i < nw; i++)
+		CHECK_EQ(entry_cmp(&want[nw - 1 - i], &got[i]), 0);
+	CHECK_EQ(gm_itree_iter_init(&it, t, a, b, GM_ITER_REVERSE), 0);
+	for (k = 0; (n = (size_t)gm_itree_iter_fill(&it, &got[k], batch)) > 0;)
+		k += n;
+	CHECK_EQ(k, nw);
+	for (size_t i = 0; i < nw; i++)
+		CHECK_EQ(entry_cmp(&want[nw - 1 - i], &got[i]), 0);
 	/* the same through collect, into a buffer that may be too small */
 	void **items = malloc((nw + 2) * sizeof(*items));
 	size_t cap = (size_t)gm_rng_below(gm_test_rng(), nw + 2);

@@ -132,6 +132,17 @@ static void check_equal(const struct gm_rangeset *s, const struct oracle *o)
 		CHECK_EQ(c->last[k], o->base + j);
 		k++;
 	}
+	/* the iterator gives the same runs, both ways */
+	struct gm_rangeset_iter it;
+	struct gm_range r;
+	CHECK_EQ(gm_rangeset_iter_init(&it, s, 0, UINT64_MAX, 0), 0);
+	for (k = 0; gm_rangeset_iter_next(&it, &r) == 0; k++)
+		CHECK(k < c->n && r.first == c->first[k] && r.last == c->last[k]);
+	CHECK_EQ(k, c->n);
+	CHECK_EQ(gm_rangeset_iter_init(&it, s, 0, UINT64_MAX, GM_ITER_REVERSE), 0);
+	for (; gm_rangeset_iter_next(&it, &r) == 0; k--)
+		CHECK(k > 0 && r.first == c->first[k - 1] && r.last == c->last[k - 1]);
+	CHECK_EQ(k, 0);
 	free(c);
 }
 
