@@ -8,7 +8,7 @@ use std::sync::Arc;
 /// structures (`with_allocator`) to read their exact memory use. The
 /// structures keep an `Arc` of it, so it outlives them.
 ///
-/// ```no_run
+/// ```
 /// use gmtrack::{CountingAllocator, PageMap, RcuThread};
 /// let _rcu = RcuThread::register();
 /// let counting = CountingAllocator::new();

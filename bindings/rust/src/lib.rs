@@ -26,7 +26,7 @@
 //! panics if the dropping thread is inside a read section, which would
 //! deadlock).
 //!
-//! ```no_run
+//! ```
 //! use gmtrack::{RcuThread, RangeMap};
 //! let rcu = RcuThread::register();
 //! let map = RangeMap::new()?;

@@ -113,14 +113,14 @@ impl PageMap {
     pub fn next(&self, _g: &ReadGuard<'_>, key: u64) -> Option<(u64, usize)> {
         let mut e = sys::gm_pagemap_entry { key: 0, value: ptr::null_mut() };
         // SAFETY: live map, read guard held.
-        (unsafe { sys::gm_pagemap_next(self.p(), key, &mut e) } == 0).then(|| (e.key, e.value as usize))
+        (unsafe { sys::gm_pagemap_next(self.p(), key, &mut e) } == 0).then_some((e.key, e.value as usize))
     }
 
     /// The last entry with key <= `key`.
     pub fn prev(&self, _g: &ReadGuard<'_>, key: u64) -> Option<(u64, usize)> {
         let mut e = sys::gm_pagemap_entry { key: 0, value: ptr::null_mut() };
         // SAFETY: live map, read guard held.
-        (unsafe { sys::gm_pagemap_prev(self.p(), key, &mut e) } == 0).then(|| (e.key, e.value as usize))
+        (unsafe { sys::gm_pagemap_prev(self.p(), key, &mut e) } == 0).then_some((e.key, e.value as usize))
     }
 
     /// The entries of `range` in key order (descending if `reverse`).

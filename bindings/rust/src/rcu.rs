@@ -63,7 +63,7 @@ pub(crate) fn destroy_outside_read_section(what: &str, destroy: impl FnOnce()) {
 /// `RcuThread` is neither `Send` nor `Sync`: it stays on the thread it
 /// registered, so a guard cannot be taken on another thread.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// let rcu = gmtrack::RcuThread::register();
 /// std::thread::spawn(move || drop(rcu)); // RcuThread is !Send
 /// ```
@@ -167,7 +167,7 @@ impl Drop for RcuThread {
 /// An RCU read section (`gm_rcu_read_lock` .. `gm_rcu_read_unlock`),
 /// borrowed from the thread's [`RcuThread`]. Neither `Send` nor `Sync`.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// let rcu = gmtrack::RcuThread::register();
 /// let g = rcu.read();
 /// std::thread::spawn(move || drop(g)); // ReadGuard is !Send
@@ -175,8 +175,8 @@ impl Drop for RcuThread {
 ///
 /// A reference a read returns cannot outlive its guard:
 ///
-/// ```compile_fail
-/// use gmtrack::{RcuThread, Space, SlotFlags, GfnCache};
+/// ```compile_fail,E0597
+/// use gmtrack::{RcuThread, Space, GfnCache};
 /// let rcu = RcuThread::register();
 /// let space = Space::new().unwrap();
 /// let mut cache = GfnCache::new();

@@ -113,7 +113,9 @@ unsafe extern "C" fn io_trampoline(ctx: *mut c_void, addr: u64, data: *mut c_voi
 struct Writer {
     io: HashMap<(u32, u64), Box<IoEntry>>,
     /// Handlers removed while the remover was inside a read section (no
-    /// grace period could be waited for): dropped with the space.
+    /// grace period could be waited for): dropped with the space. Boxed:
+    /// a reader may still be using the entry where ctx points.
+    #[allow(clippy::vec_box)]
     retired: Vec<Box<IoEntry>>,
 }
 
