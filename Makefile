@@ -1,6 +1,9 @@
 # gmtrack — the two commands of the README, plus install.
 #   make bench    build Release and run gmbench; writes out/report.md, out/results.csv, out/*.svg
-#   make check    every test (ASan+UBSan, TSan), fuzz smoke runs, examples, install test
+#   make check    every test (ASan+UBSan, TSan), fuzz smoke runs, examples, install test,
+#                 the Rust crate's tests, the Debian packages
+#   make deb      Debian packages libgmtrack1, libgmtrack-dev, gmtrack-tools in $(BUILD)/deb
+#                 (dpkg-buildpackage + lintian; scripts/update-symbols after an ABI change)
 # Extra flags for gmbench: make bench BENCH_ARGS="--size 100000000 --scenario shadow_pages"
 
 BUILD      ?= build
@@ -9,7 +12,7 @@ BENCH_ARGS ?=
 PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all bench check deps release install clean
+.PHONY: all bench check deps release install deb clean
 
 all: release
 
@@ -29,6 +32,9 @@ check: deps
 # Honours DESTDIR and PREFIX: make install DESTDIR=$PWD/stage
 install: release
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)/release --prefix $(PREFIX)
+
+deb: deps
+	scripts/build-deb $(BUILD)/deb
 
 clean:
 	rm -rf $(BUILD) $(OUT)
