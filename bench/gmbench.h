@@ -96,7 +96,13 @@ int gmb_repeat(struct gmb_ctx *ctx);                       /* --repeat */
 /* Free-form note shown under the scenario's table in the report. */
 void gmb_note(struct gmb_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Progress text on stderr (shown once the scenario has run > 1 s). */
+/* The scenario's answer to its seed's question, in one sentence with the
+ * run's own numbers: the report's summary shows it (without one, the
+ * scenario's first target stands in). */
+void gmb_answer(struct gmb_ctx *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Progress text on a terminal's stderr (shown once the scenario has run
+ * > 1 s); nothing when stderr is a log. */
 void gmb_progress(struct gmb_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
