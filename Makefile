@@ -1,6 +1,7 @@
 # gmtrack — the two commands of the README, plus install.
 #   make bench    build Release and run gmbench; writes out/report.md, out/results.csv, out/*.svg
 #   make check    every test (ASan+UBSan, TSan), fuzz smoke runs, examples, install test
+#   make coverage line and branch coverage of src/;  make docs  docs/reference.md
 # Extra flags for gmbench: make bench BENCH_ARGS="--size 100000000 --scenario shadow_pages"
 
 BUILD      ?= build
@@ -9,7 +10,7 @@ BENCH_ARGS ?=
 PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all bench check deps release install clean
+.PHONY: all bench check deps release install clean coverage docs
 
 all: release
 
@@ -25,6 +26,14 @@ bench: release
 
 check: deps
 	@scripts/check
+
+# Line and branch coverage of src/ by the tests (gcov), per file and in total.
+coverage: deps
+	@scripts/coverage
+
+# The API reference, docs/reference.md, from the public headers' comments.
+docs:
+	@scripts/gen-api-ref
 
 # Honours DESTDIR and PREFIX: make install DESTDIR=$PWD/stage
 install: release
