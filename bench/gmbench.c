@@ -7,6 +7,7 @@
  *           [--repeat R] [--quick] [--csv FILE] [--out DIR]
  */
 #include "gmbench.h"
+#include "rng.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -314,36 +315,9 @@ double gmb_measure(struct gmb_ctx *ctx, const struct gmb_case *c)
 }
 
 /* ---- PRNG ---------------------------------------------------------------- */
-void gmb_rng_init(struct gmb_rng *r, uint64_t seed)
-{
-	for (int i = 0; i < 4; i++) {
-		uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-		r->s[i] = z ^ (z >> 31);
-	}
-}
-
-uint64_t gmb_rng_next(struct gmb_rng *r)
-{
-	uint64_t *s = r->s;
-	uint64_t x = s[1] * 5;
-	uint64_t result = ((x << 7) | (x >> 57)) * 9;
-	uint64_t t = s[1] << 17;
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = (s[3] << 45) | (s[3] >> 19);
-	return result;
-}
-
-uint64_t gmb_rng_below(struct gmb_rng *r, uint64_t n)
-{
-	return n ? (uint64_t)(((unsigned __int128)gmb_rng_next(r) * n) >> 64)
-		 : gmb_rng_next(r);
-}
+void gmb_rng_init(struct gmb_rng *r, uint64_t seed) { gm_xoshiro_seed(r->s, seed); }
+uint64_t gmb_rng_next(struct gmb_rng *r) { return gm_xoshiro_next(r->s); }
+uint64_t gmb_rng_below(struct gmb_rng *r, uint64_t n) { return gm_xoshiro_below(r->s, n); }
 
 /* ---- targets ------------------------------------------------------------- */
 static const struct row *find_row(const char *scenario, struct gmb_sel s)

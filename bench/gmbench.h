@@ -138,7 +138,7 @@ void gmb_target_verdict(struct gmb_ctx *ctx, const char *what,
 extern volatile uint64_t gmb_sink_var;
 static inline void gmb_sink(uint64_t v) { gmb_sink_var += v; }
 
-/* Seeded PRNG for workloads (splitmix64 / xoshiro256**). */
+/* Seeded PRNG for workloads: the tests' generator (src/rng.h). */
 struct gmb_rng {
 	uint64_t s[4];
 };
