@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all bench check deps release install clean coverage docs
+.PHONY: all bench check deps release install clean coverage docs readme-figures
 
 all: release
 
@@ -30,6 +30,10 @@ check: deps
 # Line and branch coverage of src/ by the tests (gcov), per file and in total.
 coverage: deps
 	@scripts/coverage
+
+# The README's figures table, from the last make bench's out/targets.csv.
+readme-figures:
+	@scripts/readme-figures $(OUT)
 
 # The API reference, docs/reference.md, from the public headers' comments.
 docs:

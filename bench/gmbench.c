@@ -703,6 +703,40 @@ static int write_csv(const char *path)
 	return 0;
 }
 
+/* The targets as a table of their own: scenario,verdict,target,measured
+ * (the last two may hold commas: they are quoted). scripts/readme-figures
+ * builds the README's figures from it. */
+static void csv_quoted(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"')
+			fputc('"', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+static int write_targets_csv(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "gmbench: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "scenario,verdict,target,measured\n");
+	for (size_t i = 0; i < ntargets; i++) {
+		const struct target *t = &targets[i];
+		fprintf(f, "%s,%s,", t->scenario, verdict_text(t->verdict));
+		csv_quoted(f, t->what);
+		fputc(',', f);
+		csv_quoted(f, t->measured);
+		fputc('\n', f);
+	}
+	fclose(f);
+	return 0;
+}
+
 /* One plot per (scenario, op, dist) that has at least two sizes: ns/op
  * against n, one line per structure, both axes logarithmic. */
 static bool seen_before(size_t i, const char *scenario, const char *op,
@@ -1290,9 +1324,12 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/results.csv", opt.out);
 	if (write_csv(path))
 		bad++;
+	snprintf(path, sizeof(path), "%s/targets.csv", opt.out);
+	if (write_targets_csv(path))
+		bad++;
 	if (opt.csv && write_csv(opt.csv))
 		bad++;
-	printf("wrote %s/report.md, %s/results.csv and plots in %s/\n", opt.out,
-	       opt.out, opt.out);
+	printf("wrote %s/report.md, %s/results.csv, %s/targets.csv and plots in %s/\n",
+	       opt.out, opt.out, opt.out, opt.out);
 	return bad ? 1 : 0;
 }
