@@ -156,32 +156,31 @@ void gmb_progress(struct gmb_ctx *ctx, const char *fmt, ...)
 	fflush(stderr);
 }
 
-void gmb_note(struct gmb_ctx *ctx, const char *fmt, ...)
+static void add_note(struct gmb_ctx *ctx, bool answer, const char *fmt, va_list ap)
 {
 	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
 	GROW(notes, nnotes, cap_notes);
 	notes[nnotes].scenario = dupstr(ctx->scenario->name);
 	notes[nnotes].text = dupstr(buf);
-	notes[nnotes].answer = false;
+	notes[nnotes].answer = answer;
 	nnotes++;
+}
+
+void gmb_note(struct gmb_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	add_note(ctx, false, fmt, ap);
+	va_end(ap);
 }
 
 void gmb_answer(struct gmb_ctx *ctx, const char *fmt, ...)
 {
-	char buf[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	add_note(ctx, true, fmt, ap);
 	va_end(ap);
-	GROW(notes, nnotes, cap_notes);
-	notes[nnotes].scenario = dupstr(ctx->scenario->name);
-	notes[nnotes].text = dupstr(buf);
-	notes[nnotes].answer = true;
-	nnotes++;
 }
 
 void gmb_reference(struct gmb_ctx *ctx, const char *structure)
@@ -677,13 +676,20 @@ static bool run_scenario(const struct gmb_scenario *s, struct gmb_ctx *ctx)
 	return ok;
 }
 
-static int write_csv(const char *path)
+/* path opened for writing, or NULL after saying why. */
+static FILE *open_out(const char *path)
 {
 	FILE *f = fopen(path, "w");
-	if (!f) {
+	if (!f)
 		fprintf(stderr, "gmbench: %s: %s\n", path, strerror(errno));
+	return f;
+}
+
+static int write_csv(const char *path)
+{
+	FILE *f = open_out(path);
+	if (!f)
 		return -1;
-	}
 	fprintf(f, "scenario,structure,op,n,dist,ns_per_op,bytes_per_entry\n");
 	for (size_t i = 0; i < nrows; i++) {
 		const struct row *r = &rows[i];
@@ -719,11 +725,9 @@ static void csv_quoted(FILE *f, const char *s)
 
 static int write_targets_csv(const char *path)
 {
-	FILE *f = fopen(path, "w");
-	if (!f) {
-		fprintf(stderr, "gmbench: %s: %s\n", path, strerror(errno));
+	FILE *f = open_out(path);
+	if (!f)
 		return -1;
-	}
 	fprintf(f, "scenario,verdict,target,measured\n");
 	for (size_t i = 0; i < ntargets; i++) {
 		const struct target *t = &targets[i];
@@ -1297,11 +1301,9 @@ int main(int argc, char **argv)
 		free(ctx.reference);
 	}
 	fclose(report);
-	FILE *out = fopen(path, "w");
-	if (!out) {
-		fprintf(stderr, "gmbench: %s: %s\n", path, strerror(errno));
+	FILE *out = open_out(path);
+	if (!out)
 		return 1;
-	}
 	fprintf(out, "# gmbench report\n\n%s; seed %" PRIu64 ", repeat %d (median)%s%s.\n\n",
 		date, opt.seed, opt.repeat, opt.quick ? ", quick" : "",
 		opt.size_given ? ", --size given" : "");
