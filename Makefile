@@ -2,6 +2,7 @@
 #   make bench    build Release and run gmbench; writes out/report.md, out/results.csv, out/*.svg
 #   make check    every test (ASan+UBSan, TSan), fuzz smoke runs, examples, install test,
 #                 the Rust crate's tests, the Debian packages
+#   make coverage line and branch coverage of src/;  make docs  docs/reference.md
 #   make deb      Debian packages libgmtrack1, libgmtrack-dev, gmtrack-tools in $(BUILD)/deb
 #                 (dpkg-buildpackage + lintian; scripts/update-symbols after an ABI change)
 # Extra flags for gmbench: make bench BENCH_ARGS="--size 100000000 --scenario shadow_pages"
@@ -12,7 +13,7 @@ BENCH_ARGS ?=
 PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all bench check deps release install deb clean
+.PHONY: all bench check deps release install deb clean coverage docs readme-figures
 
 all: release
 
@@ -28,6 +29,18 @@ bench: release
 
 check: deps
 	@scripts/check
+
+# Line and branch coverage of src/ by the tests (gcov), per file and in total.
+coverage: deps
+	@scripts/coverage
+
+# The README's figures table, from the last make bench's out/targets.csv.
+readme-figures:
+	@scripts/readme-figures $(OUT)
+
+# The API reference, docs/reference.md, from the public headers' comments.
+docs:
+	@scripts/gen-api-ref
 
 # Honours DESTDIR and PREFIX: make install DESTDIR=$PWD/stage
 install: release

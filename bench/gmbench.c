@@ -7,6 +7,7 @@
  *           [--repeat R] [--quick] [--csv FILE] [--out DIR]
  */
 #include "gmbench.h"
+#include "rng.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +46,7 @@ struct row {
 	char *scenario, *structure, *op, *dist;
 	uint64_t n;
 	double ns, bytes;
+	double lo, hi; /* fastest and slowest timed run; NAN: not measured here */
 };
 
 struct target {
@@ -53,6 +56,7 @@ struct target {
 
 struct note {
 	char *scenario, *text;
+	bool answer; /* gmb_answer: the summary's sentence */
 };
 
 static struct row *rows;
@@ -121,8 +125,20 @@ uint64_t gmb_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/* Progress inside a scenario redraws one terminal line; into a log (stderr
+ * not a terminal) only main's plain line per scenario is written. */
+static bool progress_on_tty(void)
+{
+	static int tty = -1;
+	if (tty < 0)
+		tty = isatty(STDERR_FILENO);
+	return tty;
+}
+
 void gmb_progress(struct gmb_ctx *ctx, const char *fmt, ...)
 {
+	if (!progress_on_tty())
+		return;
 	uint64_t now = gmb_now_ns();
 	if (now - ctx->start_ns < 1000000000ULL)
 		return;
@@ -140,17 +156,31 @@ void gmb_progress(struct gmb_ctx *ctx, const char *fmt, ...)
 	fflush(stderr);
 }
 
-void gmb_note(struct gmb_ctx *ctx, const char *fmt, ...)
+static void add_note(struct gmb_ctx *ctx, bool answer, const char *fmt, va_list ap)
 {
 	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
 	GROW(notes, nnotes, cap_notes);
 	notes[nnotes].scenario = dupstr(ctx->scenario->name);
 	notes[nnotes].text = dupstr(buf);
+	notes[nnotes].answer = answer;
 	nnotes++;
+}
+
+void gmb_note(struct gmb_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	add_note(ctx, false, fmt, ap);
+	va_end(ap);
+}
+
+void gmb_answer(struct gmb_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	add_note(ctx, true, fmt, ap);
+	va_end(ap);
 }
 
 void gmb_reference(struct gmb_ctx *ctx, const char *structure)
@@ -159,9 +189,39 @@ void gmb_reference(struct gmb_ctx *ctx, const char *structure)
 	ctx->reference = dupstr(structure);
 }
 
+/* The spread of the latest measurements: gmb_row finds its row's by the
+ * median it was given (the value a measure call returned). */
+#define SPREADS 64
+static struct spread {
+	double median, lo, hi;
+} spreads[SPREADS];
+static unsigned nspreads;
+
+static void spread_keep(double median, const double *v, int n)
+{
+	double lo = v[0], hi = v[0];
+	for (int i = 1; i < n; i++) {
+		lo = v[i] < lo ? v[i] : lo;
+		hi = v[i] > hi ? v[i] : hi;
+	}
+	spreads[nspreads++ % SPREADS] = (struct spread){median, lo, hi};
+}
+
+static const struct spread *spread_of(double median)
+{
+	unsigned n = nspreads < SPREADS ? nspreads : SPREADS;
+	for (unsigned k = 0; k < n; k++) {
+		const struct spread *sp = &spreads[(nspreads - 1 - k) % SPREADS];
+		if (sp->median == median)
+			return sp;
+	}
+	return NULL;
+}
+
 void gmb_row(struct gmb_ctx *ctx, const char *structure, const char *op,
 	     uint64_t n, const char *dist, double ns, double bytes)
 {
+	const struct spread *sp = spread_of(ns);
 	GROW(rows, nrows, cap_rows);
 	rows[nrows] = (struct row){
 		.scenario = dupstr(ctx->scenario->name),
@@ -171,6 +231,8 @@ void gmb_row(struct gmb_ctx *ctx, const char *structure, const char *op,
 		.n = n,
 		.ns = ns,
 		.bytes = bytes,
+		.lo = sp ? sp->lo : NAN,
+		.hi = sp ? sp->hi : NAN,
 	};
 	nrows++;
 	gmb_progress(ctx, "%s %s n=%" PRIu64 " %s: %.2f ns", structure, op, n,
@@ -216,8 +278,11 @@ static void measure_rounds(const struct gmb_case *cases, int n, int repeat,
 			int i = (r + k) % n;
 			v[(size_t)i * (size_t)repeat + (size_t)r] = run_once(&cases[i]);
 		}
-	for (int i = 0; i < n; i++)
-		ns[i] = gmb_median(v + (size_t)i * (size_t)repeat, repeat);
+	for (int i = 0; i < n; i++) {
+		double *mine = v + (size_t)i * (size_t)repeat;
+		ns[i] = gmb_median(mine, repeat);
+		spread_keep(ns[i], mine, repeat);
+	}
 	free(v);
 }
 
@@ -249,36 +314,9 @@ double gmb_measure(struct gmb_ctx *ctx, const struct gmb_case *c)
 }
 
 /* ---- PRNG ---------------------------------------------------------------- */
-void gmb_rng_init(struct gmb_rng *r, uint64_t seed)
-{
-	for (int i = 0; i < 4; i++) {
-		uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-		r->s[i] = z ^ (z >> 31);
-	}
-}
-
-uint64_t gmb_rng_next(struct gmb_rng *r)
-{
-	uint64_t *s = r->s;
-	uint64_t x = s[1] * 5;
-	uint64_t result = ((x << 7) | (x >> 57)) * 9;
-	uint64_t t = s[1] << 17;
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = (s[3] << 45) | (s[3] >> 19);
-	return result;
-}
-
-uint64_t gmb_rng_below(struct gmb_rng *r, uint64_t n)
-{
-	return n ? (uint64_t)(((unsigned __int128)gmb_rng_next(r) * n) >> 64)
-		 : gmb_rng_next(r);
-}
+void gmb_rng_init(struct gmb_rng *r, uint64_t seed) { gm_xoshiro_seed(r->s, seed); }
+uint64_t gmb_rng_next(struct gmb_rng *r) { return gm_xoshiro_next(r->s); }
+uint64_t gmb_rng_below(struct gmb_rng *r, uint64_t n) { return gm_xoshiro_below(r->s, n); }
 
 /* ---- targets ------------------------------------------------------------- */
 static const struct row *find_row(const char *scenario, struct gmb_sel s)
@@ -408,13 +446,15 @@ static const char *verdict_text(int v)
 	return v > 0 ? "meets" : v == 0 ? "falls short" : "not measured";
 }
 
+static const char *n_counts(const char *scenario);
+
 static void print_table(FILE *f, struct gmb_ctx *ctx, bool markdown)
 {
 	const char *ref = ctx->reference;
 	if (markdown) {
-		fprintf(f, "| structure | op | n | dist | ns/op | bytes/entry | ratio to %s |\n",
-			ref ? ref : "-");
-		fprintf(f, "|---|---|---:|---|---:|---:|---:|\n");
+		fprintf(f, "| structure | op | n (%s) | dist | ns/op | spread (fastest-slowest run) | bytes/entry | ratio to %s |\n",
+			n_counts(ctx->scenario->name), ref ? ref : "-");
+		fprintf(f, "|---|---|---:|---|---:|---:|---:|---:|\n");
 	} else {
 		fprintf(f, "%-26s %-14s %10s %-10s %12s %12s %9s\n", "structure",
 			"op", "n", "dist", "ns/op", "bytes/entry", "ratio");
@@ -424,9 +464,12 @@ static void print_table(FILE *f, struct gmb_ctx *ctx, bool markdown)
 		char ratio[32], bytes[32];
 		format_ratio(ratio, sizeof(ratio), ref, r);
 		format_bytes(bytes, sizeof(bytes), r->bytes);
+		char spread[64] = "-";
+		if (!isnan(r->lo))
+			snprintf(spread, sizeof(spread), "%.4g-%.4g", r->lo, r->hi);
 		if (markdown)
-			fprintf(f, "| %s | %s | %" PRIu64 " | %s | %.2f | %s | %s |\n",
-				r->structure, r->op, r->n, r->dist, r->ns, bytes, ratio);
+			fprintf(f, "| %s | %s | %" PRIu64 " | %s | %.2f | %s | %s | %s |\n",
+				r->structure, r->op, r->n, r->dist, r->ns, spread, bytes, ratio);
 		else
 			fprintf(f, "%-26s %-14s %10" PRIu64 " %-10s %12.2f %12s %9s\n",
 				r->structure, r->op, r->n, r->dist, r->ns, bytes, ratio);
@@ -520,6 +563,8 @@ static void put_results(FILE *f, const struct gmb_ctx *ctx, size_t r0, size_t t0
 		put_bytes(f, &r->n, sizeof(r->n));
 		put_bytes(f, &r->ns, sizeof(r->ns));
 		put_bytes(f, &r->bytes, sizeof(r->bytes));
+		put_bytes(f, &r->lo, sizeof(r->lo));
+		put_bytes(f, &r->hi, sizeof(r->hi));
 	}
 	k = ntargets - t0;
 	put_bytes(f, &k, sizeof(k));
@@ -534,6 +579,7 @@ static void put_results(FILE *f, const struct gmb_ctx *ctx, size_t r0, size_t t0
 	for (size_t i = n0; i < nnotes; i++) {
 		put_str(f, notes[i].scenario);
 		put_str(f, notes[i].text);
+		put_bytes(f, &notes[i].answer, sizeof(notes[i].answer));
 	}
 	if (fflush(f)) {
 		perror("gmbench");
@@ -555,7 +601,8 @@ static bool get_results(FILE *f, struct gmb_ctx *ctx)
 		    !get_str(f, &r.op, false) || !get_str(f, &r.dist, false) ||
 		    !get_bytes(f, &r.n, sizeof(r.n)) ||
 		    !get_bytes(f, &r.ns, sizeof(r.ns)) ||
-		    !get_bytes(f, &r.bytes, sizeof(r.bytes)))
+		    !get_bytes(f, &r.bytes, sizeof(r.bytes)) ||
+		    !get_bytes(f, &r.lo, sizeof(r.lo)) || !get_bytes(f, &r.hi, sizeof(r.hi)))
 			return false;
 		GROW(rows, nrows, cap_rows);
 		rows[nrows++] = r;
@@ -575,7 +622,8 @@ static bool get_results(FILE *f, struct gmb_ctx *ctx)
 		return false;
 	for (size_t i = 0; i < k; i++) {
 		struct note nt = {0};
-		if (!get_str(f, &nt.scenario, false) || !get_str(f, &nt.text, false))
+		if (!get_str(f, &nt.scenario, false) || !get_str(f, &nt.text, false) ||
+		    !get_bytes(f, &nt.answer, sizeof(nt.answer)))
 			return false;
 		GROW(notes, nnotes, cap_notes);
 		notes[nnotes++] = nt;
@@ -628,13 +676,20 @@ static bool run_scenario(const struct gmb_scenario *s, struct gmb_ctx *ctx)
 	return ok;
 }
 
-static int write_csv(const char *path)
+/* path opened for writing, or NULL after saying why. */
+static FILE *open_out(const char *path)
 {
 	FILE *f = fopen(path, "w");
-	if (!f) {
+	if (!f)
 		fprintf(stderr, "gmbench: %s: %s\n", path, strerror(errno));
+	return f;
+}
+
+static int write_csv(const char *path)
+{
+	FILE *f = open_out(path);
+	if (!f)
 		return -1;
-	}
 	fprintf(f, "scenario,structure,op,n,dist,ns_per_op,bytes_per_entry\n");
 	for (size_t i = 0; i < nrows; i++) {
 		const struct row *r = &rows[i];
@@ -648,6 +703,38 @@ static int write_csv(const char *path)
 		fprintf(f, ",%.4f,", r->ns);
 		if (r->bytes >= 0)
 			fprintf(f, "%.4f", r->bytes);
+		fputc('\n', f);
+	}
+	fclose(f);
+	return 0;
+}
+
+/* The targets as a table of their own: scenario,verdict,target,measured
+ * (the last two may hold commas: they are quoted). scripts/readme-figures
+ * builds the README's figures from it. */
+static void csv_quoted(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"')
+			fputc('"', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+static int write_targets_csv(const char *path)
+{
+	FILE *f = open_out(path);
+	if (!f)
+		return -1;
+	fprintf(f, "scenario,verdict,target,measured\n");
+	for (size_t i = 0; i < ntargets; i++) {
+		const struct target *t = &targets[i];
+		fprintf(f, "%s,%s,", t->scenario, verdict_text(t->verdict));
+		csv_quoted(f, t->what);
+		fputc(',', f);
+		csv_quoted(f, t->measured);
 		fputc('\n', f);
 	}
 	fclose(f);
@@ -700,9 +787,9 @@ static int write_plot(const char *dir, const char *scenario, const char *op,
 	fprintf(gp, "set terminal svg size 800,500 dynamic background '#ffffff'\n"
 		    "set output '%s/%s.svg'\n"
 		    "set title '%s: %s (%s)' noenhanced\n"
-		    "set logscale xy\nset xlabel 'n'\nset ylabel 'ns per op'\n"
+		    "set logscale xy\nset xlabel '%s' noenhanced\nset ylabel 'ns per op'\n"
 		    "set key outside right noenhanced\nset grid\n",
-		dir, base, scenario, op, dist);
+		dir, base, scenario, op, dist, n_counts(scenario));
 	fprintf(gp, "plot ");
 	bool first = true;
 	for (size_t i = 0; i < nrows; i++) {
@@ -778,7 +865,287 @@ static void machine_line(FILE *f)
 		sysconf(_SC_NPROCESSORS_ONLN));
 }
 
+/* ---- what the report explains ------------------------------------------ */
+/* What n counts in each scenario (the plots' x axis, the tables' n). */
+static const struct {
+	const char *scenario, *n;
+} n_names[] = {
+	{"gmem_convert", "pages converted, or attribute ranges for load"},
+	{"ioreq_select", "ranges per server"},
+	{"kvm_migrate", "guest pages"},
+	{"limits", "entries"},
+	{"memslot_hva", "slots"},
+	{"rangemap_basic", "ranges"},
+	{"rmap_fork", "mappings of one page (chain length)"},
+	{"shadow_pages", "frames mapped"},
+	{"vm_lifecycle", "slots"},
+};
+
+static const char *n_counts(const char *scenario)
+{
+	for (size_t i = 0; i < sizeof(n_names) / sizeof(n_names[0]); i++)
+		if (!strcmp(n_names[i].scenario, scenario))
+			return n_names[i].n;
+	return "n";
+}
+
+/* Every structure a row may name: what it is or models, and where that
+ * design lives. Ours are gm_*; the others are baselines (bench/baselines/,
+ * our own re-implementations of the designs, or Debian's libraries). */
+static const struct {
+	const char *name, *what;
+} glossary[] = {
+	{"gm_itree", "gmtrack's RCU interval B+tree (itree.h)"},
+	{"gm_pagemap", "gmtrack's adaptive radix map (pagemap.h)"},
+	{"gm_rangemap", "gmtrack's B-tree range map (rangemap.h)"},
+	{"gm_rangeset", "gmtrack's rangesets and groups (rangeset.h)"},
+	{"gm_rmap", "gmtrack's one-word reverse maps (rmap.h)"},
+	{"gm_space", "gmtrack's address space (space.h)"},
+	{"augrb", "augmented red-black interval tree: Linux's interval_tree (KVM's hva -> memslot since 2021, kvmtool's MMIO dispatch)"},
+	{"desc4", "KVM's 2010 rmap: inline pointer or chains of 4-entry descriptors"},
+	{"flat", "a flat array indexed by key: the physical limit for dense keys"},
+	{"hash256", "GVT-g's shadow-page table before its radix patch: 256 fixed hash buckets (DECLARE_HASHTABLE)"},
+	{"judyl", "JudyL, Debian libjudy: the classic compressed radix array"},
+	{"kvm14", "KVM's rmap today (pte_list): inline pointer or 14-entry 128-byte descriptors"},
+	{"kvm2020", "KVM memslots before the 2021 scalable-memslots series: a sorted array copied on every change"},
+	{"linear", "memslots scanned linearly: KVM's hva lookup before 2021"},
+	{"openhash", "a good open-addressing hash table: the best point-lookup reference"},
+	{"radix64", "a 64-way radix tree in the kernel's radix-tree/XArray style: GVT-g after its patch"},
+	{"rbranges", "a red-black tree of ranges (BSD sys/tree.h): the seeds' proposed rangeset and range-map design"},
+	{"rbtree", "a red-black tree of keys (BSD sys/tree.h, libbsd)"},
+	{"sorted", "binary search over a sorted array: the best comparison search"},
+	{"vecsnap", "rust-vmm vm-memory's GuestMemoryMmap (Firecracker, Cloud Hypervisor): a sorted Vec of regions, copied per change"},
+	{"xaloop", "KVM's memory attributes today: an XArray stored one index at a time"},
+	{"xenlist", "Xen's rangeset: a sorted linked list searched from the head"},
+};
+
+static const char *glossary_of(const char *name)
+{
+	for (size_t i = 0; i < sizeof(glossary) / sizeof(glossary[0]); i++)
+		if (!strncmp(name, glossary[i].name, strlen(glossary[i].name)))
+			return glossary[i].what;
+	return NULL;
+}
+
+static bool row_names(const char *name, size_t before)
+{
+	for (size_t j = 0; j < before; j++)
+		if (!strcmp(rows[j].structure, name))
+			return true;
+	return false;
+}
+
+static void write_glossary(FILE *f)
+{
+	fprintf(f, "## What the rows name\n\n| structure | what it is or models |\n|---|---|\n");
+	for (size_t i = 0; i < nrows; i++) {
+		if (row_names(rows[i].structure, i))
+			continue;
+		const char *what = glossary_of(rows[i].structure);
+		fprintf(f, "| %s | %s |\n", rows[i].structure,
+			what ? what : "(a variant; see its scenario's notes)");
+	}
+	fprintf(f, "\n");
+}
+
+/* The run's first section: per scenario, its answer (gmb_answer) or its
+ * first target, and how many targets it met; then every shortfall. */
+static void write_summary(FILE *f)
+{
+	fprintf(f, "## Summary\n\n");
+	for (int i = 0; i < nscenarios; i++) {
+		const char *name = scenarios[i]->name;
+		int met = 0, all = 0;
+		const struct target *first = NULL;
+		for (size_t k = 0; k < ntargets; k++)
+			if (!strcmp(targets[k].scenario, name)) {
+				first = first ? first : &targets[k];
+				all++;
+				met += targets[k].verdict > 0;
+			}
+		const char *answer = NULL;
+		for (size_t k = 0; k < nnotes; k++)
+			if (notes[k].answer && !strcmp(notes[k].scenario, name))
+				answer = notes[k].text;
+		if (!all && !answer)
+			continue;
+		fprintf(f, "- **%s** (%d of %d targets met): ", name, met, all);
+		if (answer)
+			fprintf(f, "%s\n", answer);
+		else if (first)
+			fprintf(f, "%s: %s (%s).\n", first->what, first->measured,
+				verdict_text(first->verdict));
+	}
+	fprintf(f, "\n### Targets that fall short or were not measured\n\n");
+	bool any = false;
+	for (size_t k = 0; k < ntargets; k++) {
+		const struct target *t = &targets[k];
+		if (t->verdict > 0)
+			continue;
+		if (!any)
+			fprintf(f, "| scenario | target | measured | verdict |\n|---|---|---|---|\n");
+		any = true;
+		fprintf(f, "| %s | %s | %s | %s |\n", t->scenario, t->what, t->measured,
+			verdict_text(t->verdict));
+	}
+	fprintf(f, any ? "\n" : "None: every target met.\n\n");
+}
+
+/* The stamp: what was measured, built how, on what. */
+static void run_output(const char *cmd, char *buf, size_t len)
+{
+	snprintf(buf, len, "unknown");
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return;
+	if (fgets(buf, (int)len, p))
+		buf[strcspn(buf, "\n")] = 0;
+	else
+		snprintf(buf, len, "unknown");
+	pclose(p);
+}
+
+#ifdef GMB_HAVE_BUILD_H
+#include "gmb_build.h"
+#endif
+#ifndef GMB_SOURCE_DIR
+#define GMB_SOURCE_DIR "."
+#endif
+#ifndef GMB_CFLAGS
+#define GMB_CFLAGS "unknown"
+#endif
+
+static void write_stamp(FILE *f)
+{
+	char commit[128], cmd[1200];
+	snprintf(cmd, sizeof(cmd), "git -C '%s' describe --always --dirty --abbrev=12 2>/dev/null",
+		 GMB_SOURCE_DIR);
+	run_output(cmd, commit, sizeof(commit));
+	struct utsname u;
+	bool have_uname = uname(&u) == 0;
+	fprintf(f, "- commit: `%s`\n", commit);
+#if defined(__clang__)
+	fprintf(f, "- compiler: clang %s, flags `%s`\n", __clang_version__, GMB_CFLAGS);
+#elif defined(__GNUC__)
+	fprintf(f, "- compiler: gcc %s, flags `%s`\n", __VERSION__, GMB_CFLAGS);
+#endif
+	fprintf(f, "- kernel: %s %s %s\n", have_uname ? u.sysname : "?",
+		have_uname ? u.release : "?", have_uname ? u.machine : "?");
+	fprintf(f, "- ");
+	machine_line(f);
+}
+
+/* Memory against n: one plot per (scenario, dist) whose rows carry bytes
+ * for at least two sizes; one line per structure, from its first op's rows. */
+static bool bytes_seen_before(size_t i, const struct row *r)
+{
+	for (size_t j = 0; j < i; j++)
+		if (!strcmp(rows[j].scenario, r->scenario) && !strcmp(rows[j].dist, r->dist) &&
+		    !strcmp(rows[j].structure, r->structure) && rows[j].bytes >= 0)
+			return true;
+	return false;
+}
+
+static const char *first_op_with_bytes(const struct row *r)
+{
+	for (size_t j = 0; j < nrows; j++)
+		if (!strcmp(rows[j].scenario, r->scenario) && !strcmp(rows[j].dist, r->dist) &&
+		    !strcmp(rows[j].structure, r->structure) && rows[j].bytes >= 0)
+			return rows[j].op;
+	return r->op;
+}
+
+static int write_bytes_plot(const char *dir, const char *scenario, const char *dist,
+			    FILE *report)
+{
+	char base[512], path[600];
+	snprintf(base, sizeof(base), "%s_bytes_%s", scenario, dist);
+	for (char *p = base; *p; p++)
+		if (*p == '/' || *p == ' ')
+			*p = '-';
+	snprintf(path, sizeof(path), "%s/%s.gp", dir, base);
+	FILE *gp = fopen(path, "w");
+	if (!gp)
+		return -1;
+	fprintf(gp, "set terminal svg size 800,500 dynamic background '#ffffff'\n"
+		    "set output '%s/%s.svg'\n"
+		    "set title '%s: memory (%s)' noenhanced\n"
+		    "set logscale xy\nset xlabel '%s' noenhanced\nset ylabel 'bytes per entry'\n"
+		    "set key outside right noenhanced\nset grid\nplot ",
+		dir, base, scenario, dist, n_counts(scenario));
+	int lines = 0;
+	for (size_t i = 0; i < nrows; i++) {
+		const struct row *r = &rows[i];
+		if (strcmp(r->scenario, scenario) || strcmp(r->dist, dist) || r->bytes < 0 ||
+		    bytes_seen_before(i, r))
+			continue;
+		fprintf(gp, "%s'-' using 1:2 with linespoints title '%s'", lines++ ? ", " : "",
+			r->structure);
+	}
+	fprintf(gp, "\n");
+	for (size_t i = 0; i < nrows; i++) {
+		const struct row *r = &rows[i];
+		if (strcmp(r->scenario, scenario) || strcmp(r->dist, dist) || r->bytes < 0 ||
+		    bytes_seen_before(i, r))
+			continue;
+		const char *op = first_op_with_bytes(r);
+		for (size_t j = i; j < nrows; j++) {
+			const struct row *q = &rows[j];
+			if (!strcmp(q->scenario, scenario) && !strcmp(q->dist, dist) &&
+			    !strcmp(q->structure, r->structure) && !strcmp(q->op, op) && q->bytes >= 0)
+				fprintf(gp, "%" PRIu64 " %g\n", q->n, q->bytes > 0 ? q->bytes : 1e-3);
+		}
+		fprintf(gp, "e\n");
+	}
+	fclose(gp);
+	char cmd[1400];
+	snprintf(cmd, sizeof(cmd), "gnuplot '%s' 2>/dev/null", path);
+	if (lines == 0 || system(cmd) != 0)
+		return -1;
+	remove(path);
+	fprintf(report, "![%s](%s.svg)\n\n", base, base);
+	return 0;
+}
+
+static void write_bytes_plots(const char *dir, const char *scenario, FILE *report)
+{
+	for (size_t i = 0; i < nrows; i++) {
+		const struct row *r = &rows[i];
+		if (strcmp(r->scenario, scenario) || r->bytes < 0)
+			continue;
+		bool dist_done = false;
+		for (size_t j = 0; j < i && !dist_done; j++)
+			dist_done = !strcmp(rows[j].scenario, scenario) &&
+				    !strcmp(rows[j].dist, r->dist) && rows[j].bytes >= 0;
+		if (dist_done || count_sizes(scenario, first_op_with_bytes(r), r->dist) < 2)
+			continue;
+		write_bytes_plot(dir, scenario, r->dist, report);
+	}
+}
+
 /* ---- main ---------------------------------------------------------------- */
+static bool scenario_wanted(const struct gmb_scenario *s, const char *const *wanted,
+			    int nwanted)
+{
+	bool run = nwanted == 0;
+	for (int j = 0; j < nwanted; j++)
+		run |= !strcmp(wanted[j], s->name);
+	return run;
+}
+
+/* One plain line per scenario on stderr, with what is left: the mean time
+ * of the scenarios done so far times the ones to come. */
+static void log_progress(const struct gmb_scenario *s, int done, int total,
+			 uint64_t start_ns)
+{
+	double elapsed = (gmb_now_ns() - start_ns) / 1e9;
+	fprintf(stderr, "gmbench: scenario %d of %d: %s (%.0f s so far", done + 1, total,
+		s->name, elapsed);
+	if (done > 0)
+		fprintf(stderr, ", about %.0f s left", elapsed / done * (total - done));
+	fprintf(stderr, ")\n");
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -874,36 +1241,35 @@ int main(int argc, char **argv)
 	}
 	char path[1024];
 	snprintf(path, sizeof(path), "%s/report.md", opt.out);
-	FILE *report = fopen(path, "w");
+	/* The scenarios' sections are gathered first: the report opens with
+	 * the summary of all of them. */
+	char *body_text = NULL;
+	size_t body_len = 0;
+	FILE *report = open_memstream(&body_text, &body_len);
 	if (!report) {
-		fprintf(stderr, "gmbench: %s: %s\n", path, strerror(errno));
+		perror("gmbench: open_memstream");
 		return 1;
 	}
 	time_t now = time(NULL);
 	char date[64];
 	strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
-	fprintf(report, "# gmbench report\n\n%s. ", date);
-	machine_line(report);
-	fprintf(report, "\nOptions: seed %" PRIu64 ", repeat %d (median)%s%s.\n\n",
-		opt.seed, opt.repeat, opt.quick ? ", quick" : "",
-		opt.size_given ? ", --size given" : "");
-	fprintf(report, "Each table's last column is the row's time divided by the "
-			"reference structure's time for the same op, n and dist.\n\n");
 
-	int bad = 0, short_targets = 0, met = 0;
+	int bad = 0, short_targets = 0, met = 0, total = 0, done = 0;
+	for (int i = 0; i < nscenarios; i++)
+		total += scenario_wanted(scenarios[i], wanted, nwanted);
+	uint64_t run_start = gmb_now_ns();
 	for (int i = 0; i < nscenarios; i++) {
 		const struct gmb_scenario *s = scenarios[i];
-		bool run = nwanted == 0;
-		for (int j = 0; j < nwanted; j++)
-			run |= !strcmp(wanted[j], s->name);
-		if (!run)
+		if (!scenario_wanted(s, wanted, nwanted))
 			continue;
+		log_progress(s, done, total, run_start);
+		done++;
 		struct gmb_ctx ctx = {.scenario = s, .first_row = nrows,
 				      .start_ns = gmb_now_ns()};
 		size_t first_target = ntargets;
 		if (!run_scenario(s, &ctx))
 			bad++;
-		if (ctx.progress_shown)
+		if (ctx.progress_shown && progress_on_tty())
 			fprintf(stderr, "\r\033[K");
 		double secs = (gmb_now_ns() - ctx.start_ns) / 1e9;
 
@@ -923,6 +1289,7 @@ int main(int argc, char **argv)
 				fprintf(report, "\n- %s", notes[k].text);
 		fprintf(report, "\n\n");
 		write_plots(opt.out, s->name, report);
+		write_bytes_plots(opt.out, s->name, report);
 		for (size_t k = first_target; k < ntargets; k++) {
 			met += targets[k].verdict > 0;
 			short_targets += targets[k].verdict <= 0;
@@ -933,18 +1300,38 @@ int main(int argc, char **argv)
 		}
 		free(ctx.reference);
 	}
-	fprintf(report, "## Targets\n\n%d met, %d falling short or not measured.\n",
-		met, short_targets);
 	fclose(report);
+	FILE *out = open_out(path);
+	if (!out)
+		return 1;
+	fprintf(out, "# gmbench report\n\n%s; seed %" PRIu64 ", repeat %d (median)%s%s.\n\n",
+		date, opt.seed, opt.repeat, opt.quick ? ", quick" : "",
+		opt.size_given ? ", --size given" : "");
+	write_stamp(out);
+	fprintf(out, "\n%d targets met, %d falling short or not measured.\n\n", met,
+		short_targets);
+	write_summary(out);
+	fprintf(out, "Each table's last column is the row's time divided by the "
+		     "reference structure's time for the same op, n and dist; the "
+		     "spread is the fastest and the slowest of the timed runs whose "
+		     "median is the row (\"-\" where the scenario timed the row "
+		     "itself).\n\n");
+	fwrite(body_text, 1, body_len, out);
+	free(body_text);
+	write_glossary(out);
+	fclose(out);
 	printf("\ntargets: %d met, %d falling short or not measured\n", met,
 	       short_targets);
 
 	snprintf(path, sizeof(path), "%s/results.csv", opt.out);
 	if (write_csv(path))
 		bad++;
+	snprintf(path, sizeof(path), "%s/targets.csv", opt.out);
+	if (write_targets_csv(path))
+		bad++;
 	if (opt.csv && write_csv(opt.csv))
 		bad++;
-	printf("wrote %s/report.md, %s/results.csv and plots in %s/\n", opt.out,
-	       opt.out, opt.out);
+	printf("wrote %s/report.md, %s/results.csv, %s/targets.csv and plots in %s/\n",
+	       opt.out, opt.out, opt.out, opt.out);
 	return bad ? 1 : 0;
 }

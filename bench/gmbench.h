@@ -96,7 +96,13 @@ int gmb_repeat(struct gmb_ctx *ctx);                       /* --repeat */
 /* Free-form note shown under the scenario's table in the report. */
 void gmb_note(struct gmb_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Progress text on stderr (shown once the scenario has run > 1 s). */
+/* The scenario's answer to its seed's question, in one sentence with the
+ * run's own numbers: the report's summary shows it (without one, the
+ * scenario's first target stands in). */
+void gmb_answer(struct gmb_ctx *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Progress text on a terminal's stderr (shown once the scenario has run
+ * > 1 s); nothing when stderr is a log. */
 void gmb_progress(struct gmb_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -132,7 +138,7 @@ void gmb_target_verdict(struct gmb_ctx *ctx, const char *what,
 extern volatile uint64_t gmb_sink_var;
 static inline void gmb_sink(uint64_t v) { gmb_sink_var += v; }
 
-/* Seeded PRNG for workloads (splitmix64 / xoshiro256**). */
+/* Seeded PRNG for workloads: the tests' generator (src/rng.h). */
 struct gmb_rng {
 	uint64_t s[4];
 };

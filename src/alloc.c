@@ -3,6 +3,8 @@
  */
 #include <gmtrack/alloc.h>
 
+#include "rng.h"
+
 #include <stdlib.h>
 
 static void *default_alloc(void *ctx, size_t size, size_t align)
@@ -94,11 +96,8 @@ void gm_alloc_counting_reset_peak(struct gm_alloc_counting *c)
 /* splitmix64 step on an atomic state, so concurrent callers stay sane. */
 static uint64_t failing_next_random(struct gm_alloc_failing *f)
 {
-	uint64_t z = __atomic_fetch_add(&f->rng, 0x9e3779b97f4a7c15ULL, __ATOMIC_RELAXED) +
-		     0x9e3779b97f4a7c15ULL;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return gm_splitmix64_mix(__atomic_fetch_add(&f->rng, 0x9e3779b97f4a7c15ULL,
+						    __ATOMIC_RELAXED) + 0x9e3779b97f4a7c15ULL);
 }
 
 static bool failing_should_fail(struct gm_alloc_failing *f)

@@ -1730,50 +1730,42 @@ out:
 	return rc;
 }
 
+/* The simple form: one change in a batch of its own (a batch of an
+ * unknown space is refused by batch_add and friends, -EINVAL). */
+static int one_change(struct gm_space *s, int recorded)
+{
+	return recorded ? recorded : gm_space_batch_commit(s);
+}
+
 int gm_space_slot_add(struct gm_space *s, uint32_t id, uint64_t base_gfn,
 		      uint64_t npages, uint64_t hva, uint32_t flags)
 {
-	if (!s)
-		return -EINVAL;
 	gm_space_batch_begin(s);
-	int rc = gm_space_batch_add(s, id, base_gfn, npages, hva, flags);
-	return rc ? rc : gm_space_batch_commit(s);
+	return one_change(s, gm_space_batch_add(s, id, base_gfn, npages, hva, flags));
 }
 
 int gm_space_slot_remove(struct gm_space *s, uint32_t id)
 {
-	if (!s)
-		return -EINVAL;
 	gm_space_batch_begin(s);
-	int rc = gm_space_batch_remove(s, id);
-	return rc ? rc : gm_space_batch_commit(s);
+	return one_change(s, gm_space_batch_remove(s, id));
 }
 
 int gm_space_slot_move(struct gm_space *s, uint32_t id, uint64_t new_base_gfn)
 {
-	if (!s)
-		return -EINVAL;
 	gm_space_batch_begin(s);
-	int rc = gm_space_batch_move(s, id, new_base_gfn);
-	return rc ? rc : gm_space_batch_commit(s);
+	return one_change(s, gm_space_batch_move(s, id, new_base_gfn));
 }
 
 int gm_space_slot_resize(struct gm_space *s, uint32_t id, uint64_t new_npages)
 {
-	if (!s)
-		return -EINVAL;
 	gm_space_batch_begin(s);
-	int rc = gm_space_batch_resize(s, id, new_npages);
-	return rc ? rc : gm_space_batch_commit(s);
+	return one_change(s, gm_space_batch_resize(s, id, new_npages));
 }
 
 int gm_space_slot_set_flags(struct gm_space *s, uint32_t id, uint32_t flags)
 {
-	if (!s)
-		return -EINVAL;
 	gm_space_batch_begin(s);
-	int rc = gm_space_batch_set_flags(s, id, flags);
-	return rc ? rc : gm_space_batch_commit(s);
+	return one_change(s, gm_space_batch_set_flags(s, id, flags));
 }
 
 /* ---- readers ------------------------------------------------------------- */

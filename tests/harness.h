@@ -31,59 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- PRNG: xoshiro256** seeded by splitmix64 --------------------------- */
-struct gm_rng {
-	uint64_t s[4];
-};
-
-static inline uint64_t gm_splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static inline void gm_rng_init(struct gm_rng *r, uint64_t seed)
-{
-	for (int i = 0; i < 4; i++)
-		r->s[i] = gm_splitmix64(&seed);
-}
-
-static inline uint64_t gm_rng_next(struct gm_rng *r)
-{
-	uint64_t *s = r->s;
-	uint64_t x = s[1] * 5;
-	uint64_t result = ((x << 7) | (x >> 57)) * 9;
-	uint64_t t = s[1] << 17;
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = (s[3] << 45) | (s[3] >> 19);
-	return result;
-}
-
-/* Uniform in [0, n); n == 0 means the whole 64-bit range. */
-static inline uint64_t gm_rng_below(struct gm_rng *r, uint64_t n)
-{
-	if (n == 0)
-		return gm_rng_next(r);
-	return (uint64_t)(((unsigned __int128)gm_rng_next(r) * n) >> 64);
-}
-
-/* Uniform in [lo, hi], inclusive; any lo <= hi. */
-static inline uint64_t gm_rng_range(struct gm_rng *r, uint64_t lo, uint64_t hi)
-{
-	return lo + gm_rng_below(r, hi - lo + 1);
-}
-
-/* True with probability num/den. */
-static inline bool gm_rng_chance(struct gm_rng *r, uint64_t num, uint64_t den)
-{
-	return gm_rng_below(r, den) < num;
-}
+#include "rng.h" /* the PRNG (src/rng.h), shared with gmbench */
 
 /* ---- registration and checks ------------------------------------------- */
 typedef void (*gm_test_fn)(void);
