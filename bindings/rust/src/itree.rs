@@ -7,7 +7,8 @@ use core::ffi::c_void;
 use std::marker::PhantomData;
 use std::ops::RangeInclusive;
 use std::ptr::{self, NonNull};
-use std::sync::{Arc, Mutex};
+use crate::lock::{WriterGuard, WriterLock};
+use std::sync::Arc;
 
 /// Shape and exact memory (`struct gm_itree_stats`).
 pub type ITreeStats = sys::gm_itree_stats;
@@ -26,7 +27,7 @@ pub struct ITreeEntry {
 /// section, in order of (first, last, item).
 pub struct ITree {
     raw: NonNull<sys::gm_itree>,
-    writer: Mutex<()>,
+    writer: WriterLock<()>,
     _alloc: Option<Arc<CountingAllocator>>,
 }
 
@@ -49,12 +50,13 @@ impl ITree {
         let mut raw = ptr::null_mut();
         // SAFETY: out pointer valid; allocator kept alive in self.
         check(unsafe { sys::gm_itree_create(&mut raw, sys::GM_RCU, hook_of(&alloc)) })?;
-        Ok(ITree { raw: NonNull::new(raw).ok_or(Error::NoMemory)?, writer: Mutex::new(()), _alloc: alloc })
+        Ok(ITree { raw: NonNull::new(raw).ok_or(Error::NoMemory)?, writer: WriterLock::new(()), _alloc: alloc })
     }
 
-    fn w(&self, what: &str) -> std::sync::MutexGuard<'_, ()> {
+    #[track_caller]
+    fn w(&self, what: &str) -> WriterGuard<'_, ()> {
         assert_registered(what);
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        self.writer.lock(what)
     }
 
     fn p(&self) -> *mut sys::gm_itree {

@@ -46,6 +46,7 @@ pub mod sys;
 
 mod alloc;
 mod itree;
+mod lock;
 mod pagemap;
 mod rangemap;
 mod rcu;

@@ -8,7 +8,8 @@ use core::ffi::c_void;
 use std::marker::PhantomData;
 use std::ops::RangeInclusive;
 use std::ptr::{self, NonNull};
-use std::sync::{Arc, Mutex};
+use crate::lock::{WriterGuard, WriterLock};
+use std::sync::Arc;
 
 /// Entries, bytes and node counts (`struct gm_pagemap_stats`).
 pub type PageMapStats = sys::gm_pagemap_stats;
@@ -20,7 +21,7 @@ pub type PageMapStats = sys::gm_pagemap_stats;
 /// period has passed, [`crate::RcuThread::synchronize`]).
 pub struct PageMap {
     raw: NonNull<sys::gm_pagemap>,
-    writer: Mutex<()>,
+    writer: WriterLock<()>,
     _alloc: Option<Arc<CountingAllocator>>,
 }
 
@@ -47,12 +48,13 @@ impl PageMap {
         let mut raw = ptr::null_mut();
         // SAFETY: out pointer valid; allocator kept alive in self.
         check(unsafe { sys::gm_pagemap_create(&mut raw, sys::GM_RCU, hook_of(&alloc)) })?;
-        Ok(PageMap { raw: NonNull::new(raw).ok_or(Error::NoMemory)?, writer: Mutex::new(()), _alloc: alloc })
+        Ok(PageMap { raw: NonNull::new(raw).ok_or(Error::NoMemory)?, writer: WriterLock::new(()), _alloc: alloc })
     }
 
-    fn w(&self, what: &str) -> std::sync::MutexGuard<'_, ()> {
+    #[track_caller]
+    fn w(&self, what: &str) -> WriterGuard<'_, ()> {
         assert_registered(what);
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        self.writer.lock(what)
     }
 
     fn p(&self) -> *mut sys::gm_pagemap {

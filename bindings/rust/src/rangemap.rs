@@ -7,7 +7,8 @@ use core::ffi::{c_int, c_void};
 use std::marker::PhantomData;
 use std::ops::RangeInclusive;
 use std::ptr::{self, NonNull};
-use std::sync::{Arc, Mutex};
+use crate::lock::{WriterGuard, WriterLock};
+use std::sync::Arc;
 
 /// A stored range `[first, last]` (inclusive) and its value; or, from an
 /// iteration with [`RangeIterFlags::GAPS`], a gap (value 0).
@@ -81,7 +82,7 @@ impl Default for RangeMapOptions {
 /// [`ReadGuard`], lock-free; writes serialized by an internal mutex.
 pub struct RangeMap {
     raw: NonNull<sys::gm_rangemap>,
-    writer: Mutex<()>,
+    writer: WriterLock<()>,
     _alloc: Option<Arc<CountingAllocator>>,
 }
 
@@ -102,12 +103,13 @@ impl RangeMap {
         let mut raw = ptr::null_mut();
         // SAFETY: out pointer valid; the allocator (if any) is kept alive in self.
         check(unsafe { sys::gm_rangemap_create(&mut raw, flags, hook_of(&opts.allocator)) })?;
-        Ok(RangeMap { raw: NonNull::new(raw).ok_or(Error::NoMemory)?, writer: Mutex::new(()), _alloc: opts.allocator })
+        Ok(RangeMap { raw: NonNull::new(raw).ok_or(Error::NoMemory)?, writer: WriterLock::new(()), _alloc: opts.allocator })
     }
 
-    fn w(&self, what: &str) -> std::sync::MutexGuard<'_, ()> {
+    #[track_caller]
+    fn w(&self, what: &str) -> WriterGuard<'_, ()> {
         assert_registered(what);
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        self.writer.lock(what)
     }
 
     fn p(&self) -> *mut sys::gm_rangemap {

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use crate::lock::{WriterGuard, WriterLock};
+use std::sync::Arc;
 
 /// Guest frames are 4 KiB.
 pub const PAGE_SHIFT: u32 = sys::GM_SPACE_PAGE_SHIFT;
@@ -132,8 +133,8 @@ static NEXT_SPACE_ID: AtomicU64 = AtomicU64::new(1);
 pub struct Space {
     raw: NonNull<sys::gm_space>,
     id: u64,
-    writer: Mutex<Writer>,
-    harvest: Mutex<()>,
+    writer: WriterLock<Writer>,
+    harvest: WriterLock<()>,
     _alloc: Option<Arc<CountingAllocator>>,
 }
 
@@ -159,8 +160,8 @@ impl Space {
         Ok(Space {
             raw: NonNull::new(raw).ok_or(Error::NoMemory)?,
             id: NEXT_SPACE_ID.fetch_add(1, Ordering::Relaxed),
-            writer: Mutex::new(Writer { io: HashMap::new(), retired: Vec::new() }),
-            harvest: Mutex::new(()),
+            writer: WriterLock::new(Writer { io: HashMap::new(), retired: Vec::new() }),
+            harvest: WriterLock::new(()),
             _alloc: config.allocator,
         })
     }
@@ -169,9 +170,10 @@ impl Space {
         self.raw.as_ptr()
     }
 
-    fn w(&self, what: &str) -> MutexGuard<'_, Writer> {
+    #[track_caller]
+    fn w(&self, what: &str) -> WriterGuard<'_, Writer> {
         assert_registered(what);
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        self.writer.lock(what)
     }
 
     // ---- memslot changes ------------------------------------------------
@@ -453,7 +455,7 @@ impl std::fmt::Debug for Space {
 /// checked for form when recorded and against the layout at commit.
 pub struct Batch<'s> {
     space: &'s Space,
-    _w: MutexGuard<'s, Writer>,
+    _w: WriterGuard<'s, Writer>,
     open: bool,
 }
 
@@ -632,7 +634,7 @@ impl<'a> Slot<'a> {
         }
         let mut ctx = Ctx { f: &mut f, panic: None };
         let rc = {
-            let _h = self.space.harvest.lock().unwrap_or_else(|e| e.into_inner());
+            let _h = self.space.harvest.lock("Slot::harvest_dirty");
             // SAFETY: slot from this read section; one harvester (the lock);
             // ctx outlives the call.
             unsafe { sys::gm_space_dirty_harvest(self.space.p(), self.raw, Some(tramp), &mut ctx as *mut Ctx as *mut c_void) }

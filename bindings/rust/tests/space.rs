@@ -328,3 +328,13 @@ fn drop_on_an_unregistered_thread_and_try_register() {
     rcu.synchronize();
     rcu.barrier();
 }
+
+#[test]
+#[should_panic(expected = "already holds the lock")]
+fn a_writer_call_inside_an_open_batch_panics_instead_of_deadlocking() {
+    let _rcu = RcuThread::register();
+    let s = Space::new().unwrap();
+    let mut b = s.batch();
+    b.add(0, 0, 16, 0x1000_0000, SlotFlags::NONE).unwrap();
+    let _ = s.slot_add(1, 16, 16, 0x2000_0000, SlotFlags::NONE);
+}
