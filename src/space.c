@@ -2355,6 +2355,374 @@ long gm_space_dirty_harvest(struct gm_space *s, const struct gm_space_slot *p,
 	return r.total;
 }
 
+/* ==== VMM additions (gmvm, issue 16): bulk dirty import, ranged harvest that
+ * can stop midway, restore, and slot iteration in gfn order. All of them
+ * follow mark_dirty's protocol (word, then summary, then top), so they run
+ * beside any number of markers; a harvester here counts as the slot's one
+ * harvester. ==================================================================== */
+
+/* The chunk of chunk index ci, allocated (and CAS-installed, empty) when
+ * missing. NULL on -ENOMEM. Installing an empty chunk does not change which
+ * frames are dirty. */
+static struct dchunk *dchunk_get(struct gm_space *s, struct slot *sl, uint64_t ci)
+{
+	struct dchunk *c = atomic_load_explicit(&sl->chunks[ci], memory_order_acquire);
+	if (GM_LIKELY(c))
+		return c;
+	struct dchunk *fresh = zalloc(s, sizeof(*fresh));
+	if (!fresh)
+		return NULL;
+	if (atomic_compare_exchange_strong_explicit(&sl->chunks[ci], &c, fresh,
+						    memory_order_acq_rel,
+						    memory_order_acquire)) {
+		atomic_fetch_add(&s->dirty_bytes, sizeof(*fresh));
+		return fresh;
+	}
+	gm_alloc_release(s->alloc, fresh, sizeof(*fresh));
+	return c;
+}
+
+/* ORs bits into the log word holding slot offset word_off * 64 (its chunk
+ * exists), then its summary and top bits, as mark_dirty does. */
+static void dword_or(struct slot *sl, uint64_t word_off, uint64_t bits)
+{
+	if (!bits)
+		return;
+	uint64_t ci = word_off >> (DC_SHIFT - 6);
+	struct dchunk *c = atomic_load_explicit(&sl->chunks[ci], memory_order_acquire);
+	unsigned wi = (unsigned)word_off & (DC_WORDS - 1);
+	if (atomic_fetch_or(&c->w[wi], bits))
+		return;
+	uint64_t sbit = 1ull << (wi & 63);
+	if (atomic_fetch_or(&c->sum[wi >> 6], sbit) & sbit)
+		return;
+	atomic_fetch_or(&sl->top[ci >> 6], 1ull << (ci & 63));
+}
+
+/* Checks the common arguments; *off gets first_gfn's slot offset. The range
+ * [first_gfn, first_gfn + count - 1] must lie in the slot (count >= 1). */
+static int dirty_range_args(struct gm_space *s, const struct gm_space_slot *p,
+			    uint64_t first_gfn, uint64_t count, uint64_t *off)
+{
+	if (!s || !p)
+		return -EINVAL;
+	if (!((const struct slot *)p)->nchunks)
+		return -ENOENT;
+	uint64_t o = first_gfn - p->base_gfn;
+	if (first_gfn < p->base_gfn || o >= p->npages || count > p->npages - o)
+		return -EINVAL;
+	*off = o;
+	return 0;
+}
+
+/* Bits [at, at + 64) of a bitmap of nbits bits (zeros past nbits). */
+static uint64_t bitmap_window(const uint64_t *bm, uint64_t nbits, uint64_t at)
+{
+	uint64_t wi = at >> 6, sh = at & 63;
+	uint64_t v = bm[wi] >> sh;
+	if (sh && (wi + 1) * 64 < nbits)
+		v |= bm[wi + 1] << (64 - sh);
+	if (nbits - at < 64)
+		v &= (1ull << (nbits - at)) - 1;
+	return v;
+}
+
+/* The 64 bitmap bits that land in log word w (slot offsets w*64 ..
+ * w*64+63) when bit 0 lands at slot offset off. */
+static uint64_t bitmap_for_word(const uint64_t *bm, uint64_t nbits, uint64_t off,
+				uint64_t w)
+{
+	uint64_t lo = w * 64;
+	if (lo >= off)
+		return lo - off < nbits ? bitmap_window(bm, nbits, lo - off) : 0;
+	uint64_t sh = off - lo; /* 1..63: the word's first sh bits precede the bitmap */
+	return bitmap_window(bm, nbits, 0) << sh;
+}
+
+int gm_space_dirty_import(struct gm_space *s, const struct gm_space_slot *p,
+			  uint64_t first_gfn, const uint64_t *bitmap, uint64_t nbits)
+{
+	uint64_t off;
+	if (!bitmap)
+		return -EINVAL;
+	if (!nbits)
+		return s && p ? (((const struct slot *)p)->nchunks ? 0 : -ENOENT) : -EINVAL;
+	int rc = dirty_range_args(s, p, first_gfn, nbits, &off);
+	if (rc)
+		return rc;
+	struct slot *sl = (struct slot *)p;
+	uint64_t w_first = off >> 6, w_last = (off + nbits - 1) >> 6;
+	/* pass 1: every chunk that receives a bit exists (or -ENOMEM with no
+	 * frame marked); pass 2 cannot fail */
+	for (uint64_t w = w_first; w <= w_last; w++)
+		if (bitmap_for_word(bitmap, nbits, off, w) &&
+		    !dchunk_get(s, sl, w >> (DC_SHIFT - 6)))
+			return -ENOMEM;
+	for (uint64_t w = w_first; w <= w_last; w++)
+		dword_or(sl, w, bitmap_for_word(bitmap, nbits, off, w));
+	return 0;
+}
+
+int gm_space_dirty_import_gfns(struct gm_space *s, const struct gm_space_slot *p,
+			       const uint64_t *gfns, size_t n)
+{
+	uint64_t off;
+	if (!s || !p || !gfns)
+		return -EINVAL;
+	if (!((const struct slot *)p)->nchunks)
+		return -ENOENT;
+	struct slot *sl = (struct slot *)p;
+	for (size_t i = 0; i < n; i++) {
+		int rc = dirty_range_args(s, p, gfns[i], 1, &off);
+		if (rc)
+			return rc;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!dchunk_get(s, sl, (gfns[i] - p->base_gfn) >> DC_SHIFT))
+			return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		off = gfns[i] - p->base_gfn;
+		dword_or(sl, off >> 6, 1ull << (off & 63));
+	}
+	return 0;
+}
+
+int gm_space_dirty_restore(struct gm_space *s, const struct gm_space_slot *p,
+			   uint64_t first_gfn, uint64_t count)
+{
+	uint64_t off;
+	if (!count)
+		return s && p ? (((const struct slot *)p)->nchunks ? 0 : -ENOENT) : -EINVAL;
+	int rc = dirty_range_args(s, p, first_gfn, count, &off);
+	if (rc)
+		return rc;
+	struct slot *sl = (struct slot *)p;
+	uint64_t last = off + count - 1;
+	for (uint64_t ci = off >> DC_SHIFT; ci <= last >> DC_SHIFT; ci++)
+		if (!dchunk_get(s, sl, ci))
+			return -ENOMEM;
+	for (uint64_t w = off >> 6; w <= last >> 6; w++) {
+		uint64_t lo = w * 64 < off ? off - w * 64 : 0;
+		uint64_t hi = w * 64 + 63 > last ? last - w * 64 : 63;
+		uint64_t bits = (hi == 63 ? ~0ull : (1ull << (hi + 1)) - 1) & (~0ull << lo);
+		dword_or(sl, w, bits);
+	}
+	return 0;
+}
+
+/* A ranged harvest in progress: the pending run (taken from the log, not
+ * yet delivered), what was delivered, and the first error. */
+struct rrun {
+	int (*fn)(void *ctx, uint64_t first_gfn, uint64_t count);
+	void *ctx;
+	struct slot *sl;
+	uint64_t first, count; /* pending run, slot offsets */
+	long delivered;
+	int err;
+};
+
+/* Puts slot offsets [first, first + count) back into the log. */
+static void rrun_put_back(struct slot *sl, uint64_t first, uint64_t count)
+{
+	uint64_t last = first + count - 1;
+	for (uint64_t w = first >> 6; w <= last >> 6; w++) {
+		uint64_t lo = w * 64 < first ? first - w * 64 : 0;
+		uint64_t hi = w * 64 + 63 > last ? last - w * 64 : 63;
+		dword_or(sl, w, (hi == 63 ? ~0ull : (1ull << (hi + 1)) - 1) & (~0ull << lo));
+	}
+}
+
+/* Delivers the pending run; on an error from fn it is put back. */
+static void rrun_flush(struct rrun *r)
+{
+	if (!r->count || r->err)
+		return;
+	int rc = r->fn(r->ctx, r->sl->pub.base_gfn + r->first, r->count);
+	if (rc < 0) {
+		r->err = rc;
+		rrun_put_back(r->sl, r->first, r->count);
+	} else {
+		r->delivered += (long)r->count;
+	}
+	r->count = 0;
+}
+
+/* Adds bits taken from log word w to the runs; after an error, puts them
+ * back instead. */
+static void rrun_take_word(struct rrun *r, uint64_t w, uint64_t bits)
+{
+	if (r->err) {
+		dword_or(r->sl, w, bits);
+		return;
+	}
+	while (bits) {
+		unsigned b = (unsigned)__builtin_ctzll(bits);
+		uint64_t rest = ~(bits >> b);
+		unsigned ones = rest ? (unsigned)__builtin_ctzll(rest) : 64 - b;
+		uint64_t first = w * 64 + b;
+		if (r->count && r->first + r->count == first) {
+			r->count += ones;
+		} else {
+			rrun_flush(r);
+			if (r->err) { /* this word's untaken-by-fn bits go back */
+				dword_or(r->sl, w, bits);
+				return;
+			}
+			r->first = first;
+			r->count = ones;
+		}
+		bits = ones + b >= 64 ? 0 : bits & ~(((1ull << ones) - 1) << b);
+	}
+}
+
+/* Takes the bits of mask from word wi of chunk c (clearing its summary bit
+ * first, and setting it again if bits outside mask remain: a marker that
+ * finds the word non-zero skips the summary). */
+static uint64_t dword_take(struct dchunk *c, unsigned wi, uint64_t mask)
+{
+	uint64_t sbit = 1ull << (wi & 63);
+	atomic_fetch_and(&c->sum[wi >> 6], ~sbit);
+	uint64_t old = atomic_fetch_and(&c->w[wi], ~mask);
+	if (old & ~mask)
+		atomic_fetch_or(&c->sum[wi >> 6], sbit);
+	return old & mask;
+}
+
+/* Harvests slot offsets [lo, hi] of chunk ci. */
+static void rrun_chunk(struct rrun *r, uint64_t ci, uint64_t lo, uint64_t hi)
+{
+	struct slot *sl = r->sl;
+	struct dchunk *c = atomic_load_explicit(&sl->chunks[ci], memory_order_acquire);
+	if (!c)
+		return;
+	uint64_t cbase = ci << DC_SHIFT;
+	for (unsigned sw = (unsigned)((lo - cbase) >> 12); sw <= (hi - cbase) >> 12 && !r->err; sw++) {
+		uint64_t sm = atomic_load_explicit(&c->sum[sw], memory_order_acquire);
+		while (sm && !r->err) {
+			unsigned wi = sw * 64 + (unsigned)__builtin_ctzll(sm);
+			sm &= sm - 1;
+			uint64_t wlo = cbase + (uint64_t)wi * 64, whi = wlo + 63;
+			if (whi < lo || wlo > hi)
+				continue;
+			uint64_t a = wlo < lo ? lo - wlo : 0, b = whi > hi ? hi - wlo : 63;
+			uint64_t mask = (b == 63 ? ~0ull : (1ull << (b + 1)) - 1) & (~0ull << a);
+			rrun_take_word(r, cbase / 64 + wi, dword_take(c, wi, mask));
+		}
+	}
+	/* the top bit goes when no summary bit is left (cleared first, set
+	 * again if one is: a marker sets its summary bit, then the top) */
+	uint64_t tbit = 1ull << (ci & 63);
+	atomic_fetch_and(&sl->top[ci >> 6], ~tbit);
+	for (unsigned sw = 0; sw < DC_SUMS; sw++)
+		if (atomic_load(&c->sum[sw])) {
+			atomic_fetch_or(&sl->top[ci >> 6], tbit);
+			break;
+		}
+}
+
+long gm_space_dirty_harvest_range(struct gm_space *s, const struct gm_space_slot *p,
+				  uint64_t first_gfn, uint64_t last_gfn,
+				  int (*fn)(void *ctx, uint64_t first_gfn, uint64_t count),
+				  void *ctx)
+{
+	if (!s || !p || !fn || first_gfn > last_gfn)
+		return -EINVAL;
+	struct slot *sl = (struct slot *)p;
+	if (!sl->nchunks)
+		return -ENOENT;
+	uint64_t slast = slot_last_gfn(p);
+	if (last_gfn < p->base_gfn || first_gfn > slast)
+		return 0;
+	uint64_t lo = (first_gfn > p->base_gfn ? first_gfn : p->base_gfn) - p->base_gfn;
+	uint64_t hi = (last_gfn < slast ? last_gfn : slast) - p->base_gfn;
+	struct rrun r = {fn, ctx, sl, 0, 0, 0, 0};
+	uint64_t ci = lo >> DC_SHIFT, cl = hi >> DC_SHIFT;
+	while (ci <= cl && !r.err) {
+		uint64_t t = atomic_load_explicit(&sl->top[ci >> 6], memory_order_acquire) >> (ci & 63);
+		if (!t) { /* no chunk with bits until the next top word */
+			ci = (ci | 63) + 1;
+			continue;
+		}
+		ci += (uint64_t)__builtin_ctzll(t);
+		if (ci > cl)
+			break;
+		uint64_t clo = ci << DC_SHIFT, chi = clo + (1ull << DC_SHIFT) - 1;
+		rrun_chunk(&r, ci, clo > lo ? clo : lo, chi < hi ? chi : hi);
+		ci++;
+	}
+	rrun_flush(&r);
+	return r.err ? r.err : r.delivered;
+}
+
+/* The first slot of layout L whose range ends at or after gfn, or NULL;
+ * *ok false when the walk read a block being edited (retry). */
+static struct slot *gidx_first_ending_after(const struct gtop *t, uint64_t gfn, bool *ok)
+{
+	*ok = true;
+	if (!t || !t->n)
+		return NULL;
+	size_t i = gt_find(t, gfn);
+	for (i = i ? i - 1 : 0; i < t->n; i++) {
+		const struct gblk *b = gt_get(t, i);
+		uint64_t n = gb_n(b);
+		for (size_t j = 0; j < n; j++) {
+			if (gb_last(b, j) < gfn)
+				continue;
+			struct slot *sl = gb_slot(b, j);
+			if (!sl)
+				*ok = false;
+			return sl;
+		}
+	}
+	return NULL;
+}
+
+int gm_space_slot_iter_init(struct gm_space_slot_iter *it, struct gm_space *s,
+			    uint64_t first_gfn, uint64_t last_gfn)
+{
+	if (!it)
+		return -EINVAL;
+	memset(it, 0, sizeof(*it));
+	it->done = true;
+	if (!s || first_gfn > last_gfn)
+		return -EINVAL;
+	it->space = s;
+	it->next_gfn = first_gfn;
+	it->last_gfn = last_gfn;
+	it->done = false;
+	return 0;
+}
+
+int gm_space_slot_iter_next(struct gm_space_slot_iter *it,
+			    const struct gm_space_slot **out)
+{
+	if (!it || !out)
+		return -EINVAL;
+	if (it->done || !it->space)
+		return -ENOENT;
+	struct gm_space *s = it->space;
+	struct slot *sl;
+	uint64_t seq;
+	struct layout *L;
+	bool ok;
+	do {
+		L = view_enter(s, &seq);
+		sl = gidx_first_ending_after(L_gidx(L), it->next_gfn, &ok);
+	} while (!view_valid(L, seq) || !ok);
+	if (!sl || sl->pub.base_gfn > it->last_gfn) {
+		it->done = true;
+		return -ENOENT;
+	}
+	uint64_t last = slot_last_gfn(&sl->pub);
+	if (last >= it->last_gfn)
+		it->done = true;
+	else
+		it->next_gfn = last + 1;
+	*out = &sl->pub;
+	return 0;
+}
+/* ==== end of VMM additions ================================================= */
+
 /* ---- reverse maps --------------------------------------------------------------------- */
 
 struct gm_rmap_head *gm_space_rmap_head(struct gm_space *s, const struct gm_space_slot *p,

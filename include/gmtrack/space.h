@@ -322,6 +322,94 @@ GM_EXPORT long gm_space_dirty_harvest(struct gm_space *s,
 				      const struct gm_space_slot *slot,
 				      gm_space_dirty_fn fn, void *ctx);
 
+/* ==== VMM additions (gmvm, issue 16) ========================================
+ * What a VMM needs beside mark/harvest: KVM's bitmap and dirty-ring entries
+ * merged into the log in bulk, a harvest of a gfn sub-range that can stop
+ * midway and keep what it did not deliver, a way to put a run back, and the
+ * slots in gfn order. All return 0 (or a count) or a negative errno; NULL
+ * pointers are -EINVAL; ranges are inclusive. Locking as for
+ * gm_space_mark_dirty (imports, restore: any number of threads, beside
+ * markers) and gm_space_dirty_harvest (harvest_range: the slot's one
+ * harvester), the slot from a lookup in the same RCU read section (or the
+ * writer's own). */
+
+/*
+ * gm_space_dirty_import — ORs a KVM-style bitmap into slot's log: bit i of
+ * bitmap (bit i % 64 of bitmap[i / 64]) marks frame first_gfn + i. The
+ * range [first_gfn, first_gfn + nbits - 1] must lie in the slot. Works a
+ * word at a time (aligned or not): O(nbits / 64) plus one summary update
+ * per word that turns non-zero. nbits 0: nothing to do. -EINVAL (NULL, range
+ * outside the slot), -ENOENT (slot not logging), -ENOMEM (a 4 KiB chunk of
+ * the log could not be allocated: no frame marked; chunks installed before
+ * the failure stay, empty).
+ */
+GM_EXPORT int gm_space_dirty_import(struct gm_space *s,
+				    const struct gm_space_slot *slot,
+				    uint64_t first_gfn, const uint64_t *bitmap,
+				    uint64_t nbits);
+/*
+ * gm_space_dirty_import_gfns — marks each of gfns[0..n) dirty (dirty-ring
+ * entries, converted to gfns). All or nothing: every gfn is checked first
+ * (-EINVAL if one is outside the slot), then every chunk needed is
+ * allocated (-ENOMEM: nothing marked). O(n). -ENOENT: slot not logging.
+ */
+GM_EXPORT int gm_space_dirty_import_gfns(struct gm_space *s,
+					 const struct gm_space_slot *slot,
+					 const uint64_t *gfns, size_t n);
+/*
+ * gm_space_dirty_harvest_range — calls fn(ctx, first_gfn, count) for each
+ * run of dirty frames of slot within [first_gfn, last_gfn] (clipped to the
+ * slot), in ascending order. A run is taken from the log before fn sees it;
+ * when fn returns a negative errno the harvest stops, that run and every
+ * frame not yet delivered stay dirty (they are put back), and the call
+ * returns that errno. fn returning >= 0 accepts the run. Otherwise returns
+ * the number of frames delivered (0 if the range misses the slot). Cost:
+ * O(chunks of the range / 64 + dirty words of the range); frames outside
+ * the range are untouched. Marks concurrent with it are delivered by this
+ * harvest or a later one, never lost. Never allocates. -EINVAL (NULL,
+ * first_gfn > last_gfn), -ENOENT (slot not logging).
+ */
+GM_EXPORT long gm_space_dirty_harvest_range(struct gm_space *s,
+					    const struct gm_space_slot *slot,
+					    uint64_t first_gfn, uint64_t last_gfn,
+					    int (*fn)(void *ctx, uint64_t first_gfn,
+						      uint64_t count),
+					    void *ctx);
+/*
+ * gm_space_dirty_restore — marks [first_gfn, first_gfn + count - 1] dirty
+ * again (a send that failed after a harvest loses nothing). O(count / 64).
+ * count 0: nothing to do. -EINVAL (NULL, range outside the slot), -ENOENT
+ * (not logging), -ENOMEM (no frame marked).
+ */
+GM_EXPORT int gm_space_dirty_restore(struct gm_space *s,
+				     const struct gm_space_slot *slot,
+				     uint64_t first_gfn, uint64_t count);
+
+/* An iterator over the slots a gfn range touches, in gfn order. Caller-owned;
+ * no allocation; no cleanup. */
+struct gm_space_slot_iter {
+	struct gm_space *space;
+	uint64_t next_gfn, last_gfn;
+	bool done;
+};
+/*
+ * gm_space_slot_iter_init — starts an iteration over the slots that hold a
+ * frame of [first_gfn, last_gfn] ([0, UINT64_MAX]: all slots). O(1).
+ * -EINVAL (it or s NULL, first_gfn > last_gfn: the iterator is then empty).
+ * gm_space_slot_iter_next — the next such slot, in ascending gfn order:
+ * 0 and *out, or -ENOENT at the end (-EINVAL: NULL). O(log n) per call.
+ * Reader (under gm_rcu_read_lock(), *out valid until the unlock) or
+ * writer. Each call looks in the layout published at that moment, from the
+ * gfn after the previous slot's end: a slot never appears twice, and a
+ * slot that is in every layout the iteration sees is returned.
+ */
+GM_EXPORT int gm_space_slot_iter_init(struct gm_space_slot_iter *it,
+				      struct gm_space *s, uint64_t first_gfn,
+				      uint64_t last_gfn);
+GM_EXPORT int gm_space_slot_iter_next(struct gm_space_slot_iter *it,
+				      const struct gm_space_slot **out);
+/* ==== end of VMM additions ================================================ */
+
 /* ---- reverse maps -------------------------------------------------------- */
 /*
  * gm_space_rmap_head — the gm_rmap head of gfn in slot, allocating its
