@@ -1,9 +1,11 @@
 /*
  * tests/gmvm_kvm_test.c — gmvm's memory layer against the real KVM:
  *  - a differential on random slot changes: every change goes through
- *    gmvm_mem_apply (checks, KVM, gm_space) and, as the raw ioctl KVM
- *    would get, to a second VM; both must accept or both refuse, and
- *    gm_space must then hold exactly what the raw VM holds;
+ *    gmvm's checks alone (gmvm_mem_check: no KVM call), then
+ *    gmvm_mem_apply (checks, KVM, gm_space), and, as the raw ioctl KVM
+ *    would get, to a second VM; all three must accept or all refuse (so
+ *    gm_space never takes what KVM refuses, without relying on the
+ *    rollback), and gm_space must then hold exactly what the raw VM holds;
  *  - rollback: a batch KVM refuses after gmvm's checks passed (the gfn
  *    limit is faked past KVM's) leaves KVM and gm_space as they were.
  * Without a usable /dev/kvm: "skipped: <reason>", exit 77.
@@ -165,6 +167,12 @@ static void random_change(struct gm_rng *r, struct diff *d, uint64_t step)
 		break;
 	}
 	char err[300] = "";
+	/* gmvm's own checks (no KVM call) already give KVM's verdict */
+	int check_rc = gmvm_mem_check(&d->mem, &c, 1, err, sizeof(err));
+	CHECK_MSG((check_rc == 0) == (raw_rc == 0),
+		  "step %llu: change kind %d id %u gpa 0x%llx bytes 0x%llx hva 0x%llx flags %u: gmvm's checks %d (%s), KVM %d",
+		  (unsigned long long)step, c.kind, id, (unsigned long long)c.gpa,
+		  (unsigned long long)c.bytes, (unsigned long long)c.hva, c.flags, check_rc, err, raw_rc);
 	int rc = gmvm_mem_apply(&d->mem, &c, 1, err, sizeof(err));
 	CHECK_MSG((rc == 0) == (raw_rc == 0),
 		  "step %llu: change kind %d id %u gpa 0x%llx bytes 0x%llx hva 0x%llx flags %u: gmvm %d (%s), KVM %d",
