@@ -154,7 +154,7 @@ static int parse(int argc, char **argv, struct options *o)
 	int opt;
 	opterr = 0;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
 		const char *a = optarg, *name = argv[optind - 1];
 		switch (opt) {
 		case O_VCPUS:

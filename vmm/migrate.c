@@ -468,7 +468,10 @@ int gmvm_migrate_main(const struct gmvm_config *cfg, const struct gmvm_migrate_o
 		goto out;
 	if ((rc = gmvm_vm_create(src, cfg, false, err, sizeof(err))))
 		goto report;
-	if ((rc = gmvm_vm_create(dst, cfg, true, err, sizeof(err))))
+	struct gmvm_config dcfg = *cfg; /* the destination tracks nothing */
+	dcfg.dirty_log = false;
+	dcfg.ring_entries = 0;
+	if ((rc = gmvm_vm_create(dst, &dcfg, true, err, sizeof(err))))
 		goto report;
 	if (hotplug) {
 		if ((rc = gmvm_hotplug_start(hp, src, discard_on_dst, dst, err, sizeof(err))))
