@@ -139,7 +139,7 @@ static long random_op(struct gm_rng *r, struct gm_space *s,
 		return rc;
 	}
 	case 1: { /* ring entries */
-		uint64_t g[64];
+		uint64_t g[64] = {0};
 		size_t k = (size_t)gm_rng_below(r, 64);
 		for (size_t i = 0; i < k; i++)
 			g[i] = BASE + gm_rng_below(r, NP);
