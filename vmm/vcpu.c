@@ -293,11 +293,16 @@ struct gmvm_vcpu_state {
 	struct kvm_vcpu_events events;
 	struct kvm_mp_state mp;
 	struct kvm_debugregs debugregs;
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[MAX_MSRS];
-	} msrs;
+	struct kvm_msrs *msrs;           /* MAX_MSRS entries */
 };
+
+static struct kvm_msrs *msrs_new(unsigned n)
+{
+	struct kvm_msrs *m = calloc(1, sizeof(*m) + n * sizeof(struct kvm_msr_entry));
+	if (m)
+		m->nmsrs = n;
+	return m;
+}
 
 struct gmvm_vcpu_state *gmvm_vcpu_state_new(void)
 {
@@ -306,8 +311,9 @@ struct gmvm_vcpu_state *gmvm_vcpu_state_new(void)
 		return NULL;
 	st->xsave_bytes = 16384;
 	st->xsave = calloc(1, st->xsave_bytes);
-	if (!st->xsave) {
-		free(st);
+	st->msrs = msrs_new(MAX_MSRS);
+	if (!st->xsave || !st->msrs) {
+		gmvm_vcpu_state_free(st);
 		return NULL;
 	}
 	return st;
@@ -315,30 +321,39 @@ struct gmvm_vcpu_state *gmvm_vcpu_state_new(void)
 
 void gmvm_vcpu_state_free(struct gmvm_vcpu_state *st)
 {
-	if (st)
+	if (st) {
 		free(st->xsave);
+		free(st->msrs);
+	}
 	free(st);
 }
 
 /* The MSRs KVM lists that this vCPU can read (each tried once). */
 static int msr_list(struct gmvm_vcpu *v, uint32_t *idx, unsigned max)
 {
-	struct {
-		struct kvm_msr_list hdr;
-		uint32_t i[1024];
-	} list = {.hdr.nmsrs = 1024};
-	if (ioctl(v->vm->kvm.kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0)
-		return -errno;
-	unsigned n = 0;
-	for (unsigned i = 0; i < list.hdr.nmsrs && n < max; i++) {
-		struct {
-			struct kvm_msrs hdr;
-			struct kvm_msr_entry e;
-		} one = {.hdr.nmsrs = 1, .e.index = list.i[i]};
-		if (ioctl(v->k.fd, KVM_GET_MSRS, &one) == 1)
-			idx[n++] = list.i[i];
+	enum { N = 1024 };
+	struct kvm_msr_list *list = calloc(1, sizeof(*list) + N * sizeof(uint32_t));
+	struct kvm_msrs *one = msrs_new(1);
+	int n = 0;
+	if (!list || !one) {
+		n = -ENOMEM;
+		goto out;
 	}
-	return (int)n;
+	list->nmsrs = N;
+	if (ioctl(v->vm->kvm.kvm_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
+		n = -errno;
+		goto out;
+	}
+	for (unsigned i = 0; i < list->nmsrs && (unsigned)n < max; i++) {
+		one->nmsrs = 1;
+		one->entries[0] = (struct kvm_msr_entry){.index = list->indices[i]};
+		if (ioctl(v->k.fd, KVM_GET_MSRS, one) == 1)
+			idx[n++] = list->indices[i];
+	}
+out:
+	free(list);
+	free(one);
+	return n;
 }
 
 #define GET(req, field, name)                                                              \
@@ -369,10 +384,10 @@ int gmvm_vcpu_save(struct gmvm_vcpu *v, struct gmvm_vcpu_state *st, char *err, s
 		snprintf(err, errlen, "vCPU %u: KVM_GET_MSR_INDEX_LIST: %s", v->index, strerror(-n));
 		return n;
 	}
-	st->msrs.hdr.nmsrs = (uint32_t)n;
+	st->msrs->nmsrs = (uint32_t)n;
 	for (int i = 0; i < n; i++)
-		st->msrs.e[i] = (struct kvm_msr_entry){.index = idx[i]};
-	int got = ioctl(v->k.fd, KVM_GET_MSRS, &st->msrs);
+		st->msrs->entries[i] = (struct kvm_msr_entry){.index = idx[i]};
+	int got = ioctl(v->k.fd, KVM_GET_MSRS, st->msrs);
 	if (got != n) {
 		snprintf(err, errlen, "vCPU %u: KVM_GET_MSRS read %d of %d MSRs", v->index, got, n);
 		return -EIO;
@@ -396,29 +411,32 @@ int gmvm_vcpu_load(struct gmvm_vcpu *v, const struct gmvm_vcpu_state *st, char *
 	SET(KVM_SET_XSAVE, st->xsave, "KVM_SET_XSAVE");
 	SET(KVM_SET_XCRS, &st->xcrs, "KVM_SET_XCRS");
 	/* MSRs one by one past any KVM refuses, which are reported */
-	uint32_t n = st->msrs.hdr.nmsrs, done = 0;
+	uint32_t n = st->msrs->nmsrs, done = 0;
+	struct kvm_msrs *m = msrs_new(MAX_MSRS);
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	while (done < n) {
-		struct {
-			struct kvm_msrs hdr;
-			struct kvm_msr_entry e[MAX_MSRS];
-		} m;
-		m.hdr.nmsrs = n - done;
-		m.hdr.pad = 0;
-		memcpy(m.e, st->msrs.e + done, (n - done) * sizeof(m.e[0]));
-		int set = ioctl(v->k.fd, KVM_SET_MSRS, &m);
+		m->nmsrs = n - done;
+		memcpy(m->entries, st->msrs->entries + done, (n - done) * sizeof(m->entries[0]));
+		int set = ioctl(v->k.fd, KVM_SET_MSRS, m);
 		if (set < 0) {
+			int rc = -errno;
 			snprintf(err, errlen, "vCPU %u: KVM_SET_MSRS: %s", v->index, strerror(errno));
-			return -errno;
+			free(m);
+			return rc;
 		}
 		done += (uint32_t)set;
 		if (done < n) {
 			if (v->vm->cfg.verbose)
 				fprintf(stderr, "gmvm: vCPU %u: KVM refused MSR 0x%x = 0x%llx (skipped)\n",
-					v->index, st->msrs.e[done].index,
-					(unsigned long long)st->msrs.e[done].data);
+					v->index, st->msrs->entries[done].index,
+					(unsigned long long)st->msrs->entries[done].data);
 			done++;
 		}
 	}
+	free(m);
 	SET(KVM_SET_LAPIC, &st->lapic, "KVM_SET_LAPIC");
 	SET(KVM_SET_MP_STATE, &st->mp, "KVM_SET_MP_STATE");
 	SET(KVM_SET_VCPU_EVENTS, &st->events, "KVM_SET_VCPU_EVENTS");

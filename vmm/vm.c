@@ -218,15 +218,18 @@ static int setup_vcpu_regs(struct gmvm_vcpu *v, char *err, size_t errlen)
 
 static int setup_cpuid(struct gmvm_vm *vm, struct gmvm_vcpu *v, char *err, size_t errlen)
 {
-	struct {
-		struct kvm_cpuid2 hdr;
-		struct kvm_cpuid_entry2 e[256];
-	} cpuid = {.hdr.nent = 256};
-	if (ioctl(vm->kvm.kvm_fd, KVM_GET_SUPPORTED_CPUID, &cpuid) < 0)
-		return fail(err, errlen, -errno, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
-	if (ioctl(v->k.fd, KVM_SET_CPUID2, &cpuid) < 0)
-		return fail(err, errlen, -errno, "KVM_SET_CPUID2: %s", strerror(errno));
-	return 0;
+	enum { N = 256 };
+	struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) + N * sizeof(struct kvm_cpuid_entry2));
+	if (!cpuid)
+		return fail(err, errlen, -ENOMEM, "out of memory");
+	cpuid->nent = N;
+	int rc = 0;
+	if (ioctl(vm->kvm.kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0)
+		rc = fail(err, errlen, -errno, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+	else if (ioctl(v->k.fd, KVM_SET_CPUID2, cpuid) < 0)
+		rc = fail(err, errlen, -errno, "KVM_SET_CPUID2: %s", strerror(errno));
+	free(cpuid);
+	return rc;
 }
 
 /* ---- memory ------------------------------------------------------------------ */
