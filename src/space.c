@@ -2453,11 +2453,26 @@ int gm_space_dirty_import(struct gm_space *s, const struct gm_space_slot *p,
 	struct slot *sl = (struct slot *)p;
 	uint64_t w_first = off >> 6, w_last = (off + nbits - 1) >> 6;
 	/* pass 1: every chunk that receives a bit exists (or -ENOMEM with no
-	 * frame marked); pass 2 cannot fail */
-	for (uint64_t w = w_first; w <= w_last; w++)
-		if (bitmap_for_word(bitmap, nbits, off, w) &&
-		    !dchunk_get(s, sl, w >> (DC_SHIFT - 6)))
+	 * frame marked); chunks already there are not scanned. Pass 2 cannot
+	 * fail. */
+	for (uint64_t w = w_first; w <= w_last; w++) {
+		uint64_t ci = w >> (DC_SHIFT - 6);
+		if (atomic_load_explicit(&sl->chunks[ci], memory_order_relaxed)) {
+			w = ((ci + 1) << (DC_SHIFT - 6)) - 1; /* the chunk's last word */
+			continue;
+		}
+		if (bitmap_for_word(bitmap, nbits, off, w) && !dchunk_get(s, sl, ci))
 			return -ENOMEM;
+	}
+	if (!(off & 63)) { /* KVM's case: bitmap words are log words */
+		uint64_t full = nbits / 64;
+		for (uint64_t i = 0; i < full; i++)
+			if (bitmap[i])
+				dword_or(sl, w_first + i, bitmap[i]);
+		if (nbits & 63)
+			dword_or(sl, w_first + full, bitmap[full] & ((1ull << (nbits & 63)) - 1));
+		return 0;
+	}
 	for (uint64_t w = w_first; w <= w_last; w++)
 		dword_or(sl, w, bitmap_for_word(bitmap, nbits, off, w));
 	return 0;
