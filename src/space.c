@@ -2439,6 +2439,48 @@ static uint64_t bitmap_for_word(const uint64_t *bm, uint64_t nbits, uint64_t off
 	return bitmap_window(bm, nbits, 0) << sh;
 }
 
+/* gm_space_dirty_import when bit 0 lands on a log word's bit 0 (KVM's
+ * bitmaps: slot-relative, word-aligned). One scan of the bitmap, skipping
+ * four zero words at a time, allocates the chunks the non-zero words need
+ * (-ENOMEM before any mark) and notes where they are; the marks then visit
+ * only those words (or scan again if there were too many to note). */
+static int import_aligned(struct gm_space *s, struct slot *sl, uint64_t w_first,
+			  const uint64_t *bitmap, uint64_t nbits)
+{
+	enum { NOTES = 2048 };
+	uint32_t at[NOTES];
+	size_t k = 0;
+	bool all_noted = nbits / 64 <= UINT32_MAX;
+	uint64_t full = nbits / 64, tail = nbits & 63, words = full + (tail != 0);
+	uint64_t last_mask = tail ? (1ull << tail) - 1 : ~0ull;
+	for (uint64_t i = 0; i < words;) {
+		if (i + 4 <= full && !(bitmap[i] | bitmap[i + 1] | bitmap[i + 2] | bitmap[i + 3])) {
+			i += 4;
+			continue;
+		}
+		uint64_t v = i + 1 == words ? bitmap[i] & last_mask : bitmap[i];
+		if (v) {
+			if (!dchunk_get(s, sl, (w_first + i) >> (DC_SHIFT - 6)))
+				return -ENOMEM;
+			if (k < NOTES)
+				at[k++] = (uint32_t)i;
+			else
+				all_noted = false;
+		}
+		i++;
+	}
+	if (all_noted) {
+		for (size_t j = 0; j < k; j++) {
+			uint64_t i = at[j];
+			dword_or(sl, w_first + i, i + 1 == words ? bitmap[i] & last_mask : bitmap[i]);
+		}
+		return 0;
+	}
+	for (uint64_t i = 0; i < words; i++)
+		dword_or(sl, w_first + i, i + 1 == words ? bitmap[i] & last_mask : bitmap[i]);
+	return 0;
+}
+
 int gm_space_dirty_import(struct gm_space *s, const struct gm_space_slot *p,
 			  uint64_t first_gfn, const uint64_t *bitmap, uint64_t nbits)
 {
@@ -2452,6 +2494,8 @@ int gm_space_dirty_import(struct gm_space *s, const struct gm_space_slot *p,
 		return rc;
 	struct slot *sl = (struct slot *)p;
 	uint64_t w_first = off >> 6, w_last = (off + nbits - 1) >> 6;
+	if (!(off & 63))
+		return import_aligned(s, sl, w_first, bitmap, nbits);
 	/* pass 1: every chunk that receives a bit exists (or -ENOMEM with no
 	 * frame marked); chunks already there are not scanned. Pass 2 cannot
 	 * fail. */
@@ -2463,15 +2507,6 @@ int gm_space_dirty_import(struct gm_space *s, const struct gm_space_slot *p,
 		}
 		if (bitmap_for_word(bitmap, nbits, off, w) && !dchunk_get(s, sl, ci))
 			return -ENOMEM;
-	}
-	if (!(off & 63)) { /* KVM's case: bitmap words are log words */
-		uint64_t full = nbits / 64;
-		for (uint64_t i = 0; i < full; i++)
-			if (bitmap[i])
-				dword_or(sl, w_first + i, bitmap[i]);
-		if (nbits & 63)
-			dword_or(sl, w_first + full, bitmap[full] & ((1ull << (nbits & 63)) - 1));
-		return 0;
 	}
 	for (uint64_t w = w_first; w <= w_last; w++)
 		dword_or(sl, w, bitmap_for_word(bitmap, nbits, off, w));
@@ -2603,6 +2638,27 @@ static uint64_t dword_take(struct dchunk *c, unsigned wi, uint64_t mask)
 	return old & mask;
 }
 
+/* A whole chunk in the range: the plain harvest's protocol (summary word
+ * exchanged, then each word it names); after an error, the summary bits of
+ * the words not taken go back. */
+static void rrun_chunk_whole(struct rrun *r, struct dchunk *c, uint64_t cbase)
+{
+	for (unsigned sw = 0; sw < DC_SUMS && !r->err; sw++) {
+		if (!atomic_load_explicit(&c->sum[sw], memory_order_relaxed))
+			continue;
+		uint64_t sm = atomic_exchange(&c->sum[sw], 0);
+		while (sm) {
+			if (r->err) {
+				atomic_fetch_or(&c->sum[sw], sm);
+				break;
+			}
+			unsigned wi = sw * 64 + (unsigned)__builtin_ctzll(sm);
+			sm &= sm - 1;
+			rrun_take_word(r, cbase / 64 + wi, atomic_exchange(&c->w[wi], 0));
+		}
+	}
+}
+
 /* Harvests slot offsets [lo, hi] of chunk ci. */
 static void rrun_chunk(struct rrun *r, uint64_t ci, uint64_t lo, uint64_t hi)
 {
@@ -2610,8 +2666,12 @@ static void rrun_chunk(struct rrun *r, uint64_t ci, uint64_t lo, uint64_t hi)
 	struct dchunk *c = atomic_load_explicit(&sl->chunks[ci], memory_order_acquire);
 	if (!c)
 		return;
-	uint64_t cbase = ci << DC_SHIFT;
-	for (unsigned sw = (unsigned)((lo - cbase) >> 12); sw <= (hi - cbase) >> 12 && !r->err; sw++) {
+	uint64_t cbase = ci << DC_SHIFT, cend = cbase + (1ull << DC_SHIFT) - 1;
+	if (lo == cbase && (hi >= cend || hi == sl->pub.npages - 1))
+		rrun_chunk_whole(r, c, cbase);
+	for (unsigned sw = (unsigned)((lo - cbase) >> 12);
+	     !(lo == cbase && (hi >= cend || hi == sl->pub.npages - 1)) && sw <= (hi - cbase) >> 12 && !r->err;
+	     sw++) {
 		uint64_t sm = atomic_load_explicit(&c->sum[sw], memory_order_acquire);
 		while (sm && !r->err) {
 			unsigned wi = sw * 64 + (unsigned)__builtin_ctzll(sm);

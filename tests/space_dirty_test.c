@@ -129,7 +129,11 @@ static long random_op(struct gm_rng *r, struct gm_space *s,
 		b = a + gm_rng_below(r, b - a < 200 ? b - a + 1 : 200);
 	uint64_t n = b - a + 1;
 	switch (gm_rng_below(r, 6)) {
-	case 0: { /* bitmap import */
+	case 0: { /* bitmap import (often word-aligned, as KVM's are) */
+		if (gm_rng_chance(r, 1, 2)) {
+			a &= ~63ull;
+			n = b - a + 1;
+		}
 		random_bitmap(r, bm, n);
 		int rc = gm_space_dirty_import(s, slot, BASE + a, bm, n);
 		if (rc == 0)

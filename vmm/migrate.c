@@ -7,10 +7,12 @@
  *      of its id moved: a new gm_space slot object, whose log starts
  *      empty) is marked dirty whole, so it is sent whole;
  *   2. KVM's dirty state goes into gm_space (vmm/dirty.c);
- *   3. each slot's log is harvested with gm_space_dirty_harvest_range,
- *      each run copied to the destination's memory (found through the
- *      destination's gm_space); a send that fails stops the harvest with
- *      the run still dirty, and the slot is harvested again.
+ *   3. each slot's log is harvested with gm_space_dirty_harvest_range
+ *      into a batch of runs (a full batch stops the harvest midway, the
+ *      rest stays dirty), then each run is copied to the destination's
+ *      memory (found through the destination's gm_space); a send that
+ *      fails puts its run back with gm_space_dirty_restore, and the slot
+ *      is harvested again.
  * Pages never written are zero on both sides (slots log from creation,
  * host writes are marked too), so the first round sends only what was
  * written. Then: pause, a last round, the byte-for-byte comparison of all
@@ -189,29 +191,42 @@ static int sync_layout(struct mig *m)
 
 /* ---- sending ---------------------------------------------------------------- */
 
-struct send_ctx {
-	struct mig *m;
-	const struct gm_space_slot *slot;
+/* A harvest fills a batch of runs (stopping midway, the rest still dirty,
+ * when the batch is full); then the batch is sent. A send that fails puts
+ * its run back (gm_space_dirty_restore) and the slot is harvested again:
+ * no dirty page is lost. Only the harvest calls count as gm_space time. */
+#define BATCH_RUNS 1024
+
+struct batch {
+	uint64_t first[BATCH_RUNS], count[BATCH_RUNS];
+	unsigned n;
 };
 
-static int send_run(void *ctx, uint64_t first_gfn, uint64_t count)
+static int collect_run(void *ctx, uint64_t first_gfn, uint64_t count)
 {
-	struct send_ctx *c = ctx;
-	struct mig *m = c->m;
+	struct batch *b = ctx;
+	if (b->n == BATCH_RUNS)
+		return -ENOSPC; /* stays dirty: the next harvest starts here */
+	b->first[b->n] = first_gfn;
+	b->count[b->n++] = count;
+	return 0;
+}
+
+/* Sends one run; -EIO when the (test) failure hits this send. */
+static int send_run(struct mig *m, const struct gm_space_slot *sl, uint64_t first_gfn,
+		    uint64_t count)
+{
 	m->sends++;
 	if (m->fail_pending && m->sends == m->o->fail_send) {
 		m->fail_pending = false;
 		m->st->failed_sends++;
-		return -EIO; /* the "network" dropped this one: it stays dirty */
+		return -EIO; /* the "network" dropped this one */
 	}
-	uint64_t t0 = gmvm_now_ns();
 	uint64_t dhva;
 	if (gm_space_gfn_to_hva(m->dst->mem.space, &m->dst_cache, first_gfn, &dhva))
 		return -EFAULT;
-	const uint8_t *from = (const uint8_t *)(uintptr_t)(c->slot->hva +
-							   ((first_gfn - c->slot->base_gfn) << 12));
+	const uint8_t *from = (const uint8_t *)(uintptr_t)(sl->hva + ((first_gfn - sl->base_gfn) << 12));
 	memcpy((void *)(uintptr_t)dhva, from, count << 12);
-	m->rs->copy_ns += gmvm_now_ns() - t0;
 	m->rs->pages += count;
 	m->rs->runs++;
 	return 0;
@@ -219,19 +234,43 @@ static int send_run(void *ctx, uint64_t first_gfn, uint64_t count)
 
 static int send_slot(struct mig *m, const struct gm_space_slot *sl)
 {
-	struct send_ctx c = {m, sl};
-	for (int attempt = 0; attempt < 8; attempt++) {
-		uint64_t t0 = gmvm_now_ns(), copy0 = m->rs->copy_ns;
-		long n = gm_space_dirty_harvest_range(m->src->mem.space, sl, sl->base_gfn,
-						      sl->base_gfn + sl->npages - 1, send_run, &c);
-		m->rs->harvest_ns += gmvm_now_ns() - t0 - (m->rs->copy_ns - copy0);
-		if (n >= 0)
-			return 0;
-		if (n != -EIO)
-			return fail(m->err, m->errlen, (int)n, "sending slot %u: %s", sl->id,
+	static _Thread_local struct batch b;
+	uint64_t from = sl->base_gfn, last = sl->base_gfn + sl->npages - 1;
+	unsigned failures = 0;
+	for (;;) {
+		b.n = 0;
+		uint64_t t0 = gmvm_now_ns();
+		long n = gm_space_dirty_harvest_range(m->src->mem.space, sl, from, last, collect_run, &b);
+		uint64_t t1 = gmvm_now_ns();
+		m->rs->harvest_ns += t1 - t0;
+		if (n < 0 && n != -ENOSPC)
+			return fail(m->err, m->errlen, (int)n, "harvesting slot %u: %s", sl->id,
 				    strerror((int)-n));
+		bool failed = false;
+		for (unsigned i = 0; i < b.n; i++) {
+			int rc = send_run(m, sl, b.first[i], b.count[i]);
+			if (rc == -EIO) { /* put it back: the harvest below sends it again */
+				t0 = gmvm_now_ns();
+				rc = gm_space_dirty_restore(m->src->mem.space, sl, b.first[i], b.count[i]);
+				m->rs->harvest_ns += gmvm_now_ns() - t0;
+				failed = true;
+				if (++failures > 8)
+					return fail(m->err, m->errlen, -EIO, "sending slot %u failed 8 times",
+						    sl->id);
+			}
+			if (rc)
+				return fail(m->err, m->errlen, rc, "sending slot %u: %s", sl->id,
+					    strerror(-rc));
+		}
+		m->rs->copy_ns += gmvm_now_ns() - t1;
+		if (failed) {
+			from = sl->base_gfn; /* again from the start: the restored run */
+			continue;
+		}
+		if (n != -ENOSPC)
+			return 0;
+		from = b.first[b.n - 1] + b.count[b.n - 1]; /* after the last run taken */
 	}
-	return fail(m->err, m->errlen, -EIO, "sending slot %u failed 8 times", sl->id);
 }
 
 static int one_round(struct mig *m, struct gmvm_round_stats *rs, unsigned round)
