@@ -2530,10 +2530,23 @@ int gm_space_dirty_import_gfns(struct gm_space *s, const struct gm_space_slot *p
 	for (size_t i = 0; i < n; i++)
 		if (!dchunk_get(s, sl, (gfns[i] - p->base_gfn) >> DC_SHIFT))
 			return -ENOMEM;
+	/* bits of one word gathered before its one atomic OR (ring entries
+	 * of a hot set fall into few words): a small direct-mapped table */
+	enum { WAYS = 64 };
+	uint64_t key[WAYS], bits[WAYS];
+	memset(bits, 0, sizeof(bits));
 	for (size_t i = 0; i < n; i++) {
 		off = gfns[i] - p->base_gfn;
-		dword_or(sl, off >> 6, 1ull << (off & 63));
+		uint64_t w = off >> 6, b = 1ull << (off & 63);
+		unsigned h = (unsigned)(w & (WAYS - 1));
+		if (bits[h] && key[h] != w)
+			dword_or(sl, key[h], bits[h]), bits[h] = 0;
+		key[h] = w;
+		bits[h] |= b;
 	}
+	for (unsigned h = 0; h < WAYS; h++)
+		if (bits[h])
+			dword_or(sl, key[h], bits[h]);
 	return 0;
 }
 

@@ -105,55 +105,64 @@ static int sync_bitmap(struct gmvm_vm *vm, struct gmvm_dirty_stats *st, bool fla
 	return 0;
 }
 
-/* Imports the gfns of ring entries [from, to) (all of slot id) and hands
- * them back to KVM; entries of a slot that is gone, or offsets past a
- * slot that shrank (it is resent whole), are dropped. */
-static int ring_flush(struct gmvm_vm *vm, struct gmvm_vcpu *v, uint32_t id, uint32_t from,
-		      uint32_t to, uint64_t *gfns)
+/* Imports gfns[0..n) (all of slot id): 0, or the import's error. */
+static int ring_import(struct gmvm_vm *vm, uint32_t id, const uint64_t *gfns, size_t n,
+		       uint64_t *import_ns)
 {
-	size_t n = 0;
 	int rc = 0;
+	uint64_t t0 = gmvm_now_ns();
 	gm_rcu_read_lock();
 	const struct gm_space_slot *sl = gm_space_id_to_slot(vm->mem.space, id);
-	for (uint32_t i = from; sl && i != to; i++) {
-		uint64_t off = v->k.ring[i % v->k.ring_entries].offset;
-		if (off < sl->npages)
-			gfns[n++] = sl->base_gfn + off;
-	}
 	if (sl && n && (sl->flags & GM_SPACE_SLOT_DIRTY_LOG))
 		rc = gm_space_dirty_import_gfns(vm->mem.space, sl, gfns, n);
 	gm_rcu_read_unlock();
-	if (rc)
-		return rc;
-	for (uint32_t i = from; i != to; i++)
-		__atomic_store_n(&v->k.ring[i % v->k.ring_entries].flags, KVM_DIRTY_GFN_F_RESET,
-				 __ATOMIC_RELEASE);
-	return 0;
+	if (import_ns)
+		*import_ns += gmvm_now_ns() - t0;
+	return rc;
 }
 
-long gmvm_ring_collect(struct gmvm_vm *vm, struct gmvm_vcpu *v)
+/* Reads the vCPU's ring from where the last collect stopped: entries of
+ * one slot at a time become gfns (the slot's base from gm_space; an
+ * offset past a slot that shrank, or a slot that is gone, is dropped: such
+ * a slot is resent whole), go into gm_space, and only then are handed
+ * back to KVM (flag RESET). Returns the entries collected. */
+static long ring_collect(struct gmvm_vm *vm, struct gmvm_vcpu *v, uint64_t *import_ns)
 {
 	if (!v->k.ring)
 		return 0;
-	enum { BATCH = 512 };
+	enum { BATCH = 1024 };
 	uint64_t gfns[BATCH];
+	size_t n = 0;
 	long total = 0;
 	pthread_mutex_lock(&v->ring_lock);
 	uint32_t start = v->k.ring_next, i = start, cur = UINT32_MAX;
+	uint64_t base = 0, npages = 0;
 	for (;;) {
 		struct kvm_dirty_gfn *e = &v->k.ring[i % v->k.ring_entries];
 		uint32_t flags = __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
 		bool dirty = (flags & KVM_DIRTY_GFN_F_MASK) == KVM_DIRTY_GFN_F_DIRTY;
-		uint32_t id = dirty ? e->slot : UINT32_MAX;
-		if (i != start && (!dirty || id != cur || i - start == BATCH)) {
-			if (ring_flush(vm, v, cur, start, i, gfns))
+		if (i != start && (!dirty || e->slot != cur || i - start == BATCH)) {
+			if (ring_import(vm, cur, gfns, n, import_ns))
 				break; /* kept in the ring: the next collect retries */
+			for (uint32_t j = start; j != i; j++)
+				__atomic_store_n(&v->k.ring[j % v->k.ring_entries].flags,
+						 KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
 			total += i - start;
 			start = i;
+			n = 0;
 		}
 		if (!dirty)
 			break;
-		cur = id;
+		if (e->slot != cur) {
+			cur = e->slot;
+			gm_rcu_read_lock();
+			const struct gm_space_slot *sl = gm_space_id_to_slot(vm->mem.space, cur);
+			base = sl ? sl->base_gfn : 0;
+			npages = sl ? sl->npages : 0;
+			gm_rcu_read_unlock();
+		}
+		if (e->offset < npages)
+			gfns[n++] = base + e->offset;
 		i++;
 	}
 	v->k.ring_next = start;
@@ -161,19 +170,25 @@ long gmvm_ring_collect(struct gmvm_vm *vm, struct gmvm_vcpu *v)
 	return total;
 }
 
+long gmvm_ring_collect(struct gmvm_vm *vm, struct gmvm_vcpu *v)
+{
+	return ring_collect(vm, v, NULL);
+}
+
 static int sync_ring(struct gmvm_vm *vm, struct gmvm_dirty_stats *st, char *err, size_t errlen)
 {
-	uint64_t t0 = gmvm_now_ns();
+	uint64_t t0 = gmvm_now_ns(), imp = 0;
 	for (unsigned i = 0; i < vm->nvcpus; i++)
-		st->entries += (uint64_t)gmvm_ring_collect(vm, &vm->vcpu[i]);
+		st->entries += (uint64_t)ring_collect(vm, &vm->vcpu[i], &imp);
 	uint64_t t1 = gmvm_now_ns();
+	st->import_ns += imp;
 	int rc = ioctl(vm->kvm.vm_fd, KVM_RESET_DIRTY_RINGS, 0);
 	uint64_t t2 = gmvm_now_ns();
 	if (rc < 0) {
 		snprintf(err, errlen, "KVM_RESET_DIRTY_RINGS: %s", strerror(errno));
 		return -errno;
 	}
-	st->ring_ns += t1 - t0;
+	st->ring_ns += t1 - t0 - imp; /* reading and handing back entries */
 	st->kvm_ns += t2 - t1;
 	return 0;
 }

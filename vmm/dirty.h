@@ -16,7 +16,7 @@
 struct gmvm_dirty_stats {
 	uint64_t kvm_ns;      /* KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG, or ring reset */
 	uint64_t import_ns;   /* gm_space_dirty_import(_gfns) */
-	uint64_t ring_ns;     /* reading ring entries (ring mode) */
+	uint64_t ring_ns;     /* reading ring entries, flagging them RESET (not gm_space) */
 	uint64_t flat_ns;     /* the flat walk of the same bitmaps (if asked) */
 	uint64_t flat_pages;  /* pages the flat walk found */
 	uint64_t entries;     /* ring entries collected */
