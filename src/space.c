@@ -2522,14 +2522,15 @@ int gm_space_dirty_import_gfns(struct gm_space *s, const struct gm_space_slot *p
 	if (!((const struct slot *)p)->nchunks)
 		return -ENOENT;
 	struct slot *sl = (struct slot *)p;
+	/* one pass checks every gfn and gets its chunk (an empty chunk marks
+	 * nothing, so an error here still leaves every frame as it was) */
 	for (size_t i = 0; i < n; i++) {
-		int rc = dirty_range_args(s, p, gfns[i], 1, &off);
-		if (rc)
-			return rc;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (!dchunk_get(s, sl, (gfns[i] - p->base_gfn) >> DC_SHIFT))
+		off = gfns[i] - p->base_gfn;
+		if (off >= p->npages)
+			return -EINVAL;
+		if (!dchunk_get(s, sl, off >> DC_SHIFT))
 			return -ENOMEM;
+	}
 	/* bits of one word gathered before its one atomic OR (ring entries
 	 * of a hot set fall into few words): a small direct-mapped table */
 	enum { WAYS = 64 };

@@ -349,9 +349,10 @@ GM_EXPORT int gm_space_dirty_import(struct gm_space *s,
 				    uint64_t nbits);
 /*
  * gm_space_dirty_import_gfns — marks each of gfns[0..n) dirty (dirty-ring
- * entries, converted to gfns). All or nothing: every gfn is checked first
- * (-EINVAL if one is outside the slot), then every chunk needed is
- * allocated (-ENOMEM: nothing marked). O(n). -ENOENT: slot not logging.
+ * entries, converted to gfns). All or nothing: one pass checks every gfn
+ * (-EINVAL if one is outside the slot) and allocates the log chunks they
+ * need (-ENOMEM), before any frame is marked; then bits of one log word are
+ * gathered and ORed in at once. O(n). -ENOENT: slot not logging.
  */
 GM_EXPORT int gm_space_dirty_import_gfns(struct gm_space *s,
 					 const struct gm_space_slot *slot,
