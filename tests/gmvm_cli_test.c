@@ -199,7 +199,7 @@ GM_TEST(bad_options_exit_nonzero_with_a_message)
 		{{"--mem", "64M", "--slots", "3"}, "multiple of 4 KiB"},
 		{{"--sparse", "3M"}, "multiple of 2 MiB"},
 		{{"--sparse", "4T"}, "maps at most"},
-		{{"--workload", "nope"}, "seq, random or hot"},
+		{{"--workload", "nope"}, "seq, random, hot or fault"},
 		{{"--hot", "1G", "--workload", "hot"}, "at most the share"},
 		{{"--dirty", "log"}, "bitmap or ring"},
 		{{"--ring-entries", "100", "--dirty", "ring"}, "power of two"},
@@ -228,6 +228,8 @@ GM_TEST(bad_guest_layout_and_missing_device)
 		{{"--mem", "16M", "--slot", "0xfffffffff0000000:0x1000"}, "past KVM's last gfn"},
 		{{"--mem", "16M", "--slot", "0x80000000:0x1000", "--slot", "0x80000000:0x1000"}, "overlap"},
 		{{"--mem", "16M", "--no-testdev", "--timeout", "20"}, "exit port with status 3"},
+		/* an exit gmvm cannot handle: reason, RIP and the instruction's bytes */
+		{{"--mem", "16M", "--workload", "fault", "--timeout", "20"}, "instruction bytes: f4"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		expect_refused(cases[i].a, cases[i].needle);

@@ -63,6 +63,9 @@ round_loop:
 	je do_random
 	cmp $W_HOT, %rax
 	je do_random
+	cmp $W_FAULT, %rax
+	jne bad_workload
+	hlt                     /* #GP at CPL 3, no IDT: the VMM reports the exit */
 	jmp bad_workload
 round_next:
 	inc %r9

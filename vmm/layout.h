@@ -63,6 +63,7 @@
 #define W_SEQ 1
 #define W_RANDOM 2
 #define W_HOT 3
+#define W_FAULT 4 /* a privileged instruction at CPL 3: how gmvm reports an exit it cannot handle */
 
 /* test device bank registers (64-bit) */
 #define R_ID 0x00         /* read: GMVM_DEV_ID */

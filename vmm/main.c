@@ -29,7 +29,8 @@ static void usage(FILE *f)
 		"  --memfd              back RAM with a memfd (default: anonymous memory)\n"
 		"  --sparse SIZE        add a sparse (MAP_NORESERVE) slot; the workload runs in it\n"
 		"  --slot GPA:SIZE[:ro] add an extra memslot (checked like any other; up to 8)\n"
-		"  --workload W         seq | random | hot (default seq)\n"
+		"  --workload W         seq | random | hot (default seq); fault: the guest runs a\n"
+		"                       privileged instruction (shows how an exit is reported)\n"
 		"  --rounds N           rounds of writes (default 4)\n"
 		"  --writes N           writes per round, random and hot (default 4096)\n"
 		"  --hot SIZE           hot-set size per vCPU (default 1M)\n"
@@ -184,7 +185,8 @@ static int parse(int argc, char **argv, struct options *o)
 			if (!strcmp(a, "seq")) c->workload = W_SEQ;
 			else if (!strcmp(a, "random")) c->workload = W_RANDOM;
 			else if (!strcmp(a, "hot")) c->workload = W_HOT;
-			else return bad("--workload", a, "seq, random or hot");
+			else if (!strcmp(a, "fault")) c->workload = W_FAULT;
+			else return bad("--workload", a, "seq, random, hot or fault");
 			break;
 		case O_ROUNDS: if (parse_u64(a, &c->rounds)) return bad("--rounds", a, "not a number"); break;
 		case O_WRITES: if (parse_u64(a, &c->writes)) return bad("--writes", a, "not a number"); break;

@@ -98,7 +98,7 @@ int gmvm_config_check(const struct gmvm_config *c, char *err, size_t errlen)
 		return fail(err, errlen, -EINVAL,
 			    "guest memory up to gpa 0x%llx: the built-in guest maps at most %u GiB",
 			    (unsigned long long)mapped_top(c), GMVM_MAX_MAPPED_GIB);
-	if (c->workload < W_SEQ || c->workload > W_HOT)
+	if (c->workload < W_SEQ || c->workload > W_FAULT)
 		return fail(err, errlen, -EINVAL, "unknown workload %d", c->workload);
 	uint64_t stride = (work_bytes(c) / c->nvcpus) & ~4095ull;
 	uint64_t span = c->workload == W_HOT ? c->hot_bytes : (c->span ? c->span : stride);
