@@ -429,7 +429,9 @@ int gmvm_mem_apply(struct gmvm_mem *m, const struct gmvm_change *v, size_t n,
 		mark_leaving(m, &p, 0);
 		goto out;
 	}
+	uint64_t tc = now_ns();
 	rc = space_batch(m, v, n);
+	m->last_commit_ns = now_ns() - tc;
 	if (rc) {
 		kvm_undo_all(m, &p, p.n);
 		rc = fail(err, errlen, rc, "gm_space refused the batch: %s (KVM undone)",

@@ -57,6 +57,8 @@ struct gmvm_mem {
 	uint32_t *change_seq;
 	/* statistics of the last gmvm_mem_apply (ns) */
 	uint64_t last_kvm_ns, last_space_ns, last_check_ns;
+	uint64_t last_commit_ns;  /* of last_space_ns: the gm_space batch and commit
+				   * (the rest: the removal attributes) */
 };
 
 /* A range of host memory backing guest RAM. */
