@@ -74,6 +74,7 @@ struct mig {
 	struct gmvm_round_stats *rs;
 	unsigned round, sends;
 	bool fail_pending;
+	bool stopped;             /* the stop-and-copy round */
 	char *err;
 	size_t errlen;
 };
@@ -284,8 +285,10 @@ static int one_round(struct mig *m, struct gmvm_round_stats *rs, unsigned round)
 	pthread_mutex_lock(&m->src->mem.lock);
 	gm_rcu_read_lock();
 	int rc = sync_layout(m);
+	/* the flat walk is a measurement: not while the guest is stopped */
+	bool flat = m->o->flat_walk && !m->stopped;
 	if (!rc)
-		rc = gmvm_dirty_sync(m->src, &rs->d, m->o->flat_walk, m->err, m->errlen);
+		rc = gmvm_dirty_sync(m->src, &rs->d, flat, m->err, m->errlen);
 	struct gm_space_slot_iter it;
 	const struct gm_space_slot *sl;
 	gm_space_slot_iter_init(&it, m->src->mem.space, 0, UINT64_MAX);
@@ -433,6 +436,7 @@ int gmvm_migrate(struct gmvm_vm *src, struct gmvm_vm *dst, const struct gmvm_mig
 		o->quiesce(o->quiesce_ctx);
 	uint64_t tp = gmvm_now_ns();
 	gmvm_vm_pause(src);
+	m.stopped = true;
 	struct gmvm_round_stats *last = &st->round[st->rounds];
 	rc = one_round(&m, last, st->rounds);
 	st->pages_total += last->pages;
