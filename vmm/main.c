@@ -200,8 +200,9 @@ static int parse(int argc, char **argv, struct options *o)
 			else if (strcmp(a, "bitmap")) return bad("--dirty", a, "bitmap or ring");
 			break;
 		case O_RING:
-			if (parse_u64(a, &ring_entries) || ring_entries < 64 || ring_entries > (1u << 20))
-				return bad("--ring-entries", a, "64 to 1048576");
+			/* KVM: a ring of at least one page (256 entries), a power of two */
+			if (parse_u64(a, &ring_entries) || ring_entries < 256 || ring_entries > (1u << 20))
+				return bad("--ring-entries", a, "256 to 1048576");
 			break;
 		case O_NOMANUAL: c->no_manual_protect = true; break;
 		case O_MIGRATE: o->migrate = true; break;
