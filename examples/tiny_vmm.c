@@ -45,12 +45,13 @@ static void *vcpu(void *arg)
 }
 
 static uint64_t runs, frames;
-static void on_run(void *ctx, uint64_t first, uint64_t count)
+static int on_run(void *ctx, uint64_t first, uint64_t count)
 {
 	(void)ctx;
 	(void)first;
 	runs++;
 	frames += count;
+	return 0;
 }
 
 int main(void)
@@ -90,7 +91,7 @@ int main(void)
 	EXPECT(gm_space_gfn_to_hva(vm, NULL, 3 * GIB_PAGES, &hva) == -ENOENT); /* the hole */
 	EXPECT(gm_space_gfn_to_hva(vm, NULL, 8 * GIB_PAGES + 1, &hva) == 0 &&
 	       hva == RAM_HVA + (4ull << 30) + 4096);
-	long k = gm_space_dirty_harvest(vm, gm_space_id_to_slot(vm, 0), on_run, NULL);
+	long k = gm_space_dirty_harvest(vm, gm_space_id_to_slot(vm, 0), 0, UINT64_MAX, on_run, NULL);
 	gm_rcu_read_unlock();
 	printf("migration round: %ld dirty frames in %llu runs\n", k, (unsigned long long)runs);
 	EXPECT(k > 0 && (uint64_t)k == frames && k <= 400);

@@ -2316,67 +2316,505 @@ int gm_space_dirty_mark(struct gm_space *s, const struct gm_space_slot *p, uint6
 	return 0;
 }
 
-struct run {
+/* ---- dirty import, harvest, restore; slots in gfn order ------------------
+ * They follow dirty_mark's protocol (word, then summary, then top), so they
+ * run beside any number of markers; a harvest is the slot's one harvester. */
+
+/* The chunk of chunk index ci, allocated (and CAS-installed, empty) when
+ * missing. NULL on -ENOMEM. Installing an empty chunk does not change which
+ * frames are dirty. */
+static struct dchunk *dchunk_get(struct gm_space *s, struct slot *sl, uint64_t ci)
+{
+	struct dchunk *c = atomic_load_explicit(&sl->chunks[ci], memory_order_acquire);
+	if (GM_LIKELY(c))
+		return c;
+	struct dchunk *fresh = zalloc(s, sizeof(*fresh));
+	if (!fresh)
+		return NULL;
+	if (atomic_compare_exchange_strong_explicit(&sl->chunks[ci], &c, fresh,
+						    memory_order_acq_rel,
+						    memory_order_acquire)) {
+		atomic_fetch_add(&s->dirty_bytes, sizeof(*fresh));
+		return fresh;
+	}
+	gm_alloc_release(s->alloc, fresh, sizeof(*fresh));
+	return c;
+}
+
+/* ORs bits into the log word holding slot offset word_off * 64 (its chunk
+ * exists), then its summary and top bits, as mark_dirty does. */
+static void dword_or(struct slot *sl, uint64_t word_off, uint64_t bits)
+{
+	if (!bits)
+		return;
+	uint64_t ci = word_off >> (DC_SHIFT - 6);
+	struct dchunk *c = atomic_load_explicit(&sl->chunks[ci], memory_order_acquire);
+	unsigned wi = (unsigned)word_off & (DC_WORDS - 1);
+	if (atomic_fetch_or(&c->w[wi], bits))
+		return;
+	uint64_t sbit = 1ull << (wi & 63);
+	if (atomic_fetch_or(&c->sum[wi >> 6], sbit) & sbit)
+		return;
+	atomic_fetch_or(&sl->top[ci >> 6], 1ull << (ci & 63));
+}
+
+/* Checks the common arguments; *off gets first_gfn's slot offset. The range
+ * [first_gfn, first_gfn + count - 1] must lie in the slot (count >= 1). */
+static int dirty_range_args(struct gm_space *s, const struct gm_space_slot *p,
+			    uint64_t first_gfn, uint64_t count, uint64_t *off)
+{
+	if (!s || !p)
+		return -EINVAL;
+	if (!((const struct slot *)p)->nchunks)
+		return -ENOENT;
+	uint64_t o = first_gfn - p->base_gfn;
+	if (first_gfn < p->base_gfn || o >= p->npages || count > p->npages - o)
+		return -EINVAL;
+	*off = o;
+	return 0;
+}
+
+/* Bits [at, at + 64) of a bitmap of nbits bits (zeros past nbits). */
+static uint64_t bitmap_window(const uint64_t *bm, uint64_t nbits, uint64_t at)
+{
+	uint64_t wi = at >> 6, sh = at & 63;
+	uint64_t v = bm[wi] >> sh;
+	if (sh && (wi + 1) * 64 < nbits)
+		v |= bm[wi + 1] << (64 - sh);
+	if (nbits - at < 64)
+		v &= (1ull << (nbits - at)) - 1;
+	return v;
+}
+
+/* The 64 bitmap bits that land in log word w (slot offsets w*64 ..
+ * w*64+63) when bit 0 lands at slot offset off. */
+static uint64_t bitmap_for_word(const uint64_t *bm, uint64_t nbits, uint64_t off,
+				uint64_t w)
+{
+	uint64_t lo = w * 64;
+	if (lo >= off)
+		return lo - off < nbits ? bitmap_window(bm, nbits, lo - off) : 0;
+	uint64_t sh = off - lo; /* 1..63: the word's first sh bits precede the bitmap */
+	return bitmap_window(bm, nbits, 0) << sh;
+}
+
+/* gm_space_dirty_import when bit 0 lands on a log word's bit 0 (KVM's
+ * bitmaps: slot-relative, word-aligned). One scan of the bitmap, skipping
+ * four zero words at a time, allocates the chunks the non-zero words need
+ * (-ENOMEM before any mark) and notes where they are; the marks then visit
+ * only those words (or scan again if there were too many to note). */
+static int import_aligned(struct gm_space *s, struct slot *sl, uint64_t w_first,
+			  const uint64_t *bitmap, uint64_t nbits)
+{
+	enum { NOTES = 2048 };
+	uint32_t at[NOTES];
+	size_t k = 0;
+	bool all_noted = nbits / 64 <= UINT32_MAX;
+	uint64_t full = nbits / 64, tail = nbits & 63, words = full + (tail != 0);
+	uint64_t last_mask = tail ? (1ull << tail) - 1 : ~0ull;
+	for (uint64_t i = 0; i < words;) {
+		if (i + 4 <= full && !(bitmap[i] | bitmap[i + 1] | bitmap[i + 2] | bitmap[i + 3])) {
+			i += 4;
+			continue;
+		}
+		uint64_t v = i + 1 == words ? bitmap[i] & last_mask : bitmap[i];
+		if (v) {
+			if (!dchunk_get(s, sl, (w_first + i) >> (DC_SHIFT - 6)))
+				return -ENOMEM;
+			if (k < NOTES)
+				at[k++] = (uint32_t)i;
+			else
+				all_noted = false;
+		}
+		i++;
+	}
+	if (all_noted) {
+		for (size_t j = 0; j < k; j++) {
+			uint64_t i = at[j];
+			dword_or(sl, w_first + i, i + 1 == words ? bitmap[i] & last_mask : bitmap[i]);
+		}
+		return 0;
+	}
+	for (uint64_t i = 0; i < words; i++)
+		dword_or(sl, w_first + i, i + 1 == words ? bitmap[i] & last_mask : bitmap[i]);
+	return 0;
+}
+
+int gm_space_dirty_import(struct gm_space *s, const struct gm_space_slot *p,
+			  uint64_t first_gfn, const uint64_t *bitmap, uint64_t nbits)
+{
+	uint64_t off;
+	if (!bitmap)
+		return -EINVAL;
+	if (!nbits)
+		return s && p ? (((const struct slot *)p)->nchunks ? 0 : -ENOENT) : -EINVAL;
+	int rc = dirty_range_args(s, p, first_gfn, nbits, &off);
+	if (rc)
+		return rc;
+	struct slot *sl = (struct slot *)p;
+	uint64_t w_first = off >> 6, w_last = (off + nbits - 1) >> 6;
+	if (!(off & 63))
+		return import_aligned(s, sl, w_first, bitmap, nbits);
+	/* pass 1: every chunk that receives a bit exists (or -ENOMEM with no
+	 * frame marked); chunks already there are not scanned. Pass 2 cannot
+	 * fail. */
+	for (uint64_t w = w_first; w <= w_last; w++) {
+		uint64_t ci = w >> (DC_SHIFT - 6);
+		if (atomic_load_explicit(&sl->chunks[ci], memory_order_relaxed)) {
+			w = ((ci + 1) << (DC_SHIFT - 6)) - 1; /* the chunk's last word */
+			continue;
+		}
+		if (bitmap_for_word(bitmap, nbits, off, w) && !dchunk_get(s, sl, ci))
+			return -ENOMEM;
+	}
+	for (uint64_t w = w_first; w <= w_last; w++)
+		dword_or(sl, w, bitmap_for_word(bitmap, nbits, off, w));
+	return 0;
+}
+
+int gm_space_dirty_import_gfns(struct gm_space *s, const struct gm_space_slot *p,
+			       const uint64_t *gfns, size_t n)
+{
+	uint64_t off;
+	if (!s || !p || !gfns)
+		return -EINVAL;
+	if (!((const struct slot *)p)->nchunks)
+		return -ENOENT;
+	struct slot *sl = (struct slot *)p;
+	/* one pass checks every gfn and gets its chunk (an empty chunk marks
+	 * nothing, so an error here still leaves every frame as it was) */
+	for (size_t i = 0; i < n; i++) {
+		off = gfns[i] - p->base_gfn;
+		if (off >= p->npages)
+			return -EINVAL;
+		if (!dchunk_get(s, sl, off >> DC_SHIFT))
+			return -ENOMEM;
+	}
+	/* bits of one word gathered before its one atomic OR (ring entries
+	 * of a hot set fall into few words): a small direct-mapped table */
+	enum { WAYS = 64 };
+	uint64_t key[WAYS], bits[WAYS];
+	memset(bits, 0, sizeof(bits));
+	for (size_t i = 0; i < n; i++) {
+		off = gfns[i] - p->base_gfn;
+		uint64_t w = off >> 6, b = 1ull << (off & 63);
+		unsigned h = (unsigned)(w & (WAYS - 1));
+		if (bits[h] && key[h] != w)
+			dword_or(sl, key[h], bits[h]), bits[h] = 0;
+		key[h] = w;
+		bits[h] |= b;
+	}
+	for (unsigned h = 0; h < WAYS; h++)
+		if (bits[h])
+			dword_or(sl, key[h], bits[h]);
+	return 0;
+}
+
+int gm_space_dirty_restore(struct gm_space *s, const struct gm_space_slot *p,
+			   uint64_t first_gfn, uint64_t count)
+{
+	uint64_t off;
+	if (!count)
+		return s && p ? (((const struct slot *)p)->nchunks ? 0 : -ENOENT) : -EINVAL;
+	int rc = dirty_range_args(s, p, first_gfn, count, &off);
+	if (rc)
+		return rc;
+	struct slot *sl = (struct slot *)p;
+	uint64_t last = off + count - 1;
+	for (uint64_t ci = off >> DC_SHIFT; ci <= last >> DC_SHIFT; ci++)
+		if (!dchunk_get(s, sl, ci))
+			return -ENOMEM;
+	for (uint64_t w = off >> 6; w <= last >> 6; w++) {
+		uint64_t lo = w * 64 < off ? off - w * 64 : 0;
+		uint64_t hi = w * 64 + 63 > last ? last - w * 64 : 63;
+		uint64_t bits = (hi == 63 ? ~0ull : (1ull << (hi + 1)) - 1) & (~0ull << lo);
+		dword_or(sl, w, bits);
+	}
+	return 0;
+}
+
+/* A ranged harvest in progress: the pending run (taken from the log, not
+ * yet delivered), what was delivered, and the first error. */
+struct rrun {
 	gm_space_dirty_fn fn;
 	void *ctx;
-	uint64_t first, count;
-	long total;
+	struct slot *sl;
+	uint64_t first, count; /* pending run, slot offsets */
+	long delivered;
+	int err;
 };
 
-static void run_add(struct run *r, uint64_t first, uint64_t count)
+/* Puts slot offsets [first, first + count) back into the log. */
+static void rrun_put_back(struct slot *sl, uint64_t first, uint64_t count)
 {
-	r->total += (long)count;
-	if (r->count && r->first + r->count == first) {
-		r->count += count;
+	uint64_t last = first + count - 1;
+	for (uint64_t w = first >> 6; w <= last >> 6; w++) {
+		uint64_t lo = w * 64 < first ? first - w * 64 : 0;
+		uint64_t hi = w * 64 + 63 > last ? last - w * 64 : 63;
+		dword_or(sl, w, (hi == 63 ? ~0ull : (1ull << (hi + 1)) - 1) & (~0ull << lo));
+	}
+}
+
+/* Delivers the pending run; on an error from fn it is put back. */
+static void rrun_flush(struct rrun *r)
+{
+	if (!r->count || r->err)
+		return;
+	int rc = r->fn(r->ctx, r->sl->pub.base_gfn + r->first, r->count);
+	if (rc < 0) {
+		r->err = rc;
+		rrun_put_back(r->sl, r->first, r->count);
+	} else {
+		r->delivered += (long)r->count;
+	}
+	r->count = 0;
+}
+
+/* Adds bits taken from log word w to the runs; after an error, puts them
+ * back instead. */
+static void rrun_take_word(struct rrun *r, uint64_t w, uint64_t bits)
+{
+	if (r->err) {
+		dword_or(r->sl, w, bits);
 		return;
 	}
-	if (r->count)
-		r->fn(r->ctx, r->first, r->count);
-	r->first = first;
-	r->count = count;
+	while (bits) {
+		unsigned b = (unsigned)__builtin_ctzll(bits);
+		uint64_t rest = ~(bits >> b);
+		unsigned ones = rest ? (unsigned)__builtin_ctzll(rest) : 64 - b;
+		uint64_t first = w * 64 + b;
+		if (r->count && r->first + r->count == first) {
+			r->count += ones;
+		} else {
+			rrun_flush(r);
+			if (r->err) { /* this word's untaken-by-fn bits go back */
+				dword_or(r->sl, w, bits);
+				return;
+			}
+			r->first = first;
+			r->count = ones;
+		}
+		bits = ones + b >= 64 ? 0 : bits & ~(((1ull << ones) - 1) << b);
+	}
+}
+
+/* Takes the bits of mask from word wi of chunk c (clearing its summary bit
+ * first, and setting it again if bits outside mask remain: a marker that
+ * finds the word non-zero skips the summary). */
+static uint64_t dword_take(struct dchunk *c, unsigned wi, uint64_t mask)
+{
+	uint64_t sbit = 1ull << (wi & 63);
+	atomic_fetch_and(&c->sum[wi >> 6], ~sbit);
+	uint64_t old = atomic_fetch_and(&c->w[wi], ~mask);
+	if (old & ~mask)
+		atomic_fetch_or(&c->sum[wi >> 6], sbit);
+	return old & mask;
+}
+
+/* A whole chunk in the range: the plain harvest's protocol (summary word
+ * exchanged, then each word it names); after an error, the summary bits of
+ * the words not taken go back. */
+static void rrun_chunk_whole(struct rrun *r, struct dchunk *c, uint64_t cbase)
+{
+	for (unsigned sw = 0; sw < DC_SUMS && !r->err; sw++) {
+		if (!atomic_load_explicit(&c->sum[sw], memory_order_relaxed))
+			continue;
+		uint64_t sm = atomic_exchange(&c->sum[sw], 0);
+		while (sm) {
+			if (r->err) {
+				atomic_fetch_or(&c->sum[sw], sm);
+				break;
+			}
+			unsigned wi = sw * 64 + (unsigned)__builtin_ctzll(sm);
+			sm &= sm - 1;
+			rrun_take_word(r, cbase / 64 + wi, atomic_exchange(&c->w[wi], 0));
+		}
+	}
+}
+
+/* Harvests slot offsets [lo, hi] of chunk ci. */
+static void rrun_chunk(struct rrun *r, uint64_t ci, uint64_t lo, uint64_t hi)
+{
+	struct slot *sl = r->sl;
+	struct dchunk *c = atomic_load_explicit(&sl->chunks[ci], memory_order_acquire);
+	if (!c)
+		return;
+	uint64_t cbase = ci << DC_SHIFT, cend = cbase + (1ull << DC_SHIFT) - 1;
+	if (lo == cbase && (hi >= cend || hi == sl->pub.npages - 1))
+		rrun_chunk_whole(r, c, cbase);
+	for (unsigned sw = (unsigned)((lo - cbase) >> 12);
+	     !(lo == cbase && (hi >= cend || hi == sl->pub.npages - 1)) && sw <= (hi - cbase) >> 12 && !r->err;
+	     sw++) {
+		uint64_t sm = atomic_load_explicit(&c->sum[sw], memory_order_acquire);
+		while (sm && !r->err) {
+			unsigned wi = sw * 64 + (unsigned)__builtin_ctzll(sm);
+			sm &= sm - 1;
+			uint64_t wlo = cbase + (uint64_t)wi * 64, whi = wlo + 63;
+			if (whi < lo || wlo > hi)
+				continue;
+			uint64_t a = wlo < lo ? lo - wlo : 0, b = whi > hi ? hi - wlo : 63;
+			uint64_t mask = (b == 63 ? ~0ull : (1ull << (b + 1)) - 1) & (~0ull << a);
+			rrun_take_word(r, cbase / 64 + wi, dword_take(c, wi, mask));
+		}
+	}
+	/* the top bit goes when no summary bit is left (cleared first, set
+	 * again if one is: a marker sets its summary bit, then the top) */
+	uint64_t tbit = 1ull << (ci & 63);
+	atomic_fetch_and(&sl->top[ci >> 6], ~tbit);
+	for (unsigned sw = 0; sw < DC_SUMS; sw++)
+		if (atomic_load(&c->sum[sw])) {
+			atomic_fetch_or(&sl->top[ci >> 6], tbit);
+			break;
+		}
 }
 
 int64_t gm_space_dirty_harvest(struct gm_space *s, const struct gm_space_slot *p,
-			    gm_space_dirty_fn fn, void *ctx)
+			       uint64_t first_gfn, uint64_t last_gfn, gm_space_dirty_fn fn,
+			       void *ctx)
 {
-	struct slot *sl = (struct slot *)p;
-	if (!s || !p || !fn)
+	if (!s || !p || !fn || first_gfn > last_gfn)
 		return -EINVAL;
+	struct slot *sl = (struct slot *)p;
 	if (!sl->nchunks)
 		return -ENOENT;
-	struct run r = {fn, ctx, 0, 0, 0};
-	uint64_t ntop = (sl->nchunks + 63) / 64;
-	for (uint64_t tw = 0; tw < ntop; tw++) {
-		if (!atomic_load_explicit(&sl->top[tw], memory_order_relaxed))
+	uint64_t slast = slot_last_gfn(p);
+	if (last_gfn < p->base_gfn || first_gfn > slast)
+		return 0;
+	uint64_t lo = (first_gfn > p->base_gfn ? first_gfn : p->base_gfn) - p->base_gfn;
+	uint64_t hi = (last_gfn < slast ? last_gfn : slast) - p->base_gfn;
+	struct rrun r = {fn, ctx, sl, 0, 0, 0, 0};
+	uint64_t ci = lo >> DC_SHIFT, cl = hi >> DC_SHIFT;
+	while (ci <= cl && !r.err) {
+		uint64_t t = atomic_load_explicit(&sl->top[ci >> 6], memory_order_acquire) >> (ci & 63);
+		if (!t) { /* no chunk with bits until the next top word */
+			ci = (ci | 63) + 1;
 			continue;
-		uint64_t t = atomic_exchange(&sl->top[tw], 0);
-		while (t) {
-			uint64_t ci = tw * 64 + (uint64_t)__builtin_ctzll(t);
-			t &= t - 1;
-			struct dchunk *c = atomic_load_explicit(&sl->chunks[ci], memory_order_acquire);
-			for (unsigned sw = 0; sw < DC_SUMS; sw++) {
-				if (!atomic_load_explicit(&c->sum[sw], memory_order_relaxed))
-					continue;
-				uint64_t sm = atomic_exchange(&c->sum[sw], 0);
-				while (sm) {
-					unsigned wi = sw * 64 + (unsigned)__builtin_ctzll(sm);
-					sm &= sm - 1;
-					uint64_t w = atomic_exchange(&c->w[wi], 0);
-					uint64_t fb = p->base_gfn + (ci << DC_SHIFT) + (uint64_t)wi * 64;
-					while (w) {
-						unsigned b = (unsigned)__builtin_ctzll(w);
-						uint64_t rest = ~(w >> b);
-						unsigned ones = rest ? (unsigned)__builtin_ctzll(rest) : 64 - b;
-						run_add(&r, fb + b, ones);
-						w = ones + b >= 64 ? 0 : w & ~(((1ull << ones) - 1) << b);
-					}
-				}
-			}
+		}
+		ci += (uint64_t)__builtin_ctzll(t);
+		if (ci > cl)
+			break;
+		uint64_t clo = ci << DC_SHIFT, chi = clo + (1ull << DC_SHIFT) - 1;
+		rrun_chunk(&r, ci, clo > lo ? clo : lo, chi < hi ? chi : hi);
+		ci++;
+	}
+	rrun_flush(&r);
+	return r.err ? r.err : r.delivered;
+}
+
+/* The first slot of layout L whose range ends at or after gfn, or NULL;
+ * *ok false when the walk read a block being edited (retry). */
+static struct slot *gidx_first_ending_after(const struct gtop *t, uint64_t gfn, bool *ok)
+{
+	*ok = true;
+	if (!t || !t->n)
+		return NULL;
+	size_t i = gt_find(t, gfn);
+	for (i = i ? i - 1 : 0; i < t->n; i++) {
+		const struct gblk *b = gt_get(t, i);
+		uint64_t n = gb_n(b);
+		for (size_t j = 0; j < n; j++) {
+			if (gb_last(b, j) < gfn)
+				continue;
+			struct slot *sl = gb_slot(b, j);
+			if (!sl)
+				*ok = false;
+			return sl;
 		}
 	}
-	if (r.count)
-		fn(ctx, r.first, r.count);
-	return r.total;
+	return NULL;
+}
+
+/* The slot of layout L with the greatest base <= gfn, or NULL; *ok false
+ * when the walk read a block being edited (retry). */
+static struct slot *gidx_last_starting_before(const struct gtop *t, uint64_t gfn, bool *ok)
+{
+	*ok = true;
+	if (!t || !t->n)
+		return NULL;
+	for (size_t i = gt_find(t, gfn) + 1; i-- > 0;) {
+		const struct gblk *b = gt_get(t, i);
+		for (size_t j = gb_n(b); j-- > 0;) {
+			if (gb_base(b, j) > gfn)
+				continue;
+			struct slot *sl = gb_slot(b, j);
+			if (!sl)
+				*ok = false;
+			return sl;
+		}
+	}
+	return NULL;
+}
+
+int gm_space_slot_iter_init(struct gm_space_slot_iter *it, const struct gm_space *s,
+			    uint64_t first_gfn, uint64_t last_gfn, unsigned flags)
+{
+	if (!it)
+		return -EINVAL;
+	memset(it, 0, sizeof(*it));
+	it->done = true;
+	if (!s || first_gfn > last_gfn || (flags & ~GM_ITER_REVERSE))
+		return -EINVAL;
+	it->space = s;
+	it->reverse = flags & GM_ITER_REVERSE;
+	it->next_gfn = it->reverse ? last_gfn : first_gfn;
+	it->end_gfn = it->reverse ? first_gfn : last_gfn;
+	it->done = false;
+	return 0;
+}
+
+/* The reverse step: the slot starting at or before next_gfn, if it reaches
+ * end_gfn; then on below its base. */
+static int slot_iter_prev(struct gm_space_slot_iter *it, const struct gm_space_slot **out)
+{
+	struct slot *sl;
+	uint64_t seq;
+	struct layout *L;
+	bool ok;
+	do {
+		L = view_enter(it->space, &seq);
+		sl = gidx_last_starting_before(L_gidx(L), it->next_gfn, &ok);
+	} while (!view_valid(L, seq) || !ok);
+	if (!sl || slot_last_gfn(&sl->pub) < it->end_gfn) {
+		it->done = true;
+		return -ENOENT;
+	}
+	if (sl->pub.base_gfn <= it->end_gfn)
+		it->done = true;
+	else
+		it->next_gfn = sl->pub.base_gfn - 1;
+	*out = &sl->pub;
+	return 0;
+}
+
+int gm_space_slot_iter_next(struct gm_space_slot_iter *it,
+			    const struct gm_space_slot **out)
+{
+	if (!it || !out)
+		return -EINVAL;
+	if (it->done || !it->space)
+		return -ENOENT;
+	if (it->reverse)
+		return slot_iter_prev(it, out);
+	const struct gm_space *s = it->space;
+	struct slot *sl;
+	uint64_t seq;
+	struct layout *L;
+	bool ok;
+	do {
+		L = view_enter(s, &seq);
+		sl = gidx_first_ending_after(L_gidx(L), it->next_gfn, &ok);
+	} while (!view_valid(L, seq) || !ok);
+	if (!sl || sl->pub.base_gfn > it->end_gfn) {
+		it->done = true;
+		return -ENOENT;
+	}
+	uint64_t last = slot_last_gfn(&sl->pub);
+	if (last >= it->end_gfn)
+		it->done = true;
+	else
+		it->next_gfn = last + 1;
+	*out = &sl->pub;
+	return 0;
 }
 
 /* ---- reverse maps --------------------------------------------------------------------- */

@@ -419,9 +419,10 @@ static void io_nop(void *ctx, uint64_t addr, void *data, unsigned size, bool is_
 	(void)ctx, (void)addr, (void)data, (void)size, (void)is_write;
 }
 
-static void dirty_nop(void *ctx, uint64_t first_gfn, uint64_t count)
+static int dirty_nop(void *ctx, uint64_t first_gfn, uint64_t count)
 {
 	(void)ctx, (void)first_gfn, (void)count;
+	return 0;
 }
 
 GM_TEST(space_contract)
@@ -474,7 +475,7 @@ GM_TEST(space_contract)
 	CHECK_EQ(gm_space_io_remove(NULL, GM_SPACE_PIO, 0), -EINVAL);
 	CHECK_EQ(gm_space_io_find(NULL, GM_SPACE_PIO, 0, &io), -EINVAL);
 	CHECK_EQ(gm_space_dirty_mark(NULL, NULL, 0), -EINVAL);
-	CHECK_EQ(gm_space_dirty_harvest(NULL, NULL, dirty_nop, NULL), -EINVAL);
+	CHECK_EQ(gm_space_dirty_harvest(NULL, NULL, 0, UINT64_MAX, dirty_nop, NULL), -EINVAL);
 	CHECK(gm_space_rmap_head(NULL, NULL, 0, true) == NULL);
 	struct gm_space_stats st;
 	CHECK_EQ(gm_space_stats(NULL, &st), -EINVAL);
@@ -520,8 +521,8 @@ GM_TEST(space_contract)
 	CHECK_EQ(gm_space_dirty_mark(s, NULL, 0), -EINVAL);
 	CHECK_EQ(gm_space_dirty_mark(s, slot, 16), -ENOENT);
 	CHECK_EQ(gm_space_dirty_mark(s, slot, UINT64_MAX), -ENOENT);
-	CHECK_EQ(gm_space_dirty_harvest(s, NULL, dirty_nop, NULL), -EINVAL);
-	CHECK_EQ(gm_space_dirty_harvest(s, slot, NULL, NULL), -EINVAL);
+	CHECK_EQ(gm_space_dirty_harvest(s, NULL, 0, UINT64_MAX, dirty_nop, NULL), -EINVAL);
+	CHECK_EQ(gm_space_dirty_harvest(s, slot, 0, UINT64_MAX, NULL, NULL), -EINVAL);
 	CHECK(gm_space_rmap_head(s, NULL, 0, true) == NULL);
 	CHECK(gm_space_rmap_head(s, slot, 16, true) == NULL);
 	gm_rcu_read_unlock();

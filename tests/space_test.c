@@ -521,7 +521,7 @@ struct collect {
 	uint64_t frames;
 };
 
-static void collect_fn(void *ctx, uint64_t first, uint64_t count)
+static int collect_fn(void *ctx, uint64_t first, uint64_t count)
 {
 	struct collect *c = ctx;
 	if (c->n + 2 > c->cap) {
@@ -531,6 +531,7 @@ static void collect_fn(void *ctx, uint64_t first, uint64_t count)
 	c->runs[c->n++] = first;
 	c->runs[c->n++] = count;
 	c->frames += count;
+	return 0;
 }
 
 GM_TEST(dirty_log_harvest_runs)
@@ -558,8 +559,8 @@ GM_TEST(dirty_log_harvest_runs)
 			}
 		}
 		struct collect c = {0};
-		long n = gm_space_dirty_harvest(sp, p, collect_fn, &c);
-		CHECK_EQ(gm_space_dirty_harvest(sp, q, collect_fn, &c), -ENOENT);
+		long n = gm_space_dirty_harvest(sp, p, 0, UINT64_MAX, collect_fn, &c);
+		CHECK_EQ(gm_space_dirty_harvest(sp, q, 0, UINT64_MAX, collect_fn, &c), -ENOENT);
 		gm_rcu_read_unlock();
 		CHECK_EQ((uint64_t)n, c.frames);
 		uint64_t prev_end = 0;
@@ -620,13 +621,13 @@ GM_TEST(dirty_log_many_threads_nothing_lost)
 	struct collect c = {0};
 	for (int k = 0; k < 20; k++) {
 		gm_rcu_read_lock();
-		gm_space_dirty_harvest(sp, gm_space_id_to_slot(sp, 1), collect_fn, &c);
+		gm_space_dirty_harvest(sp, gm_space_id_to_slot(sp, 1), 0, UINT64_MAX, collect_fn, &c);
 		gm_rcu_read_unlock();
 	}
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
 	gm_rcu_read_lock();
-	gm_space_dirty_harvest(sp, gm_space_id_to_slot(sp, 1), collect_fn, &c);
+	gm_space_dirty_harvest(sp, gm_space_id_to_slot(sp, 1), 0, UINT64_MAX, collect_fn, &c);
 	gm_rcu_read_unlock();
 	for (size_t i = 0; i < c.n; i += 2)
 		for (uint64_t g = c.runs[i]; g < c.runs[i] + c.runs[i + 1]; g++)

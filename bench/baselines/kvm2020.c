@@ -205,7 +205,7 @@ void bl_flatlog_mark(struct bl_flatlog *f, uint64_t off)
 	atomic_fetch_or_explicit(&f->w[off / 64], 1ull << (off % 64), memory_order_relaxed);
 }
 
-uint64_t bl_flatlog_harvest(struct bl_flatlog *f, void (*fn)(void *, uint64_t, uint64_t),
+uint64_t bl_flatlog_harvest(struct bl_flatlog *f, int (*fn)(void *, uint64_t, uint64_t),
 			    void *ctx)
 {
 	uint64_t total = 0;
@@ -216,7 +216,7 @@ uint64_t bl_flatlog_harvest(struct bl_flatlog *f, void (*fn)(void *, uint64_t, u
 		while (w) {
 			unsigned b = (unsigned)__builtin_ctzll(w);
 			w &= w - 1;
-			fn(ctx, i * 64 + b, 1);
+			(void)fn(ctx, i * 64 + b, 1);
 			total++;
 		}
 	}

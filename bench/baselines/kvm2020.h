@@ -94,8 +94,9 @@ int bl_flatlog_init(struct bl_flatlog *f, uint64_t npages,
 		    const struct gm_allocator *a);
 void bl_flatlog_destroy(struct bl_flatlog *f);
 void bl_flatlog_mark(struct bl_flatlog *f, uint64_t off);
-/* fn(ctx, first, count) per run; returns dirty frames. */
+/* fn(ctx, first, count) per run (its answer is not asked: the flat walk
+ * cannot put a run back); returns dirty frames. */
 uint64_t bl_flatlog_harvest(struct bl_flatlog *f,
-			    void (*fn)(void *, uint64_t, uint64_t), void *ctx);
+			    int (*fn)(void *, uint64_t, uint64_t), void *ctx);
 
 #endif

@@ -336,9 +336,10 @@ struct harvest {
 	uint64_t got;
 };
 
-static void sink_run(void *ctx, uint64_t f, uint64_t c)
+static int sink_run(void *ctx, uint64_t f, uint64_t c)
 {
 	*(uint64_t *)ctx += f + c;
+	return 0;
 }
 
 static void harvest_setup(void *arg)
@@ -374,7 +375,7 @@ static uint64_t harvest_body(void *arg)
 		bl_flatlog_harvest(&h->flat, sink_run, &sum);
 	} else {
 		gm_rcu_read_lock();
-		h->got = (uint64_t)gm_space_dirty_harvest(h->sp, h->slot, sink_run, &sum);
+		h->got = (uint64_t)gm_space_dirty_harvest(h->sp, h->slot, 0, UINT64_MAX, sink_run, &sum);
 		gm_rcu_read_unlock();
 	}
 	gmb_sink(sum);

@@ -111,9 +111,11 @@ struct gm_space_io {
 };
 enum gm_space_io_kind { GM_SPACE_MMIO = 0, GM_SPACE_PIO = 1 };
 
-/* A run harvested from a dirty log. */
-typedef void (*gm_space_dirty_fn)(void *ctx, uint64_t first_gfn,
-				  uint64_t count);
+/* A run harvested from a dirty log: return 0 to take it (it is cleared),
+ * or a negative errno to refuse it: the harvest stops, that run and every
+ * run not delivered yet stay dirty, and the harvest returns the errno. */
+typedef int (*gm_space_dirty_fn)(void *ctx, uint64_t first_gfn,
+				 uint64_t count);
 
 struct gm_space_stats {
 	uint64_t slots;
@@ -269,6 +271,30 @@ GM_EXPORT int64_t gm_space_hva_fill(const struct gm_space *s, uint64_t first,
 GM_EXPORT uint64_t gm_space_generation(const struct gm_space *s);
 /* Number of slots in the active layout (0 for NULL). O(1). Writer. */
 GM_EXPORT uint64_t gm_space_slot_count(const struct gm_space *s);
+/* An iterator over the slots a gfn range touches, in gfn order (or the
+ * reverse). Caller-owned; no allocation; no cleanup; fields private. */
+struct gm_space_slot_iter {
+	const struct gm_space *space;
+	uint64_t next_gfn, end_gfn;
+	bool reverse, done;
+};
+/*
+ * gm_space_slot_iter_init — starts an iteration over the slots that hold a
+ * frame of [first_gfn, last_gfn] ([0, UINT64_MAX]: all slots), ascending,
+ * or descending with GM_ITER_REVERSE. O(1). -EINVAL (it or s NULL,
+ * first_gfn > last_gfn, unknown flags: the iterator is then empty).
+ * gm_space_slot_iter_next — the next such slot: 0 and *out, or -ENOENT at
+ * the end (-EINVAL: NULL). O(log n) per call.
+ * Reader (under gm_rcu_read_lock(), *out valid until the unlock) or
+ * writer. Each call looks in the layout published at that moment, from the
+ * gfn after the previous slot's end: a slot never appears twice, and a
+ * slot that is in every layout the iteration sees is returned.
+ */
+GM_EXPORT int gm_space_slot_iter_init(struct gm_space_slot_iter *it,
+				      const struct gm_space *s, uint64_t first_gfn,
+				      uint64_t last_gfn, unsigned flags);
+GM_EXPORT int gm_space_slot_iter_next(struct gm_space_slot_iter *it,
+				      const struct gm_space_slot **out);
 
 /* ---- attributes per gfn (small integers, 0 = default) ------------------- */
 /*
@@ -333,18 +359,69 @@ GM_EXPORT int gm_space_io_find(const struct gm_space *s, enum gm_space_io_kind k
 GM_EXPORT int gm_space_dirty_mark(struct gm_space *s,
 				  const struct gm_space_slot *slot,
 				  uint64_t gfn);
+
+/*
+ * What a VMM needs beside mark and harvest: KVM's bitmap and dirty-ring
+ * entries merged into the log in bulk, and a way to put a run back. All
+ * return 0 or a negative errno; NULL pointers are -EINVAL. Locking as for
+ * gm_space_dirty_mark (any number of threads, beside markers), the slot from
+ * a lookup in the same RCU read section (or the writer's own).
+ */
+
+/*
+ * gm_space_dirty_import — ORs a KVM-style bitmap into slot's log: bit i of
+ * bitmap (bit i % 64 of bitmap[i / 64]) marks frame first_gfn + i. The
+ * range [first_gfn, first_gfn + nbits - 1] must lie in the slot. Works a
+ * word at a time (aligned or not): O(nbits / 64) plus one summary update
+ * per word that turns non-zero. nbits 0: nothing to do. -EINVAL (NULL, range
+ * outside the slot), -ENOENT (slot not logging), -ENOMEM (a 4 KiB chunk of
+ * the log could not be allocated: no frame marked; chunks installed before
+ * the failure stay, empty).
+ */
+GM_EXPORT int gm_space_dirty_import(struct gm_space *s,
+				    const struct gm_space_slot *slot,
+				    uint64_t first_gfn, const uint64_t *bitmap,
+				    uint64_t nbits);
+/*
+ * gm_space_dirty_import_gfns — marks each of gfns[0..n) dirty (dirty-ring
+ * entries, converted to gfns). All or nothing: one pass checks every gfn
+ * (-EINVAL if one is outside the slot) and allocates the log chunks they
+ * need (-ENOMEM), before any frame is marked; then bits of one log word are
+ * gathered and ORed in at once. O(n). -ENOENT: slot not logging.
+ */
+GM_EXPORT int gm_space_dirty_import_gfns(struct gm_space *s,
+					 const struct gm_space_slot *slot,
+					 const uint64_t *gfns, size_t n);
 /*
  * gm_space_dirty_harvest — calls fn(ctx, first_gfn, count) for each run of
- * dirty frames of slot, in ascending order, clearing them. Cost grows with
- * the dirty frames (summary bits skip clean words and chunks), plus
- * npages / 2^21 words of the top summary. Marks concurrent with a harvest
- * are reported by this one or the next, never lost. Returns the number of
- * dirty frames, -EINVAL (s, slot or fn NULL), or -ENOENT (slot not
- * logging). One harvester per slot; reader section (or the writer).
+ * dirty frames of slot within [first_gfn, last_gfn] (clipped to the slot;
+ * [0, UINT64_MAX]: the whole slot), in ascending order, clearing the runs
+ * fn takes. A run is taken from the log before fn sees it; when fn returns
+ * a negative errno the harvest stops, that run and every frame not yet
+ * delivered stay dirty (they are put back), and the call returns that
+ * errno. fn returning >= 0 accepts the run. Otherwise returns the number of
+ * frames delivered (0 if the range misses the slot). Cost: O(chunks of the
+ * range / 64 + dirty words of the range): it grows with the dirty frames,
+ * not the slot's size; frames outside the range are untouched. Marks
+ * concurrent with it are delivered by this harvest or a later one, never
+ * lost. Never allocates. One harvester per slot; reader section (or the
+ * writer). -EINVAL (s, slot or fn NULL, first_gfn > last_gfn), -ENOENT
+ * (slot not logging).
  */
 GM_EXPORT int64_t gm_space_dirty_harvest(struct gm_space *s,
-				      const struct gm_space_slot *slot,
-				      gm_space_dirty_fn fn, void *ctx);
+					 const struct gm_space_slot *slot,
+					 uint64_t first_gfn, uint64_t last_gfn,
+					 gm_space_dirty_fn fn, void *ctx);
+/*
+ * gm_space_dirty_restore — marks [first_gfn, first_gfn + count - 1] dirty
+ * again (a send that failed after a harvest loses nothing). O(count / 64).
+ * count 0: nothing to do. -EINVAL (NULL, range outside the slot), -ENOENT
+ * (not logging), -ENOMEM (no frame marked).
+ */
+GM_EXPORT int gm_space_dirty_restore(struct gm_space *s,
+				     const struct gm_space_slot *slot,
+				     uint64_t first_gfn, uint64_t count);
+
 
 /* ---- reverse maps -------------------------------------------------------- */
 /*

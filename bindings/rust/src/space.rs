@@ -4,7 +4,7 @@
 use crate::alloc::{hook_of, CountingAllocator};
 use crate::rcu::{assert_registered, destroy_outside_read_section, in_read_section, ReadGuard};
 use crate::{bounds, call_catching, check, check_count, resume, sys, validate_result, Error, Result};
-use core::ffi::{c_uint, c_void};
+use core::ffi::{c_int, c_uint, c_void};
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::ptr::{self, NonNull};
@@ -605,16 +605,26 @@ impl<'a> Slot<'a> {
     /// `first_gfn + i`, as KVM's GET_DIRTY_LOG gives it); returns the
     /// frames marked.
     pub fn mark_dirty_bitmap(&self, first_gfn: u64, words: &[u64]) -> Result<u64> {
-        let mut n = 0;
-        for (i, &w) in words.iter().enumerate() {
-            let mut w = w;
-            while w != 0 {
-                let bit = w.trailing_zeros() as u64;
-                self.mark_dirty(first_gfn + i as u64 * 64 + bit)?;
-                n += 1;
-                w &= w - 1;
-            }
+        let n: u64 = words.iter().map(|w| w.count_ones() as u64).sum();
+        // The bitmap may be rounded up to whole words past the slot's end:
+        // import the slot's part, and refuse a bit set beyond it.
+        let end = self.base_gfn() + self.npages();
+        if first_gfn < self.base_gfn() || first_gfn >= end {
+            return Err(Error::Invalid);
         }
+        let nbits = (words.len() as u64 * 64).min(end - first_gfn);
+        let beyond = words.iter().enumerate().any(|(i, &w)| {
+            let lo = i as u64 * 64;
+            lo + 64 > nbits && (if lo >= nbits { w } else { w >> (nbits - lo) }) != 0
+        });
+        if beyond {
+            return Err(Error::Invalid);
+        }
+        // SAFETY: slot from the current read section; words outlives the
+        // call, and nbits covers exactly the words given.
+        check(unsafe {
+            sys::gm_space_dirty_import(self.space.p(), self.raw, first_gfn, words.as_ptr(), nbits)
+        })?;
         Ok(n)
     }
 
@@ -627,17 +637,27 @@ impl<'a> Slot<'a> {
             f: &'f mut dyn FnMut(u64, u64),
             panic: Option<Box<dyn std::any::Any + Send>>,
         }
-        unsafe extern "C" fn tramp(ctx: *mut c_void, first: u64, count: u64) {
+        unsafe extern "C" fn tramp(ctx: *mut c_void, first: u64, count: u64) -> c_int {
             let c = &mut *(ctx as *mut Ctx<'_>);
             let f = &mut c.f;
             call_catching(&mut c.panic, || f(first, count));
+            0
         }
         let mut ctx = Ctx { f: &mut f, panic: None };
         let rc = {
             let _h = self.space.harvest.lock("Slot::harvest_dirty");
             // SAFETY: slot from this read section; one harvester (the lock);
             // ctx outlives the call.
-            unsafe { sys::gm_space_dirty_harvest(self.space.p(), self.raw, Some(tramp), &mut ctx as *mut Ctx as *mut c_void) }
+            unsafe {
+                sys::gm_space_dirty_harvest(
+                    self.space.p(),
+                    self.raw,
+                    0,
+                    u64::MAX,
+                    Some(tramp),
+                    &mut ctx as *mut Ctx as *mut c_void,
+                )
+            }
         };
         resume(ctx.panic);
         check_count(rc)

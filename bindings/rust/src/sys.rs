@@ -380,7 +380,7 @@ pub type gm_space_io_kind = c_uint;
 pub const GM_SPACE_MMIO: gm_space_io_kind = 0;
 pub const GM_SPACE_PIO: gm_space_io_kind = 1;
 
-pub type gm_space_dirty_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, first_gfn: u64, count: u64)>;
+pub type gm_space_dirty_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, first_gfn: u64, count: u64) -> c_int>;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -469,9 +469,18 @@ extern "C" {
     pub fn gm_space_dirty_harvest(
         s: *mut gm_space,
         slot: *const gm_space_slot,
+        first_gfn: u64,
+        last_gfn: u64,
         fn_: gm_space_dirty_fn,
         ctx: *mut c_void,
     ) -> i64;
+    pub fn gm_space_dirty_import(
+        s: *mut gm_space,
+        slot: *const gm_space_slot,
+        first_gfn: u64,
+        bitmap: *const u64,
+        nbits: u64,
+    ) -> c_int;
 
     pub fn gm_space_stats(s: *const gm_space, st: *mut gm_space_stats) -> c_int;
     pub fn gm_space_validate(s: *const gm_space, reason: *mut *const c_char) -> c_int;
