@@ -1259,10 +1259,18 @@ static void world_step(struct world *w, struct gm_rng *rng)
  * until the group holds `target` small ranges. */
 static void world_fill(struct world *w, struct gm_rng *rng, uint64_t target)
 {
-	join_some(w, rng, 3);
+	unsigned want = 3;
+	join_some(w, rng, want);
 	struct gchange *c = malloc(sizeof(*c));
+	uint64_t best = world_small(w), since = 0;
 	for (uint64_t i = 0; world_small(w) < target; i++) {
 		CHECK(i < 100000);
+		/* Members whose large ranges cover their space take no new small
+		 * range: when the count stops growing, one more member joins. */
+		if (world_small(w) > best)
+			best = world_small(w), since = 0;
+		else if (++since == 2000 && want < OUTSIDER)
+			join_some(w, rng, ++want), since = 0;
 		c->op = G_ADD;
 		do
 			c->a = (int)gm_rng_below(rng, OUTSIDER);
