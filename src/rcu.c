@@ -216,16 +216,16 @@ static void cpu_relax(void)
 #endif
 }
 
-/* Spins ~a microsecond, then yields, then sleeps up to 1 ms at a time:
- * the two cores may be shared with the reader we wait for. */
+/* Spins ~a microsecond, then yields (the reader may wait for our CPU),
+ * then sleeps 16 us .. 1 ms at a time (a reader in a long section). */
 static void backoff(unsigned i)
 {
 	if (i < 128) {
 		cpu_relax();
-	} else if (i < 256) {
+	} else if (i < 1024) {
 		sched_yield();
 	} else {
-		unsigned shift = i - 256 < 6 ? i - 256 : 6;
+		unsigned shift = i - 1024 < 6 ? i - 1024 : 6;
 		struct timespec ts = {0, 16000L << shift}; /* 16 us .. 1 ms */
 		nanosleep(&ts, NULL);
 	}
