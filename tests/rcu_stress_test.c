@@ -196,20 +196,20 @@ GM_TEST(readers_never_see_objects_freed_through_gm_rcu_call)
 
 GM_TEST(readers_never_see_objects_freed_after_synchronize)
 {
-	run(VIA_SYNCHRONIZE, gm_test_iters(10000), 2, false, false);
+	run(VIA_SYNCHRONIZE, gm_test_iters(3000), 2, false, false);
 }
 
 GM_TEST(nested_sections_protect_the_outer_object)
 {
 	gm_rcu_register_thread();
-	run(VIA_BOTH, gm_test_iters(20000), 2, true, false);
+	run(VIA_BOTH, gm_test_iters(6000), 2, true, false);
 	gm_rcu_unregister_thread();
 }
 
 GM_TEST(registry_churn_during_grace_periods)
 {
 	gm_rcu_register_thread();
-	run(VIA_BOTH, gm_test_iters(10000), 1, true, true);
+	run(VIA_BOTH, gm_test_iters(6000), 1, true, true);
 	gm_rcu_unregister_thread();
 }
 
