@@ -3,12 +3,13 @@
  * internal.h. Design and proofs in docs/rcu.md; the short form:
  *
  *   reader thread T (TLS gm_rcu_reader_)       writer: gm_rcu_synchronize
- *   lock:   nest 0 -> 1:                       unpublish (release store)
- *           seq += 1  (odd, release store)     lock registry mutex
+ *   lock:   nest 0 -> 1                        unpublish (release store)
+ *           T.ctr = gp  (release store)        lock registry mutex
  *           compiler barrier                   membarrier(PRIVATE_EXPEDITED)
- *   ... loads of published pointers ...        for each registered T:
- *   unlock: nest 1 -> 0:                         s = T.seq (acquire)
- *           seq += 1  (even, release store)      if s odd: wait until T.seq != s
+ *   ... loads of published pointers ...        g = ++gp
+ *   unlock: nest 1 -> 0                        for each registered T:
+ *           T.ctr = 0   (release store)          wait until T.ctr == 0
+ *                                                       or T.ctr >= g (acquire)
  *                                              unlock registry mutex
  *                                              free / run callbacks
  *
@@ -18,25 +19,28 @@
  *   grace period, runs it in order, then pauses ~1 ms to gather more.
  *
  * Invariants:
- *  I1. Only T writes T.seq; T.seq is odd exactly while T is inside its
- *      outermost section (nest > 0), and only grows (64 bits: no wrap).
+ *  I1. Only T writes T.ctr: 0 outside a section, else the value of gp that
+ *      T loaded entering its outermost section. gp >= 1 only grows (64
+ *      bits: no wrap) and only under reg_mu.
  *  I2. A thread is in the registry (mode != UNREGISTERED) before its first
- *      section stores seq, and leaves it only with seq even (unregister
+ *      section stores ctr, and leaves it only with ctr == 0 (unregister
  *      outside a section; its exit ends a section left open first).
  *  I3. Every reader in MEMBARRIER mode relies on each grace period issuing
- *      one membarrier after the unpublish and before the scan; readers in
- *      FENCE mode issue a full fence after their odd store instead. The
- *      mode is chosen once per process, before any thread is registered.
+ *      one membarrier after the unpublish and before it increments gp;
+ *      readers in FENCE mode issue a full fence after their ctr store
+ *      instead. The mode is chosen once per process, before any thread is
+ *      registered.
  *  I4. A callback runs only after a grace period that began after its
  *      gm_rcu_call; q_finished counts callbacks run, in queue order.
  *
- * Why a reader that could see an old pointer is waited for: T's odd store
+ * Why a reader that could see an old pointer is waited for: T's ctr store
  * is either before the point where the writer's membarrier (or, in FENCE
- * mode, T's own fence against the writer's) ordered T, and then the scan
- * sees it (or a later value) and waits for a change; or after it, and
- * then T's loads see the unpublish and cannot find the old pointer. A
- * change the scan sees is a release store of T made after the section's
- * loads, and the scan's load is an acquire: the section happens-before
+ * mode, T's own fence against the writer's) ordered T, and then it holds
+ * a gp loaded before the increment (< g), the scan sees it (or a later
+ * value) and waits; or after it, and then T's loads see the unpublish and
+ * cannot find the old pointer. The value that ends the wait (0, or a
+ * later section's >= g) is a release store of T made after the old
+ * section's loads, read by an acquire load: the section happens-before
  * the free. That edge is real C11 ordering, which is what TSan checks.
  */
 #include "internal.h"
@@ -53,6 +57,9 @@
 
 __thread struct gm_rcu_reader_ gm_rcu_reader_
 	__attribute__((tls_model("initial-exec")));
+/* [0] alone on its cache line: written once per grace period, read by
+ * every outermost lock. */
+__attribute__((aligned(64))) uint64_t gm_rcu_gp_[8] = {1};
 
 /* ---- membarrier -------------------------------------------------------- */
 
@@ -165,7 +172,7 @@ static void reader_exit(void *arg)
 		return;
 	if (r->nest) {
 		r->nest = 0;
-		__atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&r->ctr, 0, __ATOMIC_RELEASE);
 	}
 	if (r->mode != GM_RCU_MODE_UNREGISTERED_)
 		reader_unlink(r);
@@ -191,14 +198,16 @@ void gm_rcu_unregister_thread(void)
 		reader_unlink(r);
 }
 
-/* nest is already 1. Links a thread that is not registered (I2: before
- * the odd store), then enters as its mode says. */
+/* The outermost lock of a thread that is not registered, or in FENCE
+ * mode: links the thread first (I2), then enters as its mode says. */
 void gm_rcu_read_lock_slow_(void)
 {
 	struct gm_rcu_reader_ *r = &gm_rcu_reader_;
 	if (r->mode == GM_RCU_MODE_UNREGISTERED_)
 		reader_link(r);
-	__atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELEASE);
+	r->nest = 1;
+	__atomic_store_n(&r->ctr, __atomic_load_n(&gm_rcu_gp_[0], __ATOMIC_RELAXED),
+			 __ATOMIC_RELEASE);
 	if (r->mode == GM_RCU_MODE_FENCE_)
 		full_fence(); /* the reader's half of the store-buffer pattern */
 	else
@@ -231,25 +240,26 @@ static void backoff(unsigned i)
 	}
 }
 
-/* Returns once r is outside the section it was in when this began. */
-static void wait_reader(struct gm_rcu_reader_ *r)
+/* Returns once r is outside any section that began before gp became g. */
+static void wait_reader(struct gm_rcu_reader_ *r, uint64_t g)
 {
-	uint64_t s = __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE);
-	if (!(s & 1))
-		return;
-	for (unsigned i = 0; __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE) == s; i++)
+	for (unsigned i = 0;; i++) {
+		uint64_t v = __atomic_load_n(&r->ctr, __ATOMIC_ACQUIRE);
+		if (v == 0 || v >= g)
+			return;
 		backoff(i);
+	}
 }
 
-/* A caller inside a section leaves it for the time of a wait (rcu.h): an
- * even seq, so that no grace period waits for the caller. */
+/* A caller inside a section leaves it for the time of a wait (rcu.h), so
+ * that no grace period waits for the caller. */
 static uint32_t section_suspend(void)
 {
 	struct gm_rcu_reader_ *r = &gm_rcu_reader_;
 	uint32_t nest = r->nest;
 	if (nest) {
 		r->nest = 0;
-		__atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&r->ctr, 0, __ATOMIC_RELEASE);
 	}
 	return nest;
 }
@@ -258,7 +268,8 @@ static void section_resume(uint32_t nest)
 {
 	struct gm_rcu_reader_ *r = &gm_rcu_reader_;
 	if (nest) {
-		__atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&r->ctr, __atomic_load_n(&gm_rcu_gp_[0], __ATOMIC_RELAXED),
+				 __ATOMIC_RELEASE);
 		full_fence(); /* right in either mode */
 		r->nest = nest;
 	}
@@ -269,8 +280,10 @@ static void grace_period(void)
 	pthread_once(&init_once, rcu_init);
 	pthread_mutex_lock(&reg_mu);
 	writer_barrier();
+	uint64_t g = __atomic_load_n(&gm_rcu_gp_[0], __ATOMIC_RELAXED) + 1;
+	__atomic_store_n(&gm_rcu_gp_[0], g, __ATOMIC_RELAXED);
 	for (struct gm_rcu_reader_ *r = reg_head; r; r = r->next)
-		wait_reader(r);
+		wait_reader(r, g);
 	pthread_mutex_unlock(&reg_mu);
 }
 

@@ -168,10 +168,10 @@ static void run(enum how how, uint64_t iters, int nreaders, bool nested, bool ch
 		_Atomic(struct obj *) *slot = nested && (i & 1) ? &published2 : &published;
 		struct obj *old = atomic_exchange_explicit(slot, n, memory_order_acq_rel);
 		retire(old, how, i);
-		/* Readers keep up: every 16 replacements, at least one of them
+		/* Readers keep up: every 64 replacements, at least one of them
 		 * went through 16 more sections. */
 		uint64_t p = atomic_load_explicit(&progress, memory_order_relaxed);
-		while (i % 16 == 0 && nreaders &&
+		while (i % 64 == 0 && nreaders &&
 		       atomic_load_explicit(&progress, memory_order_relaxed) == p)
 			sched_yield();
 	}
@@ -190,7 +190,7 @@ static void run(enum how how, uint64_t iters, int nreaders, bool nested, bool ch
 GM_TEST(readers_never_see_objects_freed_through_gm_rcu_call)
 {
 	gm_rcu_register_thread();
-	run(VIA_CALL, gm_test_iters(200000), 2, false, false);
+	run(VIA_CALL, gm_test_iters(100000), 2, false, false);
 	gm_rcu_unregister_thread();
 }
 

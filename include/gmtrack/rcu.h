@@ -11,8 +11,8 @@
  * only after a grace period (gm_rcu_call), so a reader never touches freed
  * memory.
  *
- * The RCU is gmtrack's own (src/rcu.c, docs/rcu.md): a read section is two
- * inline stores to a thread-local word, no call, no atomic
+ * The RCU is gmtrack's own (src/rcu.c, docs/rcu.md): a read section is a
+ * few inline stores to thread-local words, no call, no atomic
  * read-modify-write, no fence (writers pay instead, with the membarrier
  * system call). It needs only POSIX threads; it is not liburcu and is not
  * the same RCU domain as liburcu's: a grace period of one does not wait
@@ -46,7 +46,7 @@
  *
  * ThreadSanitizer: nothing to do. The read side is made of atomic stores
  * that TSan sees, and a grace period's end is an acquire load of each
- * reader's last unlock, so TSan sees the real ordering that lets a free
+ * reader's unlock (or of its next lock), so TSan sees the real ordering that lets a free
  * through, with no annotations.
  */
 #ifndef GMTRACK_RCU_H
@@ -66,21 +66,26 @@ struct gm_rcu_head {
 };
 
 /*
- * Per-thread reader state (private: use the functions below). seq is odd
- * while the thread is inside its outermost read section: the outermost
- * lock and the last unlock each add one, so a writer that sees an odd
- * value waits until it changes. Only the owning thread writes seq; writers
- * read it. nest counts the nested sections, mode says how the outermost
- * lock must order itself (GM_RCU_MODE_*_), prev/next link the registry.
+ * Per-thread reader state (private: use the functions below). ctr is 0
+ * outside a read section; the outermost lock stores the grace-period
+ * counter's current value (never 0), the last unlock stores 0. Only the
+ * owning thread writes ctr; writers read it. nest counts the nested
+ * sections, mode says how the outermost lock must order itself
+ * (GM_RCU_MODE_*_), prev/next link the registry.
  */
 struct gm_rcu_reader_ {
-	uint64_t seq;
+	uint64_t ctr;
 	uint32_t nest;
 	uint32_t mode;
 	uint32_t registered;          /* gm_rcu_register_thread() count */
 	uint32_t pad_;
 	struct gm_rcu_reader_ *prev, *next;
 };
+
+/* The grace-period counter (private), gm_rcu_gp_[0]: starts at 1, and
+ * each grace period adds one. The array fills a cache line that nothing
+ * else writes, so readers' loads of it hit their cache. */
+extern GM_EXPORT uint64_t gm_rcu_gp_[8];
 
 #define GM_RCU_MODE_UNREGISTERED_ 0u /* not in the registry yet */
 #define GM_RCU_MODE_MEMBARRIER_ 1u   /* writers use sys_membarrier */
@@ -127,8 +132,9 @@ GM_EXPORT void gm_rcu_unregister_thread(void);
  * gm_rcu_read_lock — enters a read-side section: until the matching
  * gm_rcu_read_unlock(), memory that a writer retires (gm_rcu_call, or a
  * free after gm_rcu_synchronize) after this thread could see it is not
- * freed. Cost O(1), inline, wait-free: two thread-local stores and no
- * fence in the outermost section, one increment when nested. Sections
+ * freed. Cost O(1), inline, wait-free: two thread-local stores (and a
+ * load of the grace-period counter) and no fence in the outermost
+ * section, one increment when nested. Sections
  * nest (up to 2^32 - 1 deep). Any thread; on a thread not registered, the
  * first call registers it (once per thread: the registry mutex, which may
  * wait for a grace period in progress) and the section is protected as
@@ -137,17 +143,22 @@ GM_EXPORT void gm_rcu_unregister_thread(void);
 static inline void gm_rcu_read_lock(void)
 {
 	struct gm_rcu_reader_ *r = &gm_rcu_reader_;
-	if (r->nest++ != 0)
+	if (r->nest) {
+		r->nest++;
 		return;
+	}
 	if (__builtin_expect(r->mode != GM_RCU_MODE_MEMBARRIER_, 0)) {
 		gm_rcu_read_lock_slow_();
 		return;
 	}
-	/* Release: whatever this thread did before is ordered before a
-	 * writer's acquire load that sees the new (odd) value. The signal
-	 * fence keeps the compiler from moving the section's loads above
-	 * the store; the CPU is ordered by the writer's membarrier. */
-	__atomic_store_n(&r->seq, __atomic_load_n(&r->seq, __ATOMIC_RELAXED) + 1,
+	/* Constants and a load no earlier store feeds: a loop of sections
+	 * carries no dependency from one to the next. Release: whatever this
+	 * thread did before is ordered before a writer's acquire load that
+	 * sees the value. The signal fence keeps the compiler from moving
+	 * the section's loads above the store; the CPU is ordered by the
+	 * writer's membarrier. */
+	r->nest = 1;
+	__atomic_store_n(&r->ctr, __atomic_load_n(&gm_rcu_gp_[0], __ATOMIC_RELAXED),
 			 __ATOMIC_RELEASE);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 }
@@ -165,10 +176,8 @@ static inline void gm_rcu_read_unlock(void)
 	if (__builtin_expect(n == 1, 1)) {
 		r->nest = 0;
 		/* Release: every load of the section happens before the
-		 * acquire load with which a writer sees the even value. */
-		__atomic_store_n(&r->seq,
-				 __atomic_load_n(&r->seq, __ATOMIC_RELAXED) + 1,
-				 __ATOMIC_RELEASE);
+		 * acquire load with which a writer sees the 0. */
+		__atomic_store_n(&r->ctr, 0, __ATOMIC_RELEASE);
 	} else if (n) {
 		r->nest = n - 1;
 	}
