@@ -24,6 +24,8 @@
  * read path dispatches on one byte. Not public: tests clear it to run the
  * portable paths on an AVX2 machine. */
 extern bool gm_cpu_avx2_;
+/* x86-64 with POPCNT (pagemap's rank lookups), found the same way. */
+extern bool gm_cpu_popcnt_;
 
 /* Pushes node onto the lock-free stack at *top, linked through
  * node->link (release: the node's contents travel with it). How retired
