@@ -159,7 +159,7 @@ struct gm_space {
 	struct gm_reclaim reclaim;
 	_Atomic size_t slot_bytes, dirty_bytes, rmap_bytes;
 	/* Slot recycling: a slot past its grace periods is pushed on the
-	 * ready stack (by liburcu's thread) instead of freed, up to slot_keep
+	 * ready stack (by the RCU worker thread) instead of freed, up to slot_keep
 	 * of them; the writer takes the whole stack into its stash and
 	 * allocates slots from there first. slot_bytes counts them. */
 	_Atomic(struct slot *) slot_ready;
