@@ -113,16 +113,19 @@ static void full_fence(void)
 #endif
 }
 
-/* The writer's half of I3: after it, every reader in MEMBARRIER mode whose
- * odd store came before is visible to the scan, and every later section
- * sees what the writer unpublished. */
+/* The writer's half of I3: after it, the ctr store of every section that
+ * began before it is visible to the scan, and every later section sees
+ * what the writer unpublished. PRIVATE_EXPEDITED cannot fail once
+ * registered; the (slow) GLOBAL command backs it up, and if both failed no
+ * grace period could be proven, so the process stops rather than free
+ * memory a reader may hold. */
 static void writer_barrier(void)
 {
 	full_fence();
 	if (reader_mode == GM_RCU_MODE_MEMBARRIER_ &&
 	    membarrier(MB_CMD_PRIVATE_EXPEDITED) != 0 &&
 	    membarrier(MB_CMD_GLOBAL) != 0)
-		abort(); /* registered, so this cannot fail; never unsafe */
+		abort();
 }
 
 /* ---- the registry ------------------------------------------------------ */

@@ -142,12 +142,13 @@ GM_EXPORT void gm_rcu_unregister_thread(void);
  */
 static inline void gm_rcu_read_lock(void)
 {
-	struct gm_rcu_reader_ *r = &gm_rcu_reader_;
-	if (r->nest) {
-		r->nest++;
+	/* gm_rcu_reader_.field, not a pointer to it: gcc turns such a
+	 * pointer into an %fs-relative one that UBSan reports as null. */
+	if (gm_rcu_reader_.nest) {
+		gm_rcu_reader_.nest++;
 		return;
 	}
-	if (__builtin_expect(r->mode != GM_RCU_MODE_MEMBARRIER_, 0)) {
+	if (__builtin_expect(gm_rcu_reader_.mode != GM_RCU_MODE_MEMBARRIER_, 0)) {
 		gm_rcu_read_lock_slow_();
 		return;
 	}
@@ -157,8 +158,8 @@ static inline void gm_rcu_read_lock(void)
 	 * sees the value. The signal fence keeps the compiler from moving
 	 * the section's loads above the store; the CPU is ordered by the
 	 * writer's membarrier. */
-	r->nest = 1;
-	__atomic_store_n(&r->ctr, __atomic_load_n(&gm_rcu_gp_[0], __ATOMIC_RELAXED),
+	gm_rcu_reader_.nest = 1;
+	__atomic_store_n(&gm_rcu_reader_.ctr, __atomic_load_n(&gm_rcu_gp_[0], __ATOMIC_RELAXED),
 			 __ATOMIC_RELEASE);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 }
@@ -171,15 +172,14 @@ static inline void gm_rcu_read_lock(void)
  */
 static inline void gm_rcu_read_unlock(void)
 {
-	struct gm_rcu_reader_ *r = &gm_rcu_reader_;
-	uint32_t n = r->nest;
+	uint32_t n = gm_rcu_reader_.nest;
 	if (__builtin_expect(n == 1, 1)) {
-		r->nest = 0;
+		gm_rcu_reader_.nest = 0;
 		/* Release: every load of the section happens before the
 		 * acquire load with which a writer sees the 0. */
-		__atomic_store_n(&r->ctr, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&gm_rcu_reader_.ctr, 0, __ATOMIC_RELEASE);
 	} else if (n) {
-		r->nest = n - 1;
+		gm_rcu_reader_.nest = n - 1;
 	}
 }
 
