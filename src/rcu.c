@@ -306,7 +306,8 @@ static struct gm_rcu_head *q_head, **q_tail = &q_head;
 static uint64_t q_queued, q_finished; /* callbacks queued / run so far */
 static unsigned q_barriers;           /* threads in gm_rcu_barrier */
 static bool q_started, q_idle;
-static __thread bool on_worker;
+/* Initial-exec like gm_rcu_reader_ (rcu.h): no __tls_get_addr call. */
+static __thread bool on_worker __attribute__((tls_model("initial-exec")));
 
 #define ROUND_PAUSE_NS 1000000L /* gathers callbacks between rounds */
 
