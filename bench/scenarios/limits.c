@@ -80,7 +80,11 @@ static uint64_t urcu_sections(void *arg)
 
 static void read_sections(struct gmb_ctx *ctx)
 {
-	uint64_t n = gmb_quick(ctx) ? 1 << 20 : 1 << 24;
+	/* 2^16 sections: ~0.1 ms a run, short enough that a loaded machine
+	 * rarely preempts one. With 2^24 (~25 ms a run) the row read 3.3-4 ns
+	 * at load ~7 on 2 cores, and with 2^20 1.4-9 ns: other processes'
+	 * time slices inside the timed loop, not the section's cost. */
+	uint64_t n = 1 << 16;
 	gm_rcu_register_thread();
 	urcu_memb_register_thread();
 	struct gmb_case cases[2] = {{.arg = &n, .body = gm_rcu_sections},
