@@ -20,29 +20,13 @@
 #define GM_TSAN 1
 #endif
 
-#ifdef GM_TSAN
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-extern char gm_rcu_tsan_token;
-/* A reader's section ends: everything it read happens-before the free that
- * a grace period lets through. */
-#define GM_TSAN_RELEASE() __tsan_release(&gm_rcu_tsan_token)
-/* A grace period (or call_rcu callback) begins freeing. */
-#define GM_TSAN_ACQUIRE() __tsan_acquire(&gm_rcu_tsan_token)
-/* A hand-off through liburcu's (uninstrumented) queues, e.g. call_rcu. */
-#define GM_TSAN_HANDOFF_SEND(obj) __tsan_release(obj)
-#define GM_TSAN_HANDOFF_RECV(obj) __tsan_acquire(obj)
-#else
-#define GM_TSAN_HANDOFF_SEND(obj) ((void)(obj))
-#define GM_TSAN_HANDOFF_RECV(obj) ((void)(obj))
-#define GM_TSAN_RELEASE() ((void)0)
-#define GM_TSAN_ACQUIRE() ((void)0)
-#endif
 
 /* x86-64 with AVX2 and BMI2: found once at load time (src/cpu.c), so a
  * read path dispatches on one byte. Not public: tests clear it to run the
  * portable paths on an AVX2 machine. */
 extern bool gm_cpu_avx2_;
+/* x86-64 with POPCNT (pagemap's rank lookups), found the same way. */
+extern bool gm_cpu_popcnt_;
 
 /* Pushes node onto the lock-free stack at *top, linked through
  * node->link (release: the node's contents travel with it). How retired
@@ -73,7 +57,7 @@ extern bool gm_cpu_avx2_;
  * A writer that unlinks nodes readers may still hold retires them here.
  * Retired pointers are gathered into batches of GM_RETIRE_BATCH; a full
  * batch (or, at the next reserve, one holding GM_RETIRE_PENDING_MAX bytes)
- * goes to call_rcu and is freed after a grace period. Retiring never
+ * goes to gm_rcu_call and is freed after a grace period. Retiring never
  * allocates: a write operation first calls gm_reclaim_reserve(r, n) for the
  * most nodes it can retire (which may allocate batches and may fail with
  * -ENOMEM before anything changed), then changes the structure, then
@@ -110,10 +94,11 @@ struct gm_deferred {
 	void (*fn)(struct gm_deferred *d);
 };
 /* Runs d->fn(d) after a grace period (at once without RCU). Takes one
- * retirement slot: never fails after a reserve. fn runs on liburcu's
- * call_rcu thread and must not block; it owns d (frees it if it must). */
+ * retirement slot: never fails after a reserve. fn runs on gmtrack's RCU
+ * worker thread (gm_rcu_call) and must not block; it owns d (frees it if
+ * it must). */
 void gm_reclaim_defer(struct gm_reclaim *r, struct gm_deferred *d);
-/* Flushes, waits for all deferred frees (rcu_barrier), frees spares. */
+/* Flushes, waits for all deferred frees (gm_rcu_barrier), frees spares. */
 void gm_reclaim_destroy(struct gm_reclaim *r);
 
 /* ---- what one module needs of another's opaque handle ---------------- */

@@ -1369,7 +1369,7 @@ static int make_plan(const struct wpath *p, int delta, struct plan *pl)
 	return 0; /* not reached: the root level always decides */
 }
 
-/* Runs after a grace period (on liburcu's thread): the batch's nodes are
+/* Runs after a grace period (on the RCU worker thread): the batch's nodes are
  * unreachable now, so they go on the ready stacks; the writer takes them
  * back into their chunks (collect_ready). */
 static void recycle_done(struct gm_deferred *d)

@@ -70,18 +70,14 @@
 #endif
 
 /* Rank lookups are popcounts: on x86-64 the read paths are compiled twice,
- * with and without the POPCNT instruction, and picked once at load time
- * (without it, each popcount is a libgcc call and a lookup costs ~2x). */
-/* Not in sanitizer builds: their runtimes are not up yet when the loader
- * runs the clones' resolver (TSan crashes there). */
-#if defined(__SANITIZE_ADDRESS__) && !defined(GM_TSAN)
-#define PM_SANITIZED 1
-#endif
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-	!defined(GM_TSAN) && !defined(PM_SANITIZED)
-#define PM_HOT __attribute__((target_clones("popcnt", "default")))
-#else
-#define PM_HOT
+ * with and without the POPCNT instruction, and the public call picks one
+ * on gm_cpu_popcnt_ (found once at load time, src/cpu.c): one predictable
+ * branch (without POPCNT, each popcount is a libgcc call and a lookup
+ * costs ~2x). Not target_clones: its IFUNC resolver is unknown to musl,
+ * and runs before the sanitizers' runtimes are up. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define PM_DISPATCH 1
+#define PM_POPCNT __attribute__((target("popcnt"), noinline))
 #endif
 #define PM_INLINE static inline __attribute__((always_inline))
 
@@ -645,11 +641,25 @@ PM_INLINE uintptr_t pm_lookup(const struct gm_pagemap *m, uint64_t key)
 	return p ? pm_leaf_find(p, key) : 0;
 }
 
-PM_HOT void *gm_pagemap_load(const struct gm_pagemap *map, uint64_t key)
+PM_INLINE void *pm_load(const struct gm_pagemap *map, uint64_t key)
 {
-	if (!map)
-		return NULL;
-	return (void *)pm_lookup(map, key);
+	return map ? (void *)pm_lookup(map, key) : NULL;
+}
+
+#ifdef PM_DISPATCH
+PM_POPCNT static void *pm_load_popcnt(const struct gm_pagemap *map, uint64_t key)
+{
+	return pm_load(map, key);
+}
+#endif
+
+void *gm_pagemap_load(const struct gm_pagemap *map, uint64_t key)
+{
+#ifdef PM_DISPATCH
+	if (GM_LIKELY(gm_cpu_popcnt_))
+		return pm_load_popcnt(map, key); /* a tail jump */
+#endif
+	return pm_load(map, key);
 }
 
 uint64_t gm_pagemap_count(const struct gm_pagemap *map)
@@ -878,8 +888,8 @@ PM_INLINE bool pm_lane_resolve(struct pm_lane *l, uint64_t key, uintptr_t *v)
 	return false;
 }
 
-PM_HOT int64_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t *keys,
-				    size_t n, void **values)
+PM_INLINE int64_t pm_load_many(const struct gm_pagemap *map, const uint64_t *keys,
+				 size_t n, void **values)
 {
 	if (!map || (n && (!keys || !values)) || n > (size_t)INT64_MAX)
 		return -EINVAL;
@@ -896,7 +906,7 @@ PM_HOT int64_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t
 			values[i] = (void *)v;
 			found += v != 0;
 		}
-		return found;
+		return (int64_t)found;
 	}
 	struct pm_lane lane[PM_LANES];
 	unsigned char live[PM_LANES];
@@ -924,7 +934,25 @@ PM_HOT int64_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t
 			na = m;
 		}
 	}
-	return found;
+	return (int64_t)found;
+}
+
+#ifdef PM_DISPATCH
+PM_POPCNT static int64_t pm_load_many_popcnt(const struct gm_pagemap *map,
+					    const uint64_t *keys, size_t n, void **values)
+{
+	return pm_load_many(map, keys, n, values);
+}
+#endif
+
+int64_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t *keys,
+			     size_t n, void **values)
+{
+#ifdef PM_DISPATCH
+	if (GM_LIKELY(gm_cpu_popcnt_))
+		return pm_load_many_popcnt(map, keys, n, values);
+#endif
+	return pm_load_many(map, keys, n, values);
 }
 
 /* ---- ordered reads ------------------------------------------------------- */

@@ -70,7 +70,7 @@
  * Node memory (RCU mode). Retired nodes are recycled after their grace
  * period instead of freed: they come back to the writer through per-size
  * ready stacks (see "node memory and recycling" below), which saves the
- * malloc/free traffic between the writer and liburcu's call_rcu thread.
+ * malloc/free traffic between the writer and the RCU worker thread.
  *
  * Reads. A lookup descends by counting, branch-free, the pivots below the
  * index (four independent counters, so the compares of a node overlap)
@@ -320,8 +320,8 @@ static inline void prefetch_leaf(const void *n)
  *
  * Recycling (RCU mode, once the map's nodes take 256 KiB): a
  * retired node is
- * not handed to the allocator after its grace period (a free on liburcu's
- * call_rcu thread, then a cold malloc on the writer's, the two fighting over
+ * not handed to the allocator after its grace period (a free on the RCU
+ * worker thread, then a cold malloc on the writer's, the two fighting over
  * the allocator's locks: about a third of a store's time when measured);
  * it is batched (struct recycle, deferred with gm_reclaim_defer), and when
  * the batch's call runs it pushes each node on the pool's ready stack of
@@ -330,8 +330,8 @@ static inline void prefetch_leaf(const void *n)
  * nodes keep their exact sizes. The writer takes a class's whole stack at
  * once (exchange) into its private stash and allocates from there first.
  * How much to keep: about what the writer allocates while a batch waits
- * for its grace period (liburcu's call_rcu thread works in rounds about
- * 10 ms apart, so at ~1 us per store that is megabytes). The writer
+ * for its grace period (the RCU worker works in rounds about 1 ms apart
+ * and more under load, so at ~1 us per store that is up to megabytes). The writer
  * measures it: `want` grows by the bytes of every allocation the pool could
  * not serve and decays slowly; a batch's call keeps at most min(want, cap)
  * + min(cap / 4, RECYCLE_SLACK) ready and frees the rest, where cap is a
@@ -381,7 +381,7 @@ struct recycle {
  * thread, in its own cache lines: the two threads never bounce a line per
  * node. Bytes kept ready = pushed - taken; waiting = retired - arrived. */
 struct node_pool {
-	/* written by recycle_done (liburcu's thread) */
+	/* written by recycle_done (the RCU worker thread) */
 	_Alignas(64) _Atomic(struct free_node *) ready[NODE_CLASSES];
 	_Atomic uint64_t pushed;  /* bytes pushed onto ready stacks */
 	_Atomic uint64_t arrived; /* bytes whose grace period ended */
@@ -407,7 +407,7 @@ static inline struct node_pool *map_pool(const struct gm_rangemap *m)
 	return (struct node_pool *)m->pool_;
 }
 
-/* Runs after a grace period (on liburcu's thread; destroy's barrier waits
+/* Runs after a grace period (on the RCU worker thread; destroy's barrier waits
  * for it, so the pool is still there): the batch's nodes are unreachable
  * now, so they go on the ready stacks, or back to the allocator once the
  * pool keeps enough. */

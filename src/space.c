@@ -37,7 +37,7 @@
  * replaces the slot in the gfn entry and the id cell and leaves the hva
  * index alone (its items are slot ids). Slot objects are recycled: after
  * their grace periods they return to the writer (a bounded stack) instead
- * of the allocator, so liburcu's thread and the writer do not trade malloc
+ * of the allocator, so the RCU worker thread and the writer do not trade malloc
  * arenas.
  *
  * Invariants (checked by gm_space_validate):
@@ -67,7 +67,6 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <urcu/urcu-memb.h>
 
 #define PAGE_SHIFT GM_SPACE_PAGE_SHIFT
 #define DC_SHIFT 15                       /* frames per dirty chunk: 32768 */
@@ -98,7 +97,7 @@ struct slot {
 	struct gm_space_slot pub;        /* first: readers get &pub */
 	union {                          /* never both: a slot waits for its
 					  * grace periods, then is recycled */
-		struct rcu_head rcu;
+		struct gm_rcu_head rcu;
 		struct slot *next_free;  /* on the ready stack or the stash */
 	};
 	struct gm_space *space;
@@ -161,7 +160,7 @@ struct gm_space {
 	struct gm_reclaim reclaim;
 	_Atomic size_t slot_bytes, dirty_bytes, rmap_bytes;
 	/* Slot recycling: a slot past its grace periods is pushed on the
-	 * ready stack (by liburcu's thread) instead of freed, up to slot_keep
+	 * ready stack (by the RCU worker thread) instead of freed, up to slot_keep
 	 * of them; the writer takes the whole stack into its stash and
 	 * allocates slots from there first. slot_bytes counts them. */
 	_Atomic(struct slot *) slot_ready;
@@ -346,7 +345,7 @@ static void slot_free(struct slot *sl)
 }
 
 /* As slot_free, but keeps the object for reuse while fewer than slot_keep
- * are kept (on liburcu's thread; the writer takes them). */
+ * are kept (on the RCU worker thread; the writer takes them). */
 static void slot_recycle(struct slot *sl)
 {
 	struct gm_space *s = sl->space;
@@ -360,36 +359,28 @@ static void slot_recycle(struct slot *sl)
 	gm_stack_push(&s->slot_ready, sl, next_free);
 }
 
-static void slot_after_second_gp(struct rcu_head *head)
+static void slot_after_second_gp(struct gm_rcu_head *head)
 {
 	struct slot *sl = (struct slot *)((char *)head - offsetof(struct slot, rcu));
-	GM_TSAN_HANDOFF_RECV(sl);
-	GM_TSAN_ACQUIRE();
 	slot_recycle(sl);
-	GM_TSAN_RELEASE(); /* a later gm_rcu_barrier() may free the space */
 }
 
 /* First grace period over: no reader can newly find the slot in an index,
  * so clear it from the shared hints, then wait once more for readers that
  * took it from a hint. */
-static void slot_after_first_gp(struct rcu_head *head)
+static void slot_after_first_gp(struct gm_rcu_head *head)
 {
 	struct slot *sl = (struct slot *)((char *)head - offsetof(struct slot, rcu));
-	GM_TSAN_HANDOFF_RECV(sl);
-	GM_TSAN_ACQUIRE();
 	for (int i = 0; i < 2; i++) {
 		struct slot *expect = sl;
 		atomic_compare_exchange_strong(&sl->space->lay[i].hint, &expect, NULL);
 	}
-	GM_TSAN_HANDOFF_SEND(sl);
-	GM_TSAN_RELEASE(); /* a later gm_rcu_barrier() may free the space */
-	urcu_memb_call_rcu(&sl->rcu, slot_after_second_gp);
+	gm_rcu_call(&sl->rcu, slot_after_second_gp);
 }
 
 static void slot_retire(struct slot *sl)
 {
-	GM_TSAN_HANDOFF_SEND(sl);
-	urcu_memb_call_rcu(&sl->rcu, slot_after_first_gp);
+	gm_rcu_call(&sl->rcu, slot_after_first_gp);
 }
 
 /* ---- the gfn index: a sorted array of blocks under a radix of buckets ----

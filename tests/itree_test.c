@@ -481,7 +481,7 @@ static void oom(unsigned flags)
 			struct gm_itree_entry e = m.e[gm_rng_below(r, m.n)];
 			fi = e.first, la = e.last, item = e.item;
 		}
-		/* Deferred frees of earlier steps run on liburcu's thread and
+		/* Deferred frees of earlier steps run on the RCU worker thread and
 		 * would blur the byte count: in RCU mode, wait for them (slow,
 		 * so only on every 16th step) and check bytes only then. */
 		bool exact = !(flags & GM_RCU) || s % 16 == 0;

@@ -501,7 +501,7 @@ static void oom_round(bool rcu)
 		uintptr_t v = pick_value(r);
 		bool erase = m.n > 50 && gm_rng_chance(r, 2, 5);
 		/* try each allocation of this change failing, then let it pass */
-		/* In RCU mode deferred frees run on liburcu's thread at any time;
+		/* In RCU mode deferred frees run on the RCU worker thread at any time;
 		 * every 64th step waits for them so the allocator's total can be
 		 * compared exactly (modulo one reserved retire batch). */
 		bool exact = !rcu || s % 64 == 0;

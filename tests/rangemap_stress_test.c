@@ -170,8 +170,8 @@ static void stress(unsigned flags)
 GM_TEST(readers_see_old_or_new_values)
 {
 	gm_rcu_register_thread();
-	/* The seed picks the mode: one map (one rcu_barrier) per process, see
-	 * the report on liburcu's barrier completion under TSan. */
+	/* The seed picks the mode: one map per process (a run stays short;
+	 * it once also kept TSan off liburcu's barrier completion). */
 	stress(gm_test_seed() & 1 ? GM_RANGEMAP_NOCOALESCE : 0);
 	gm_rcu_unregister_thread();
 }

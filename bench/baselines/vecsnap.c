@@ -7,10 +7,9 @@
 
 #include <errno.h>
 #include <string.h>
-#include <urcu/urcu-memb.h>
 
 struct bl_vecsnap_arr {
-	struct rcu_head rcu;
+	struct gm_rcu_head rcu; /* first: the arrays are freed by gm_rcu_call */
 	const struct gm_allocator *alloc;
 	size_t n;
 	struct bl_memslot s[];
@@ -31,7 +30,7 @@ static struct bl_vecsnap_arr *arr_new(struct bl_vecsnap *v, size_t n)
 	return a;
 }
 
-static void arr_free_cb(struct rcu_head *h)
+static void arr_free_cb(struct gm_rcu_head *h)
 {
 	struct bl_vecsnap_arr *a = (struct bl_vecsnap_arr *)h;
 	gm_alloc_release(a->alloc, a, arr_bytes(a->n));
@@ -79,7 +78,7 @@ static int rebuild(struct bl_vecsnap *v, size_t skip, const struct bl_memslot *a
 		return -ENOMEM;
 	bl_memslot_copy_sorted(a->s, old->s, old->n, skip, add);
 	atomic_store_explicit(&v->cur, a, memory_order_release);
-	urcu_memb_call_rcu(&old->rcu, arr_free_cb);
+	gm_rcu_call(&old->rcu, arr_free_cb); /* the domain of its gm_rcu readers */
 	return 0;
 }
 

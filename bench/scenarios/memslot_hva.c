@@ -454,7 +454,7 @@ static void run(struct gmb_ctx *ctx)
 		      "iterator); churn edits leaves in place (order word; a freed slot "
 		      "is refilled at once, under the leaf's sequence count), copies "
 		      "nodes only to split or merge, and reuses replaced nodes' memory "
-		      "after a grace period (liburcu call_rcu); nodes live in 64-byte aligned "
+		      "after a grace period (gm_rcu_call); nodes live in 64-byte aligned "
 		      "chunks of up to 64 KiB, so placement does not depend on how "
 		      "fragmented earlier scenarios left the heap.", READ_BATCH);
 	gmb_note(ctx, "query = one invalidation of a random hva range (80%% one "

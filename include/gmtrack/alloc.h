@@ -13,8 +13,8 @@
  *    gm_alloc_counting  (bytes, peak, calls)    gm_alloc_failing (Nth / p)
  *
  * Thread-safety: the hook may be called from the writer's thread and, for
- * structures in RCU mode, from liburcu's call_rcu worker thread (deferred
- * frees). The default, counting and failing allocators are safe for that.
+ * structures in RCU mode, from gmtrack's RCU worker thread (gm_rcu_call:
+ * deferred frees). The default, counting and failing allocators are safe for that.
  */
 #ifndef GMTRACK_ALLOC_H
 #define GMTRACK_ALLOC_H
