@@ -204,16 +204,21 @@ struct gm_itree {
 #define CHUNK_SHARE 32
 #define CHUNK_MAX_BYTES (64 * 1024)
 
-/* Retired nodes (RCU mode) batched as one deferred call that, after the
- * grace period, pushes them onto the tree's ready stacks. A write retires
- * at most 2 * MAXH + 2 nodes; pool_fill makes sure they all fit. */
-#define RECYCLE_BATCH 64
+/* The nodes one write retired (RCU mode), as one deferred call that,
+ * after the grace period, pushes them onto the tree's ready stacks. A
+ * write retires at most 2 * MAXH + 2 nodes; pool_fill sizes the batch for
+ * the plan's count. */
 struct recycle {
 	struct gm_deferred call;
 	struct gm_itree *tree;
-	unsigned n;
-	struct itnode *node[RECYCLE_BATCH];
+	unsigned n, cap;
+	struct itnode *node[];
 };
+
+static inline size_t recycle_bytes(unsigned cap)
+{
+	return sizeof(struct recycle) + cap * sizeof(struct itnode *);
+}
 
 struct key {
 	uint64_t first, last;
@@ -581,7 +586,7 @@ void gm_itree_destroy(struct gm_itree *t)
 	if (t->rec) { /* retired, and past the synchronize above */
 		for (unsigned i = 0; i < t->rec->n; i++)
 			node_free(t, t->rec->node[i], t->rec->node[i]->level ? 1 : 0);
-		gm_alloc_release(t->alloc, t->rec, sizeof(*t->rec));
+		gm_alloc_release(t->alloc, t->rec, recycle_bytes(t->rec->cap));
 	}
 	/* waits for pending recycle calls (they fill ready) */
 	gm_reclaim_destroy(&t->reclaim);
@@ -1381,7 +1386,7 @@ static void recycle_done(struct gm_deferred *d)
 		struct free_node *f = (struct free_node *)rec->node[i];
 		gm_stack_push(&t->ready[kind], f, next);
 	}
-	gm_alloc_release(t->alloc, rec, sizeof(*rec));
+	gm_alloc_release(t->alloc, rec, recycle_bytes(rec->cap));
 }
 
 /* Gives back what pool_fill added when a later step fails. */
@@ -1391,16 +1396,18 @@ static void pool_undo(struct gm_itree *t, struct pool *po)
 		if (po->added[kind])
 			chunk_release(t, kind, po->added[kind]);
 	if (po->rec)
-		gm_alloc_release(t->alloc, po->rec, sizeof(*po->rec));
+		gm_alloc_release(t->alloc, po->rec, recycle_bytes(po->rec->cap));
 }
 
-static struct recycle *recycle_new(struct gm_itree *t)
+static struct recycle *recycle_new(struct gm_itree *t, unsigned cap)
 {
-	struct recycle *rec = gm_alloc_mem(t->alloc, sizeof(*rec), _Alignof(struct recycle));
+	struct recycle *rec = gm_alloc_mem(t->alloc, recycle_bytes(cap),
+					   _Alignof(struct recycle));
 	if (rec) {
 		rec->call.fn = recycle_done;
 		rec->tree = t;
 		rec->n = 0;
+		rec->cap = cap;
 	}
 	return rec;
 }
@@ -1417,19 +1424,19 @@ static int pool_fill(struct gm_itree *t, const struct plan *pl,
 	    chunk_reserve(t, 1, pl->need[1], &po->added[1]))
 		goto fail;
 	if (t->rcu && pl->retire &&
-	    (!t->rec || t->rec->n + pl->retire > RECYCLE_BATCH)) {
-		po->rec = recycle_new(t);
+	    (!t->rec || t->rec->n + pl->retire > t->rec->cap)) {
+		po->rec = recycle_new(t, pl->retire);
 		if (!po->rec)
 			goto fail;
 	}
-	/* + 1: deferring the batch po->rec replaces */
-	if (gm_reclaim_reserve(&t->reclaim, pl->retire + 1))
+	/* deferring the batch po->rec replaces, and then this write's */
+	if (t->rcu && pl->retire && gm_reclaim_reserve(&t->reclaim, 2))
 		goto fail;
 	if (po->rec) { /* nothing can fail from here on */
 		if (t->rec && t->rec->n)
 			gm_reclaim_defer(&t->reclaim, &t->rec->call);
 		else if (t->rec)
-			gm_alloc_release(t->alloc, t->rec, sizeof(*t->rec));
+			gm_alloc_release(t->alloc, t->rec, recycle_bytes(t->rec->cap));
 		t->rec = po->rec;
 	}
 	return 0;
@@ -1449,8 +1456,9 @@ static struct itnode *take_node(struct gm_itree *t, unsigned level)
 	return n;
 }
 
-/* Retires n: in RCU mode into the recycle batch (pool_fill made room), its
- * memory back to its chunk after a grace period; without RCU at once. */
+/* Retires n: in RCU mode into the recycle batch (pool_fill made room; the
+ * write's end sends it off, recycle_prepare), its memory back to its
+ * chunk after a grace period; without RCU at once. */
 static void retire_node(struct gm_itree *t, struct itnode *n)
 {
 	unsigned kind = n->level ? 1 : 0;
@@ -1462,24 +1470,27 @@ static void retire_node(struct gm_itree *t, struct itnode *n)
 		node_free(t, n, kind);
 		return;
 	}
-	struct recycle *rec = t->rec;
-	rec->node[rec->n++] = n;
-	if (rec->n == RECYCLE_BATCH) {
-		t->rec = NULL;
-		gm_reclaim_defer(&t->reclaim, &rec->call);
-	}
+	t->rec->node[t->rec->n++] = n; /* room: see pool_fill */
 }
 
-/* After a successful write (RCU mode): takes back ready nodes and makes
- * sure a recycle batch is there for later retirements (best effort: a
- * write that retires allocates one itself otherwise). */
+/* After a successful write (RCU mode): takes back ready nodes, and sends
+ * the nodes this write retired on their way at once (deferred, and the
+ * reclaim batch holding the call queued for its grace period), so retired
+ * memory waits one grace period, not until batches fill. A write that
+ * retires allocates the next recycle batch itself (pool_fill). Best
+ * effort: if the reclaim slot cannot be had, the batch waits for the next
+ * write. */
 static void recycle_prepare(struct gm_itree *t)
 {
 	if (!t->rcu)
 		return;
 	collect_ready(t);
-	if (!t->rec)
-		t->rec = recycle_new(t);
+	struct recycle *rec = t->rec;
+	if (!rec || !rec->n || gm_reclaim_reserve(&t->reclaim, 1))
+		return;
+	t->rec = NULL;
+	gm_reclaim_defer(&t->reclaim, &rec->call);
+	gm_reclaim_flush(&t->reclaim);
 }
 
 /* The live entries of n, in key order. */
