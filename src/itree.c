@@ -96,11 +96,12 @@
  * slower (TLB and cache misses). The writer keeps one free list per kind
  * (LIFO, so a new node is usually one freed recently). A chunk whose
  * slots are all free goes back to the allocator, except that an RCU-mode
- * tree keeps empty chunks while its free slots stay below about half its
- * nodes (spare_slots: what a grace period of churn retires); a failed
- * write releases the chunk it added, so the byte count is exactly as it
- * was. Retired nodes (RCU mode)
- * are batched (struct recycle, deferred with gm_reclaim_defer); after the
+ * tree keeps empty chunks while its free slots stay below 1/16 of its
+ * nodes of the kind (spare_slots; none in a tree of fewer than 16); a
+ * failed write releases the chunk it added, so the byte count is exactly
+ * as it was. The nodes a write retires (RCU mode) are one batch (struct
+ * recycle, deferred with gm_reclaim_defer and sent to call_rcu when the
+ * write ends); after the
  * grace period the batch's call pushes them on the tree's ready stacks,
  * and the writer takes them back into their chunks after its next write
  * (chunks are only ever touched by the writer).
@@ -510,15 +511,17 @@ static struct itnode *node_alloc(struct gm_itree *t, unsigned level)
 }
 
 /* Free slots a tree in RCU mode keeps in empty chunks rather than
- * releasing them: about what a grace period of churn retires (half the
- * nodes of the kind, plus a few), so steady churn on a small tree does not
- * malloc and free a chunk for every copied leaf. Without RCU a freed node
- * is reusable at once: no spares. */
+ * releasing them: 1/16 of its nodes of the kind, so steady churn on a big
+ * tree mostly reuses memory that came back from a grace period, while
+ * the slots held beyond the live nodes stay a few bytes per entry (a
+ * small tree keeps none: one spare inner node would be 16 bytes per entry
+ * of a 100-entry tree). Without RCU a freed node is reusable at once: no
+ * spares. */
 static inline size_t spare_slots(const struct gm_itree *t, unsigned kind)
 {
 	if (!t->rcu)
 		return 0;
-	return kind ? t->inners / 2 + 4 : t->leaves / 2 + 32;
+	return (kind ? t->inners : t->leaves) / 16;
 }
 
 /* Gives an unreachable node's memory back to its chunk, and the chunk to
@@ -1480,11 +1483,12 @@ static void retire_node(struct gm_itree *t, struct itnode *n)
  * retires allocates the next recycle batch itself (pool_fill). Best
  * effort: if the reclaim slot cannot be had, the batch waits for the next
  * write. */
-static void recycle_prepare(struct gm_itree *t)
+static inline void recycle_prepare(struct gm_itree *t)
 {
 	if (!t->rcu)
 		return;
-	collect_ready(t);
+	if (GM_UNLIKELY(gm_load_relaxed(&t->ready[0]) || gm_load_relaxed(&t->ready[1])))
+		collect_ready(t);
 	struct recycle *rec = t->rec;
 	if (!rec || !rec->n || gm_reclaim_reserve(&t->reclaim, 1))
 		return;

@@ -73,6 +73,7 @@ struct world {
 	struct bl_augrb rb;
 	struct bl_linear lin;
 	uint64_t lin_nq, lin_nc;    /* fewer ops for the O(n) baseline */
+	double rest_bytes;          /* gm_itree's bytes/entry at rest */
 	void *hits[HITS_MAX];
 };
 
@@ -512,9 +513,27 @@ static double held_per_entry(const struct gm_alloc_counting *c, uint64_t n)
 	return (double)gm_alloc_counting_bytes(c) / (double)n;
 }
 
+/* gm_itree's bytes per entry at rest: after a grace period and the
+ * deferred calls (gm_rcu_barrier), and one write (a slot removed and put
+ * back where it is), after which the writer has taken every retired node
+ * back into its chunk. */
+static double itree_rest_bytes(struct world *w, const struct gm_alloc_counting *c)
+{
+	gm_rcu_barrier();
+	void *item = &w->slots[0];
+	int rc = gm_itree_remove(w->itree, w->cur[0][0], w->cur[0][1], item);
+	rc |= gm_itree_insert(w->itree, w->cur[0][0], w->cur[0][1], item);
+	if (rc) {
+		fprintf(stderr, "memslot_hva: gm_itree write at rest failed (%d)\n", rc);
+		exit(1);
+	}
+	return held_per_entry(c, w->n);
+}
+
 /* Measures the three designs on world w (built in `order`, NULL: as
- * generated) and emits its rows under `dist`. */
-static void run_world(struct gmb_ctx *ctx, struct world *w, const uint64_t *order,
+ * generated) and emits its rows under `dist`; returns gm_itree's bytes
+ * per entry at rest. */
+static double run_world(struct gmb_ctx *ctx, struct world *w, const uint64_t *order,
 		      const char *dist)
 {
 	const uint64_t n = w->n;
@@ -555,6 +574,7 @@ static void run_world(struct gmb_ctx *ctx, struct world *w, const uint64_t *orde
 						   {.arg = w, .body = augrb_churn}}, 2, churn);
 	double after = held_per_entry(&it_count, n);
 	it_bytes = after > it_bytes ? after : it_bytes;
+	w->rest_bytes = itree_rest_bytes(w, &it_count);
 	reset_ranges(w); /* linear was built from the original ranges */
 	churn[2] = gmb_measure(ctx, &(struct gmb_case){.arg = w, .body = linear_churn});
 
@@ -573,28 +593,31 @@ static void run_world(struct gmb_ctx *ctx, struct world *w, const uint64_t *orde
 	}
 	gm_itree_destroy(w->itree);
 	bl_linear_destroy(&w->lin);
+	return w->rest_bytes;
 }
 
-static void run_size(struct gmb_ctx *ctx, struct gmb_rng *r, uint64_t n,
-		     uint64_t nq, uint64_t nc)
+static double run_size(struct gmb_ctx *ctx, struct gmb_rng *r, uint64_t n,
+		       uint64_t nq, uint64_t nc)
 {
 	struct world w = {0};
 	gen_world(&w, r, n, nq, nc);
 	uint64_t *order = shuffled(r, n);
-	run_world(ctx, &w, order, "memslots");
+	double rest = run_world(ctx, &w, order, "memslots");
 	free(order);
 	free_world(&w);
+	return rest;
 }
 
-/* The procmaps world (inserted in the order read); returns its n. */
+/* The procmaps world (inserted in the order read); returns its n and in
+ * *rest gm_itree's bytes per entry at rest. */
 static uint64_t run_procmaps(struct gmb_ctx *ctx, struct gmb_rng *r,
-			     uint64_t cap, uint64_t nq, uint64_t nc)
+			     uint64_t cap, uint64_t nq, uint64_t nc, double *rest)
 {
 	struct world w = {0};
 	bool real;
 	gen_world_maps(&w, r, cap, nq, nc, &real);
 	gmb_progress(ctx, "procmaps: n = %llu", (unsigned long long)w.n);
-	run_world(ctx, &w, NULL, "procmaps");
+	*rest = run_world(ctx, &w, NULL, "procmaps");
 	if (real)
 		gmb_note(ctx, "procmaps: %llu ranges read from this machine's "
 			      "/proc/<pid>/maps at bench time.",
@@ -609,8 +632,10 @@ static uint64_t run_procmaps(struct gmb_ctx *ctx, struct gmb_rng *r,
 	return n;
 }
 
-/* The targets of one (n, dist): churn, query/stab and bytes. */
-static void targets_at(struct gmb_ctx *ctx, uint64_t n, const char *dist)
+/* The targets of one (n, dist): churn, query/stab and bytes (held, and
+ * at rest: rest = gm_itree's bytes per entry after a grace period). */
+static void targets_at(struct gmb_ctx *ctx, uint64_t n, const char *dist,
+		       double rest)
 {
 	char what[160];
 	static const char *const reads[2] = {"query", "stab"};
@@ -632,6 +657,12 @@ static void targets_at(struct gmb_ctx *ctx, uint64_t n, const char *dist)
 		 (unsigned long long)n, dist);
 	gmb_target_bound(ctx, what, (struct gmb_sel){"gm_itree", "churn", n, dist},
 			 GMB_BYTES, GMB_AT_MOST, 64.0);
+	char measured[64];
+	snprintf(what, sizeof(what),
+		 "bytes/entry held at rest (after a grace period) <= 64 at %llu %s",
+		 (unsigned long long)n, dist);
+	snprintf(measured, sizeof(measured), "%.4g B", rest);
+	gmb_target_verdict(ctx, what, measured, rest <= 64.0);
 }
 
 static void run(struct gmb_ctx *ctx)
@@ -645,13 +676,14 @@ static void run(struct gmb_ctx *ctx)
 	gmb_rng_init(&r, gmb_seed(ctx));
 	gmb_reference(ctx, "augrb");
 	gm_rcu_register_thread();
+	double rest[sizeof(sizes) / sizeof(sizes[0])], maps_rest;
 	for (unsigned i = 0; i < nsizes; i++) {
 		if (sizes[i] > max)
 			break;
 		gmb_progress(ctx, "n = %llu", (unsigned long long)sizes[i]);
-		run_size(ctx, &r, sizes[i], nq, nc);
+		rest[i] = run_size(ctx, &r, sizes[i], nq, nc);
 	}
-	uint64_t maps_n = run_procmaps(ctx, &r, max, nq, nc);
+	uint64_t maps_n = run_procmaps(ctx, &r, max, nq, nc, &maps_rest);
 	gm_rcu_unregister_thread();
 
 	gmb_note(ctx, "gm_itree runs in RCU mode: queries/stabs run in read-side "
@@ -696,8 +728,8 @@ static void run(struct gmb_ctx *ctx)
 			 (struct gmb_sel){"gm_itree", "churn", big, "memslots"},
 			 GMB_BYTES, GMB_AT_MOST, 48.0);
 	for (unsigned i = 0; i < nsizes && sizes[i] <= max; i++)
-		targets_at(ctx, sizes[i], "memslots");
-	targets_at(ctx, maps_n, "procmaps");
+		targets_at(ctx, sizes[i], "memslots", rest[i]);
+	targets_at(ctx, maps_n, "procmaps", maps_rest);
 }
 
 GMB_SCENARIO(memslot_hva, "hva -> memslot: overlapping intervals, invalidation queries, churn", run)
