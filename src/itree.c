@@ -1296,8 +1296,8 @@ descend_avx2(const struct gm_itree *t, struct key k, struct wpath *p,
 
 /* Walks from the root to k's leaf (path in *p, p->idx[0] = k's position
  * in the leaf, *found if k is there). The tree is not empty. */
-static void descend(const struct gm_itree *t, struct key k, struct wpath *p,
-		    bool *found)
+static inline void descend(const struct gm_itree *t, struct key k,
+			   struct wpath *p, bool *found)
 {
 #ifdef HAVE_AVX2_SEARCH
 	if (gm_cpu_avx2_) {
@@ -1320,6 +1320,32 @@ static inline bool edits_in_place(const struct wpath *p, int delta)
 	return lf->count < LEAF_MAX;
 }
 
+/* An overflowing node shares its entries with a sibling instead of
+ * splitting when the two then keep at least this many free slots each:
+ * nodes stay fuller (a split leaves two half-empty ones), at the same
+ * copying price (two nodes and the parent). Runs of ascending inserts
+ * still split (their full left sibling has no room). */
+#define REDIST_ROOM 2
+
+/* The sibling an overflowing node at path `level` (c entries after the
+ * edit) shares with, or -1 when a split is better: the emptier neighbour,
+ * if the two fit with REDIST_ROOM free slots each. */
+static int overflow_sibling(const struct wpath *p, unsigned level, int c)
+{
+	const struct itinner *par = inner_of(p->node[level + 1]);
+	unsigned i = p->idx[level + 1], count = par->h.count;
+	int best = -1, bc = 0;
+	for (int s = (int)i - 1; s <= (int)i + 1; s += 2) {
+		if (s < 0 || (unsigned)s >= count)
+			continue;
+		int sc = gm_load_relaxed(&par->child[s])->count;
+		if (best < 0 || sc < bc)
+			best = s, bc = sc;
+	}
+	int cap = (int)node_cap(level);
+	return best >= 0 && c + bc <= 2 * (cap - REDIST_ROOM) ? best : -1;
+}
+
 /* Decides, from counts alone, what each level of the path becomes when the
  * leaf gains (delta = +1) or loses (-1) an entry that it cannot take in
  * place, and what that needs. */
@@ -1334,6 +1360,15 @@ static int make_plan(const struct wpath *p, int delta, struct plan *pl)
 		unsigned kind = level ? 1 : 0;
 		int cap = (int)node_cap(level);
 		int minc = is_root ? (level ? 2 : 1) : NODE_MIN;
+		int share = c > cap && !is_root ? overflow_sibling(p, level, c) : -1;
+		if (share >= 0) {
+			pl->out[level] = OUT_REDIST;
+			pl->sib[level] = (unsigned)share;
+			pl->need[kind] += 2;
+			pl->retire += 2;
+			c = p->node[level + 1]->count; /* parent copied, new separators */
+			continue;
+		}
 		if (c > cap) {
 			pl->out[level] = OUT_SPLIT;
 			pl->need[kind] += 2;
@@ -1770,18 +1805,13 @@ static int insert_first(struct gm_itree *t, struct key k)
 	return 0;
 }
 
-/* Shared tail of insert and remove once the leaf position is known. */
-static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
+/* apply's path when the leaf cannot take the edit in place: plan,
+ * allocate, execute (out of line: its buffers make a frame of several
+ * KiB, which the in-place path should not pay for). */
+static __attribute__((noinline)) int
+apply_planned(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 {
 	unsigned pos = p->idx[0];
-	if (edits_in_place(p, delta)) { /* the common case, without a plan */
-		if (delta > 0)
-			leaf_insert_inplace(p->node[0], pos, k);
-		else
-			leaf_delete_inplace(p->node[0], pos);
-		fix_max_after_edit(p, delta, k.last);
-		return 0;
-	}
 	struct plan pl;
 	int rc = make_plan(p, delta, &pl);
 	if (rc)
@@ -1798,6 +1828,29 @@ static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 		delete_slot(buf[0], &n, pos);
 	execute(t, p, &pl, buf, n, delta > 0 ? (int)pos : -1);
 	return 0;
+}
+
+/* Shared tail of insert and remove once the leaf position is known. */
+static inline int apply(struct gm_itree *t, struct wpath *p, struct key k,
+			int delta)
+{
+	if (!edits_in_place(p, delta))
+		return apply_planned(t, p, k, delta);
+	/* the common case, without a plan */
+	if (delta > 0)
+		leaf_insert_inplace(p->node[0], p->idx[0], k);
+	else
+		leaf_delete_inplace(p->node[0], p->idx[0]);
+	fix_max_after_edit(p, delta, k.last);
+	return 0;
+}
+
+/* count += delta: the writer is the only one changing it, so a relaxed
+ * load and store (readers load it relaxed), not a locked read-modify-
+ * write. */
+static inline void count_add(struct gm_itree *t, int delta)
+{
+	gm_store_relaxed(&t->count, gm_load_relaxed(&t->count) + (size_t)(ptrdiff_t)delta);
 }
 
 int gm_itree_insert(struct gm_itree *t, uint64_t first, uint64_t last,
@@ -1818,7 +1871,7 @@ int gm_itree_insert(struct gm_itree *t, uint64_t first, uint64_t last,
 		rc = apply(t, &p, k, +1);
 	}
 	if (rc == 0) {
-		atomic_fetch_add_explicit(&t->count, 1, memory_order_relaxed);
+		count_add(t, +1);
 		recycle_prepare(t);
 	}
 	return rc;
@@ -1839,7 +1892,7 @@ int gm_itree_remove(struct gm_itree *t, uint64_t first, uint64_t last,
 		return -ENOENT;
 	int rc = apply(t, &p, k, -1);
 	if (rc == 0) {
-		atomic_fetch_sub_explicit(&t->count, 1, memory_order_relaxed);
+		count_add(t, -1);
 		recycle_prepare(t);
 	}
 	return rc;
