@@ -98,7 +98,7 @@
  * slots are all free goes back to the allocator, except that an RCU-mode
  * tree keeps empty chunks while its free slots stay below 1/16 of its
  * nodes of the kind (spare_slots; none in a tree of fewer than 16); a
- * failed write releases the chunk it added, so the byte count is exactly
+ * failed write releases the chunks it added, so the byte count is exactly
  * as it was. The nodes a write retires (RCU mode) are one batch (struct
  * recycle, deferred with gm_reclaim_defer and sent to call_rcu when the
  * write ends); after the
@@ -203,6 +203,7 @@ struct gm_itree {
  * (so free slots stay a small share of the memory), at most
  * CHUNK_MAX_BYTES. */
 #define CHUNK_SHARE 32
+#define CHUNK_MIN 8
 #define CHUNK_MAX_BYTES (64 * 1024)
 
 /* The nodes one write retired (RCU mode), as one deferred call that,
@@ -475,21 +476,50 @@ static void chunk_release(struct gm_itree *t, unsigned kind, struct chunk *c)
 	gm_alloc_release(t->alloc, base, bytes);
 }
 
-/* Makes sure the free list of kind holds >= need slots: adds one chunk if
- * not (*added = it, else NULL). -ENOMEM leaves everything as it was. */
-static int chunk_reserve(struct gm_itree *t, unsigned kind, size_t need,
-			 struct chunk **added)
+/* The chunks one write added, released again if the write fails. A write
+ * needs at most 2 * MAXH + 1 nodes of a kind. */
+struct added {
+	unsigned n;
+	struct chunk *c[2 * MAXH + 2];
+};
+
+static void chunks_undo(struct gm_itree *t, unsigned kind, struct added *a)
 {
-	*added = NULL;
+	while (a->n)
+		chunk_release(t, kind, a->c[--a->n]);
+}
+
+/* Makes sure the free list of kind holds >= need slots, adding chunks if
+ * not (listed in *a): one chunk of about 1/CHUNK_SHARE of the kind's
+ * nodes, or, in a tree with fewer than CHUNK_SHARE * CHUNK_MIN of them,
+ * one chunk per node short: there the free slots a grace period's
+ * retirements leave behind would sit in part-used chunks for good (a
+ * spare inner node is 16 bytes per entry of a 100-entry tree), while a
+ * node of its own goes back to the allocator when it comes back.
+ * -ENOMEM leaves everything as it was. */
+static int chunk_reserve(struct gm_itree *t, unsigned kind, size_t need,
+			 struct added *a)
+{
+	a->n = 0;
 	if (t->free_count[kind] >= need)
 		return 0;
+	size_t missing = need - t->free_count[kind];
 	size_t slots = (kind ? t->inners : t->leaves) / CHUNK_SHARE;
 	size_t most = CHUNK_MAX_BYTES / node_size(kind);
 	slots = slots < most ? slots : most;
-	if (slots < need - t->free_count[kind])
-		slots = need - t->free_count[kind];
-	*added = chunk_add(t, kind, (uint32_t)slots);
-	return *added ? 0 : -ENOMEM;
+	if (slots < CHUNK_MIN)
+		slots = 1;
+	else if (slots < missing)
+		slots = missing;
+	for (size_t got = 0; got < missing; got += slots) {
+		struct chunk *c = chunk_add(t, kind, (uint32_t)slots);
+		if (!c) {
+			chunks_undo(t, kind, a);
+			return -ENOMEM;
+		}
+		a->c[a->n++] = c;
+	}
+	return 0;
 }
 
 /* A node's memory from the free list (the caller reserved it), header
@@ -1171,7 +1201,7 @@ struct plan {
 };
 
 struct pool {
-	struct chunk *added[2]; /* chunks added for this write, or NULL */
+	struct added added[2];  /* chunks added for this write */
 	struct recycle *rec;    /* a new recycle batch, or NULL */
 };
 
@@ -1431,8 +1461,7 @@ static void recycle_done(struct gm_deferred *d)
 static void pool_undo(struct gm_itree *t, struct pool *po)
 {
 	for (unsigned kind = 0; kind < 2; kind++)
-		if (po->added[kind])
-			chunk_release(t, kind, po->added[kind]);
+		chunks_undo(t, kind, &po->added[kind]);
 	if (po->rec)
 		gm_alloc_release(t->alloc, po->rec, recycle_bytes(po->rec->cap));
 }
@@ -1456,7 +1485,7 @@ static struct recycle *recycle_new(struct gm_itree *t, unsigned cap)
 static int pool_fill(struct gm_itree *t, const struct plan *pl,
 		     struct pool *po)
 {
-	po->added[0] = po->added[1] = NULL;
+	po->added[0].n = po->added[1].n = 0;
 	po->rec = NULL;
 	if (chunk_reserve(t, 0, pl->need[0], &po->added[0]) ||
 	    chunk_reserve(t, 1, pl->need[1], &po->added[1]))
@@ -1794,7 +1823,7 @@ static void leaf_delete_inplace(struct itnode *n, unsigned pos)
 
 static int insert_first(struct gm_itree *t, struct key k)
 {
-	struct chunk *added;
+	struct added added;
 	if (chunk_reserve(t, 0, 1, &added))
 		return -ENOMEM;
 	struct itnode *n = take_node(t, 0);
