@@ -88,23 +88,30 @@
  *
  * Chunks: nodes live in chunks of 1..170 node slots of one kind, each
  * allocated (64-byte aligned) through the tree's allocator; a node's
- * `home` names its chunk. A new chunk holds about 1/32 of the tree's nodes
- * of its kind (<= 64 KiB), so free slots stay a small share and the nodes
- * of a big tree sit in a few dozen contiguous blocks whatever the heap
- * looked like: with malloc'd nodes, a heap fragmented by earlier work
- * scattered them over many pages and made memslot_hva's churn 1.4-1.7x
- * slower (TLB and cache misses). The writer keeps one free list per kind
- * (LIFO, so a new node is usually one freed recently). A chunk whose
- * slots are all free goes back to the allocator, except that an RCU-mode
- * tree keeps empty chunks while its free slots stay below 1/16 of its
- * nodes of the kind (spare_slots; none in a tree of fewer than 16); a
- * failed write releases the chunks it added, so the byte count is exactly
- * as it was. The nodes a write retires (RCU mode) are one batch (struct
- * recycle, deferred with gm_reclaim_defer and sent to call_rcu when the
- * write ends); after the
- * grace period the batch's call pushes them on the tree's ready stacks,
- * and the writer takes them back into their chunks after its next write
- * (chunks are only ever touched by the writer).
+ * `home` names its chunk. In a tree with at least CHUNK_SHARE *
+ * CHUNK_MIN nodes of a kind, a new chunk holds about 1/32 of them
+ * (<= 64 KiB), so the nodes of a big tree sit in a few dozen contiguous
+ * blocks whatever the heap looked like (with malloc'd nodes, a heap
+ * fragmented by earlier scenarios in the same process once made
+ * memslot_hva's churn 1.4-1.7x slower: TLB and cache misses). A smaller
+ * tree gives each node a chunk of its own: in RCU mode the nodes retired
+ * during a grace period come back all at once, and in shared chunks they
+ * would stay behind as free slots of part-used chunks for good (the
+ * high-water mark of one grace period's retirements), while a node of its
+ * own goes back to the allocator when it comes back. The writer keeps one
+ * free list per kind (LIFO, so a new node is usually one freed recently).
+ * A chunk whose slots are all free goes back to the allocator, except
+ * that an RCU-mode tree keeps empty chunks while its free slots stay
+ * below 1/16 of its nodes of the kind (spare_slots; none in a tree of
+ * fewer than 16); a failed write releases the chunks it added, so the
+ * byte count is exactly as it was. The nodes a write retires (RCU mode)
+ * are one batch (struct recycle, deferred with gm_reclaim_defer and sent
+ * to call_rcu when the write ends); after the grace period the batch's
+ * call pushes them on the tree's ready stacks, and the writer takes them
+ * back into their chunks after its next write (chunks are only ever
+ * touched by the writer). Memory held while a writer churns is therefore
+ * the live nodes plus what it retired during the last grace period (about
+ * 10-20 ms with liburcu's call_rcu thread).
  *
  * Reading: gm_itree_fill is the one-call query (items into a buffer):
  * a one-leaf tree is a flat scan with no cursor; deeper trees walk with the
@@ -201,9 +208,10 @@ struct gm_itree {
 
 /* A new chunk holds about 1/CHUNK_SHARE of the tree's nodes of its kind
  * (so free slots stay a small share of the memory), at most
- * CHUNK_MAX_BYTES. */
+ * CHUNK_MAX_BYTES; one node only while that would be fewer than CHUNK_MIN
+ * (see "Chunks" at the top). */
 #define CHUNK_SHARE 32
-#define CHUNK_MIN 8
+#define CHUNK_MIN 128
 #define CHUNK_MAX_BYTES (64 * 1024)
 
 /* The nodes one write retired (RCU mode), as one deferred call that,
@@ -506,9 +514,10 @@ static int chunk_reserve(struct gm_itree *t, unsigned kind, size_t need,
 	size_t missing = need - t->free_count[kind];
 	size_t slots = (kind ? t->inners : t->leaves) / CHUNK_SHARE;
 	size_t most = CHUNK_MAX_BYTES / node_size(kind);
-	slots = slots < most ? slots : most;
 	if (slots < CHUNK_MIN)
 		slots = 1;
+	else if (slots > most)
+		slots = most;
 	else if (slots < missing)
 		slots = missing;
 	for (size_t got = 0; got < missing; got += slots) {

@@ -228,8 +228,9 @@ static void gen_ops_maps(struct world *w, struct gmb_rng *r, uint64_t nq,
 		const struct slot *s = &w->slots[gmb_rng_below(r, w->n)];
 		uint64_t size = s->last - s->first + 1;
 		uint64_t a = s->first + gmb_rng_below(r, size) / PAGE * PAGE;
+		uint64_t end = a + query_pages(r) * PAGE - 1;
 		w->qa[i] = a;
-		w->qb[i] = a + query_pages(r) * PAGE - 1;
+		w->qb[i] = end < a ? UINT64_MAX : end; /* [vsyscall] ends near the top */
 		s = &w->slots[gmb_rng_below(r, w->n)];
 		w->pt[i] = s->first + gmb_rng_below(r, s->last - s->first + 1);
 	}
