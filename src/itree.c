@@ -110,8 +110,8 @@
  * call pushes them on the tree's ready stacks, and the writer takes them
  * back into their chunks after its next write (chunks are only ever
  * touched by the writer). Memory held while a writer churns is therefore
- * the live nodes plus what it retired during the last grace period (about
- * 10-20 ms with liburcu's call_rcu thread).
+ * the live nodes plus what it retired during the last grace period
+ * (liburcu's call_rcu thread runs its batches some milliseconds apart).
  *
  * Reading: gm_itree_fill is the one-call query (items into a buffer):
  * a one-leaf tree is a flat scan with no cursor; deeper trees walk with the
@@ -501,9 +501,9 @@ static void chunks_undo(struct gm_itree *t, unsigned kind, struct added *a)
  * not (listed in *a): one chunk of about 1/CHUNK_SHARE of the kind's
  * nodes, or, in a tree with fewer than CHUNK_SHARE * CHUNK_MIN of them,
  * one chunk per node short: there the free slots a grace period's
- * retirements leave behind would sit in part-used chunks for good (a
- * spare inner node is 16 bytes per entry of a 100-entry tree), while a
- * node of its own goes back to the allocator when it comes back.
+ * retirements leave behind would sit in part-used chunks for good (in a
+ * small tree one spare inner node is a large share of the memory), while
+ * a node of its own goes back to the allocator when it comes back.
  * -ENOMEM leaves everything as it was. */
 static int chunk_reserve(struct gm_itree *t, unsigned kind, size_t need,
 			 struct added *a)
@@ -552,10 +552,9 @@ static struct itnode *node_alloc(struct gm_itree *t, unsigned level)
 /* Free slots a tree in RCU mode keeps in empty chunks rather than
  * releasing them: 1/16 of its nodes of the kind, so steady churn on a big
  * tree mostly reuses memory that came back from a grace period, while
- * the slots held beyond the live nodes stay a few bytes per entry (a
- * small tree keeps none: one spare inner node would be 16 bytes per entry
- * of a 100-entry tree). Without RCU a freed node is reusable at once: no
- * spares. */
+ * the slots held beyond the live nodes stay a small share (a small tree
+ * keeps none: there one spare inner node is a large share of the
+ * memory). Without RCU a freed node is reusable at once: no spares. */
 static inline size_t spare_slots(const struct gm_itree *t, unsigned kind)
 {
 	if (!t->rcu)
