@@ -720,10 +720,12 @@ static void run(struct gmb_ctx *ctx)
 		      "like linear's query; the driver checks it against the "
 		      "iterator); churn edits leaves in place (order word; a freed slot "
 		      "is refilled at once, under the leaf's sequence count), copies "
-		      "nodes only to split or merge, and reuses replaced nodes' memory "
-		      "after a grace period (liburcu call_rcu); nodes live in 64-byte aligned "
-		      "chunks of up to 64 KiB, so placement does not depend on how "
-		      "fragmented earlier scenarios left the heap.", READ_BATCH);
+		      "nodes only to split, merge or share entries with a sibling, and "
+		      "reuses replaced nodes' memory after a grace period (liburcu "
+		      "call_rcu, each write's retired nodes sent at its end); a tree "
+		      "of 4096 or more nodes of a kind keeps them in 64-byte aligned "
+		      "chunks of up to 64 KiB, a smaller one gives each node its own.",
+		 READ_BATCH);
 	gmb_note(ctx, "query = one invalidation of a random hva range (80%% one "
 		      "page, 15%% 2 MiB, 5%% up to 64 MiB), all overlapping slots "
 		      "collected; churn = one remove + one insert (a slot moved).");
