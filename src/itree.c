@@ -211,7 +211,7 @@ struct gm_itree {
  * CHUNK_MAX_BYTES; one node only while that would be fewer than CHUNK_MIN
  * (see "Chunks" at the top). */
 #define CHUNK_SHARE 32
-#define CHUNK_MIN 128
+#define CHUNK_MIN 32
 #define CHUNK_MAX_BYTES (64 * 1024)
 
 /* The nodes one write retired (RCU mode), as one deferred call that,

@@ -723,7 +723,7 @@ static void run(struct gmb_ctx *ctx)
 		      "nodes only to split, merge or share entries with a sibling, and "
 		      "reuses replaced nodes' memory after a grace period (liburcu "
 		      "call_rcu, each write's retired nodes sent at its end); a tree "
-		      "of 4096 or more nodes of a kind keeps them in 64-byte aligned "
+		      "of 1024 or more nodes of a kind keeps them in 64-byte aligned "
 		      "chunks of up to 64 KiB, a smaller one gives each node its own.",
 		 READ_BATCH);
 	gmb_note(ctx, "query = one invalidation of a random hva range (80%% one "
