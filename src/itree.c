@@ -80,30 +80,37 @@
  * any value written after a bump sees the bump on its second load; a
  * reader whose first load saw the bump sees an order word published after
  * the slot died, which does not list it. So a free slot is reusable at
- * once. (The design before waited a grace period: liburcu's call_rcu
- * thread works in rounds about 10 ms apart, memslot_hva's churn edits each
- * leaf about 13 times per round, so 1 insert in 6 copied its leaf, and
- * churn took 20-25% longer.) Retries are rare: the writer must insert into
- * that very leaf during the reader's few dozen nanoseconds there.
+ * once, without waiting for a grace period that a leaf edited many times
+ * per grace period would otherwise have to be copied for. Retries are rare:
+ * the writer must insert into that very leaf during the reader's few dozen
+ * nanoseconds there.
  *
  * Chunks: nodes live in chunks of 1..170 node slots of one kind, each
  * allocated (64-byte aligned) through the tree's allocator; a node's
- * `home` names its chunk. A new chunk holds about 1/32 of the tree's nodes
- * of its kind (<= 64 KiB), so free slots stay a small share and the nodes
- * of a big tree sit in a few dozen contiguous blocks whatever the heap
- * looked like: with malloc'd nodes, a heap fragmented by earlier work
- * scattered them over many pages and made memslot_hva's churn 1.4-1.7x
- * slower (TLB and cache misses). The writer keeps one free list per kind
- * (LIFO, so a new node is usually one freed recently). A chunk whose
- * slots are all free goes back to the allocator, except that an RCU-mode
- * tree keeps empty chunks while its free slots stay below about half its
- * nodes (spare_slots: what a grace period of churn retires); a failed
- * write releases the chunk it added, so the byte count is exactly as it
- * was. Retired nodes (RCU mode)
- * are batched (struct recycle, deferred with gm_reclaim_defer); after the
- * grace period the batch's call pushes them on the tree's ready stacks,
- * and the writer takes them back into their chunks after its next write
- * (chunks are only ever touched by the writer).
+ * `home` names its chunk. In a tree with at least CHUNK_SHARE *
+ * CHUNK_MIN nodes of a kind, a new chunk holds about 1/32 of them
+ * (<= 64 KiB), so the nodes of a big tree sit in a few dozen contiguous
+ * blocks whatever the heap looked like (with malloc'd nodes, a heap
+ * fragmented by earlier scenarios in the same process once made
+ * memslot_hva's churn 1.4-1.7x slower: TLB and cache misses). A smaller
+ * tree gives each node a chunk of its own: in RCU mode the nodes retired
+ * during a grace period come back all at once, and in shared chunks they
+ * would stay behind as free slots of part-used chunks for good (the
+ * high-water mark of one grace period's retirements), while a node of its
+ * own goes back to the allocator when it comes back. The writer keeps one
+ * free list per kind (LIFO, so a new node is usually one freed recently).
+ * A chunk whose slots are all free goes back to the allocator, except
+ * that an RCU-mode tree keeps empty chunks while its free slots stay
+ * below 1/16 of its nodes of the kind (spare_slots; none in a tree of
+ * fewer than 16); a failed write releases the chunks it added, so the
+ * byte count is exactly as it was. The nodes a write retires (RCU mode)
+ * are one batch (struct recycle, deferred with gm_reclaim_defer and sent
+ * to gm_rcu_call when the write ends); after the grace period the batch's
+ * call pushes them on the tree's ready stacks, and the writer takes them
+ * back into their chunks after its next write (chunks are only ever
+ * touched by the writer). Memory held while a writer churns is therefore
+ * the live nodes plus what it retired during the last grace period
+ * (src/rcu.c runs a grace period's callbacks as one batch).
  *
  * Reading: gm_itree_fill is the one-call query (items into a buffer):
  * a one-leaf tree is a flat scan with no cursor; deeper trees walk with the
@@ -200,20 +207,27 @@ struct gm_itree {
 
 /* A new chunk holds about 1/CHUNK_SHARE of the tree's nodes of its kind
  * (so free slots stay a small share of the memory), at most
- * CHUNK_MAX_BYTES. */
+ * CHUNK_MAX_BYTES; one node only while that would be fewer than CHUNK_MIN
+ * (see "Chunks" at the top). */
 #define CHUNK_SHARE 32
+#define CHUNK_MIN 32
 #define CHUNK_MAX_BYTES (64 * 1024)
 
-/* Retired nodes (RCU mode) batched as one deferred call that, after the
- * grace period, pushes them onto the tree's ready stacks. A write retires
- * at most 2 * MAXH + 2 nodes; pool_fill makes sure they all fit. */
-#define RECYCLE_BATCH 64
+/* The nodes one write retired (RCU mode), as one deferred call that,
+ * after the grace period, pushes them onto the tree's ready stacks. A
+ * write retires at most 2 * MAXH + 2 nodes; pool_fill sizes the batch for
+ * the plan's count. */
 struct recycle {
 	struct gm_deferred call;
 	struct gm_itree *tree;
-	unsigned n;
-	struct itnode *node[RECYCLE_BATCH];
+	unsigned n, cap;
+	struct itnode *node[];
 };
+
+static inline size_t recycle_bytes(unsigned cap)
+{
+	return sizeof(struct recycle) + cap * sizeof(struct itnode *);
+}
 
 struct key {
 	uint64_t first, last;
@@ -469,21 +483,51 @@ static void chunk_release(struct gm_itree *t, unsigned kind, struct chunk *c)
 	gm_alloc_release(t->alloc, base, bytes);
 }
 
-/* Makes sure the free list of kind holds >= need slots: adds one chunk if
- * not (*added = it, else NULL). -ENOMEM leaves everything as it was. */
-static int chunk_reserve(struct gm_itree *t, unsigned kind, size_t need,
-			 struct chunk **added)
+/* The chunks one write added, released again if the write fails. A write
+ * needs at most 2 * MAXH + 1 nodes of a kind. */
+struct added {
+	unsigned n;
+	struct chunk *c[2 * MAXH + 2];
+};
+
+static void chunks_undo(struct gm_itree *t, unsigned kind, struct added *a)
 {
-	*added = NULL;
+	while (a->n)
+		chunk_release(t, kind, a->c[--a->n]);
+}
+
+/* Makes sure the free list of kind holds >= need slots, adding chunks if
+ * not (listed in *a): one chunk of about 1/CHUNK_SHARE of the kind's
+ * nodes, or, in a tree with fewer than CHUNK_SHARE * CHUNK_MIN of them,
+ * one chunk per node short: there the free slots a grace period's
+ * retirements leave behind would sit in part-used chunks for good (in a
+ * small tree one spare inner node is a large share of the memory), while
+ * a node of its own goes back to the allocator when it comes back.
+ * -ENOMEM leaves everything as it was. */
+static int chunk_reserve(struct gm_itree *t, unsigned kind, size_t need,
+			 struct added *a)
+{
+	a->n = 0;
 	if (t->free_count[kind] >= need)
 		return 0;
+	size_t missing = need - t->free_count[kind];
 	size_t slots = (kind ? t->inners : t->leaves) / CHUNK_SHARE;
 	size_t most = CHUNK_MAX_BYTES / node_size(kind);
-	slots = slots < most ? slots : most;
-	if (slots < need - t->free_count[kind])
-		slots = need - t->free_count[kind];
-	*added = chunk_add(t, kind, (uint32_t)slots);
-	return *added ? 0 : -ENOMEM;
+	if (slots < CHUNK_MIN)
+		slots = 1;
+	else if (slots > most)
+		slots = most;
+	else if (slots < missing)
+		slots = missing;
+	for (size_t got = 0; got < missing; got += slots) {
+		struct chunk *c = chunk_add(t, kind, (uint32_t)slots);
+		if (!c) {
+			chunks_undo(t, kind, a);
+			return -ENOMEM;
+		}
+		a->c[a->n++] = c;
+	}
+	return 0;
 }
 
 /* A node's memory from the free list (the caller reserved it), header
@@ -505,15 +549,16 @@ static struct itnode *node_alloc(struct gm_itree *t, unsigned level)
 }
 
 /* Free slots a tree in RCU mode keeps in empty chunks rather than
- * releasing them: about what a grace period of churn retires (half the
- * nodes of the kind, plus a few), so steady churn on a small tree does not
- * malloc and free a chunk for every copied leaf. Without RCU a freed node
- * is reusable at once: no spares. */
+ * releasing them: 1/16 of its nodes of the kind, so steady churn on a big
+ * tree mostly reuses memory that came back from a grace period, while
+ * the slots held beyond the live nodes stay a small share (a small tree
+ * keeps none: there one spare inner node is a large share of the
+ * memory). Without RCU a freed node is reusable at once: no spares. */
 static inline size_t spare_slots(const struct gm_itree *t, unsigned kind)
 {
 	if (!t->rcu)
 		return 0;
-	return kind ? t->inners / 2 + 4 : t->leaves / 2 + 32;
+	return (kind ? t->inners : t->leaves) / 16;
 }
 
 /* Gives an unreachable node's memory back to its chunk, and the chunk to
@@ -581,7 +626,7 @@ void gm_itree_destroy(struct gm_itree *t)
 	if (t->rec) { /* retired, and past the synchronize above */
 		for (unsigned i = 0; i < t->rec->n; i++)
 			node_free(t, t->rec->node[i], t->rec->node[i]->level ? 1 : 0);
-		gm_alloc_release(t->alloc, t->rec, sizeof(*t->rec));
+		gm_alloc_release(t->alloc, t->rec, recycle_bytes(t->rec->cap));
 	}
 	/* waits for pending recycle calls (they fill ready) */
 	gm_reclaim_destroy(&t->reclaim);
@@ -1163,7 +1208,7 @@ struct plan {
 };
 
 struct pool {
-	struct chunk *added[2]; /* chunks added for this write, or NULL */
+	struct added added[2];  /* chunks added for this write */
 	struct recycle *rec;    /* a new recycle batch, or NULL */
 };
 
@@ -1288,8 +1333,8 @@ descend_avx2(const struct gm_itree *t, struct key k, struct wpath *p,
 
 /* Walks from the root to k's leaf (path in *p, p->idx[0] = k's position
  * in the leaf, *found if k is there). The tree is not empty. */
-static void descend(const struct gm_itree *t, struct key k, struct wpath *p,
-		    bool *found)
+static inline void descend(const struct gm_itree *t, struct key k,
+			   struct wpath *p, bool *found)
 {
 #ifdef HAVE_AVX2_SEARCH
 	if (gm_cpu_avx2_) {
@@ -1312,6 +1357,32 @@ static inline bool edits_in_place(const struct wpath *p, int delta)
 	return lf->count < LEAF_MAX;
 }
 
+/* An overflowing node shares its entries with a sibling instead of
+ * splitting when the two then keep at least this many free slots each:
+ * nodes stay fuller (a split leaves two half-empty ones), at the same
+ * copying price (two nodes and the parent). Runs of ascending inserts
+ * still split (their full left sibling has no room). */
+#define REDIST_ROOM 2
+
+/* The sibling an overflowing node at path `level` (c entries after the
+ * edit) shares with, or -1 when a split is better: the emptier neighbour,
+ * if the two fit with REDIST_ROOM free slots each. */
+static int overflow_sibling(const struct wpath *p, unsigned level, int c)
+{
+	const struct itinner *par = inner_of(p->node[level + 1]);
+	unsigned i = p->idx[level + 1], count = par->h.count;
+	int best = -1, bc = 0;
+	for (int s = (int)i - 1; s <= (int)i + 1; s += 2) {
+		if (s < 0 || (unsigned)s >= count)
+			continue;
+		int sc = gm_load_relaxed(&par->child[s])->count;
+		if (best < 0 || sc < bc)
+			best = s, bc = sc;
+	}
+	int cap = (int)node_cap(level);
+	return best >= 0 && c + bc <= 2 * (cap - REDIST_ROOM) ? best : -1;
+}
+
 /* Decides, from counts alone, what each level of the path becomes when the
  * leaf gains (delta = +1) or loses (-1) an entry that it cannot take in
  * place, and what that needs. */
@@ -1326,6 +1397,15 @@ static int make_plan(const struct wpath *p, int delta, struct plan *pl)
 		unsigned kind = level ? 1 : 0;
 		int cap = (int)node_cap(level);
 		int minc = is_root ? (level ? 2 : 1) : NODE_MIN;
+		int share = c > cap && !is_root ? overflow_sibling(p, level, c) : -1;
+		if (share >= 0) {
+			pl->out[level] = OUT_REDIST;
+			pl->sib[level] = (unsigned)share;
+			pl->need[kind] += 2;
+			pl->retire += 2;
+			c = p->node[level + 1]->count; /* parent copied, new separators */
+			continue;
+		}
 		if (c > cap) {
 			pl->out[level] = OUT_SPLIT;
 			pl->need[kind] += 2;
@@ -1381,26 +1461,27 @@ static void recycle_done(struct gm_deferred *d)
 		struct free_node *f = (struct free_node *)rec->node[i];
 		gm_stack_push(&t->ready[kind], f, next);
 	}
-	gm_alloc_release(t->alloc, rec, sizeof(*rec));
+	gm_alloc_release(t->alloc, rec, recycle_bytes(rec->cap));
 }
 
 /* Gives back what pool_fill added when a later step fails. */
 static void pool_undo(struct gm_itree *t, struct pool *po)
 {
 	for (unsigned kind = 0; kind < 2; kind++)
-		if (po->added[kind])
-			chunk_release(t, kind, po->added[kind]);
+		chunks_undo(t, kind, &po->added[kind]);
 	if (po->rec)
-		gm_alloc_release(t->alloc, po->rec, sizeof(*po->rec));
+		gm_alloc_release(t->alloc, po->rec, recycle_bytes(po->rec->cap));
 }
 
-static struct recycle *recycle_new(struct gm_itree *t)
+static struct recycle *recycle_new(struct gm_itree *t, unsigned cap)
 {
-	struct recycle *rec = gm_alloc_mem(t->alloc, sizeof(*rec), _Alignof(struct recycle));
+	struct recycle *rec = gm_alloc_mem(t->alloc, recycle_bytes(cap),
+					   _Alignof(struct recycle));
 	if (rec) {
 		rec->call.fn = recycle_done;
 		rec->tree = t;
 		rec->n = 0;
+		rec->cap = cap;
 	}
 	return rec;
 }
@@ -1411,25 +1492,25 @@ static struct recycle *recycle_new(struct gm_itree *t)
 static int pool_fill(struct gm_itree *t, const struct plan *pl,
 		     struct pool *po)
 {
-	po->added[0] = po->added[1] = NULL;
+	po->added[0].n = po->added[1].n = 0;
 	po->rec = NULL;
 	if (chunk_reserve(t, 0, pl->need[0], &po->added[0]) ||
 	    chunk_reserve(t, 1, pl->need[1], &po->added[1]))
 		goto fail;
 	if (t->rcu && pl->retire &&
-	    (!t->rec || t->rec->n + pl->retire > RECYCLE_BATCH)) {
-		po->rec = recycle_new(t);
+	    (!t->rec || t->rec->n + pl->retire > t->rec->cap)) {
+		po->rec = recycle_new(t, pl->retire);
 		if (!po->rec)
 			goto fail;
 	}
-	/* + 1: deferring the batch po->rec replaces */
-	if (gm_reclaim_reserve(&t->reclaim, pl->retire + 1))
+	/* deferring the batch po->rec replaces, and then this write's */
+	if (t->rcu && pl->retire && gm_reclaim_reserve(&t->reclaim, 2))
 		goto fail;
 	if (po->rec) { /* nothing can fail from here on */
 		if (t->rec && t->rec->n)
 			gm_reclaim_defer(&t->reclaim, &t->rec->call);
 		else if (t->rec)
-			gm_alloc_release(t->alloc, t->rec, sizeof(*t->rec));
+			gm_alloc_release(t->alloc, t->rec, recycle_bytes(t->rec->cap));
 		t->rec = po->rec;
 	}
 	return 0;
@@ -1449,8 +1530,9 @@ static struct itnode *take_node(struct gm_itree *t, unsigned level)
 	return n;
 }
 
-/* Retires n: in RCU mode into the recycle batch (pool_fill made room), its
- * memory back to its chunk after a grace period; without RCU at once. */
+/* Retires n: in RCU mode into the recycle batch (pool_fill made room; the
+ * write's end sends it off, recycle_prepare), its memory back to its
+ * chunk after a grace period; without RCU at once. */
 static void retire_node(struct gm_itree *t, struct itnode *n)
 {
 	unsigned kind = n->level ? 1 : 0;
@@ -1462,24 +1544,28 @@ static void retire_node(struct gm_itree *t, struct itnode *n)
 		node_free(t, n, kind);
 		return;
 	}
-	struct recycle *rec = t->rec;
-	rec->node[rec->n++] = n;
-	if (rec->n == RECYCLE_BATCH) {
-		t->rec = NULL;
-		gm_reclaim_defer(&t->reclaim, &rec->call);
-	}
+	t->rec->node[t->rec->n++] = n; /* room: see pool_fill */
 }
 
-/* After a successful write (RCU mode): takes back ready nodes and makes
- * sure a recycle batch is there for later retirements (best effort: a
- * write that retires allocates one itself otherwise). */
-static void recycle_prepare(struct gm_itree *t)
+/* After a successful write (RCU mode): takes back ready nodes, and sends
+ * the nodes this write retired on their way at once (deferred, and the
+ * reclaim batch holding the call queued for its grace period), so retired
+ * memory waits one grace period, not until batches fill. A write that
+ * retires allocates the next recycle batch itself (pool_fill). Best
+ * effort: if the reclaim slot cannot be had, the batch waits for the next
+ * write. */
+static inline void recycle_prepare(struct gm_itree *t)
 {
 	if (!t->rcu)
 		return;
-	collect_ready(t);
-	if (!t->rec)
-		t->rec = recycle_new(t);
+	if (GM_UNLIKELY(gm_load_relaxed(&t->ready[0]) || gm_load_relaxed(&t->ready[1])))
+		collect_ready(t);
+	struct recycle *rec = t->rec;
+	if (!rec || !rec->n || gm_reclaim_reserve(&t->reclaim, 1))
+		return;
+	t->rec = NULL;
+	gm_reclaim_defer(&t->reclaim, &rec->call);
+	gm_reclaim_flush(&t->reclaim);
 }
 
 /* The live entries of n, in key order. */
@@ -1744,7 +1830,7 @@ static void leaf_delete_inplace(struct itnode *n, unsigned pos)
 
 static int insert_first(struct gm_itree *t, struct key k)
 {
-	struct chunk *added;
+	struct added added;
 	if (chunk_reserve(t, 0, 1, &added))
 		return -ENOMEM;
 	struct itnode *n = take_node(t, 0);
@@ -1755,18 +1841,13 @@ static int insert_first(struct gm_itree *t, struct key k)
 	return 0;
 }
 
-/* Shared tail of insert and remove once the leaf position is known. */
-static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
+/* apply's path when the leaf cannot take the edit in place: plan,
+ * allocate, execute (out of line: its buffers make a frame of several
+ * KiB, which the in-place path should not pay for). */
+static __attribute__((noinline)) int
+apply_planned(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 {
 	unsigned pos = p->idx[0];
-	if (edits_in_place(p, delta)) { /* the common case, without a plan */
-		if (delta > 0)
-			leaf_insert_inplace(p->node[0], pos, k);
-		else
-			leaf_delete_inplace(p->node[0], pos);
-		fix_max_after_edit(p, delta, k.last);
-		return 0;
-	}
 	struct plan pl;
 	int rc = make_plan(p, delta, &pl);
 	if (rc)
@@ -1783,6 +1864,29 @@ static int apply(struct gm_itree *t, struct wpath *p, struct key k, int delta)
 		delete_slot(buf[0], &n, pos);
 	execute(t, p, &pl, buf, n, delta > 0 ? (int)pos : -1);
 	return 0;
+}
+
+/* Shared tail of insert and remove once the leaf position is known. */
+static inline int apply(struct gm_itree *t, struct wpath *p, struct key k,
+			int delta)
+{
+	if (!edits_in_place(p, delta))
+		return apply_planned(t, p, k, delta);
+	/* the common case, without a plan */
+	if (delta > 0)
+		leaf_insert_inplace(p->node[0], p->idx[0], k);
+	else
+		leaf_delete_inplace(p->node[0], p->idx[0]);
+	fix_max_after_edit(p, delta, k.last);
+	return 0;
+}
+
+/* count += delta: the writer is the only one changing it, so a relaxed
+ * load and store (readers load it relaxed), not a locked read-modify-
+ * write. */
+static inline void count_add(struct gm_itree *t, int delta)
+{
+	gm_store_relaxed(&t->count, gm_load_relaxed(&t->count) + (size_t)(ptrdiff_t)delta);
 }
 
 int gm_itree_insert(struct gm_itree *t, uint64_t first, uint64_t last,
@@ -1803,7 +1907,7 @@ int gm_itree_insert(struct gm_itree *t, uint64_t first, uint64_t last,
 		rc = apply(t, &p, k, +1);
 	}
 	if (rc == 0) {
-		atomic_fetch_add_explicit(&t->count, 1, memory_order_relaxed);
+		count_add(t, +1);
 		recycle_prepare(t);
 	}
 	return rc;
@@ -1824,7 +1928,7 @@ int gm_itree_remove(struct gm_itree *t, uint64_t first, uint64_t last,
 		return -ENOENT;
 	int rc = apply(t, &p, k, -1);
 	if (rc == 0) {
-		atomic_fetch_sub_explicit(&t->count, 1, memory_order_relaxed);
+		count_add(t, -1);
 		recycle_prepare(t);
 	}
 	return rc;

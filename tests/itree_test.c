@@ -519,6 +519,59 @@ static void oom(unsigned flags)
 	free(m.e);
 }
 
+/* An RCU-mode tree of a few hundred entries, churned until many writes
+ * have split, merged or redistributed nodes, holds little beyond its live
+ * nodes once the grace periods are over and the writer took the retired
+ * nodes back: no spare slots (fewer than 16 nodes of a kind), nodes of a
+ * small tree in chunks of their own. Slack: the chunk ends, the handle,
+ * and what the last write may have retired itself. */
+GM_TEST(rcu_churned_small_tree_gives_memory_back)
+{
+	gm_rcu_register_thread();
+	struct gm_rng *r = gm_test_rng();
+	struct gm_alloc_counting c;
+	gm_alloc_counting_init(&c, NULL);
+	struct gm_itree *t;
+	CHECK_EQ(gm_itree_create(&t, GM_RCU, &c.allocator), 0);
+	struct model m = {0};
+	while (m.n < 150) {
+		uint64_t fi, la;
+		random_interval(r, 1u << 20, &fi, &la);
+		void *item = random_item(r);
+		if (gm_itree_insert(t, fi, la, item) == 0)
+			CHECK_EQ(model_insert(&m, fi, la, item), 0);
+	}
+	uint64_t steps = gm_test_iters(20000);
+	for (uint64_t s = 0; s < steps; s++) {
+		struct gm_itree_entry e = m.e[gm_rng_below(r, m.n)];
+		CHECK_EQ(gm_itree_remove(t, e.first, e.last, e.item), 0);
+		CHECK_EQ(model_remove(&m, e.first, e.last, e.item), 0);
+		uint64_t fi, la;
+		random_interval(r, 1u << 20, &fi, &la);
+		CHECK_EQ(gm_itree_insert(t, fi, la, e.item), 0);
+		CHECK_EQ(model_insert(&m, fi, la, e.item), 0);
+	}
+	for (int round = 0; round < 3; round++) { /* take back what came back */
+		gm_rcu_barrier();
+		struct gm_itree_entry e = m.e[0];
+		CHECK_EQ(gm_itree_remove(t, e.first, e.last, e.item), 0);
+		CHECK_EQ(gm_itree_insert(t, e.first, e.last, e.item), 0);
+	}
+	struct gm_itree_stats st;
+	CHECK_EQ(gm_itree_stats(t, &st), 0);
+	uint64_t nodes = st.leaf_nodes + st.inner_nodes;
+	uint64_t slack = 16 * nodes + 1024 + 2 * 384 + 2 * 1600;
+	CHECK_MSG(st.total_bytes <= st.node_bytes + slack,
+		  "%" PRIu64 " bytes held for %" PRIu64 " of live nodes",
+		  st.total_bytes, st.node_bytes);
+	CHECK_VALID(gm_itree_validate(t, &reason), reason);
+	check_same(t, &m);
+	gm_itree_destroy(t);
+	CHECK_EQ(gm_alloc_counting_bytes(&c), 0);
+	free(m.e);
+	gm_rcu_unregister_thread();
+}
+
 GM_TEST(oom_plain_leaves_tree_unchanged)
 {
 	oom(0);

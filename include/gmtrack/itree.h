@@ -38,7 +38,13 @@
  * Memory: 384-byte leaves (15 entries) and 1600-byte inner nodes (32
  * children), cache-line aligned in chunks of up to 64 KiB; about 37-45
  * bytes per entry at the fill random or ascending inserts give (a Linux
- * interval_tree_node is 48).
+ * interval_tree_node is 48). An overflowing node shares entries with a
+ * sibling that has room rather than splitting, so churn keeps nodes
+ * fairly full. In RCU mode a write that splits, merges or redistributes
+ * copies nodes, and the ones it replaced stay allocated until a grace
+ * period has passed: while a writer churns, the tree also holds what it
+ * retired during the last grace period (gm_itree_stats' total_bytes
+ * counts them); after it they are reused or freed.
  *
  *   struct gm_itree *t;
  *   gm_itree_create(&t, GM_RCU, NULL);
