@@ -1257,6 +1257,73 @@ static const struct leaf *descend(const struct gm_rangemap *m, uint64_t index)
 	return n;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX2_READ 1
+#define AVX2_READ __attribute__((target("avx2,popcnt")))
+
+/* inner_find with AVX2: bit i of the mask says pivot[i] < index (unsigned
+ * compares as signed ones on sign-flipped values). The last vector of a
+ * full node is moved back to pivots 27..30 (overlapping the one before) so
+ * that no load reaches the child array, whose slots the writer may change. */
+AVX2_READ static inline unsigned inner_find_avx2(const struct inner *x, uint64_t index)
+{
+	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
+	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)index), flip);
+	const uint64_t *p = x->pivot;
+	unsigned n = x->n - 1u;
+	uint32_t below = 0;
+	for (unsigned i = 0; i < n; i += 4) {
+		unsigned at = i < INNER_MAX - 5 ? i : INNER_MAX - 5;
+		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + at));
+		__m256i lt = _mm256_cmpgt_epi64(key, _mm256_xor_si256(v, flip));
+		below |= (uint32_t)_mm256_movemask_pd(_mm256_castsi256_pd(lt)) << at;
+	}
+	return (unsigned)__builtin_popcount(below & (uint32_t)((1ull << n) - 1));
+}
+
+/* Bytes of the key deltas below d in 32 bytes at p, one mask bit per byte
+ * (a key of w bytes sets w bits). Lanes compare as signed after the sign
+ * flip, which orders them as unsigned. */
+#define KEYS_BELOW(NAME, SET1, CMPGT, T, MIN)                                          	AVX2_READ static inline unsigned NAME(const unsigned char *k, unsigned bytes,  					      uint64_t d)                              	{                                                                              		const __m256i flip = SET1(MIN);                                        		const __m256i key = _mm256_xor_si256(SET1((T)d), flip);                		unsigned below = 0, off = 0;                                           		for (; off + 32 <= bytes; off += 32) {                                 			__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(k + off)); 			below += (unsigned)__builtin_popcount((uint32_t)_mm256_movemask_epi8( 				CMPGT(key, _mm256_xor_si256(v, flip))));               		}                                                                      		if (off < bytes) {                                                     			__m256i v = _mm256_loadu_si256(                                				(const __m256i *)(const void *)(k + bytes - 32));      			uint32_t m = (uint32_t)_mm256_movemask_epi8(                   				CMPGT(key, _mm256_xor_si256(v, flip)));                			below += (unsigned)__builtin_popcount(m >> (32 - (bytes - off))); 		}                                                                      		return below;                                                          	}
+KEYS_BELOW(keys_below8, _mm256_set1_epi8, _mm256_cmpgt_epi8, char, INT8_MIN)
+KEYS_BELOW(keys_below16, _mm256_set1_epi16, _mm256_cmpgt_epi16, short, INT16_MIN)
+KEYS_BELOW(keys_below32, _mm256_set1_epi32, _mm256_cmpgt_epi32, int, INT32_MIN)
+KEYS_BELOW(keys_below64, _mm256_set1_epi64x, _mm256_cmpgt_epi64, long long, INT64_MIN)
+
+/* leaf_find with AVX2: 32 bytes of key deltas per compare, whatever their
+ * width. A partial last vector is loaded so that it ends with the keys
+ * (it may start in the header, 40 bytes long, never outside the leaf) and
+ * the lanes it shares with the vector before are shifted out. */
+AVX2_READ static inline unsigned leaf_find_avx2(const struct leaf *l, uint64_t index)
+{
+	uint64_t d = index - l->lo;
+	unsigned n = l->n;
+	switch (l->kw) {
+	case 1: return keys_below8(l->data, n, d);
+	case 2: return keys_below16(l->data, 2 * n, d) / 2;
+	case 4: return keys_below32(l->data, 4 * n, d) / 4;
+	default: return keys_below64(l->data, 8 * n, d) / 8;
+	}
+}
+
+_Static_assert(offsetof(struct leaf, data) >= 32 - 1, "a leaf's last key vector stays inside it");
+
+AVX2_READ static const struct leaf *descend_avx2(const struct gm_rangemap *m, uint64_t index)
+{
+	const void *n = map_root(m);
+	while (node_level(n)) {
+		const struct inner *x = n;
+		n = child_acquire(x, inner_find_avx2(x, index));
+		if (x->level > 1)
+			prefetch_node(n);
+		else
+			prefetch_leaf(n);
+	}
+	return n;
+}
+#endif
+
 /* The slot holding index. */
 struct probe {
 	uint64_t first, last, value;
@@ -1273,13 +1340,10 @@ static void probe_at(const struct gm_rangemap *m, uint64_t index, struct probe *
 	p->value = p->present ? leaf_value(l, i) : 0;
 }
 
-int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index, uint64_t *value,
-		     uint64_t *first, uint64_t *last)
+/* What load reports of slot i of leaf l. */
+static inline int load_slot(const struct leaf *l, unsigned i, uint64_t *value,
+			    uint64_t *first, uint64_t *last)
 {
-	if (GM_UNLIKELY(!map))
-		return -EINVAL;
-	const struct leaf *l = descend(map, index);
-	unsigned i = leaf_find(l, index);
 	if (first)
 		*first = leaf_start(l, i);
 	if (last)
@@ -1291,12 +1355,46 @@ int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index, uint64_t *va
 	return 0;
 }
 
+#ifdef HAVE_AVX2_READ
+AVX2_READ static int load_avx2(const struct gm_rangemap *map, uint64_t index, uint64_t *value,
+			       uint64_t *first, uint64_t *last)
+{
+	const struct leaf *l = descend_avx2(map, index);
+	return load_slot(l, leaf_find_avx2(l, index), value, first, last);
+}
+#endif
+
+#ifdef HAVE_AVX2_READ
+AVX2_READ static bool contains_avx2(const struct gm_rangemap *map, uint64_t index)
+{
+	const struct leaf *l = descend_avx2(map, index);
+	return (l->present >> leaf_find_avx2(l, index)) & 1;
+}
+#endif
+
+int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index, uint64_t *value,
+		     uint64_t *first, uint64_t *last)
+{
+	if (GM_UNLIKELY(!map))
+		return -EINVAL;
+#ifdef HAVE_AVX2_READ
+	if (GM_LIKELY(gm_cpu_avx2_))
+		return load_avx2(map, index, value, first, last);
+#endif
+	const struct leaf *l = descend(map, index);
+	return load_slot(l, leaf_find(l, index), value, first, last);
+}
+
 /* Membership only: no bounds, no value, so nothing past the key deltas
  * and the present word of the leaf is read. */
 bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
 {
 	if (GM_UNLIKELY(!map))
 		return false;
+#ifdef HAVE_AVX2_READ
+	if (GM_LIKELY(gm_cpu_avx2_))
+		return contains_avx2(map, index);
+#endif
 	const struct leaf *l = descend(map, index);
 	return (l->present >> leaf_find(l, index)) & 1;
 }
@@ -1322,7 +1420,7 @@ bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
  * level (maps of similar sizes, the usual case) each level is one plain
  * loop over the maps; otherwise a map stops when it reaches its leaf. The
  * last step prefetches the leaves' key lines. */
-#define DEFINE_CONTAINS_GROUP(NAME, INNER_FIND, ATTR)                               \
+#define DEFINE_CONTAINS_GROUP(NAME, INNER_FIND, LEAF_FIND, ATTR)                               \
 	ATTR static uint64_t NAME(const struct gm_rangemap *const *maps, unsigned n,  \
 				  uint64_t index)                                     \
 	{                                                                             \
@@ -1360,40 +1458,16 @@ bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
 		uint64_t mask = 0;                                                    \
 		for (unsigned i = 0; i < n; i++) {                                    \
 			const struct leaf *l = node[i];                               \
-			mask |= ((l->present >> leaf_find(l, index)) & 1) << i;       \
+			mask |= ((l->present >> LEAF_FIND(l, index)) & 1) << i;       \
 		}                                                                     \
 		return mask;                                                          \
 	}
 
-DEFINE_CONTAINS_GROUP(contains_group, inner_find, )
+DEFINE_CONTAINS_GROUP(contains_group, inner_find, leaf_find, )
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+#ifdef HAVE_AVX2_READ
 #define HAVE_AVX2_GROUP 1
-
-/* inner_find with AVX2: bit i of the mask says pivot[i] < index (unsigned
- * compares as signed ones on sign-flipped values). The last vector of a
- * full node is moved back to pivots 27..30 (overlapping the one before) so
- * that no load reaches the child array, whose slots the writer may change. */
-__attribute__((target("avx2,popcnt"))) static inline unsigned
-inner_find_avx2(const struct inner *x, uint64_t index)
-{
-	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
-	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)index), flip);
-	const uint64_t *p = x->pivot;
-	unsigned n = x->n - 1u;
-	uint32_t below = 0;
-	for (unsigned i = 0; i < n; i += 4) {
-		unsigned at = i < INNER_MAX - 5 ? i : INNER_MAX - 5;
-		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + at));
-		__m256i lt = _mm256_cmpgt_epi64(key, _mm256_xor_si256(v, flip));
-		below |= (uint32_t)_mm256_movemask_pd(_mm256_castsi256_pd(lt)) << at;
-	}
-	return (unsigned)__builtin_popcount(below & (uint32_t)((1ull << n) - 1));
-}
-
-DEFINE_CONTAINS_GROUP(contains_group_avx2, inner_find_avx2,
-		      __attribute__((target("avx2,popcnt"))))
+DEFINE_CONTAINS_GROUP(contains_group_avx2, inner_find_avx2, leaf_find_avx2, AVX2_READ)
 #endif
 
 uint64_t gm_rangemap_contains_many(const struct gm_rangemap *const *maps, unsigned n,
