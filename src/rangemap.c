@@ -200,7 +200,7 @@ static inline uint64_t leaf_hi(const struct leaf *l) { return leaf_pivot(l, l->n
 /* Index of the slot holding index (lo <= index <= hi of the leaf): the
  * number of pivots below it. Branch-free counting loops the compiler
  * vectorizes; the delta always fits the key width because index <= hi. */
-static inline unsigned leaf_find(const struct leaf *l, uint64_t index)
+static inline unsigned leaf_find_portable(const struct leaf *l, uint64_t index)
 {
 	uint64_t d = index - l->lo;
 	unsigned n = l->n, c = 0;
@@ -237,7 +237,7 @@ static inline unsigned leaf_find(const struct leaf *l, uint64_t index)
  * counters: one counter makes each compare wait for the previous add (a
  * chain as long as the node), four let the compares of a line run side by
  * side; every lookup level pays this on its critical path. */
-static inline unsigned inner_find(const struct inner *x, uint64_t index)
+static inline unsigned inner_find_portable(const struct inner *x, uint64_t index)
 {
 	const uint64_t *p = x->pivot;
 	unsigned n = x->n - 1u, i = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
@@ -250,6 +250,119 @@ static inline unsigned inner_find(const struct inner *x, uint64_t index)
 	for (; i < n; i++)
 		c0 += p[i] < index;
 	return c0 + c1 + c2 + c3;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX2_READ 1
+#define AVX2_READ __attribute__((target("avx2,popcnt")))
+
+/* inner_find with AVX2: bit i of the mask says pivot[i] < index (unsigned
+ * compares as signed ones on sign-flipped values). All eight vectors of
+ * the pivot array are compared, whatever the node's fan-out, so there is
+ * no loop exit to mispredict (the fan-out differs from node to node), and
+ * the pivots past the node's own are masked off (a node is zeroed before
+ * it is filled, so they are never uninitialised). The last vector is moved
+ * back to pivots 27..30 (overlapping the one before) so that no load
+ * reaches the child array, whose slots the writer may change. */
+#define PIVOTS_BELOW(p, key, flip, at)                                                   \
+	((uint32_t)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(             \
+		 key, _mm256_xor_si256(                                                   \
+			      _mm256_loadu_si256((const __m256i *)(const void *)((p) + (at))), \
+			      flip))))                                                    \
+	 << (at))
+AVX2_READ static inline unsigned inner_find_avx2(const struct inner *x, uint64_t index)
+{
+	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
+	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)index), flip);
+	const uint64_t *p = x->pivot;
+	uint32_t below = PIVOTS_BELOW(p, key, flip, 0) | PIVOTS_BELOW(p, key, flip, 4) |
+			 PIVOTS_BELOW(p, key, flip, 8) | PIVOTS_BELOW(p, key, flip, 12) |
+			 PIVOTS_BELOW(p, key, flip, 16) | PIVOTS_BELOW(p, key, flip, 20) |
+			 PIVOTS_BELOW(p, key, flip, 24) | PIVOTS_BELOW(p, key, flip, INNER_MAX - 5);
+	return (unsigned)__builtin_popcount(below & (uint32_t)((1ull << (x->n - 1u)) - 1));
+}
+
+/* How many of the first `bytes` bytes of key deltas at k belong to keys
+ * below d, one mask bit per byte (a key of w bytes sets w bits), 32 bytes
+ * per compare. Lanes compare as signed after the sign flip, which orders
+ * them as unsigned. A partial last vector is loaded so that it ends with
+ * the keys, and the lanes it shares with the vector before are shifted
+ * out: it may start up to 31 bytes before k. */
+#define KEYS_BELOW(NAME, SET1, CMPGT, T, MIN)                                        \
+	AVX2_READ static inline unsigned NAME(const unsigned char *k, unsigned bytes, \
+					      uint64_t d)                             \
+	{                                                                             \
+		const __m256i flip = SET1(MIN);                                       \
+		const __m256i key = _mm256_xor_si256(SET1((T)d), flip);               \
+		unsigned below = 0, off = 0;                                          \
+		for (; off + 32 <= bytes; off += 32) {                                \
+			__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(k + off)); \
+			below += (unsigned)__builtin_popcount((uint32_t)_mm256_movemask_epi8( \
+				CMPGT(key, _mm256_xor_si256(v, flip))));              \
+		}                                                                     \
+		if (off < bytes) {                                                    \
+			__m256i v = _mm256_loadu_si256(                               \
+				(const __m256i *)(const void *)(k + bytes - 32));     \
+			uint32_t m = (uint32_t)_mm256_movemask_epi8(                  \
+				CMPGT(key, _mm256_xor_si256(v, flip)));               \
+			below += (unsigned)__builtin_popcount(m >> (32 - (bytes - off))); \
+		}                                                                     \
+		return below;                                                         \
+	}
+KEYS_BELOW(keys_below8, _mm256_set1_epi8, _mm256_cmpgt_epi8, char, INT8_MIN)
+KEYS_BELOW(keys_below16, _mm256_set1_epi16, _mm256_cmpgt_epi16, short, INT16_MIN)
+KEYS_BELOW(keys_below32, _mm256_set1_epi32, _mm256_cmpgt_epi32, int, INT32_MIN)
+KEYS_BELOW(keys_below64, _mm256_set1_epi64x, _mm256_cmpgt_epi64, long long, INT64_MIN)
+
+/* leaf_find with AVX2: 32 bytes of key deltas per compare, whatever their
+ * width. A partial last vector starts in the header (40 bytes long) at
+ * worst, never outside the leaf. */
+AVX2_READ static inline unsigned leaf_find_avx2(const struct leaf *l, uint64_t index)
+{
+	uint64_t d = index - l->lo;
+	unsigned n = l->n;
+	switch (l->kw) {
+	case 1: return keys_below8(l->data, n, d);
+	case 2: return keys_below16(l->data, 2 * n, d) / 2;
+	case 4: return keys_below32(l->data, 4 * n, d) / 4;
+	default: return keys_below64(l->data, 8 * n, d) / 8;
+	}
+}
+
+_Static_assert(offsetof(struct leaf, data) >= 32 - 1, "a leaf's last key vector stays inside it");
+
+AVX2_READ static unsigned leaf_find_avx2_call(const struct leaf *l, uint64_t index)
+{
+	return leaf_find_avx2(l, index);
+}
+
+AVX2_READ static unsigned inner_find_avx2_call(const struct inner *x, uint64_t index)
+{
+	return inner_find_avx2(x, index);
+}
+
+#endif
+
+/* The searches every other path uses (writers, cursors): the AVX2 ones
+ * when the CPU has them, out of line (a function built for AVX2 is not
+ * inlined into portable code), else the portable ones. */
+static inline unsigned leaf_find(const struct leaf *l, uint64_t index)
+{
+#ifdef HAVE_AVX2_READ
+	if (GM_LIKELY(gm_cpu_avx2_))
+		return leaf_find_avx2_call(l, index);
+#endif
+	return leaf_find_portable(l, index);
+}
+
+static inline unsigned inner_find(const struct inner *x, uint64_t index)
+{
+#ifdef HAVE_AVX2_READ
+	if (GM_LIKELY(gm_cpu_avx2_))
+		return inner_find_avx2_call(x, index);
+#endif
+	return inner_find_portable(x, index);
 }
 
 static inline uint64_t gap_len(uint64_t start, uint64_t pivot)
@@ -1248,7 +1361,7 @@ static const struct leaf *descend(const struct gm_rangemap *m, uint64_t index)
 	const void *n = map_root(m);
 	while (node_level(n)) {
 		const struct inner *x = n;
-		n = child_acquire(x, inner_find(x, index));
+		n = child_acquire(x, inner_find_portable(x, index));
 		if (x->level > 1)
 			prefetch_node(n);
 		else
@@ -1257,58 +1370,7 @@ static const struct leaf *descend(const struct gm_rangemap *m, uint64_t index)
 	return n;
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define HAVE_AVX2_READ 1
-#define AVX2_READ __attribute__((target("avx2,popcnt")))
-
-/* inner_find with AVX2: bit i of the mask says pivot[i] < index (unsigned
- * compares as signed ones on sign-flipped values). The last vector of a
- * full node is moved back to pivots 27..30 (overlapping the one before) so
- * that no load reaches the child array, whose slots the writer may change. */
-AVX2_READ static inline unsigned inner_find_avx2(const struct inner *x, uint64_t index)
-{
-	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
-	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)index), flip);
-	const uint64_t *p = x->pivot;
-	unsigned n = x->n - 1u;
-	uint32_t below = 0;
-	for (unsigned i = 0; i < n; i += 4) {
-		unsigned at = i < INNER_MAX - 5 ? i : INNER_MAX - 5;
-		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + at));
-		__m256i lt = _mm256_cmpgt_epi64(key, _mm256_xor_si256(v, flip));
-		below |= (uint32_t)_mm256_movemask_pd(_mm256_castsi256_pd(lt)) << at;
-	}
-	return (unsigned)__builtin_popcount(below & (uint32_t)((1ull << n) - 1));
-}
-
-/* Bytes of the key deltas below d in 32 bytes at p, one mask bit per byte
- * (a key of w bytes sets w bits). Lanes compare as signed after the sign
- * flip, which orders them as unsigned. */
-#define KEYS_BELOW(NAME, SET1, CMPGT, T, MIN)                                          	AVX2_READ static inline unsigned NAME(const unsigned char *k, unsigned bytes,  					      uint64_t d)                              	{                                                                              		const __m256i flip = SET1(MIN);                                        		const __m256i key = _mm256_xor_si256(SET1((T)d), flip);                		unsigned below = 0, off = 0;                                           		for (; off + 32 <= bytes; off += 32) {                                 			__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(k + off)); 			below += (unsigned)__builtin_popcount((uint32_t)_mm256_movemask_epi8( 				CMPGT(key, _mm256_xor_si256(v, flip))));               		}                                                                      		if (off < bytes) {                                                     			__m256i v = _mm256_loadu_si256(                                				(const __m256i *)(const void *)(k + bytes - 32));      			uint32_t m = (uint32_t)_mm256_movemask_epi8(                   				CMPGT(key, _mm256_xor_si256(v, flip)));                			below += (unsigned)__builtin_popcount(m >> (32 - (bytes - off))); 		}                                                                      		return below;                                                          	}
-KEYS_BELOW(keys_below8, _mm256_set1_epi8, _mm256_cmpgt_epi8, char, INT8_MIN)
-KEYS_BELOW(keys_below16, _mm256_set1_epi16, _mm256_cmpgt_epi16, short, INT16_MIN)
-KEYS_BELOW(keys_below32, _mm256_set1_epi32, _mm256_cmpgt_epi32, int, INT32_MIN)
-KEYS_BELOW(keys_below64, _mm256_set1_epi64x, _mm256_cmpgt_epi64, long long, INT64_MIN)
-
-/* leaf_find with AVX2: 32 bytes of key deltas per compare, whatever their
- * width. A partial last vector is loaded so that it ends with the keys
- * (it may start in the header, 40 bytes long, never outside the leaf) and
- * the lanes it shares with the vector before are shifted out. */
-AVX2_READ static inline unsigned leaf_find_avx2(const struct leaf *l, uint64_t index)
-{
-	uint64_t d = index - l->lo;
-	unsigned n = l->n;
-	switch (l->kw) {
-	case 1: return keys_below8(l->data, n, d);
-	case 2: return keys_below16(l->data, 2 * n, d) / 2;
-	case 4: return keys_below32(l->data, 4 * n, d) / 4;
-	default: return keys_below64(l->data, 8 * n, d) / 8;
-	}
-}
-
-_Static_assert(offsetof(struct leaf, data) >= 32 - 1, "a leaf's last key vector stays inside it");
-
+#ifdef HAVE_AVX2_READ
 AVX2_READ static const struct leaf *descend_avx2(const struct gm_rangemap *m, uint64_t index)
 {
 	const void *n = map_root(m);
@@ -1332,7 +1394,11 @@ struct probe {
 
 static void probe_at(const struct gm_rangemap *m, uint64_t index, struct probe *p)
 {
+#ifdef HAVE_AVX2_READ
+	const struct leaf *l = gm_cpu_avx2_ ? descend_avx2(m, index) : descend(m, index);
+#else
 	const struct leaf *l = descend(m, index);
+#endif
 	unsigned i = leaf_find(l, index);
 	p->first = leaf_start(l, i);
 	p->last = leaf_pivot(l, i);
@@ -1382,7 +1448,7 @@ int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index, uint64_t *va
 		return load_avx2(map, index, value, first, last);
 #endif
 	const struct leaf *l = descend(map, index);
-	return load_slot(l, leaf_find(l, index), value, first, last);
+	return load_slot(l, leaf_find_portable(l, index), value, first, last);
 }
 
 /* Membership only: no bounds, no value, so nothing past the key deltas
@@ -1396,7 +1462,7 @@ bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
 		return contains_avx2(map, index);
 #endif
 	const struct leaf *l = descend(map, index);
-	return (l->present >> leaf_find(l, index)) & 1;
+	return (l->present >> leaf_find_portable(l, index)) & 1;
 }
 
 /*
@@ -1420,7 +1486,7 @@ bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
  * level (maps of similar sizes, the usual case) each level is one plain
  * loop over the maps; otherwise a map stops when it reaches its leaf. The
  * last step prefetches the leaves' key lines. */
-#define DEFINE_CONTAINS_GROUP(NAME, INNER_FIND, LEAF_FIND, ATTR)                               \
+#define DEFINE_CONTAINS_GROUP(NAME, INNER_FIND, LEAF_FIND, ATTR)                     \
 	ATTR static uint64_t NAME(const struct gm_rangemap *const *maps, unsigned n,  \
 				  uint64_t index)                                     \
 	{                                                                             \
@@ -1463,7 +1529,7 @@ bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
 		return mask;                                                          \
 	}
 
-DEFINE_CONTAINS_GROUP(contains_group, inner_find, leaf_find, )
+DEFINE_CONTAINS_GROUP(contains_group, inner_find_portable, leaf_find_portable, )
 
 #ifdef HAVE_AVX2_READ
 #define HAVE_AVX2_GROUP 1
