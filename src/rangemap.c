@@ -33,7 +33,8 @@
  *     root >= 2), leaves 1..64 slots;
  *  I2 pivots strictly increase, the first slot of a subtree starts at its
  *     lower bound and the last ends at its upper bound: slots partition
- *     [0, UINT64_MAX];
+ *     [0, UINT64_MAX]; an inner node's unused pivots are zero (the AVX2
+ *     search counts them);
  *  I3 no two neighbouring slots (across leaves too) are both gaps; unless
  *     NOCOALESCE, no two neighbouring ranges carry the same value;
  *  I4 gap[i] of an inner node and maxgap of a leaf are exact;
@@ -257,30 +258,34 @@ static inline unsigned inner_find_portable(const struct inner *x, uint64_t index
 #define HAVE_AVX2_READ 1
 #define AVX2_READ __attribute__((target("avx2,popcnt")))
 
-/* inner_find with AVX2: bit i of the mask says pivot[i] < index (unsigned
- * compares as signed ones on sign-flipped values). All eight vectors of
- * the pivot array are compared, whatever the node's fan-out, so there is
- * no loop exit to mispredict (the fan-out differs from node to node), and
- * the pivots past the node's own are masked off (a node is zeroed before
- * it is filled, so they are never uninitialised). The last vector is moved
- * back to pivots 27..30 (overlapping the one before) so that no load
- * reaches the child array, whose slots the writer may change. */
-#define PIVOTS_BELOW(p, key, flip, at)                                                   \
-	((uint32_t)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(             \
-		 key, _mm256_xor_si256(                                                   \
-			      _mm256_loadu_si256((const __m256i *)(const void *)((p) + (at))), \
-			      flip))))                                                    \
-	 << (at))
+/* inner_find with AVX2. Each pivot compares as signed after a sign flip
+ * (which orders them as unsigned); all eight vectors of the pivot array
+ * are compared whatever the node's fan-out, so there is no loop exit to
+ * mispredict (the fan-out differs from node to node). The results are
+ * packed to two bytes per pivot and counted at once; their order is lost,
+ * which does not matter for a count: the pivots past the node's own are
+ * zero (I2), so each counts as below any index but 0, and their number is
+ * taken off. The last vector is moved back to pivots 27..30 so that no
+ * load reaches the child array, whose slots the writer may change; its
+ * first lane (pivot 27, already in the vector before) is masked off. */
+#define PIVOTS_LT(p, at, key, flip)                                                    \
+	_mm256_cmpgt_epi64(key, _mm256_xor_si256(                                      \
+		_mm256_loadu_si256((const __m256i *)(const void *)((p) + (at))), flip))
 AVX2_READ static inline unsigned inner_find_avx2(const struct inner *x, uint64_t index)
 {
 	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
 	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)index), flip);
+	const __m256i not27 = _mm256_set_epi64x(-1, -1, -1, 0);
 	const uint64_t *p = x->pivot;
-	uint32_t below = PIVOTS_BELOW(p, key, flip, 0) | PIVOTS_BELOW(p, key, flip, 4) |
-			 PIVOTS_BELOW(p, key, flip, 8) | PIVOTS_BELOW(p, key, flip, 12) |
-			 PIVOTS_BELOW(p, key, flip, 16) | PIVOTS_BELOW(p, key, flip, 20) |
-			 PIVOTS_BELOW(p, key, flip, 24) | PIVOTS_BELOW(p, key, flip, INNER_MAX - 5);
-	return (unsigned)__builtin_popcount(below & (uint32_t)((1ull << (x->n - 1u)) - 1));
+	__m256i a = _mm256_packs_epi32(PIVOTS_LT(p, 0, key, flip), PIVOTS_LT(p, 4, key, flip));
+	__m256i b = _mm256_packs_epi32(PIVOTS_LT(p, 8, key, flip), PIVOTS_LT(p, 12, key, flip));
+	__m256i c = _mm256_packs_epi32(PIVOTS_LT(p, 16, key, flip), PIVOTS_LT(p, 20, key, flip));
+	__m256i d = _mm256_packs_epi32(PIVOTS_LT(p, 24, key, flip),
+				       _mm256_and_si256(PIVOTS_LT(p, INNER_MAX - 5, key, flip), not27));
+	uint64_t bits = (uint32_t)_mm256_movemask_epi8(_mm256_packs_epi16(a, b)) |
+			(uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_packs_epi16(c, d)) << 32;
+	unsigned unused = index ? INNER_MAX - x->n : 0;
+	return (unsigned)__builtin_popcountll(bits) / 2 - unused;
 }
 
 /* How many of the first `bytes` bytes of key deltas at k belong to keys
@@ -2442,6 +2447,9 @@ static bool validate_node(struct vstate *st, const void *node, uint64_t lo, uint
 		if (x->pivot[i] < lo || x->pivot[i] >= hi || (i && x->pivot[i] <= x->pivot[i - 1]))
 			VFAIL(st, "I2: inner pivots out of order or out of bounds");
 	}
+	for (unsigned i = x->n - 1u; i < INNER_MAX - 1; i++)
+		if (x->pivot[i])
+			VFAIL(st, "I2: an inner node's unused pivot is not zero");
 	for (unsigned i = 0; i < x->n; i++) {
 		const void *c = gm_load_relaxed(&((struct inner *)x)->child[i]);
 		if (!c)
