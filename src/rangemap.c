@@ -137,6 +137,21 @@ struct slot {
 	uint32_t origin; /* update(): index of the slot it came from */
 };
 
+/* Bits set in x: the popcnt instruction where the build targets it, else
+ * shifts and adds (cheaper than the library call __builtin_popcountll
+ * becomes without it). */
+static inline unsigned popcount64(uint64_t x)
+{
+#ifdef __POPCNT__
+	return (unsigned)__builtin_popcountll(x);
+#else
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+#endif
+}
+
 static inline unsigned node_level(const void *n) { return *(const uint8_t *)n; }
 static inline struct gm_reclaim *map_reclaim(const struct gm_rangemap *m)
 {
@@ -846,7 +861,7 @@ static int drop_node(struct wctx *w, void *node, bool fresh)
 {
 	if (fresh) {
 		if (!node_level(node))
-			w->count_delta -= __builtin_popcountll(((struct leaf *)node)->present);
+			w->count_delta -= popcount64(((struct leaf *)node)->present);
 		return vec_push_ptr(w, &w->discard, node);
 	}
 	return vec_push_ptr(w, &w->retire, node);
@@ -895,7 +910,7 @@ static struct leaf *leaf_build(struct wctx *w, uint64_t lo, const struct slot *s
 		put_w(l->data + (size_t)i * kw, kw, s[i].pivot - lo);
 		put_w(vals + (size_t)i * vw, vw, s[i].present ? s[i].value - vmin : 0);
 	}
-	w->count_delta += __builtin_popcountll(present);
+	w->count_delta += popcount64(present);
 	return l;
 }
 
@@ -1250,7 +1265,7 @@ static uint64_t subtree_retire(struct gm_rangemap *m, void *node)
 {
 	if (!node_level(node)) {
 		struct leaf *l = node;
-		uint64_t c = (uint64_t)__builtin_popcountll(l->present);
+		uint64_t c = (uint64_t)popcount64(l->present);
 		node_retire(m, l);
 		return c;
 	}
@@ -1342,7 +1357,7 @@ static int replace(struct gm_rangemap *m, uint64_t f, uint64_t last, const struc
 	for (size_t i = 0; i < w.retire.n; i++) {
 		void *p = *(void **)vec_at(&w.retire, i);
 		if (!node_level(p))
-			delta -= __builtin_popcountll(((struct leaf *)p)->present);
+			delta -= popcount64(((struct leaf *)p)->present);
 		node_retire(m, p);
 	}
 	for (size_t i = 0; i < w.dropped.n; i++)
@@ -2011,7 +2026,7 @@ static int split_in_parent(struct gm_rangemap *m, struct inner *const *path, con
 	else
 		gm_store_release(&m->root, np);
 	refresh_gaps(path, idx, depth - 1);
-	m->count = m->count + (uint64_t)w.count_delta - (uint64_t)__builtin_popcountll(l->present);
+	m->count = m->count + (uint64_t)w.count_delta - (uint64_t)popcount64(l->present);
 	wctx_release(&w);
 	node_retire(m, l);
 	node_retire(m, p);
@@ -2120,8 +2135,8 @@ static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, 
 		gm_store_release(&m->root, nl);
 	if (nl->maxgap != l->maxgap) /* else the summaries above still hold */
 		refresh_gaps(path, idx, depth);
-	m->count = m->count + (uint64_t)__builtin_popcountll(nl->present) -
-		   (uint64_t)__builtin_popcountll(l->present);
+	m->count = m->count + (uint64_t)popcount64(nl->present) -
+		   (uint64_t)popcount64(l->present);
 	node_retire(m, l);
 	return 0;
 }
@@ -2360,7 +2375,7 @@ static void stats_walk(const void *node, struct gm_rangemap_stats *s)
 	s->bytes += node_size(node);
 	if (!node_level(node)) {
 		const struct leaf *l = node;
-		unsigned r = (unsigned)__builtin_popcountll(l->present);
+		unsigned r = (unsigned)popcount64(l->present);
 		s->leaves++;
 		s->ranges += r;
 		s->gaps += l->n - r;
