@@ -74,8 +74,11 @@
  * malloc/free traffic between the writer and liburcu's call_rcu thread.
  *
  * Reads. A lookup descends by counting, branch-free, the pivots below the
- * index (four independent counters, so the compares of a node overlap)
- * and then the key deltas below it in the leaf; each node's lines are
+ * index and then the key deltas below it in the leaf: with AVX2 (chosen at
+ * run time, gm_cpu_avx2_) all of an inner node's pivots in eight compares
+ * and a leaf's deltas 32 bytes per compare; otherwise with four
+ * independent counters, so the compares of a node overlap. Writers and
+ * cursors use the same searches. Each node's lines are
  * prefetched together (an inner node's pivots and children, a leaf's
  * header and first deltas). gm_rangemap_contains stops at the present bit,
  * which is all a set membership test (gm_rangeset_contains) needs.
