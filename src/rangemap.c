@@ -1394,7 +1394,7 @@ static const struct leaf *descend(const struct gm_rangemap *m, uint64_t index)
 }
 
 #ifdef HAVE_AVX2_READ
-AVX2_READ static const struct leaf *descend_avx2(const struct gm_rangemap *m, uint64_t index)
+AVX2_READ static inline const struct leaf *descend_avx2(const struct gm_rangemap *m, uint64_t index)
 {
 	const void *n = map_root(m);
 	while (node_level(n)) {
@@ -1407,6 +1407,12 @@ AVX2_READ static const struct leaf *descend_avx2(const struct gm_rangemap *m, ui
 	}
 	return n;
 }
+
+/* descend_avx2 for portable callers (out of line). */
+AVX2_READ static const struct leaf *descend_avx2_call(const struct gm_rangemap *m, uint64_t index)
+{
+	return descend_avx2(m, index);
+}
 #endif
 
 /* The slot holding index. */
@@ -1418,7 +1424,7 @@ struct probe {
 static void probe_at(const struct gm_rangemap *m, uint64_t index, struct probe *p)
 {
 #ifdef HAVE_AVX2_READ
-	const struct leaf *l = gm_cpu_avx2_ ? descend_avx2(m, index) : descend(m, index);
+	const struct leaf *l = gm_cpu_avx2_ ? descend_avx2_call(m, index) : descend(m, index);
 #else
 	const struct leaf *l = descend(m, index);
 #endif
