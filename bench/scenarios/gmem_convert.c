@@ -257,7 +257,10 @@ static void run(struct gmb_ctx *ctx)
 
 	gmb_note(ctx, "gm_rangemap rows run in RCU mode; load batches hold one gm_rcu_read_lock() "
 		      "around all lookups. convert = one conversion (private->shared or back) of n "
-		      "pages on a guest with R random shared ranges already; xaloop keeps private "
+		      "pages on a guest with R random shared ranges already; to_shared and "
+		      "to_private time one direction (the other is undone untimed). The three "
+		      "guests coexist and are timed side by side on the same pages (a 1 GiB "
+		      "xaloop conversion alone: it takes seconds). xaloop keeps private "
 		      "pages absent (cheaper for it than storing them).");
 	gmb_target_ratio(ctx, "converting 1 GiB (random) >= 10000x faster than xaloop",
 			 (struct gmb_sel){"gm_rangemap", "convert", 262144, "random"},

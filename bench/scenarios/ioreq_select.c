@@ -356,9 +356,8 @@ static void run_prepare(struct run *r, const struct impl *im, struct workload *w
 	r->bytes = (double)gm_alloc_counting_bytes(&r->count) / (double)(NSERVERS * w->n);
 }
 
-/* The three designs on one workload: selection side by side
- * (gmb_measure_group: the targets are its ratios), then each one's
- * changes. */
+/* The three designs on one workload: selection, then adds, then removes,
+ * each side by side (gmb_measure_group: the targets are their ratios). */
 static void run_all(struct gmb_ctx *ctx, struct workload *w, const char *dist,
 		    struct gmb_rng *rng)
 {
@@ -464,7 +463,8 @@ static void run(struct gmb_ctx *ctx)
 		      "ranges, so from n=1024 on) and a selection is one "
 		      "gm_rangeset_group_select; gm_rangeset's bytes and add/remove "
 		      "include the group's index; xenlist and rbranges are asked "
-		      "set by set, stopping at the first hit. xenlist's selection and "
+		      "set by set, stopping at the first hit; selections, adds and removes "
+		      "are each timed side by side. xenlist's selection and "
 		      "changes at n >= 4096 are timed on fewer operations (it walks "
 		      "the list), same per-op meaning.");
 	gm_rcu_unregister_thread();

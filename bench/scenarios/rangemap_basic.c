@@ -501,7 +501,8 @@ static void run(struct gmb_ctx *ctx)
 	gm_rcu_unregister_thread();
 	gmb_note(ctx, "gm_rangemap runs in RCU mode (stores publish copy-on-write leaves and "
 		      "retire the old ones); load/iterate/find_gap batches hold one "
-		      "gm_rcu_read_lock(). Values are the range's ordinal (isolated, adjacent) or "
+		      "gm_rcu_read_lock(); the three designs' reads are timed side by side, "
+		      "their stores and erases in alternating cycles. Values are the range's ordinal (isolated, adjacent) or "
 		      "0..3 (fewvalues); leaves store value deltas, so 64-bit random values "
 		      "cost up to 8 more bytes per slot. sorted = three arrays (first, last, "
 		      "value), 24 B per range, no updates.");
