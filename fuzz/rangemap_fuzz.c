@@ -5,15 +5,19 @@
  * validate(), or a leak of the counting allocator aborts.
  *
  * Input: byte 0 = mode (bit 0 NOCOALESCE, bit 1 whole 64-bit space with
- * 64 cells, else 96 single indices, bit 2 inject allocation failures);
+ * 64 cells, else 96 single indices, bit 2 inject allocation failures,
+ * bit 3 the portable searches even where the CPU has AVX2);
  * then 4-byte operations: op, a, b, v.
  */
 #include "../tests/rangemap_model.h"
 
 #include <gmtrack/rangemap.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+extern bool gm_cpu_avx2_; /* src/cpu.c: which searches run */
 
 #define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); abort(); } while (0)
 
@@ -80,6 +84,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	uint8_t mode = data[0];
+	static bool avx2, avx2_known;
+	if (!avx2_known) {
+		avx2 = gm_cpu_avx2_;
+		avx2_known = true;
+	}
+	gm_cpu_avx2_ = avx2 && !(mode & 8);
 	struct gm_alloc_failing fl;
 	gm_alloc_failing_init(&fl, NULL);
 	struct gm_alloc_counting cnt;

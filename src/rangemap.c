@@ -33,7 +33,8 @@
  *     root >= 2), leaves 1..64 slots;
  *  I2 pivots strictly increase, the first slot of a subtree starts at its
  *     lower bound and the last ends at its upper bound: slots partition
- *     [0, UINT64_MAX];
+ *     [0, UINT64_MAX]; an inner node's unused pivots are zero (the AVX2
+ *     search counts them);
  *  I3 no two neighbouring slots (across leaves too) are both gaps; unless
  *     NOCOALESCE, no two neighbouring ranges carry the same value;
  *  I4 gap[i] of an inner node and maxgap of a leaf are exact;
@@ -73,8 +74,11 @@
  * malloc/free traffic between the writer and the RCU worker thread.
  *
  * Reads. A lookup descends by counting, branch-free, the pivots below the
- * index (four independent counters, so the compares of a node overlap)
- * and then the key deltas below it in the leaf; each node's lines are
+ * index and then the key deltas below it in the leaf: with AVX2 (chosen at
+ * run time, gm_cpu_avx2_) all of an inner node's pivots in eight compares
+ * and a leaf's deltas 32 bytes per compare; otherwise with four
+ * independent counters, so the compares of a node overlap. Writers and
+ * cursors use the same searches. Each node's lines are
  * prefetched together (an inner node's pivots and children, a leaf's
  * header and first deltas). gm_rangemap_contains stops at the present bit,
  * which is all a set membership test (gm_rangeset_contains) needs.
@@ -135,6 +139,21 @@ struct slot {
 	uint32_t present;
 	uint32_t origin; /* update(): index of the slot it came from */
 };
+
+/* Bits set in x: the popcnt instruction where the build targets it, else
+ * shifts and adds (cheaper than the library call __builtin_popcountll
+ * becomes without it). */
+static inline unsigned popcount64(uint64_t x)
+{
+#ifdef __POPCNT__
+	return (unsigned)__builtin_popcountll(x);
+#else
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+#endif
+}
 
 static inline unsigned node_level(const void *n) { return *(const uint8_t *)n; }
 static inline struct gm_reclaim *map_reclaim(const struct gm_rangemap *m)
@@ -200,7 +219,7 @@ static inline uint64_t leaf_hi(const struct leaf *l) { return leaf_pivot(l, l->n
 /* Index of the slot holding index (lo <= index <= hi of the leaf): the
  * number of pivots below it. Branch-free counting loops the compiler
  * vectorizes; the delta always fits the key width because index <= hi. */
-static inline unsigned leaf_find(const struct leaf *l, uint64_t index)
+static inline unsigned leaf_find_portable(const struct leaf *l, uint64_t index)
 {
 	uint64_t d = index - l->lo;
 	unsigned n = l->n, c = 0;
@@ -237,7 +256,7 @@ static inline unsigned leaf_find(const struct leaf *l, uint64_t index)
  * counters: one counter makes each compare wait for the previous add (a
  * chain as long as the node), four let the compares of a line run side by
  * side; every lookup level pays this on its critical path. */
-static inline unsigned inner_find(const struct inner *x, uint64_t index)
+static inline unsigned inner_find_portable(const struct inner *x, uint64_t index)
 {
 	const uint64_t *p = x->pivot;
 	unsigned n = x->n - 1u, i = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
@@ -250,6 +269,123 @@ static inline unsigned inner_find(const struct inner *x, uint64_t index)
 	for (; i < n; i++)
 		c0 += p[i] < index;
 	return c0 + c1 + c2 + c3;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX2_READ 1
+#define AVX2_READ __attribute__((target("avx2,popcnt")))
+
+/* inner_find with AVX2. Each pivot compares as signed after a sign flip
+ * (which orders them as unsigned); all eight vectors of the pivot array
+ * are compared whatever the node's fan-out, so there is no loop exit to
+ * mispredict (the fan-out differs from node to node). The results are
+ * packed to two bytes per pivot and counted at once; their order is lost,
+ * which does not matter for a count: the pivots past the node's own are
+ * zero (I2), so each counts as below any index but 0, and their number is
+ * taken off. The last vector is moved back to pivots 27..30 so that no
+ * load reaches the child array, whose slots the writer may change; its
+ * first lane (pivot 27, already in the vector before) is masked off. */
+#define PIVOTS_LT(p, at, key, flip)                                                    \
+	_mm256_cmpgt_epi64(key, _mm256_xor_si256(                                      \
+		_mm256_loadu_si256((const __m256i *)(const void *)((p) + (at))), flip))
+AVX2_READ static inline unsigned inner_find_avx2(const struct inner *x, uint64_t index)
+{
+	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
+	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)index), flip);
+	const __m256i not27 = _mm256_set_epi64x(-1, -1, -1, 0);
+	const uint64_t *p = x->pivot;
+	__m256i a = _mm256_packs_epi32(PIVOTS_LT(p, 0, key, flip), PIVOTS_LT(p, 4, key, flip));
+	__m256i b = _mm256_packs_epi32(PIVOTS_LT(p, 8, key, flip), PIVOTS_LT(p, 12, key, flip));
+	__m256i c = _mm256_packs_epi32(PIVOTS_LT(p, 16, key, flip), PIVOTS_LT(p, 20, key, flip));
+	__m256i d = _mm256_packs_epi32(PIVOTS_LT(p, 24, key, flip),
+				       _mm256_and_si256(PIVOTS_LT(p, INNER_MAX - 5, key, flip), not27));
+	uint64_t bits = (uint32_t)_mm256_movemask_epi8(_mm256_packs_epi16(a, b)) |
+			(uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_packs_epi16(c, d)) << 32;
+	unsigned unused = index ? INNER_MAX - x->n : 0;
+	return (unsigned)__builtin_popcountll(bits) / 2 - unused;
+}
+
+/* How many of the first `bytes` bytes of key deltas at k belong to keys
+ * below d, one mask bit per byte (a key of w bytes sets w bits), 32 bytes
+ * per compare. Lanes compare as signed after the sign flip, which orders
+ * them as unsigned. A partial last vector is loaded so that it ends with
+ * the keys, and the lanes it shares with the vector before are shifted
+ * out: it may start up to 31 bytes before k. */
+#define KEYS_BELOW(NAME, SET1, CMPGT, T, MIN)                                        \
+	AVX2_READ static inline unsigned NAME(const unsigned char *k, unsigned bytes, \
+					      uint64_t d)                             \
+	{                                                                             \
+		const __m256i flip = SET1(MIN);                                       \
+		const __m256i key = _mm256_xor_si256(SET1((T)d), flip);               \
+		unsigned below = 0, off = 0;                                          \
+		for (; off + 32 <= bytes; off += 32) {                                \
+			__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(k + off)); \
+			below += (unsigned)__builtin_popcount((uint32_t)_mm256_movemask_epi8( \
+				CMPGT(key, _mm256_xor_si256(v, flip))));              \
+		}                                                                     \
+		if (off < bytes) {                                                    \
+			__m256i v = _mm256_loadu_si256(                               \
+				(const __m256i *)(const void *)(k + bytes - 32));     \
+			uint32_t m = (uint32_t)_mm256_movemask_epi8(                  \
+				CMPGT(key, _mm256_xor_si256(v, flip)));               \
+			below += (unsigned)__builtin_popcount(m >> (32 - (bytes - off))); \
+		}                                                                     \
+		return below;                                                         \
+	}
+KEYS_BELOW(keys_below8, _mm256_set1_epi8, _mm256_cmpgt_epi8, char, INT8_MIN)
+KEYS_BELOW(keys_below16, _mm256_set1_epi16, _mm256_cmpgt_epi16, short, INT16_MIN)
+KEYS_BELOW(keys_below32, _mm256_set1_epi32, _mm256_cmpgt_epi32, int, INT32_MIN)
+KEYS_BELOW(keys_below64, _mm256_set1_epi64x, _mm256_cmpgt_epi64, long long, INT64_MIN)
+
+/* leaf_find with AVX2: 32 bytes of key deltas per compare, whatever their
+ * width. A partial last vector starts in the header (40 bytes long) at
+ * worst, never outside the leaf. */
+AVX2_READ static inline unsigned leaf_find_avx2(const struct leaf *l, uint64_t index)
+{
+	uint64_t d = index - l->lo;
+	unsigned n = l->n;
+	switch (l->kw) {
+	case 1: return keys_below8(l->data, n, d);
+	case 2: return keys_below16(l->data, 2 * n, d) / 2;
+	case 4: return keys_below32(l->data, 4 * n, d) / 4;
+	default: return keys_below64(l->data, 8 * n, d) / 8;
+	}
+}
+
+_Static_assert(offsetof(struct leaf, data) >= 32 - 1, "a leaf's last key vector stays inside it");
+
+AVX2_READ static unsigned leaf_find_avx2_call(const struct leaf *l, uint64_t index)
+{
+	return leaf_find_avx2(l, index);
+}
+
+AVX2_READ static unsigned inner_find_avx2_call(const struct inner *x, uint64_t index)
+{
+	return inner_find_avx2(x, index);
+}
+
+#endif
+
+/* The searches every other path uses (writers, cursors): the AVX2 ones
+ * when the CPU has them, out of line (a function built for AVX2 is not
+ * inlined into portable code), else the portable ones. */
+static inline unsigned leaf_find(const struct leaf *l, uint64_t index)
+{
+#ifdef HAVE_AVX2_READ
+	if (GM_LIKELY(gm_cpu_avx2_))
+		return leaf_find_avx2_call(l, index);
+#endif
+	return leaf_find_portable(l, index);
+}
+
+static inline unsigned inner_find(const struct inner *x, uint64_t index)
+{
+#ifdef HAVE_AVX2_READ
+	if (GM_LIKELY(gm_cpu_avx2_))
+		return inner_find_avx2_call(x, index);
+#endif
+	return inner_find_portable(x, index);
 }
 
 static inline uint64_t gap_len(uint64_t start, uint64_t pivot)
@@ -728,7 +864,7 @@ static int drop_node(struct wctx *w, void *node, bool fresh)
 {
 	if (fresh) {
 		if (!node_level(node))
-			w->count_delta -= __builtin_popcountll(((struct leaf *)node)->present);
+			w->count_delta -= popcount64(((struct leaf *)node)->present);
 		return vec_push_ptr(w, &w->discard, node);
 	}
 	return vec_push_ptr(w, &w->retire, node);
@@ -777,7 +913,7 @@ static struct leaf *leaf_build(struct wctx *w, uint64_t lo, const struct slot *s
 		put_w(l->data + (size_t)i * kw, kw, s[i].pivot - lo);
 		put_w(vals + (size_t)i * vw, vw, s[i].present ? s[i].value - vmin : 0);
 	}
-	w->count_delta += __builtin_popcountll(present);
+	w->count_delta += popcount64(present);
 	return l;
 }
 
@@ -1132,7 +1268,7 @@ static uint64_t subtree_retire(struct gm_rangemap *m, void *node)
 {
 	if (!node_level(node)) {
 		struct leaf *l = node;
-		uint64_t c = (uint64_t)__builtin_popcountll(l->present);
+		uint64_t c = (uint64_t)popcount64(l->present);
 		node_retire(m, l);
 		return c;
 	}
@@ -1224,7 +1360,7 @@ static int replace(struct gm_rangemap *m, uint64_t f, uint64_t last, const struc
 	for (size_t i = 0; i < w.retire.n; i++) {
 		void *p = *(void **)vec_at(&w.retire, i);
 		if (!node_level(p))
-			delta -= __builtin_popcountll(((struct leaf *)p)->present);
+			delta -= popcount64(((struct leaf *)p)->present);
 		node_retire(m, p);
 	}
 	for (size_t i = 0; i < w.dropped.n; i++)
@@ -1248,7 +1384,7 @@ static const struct leaf *descend(const struct gm_rangemap *m, uint64_t index)
 	const void *n = map_root(m);
 	while (node_level(n)) {
 		const struct inner *x = n;
-		n = child_acquire(x, inner_find(x, index));
+		n = child_acquire(x, inner_find_portable(x, index));
 		if (x->level > 1)
 			prefetch_node(n);
 		else
@@ -1256,6 +1392,28 @@ static const struct leaf *descend(const struct gm_rangemap *m, uint64_t index)
 	}
 	return n;
 }
+
+#ifdef HAVE_AVX2_READ
+AVX2_READ static inline const struct leaf *descend_avx2(const struct gm_rangemap *m, uint64_t index)
+{
+	const void *n = map_root(m);
+	while (node_level(n)) {
+		const struct inner *x = n;
+		n = child_acquire(x, inner_find_avx2(x, index));
+		if (x->level > 1)
+			prefetch_node(n);
+		else
+			prefetch_leaf(n);
+	}
+	return n;
+}
+
+/* descend_avx2 for portable callers (out of line). */
+AVX2_READ static const struct leaf *descend_avx2_call(const struct gm_rangemap *m, uint64_t index)
+{
+	return descend_avx2(m, index);
+}
+#endif
 
 /* The slot holding index. */
 struct probe {
@@ -1265,7 +1423,11 @@ struct probe {
 
 static void probe_at(const struct gm_rangemap *m, uint64_t index, struct probe *p)
 {
+#ifdef HAVE_AVX2_READ
+	const struct leaf *l = gm_cpu_avx2_ ? descend_avx2_call(m, index) : descend(m, index);
+#else
 	const struct leaf *l = descend(m, index);
+#endif
 	unsigned i = leaf_find(l, index);
 	p->first = leaf_start(l, i);
 	p->last = leaf_pivot(l, i);
@@ -1273,13 +1435,10 @@ static void probe_at(const struct gm_rangemap *m, uint64_t index, struct probe *
 	p->value = p->present ? leaf_value(l, i) : 0;
 }
 
-int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index, uint64_t *value,
-		     uint64_t *first, uint64_t *last)
+/* What load reports of slot i of leaf l. */
+static inline int load_slot(const struct leaf *l, unsigned i, uint64_t *value,
+			    uint64_t *first, uint64_t *last)
 {
-	if (GM_UNLIKELY(!map))
-		return -EINVAL;
-	const struct leaf *l = descend(map, index);
-	unsigned i = leaf_find(l, index);
 	if (first)
 		*first = leaf_start(l, i);
 	if (last)
@@ -1291,14 +1450,48 @@ int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index, uint64_t *va
 	return 0;
 }
 
+#ifdef HAVE_AVX2_READ
+AVX2_READ static int load_avx2(const struct gm_rangemap *map, uint64_t index, uint64_t *value,
+			       uint64_t *first, uint64_t *last)
+{
+	const struct leaf *l = descend_avx2(map, index);
+	return load_slot(l, leaf_find_avx2(l, index), value, first, last);
+}
+#endif
+
+#ifdef HAVE_AVX2_READ
+AVX2_READ static bool contains_avx2(const struct gm_rangemap *map, uint64_t index)
+{
+	const struct leaf *l = descend_avx2(map, index);
+	return (l->present >> leaf_find_avx2(l, index)) & 1;
+}
+#endif
+
+int gm_rangemap_load(const struct gm_rangemap *map, uint64_t index, uint64_t *value,
+		     uint64_t *first, uint64_t *last)
+{
+	if (GM_UNLIKELY(!map))
+		return -EINVAL;
+#ifdef HAVE_AVX2_READ
+	if (GM_LIKELY(gm_cpu_avx2_))
+		return load_avx2(map, index, value, first, last);
+#endif
+	const struct leaf *l = descend(map, index);
+	return load_slot(l, leaf_find_portable(l, index), value, first, last);
+}
+
 /* Membership only: no bounds, no value, so nothing past the key deltas
  * and the present word of the leaf is read. */
 bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
 {
 	if (GM_UNLIKELY(!map))
 		return false;
+#ifdef HAVE_AVX2_READ
+	if (GM_LIKELY(gm_cpu_avx2_))
+		return contains_avx2(map, index);
+#endif
 	const struct leaf *l = descend(map, index);
-	return (l->present >> leaf_find(l, index)) & 1;
+	return (l->present >> leaf_find_portable(l, index)) & 1;
 }
 
 /*
@@ -1322,7 +1515,7 @@ bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
  * level (maps of similar sizes, the usual case) each level is one plain
  * loop over the maps; otherwise a map stops when it reaches its leaf. The
  * last step prefetches the leaves' key lines. */
-#define DEFINE_CONTAINS_GROUP(NAME, INNER_FIND, ATTR)                               \
+#define DEFINE_CONTAINS_GROUP(NAME, INNER_FIND, LEAF_FIND, ATTR)                     \
 	ATTR static uint64_t NAME(const struct gm_rangemap *const *maps, unsigned n,  \
 				  uint64_t index)                                     \
 	{                                                                             \
@@ -1360,40 +1553,16 @@ bool gm_rangemap_contains(const struct gm_rangemap *map, uint64_t index)
 		uint64_t mask = 0;                                                    \
 		for (unsigned i = 0; i < n; i++) {                                    \
 			const struct leaf *l = node[i];                               \
-			mask |= ((l->present >> leaf_find(l, index)) & 1) << i;       \
+			mask |= ((l->present >> LEAF_FIND(l, index)) & 1) << i;       \
 		}                                                                     \
 		return mask;                                                          \
 	}
 
-DEFINE_CONTAINS_GROUP(contains_group, inner_find, )
+DEFINE_CONTAINS_GROUP(contains_group, inner_find_portable, leaf_find_portable, )
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+#ifdef HAVE_AVX2_READ
 #define HAVE_AVX2_GROUP 1
-
-/* inner_find with AVX2: bit i of the mask says pivot[i] < index (unsigned
- * compares as signed ones on sign-flipped values). The last vector of a
- * full node is moved back to pivots 27..30 (overlapping the one before) so
- * that no load reaches the child array, whose slots the writer may change. */
-__attribute__((target("avx2,popcnt"))) static inline unsigned
-inner_find_avx2(const struct inner *x, uint64_t index)
-{
-	const __m256i flip = _mm256_set1_epi64x(INT64_MIN);
-	const __m256i key = _mm256_xor_si256(_mm256_set1_epi64x((long long)index), flip);
-	const uint64_t *p = x->pivot;
-	unsigned n = x->n - 1u;
-	uint32_t below = 0;
-	for (unsigned i = 0; i < n; i += 4) {
-		unsigned at = i < INNER_MAX - 5 ? i : INNER_MAX - 5;
-		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + at));
-		__m256i lt = _mm256_cmpgt_epi64(key, _mm256_xor_si256(v, flip));
-		below |= (uint32_t)_mm256_movemask_pd(_mm256_castsi256_pd(lt)) << at;
-	}
-	return (unsigned)__builtin_popcount(below & (uint32_t)((1ull << n) - 1));
-}
-
-DEFINE_CONTAINS_GROUP(contains_group_avx2, inner_find_avx2,
-		      __attribute__((target("avx2,popcnt"))))
+DEFINE_CONTAINS_GROUP(contains_group_avx2, inner_find_avx2, leaf_find_avx2, AVX2_READ)
 #endif
 
 uint64_t gm_rangemap_contains_many(const struct gm_rangemap *const *maps, unsigned n,
@@ -1866,7 +2035,7 @@ static int split_in_parent(struct gm_rangemap *m, struct inner *const *path, con
 	else
 		gm_store_release(&m->root, np);
 	refresh_gaps(path, idx, depth - 1);
-	m->count = m->count + (uint64_t)w.count_delta - (uint64_t)__builtin_popcountll(l->present);
+	m->count = m->count + (uint64_t)w.count_delta - (uint64_t)popcount64(l->present);
 	wctx_release(&w);
 	node_retire(m, l);
 	node_retire(m, p);
@@ -1975,8 +2144,8 @@ static int assign_in_leaf(struct gm_rangemap *m, uint64_t first, uint64_t last, 
 		gm_store_release(&m->root, nl);
 	if (nl->maxgap != l->maxgap) /* else the summaries above still hold */
 		refresh_gaps(path, idx, depth);
-	m->count = m->count + (uint64_t)__builtin_popcountll(nl->present) -
-		   (uint64_t)__builtin_popcountll(l->present);
+	m->count = m->count + (uint64_t)popcount64(nl->present) -
+		   (uint64_t)popcount64(l->present);
 	node_retire(m, l);
 	return 0;
 }
@@ -2215,7 +2384,7 @@ static void stats_walk(const void *node, struct gm_rangemap_stats *s)
 	s->bytes += node_size(node);
 	if (!node_level(node)) {
 		const struct leaf *l = node;
-		unsigned r = (unsigned)__builtin_popcountll(l->present);
+		unsigned r = (unsigned)popcount64(l->present);
 		s->leaves++;
 		s->ranges += r;
 		s->gaps += l->n - r;
@@ -2302,6 +2471,9 @@ static bool validate_node(struct vstate *st, const void *node, uint64_t lo, uint
 		if (x->pivot[i] < lo || x->pivot[i] >= hi || (i && x->pivot[i] <= x->pivot[i - 1]))
 			VFAIL(st, "I2: inner pivots out of order or out of bounds");
 	}
+	for (unsigned i = x->n - 1u; i < INNER_MAX - 1; i++)
+		if (x->pivot[i])
+			VFAIL(st, "I2: an inner node's unused pivot is not zero");
 	for (unsigned i = 0; i < x->n; i++) {
 		const void *c = gm_load_relaxed(&((struct inner *)x)->child[i]);
 		if (!c)

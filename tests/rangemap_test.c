@@ -102,19 +102,29 @@ static void check_all(const struct gm_rangemap *m, const struct model *md, struc
 		size_t j = 0;
 		while (sn->s[j].last < key)
 			j++;
-		int rc = gm_rangemap_load(m, key, &v, &f, &l);
-		CHECK_EQ(rc, sn->present[j] ? 0 : -ENOENT);
-		CHECK_EQ(f, sn->s[j].first);
-		CHECK_EQ(l, sn->s[j].last);
-		CHECK_EQ(v, sn->present[j] ? sn->s[j].value : 7777);
-		CHECK_EQ(gm_rangemap_contains(m, key), sn->present[j]);
-		CHECK_EQ(gm_rangemap_contains(m, sn->s[j].first), sn->present[j]);
-		CHECK_EQ(gm_rangemap_contains(m, sn->s[j].last), sn->present[j]);
+		int rc = 0;
+		const bool avx2 = gm_test_cpu_avx2();
+		/* load and contains: the portable and the AVX2 searches */
+		for (int simd = 0; simd < 2; simd++) {
+			gm_cpu_avx2_ = simd && avx2;
+			v = 7777, f = 1, l = 0;
+			rc = gm_rangemap_load(m, key, &v, &f, &l);
+			CHECK_EQ(rc, sn->present[j] ? 0 : -ENOENT);
+			CHECK_EQ(f, sn->s[j].first);
+			CHECK_EQ(l, sn->s[j].last);
+			CHECK_EQ(v, sn->present[j] ? sn->s[j].value : 7777);
+			CHECK_EQ(gm_rangemap_load(m, sn->s[j].first, NULL, NULL, &l), rc);
+			CHECK_EQ(l, sn->s[j].last);
+			CHECK_EQ(gm_rangemap_load(m, sn->s[j].last, NULL, &f, NULL), rc);
+			CHECK_EQ(f, sn->s[j].first);
+			CHECK_EQ(gm_rangemap_contains(m, key), sn->present[j]);
+			CHECK_EQ(gm_rangemap_contains(m, sn->s[j].first), sn->present[j]);
+			CHECK_EQ(gm_rangemap_contains(m, sn->s[j].last), sn->present[j]);
+		}
 		/* contains_many: this map among an empty one and itself, both
 		 * in-node searches */
 		const struct gm_rangemap *many[3] = {m, empty_map, m};
 		uint64_t wmask = sn->present[j] ? 5 : 0;
-		const bool avx2 = gm_test_cpu_avx2();
 		for (int simd = 0; simd < 2; simd++) {
 			gm_cpu_avx2_ = simd && avx2;
 			CHECK_EQ(gm_rangemap_contains_many(many, 3, key), wmask);
@@ -380,6 +390,42 @@ GM_TEST(contains_many_matches_contains)
 	gm_cpu_avx2_ = gm_test_cpu_avx2();
 	for (unsigned i = 0; i < NMAPS; i++)
 		gm_rangemap_destroy(maps[i]);
+}
+
+/* Every key width a leaf uses (deltas of 1, 2, 4 and 8 bytes, leaves from
+ * one slot to full): load and contains at each range's ends and in each
+ * gap, through the portable and the AVX2 searches. */
+GM_TEST(load_at_every_key_width)
+{
+	static const uint64_t steps[] = {2, 300, 70000, 1ULL << 33};
+	struct gm_rng *rng = gm_test_rng();
+	const bool avx2 = gm_test_cpu_avx2();
+	for (unsigned w = 0; w < 4; w++) {
+		uint64_t step = steps[w], n = 1 + gm_rng_below(rng, 200);
+		struct gm_rangemap *m;
+		CHECK_EQ(gm_rangemap_create(&m, GM_RCU, NULL), 0);
+		for (uint64_t i = 0; i < n; i++)
+			CHECK_EQ(gm_rangemap_store(m, 2 * i * step + 1, 2 * i * step + step, i), 0);
+		for (int simd = 0; simd < 2; simd++) {
+			gm_cpu_avx2_ = simd && avx2;
+			for (uint64_t i = 0; i < n; i++) {
+				uint64_t a = 2 * i * step + 1, b = a + step - 1, v = 0, f, l;
+				CHECK_EQ(gm_rangemap_load(m, a, &v, &f, &l), 0);
+				CHECK_EQ(v, i);
+				CHECK_EQ(f, a);
+				CHECK_EQ(l, b);
+				CHECK_EQ(gm_rangemap_load(m, b, &v, NULL, NULL), 0);
+				CHECK_EQ(v, i);
+				CHECK_EQ(gm_rangemap_load(m, a - 1, &v, &f, &l), -ENOENT);
+				CHECK_EQ(l, a - 1);
+				CHECK(gm_rangemap_contains(m, b));
+				CHECK(!gm_rangemap_contains(m, b + 1));
+			}
+			CHECK(!gm_rangemap_contains(m, UINT64_MAX));
+		}
+		gm_cpu_avx2_ = avx2;
+		gm_rangemap_destroy(m);
+	}
 }
 
 GM_TEST(edges_and_errors)

@@ -356,9 +356,8 @@ static void run_prepare(struct run *r, const struct impl *im, struct workload *w
 	r->bytes = (double)gm_alloc_counting_bytes(&r->count) / (double)(NSERVERS * w->n);
 }
 
-/* The three designs on one workload: selection side by side
- * (gmb_measure_group: the targets are its ratios), then each one's
- * changes. */
+/* The three designs on one workload: selection, then adds, then removes,
+ * each side by side (gmb_measure_group: the targets are their ratios). */
 static void run_all(struct gmb_ctx *ctx, struct workload *w, const char *dist,
 		    struct gmb_rng *rng)
 {
@@ -377,13 +376,21 @@ static void run_all(struct gmb_ctx *ctx, struct workload *w, const char *dist,
 		for (int i = 0; i < N; i++)
 			gmb_row(ctx, impls[i].name, "select", w->n, dist, t[i], r[i].bytes);
 	}
+	if (all) { /* the changes side by side too: the targets compare them */
+		for (int i = 0; i < N; i++)
+			cases[i] = (struct gmb_case){.arg = &r[i], .setup = setup_add,
+						     .body = body_add};
+		gmb_measure_group(ctx, cases, N, t);
+		for (int i = 0; i < N; i++)
+			gmb_row(ctx, impls[i].name, "add", w->n, dist, t[i], r[i].bytes);
+		for (int i = 0; i < N; i++)
+			cases[i] = (struct gmb_case){.arg = &r[i], .body = body_remove,
+						     .teardown = teardown_remove};
+		gmb_measure_group(ctx, cases, N, t);
+		for (int i = 0; i < N; i++)
+			gmb_row(ctx, impls[i].name, "remove", w->n, dist, t[i], r[i].bytes);
+	}
 	for (int i = 0; i < N && all; i++) {
-		double ns = gmb_measure(ctx, &(struct gmb_case){.arg = &r[i], .setup = setup_add,
-								 .body = body_add});
-		gmb_row(ctx, impls[i].name, "add", w->n, dist, ns, r[i].bytes);
-		ns = gmb_measure(ctx, &(struct gmb_case){.arg = &r[i], .body = body_remove,
-							  .teardown = teardown_remove});
-		gmb_row(ctx, impls[i].name, "remove", w->n, dist, ns, r[i].bytes);
 		if (r[i].wrong)
 			gmb_note(ctx, "%s n=%llu %s: %llu wrong answers or failed changes",
 				 impls[i].name, (unsigned long long)w->n, dist,
@@ -392,6 +399,21 @@ static void run_all(struct gmb_ctx *ctx, struct workload *w, const char *dist,
 	for (int i = 0; i < N; i++) {
 		teardown(&r[i]);
 		free(r[i].victims);
+	}
+}
+
+/* Issue 18's targets at n ranges per server: add and remove at most
+ * rbranges' time, selection at most a quarter of it. */
+static void change_targets(struct gmb_ctx *ctx, uint64_t n, const char *dist)
+{
+	static const char *const ops[3] = {"add", "remove", "select"};
+	char what[160];
+	for (int o = 0; o < 3; o++) {
+		double bound = o == 2 ? 0.25 : 1.0;
+		snprintf(what, sizeof(what), "%s at %llu ranges/server (%s) <= %.2gx rbranges",
+			 ops[o], (unsigned long long)n, dist, bound);
+		gmb_target_ratio(ctx, what, (struct gmb_sel){"gm_rangeset", ops[o], n, dist},
+				 (struct gmb_sel){"rbranges", ops[o], n, dist}, GMB_AT_MOST, bound);
 	}
 }
 
@@ -424,6 +446,8 @@ static void run(struct gmb_ctx *ctx)
 		snprintf(what, sizeof(what), "select at 4096 ranges/server (%s) <= 0.5x rbranges", dists[d]);
 		gmb_target_ratio(ctx, what, gm, (struct gmb_sel){"rbranges", "select", 4096, dists[d]},
 				 GMB_AT_MOST, 0.5);
+		for (uint64_t n = 256; n <= max; n *= 4)
+			change_targets(ctx, n, dists[d]);
 		for (uint64_t n = 256; n <= max; n *= 4) {
 			snprintf(what, sizeof(what), "bytes/range <= rbranges at n=%llu (%s)",
 				 (unsigned long long)n, dists[d]);
@@ -439,7 +463,8 @@ static void run(struct gmb_ctx *ctx)
 		      "ranges, so from n=1024 on) and a selection is one "
 		      "gm_rangeset_group_select; gm_rangeset's bytes and add/remove "
 		      "include the group's index; xenlist and rbranges are asked "
-		      "set by set, stopping at the first hit. xenlist's selection and "
+		      "set by set, stopping at the first hit; selections, adds and removes "
+		      "are each timed side by side. xenlist's selection and "
 		      "changes at n >= 4096 are timed on fewer operations (it walks "
 		      "the list), same per-op meaning.");
 	gm_rcu_unregister_thread();

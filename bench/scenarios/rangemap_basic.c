@@ -1,6 +1,6 @@
 /*
  * bench/scenarios/rangemap_basic.c — the range map's basic operations at
- * 10^3 .. 10^6 ranges (--size up to 10^7): store (random order, from
+ * 10 .. 10^6 ranges (--size up to 10^7): store (random order, from
  * empty), load (random hits), iterate (all ranges), erase (all, random
  * order), find_gap (isolated only: 16 free indices from a random start).
  *
@@ -323,13 +323,25 @@ static uint64_t sorted_find_gap_body(void *arg)
 
 /* ---- driver ------------------------------------------------------------------ */
 
-/* Read-only bodies: median of --repeat runs after a warm-up (3 runs, no
- * warm-up, at 10^6 ranges and more). */
-static double measure(struct gmb_ctx *ctx, uint64_t n, struct gmb_case c)
+/* Read-only bodies of the three designs, one op: measured side by side
+ * (gmb_measure_group: interleaved rounds), so that the ratios the targets
+ * read meet the same machine; a NULL body is skipped. */
+static void measure_reads(struct gmb_ctx *ctx, void *const arg[3],
+			  uint64_t (*const body[3])(void *), double ns[3])
 {
-	if (n >= 1000000)
-		return gmb_measure_n(ctx, &c, gmb_repeat(ctx) < 3 ? gmb_repeat(ctx) : 3, false);
-	return gmb_measure(ctx, &c);
+	struct gmb_case cases[3];
+	int idx[3], k = 0;
+	for (int i = 0; i < 3; i++) {
+		ns[i] = -1;
+		if (body[i]) {
+			cases[k] = (struct gmb_case){.arg = arg[i], .body = body[i]};
+			idx[k++] = i;
+		}
+	}
+	double t[3];
+	gmb_measure_group(ctx, cases, k, t);
+	for (int j = 0; j < k; j++)
+		ns[idx[j]] = t[j];
 }
 
 /* Stores and erases are timed in cycles on one structure: store all n
@@ -341,7 +353,10 @@ static double measure(struct gmb_ctx *ctx, uint64_t n, struct gmb_case c)
  * of each design at 10^6, seconds apart, the 10^6 store ratio moved
  * between 0.42x and 0.60x from one run of gmbench to the next. Medians
  * over --repeat runs (at most 3 from 10^5 ranges); one untimed warm-up
- * cycle each below 10^6. */
+ * cycle each below 10^6. Below CYCLE_OPS ranges a run is several cycles
+ * back to back (each half timed on its own), so that a run times enough
+ * stores for the clock's cost and resolution not to count. */
+#define CYCLE_OPS 8192
 struct cycle {
 	void *arg;
 	uint64_t (*store)(void *arg);
@@ -349,9 +364,26 @@ struct cycle {
 	double store_ns, erase_ns; /* out: medians */
 };
 
+static void cycle_run(struct cycle *c, uint64_t reps, double *st, double *er)
+{
+	uint64_t ts = 0, te = 0, ns = 0, ne = 0;
+	for (uint64_t r = 0; r < reps; r++) {
+		uint64_t t0 = gmb_now_ns();
+		ns += c->store(c->arg);
+		uint64_t t1 = gmb_now_ns();
+		ne += c->erase(c->arg);
+		uint64_t t2 = gmb_now_ns();
+		ts += t1 - t0;
+		te += t2 - t1;
+	}
+	*st = (double)ts / (double)ns;
+	*er = (double)te / (double)ne;
+}
+
 static void measure_cycles(struct gmb_ctx *ctx, uint64_t n, struct cycle *c, int nc)
 {
 	int runs = gmb_repeat(ctx), cap = n >= 100000 ? 3 : 64;
+	uint64_t reps = n < CYCLE_OPS ? CYCLE_OPS / n : 1;
 	if (runs > cap)
 		runs = cap;
 	if (n < 1000000) {
@@ -361,21 +393,20 @@ static void measure_cycles(struct gmb_ctx *ctx, uint64_t n, struct cycle *c, int
 		}
 	}
 	double st[2][64], er[2][64]; /* nc <= 2, cap <= 64 */
-	for (int i = 0; i < runs; i++) {
-		for (int k = 0; k < nc; k++) {
-			uint64_t t0 = gmb_now_ns();
-			uint64_t ns = c[k].store(c[k].arg);
-			uint64_t t1 = gmb_now_ns();
-			uint64_t ne = c[k].erase(c[k].arg);
-			uint64_t t2 = gmb_now_ns();
-			st[k][i] = (double)(t1 - t0) / (double)ns;
-			er[k][i] = (double)(t2 - t1) / (double)ne;
-		}
-	}
+	for (int i = 0; i < runs; i++)
+		for (int k = 0; k < nc; k++)
+			cycle_run(&c[k], reps, &st[k][i], &er[k][i]);
 	for (int k = 0; k < nc; k++) {
 		c[k].store_ns = gmb_median(st[k], runs);
 		c[k].erase_ns = gmb_median(er[k], runs);
 	}
+}
+
+/* Bytes the counting allocator holds for the structure, per range. */
+static double gm_bytes(struct gm_case *g, uint64_t n)
+{
+	gm_rcu_barrier(); /* count the map, not nodes still waiting for a grace period */
+	return (double)gm_alloc_counting_bytes(&g->cnt) / (double)n;
 }
 
 static void run_one(struct gmb_ctx *ctx, enum dist d, uint64_t n, struct gmb_rng *rng)
@@ -396,42 +427,63 @@ static void run_one(struct gmb_ctx *ctx, enum dist d, uint64_t n, struct gmb_rng
 	gm_teardown(&g);
 	rb_teardown(&r);
 	gm_build(&g);
-	gm_rcu_barrier(); /* count the map, not nodes still waiting for a grace period */
-	double bytes = (double)gm_alloc_counting_bytes(&g.cnt) / (double)n;
+	double gbytes = gm_bytes(&g, n);
 	if (gm_rangemap_count(g.map) != n)
 		abort();
-	gmb_row(ctx, "gm_rangemap", "store", n, dn, cyc[0].store_ns, bytes);
-	gmb_row(ctx, "gm_rangemap", "load", n, dn,
-		measure(ctx, n, (struct gmb_case){.arg = &g, .body = gm_load_body}), bytes);
-	gmb_row(ctx, "gm_rangemap", "iterate", n, dn,
-		measure(ctx, n, (struct gmb_case){.arg = &g, .body = gm_iterate_body}), bytes);
-	if (d == ISOLATED)
-		gmb_row(ctx, "gm_rangemap", "find_gap", n, dn,
-			measure(ctx, n, (struct gmb_case){.arg = &g, .body = gm_find_gap_body}), bytes);
-	gm_rangemap_destroy(g.map);
-	gmb_row(ctx, "gm_rangemap", "erase", n, dn, cyc[0].erase_ns, bytes);
-
 	rb_setup_built(&r);
-	bytes = (double)gm_alloc_counting_bytes(&r.cnt) / (double)n;
-	gmb_row(ctx, "rbranges", "store", n, dn, cyc[1].store_ns, bytes);
-	gmb_row(ctx, "rbranges", "load", n, dn,
-		measure(ctx, n, (struct gmb_case){.arg = &r, .body = rb_load_body}), bytes);
-	gmb_row(ctx, "rbranges", "iterate", n, dn,
-		measure(ctx, n, (struct gmb_case){.arg = &r, .body = rb_iterate_body}), bytes);
-	if (d == ISOLATED)
-		gmb_row(ctx, "rbranges", "find_gap", n, dn,
-			measure(ctx, n, (struct gmb_case){.arg = &r, .body = rb_find_gap_body}), bytes);
-	rb_teardown(&r);
-	gmb_row(ctx, "rbranges", "erase", n, dn, cyc[1].erase_ns, bytes);
+	double rbytes = (double)gm_alloc_counting_bytes(&r.cnt) / (double)n;
 
-	gmb_row(ctx, "sorted", "load", n, dn,
-		measure(ctx, n, (struct gmb_case){.arg = &l, .body = sorted_load_body}), 24.0);
-	gmb_row(ctx, "sorted", "iterate", n, dn,
-		measure(ctx, n, (struct gmb_case){.arg = &l, .body = sorted_iterate_body}), 24.0);
+	void *const arg[3] = {&g, &r, &l};
+	static const char *const who[3] = {"gm_rangemap", "rbranges", "sorted"};
+	static uint64_t (*const loads[3])(void *) = {gm_load_body, rb_load_body, sorted_load_body};
+	static uint64_t (*const iters[3])(void *) = {gm_iterate_body, rb_iterate_body,
+						      sorted_iterate_body};
+	static uint64_t (*const gaps[3])(void *) = {gm_find_gap_body, rb_find_gap_body,
+						     sorted_find_gap_body};
+	double load[3], iter[3], gap[3] = {-1, -1, -1};
+	measure_reads(ctx, arg, loads, load);
+	measure_reads(ctx, arg, iters, iter);
 	if (d == ISOLATED)
-		gmb_row(ctx, "sorted", "find_gap", n, dn,
-			measure(ctx, n, (struct gmb_case){.arg = &l, .body = sorted_find_gap_body}), 24.0);
+		measure_reads(ctx, arg, gaps, gap);
+	gm_rangemap_destroy(g.map);
+	rb_teardown(&r);
+
+	const double bytes[3] = {gbytes, rbytes, 24.0};
+	for (int i = 0; i < 3; i++) {
+		if (i < 2)
+			gmb_row(ctx, who[i], "store", n, dn, cyc[i].store_ns, bytes[i]);
+		gmb_row(ctx, who[i], "load", n, dn, load[i], bytes[i]);
+		gmb_row(ctx, who[i], "iterate", n, dn, iter[i], bytes[i]);
+		if (d == ISOLATED)
+			gmb_row(ctx, who[i], "find_gap", n, dn, gap[i], bytes[i]);
+		if (i < 2)
+			gmb_row(ctx, who[i], "erase", n, dn, cyc[i].erase_ns, bytes[i]);
+	}
 	layout_free(&l);
+}
+
+/* Issue 18's targets at every size measured: load against the sorted
+ * array (at most its time; at most half from 10^5 ranges), store against
+ * rbranges, bytes per isolated range. */
+static void size_targets(struct gmb_ctx *ctx, uint64_t n)
+{
+	char what[160];
+	for (int d = 0; d < NDIST; d++) {
+		const char *dn = dist_names[d];
+		double bound = n >= 100000 ? 0.5 : 1.0;
+		snprintf(what, sizeof(what), "load <= %.1fx sorted at n=%llu (%s)", bound,
+			 (unsigned long long)n, dn);
+		gmb_target_ratio(ctx, what, (struct gmb_sel){"gm_rangemap", "load", n, dn},
+				 (struct gmb_sel){"sorted", "load", n, dn}, GMB_AT_MOST, bound);
+		snprintf(what, sizeof(what), "store <= 1.0x rbranges at n=%llu (%s), RCU mode",
+			 (unsigned long long)n, dn);
+		gmb_target_ratio(ctx, what, (struct gmb_sel){"gm_rangemap", "store", n, dn},
+				 (struct gmb_sel){"rbranges", "store", n, dn}, GMB_AT_MOST, 1.0);
+	}
+	snprintf(what, sizeof(what), "<= 16 bytes per isolated range at n=%llu",
+		 (unsigned long long)n);
+	gmb_target_bound(ctx, what, (struct gmb_sel){"gm_rangemap", "store", n, "isolated"},
+			 GMB_BYTES, GMB_AT_MOST, 16);
 }
 
 static void run(struct gmb_ctx *ctx)
@@ -441,7 +493,7 @@ static void run(struct gmb_ctx *ctx)
 	gmb_rng_init(&rng, gmb_seed(ctx));
 	gm_rcu_register_thread();
 	gmb_reference(ctx, "rbranges");
-	for (uint64_t n = 1000; n <= max; n *= 10) {
+	for (uint64_t n = 10; n <= max; n *= 10) {
 		for (int d = 0; d < NDIST; d++)
 			run_one(ctx, (enum dist)d, n, &rng);
 		gmb_progress(ctx, "n = %llu done", (unsigned long long)n);
@@ -449,7 +501,8 @@ static void run(struct gmb_ctx *ctx)
 	gm_rcu_unregister_thread();
 	gmb_note(ctx, "gm_rangemap runs in RCU mode (stores publish copy-on-write leaves and "
 		      "retire the old ones); load/iterate/find_gap batches hold one "
-		      "gm_rcu_read_lock(). Values are the range's ordinal (isolated, adjacent) or "
+		      "gm_rcu_read_lock(); the three designs' reads are timed side by side, "
+		      "their stores and erases in alternating cycles. Values are the range's ordinal (isolated, adjacent) or "
 		      "0..3 (fewvalues); leaves store value deltas, so 64-bit random values "
 		      "cost up to 8 more bytes per slot. sorted = three arrays (first, last, "
 		      "value), 24 B per range, no updates.");
@@ -469,6 +522,8 @@ static void run(struct gmb_ctx *ctx)
 	gmb_target_ratio(ctx, "store at 1e6 ranges <= 0.5x rbranges, RCU mode",
 			 (struct gmb_sel){"gm_rangemap", "store", M, "isolated"},
 			 (struct gmb_sel){"rbranges", "store", M, "isolated"}, GMB_AT_MOST, 0.5);
+	for (uint64_t n = 10; n <= max; n *= 10)
+		size_targets(ctx, n);
 }
 
 GMB_SCENARIO(rangemap_basic, "range map: store/load/iterate/erase/find_gap vs rbtree and sorted array", run)
