@@ -225,7 +225,7 @@ static void memslots(struct gmb_ctx *ctx)
 	gm_rcu_read_lock();
 	t0 = gmb_now_ns();
 	for (int i = 0; i < LOOKUPS; i++) {
-		uint64_t hva;
+		uint64_t hva = 0;
 		gm_space_gfn_to_hva(m.space, &cache, 7ull << 9, &hva);
 		sum += hva;
 	}
@@ -236,7 +236,7 @@ static void memslots(struct gmb_ctx *ctx)
 		gfns[i] = gmb_rng_below(&rng, SLOTS) << 9;
 	t0 = gmb_now_ns();
 	for (int i = 0; i < LOOKUPS; i++) {
-		uint64_t hva;
+		uint64_t hva = 0;
 		gm_space_gfn_to_hva(m.space, &cache, gfns[i], &hva);
 		sum += hva;
 	}
