@@ -332,6 +332,29 @@ static const struct row *find_row(const char *scenario, struct gmb_sel s)
 	return NULL;
 }
 
+uint64_t gmb_largest_n(struct gmb_ctx *ctx, const char *structure, const char *op,
+		       const char *dist)
+{
+	uint64_t n = 0;
+	for (size_t i = ctx->first_row; i < nrows; i++) {
+		const struct row *r = &rows[i];
+		if (!strcmp(r->structure, structure) && !strcmp(r->op, op) &&
+		    !strcmp(r->dist, dist) && r->n > n)
+			n = r->n;
+	}
+	return n;
+}
+
+bool gmb_value(struct gmb_ctx *ctx, struct gmb_sel sel, double *ns, double *bytes)
+{
+	const struct row *r = find_row(ctx->scenario->name, sel);
+	if (r && ns)
+		*ns = r->ns;
+	if (r && bytes)
+		*bytes = r->bytes;
+	return r != NULL;
+}
+
 static void add_target(struct gmb_ctx *ctx, const char *what,
 		       const char *measured, int verdict)
 {

@@ -114,6 +114,14 @@ struct gmb_sel {
 	const char *dist;
 };
 
+/* A row of this scenario already emitted: true, with its ns_per_op and
+ * bytes_per_entry (either pointer may be NULL); false if there is none
+ * (e.g. a size --size left out). For gmb_answer's sentence. */
+bool gmb_value(struct gmb_ctx *ctx, struct gmb_sel sel, double *ns, double *bytes);
+/* The largest n of this scenario's rows of (structure, op, dist), 0 if none. */
+uint64_t gmb_largest_n(struct gmb_ctx *ctx, const char *structure, const char *op,
+		       const char *dist);
+
 enum gmb_cmp { GMB_AT_MOST, GMB_AT_LEAST };
 enum gmb_field { GMB_NS, GMB_BYTES };
 

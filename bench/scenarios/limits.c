@@ -103,6 +103,27 @@ static void read_sections(struct gmb_ctx *ctx)
 			 GMB_NS, GMB_AT_MOST, 2.0);
 }
 
+static double value_of(struct gmb_ctx *ctx, const char *structure, const char *op,
+		       uint64_t n, const char *dist, bool bytes)
+{
+	double ns = 0, b = 0;
+	gmb_value(ctx, (struct gmb_sel){structure, op, n, dist}, &ns, &b);
+	return bytes ? b : ns;
+}
+
+/* The summary's sentence: the floors, with this run's numbers. */
+static void answer(struct gmb_ctx *ctx)
+{
+	uint64_t n = gmb_largest_n(ctx, "flat", "read", "random");
+	gmb_answer(ctx, "a read section costs %.2f ns (liburcu memb's calls: %.2f ns); at %llu "
+		   "entries a random read of a flat array costs %.1f ns and a binary search "
+		   "%.1f ns, the floors every other row is judged against.",
+		   value_of(ctx, "gm_rcu", "read_section", 1, "empty", false),
+		   value_of(ctx, "urcu_memb", "read_section", 1, "empty", false), (unsigned long long)n,
+		   value_of(ctx, "flat", "read", n, "random", false),
+		   value_of(ctx, "sorted", "search", n, "random", false));
+}
+
 static void run(struct gmb_ctx *ctx)
 {
 	read_sections(ctx);
@@ -152,6 +173,7 @@ static void run(struct gmb_ctx *ctx)
 	gmb_target_verdict(ctx, "random reads cost more than sequential reads at "
 			   "the largest n (the memory hierarchy is visible)",
 			   measured, last_random > last_seq);
+	answer(ctx);
 }
 
 GMB_SCENARIO(limits, "physical limits: flat array reads and binary search", run)
