@@ -559,3 +559,6 @@ void gm_reclaim_destroy(struct gm_reclaim *r)
 	}
 	r->room = 0;
 }
+
+void gm_rcu_read_lock_extern(void) { gm_rcu_read_lock(); }
+void gm_rcu_read_unlock_extern(void) { gm_rcu_read_unlock(); }

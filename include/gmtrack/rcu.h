@@ -184,6 +184,14 @@ static inline void gm_rcu_read_unlock(void)
 }
 
 /*
+ * gm_rcu_read_lock_extern / gm_rcu_read_unlock_extern — the same two calls
+ * out of line, for callers that cannot use a static inline function (other
+ * languages' FFI: the Rust crate, dlsym). Same rules; a call's cost more.
+ */
+GM_EXPORT void gm_rcu_read_lock_extern(void);
+GM_EXPORT void gm_rcu_read_unlock_extern(void);
+
+/*
  * gm_rcu_read_ongoing — nonzero if the calling thread is inside a read
  * section (for assertions such as "must not be called under the read
  * lock"). Cost O(1). Any thread (0 on one never in a section). Never fails.
