@@ -42,8 +42,12 @@
  *     s + 6 bits.
  *  I5 no value is NULL; map->count, map->bytes and map->nodes[] match the
  *     tree.
- *  I6 the hint in a tagged pointer's top 16 bits matches its node: a full
- *     branch's shift, a sorted leaf's shift and count (pm_hint_of).
+ *  I6 the hint in a tagged pointer's top 16 bits matches its node: a direct
+ *     branch's shift and count of children, a direct leaf's count of keys,
+ *     a sorted leaf's shift and count (pm_hint_of).
+ *  I7 a direct branch (bitmap of every chunk; child slots may hold 0) has
+ *     >= PM_BRANCH_PACK children, a direct leaf (full layout; value slots
+ *     may hold 0) >= PM_LEAF_PACK keys.
  * Why this shape: branch and bitmap leaves cost 8 bytes per present slot
  * plus a 16-byte header, so dense and clustered frames approach 8 B/entry;
  * sparse (random) keys collect in sorted leaves of up to 256 entries, 12
@@ -296,6 +300,48 @@ static inline size_t pm_bits_size(unsigned cnt)
 	return cnt == 64 ? sizeof(struct pm_full) : pm_branch_size(cnt);
 }
 
+/*
+ * Direct nodes. A branch whose bitmap holds every chunk of its shift (64,
+ * or 16 at shift 60) and a pm_full leaf are direct: their slots are indexed
+ * by chunk, and a slot holding 0 is an absent child or key. The writer
+ * adds and removes children and keys of a direct node in place (one
+ * release store in the slot; no copy, nothing to retire) and keeps the
+ * count of non-zero slots in the hint of the pointer to the node. A packed
+ * node becomes direct when an insert brings it to PM_*_DIRECT entries, and
+ * a direct one is packed again when a removal leaves fewer than PM_*_PACK
+ * (a node never flips back and forth on one key).
+ */
+#define PM_LEAF_DIRECT 16
+#define PM_LEAF_PACK 8
+#define PM_BRANCH_DIRECT 16
+#define PM_BRANCH_PACK 8
+#define PM_HINT_COUNT_SHIFT 5
+#define PM_HINT_COUNT_MASK ((uintptr_t)0x1ff << (PM_ADDR_BITS + PM_HINT_COUNT_SHIFT))
+static inline uint64_t pm_all_chunks(unsigned s)
+{
+	return s == PM_TOP_SHIFT ? 0xffffULL : ~0ULL;
+}
+static inline unsigned pm_slots_of(unsigned s) { return s == PM_TOP_SHIFT ? 16 : 64; }
+static inline bool pm_is_direct_branch(const struct pm_branch *b)
+{
+	return b->bitmap == pm_all_chunks(pm_shift(b));
+}
+/* Non-zero slots among n (writer or validate: relaxed loads). */
+static inline unsigned pm_slots_used(const _Atomic uintptr_t *v, unsigned n)
+{
+	unsigned c = 0;
+	for (unsigned i = 0; i < n; i++)
+		c += gm_load_relaxed(&v[i]) != 0;
+	return c;
+}
+/* The count a direct node's pointer carries (writer side). */
+static inline unsigned pm_direct_count(uintptr_t p) { return pm_hint(p) >> PM_HINT_COUNT_SHIFT; }
+static inline uintptr_t pm_with_count(uintptr_t p, unsigned cnt)
+{
+	return (p & ~PM_HINT_COUNT_MASK) |
+	       (uintptr_t)cnt << (PM_ADDR_BITS + PM_HINT_COUNT_SHIFT);
+}
+
 static inline size_t pm_node_size(uintptr_t p)
 {
 	void *n = pm_ptr(p);
@@ -311,12 +357,15 @@ static inline size_t pm_node_size(uintptr_t p)
 }
 
 /*
- * The hint in the top 16 bits of a tagged pointer (it only describes what
- * never changes in a published node: a change of shape copies the node):
- *   full branch:  bits 0-3 shift / 6, bit 4 set     -> child[chunk] directly
- *   sorted leaf:  bits 0-3 shift / 6, bits 5-13 count -> suffix and value
- *                 lines of the interpolated position, without the header
- *   other nodes:  0
+ * The hint in the top 16 bits of a tagged pointer (the shape of a published
+ * node never changes: a change of shape copies the node; only a direct
+ * node's count changes, and the writer stores its pointer again with it):
+ *   direct branch: bits 0-3 shift / 6, bit 4 set     -> child[chunk] directly
+ *                  bits 5-13 count of children (writer side)
+ *   direct leaf:   bits 5-13 count of keys (writer side)
+ *   sorted leaf:   bits 0-3 shift / 6, bits 5-13 count -> suffix and value
+ *                  lines of the interpolated position, without the header
+ *   other nodes:   0
  */
 static inline uintptr_t pm_hint_of(uintptr_t p)
 {
@@ -324,11 +373,16 @@ static inline uintptr_t pm_hint_of(uintptr_t p)
 	unsigned s = pm_shift(n);
 	switch (pm_tag(p)) {
 	case PM_TAG_BRANCH: {
-		uint64_t all = s == PM_TOP_SHIFT ? 0xffffULL : ~0ULL;
-		return ((const struct pm_branch *)n)->bitmap == all ? s / 6 | PM_HINT_FULL : 0;
+		const struct pm_branch *b = n;
+		if (!pm_is_direct_branch(b))
+			return 0;
+		return s / 6 | PM_HINT_FULL |
+		       pm_slots_used(b->child, pm_slots_of(s)) << PM_HINT_COUNT_SHIFT;
 	}
+	case PM_TAG_FULL:
+		return pm_slots_used(((const struct pm_full *)n)->value, 64) << PM_HINT_COUNT_SHIFT;
 	case PM_TAG_SORTED:
-		return s / 6 | ((const struct pm_sorted *)n)->count << 5;
+		return s / 6 | ((const struct pm_sorted *)n)->count << PM_HINT_COUNT_SHIFT;
 	default:
 		return 0;
 	}
@@ -934,41 +988,82 @@ struct pm_hit {
 	uintptr_t value;
 };
 
-static inline uintptr_t pm_child_at(const struct pm_branch *b, unsigned rank)
+
+/* Slot i of a node's child or value array, as a reader loads it. */
+static inline uintptr_t pm_slot_load(const _Atomic uintptr_t *v, unsigned i)
 {
-	return gm_load_acquire((_Atomic uintptr_t *)&b->child[rank]);
+	return gm_load_acquire((_Atomic uintptr_t *)&v[i]);
 }
 
-/* Smallest (or largest, when last) entry under node p; p != 0. */
-static void pm_extreme(uintptr_t p, bool last, struct pm_hit *hit)
+static bool pm_extreme(uintptr_t p, bool last, struct pm_hit *hit);
+
+/*
+ * The first (ge) or last (!ge) entry under the children of packed or direct
+ * branch b at chunks strictly after (before) chunk c (c = -1 or 64: all).
+ * A child of a direct branch seen as 0, or one whose extreme is not found
+ * (a direct node emptied and refilled around the reader), is passed over:
+ * keys present throughout stay in slots that stay non-zero.
+ */
+static bool pm_branch_beyond(const struct pm_branch *b, int c, bool ge, struct pm_hit *hit)
 {
-	for (;;) {
-		void *n = pm_ptr(p);
-		switch (pm_tag(p)) {
-		case PM_TAG_BRANCH: {
-			const struct pm_branch *b = n;
-			unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
-			p = pm_child_at(b, last ? cnt - 1 : 0);
+	uint64_t bm = b->bitmap;
+	bool direct = pm_is_direct_branch(b);
+	for (int i = ge ? c + 1 : c - 1; i >= 0 && i < 64; i += ge ? 1 : -1) {
+		if (!(bm >> i & 1))
 			continue;
+		uintptr_t q = pm_slot_load(b->child, direct ? (unsigned)i : pm_rank(bm, (unsigned)i));
+		if (q && pm_extreme(q, !ge, hit))
+			return true;
+	}
+	return false;
+}
+
+/* The first (ge) or last (!ge) key of bitmap leaf p from chunk c on (c
+ * included; c = 64 or -1 to start past the end). */
+static bool pm_bits_beyond(uintptr_t p, int c, bool ge, struct pm_hit *hit)
+{
+	const void *n = pm_ptr(p);
+	const _Atomic uintptr_t *v = pm_bits_vals(p);
+	if (pm_tag(p) == PM_TAG_FULL) {
+		for (int i = c; i >= 0 && i < 64; i += ge ? 1 : -1) {
+			uintptr_t x = pm_slot_load(v, (unsigned)i);
+			if (x) {
+				hit->key = pm_prefix(n) | (unsigned)i;
+				hit->value = x;
+				return true;
+			}
 		}
-		case PM_TAG_BITS:
-		case PM_TAG_FULL: {
-			uint64_t bm = pm_bits_map(p);
-			unsigned cnt = (unsigned)__builtin_popcountll(bm);
-			unsigned c = last ? 63 - (unsigned)__builtin_clzll(bm)
-					  : (unsigned)__builtin_ctzll(bm);
-			hit->key = pm_prefix(n) | c;
-			hit->value = gm_load_acquire(&pm_bits_vals(p)[last ? cnt - 1 : 0]);
-			return;
-		}
-		default: {
-			const struct pm_sorted *l = n;
-			unsigned i = last ? l->count - 1 : 0;
-			hit->key = pm_sorted_key(l, i);
-			hit->value = gm_load_acquire(&pm_sorted_values(l)[i]);
-			return;
-		}
-		}
+		return false;
+	}
+	uint64_t bm = pm_bits_map(p);
+	uint64_t rest = c < 0 ? 0 : c > 63 ? (ge ? 0 : bm)
+		: ge ? bm & ~((1ULL << c) - 1) : bm & (~0ULL >> (63 - c));
+	if (!rest)
+		return false;
+	unsigned at = ge ? (unsigned)__builtin_ctzll(rest) : 63 - (unsigned)__builtin_clzll(rest);
+	hit->key = pm_prefix(n) | at;
+	hit->value = pm_slot_load(v, pm_rank(bm, at));
+	return true;
+}
+
+/* Smallest (or largest, when last) entry under node p; p != 0. False only
+ * if a direct node below held no key as the reader passed. */
+static bool pm_extreme(uintptr_t p, bool last, struct pm_hit *hit)
+{
+	void *n = pm_ptr(p);
+	switch (pm_tag(p)) {
+	case PM_TAG_BRANCH:
+		return pm_branch_beyond(n, last ? 64 : -1, !last, hit);
+	case PM_TAG_BITS:
+	case PM_TAG_FULL:
+		return pm_bits_beyond(p, last ? 63 : 0, !last, hit);
+	default: {
+		const struct pm_sorted *l = n;
+		unsigned i = last ? l->count - 1 : 0;
+		hit->key = pm_sorted_key(l, i);
+		hit->value = gm_load_acquire(&pm_sorted_values(l)[i]);
+		return true;
+	}
 	}
 }
 
@@ -981,37 +1076,24 @@ static bool pm_seek(uintptr_t p, uint64_t key, bool ge, struct pm_hit *hit)
 		bool node_above = (ps & ~63ULL) > key;
 		if (node_above != ge)
 			return false;
-		pm_extreme(p, !ge, hit);
-		return true;
+		return pm_extreme(p, !ge, hit);
 	}
 	unsigned s = ps & 63;
 	switch (pm_tag(p)) {
 	case PM_TAG_BRANCH: {
 		const struct pm_branch *b = n;
 		unsigned c = pm_chunk(key, s);
-		uint64_t bit = 1ULL << c;
-		if ((b->bitmap & bit) && pm_seek(pm_child_at(b, pm_rank(b->bitmap, c)), key, ge, hit))
-			return true;
-		uint64_t rest = ge ? b->bitmap & ~(bit | (bit - 1)) : b->bitmap & (bit - 1);
-		if (!rest)
-			return false;
-		unsigned next = ge ? (unsigned)__builtin_ctzll(rest) : 63 - (unsigned)__builtin_clzll(rest);
-		pm_extreme(pm_child_at(b, pm_rank(b->bitmap, next)), !ge, hit);
-		return true;
+		if (b->bitmap >> c & 1) {
+			unsigned at = pm_is_direct_branch(b) ? c : pm_rank(b->bitmap, c);
+			uintptr_t q = pm_slot_load(b->child, at);
+			if (q && pm_seek(q, key, ge, hit))
+				return true;
+		}
+		return pm_branch_beyond(b, (int)c, ge, hit);
 	}
 	case PM_TAG_BITS:
-	case PM_TAG_FULL: {
-		uint64_t bm = pm_bits_map(p);
-		unsigned c = key & 63;
-		uint64_t bit = 1ULL << c;
-		uint64_t rest = ge ? bm & ~(bit - 1) : bm & (bit | (bit - 1));
-		if (!rest)
-			return false;
-		unsigned at = ge ? (unsigned)__builtin_ctzll(rest) : 63 - (unsigned)__builtin_clzll(rest);
-		hit->key = pm_prefix(n) | at;
-		hit->value = gm_load_acquire(&pm_bits_vals(p)[pm_rank(bm, at)]);
-		return true;
-	}
+	case PM_TAG_FULL:
+		return pm_bits_beyond(p, (int)(key & 63), ge, hit);
 	default: {
 		const struct pm_sorted *l = n;
 		unsigned i = pm_sorted_lower_bound(l, key);
@@ -1130,11 +1212,51 @@ static void pm_count_add(struct gm_pagemap *m, int64_t d)
 	gm_store_relaxed(&m->count, gm_load_relaxed(&m->count) + (uint64_t)d);
 }
 
-/* Copy of branch b with child `child` added at chunk c. */
+/* Direct copy of packed branch b with `child` added at chunk c. */
+static uintptr_t pm_branch_direct(struct gm_pagemap *m, const struct pm_branch *b,
+				  unsigned c, uintptr_t child)
+{
+	unsigned s = pm_shift(b), slots = pm_slots_of(s);
+	struct pm_branch *nb = pm_node_alloc(m, PM_TAG_BRANCH, pm_branch_size(slots));
+	if (!nb)
+		return 0;
+	nb->prefix_shift = b->prefix_shift;
+	nb->bitmap = pm_all_chunks(s);
+	uint64_t bm = b->bitmap;
+	for (unsigned i = 0; i < slots; i++)
+		atomic_init(&nb->child[i], i == c ? child : (bm >> i & 1)
+			    ? gm_load_relaxed(&b->child[pm_rank(bm, i)]) : 0);
+	return pm_tagged(nb, PM_TAG_BRANCH);
+}
+
+/* Packed copy of direct branch b without its child at chunk c; fewer than
+ * PM_BRANCH_PACK and at least 2 children remain. */
+static uintptr_t pm_branch_pack(struct gm_pagemap *m, const struct pm_branch *b, unsigned c)
+{
+	unsigned slots = pm_slots_of(pm_shift(b));
+	uint64_t bm = 0;
+	for (unsigned i = 0; i < slots; i++)
+		if (i != c && gm_load_relaxed(&b->child[i]))
+			bm |= 1ULL << i;
+	struct pm_branch *nb = pm_node_alloc(m, PM_TAG_BRANCH,
+					     pm_branch_size((unsigned)__builtin_popcountll(bm)));
+	if (!nb)
+		return 0;
+	nb->prefix_shift = b->prefix_shift;
+	nb->bitmap = bm;
+	for (unsigned j = 0; bm; bm &= bm - 1)
+		atomic_init(&nb->child[j++], gm_load_relaxed(&b->child[__builtin_ctzll(bm)]));
+	return pm_tagged(nb, PM_TAG_BRANCH);
+}
+
+/* Copy of packed branch b with child `child` added at chunk c (a direct
+ * copy once it reaches PM_BRANCH_DIRECT children). */
 static uintptr_t pm_branch_with(struct gm_pagemap *m, const struct pm_branch *b,
 				unsigned c, uintptr_t child)
 {
 	unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
+	if (cnt + 1 >= PM_BRANCH_DIRECT)
+		return pm_branch_direct(m, b, c, child);
 	struct pm_branch *nb = pm_node_alloc(m, PM_TAG_BRANCH, pm_branch_size(cnt + 1));
 	if (!nb)
 		return 0;
@@ -1196,12 +1318,21 @@ static int pm_insert_beside(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	return 0;
 }
 
-/* Key's chunk is free in branch p: copy the branch with a new leaf. */
+/* Key's chunk is free in branch p: a new leaf, stored in place in a direct
+ * branch, else in a copy of the branch. */
 static int pm_insert_child(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 			   uintptr_t p, uint64_t key, uintptr_t value)
 {
-	const struct pm_branch *b = pm_ptr(p);
+	struct pm_branch *b = pm_ptr(p);
 	unsigned s = pm_shift(b);
+	if (pm_is_direct_branch(b)) {
+		uintptr_t leaf = pm_make_leaf(m, s - 6, &key, &value, 1);
+		if (!leaf)
+			return -ENOMEM;
+		gm_store_release(&b->child[pm_chunk(key, s)], leaf);
+		gm_store_release(slot, pm_with_count(p, pm_direct_count(p) + 1));
+		return 0;
+	}
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
 	if (rc)
 		return rc;
@@ -1218,22 +1349,50 @@ static int pm_insert_child(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	return 0;
 }
 
+/* A direct leaf with the keys of packed leaf p plus key (value). */
+static uintptr_t pm_bits_direct(struct gm_pagemap *m, uintptr_t p, uint64_t key,
+				uintptr_t value)
+{
+	struct pm_full *f = pm_node_alloc(m, PM_TAG_FULL, sizeof(struct pm_full));
+	if (!f)
+		return 0;
+	uint64_t bm = pm_bits_map(p);
+	const _Atomic uintptr_t *old = pm_bits_vals(p);
+	f->prefix_shift = pm_prefix(pm_ptr(p));
+	for (unsigned i = 0; i < 64; i++)
+		atomic_init(&f->value[i], i == (key & 63) ? value : (bm >> i & 1)
+			    ? gm_load_relaxed(&old[pm_rank(bm, i)]) : 0);
+	return pm_tagged(f, PM_TAG_FULL);
+}
+
+/* Key is absent from bitmap leaf p: in place in a direct leaf, else in a
+ * copy (direct once it reaches PM_LEAF_DIRECT keys). */
 static int pm_insert_bits(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 			  uintptr_t p, uint64_t key, uintptr_t value)
 {
+	unsigned c = key & 63;
+	if (pm_tag(p) == PM_TAG_FULL) {
+		gm_store_release(&((struct pm_full *)pm_ptr(p))->value[c], value);
+		gm_store_release(slot, pm_with_count(p, pm_direct_count(p) + 1));
+		return 0;
+	}
 	uint64_t bm = pm_bits_map(p);
 	const _Atomic uintptr_t *old = pm_bits_vals(p);
-	unsigned cnt = (unsigned)__builtin_popcountll(bm), c = key & 63;
+	unsigned cnt = (unsigned)__builtin_popcountll(bm);
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
 	if (rc)
 		return rc;
-	uintptr_t q = pm_alloc_bits(m, pm_prefix(pm_ptr(p)), bm | 1ULL << c);
+	uintptr_t q = cnt + 1 >= PM_LEAF_DIRECT
+		? pm_bits_direct(m, p, key, value)
+		: pm_alloc_bits(m, pm_prefix(pm_ptr(p)), bm | 1ULL << c);
 	if (!q)
 		return -ENOMEM;
-	_Atomic uintptr_t *nv = pm_bits_vals(q);
-	unsigned at = pm_rank(bm, c);
-	for (unsigned i = 0, j = 0; i <= cnt; i++)
-		atomic_init(&nv[i], i == at ? value : gm_load_relaxed(&old[j++]));
+	if (cnt + 1 < PM_LEAF_DIRECT) {
+		_Atomic uintptr_t *nv = pm_bits_vals(q);
+		unsigned at = pm_rank(bm, c);
+		for (unsigned i = 0, j = 0; i <= cnt; i++)
+			atomic_init(&nv[i], i == at ? value : gm_load_relaxed(&old[j++]));
+	}
 	gm_store_release(slot, q);
 	pm_node_retire(m, p);
 	return 0;
@@ -1326,6 +1485,25 @@ static int pm_insert_sorted(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	return 0;
 }
 
+/* Writer side: the slot of key's chunk in branch b (packed: NULL if the
+ * chunk is absent; direct: the slot, which may hold 0). */
+static _Atomic uintptr_t *pm_branch_slot(struct pm_branch *b, uint64_t key)
+{
+	unsigned c = pm_chunk(key, pm_shift(b));
+	if (pm_is_direct_branch(b))
+		return &b->child[c];
+	return b->bitmap >> c & 1 ? &b->child[pm_rank(b->bitmap, c)] : NULL;
+}
+/* The same for the value slot of key in bitmap leaf p. */
+static _Atomic uintptr_t *pm_bits_slot(uintptr_t p, uint64_t key)
+{
+	unsigned c = key & 63;
+	if (pm_tag(p) == PM_TAG_FULL)
+		return &((struct pm_full *)pm_ptr(p))->value[c];
+	uint64_t bm = pm_bits_map(p);
+	return bm >> c & 1 ? &pm_bits_vals(p)[pm_rank(bm, c)] : NULL;
+}
+
 /* Shared by insert and store. replace: overwrite an existing value. */
 static int pm_set(struct gm_pagemap *m, uint64_t key, uintptr_t value,
 		  bool replace, uintptr_t *old)
@@ -1350,21 +1528,19 @@ static int pm_set(struct gm_pagemap *m, uint64_t key, uintptr_t value,
 			break;
 		}
 		if (pm_tag(p) == PM_TAG_BRANCH) {
-			struct pm_branch *b = n;
-			unsigned c = pm_chunk(key, pm_shift(b));
-			if (!(b->bitmap >> c & 1)) {
+			_Atomic uintptr_t *cs = pm_branch_slot(n, key);
+			if (!cs || !gm_load_relaxed(cs)) {
 				rc = pm_insert_child(m, slot, p, key, value);
 				break;
 			}
-			slot = &b->child[pm_rank(b->bitmap, c)];
+			slot = cs;
 			p = gm_load_relaxed(slot);
 			continue;
 		}
 		if (pm_is_bits(pm_tag(p))) {
-			uint64_t bm = pm_bits_map(p);
-			unsigned c = key & 63;
-			if (bm >> c & 1) {
-				vslot = &pm_bits_vals(p)[pm_rank(bm, c)];
+			_Atomic uintptr_t *vs = pm_bits_slot(p, key);
+			if (vs && gm_load_relaxed(vs)) {
+				vslot = vs;
 				break;
 			}
 			rc = pm_insert_bits(m, slot, p, key, value);
@@ -1410,6 +1586,38 @@ int gm_pagemap_store(struct gm_pagemap *map, uint64_t key, void *value, void **o
 	return rc;
 }
 
+/* pm_unlink_leaf for a direct parent: clears the slot in place while
+ * PM_BRANCH_PACK children remain, else packs the parent (or, with one child
+ * left, puts that child in its place). Retirements are reserved. */
+static int pm_unlink_direct(struct gm_pagemap *m, _Atomic uintptr_t **slots,
+			    unsigned depth)
+{
+	_Atomic uintptr_t *pslot = slots[depth - 1];
+	uintptr_t leaf = gm_load_relaxed(slots[depth]), bp = gm_load_relaxed(pslot);
+	struct pm_branch *b = pm_ptr(bp);
+	unsigned c = (unsigned)(slots[depth] - b->child), cnt = pm_direct_count(bp);
+	if (cnt - 1 >= PM_BRANCH_PACK) {
+		gm_store_release(slots[depth], 0);
+		gm_store_release(pslot, pm_with_count(bp, cnt - 1));
+		pm_node_retire(m, leaf);
+		return 0;
+	}
+	uintptr_t replacement = 0;
+	if (cnt == 2) {
+		for (unsigned i = 0; i < pm_slots_of(pm_shift(b)) && !replacement; i++)
+			if (i != c)
+				replacement = gm_load_relaxed(&b->child[i]);
+	} else {
+		replacement = pm_branch_pack(m, b, c);
+		if (!replacement)
+			return -ENOMEM;
+	}
+	gm_store_release(pslot, replacement);
+	pm_node_retire(m, bp);
+	pm_node_retire(m, leaf);
+	return 0;
+}
+
 /* Removes the leaf in slots[depth] that became empty from its parent. */
 static int pm_unlink_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 			  unsigned depth)
@@ -1431,6 +1639,8 @@ static int pm_unlink_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 2);
 	if (rc)
 		return rc;
+	if (pm_is_direct_branch(b))
+		return pm_unlink_direct(m, slots, depth);
 	uintptr_t replacement;
 	if (cnt == 2) {
 		replacement = gm_load_relaxed(&b->child[1 - rank]);
@@ -1449,11 +1659,61 @@ static int pm_unlink_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 	return 0;
 }
 
+/* Packed copy of direct leaf p without chunk c (fewer than PM_LEAF_PACK
+ * and at least one key remain). */
+static uintptr_t pm_direct_pack(struct gm_pagemap *m, uintptr_t p, unsigned c)
+{
+	const struct pm_full *f = pm_ptr(p);
+	uint64_t bm = 0;
+	for (unsigned i = 0; i < 64; i++)
+		if (i != c && gm_load_relaxed(&f->value[i]))
+			bm |= 1ULL << i;
+	uintptr_t q = pm_alloc_bits(m, pm_prefix(f), bm);
+	if (!q)
+		return 0;
+	_Atomic uintptr_t *nv = pm_bits_vals(q);
+	for (unsigned j = 0; bm; bm &= bm - 1)
+		atomic_init(&nv[j++], gm_load_relaxed(&f->value[__builtin_ctzll(bm)]));
+	return q;
+}
+
+/* Removes key from direct leaf slots[depth]: in place while PM_LEAF_PACK
+ * keys remain, else into a packed copy (or the leaf goes). */
+static int pm_erase_in_direct(struct gm_pagemap *m, _Atomic uintptr_t **slots,
+			      unsigned depth, uint64_t key, uintptr_t *old)
+{
+	uintptr_t p = gm_load_relaxed(slots[depth]);
+	struct pm_full *f = pm_ptr(p);
+	unsigned c = key & 63, cnt = pm_direct_count(p);
+	uintptr_t v = gm_load_relaxed(&f->value[c]);
+	if (!v)
+		return -ENOENT;
+	*old = v;
+	if (cnt == 1)
+		return pm_unlink_leaf(m, slots, depth);
+	if (cnt - 1 >= PM_LEAF_PACK) {
+		gm_store_release(&f->value[c], 0);
+		gm_store_release(slots[depth], pm_with_count(p, cnt - 1));
+		return 0;
+	}
+	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
+	if (rc)
+		return rc;
+	uintptr_t q = pm_direct_pack(m, p, c);
+	if (!q)
+		return -ENOMEM;
+	gm_store_release(slots[depth], q);
+	pm_node_retire(m, p);
+	return 0;
+}
+
 static int pm_erase_in_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 			    unsigned depth, uint64_t key, uintptr_t *old)
 {
 	uintptr_t p = gm_load_relaxed(slots[depth]);
 	void *n = pm_ptr(p);
+	if (pm_tag(p) == PM_TAG_FULL)
+		return pm_erase_in_direct(m, slots, depth, key, old);
 	if (pm_is_bits(pm_tag(p))) {
 		uint64_t bm = pm_bits_map(p);
 		const _Atomic uintptr_t *ov = pm_bits_vals(p);
@@ -1520,12 +1780,11 @@ int gm_pagemap_remove(struct gm_pagemap *map, uint64_t key, void **old)
 			return -ENOENT;
 		if (pm_tag(p) != PM_TAG_BRANCH)
 			break;
-		struct pm_branch *b = pm_ptr(p);
-		unsigned c = pm_chunk(key, pm_shift(b));
-		if (!(b->bitmap >> c & 1))
+		_Atomic uintptr_t *cs = pm_branch_slot(pm_ptr(p), key);
+		if (!cs)
 			return -ENOENT;
-		slots[++depth] = &b->child[pm_rank(b->bitmap, c)];
-		p = gm_load_relaxed(slots[depth]);
+		slots[++depth] = cs;
+		p = gm_load_relaxed(cs);
 	}
 	uintptr_t was = 0;
 	int rc = pm_erase_in_leaf(map, slots, depth, key, &was);
@@ -1548,11 +1807,17 @@ static void pm_free_tree(struct gm_pagemap *m, uintptr_t p,
 		struct pm_branch *b = n;
 		unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
 		for (unsigned i = 0; i < cnt; i++)
-			pm_free_tree(m, gm_load_relaxed(&b->child[i]), fn, ctx);
+			if (gm_load_relaxed(&b->child[i]))
+				pm_free_tree(m, gm_load_relaxed(&b->child[i]), fn, ctx);
 		break;
 	}
-	case PM_TAG_BITS:
-	case PM_TAG_FULL: {
+	case PM_TAG_FULL:
+		for (unsigned i = 0; fn && i < 64; i++)
+			if (gm_load_relaxed(&((struct pm_full *)n)->value[i]))
+				fn(pm_prefix(n) | i,
+				   (void *)gm_load_relaxed(&((struct pm_full *)n)->value[i]), ctx);
+		break;
+	case PM_TAG_BITS: {
 		if (fn) {
 			uint64_t bm = pm_bits_map(p);
 			_Atomic uintptr_t *v = pm_bits_vals(p);
@@ -1632,33 +1897,44 @@ static bool pm_check_node(uintptr_t p, uint64_t prefix, unsigned limit,
 		chk->max_depth = depth + 1;
 	chk->nodes[tag]++;
 	chk->bytes += pm_node_size(p);
-	uint64_t valid_chunks = s == PM_TOP_SHIFT ? 0xffffULL : ~0ULL;
+	uint64_t valid_chunks = pm_all_chunks(s);
 	switch (tag) {
 	case PM_TAG_BRANCH: {
 		struct pm_branch *b = n;
+		bool direct = pm_is_direct_branch(b);
 		if (s == 0)
 			PM_FAIL(chk, "I1: branch at shift 0");
 		if (__builtin_popcountll(b->bitmap) < 2)
 			PM_FAIL(chk, "I3: branch with fewer than 2 children");
 		if (b->bitmap & ~valid_chunks)
 			PM_FAIL(chk, "I3: branch bitmap uses chunks beyond the key");
+		if (direct && pm_direct_count(p) < PM_BRANCH_PACK)
+			PM_FAIL(chk, "I7: direct branch with fewer than PM_BRANCH_PACK children");
 		uint64_t bm = b->bitmap;
 		for (unsigned i = 0; bm; i++, bm &= bm - 1) {
 			uint64_t c = (unsigned)__builtin_ctzll(bm);
-			if (!pm_check_node(gm_load_relaxed(&b->child[i]), np | c << s, s,
-					   depth + 1, chk))
+			uintptr_t q = gm_load_relaxed(&b->child[i]);
+			if ((q || !direct) &&
+			    !pm_check_node(q, np | c << s, s, depth + 1, chk))
 				return false;
 		}
 		return true;
 	}
-	case PM_TAG_BITS:
 	case PM_TAG_FULL: {
+		if (s != 0)
+			PM_FAIL(chk, "I4: bitmap leaf not at shift 0");
+		if (pm_direct_count(p) < PM_LEAF_PACK)
+			PM_FAIL(chk, "I7: direct leaf with fewer than PM_LEAF_PACK keys");
+		chk->entries += pm_direct_count(p);
+		return true;
+	}
+	case PM_TAG_BITS: {
 		uint64_t bm = pm_bits_map(p);
 		if (s != 0)
 			PM_FAIL(chk, "I4: bitmap leaf not at shift 0");
 		if (!bm)
 			PM_FAIL(chk, "I4: empty bitmap leaf");
-		if (tag == PM_TAG_BITS && bm == ~0ULL)
+		if (bm == ~0ULL)
 			PM_FAIL(chk, "I4: bitmap leaf with all 64 keys not in the full layout");
 		unsigned cnt = (unsigned)__builtin_popcountll(bm);
 		for (unsigned i = 0; i < cnt; i++)
