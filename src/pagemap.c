@@ -9,20 +9,23 @@
  * and a lookup checks the prefix instead of walking one-child levels.
  *
  *   tagged pointer: | hint (16) | node address (48, 16-aligned) | tag (4 bits) |
- *                     hint = shift (+ "all 64 children") of a full branch,
- *                     shift + count of a sorted leaf, else 0
+ *                     hint = shift + "direct" + count of a direct branch,
+ *                     count of a direct leaf, shift + count of a sorted
+ *                     leaf, else 0
  *                     tag 1 = branch, 2 = bitmap leaf, 3 = sorted leaf,
- *                         4 = full bitmap leaf
+ *                         4 = direct (full-layout) bitmap leaf
  *
  *   every node starts with   +-----------------------------+-------+
  *   word 0 "prefix_shift":   | key bits above chunk (s+6..)| shift |  (low 6 bits)
  *                            +-----------------------------+-------+
  *   branch (shift s >= 6):   | prefix_shift | bitmap (64) | child[popcount] ...
- *                              child[i] = tagged pointer for the i-th set bit
+ *                              child[i] = tagged pointer for the i-th set bit;
+ *                              direct when bitmap has every chunk: child[c]
+ *                              is chunk c's child, 0 if absent
  *   bitmap leaf (shift 0):   | prefix_shift | bitmap (64) | value[popcount] ...
  *                              value[i] = value of key prefix | (i-th set bit)
- *   full leaf (shift 0):     | prefix_shift | value[64] |   (all 64 keys present:
- *                              value[i] = value of prefix | i; 8 B less, no popcount)
+ *   direct leaf (shift 0):   | prefix_shift | value[64] |   value[i] = value of
+ *                              prefix | i, 0 if absent (no bitmap, no popcount)
  *   sorted leaf (shift s):   | prefix_shift | count | pad | suffix[count] |pad| value[count]
  *                              suffix = key bits below s+6, ascending;
  *                              uint32_t when s + 6 <= 30, else uint64_t
@@ -36,8 +39,8 @@
  *     with the parent's prefix and with the chunk of the slot it is in.
  *  I3 a branch has >= 2 children; its bitmap only uses chunk values that
  *     exist at its shift (16 at shift 60).
- *  I4 a bitmap leaf has shift 0 and >= 1 entry (all 64 exactly when it is
- *     a full leaf); a sorted leaf has shift >= 6,
+ *  I4 a bitmap leaf has shift 0 and >= 1 entry (a packed one never all
+ *     64: that is a direct leaf); a sorted leaf has shift >= 6,
  *     1..PM_SORTED_MAX entries with strictly ascending suffixes that fit in
  *     s + 6 bits.
  *  I5 no value is NULL; map->count, map->bytes and map->nodes[] match the
@@ -47,21 +50,26 @@
  *     a sorted leaf's shift and count (pm_hint_of).
  *  I7 a direct branch (bitmap of every chunk; child slots may hold 0) has
  *     >= PM_BRANCH_PACK children, a direct leaf (full layout; value slots
- *     may hold 0) >= PM_LEAF_PACK keys.
+ *     may hold 0) >= 1 key.
  * Why this shape: branch and bitmap leaves cost 8 bytes per present slot
- * plus a 16-byte header, so dense and clustered frames approach 8 B/entry;
+ * plus a 16-byte header, so dense and clustered frames approach 8 B/entry
+ * (a full direct leaf is 8 B per key plus 8); direct nodes let the frames
+ * that fill them be added and removed without copying;
  * sparse (random) keys collect in sorted leaves of up to 256 entries, 12
  * B/entry with 32-bit suffixes, instead of one mostly-empty node per key
  * (the 576-byte xarray node the GVT thread found "heavy").
  *
  * Concurrency: nodes are immutable once published except (a) branch child
  * slots, which the writer replaces in place with a release store (the
- * child's new copy is fully built first), and (b) value slots, replaced in
- * place by store(). Both are _Atomic. Adding or removing a key copies the
- * one node whose shape changes (plus a new leaf or branch), publishes the
- * copy with one release store in the parent's slot, and retires the old
- * node through gm_reclaim. A branch slot never holds 0 (readers never see
- * an empty node); a branch reduced to one child is replaced by that child.
+ * child's new copy is fully built first), (b) value slots, replaced in
+ * place by store(), and (c) the slots of direct nodes, which the writer
+ * fills and clears in place (a key or child appears or goes with one
+ * release store; the count in the parent's pointer is then stored again).
+ * All are _Atomic. Adding or removing a key elsewhere copies the one node
+ * whose shape changes (plus a new leaf or branch), publishes the copy with
+ * one release store in the parent's slot, and retires the old node through
+ * gm_reclaim. A packed branch's slot never holds 0 (readers never see an
+ * empty node); a branch reduced to one child is replaced by that child.
  */
 #include "internal.h"
 
@@ -313,8 +321,8 @@ static inline size_t pm_bits_size(unsigned cnt)
  */
 #define PM_LEAF_DIRECT 16
 #define PM_LEAF_PACK 8
-#define PM_BRANCH_DIRECT 16
-#define PM_BRANCH_PACK 8
+#define PM_BRANCH_DIRECT 8
+#define PM_BRANCH_PACK 4
 #define PM_HINT_COUNT_SHIFT 5
 #define PM_HINT_COUNT_MASK ((uintptr_t)0x1ff << (PM_ADDR_BITS + PM_HINT_COUNT_SHIFT))
 static inline uint64_t pm_all_chunks(unsigned s)
@@ -1224,8 +1232,10 @@ static uintptr_t pm_branch_direct(struct gm_pagemap *m, const struct pm_branch *
 	nb->bitmap = pm_all_chunks(s);
 	uint64_t bm = b->bitmap;
 	for (unsigned i = 0; i < slots; i++)
-		atomic_init(&nb->child[i], i == c ? child : (bm >> i & 1)
-			    ? gm_load_relaxed(&b->child[pm_rank(bm, i)]) : 0);
+		atomic_init(&nb->child[i], 0);
+	for (unsigned j = 0; bm; bm &= bm - 1)
+		atomic_init(&nb->child[__builtin_ctzll(bm)], gm_load_relaxed(&b->child[j++]));
+	atomic_init(&nb->child[c], child);
 	return pm_tagged(nb, PM_TAG_BRANCH);
 }
 
@@ -1318,6 +1328,40 @@ static int pm_insert_beside(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	return 0;
 }
 
+/* A direct leaf holding only key. */
+static uintptr_t pm_make_direct1(struct gm_pagemap *m, uint64_t key, uintptr_t value)
+{
+	struct pm_full *f = pm_node_alloc(m, PM_TAG_FULL, sizeof(struct pm_full));
+	if (!f)
+		return 0;
+	f->prefix_shift = key & ~63ULL;
+	for (unsigned i = 0; i < 64; i++)
+		atomic_init(&f->value[i], 0);
+	atomic_init(&f->value[key & 63], value);
+	return pm_tagged(f, PM_TAG_FULL);
+}
+
+/* True if branch b (at shift 6) holds a direct leaf just below key's chunk:
+ * frames filled in order, whose next leaf is best made direct at once. */
+static bool pm_follows_direct(const struct pm_branch *b, uint64_t key)
+{
+	unsigned c = pm_chunk(key, 6);
+	if (c == 0 || !(b->bitmap >> (c - 1) & 1))
+		return false;
+	unsigned at = pm_is_direct_branch(b) ? c - 1 : pm_rank(b->bitmap, c - 1);
+	return pm_tag(gm_load_relaxed(&b->child[at])) == PM_TAG_FULL;
+}
+
+/* The one-key leaf under branch b (shift s) for key: a direct leaf when
+ * it follows one (pm_follows_direct), else the smallest kind. */
+static uintptr_t pm_new_child_leaf(struct gm_pagemap *m, const struct pm_branch *b,
+				   unsigned s, uint64_t key, uintptr_t value)
+{
+	if (s == 6 && pm_follows_direct(b, key))
+		return pm_make_direct1(m, key, value);
+	return pm_make_leaf(m, s - 6, &key, &value, 1);
+}
+
 /* Key's chunk is free in branch p: a new leaf, stored in place in a direct
  * branch, else in a copy of the branch. */
 static int pm_insert_child(struct gm_pagemap *m, _Atomic uintptr_t *slot,
@@ -1326,7 +1370,7 @@ static int pm_insert_child(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	struct pm_branch *b = pm_ptr(p);
 	unsigned s = pm_shift(b);
 	if (pm_is_direct_branch(b)) {
-		uintptr_t leaf = pm_make_leaf(m, s - 6, &key, &value, 1);
+		uintptr_t leaf = pm_new_child_leaf(m, b, s, key, value);
 		if (!leaf)
 			return -ENOMEM;
 		gm_store_release(&b->child[pm_chunk(key, s)], leaf);
@@ -1336,7 +1380,7 @@ static int pm_insert_child(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
 	if (rc)
 		return rc;
-	uintptr_t leaf = pm_make_leaf(m, s - 6, &key, &value, 1);
+	uintptr_t leaf = pm_new_child_leaf(m, b, s, key, value);
 	if (!leaf)
 		return -ENOMEM;
 	uintptr_t nb = pm_branch_with(m, b, pm_chunk(key, s), leaf);
@@ -1360,8 +1404,10 @@ static uintptr_t pm_bits_direct(struct gm_pagemap *m, uintptr_t p, uint64_t key,
 	const _Atomic uintptr_t *old = pm_bits_vals(p);
 	f->prefix_shift = pm_prefix(pm_ptr(p));
 	for (unsigned i = 0; i < 64; i++)
-		atomic_init(&f->value[i], i == (key & 63) ? value : (bm >> i & 1)
-			    ? gm_load_relaxed(&old[pm_rank(bm, i)]) : 0);
+		atomic_init(&f->value[i], 0);
+	for (unsigned j = 0; bm; bm &= bm - 1)
+		atomic_init(&f->value[__builtin_ctzll(bm)], gm_load_relaxed(&old[j++]));
+	atomic_init(&f->value[key & 63], value);
 	return pm_tagged(f, PM_TAG_FULL);
 }
 
@@ -1923,8 +1969,8 @@ static bool pm_check_node(uintptr_t p, uint64_t prefix, unsigned limit,
 	case PM_TAG_FULL: {
 		if (s != 0)
 			PM_FAIL(chk, "I4: bitmap leaf not at shift 0");
-		if (pm_direct_count(p) < PM_LEAF_PACK)
-			PM_FAIL(chk, "I7: direct leaf with fewer than PM_LEAF_PACK keys");
+		if (pm_direct_count(p) < 1)
+			PM_FAIL(chk, "I7: empty direct leaf");
 		chk->entries += pm_direct_count(p);
 		return true;
 	}
