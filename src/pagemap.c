@@ -111,7 +111,9 @@
 #define PM_HINT_FULL 16u   /* hint bit: branch with every child present */
 _Static_assert(sizeof(uintptr_t) == 8, "pagemap needs 64-bit pointers");
 #define PM_ALIGN 16
+#ifndef PM_SORTED_MAX
 #define PM_SORTED_MAX 256  /* entries of a sorted leaf before it splits */
+#endif
 #define PM_TOP_SHIFT 60
 #define PM_NARROW_SHIFT 24 /* sorted leaves at shift <= 24 use 32-bit suffixes */
 
@@ -467,7 +469,8 @@ static uintptr_t pm_make_bits(struct gm_pagemap *m, uint64_t prefix,
 	_Atomic uintptr_t *v = pm_bits_vals(p);
 	for (unsigned i = 0; i < n; i++)
 		atomic_init(&v[i], values[i]);
-	return p;
+	/* a full leaf is direct: its pointer carries its count */
+	return pm_tag(p) == PM_TAG_FULL ? pm_tagged(pm_ptr(p), PM_TAG_FULL) : p;
 }
 
 /* Builds a sorted leaf at shift s from n ascending keys in its range. */
@@ -1500,11 +1503,77 @@ static bool pm_bitmaps_are_smaller(const uint64_t *keys, unsigned n)
 	return 24 * groups < 4 * n;
 }
 
+/*
+ * Copy of sorted leaf l with entry `at` left out (drop) or (key, value)
+ * put before it (!drop): two block copies of the suffixes and two of the
+ * values, no per-entry work. The source's values are only written by this
+ * writer, so the plain copy reads what its relaxed loads would.
+ */
+static uintptr_t pm_sorted_splice(struct gm_pagemap *m, const struct pm_sorted *l,
+				  unsigned at, bool drop, uint64_t key, uintptr_t value)
+{
+	unsigned s = pm_shift(l), n = l->count, nn = drop ? n - 1 : n + 1;
+	struct pm_sorted *q = pm_node_alloc(m, PM_TAG_SORTED, pm_sorted_size(s, nn));
+	if (!q)
+		return 0;
+	size_t w = pm_sorted_narrow(s) ? 4 : 8, skip = drop ? 1 : 0;
+	q->prefix_shift = l->prefix_shift;
+	q->count = nn;
+	q->pad = 0;
+	const char *os = (const char *)(l + 1);
+	char *ns = (char *)(q + 1);
+	memcpy(ns, os, at * w);
+	memcpy(ns + (at + !drop) * w, os + (at + skip) * w, (n - at - skip) * w);
+	if (!drop) {
+		uint64_t suffix = key & ~pm_above_mask(s);
+		if (w == 4) {
+			uint32_t v32 = (uint32_t)suffix;
+			memcpy(ns + at * w, &v32, 4);
+		} else {
+			memcpy(ns + at * w, &suffix, 8);
+		}
+	}
+	if (w == 4 && (nn & 1))
+		pm_suffix32(q)[nn] = 0; /* padding word: keep it defined */
+	const char *ov = (const char *)(const void *)pm_sorted_values(l);
+	char *nv = (char *)(void *)pm_sorted_values(q);
+	memcpy(nv, ov, at * 8);
+	memcpy(nv + (at + !drop) * 8, ov + (at + skip) * 8, (n - at - skip) * 8);
+	if (!drop)
+		atomic_init(&pm_sorted_values(q)[at], value);
+	return pm_tagged(q, PM_TAG_SORTED);
+}
+
+/* True unless inserting key into sorted leaf l may call for a split or
+ * for bitmap leaves (pm_bitmaps_are_smaller): the keys then span more than
+ * one shift-6 branch's 4096 keys, decided from the ends alone. */
+static bool pm_sorted_plain_insert(const struct pm_sorted *l, uint64_t key)
+{
+	unsigned n = l->count;
+	if (n + 1 > PM_SORTED_MAX)
+		return false;
+	uint64_t lo = pm_sorted_key(l, 0), hi = pm_sorted_key(l, n - 1);
+	lo = key < lo ? key : lo;
+	hi = key > hi ? key : hi;
+	return pm_split_shift((lo ^ hi) | 1) > 6;
+}
+
 static int pm_insert_sorted(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 			    uintptr_t p, unsigned at, uint64_t key, uintptr_t value)
 {
 	const struct pm_sorted *l = pm_ptr(p);
 	unsigned n = l->count;
+	if (pm_sorted_plain_insert(l, key)) {
+		int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
+		if (rc)
+			return rc;
+		uintptr_t q = pm_sorted_splice(m, l, at, false, key, value);
+		if (!q)
+			return -ENOMEM;
+		gm_store_release(slot, q);
+		pm_node_retire(m, p);
+		return 0;
+	}
 	uint64_t keys[PM_SORTED_MAX + 1];
 	uintptr_t vals[PM_SORTED_MAX + 1];
 	const _Atomic uintptr_t *lv = pm_sorted_values(l);
@@ -1792,20 +1861,10 @@ static int pm_erase_in_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 	*old = gm_load_relaxed(&pm_sorted_values(l)[at]);
 	if (l->count == 1)
 		return pm_unlink_leaf(m, slots, depth);
-	uint64_t keys[PM_SORTED_MAX];
-	uintptr_t vals[PM_SORTED_MAX];
-	const _Atomic uintptr_t *lv = pm_sorted_values(l);
-	unsigned k = 0;
-	for (unsigned i = 0; i < l->count; i++) {
-		if (i == at)
-			continue;
-		keys[k] = pm_sorted_key(l, i);
-		vals[k++] = gm_load_relaxed(&lv[i]);
-	}
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
 	if (rc)
 		return rc;
-	uintptr_t q = pm_make_sorted(m, pm_shift(l), keys, vals, k);
+	uintptr_t q = pm_sorted_splice(m, l, at, 1, 0, 0);
 	if (!q)
 		return -ENOMEM;
 	gm_store_release(slots[depth], q);
