@@ -125,6 +125,7 @@ struct gm_pagemap {
 	unsigned flags;
 	size_t bytes;                 /* bytes of live nodes */
 	size_t nodes[5];              /* live nodes by kind (index = tag) */
+	uint64_t last_key;            /* the last key inserted (writer side) */
 	struct gm_reclaim reclaim;
 };
 
@@ -319,9 +320,15 @@ static inline size_t pm_bits_size(unsigned cnt)
  * count of non-zero slots in the hint of the pointer to the node. A packed
  * node becomes direct when an insert brings it to PM_*_DIRECT entries, and
  * a direct one is packed again when a removal leaves fewer than PM_*_PACK
- * (a node never flips back and forth on one key).
+ * (a node never flips back and forth on one key). Direct nodes (~520 B)
+ * are only made in maps of PM_DIRECT_MIN_COUNT entries and more, where
+ * they cost a small part of a byte per entry.
  */
-#define PM_LEAF_DIRECT 16
+#define PM_DIRECT_MIN_COUNT 4096
+#define PM_LEAF_DIRECT 48
+/* A packed leaf of this many keys turns direct early when the key added
+ * follows the last one inserted: frames filled in order fill the leaf. */
+#define PM_LEAF_SEQ 8
 #define PM_LEAF_PACK 8
 #define PM_BRANCH_DIRECT 8
 #define PM_BRANCH_PACK 4
@@ -350,6 +357,12 @@ static inline uintptr_t pm_with_count(uintptr_t p, unsigned cnt)
 {
 	return (p & ~PM_HINT_COUNT_MASK) |
 	       (uintptr_t)cnt << (PM_ADDR_BITS + PM_HINT_COUNT_SHIFT);
+}
+
+/* True if direct nodes may be made in map m (see PM_DIRECT_MIN_COUNT). */
+static inline bool pm_direct_ok(const struct gm_pagemap *m)
+{
+	return gm_load_relaxed(&((struct gm_pagemap *)m)->count) >= PM_DIRECT_MIN_COUNT;
 }
 
 static inline size_t pm_node_size(uintptr_t p)
@@ -1263,12 +1276,14 @@ static uintptr_t pm_branch_pack(struct gm_pagemap *m, const struct pm_branch *b,
 }
 
 /* Copy of packed branch b with child `child` added at chunk c (a direct
- * copy once it reaches PM_BRANCH_DIRECT children). */
+ * copy once it reaches PM_BRANCH_DIRECT children in a map where direct
+ * nodes are made, or every chunk). */
 static uintptr_t pm_branch_with(struct gm_pagemap *m, const struct pm_branch *b,
 				unsigned c, uintptr_t child)
 {
 	unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
-	if (cnt + 1 >= PM_BRANCH_DIRECT)
+	if ((cnt + 1 >= PM_BRANCH_DIRECT && pm_direct_ok(m)) ||
+	    (b->bitmap | 1ULL << c) == pm_all_chunks(pm_shift(b)))
 		return pm_branch_direct(m, b, c, child);
 	struct pm_branch *nb = pm_node_alloc(m, PM_TAG_BRANCH, pm_branch_size(cnt + 1));
 	if (!nb)
@@ -1344,23 +1359,27 @@ static uintptr_t pm_make_direct1(struct gm_pagemap *m, uint64_t key, uintptr_t v
 	return pm_tagged(f, PM_TAG_FULL);
 }
 
-/* True if branch b (at shift 6) holds a direct leaf just below key's chunk:
+/* True if branch b (at shift 6) holds a full leaf just below key's chunk:
  * frames filled in order, whose next leaf is best made direct at once. */
-static bool pm_follows_direct(const struct pm_branch *b, uint64_t key)
+static bool pm_follows_full(const struct gm_pagemap *m, const struct pm_branch *b,
+			    uint64_t key)
 {
 	unsigned c = pm_chunk(key, 6);
-	if (c == 0 || !(b->bitmap >> (c - 1) & 1))
+	if (!pm_direct_ok(m) || c == 0 || !(b->bitmap >> (c - 1) & 1))
 		return false;
 	unsigned at = pm_is_direct_branch(b) ? c - 1 : pm_rank(b->bitmap, c - 1);
-	return pm_tag(gm_load_relaxed(&b->child[at])) == PM_TAG_FULL;
+	uintptr_t prev = gm_load_relaxed(&b->child[at]);
+	return pm_tag(prev) == PM_TAG_FULL && pm_direct_count(prev) == 64;
 }
 
 /* The one-key leaf under branch b (shift s) for key: a direct leaf when
- * it follows one (pm_follows_direct), else the smallest kind. */
+ * it follows a full one (pm_follows_full) or the key follows the last one
+ * inserted (frames filled in order), else the smallest kind. */
 static uintptr_t pm_new_child_leaf(struct gm_pagemap *m, const struct pm_branch *b,
 				   unsigned s, uint64_t key, uintptr_t value)
 {
-	if (s == 6 && pm_follows_direct(b, key))
+	if (s == 6 && (pm_follows_full(m, b, key) ||
+		       (key == m->last_key + 1 && pm_direct_ok(m))))
 		return pm_make_direct1(m, key, value);
 	return pm_make_leaf(m, s - 6, &key, &value, 1);
 }
@@ -1415,7 +1434,8 @@ static uintptr_t pm_bits_direct(struct gm_pagemap *m, uintptr_t p, uint64_t key,
 }
 
 /* Key is absent from bitmap leaf p: in place in a direct leaf, else in a
- * copy (direct once it reaches PM_LEAF_DIRECT keys). */
+ * copy (direct once it reaches PM_LEAF_DIRECT keys in a map where direct
+ * nodes are made, or 64). */
 static int pm_insert_bits(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 			  uintptr_t p, uint64_t key, uintptr_t value)
 {
@@ -1431,12 +1451,14 @@ static int pm_insert_bits(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
 	if (rc)
 		return rc;
-	uintptr_t q = cnt + 1 >= PM_LEAF_DIRECT
-		? pm_bits_direct(m, p, key, value)
-		: pm_alloc_bits(m, pm_prefix(pm_ptr(p)), bm | 1ULL << c);
+	bool in_order = key == m->last_key + 1 && cnt >= PM_LEAF_SEQ;
+	bool direct = cnt + 1 == 64 ||
+		      ((cnt + 1 >= PM_LEAF_DIRECT || in_order) && pm_direct_ok(m));
+	uintptr_t q = direct ? pm_bits_direct(m, p, key, value)
+			     : pm_alloc_bits(m, pm_prefix(pm_ptr(p)), bm | 1ULL << c);
 	if (!q)
 		return -ENOMEM;
-	if (cnt + 1 < PM_LEAF_DIRECT) {
+	if (!direct) {
 		_Atomic uintptr_t *nv = pm_bits_vals(q);
 		unsigned at = pm_rank(bm, c);
 		for (unsigned i = 0, j = 0; i <= cnt; i++)
@@ -1677,8 +1699,10 @@ static int pm_set(struct gm_pagemap *m, uint64_t key, uintptr_t value,
 		gm_store_release(vslot, value);
 		return 0;
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		pm_count_add(m, 1);
+		m->last_key = key;
+	}
 	return rc;
 }
 
