@@ -1706,10 +1706,58 @@ static int pm_set(struct gm_pagemap *m, uint64_t key, uintptr_t value,
 	return rc;
 }
 
+/*
+ * Writer fast path: the slot holding the direct leaf of key, found the way
+ * pm_lookup goes (no prefix checks on the way: a direct leaf whose prefix
+ * is key's own is the one place key can be), or NULL when the path ends
+ * elsewhere (then the full walk decides).
+ */
+static _Atomic uintptr_t *pm_direct_leaf_slot(struct gm_pagemap *m, uint64_t key)
+{
+	_Atomic uintptr_t *slot = &m->root;
+	uintptr_t p = gm_load_relaxed(slot);
+	while (pm_tag(p) == PM_TAG_BRANCH) {
+		unsigned h = pm_hint(p);
+		struct pm_branch *b = pm_ptr(p);
+		if (h & PM_HINT_FULL) {
+			slot = &b->child[pm_chunk(key, pm_hint_shift(h))];
+		} else {
+			unsigned c = pm_chunk(key, pm_shift(b));
+			if (!(b->bitmap >> c & 1))
+				return NULL;
+			slot = &b->child[pm_rank(b->bitmap, c)];
+		}
+		p = gm_load_relaxed(slot);
+	}
+	if (pm_tag(p) != PM_TAG_FULL || (key ^ pm_prefix(pm_ptr(p))) >> 6)
+		return NULL;
+	return slot;
+}
+
+/* Insert into a direct leaf in place: 0, -EEXIST, or 1 if not the case. */
+static int pm_insert_fast(struct gm_pagemap *m, uint64_t key, uintptr_t value)
+{
+	_Atomic uintptr_t *slot = pm_direct_leaf_slot(m, key);
+	if (!slot)
+		return 1;
+	uintptr_t p = gm_load_relaxed(slot);
+	_Atomic uintptr_t *v = &((struct pm_full *)pm_ptr(p))->value[key & 63];
+	if (gm_load_relaxed(v))
+		return -EEXIST;
+	gm_store_release(v, value);
+	gm_store_release(slot, pm_with_count(p, pm_direct_count(p) + 1));
+	pm_count_add(m, 1);
+	m->last_key = key;
+	return 0;
+}
+
 int gm_pagemap_insert(struct gm_pagemap *map, uint64_t key, void *value)
 {
 	if (!map || !value)
 		return -EINVAL;
+	int rc = pm_insert_fast(map, key, (uintptr_t)value);
+	if (rc <= 0)
+		return rc;
 	uintptr_t old;
 	return pm_set(map, key, (uintptr_t)value, false, &old);
 }
@@ -1896,10 +1944,36 @@ static int pm_erase_in_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 	return 0;
 }
 
+/* Remove from a direct leaf in place while PM_LEAF_PACK keys remain: 0,
+ * -ENOENT, or 1 if not the case. */
+static int pm_remove_fast(struct gm_pagemap *m, uint64_t key, void **old)
+{
+	_Atomic uintptr_t *slot = pm_direct_leaf_slot(m, key);
+	if (!slot)
+		return 1;
+	uintptr_t p = gm_load_relaxed(slot);
+	_Atomic uintptr_t *v = &((struct pm_full *)pm_ptr(p))->value[key & 63];
+	uintptr_t was = gm_load_relaxed(v);
+	unsigned cnt = pm_direct_count(p);
+	if (!was)
+		return -ENOENT;
+	if (cnt - 1 < PM_LEAF_PACK)
+		return 1;
+	gm_store_release(v, 0);
+	gm_store_release(slot, pm_with_count(p, cnt - 1));
+	pm_count_add(m, -1);
+	if (old)
+		*old = (void *)was;
+	return 0;
+}
+
 int gm_pagemap_remove(struct gm_pagemap *map, uint64_t key, void **old)
 {
 	if (!map)
 		return -EINVAL;
+	int fast = pm_remove_fast(map, key, old);
+	if (fast <= 0)
+		return fast;
 	_Atomic uintptr_t *slots[16];
 	unsigned depth = 0;
 	slots[0] = &map->root;
