@@ -123,7 +123,7 @@ struct gm_pagemap {
 	_Atomic uint64_t count;       /* entries */
 	const struct gm_allocator *alloc;
 	unsigned flags;
-	size_t bytes;                 /* bytes of live nodes */
+	_Atomic size_t bytes;         /* bytes of live nodes (read by load_many) */
 	size_t nodes[5];              /* live nodes by kind (index = tag) */
 	uint64_t last_key;            /* the last key inserted (writer side) */
 	struct gm_reclaim reclaim;
@@ -419,6 +419,12 @@ static inline uintptr_t pm_tagged(const void *n, unsigned tag)
 
 /* ---- node allocation ---------------------------------------------------- */
 
+/* Only the writer changes bytes; load_many reads it (pm_many_dense). */
+static inline void pm_bytes_add(struct gm_pagemap *m, ptrdiff_t d)
+{
+	gm_store_relaxed(&m->bytes, gm_load_relaxed(&m->bytes) + (size_t)d);
+}
+
 static void *pm_node_alloc(struct gm_pagemap *m, unsigned tag, size_t size)
 {
 	void *n = gm_alloc_mem(m->alloc, size, PM_ALIGN);
@@ -428,7 +434,7 @@ static void *pm_node_alloc(struct gm_pagemap *m, unsigned tag, size_t size)
 		n = NULL;
 	}
 	if (n) {
-		m->bytes += size;
+		pm_bytes_add(m, (ptrdiff_t)size);
 		m->nodes[tag]++;
 	}
 	return n;
@@ -440,7 +446,7 @@ static void pm_node_free_now(struct gm_pagemap *m, uintptr_t p)
 	if (!p)
 		return;
 	size_t size = pm_node_size(p);
-	m->bytes -= size;
+	pm_bytes_add(m, -(ptrdiff_t)size);
 	m->nodes[pm_tag(p)]--;
 	gm_alloc_release(m->alloc, pm_ptr(p), size);
 }
@@ -450,7 +456,7 @@ static void pm_node_free_now(struct gm_pagemap *m, uintptr_t p)
 static void pm_node_retire(struct gm_pagemap *m, uintptr_t p)
 {
 	size_t size = pm_node_size(p);
-	m->bytes -= size;
+	pm_bytes_add(m, -(ptrdiff_t)size);
 	m->nodes[pm_tag(p)]--;
 	gm_reclaim_retire(pm_reclaim(m), pm_ptr(p), size);
 }
@@ -757,7 +763,9 @@ uint64_t gm_pagemap_count(const struct gm_pagemap *map)
  * resident top levels are passed when a lane starts. Lane states:
  *   PM_AT_ENTER  at node p, nothing prefetched yet (issue enters it);
  *   PM_AT_NODE   header prefetched (a partial branch or bitmap leaf):
- *                compute the child or value slot and prefetch it;
+ *                compute the child or value slot and prefetch it (a
+ *                direct leaf's value slot came with its header: read it;
+ *                with the prefix proved, the lane goes to PM_AT_VALUE);
  *   PM_AT_SLOT   read the (prefetched) child pointer;
  *   PM_AT_SORTED search the (prefetched) suffixes; read the value if it
  *                is on the prefetched (interpolated) value line, else
@@ -829,6 +837,16 @@ PM_INLINE void pm_lane_enter(struct pm_lane *l, uintptr_t p, uint64_t key)
 		__builtin_prefetch((const void *)pm_sorted_value_at(p, g));
 		l->step = PM_AT_SORTED;
 		return;
+	}
+	if (pm_tag(p) == PM_TAG_FULL) {
+		/* a direct leaf: its value slot is known now; its header too
+		 * unless the path proved the prefix */
+		l->slot = &((const struct pm_full *)pm_ptr(p))->value[key & 63];
+		__builtin_prefetch((const void *)l->slot);
+		if (l->xs == 0) {
+			l->step = PM_AT_VALUE;
+			return;
+		}
 	}
 	__builtin_prefetch(pm_ptr(p));
 	l->step = PM_AT_NODE;
@@ -933,13 +951,9 @@ PM_INLINE bool pm_lane_resolve(struct pm_lane *l, uint64_t key, uintptr_t *v)
 		l->step = PM_AT_SLOT;
 		return false;
 	}
-	case PM_TAG_FULL:
-		if ((key ^ ps) >> 6) {
-			*v = 0;
-			return true;
-		}
-		l->slot = &((const struct pm_full *)n)->value[key & 63];
-		break;
+	case PM_TAG_FULL: /* header and value slot were prefetched together */
+		*v = (key ^ ps) >> 6 ? 0 : gm_load_acquire((_Atomic uintptr_t *)l->slot);
+		return true;
 	default: {
 		const struct pm_bits *b = n;
 		unsigned c = key & 63;
@@ -956,6 +970,20 @@ PM_INLINE bool pm_lane_resolve(struct pm_lane *l, uint64_t key, uintptr_t *v)
 	return false;
 }
 
+/* True if the map is mostly direct nodes (bitmap leaves, under
+ * PM_MANY_DENSE_BYTES bytes per entry): a loop of lookups reaches each
+ * value in one line per level, and the loop overlaps those misses as
+ * well as the batches do, without their extra passes. The writer's byte
+ * count is read racily: it only picks the method. */
+#define PM_MANY_DENSE_BYTES 10
+static bool pm_many_dense(const struct gm_pagemap *m, uint64_t count)
+{
+	if (gm_pagemap_many_loop_max_ == 0)
+		return false; /* tests: batches whatever the map */
+	size_t bytes = gm_load_relaxed(&((struct gm_pagemap *)m)->bytes);
+	return bytes < PM_MANY_DENSE_BYTES * count;
+}
+
 PM_HOT int64_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t *keys,
 				    size_t n, void **values)
 {
@@ -968,7 +996,8 @@ PM_HOT int64_t gm_pagemap_load_many(const struct gm_pagemap *map, const uint64_t
 		return 0;
 	}
 	size_t found = 0;
-	if (gm_load_relaxed(&((struct gm_pagemap *)map)->count) < gm_pagemap_many_loop_max_) {
+	uint64_t count = gm_load_relaxed(&((struct gm_pagemap *)map)->count);
+	if (count < gm_pagemap_many_loop_max_ || pm_many_dense(map, count)) {
 		for (size_t i = 0; i < n; i++) {
 			uintptr_t v = pm_lookup(map, keys[i]);
 			values[i] = (void *)v;
@@ -1225,6 +1254,7 @@ int gm_pagemap_create(struct gm_pagemap **out, unsigned flags,
 	memset(map, 0, sizeof(*map));
 	atomic_init(&map->root, 0);
 	atomic_init(&map->count, 0);
+	atomic_init(&map->bytes, 0);
 	map->alloc = alloc ? alloc : gm_alloc_default();
 	map->flags = flags;
 	gm_reclaim_init(pm_reclaim(map), map->alloc, flags & GM_RCU);
@@ -2059,7 +2089,7 @@ void gm_pagemap_destroy(struct gm_pagemap *map)
 
 size_t gm_pagemap_bytes_(const struct gm_pagemap *map)
 {
-	return map->bytes + sizeof(*map);
+	return gm_load_relaxed(&((struct gm_pagemap *)map)->bytes) + sizeof(*map);
 }
 
 struct pm_check {
@@ -2184,7 +2214,7 @@ int gm_pagemap_validate(const struct gm_pagemap *map, const char **reason)
 		why = chk.reason;
 	else if (chk.entries != gm_load_relaxed(&((struct gm_pagemap *)map)->count))
 		why = "I5: count does not match the entries in the tree";
-	else if (chk.bytes != map->bytes)
+	else if (chk.bytes != gm_load_relaxed(&((struct gm_pagemap *)map)->bytes))
 		why = "I5: bytes does not match the nodes in the tree";
 	else if (chk.nodes[PM_TAG_BRANCH] != map->nodes[PM_TAG_BRANCH] ||
 		 chk.nodes[PM_TAG_BITS] != map->nodes[PM_TAG_BITS] ||
@@ -2203,7 +2233,7 @@ int gm_pagemap_stats(const struct gm_pagemap *map, struct gm_pagemap_stats *stat
 	struct pm_check chk;
 	pm_check_tree(map, &chk);
 	stats->entries = gm_pagemap_count(map);
-	stats->bytes = map->bytes;
+	stats->bytes = gm_load_relaxed(&((struct gm_pagemap *)map)->bytes);
 	stats->branches = map->nodes[PM_TAG_BRANCH];
 	stats->bitmap_leaves = map->nodes[PM_TAG_BITS] + map->nodes[PM_TAG_FULL];
 	stats->sorted_leaves = map->nodes[PM_TAG_SORTED];
