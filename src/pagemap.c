@@ -326,9 +326,10 @@ static inline size_t pm_bits_size(unsigned cnt)
  */
 #define PM_DIRECT_MIN_COUNT 4096
 #define PM_LEAF_DIRECT 48
-/* A packed leaf of this many keys turns direct early when the key added
- * follows the last one inserted: frames filled in order fill the leaf. */
-#define PM_LEAF_SEQ 8
+/* A packed leaf of this many keys, one run of frames, turns direct early
+ * when the key added extends the run and follows the last one inserted:
+ * frames filled in order fill the leaf. */
+#define PM_LEAF_SEQ 16
 #define PM_LEAF_PACK 8
 #define PM_BRANCH_DIRECT 8
 #define PM_BRANCH_PACK 4
@@ -1403,13 +1404,11 @@ static bool pm_follows_full(const struct gm_pagemap *m, const struct pm_branch *
 }
 
 /* The one-key leaf under branch b (shift s) for key: a direct leaf when
- * it follows a full one (pm_follows_full) or the key follows the last one
- * inserted (frames filled in order), else the smallest kind. */
+ * it follows a full one (pm_follows_full), else the smallest kind. */
 static uintptr_t pm_new_child_leaf(struct gm_pagemap *m, const struct pm_branch *b,
 				   unsigned s, uint64_t key, uintptr_t value)
 {
-	if (s == 6 && (pm_follows_full(m, b, key) ||
-		       (key == m->last_key + 1 && pm_direct_ok(m))))
+	if (s == 6 && pm_follows_full(m, b, key))
 		return pm_make_direct1(m, key, value);
 	return pm_make_leaf(m, s - 6, &key, &value, 1);
 }
@@ -1481,7 +1480,10 @@ static int pm_insert_bits(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
 	if (rc)
 		return rc;
-	bool in_order = key == m->last_key + 1 && cnt >= PM_LEAF_SEQ;
+	/* in order: key follows the last key inserted, and the leaf's keys
+	 * are one run ending just below it */
+	bool in_order = key == m->last_key + 1 && cnt >= PM_LEAF_SEQ && c >= cnt &&
+			bm >> (c - cnt) == (1ULL << cnt) - 1;
 	bool direct = cnt + 1 == 64 ||
 		      ((cnt + 1 >= PM_LEAF_DIRECT || in_order) && pm_direct_ok(m));
 	uintptr_t q = direct ? pm_bits_direct(m, p, key, value)
