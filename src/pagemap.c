@@ -322,7 +322,8 @@ static inline size_t pm_bits_size(unsigned cnt)
  * a direct one is packed again when a removal leaves fewer than PM_*_PACK
  * (a node never flips back and forth on one key). Direct nodes (~520 B)
  * are only made in maps of PM_DIRECT_MIN_COUNT entries and more, where
- * they cost a small part of a byte per entry.
+ * they cost a small part of a byte per entry, except a leaf whose keys
+ * are one run filled in order (PM_LEAF_SEQ), which is soon full.
  */
 #define PM_DIRECT_MIN_COUNT 4096
 #define PM_LEAF_DIRECT 48
@@ -1484,8 +1485,8 @@ static int pm_insert_bits(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	 * are one run ending just below it */
 	bool in_order = key == m->last_key + 1 && cnt >= PM_LEAF_SEQ && c >= cnt &&
 			bm >> (c - cnt) == (1ULL << cnt) - 1;
-	bool direct = cnt + 1 == 64 ||
-		      ((cnt + 1 >= PM_LEAF_DIRECT || in_order) && pm_direct_ok(m));
+	bool direct = cnt + 1 == 64 || in_order ||
+		      (cnt + 1 >= PM_LEAF_DIRECT && pm_direct_ok(m));
 	uintptr_t q = direct ? pm_bits_direct(m, p, key, value)
 			     : pm_alloc_bits(m, pm_prefix(pm_ptr(p)), bm | 1ULL << c);
 	if (!q)
