@@ -731,30 +731,31 @@ static int winners(char *buf, size_t size, int op, int d, unsigned first, unsign
 	return len;
 }
 
-/* Where gm_pagemap's op time crosses other's: "below from 10^k", "never
- * below", "below at every n". */
+/* The decades where gm_pagemap's op time is at or below other's: "at every
+ * measured n", "at no measured n", or "at 10^a, 10^b of 10^c-10^d". */
 static const char *crossing(char *buf, size_t size, int op, int d, int other,
 			    unsigned first, unsigned last)
 {
-	int first_below = -1, measured = 0;
-	bool all_below = true;
+	int len = 0, measured = 0, below = 0;
+	unsigned lo = 0, hi = 0;
 	for (unsigned k = first; k <= last; k++) {
 		double a = kept[I_PAGEMAP][op][d][k], b = kept[other][op][d][k];
 		if (a <= 0 || b <= 0)
 			continue;
-		measured++;
-		if (a <= b && first_below < 0)
-			first_below = (int)k;
-		all_below = all_below && a <= b;
+		lo = measured++ ? lo : k;
+		hi = k;
+		if (a <= b)
+			len += snprintf(buf + len, size - (size_t)len, "%s10^%u",
+					below++ ? ", " : "at or below it at ", k);
 	}
 	if (!measured)
 		snprintf(buf, size, "not measured");
-	else if (all_below)
+	else if (below == measured)
 		snprintf(buf, size, "at or below it at every measured n");
-	else if (first_below < 0)
+	else if (!below)
 		snprintf(buf, size, "above it at every measured n");
 	else
-		snprintf(buf, size, "first at or below it at 10^%d", first_below);
+		snprintf(buf + len, size - (size_t)len, " (of 10^%u-10^%u)", lo, hi);
 	return buf;
 }
 
@@ -762,7 +763,7 @@ static const char *crossing(char *buf, size_t size, int op, int d, int other,
  * population), from this run's figures. */
 static void declare_story(struct gmb_ctx *ctx, uint64_t max)
 {
-	char text[2400], a[400], b[400], c1[96], c2[96], c3[96];
+	char text[4096], a[400], b[400], c1[160], c2[160], c3[160];
 	int len = snprintf(text, sizeof(text), "Which structure for which population "
 			   "(this run's medians): ");
 	for (int d = 0; d < NDIST; d++) {
