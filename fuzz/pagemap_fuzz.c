@@ -8,6 +8,7 @@
 #include <gmtrack/pagemap.h>
 #include "pagemap_kv.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,11 +30,14 @@ static size_t lb(uint64_t k)
 	return lo;
 }
 
-static void check(int cond)
+static void check_at(int cond, int line)
 {
-	if (!cond)
+	if (!cond) {
+		fprintf(stderr, "pagemap_fuzz: check failed at line %d\n", line);
 		abort();
+	}
 }
+#define check(cond) check_at((cond), __LINE__)
 
 extern uint64_t gm_pagemap_many_loop_max_; /* src/pagemap.c */
 
@@ -129,8 +133,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		}
 		gm_alloc_failing_disarm(&f);
-		const char *why;
-		check(gm_pagemap_validate(map, &why) == 0);
+		const char *why = NULL;
+		if (gm_pagemap_validate(map, &why))
+			fprintf(stderr, "pagemap_fuzz: %s\n", why);
+		check(why == NULL);
 		check(gm_pagemap_count(map) == mn);
 	}
 	/* full contents in order */

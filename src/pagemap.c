@@ -9,20 +9,23 @@
  * and a lookup checks the prefix instead of walking one-child levels.
  *
  *   tagged pointer: | hint (16) | node address (48, 16-aligned) | tag (4 bits) |
- *                     hint = shift (+ "all 64 children") of a full branch,
- *                     shift + count of a sorted leaf, else 0
+ *                     hint = shift + "direct" + count of a direct branch,
+ *                     count of a direct leaf, shift + count of a sorted
+ *                     leaf, else 0
  *                     tag 1 = branch, 2 = bitmap leaf, 3 = sorted leaf,
- *                         4 = full bitmap leaf
+ *                         4 = direct (full-layout) bitmap leaf
  *
  *   every node starts with   +-----------------------------+-------+
  *   word 0 "prefix_shift":   | key bits above chunk (s+6..)| shift |  (low 6 bits)
  *                            +-----------------------------+-------+
  *   branch (shift s >= 6):   | prefix_shift | bitmap (64) | child[popcount] ...
- *                              child[i] = tagged pointer for the i-th set bit
+ *                              child[i] = tagged pointer for the i-th set bit;
+ *                              direct when bitmap has every chunk: child[c]
+ *                              is chunk c's child, 0 if absent
  *   bitmap leaf (shift 0):   | prefix_shift | bitmap (64) | value[popcount] ...
  *                              value[i] = value of key prefix | (i-th set bit)
- *   full leaf (shift 0):     | prefix_shift | value[64] |   (all 64 keys present:
- *                              value[i] = value of prefix | i; 8 B less, no popcount)
+ *   direct leaf (shift 0):   | prefix_shift | value[64] |   value[i] = value of
+ *                              prefix | i, 0 if absent (no bitmap, no popcount)
  *   sorted leaf (shift s):   | prefix_shift | count | pad | suffix[count] |pad| value[count]
  *                              suffix = key bits below s+6, ascending;
  *                              uint32_t when s + 6 <= 30, else uint64_t
@@ -36,28 +39,37 @@
  *     with the parent's prefix and with the chunk of the slot it is in.
  *  I3 a branch has >= 2 children; its bitmap only uses chunk values that
  *     exist at its shift (16 at shift 60).
- *  I4 a bitmap leaf has shift 0 and >= 1 entry (all 64 exactly when it is
- *     a full leaf); a sorted leaf has shift >= 6,
+ *  I4 a bitmap leaf has shift 0 and >= 1 entry (a packed one never all
+ *     64: that is a direct leaf); a sorted leaf has shift >= 6,
  *     1..PM_SORTED_MAX entries with strictly ascending suffixes that fit in
  *     s + 6 bits.
  *  I5 no value is NULL; map->count, map->bytes and map->nodes[] match the
  *     tree.
- *  I6 the hint in a tagged pointer's top 16 bits matches its node: a full
- *     branch's shift, a sorted leaf's shift and count (pm_hint_of).
+ *  I6 the hint in a tagged pointer's top 16 bits matches its node: a direct
+ *     branch's shift and count of children, a direct leaf's count of keys,
+ *     a sorted leaf's shift and count (pm_hint_of).
+ *  I7 a direct branch (bitmap of every chunk; child slots may hold 0) has
+ *     >= PM_BRANCH_PACK children, a direct leaf (full layout; value slots
+ *     may hold 0) >= 1 key.
  * Why this shape: branch and bitmap leaves cost 8 bytes per present slot
- * plus a 16-byte header, so dense and clustered frames approach 8 B/entry;
+ * plus a 16-byte header, so dense and clustered frames approach 8 B/entry
+ * (a full direct leaf is 8 B per key plus 8); direct nodes let the frames
+ * that fill them be added and removed without copying;
  * sparse (random) keys collect in sorted leaves of up to 256 entries, 12
  * B/entry with 32-bit suffixes, instead of one mostly-empty node per key
  * (the 576-byte xarray node the GVT thread found "heavy").
  *
  * Concurrency: nodes are immutable once published except (a) branch child
  * slots, which the writer replaces in place with a release store (the
- * child's new copy is fully built first), and (b) value slots, replaced in
- * place by store(). Both are _Atomic. Adding or removing a key copies the
- * one node whose shape changes (plus a new leaf or branch), publishes the
- * copy with one release store in the parent's slot, and retires the old
- * node through gm_reclaim. A branch slot never holds 0 (readers never see
- * an empty node); a branch reduced to one child is replaced by that child.
+ * child's new copy is fully built first), (b) value slots, replaced in
+ * place by store(), and (c) the slots of direct nodes, which the writer
+ * fills and clears in place (a key or child appears or goes with one
+ * release store; the count in the parent's pointer is then stored again).
+ * All are _Atomic. Adding or removing a key elsewhere copies the one node
+ * whose shape changes (plus a new leaf or branch), publishes the copy with
+ * one release store in the parent's slot, and retires the old node through
+ * gm_reclaim. A packed branch's slot never holds 0 (readers never see an
+ * empty node); a branch reduced to one child is replaced by that child.
  */
 #include "internal.h"
 
@@ -95,7 +107,9 @@
 #define PM_HINT_FULL 16u   /* hint bit: branch with every child present */
 _Static_assert(sizeof(uintptr_t) == 8, "pagemap needs 64-bit pointers");
 #define PM_ALIGN 16
+#ifndef PM_SORTED_MAX
 #define PM_SORTED_MAX 256  /* entries of a sorted leaf before it splits */
+#endif
 #define PM_TOP_SHIFT 60
 #define PM_NARROW_SHIFT 24 /* sorted leaves at shift <= 24 use 32-bit suffixes */
 
@@ -105,8 +119,9 @@ struct gm_pagemap {
 	_Atomic uint64_t count;       /* entries */
 	const struct gm_allocator *alloc;
 	unsigned flags;
-	size_t bytes;                 /* bytes of live nodes */
+	_Atomic size_t bytes;         /* bytes of live nodes (read by load_many) */
 	size_t nodes[5];              /* live nodes by kind (index = tag) */
+	uint64_t last_key;            /* the last key inserted (writer side) */
 	struct gm_reclaim reclaim;
 };
 
@@ -292,6 +307,62 @@ static inline size_t pm_bits_size(unsigned cnt)
 	return cnt == 64 ? sizeof(struct pm_full) : pm_branch_size(cnt);
 }
 
+/*
+ * Direct nodes. A branch whose bitmap holds every chunk of its shift (64,
+ * or 16 at shift 60) and a pm_full leaf are direct: their slots are indexed
+ * by chunk, and a slot holding 0 is an absent child or key. The writer
+ * adds and removes children and keys of a direct node in place (one
+ * release store in the slot; no copy, nothing to retire) and keeps the
+ * count of non-zero slots in the hint of the pointer to the node. A packed
+ * node becomes direct when an insert brings it to PM_*_DIRECT entries, and
+ * a direct one is packed again when a removal leaves fewer than PM_*_PACK
+ * (a node never flips back and forth on one key). Direct nodes (~520 B)
+ * are only made in maps of PM_DIRECT_MIN_COUNT entries and more, where
+ * they cost a small part of a byte per entry, except a leaf whose keys
+ * are one run filled in order (PM_LEAF_SEQ), which is soon full.
+ */
+#define PM_DIRECT_MIN_COUNT 4096
+#define PM_LEAF_DIRECT 48
+/* A packed leaf of this many keys, one run of frames, turns direct early
+ * when the key added extends the run and follows the last one inserted:
+ * frames filled in order fill the leaf. */
+#define PM_LEAF_SEQ 16
+#define PM_LEAF_PACK 8
+#define PM_BRANCH_DIRECT 8
+#define PM_BRANCH_PACK 4
+#define PM_HINT_COUNT_SHIFT 5
+#define PM_HINT_COUNT_MASK ((uintptr_t)0x1ff << (PM_ADDR_BITS + PM_HINT_COUNT_SHIFT))
+static inline uint64_t pm_all_chunks(unsigned s)
+{
+	return s == PM_TOP_SHIFT ? 0xffffULL : ~0ULL;
+}
+static inline unsigned pm_slots_of(unsigned s) { return s == PM_TOP_SHIFT ? 16 : 64; }
+static inline bool pm_is_direct_branch(const struct pm_branch *b)
+{
+	return b->bitmap == pm_all_chunks(pm_shift(b));
+}
+/* Non-zero slots among n (writer or validate: relaxed loads). */
+static inline unsigned pm_slots_used(const _Atomic uintptr_t *v, unsigned n)
+{
+	unsigned c = 0;
+	for (unsigned i = 0; i < n; i++)
+		c += gm_load_relaxed(&v[i]) != 0;
+	return c;
+}
+/* The count a direct node's pointer carries (writer side). */
+static inline unsigned pm_direct_count(uintptr_t p) { return pm_hint(p) >> PM_HINT_COUNT_SHIFT; }
+static inline uintptr_t pm_with_count(uintptr_t p, unsigned cnt)
+{
+	return (p & ~PM_HINT_COUNT_MASK) |
+	       (uintptr_t)cnt << (PM_ADDR_BITS + PM_HINT_COUNT_SHIFT);
+}
+
+/* True if direct nodes may be made in map m (see PM_DIRECT_MIN_COUNT). */
+static inline bool pm_direct_ok(const struct gm_pagemap *m)
+{
+	return gm_load_relaxed(&((struct gm_pagemap *)m)->count) >= PM_DIRECT_MIN_COUNT;
+}
+
 static inline size_t pm_node_size(uintptr_t p)
 {
 	void *n = pm_ptr(p);
@@ -307,12 +378,15 @@ static inline size_t pm_node_size(uintptr_t p)
 }
 
 /*
- * The hint in the top 16 bits of a tagged pointer (it only describes what
- * never changes in a published node: a change of shape copies the node):
- *   full branch:  bits 0-3 shift / 6, bit 4 set     -> child[chunk] directly
- *   sorted leaf:  bits 0-3 shift / 6, bits 5-13 count -> suffix and value
- *                 lines of the interpolated position, without the header
- *   other nodes:  0
+ * The hint in the top 16 bits of a tagged pointer (the shape of a published
+ * node never changes: a change of shape copies the node; only a direct
+ * node's count changes, and the writer stores its pointer again with it):
+ *   direct branch: bits 0-3 shift / 6, bit 4 set     -> child[chunk] directly
+ *                  bits 5-13 count of children (writer side)
+ *   direct leaf:   bits 5-13 count of keys (writer side)
+ *   sorted leaf:   bits 0-3 shift / 6, bits 5-13 count -> suffix and value
+ *                  lines of the interpolated position, without the header
+ *   other nodes:   0
  */
 static inline uintptr_t pm_hint_of(uintptr_t p)
 {
@@ -320,11 +394,16 @@ static inline uintptr_t pm_hint_of(uintptr_t p)
 	unsigned s = pm_shift(n);
 	switch (pm_tag(p)) {
 	case PM_TAG_BRANCH: {
-		uint64_t all = s == PM_TOP_SHIFT ? 0xffffULL : ~0ULL;
-		return ((const struct pm_branch *)n)->bitmap == all ? s / 6 | PM_HINT_FULL : 0;
+		const struct pm_branch *b = n;
+		if (!pm_is_direct_branch(b))
+			return 0;
+		return s / 6 | PM_HINT_FULL |
+		       pm_slots_used(b->child, pm_slots_of(s)) << PM_HINT_COUNT_SHIFT;
 	}
+	case PM_TAG_FULL:
+		return pm_slots_used(((const struct pm_full *)n)->value, 64) << PM_HINT_COUNT_SHIFT;
 	case PM_TAG_SORTED:
-		return s / 6 | ((const struct pm_sorted *)n)->count << 5;
+		return s / 6 | ((const struct pm_sorted *)n)->count << PM_HINT_COUNT_SHIFT;
 	default:
 		return 0;
 	}
@@ -338,6 +417,12 @@ static inline uintptr_t pm_tagged(const void *n, unsigned tag)
 
 /* ---- node allocation ---------------------------------------------------- */
 
+/* Only the writer changes bytes; load_many reads it (pm_many_dense). */
+static inline void pm_bytes_add(struct gm_pagemap *m, ptrdiff_t d)
+{
+	gm_store_relaxed(&m->bytes, gm_load_relaxed(&m->bytes) + (size_t)d);
+}
+
 static void *pm_node_alloc(struct gm_pagemap *m, unsigned tag, size_t size)
 {
 	void *n = gm_alloc_mem(m->alloc, size, PM_ALIGN);
@@ -347,7 +432,7 @@ static void *pm_node_alloc(struct gm_pagemap *m, unsigned tag, size_t size)
 		n = NULL;
 	}
 	if (n) {
-		m->bytes += size;
+		pm_bytes_add(m, (ptrdiff_t)size);
 		m->nodes[tag]++;
 	}
 	return n;
@@ -359,7 +444,7 @@ static void pm_node_free_now(struct gm_pagemap *m, uintptr_t p)
 	if (!p)
 		return;
 	size_t size = pm_node_size(p);
-	m->bytes -= size;
+	pm_bytes_add(m, -(ptrdiff_t)size);
 	m->nodes[pm_tag(p)]--;
 	gm_alloc_release(m->alloc, pm_ptr(p), size);
 }
@@ -369,7 +454,7 @@ static void pm_node_free_now(struct gm_pagemap *m, uintptr_t p)
 static void pm_node_retire(struct gm_pagemap *m, uintptr_t p)
 {
 	size_t size = pm_node_size(p);
-	m->bytes -= size;
+	pm_bytes_add(m, -(ptrdiff_t)size);
 	m->nodes[pm_tag(p)]--;
 	gm_reclaim_retire(pm_reclaim(m), pm_ptr(p), size);
 }
@@ -401,7 +486,8 @@ static uintptr_t pm_make_bits(struct gm_pagemap *m, uint64_t prefix,
 	_Atomic uintptr_t *v = pm_bits_vals(p);
 	for (unsigned i = 0; i < n; i++)
 		atomic_init(&v[i], values[i]);
-	return p;
+	/* a full leaf is direct: its pointer carries its count */
+	return pm_tag(p) == PM_TAG_FULL ? pm_tagged(pm_ptr(p), PM_TAG_FULL) : p;
 }
 
 /* Builds a sorted leaf at shift s from n ascending keys in its range. */
@@ -689,7 +775,9 @@ uint64_t gm_pagemap_count(const struct gm_pagemap *map)
  * resident top levels are passed when a lane starts. Lane states:
  *   PM_AT_ENTER  at node p, nothing prefetched yet (issue enters it);
  *   PM_AT_NODE   header prefetched (a partial branch or bitmap leaf):
- *                compute the child or value slot and prefetch it;
+ *                compute the child or value slot and prefetch it (a
+ *                direct leaf's value slot came with its header: read it;
+ *                with the prefix proved, the lane goes to PM_AT_VALUE);
  *   PM_AT_SLOT   read the (prefetched) child pointer;
  *   PM_AT_SORTED search the (prefetched) suffixes; read the value if it
  *                is on the prefetched (interpolated) value line, else
@@ -761,6 +849,16 @@ PM_INLINE void pm_lane_enter(struct pm_lane *l, uintptr_t p, uint64_t key)
 		__builtin_prefetch((const void *)pm_sorted_value_at(p, g));
 		l->step = PM_AT_SORTED;
 		return;
+	}
+	if (pm_tag(p) == PM_TAG_FULL) {
+		/* a direct leaf: its value slot is known now; its header too
+		 * unless the path proved the prefix */
+		l->slot = &((const struct pm_full *)pm_ptr(p))->value[key & 63];
+		__builtin_prefetch((const void *)l->slot);
+		if (l->xs == 0) {
+			l->step = PM_AT_VALUE;
+			return;
+		}
 	}
 	__builtin_prefetch(pm_ptr(p));
 	l->step = PM_AT_NODE;
@@ -865,13 +963,9 @@ PM_INLINE bool pm_lane_resolve(struct pm_lane *l, uint64_t key, uintptr_t *v)
 		l->step = PM_AT_SLOT;
 		return false;
 	}
-	case PM_TAG_FULL:
-		if ((key ^ ps) >> 6) {
-			*v = 0;
-			return true;
-		}
-		l->slot = &((const struct pm_full *)n)->value[key & 63];
-		break;
+	case PM_TAG_FULL: /* header and value slot were prefetched together */
+		*v = (key ^ ps) >> 6 ? 0 : gm_load_acquire((_Atomic uintptr_t *)l->slot);
+		return true;
 	default: {
 		const struct pm_bits *b = n;
 		unsigned c = key & 63;
@@ -888,6 +982,20 @@ PM_INLINE bool pm_lane_resolve(struct pm_lane *l, uint64_t key, uintptr_t *v)
 	return false;
 }
 
+/* True if the map is mostly direct nodes (bitmap leaves, under
+ * PM_MANY_DENSE_BYTES bytes per entry): a loop of lookups reaches each
+ * value in one line per level, and the loop overlaps those misses as
+ * well as the batches do, without their extra passes. The writer's byte
+ * count is read racily: it only picks the method. */
+#define PM_MANY_DENSE_BYTES 10
+static bool pm_many_dense(const struct gm_pagemap *m, uint64_t count)
+{
+	if (gm_pagemap_many_loop_max_ == 0)
+		return false; /* tests: batches whatever the map */
+	size_t bytes = gm_load_relaxed(&((struct gm_pagemap *)m)->bytes);
+	return bytes < PM_MANY_DENSE_BYTES * count;
+}
+
 PM_INLINE int64_t pm_load_many(const struct gm_pagemap *map, const uint64_t *keys,
 				 size_t n, void **values)
 {
@@ -900,7 +1008,8 @@ PM_INLINE int64_t pm_load_many(const struct gm_pagemap *map, const uint64_t *key
 		return 0;
 	}
 	size_t found = 0;
-	if (gm_load_relaxed(&((struct gm_pagemap *)map)->count) < gm_pagemap_many_loop_max_) {
+	uint64_t count = gm_load_relaxed(&((struct gm_pagemap *)map)->count);
+	if (count < gm_pagemap_many_loop_max_ || pm_many_dense(map, count)) {
 		for (size_t i = 0; i < n; i++) {
 			uintptr_t v = pm_lookup(map, keys[i]);
 			values[i] = (void *)v;
@@ -962,41 +1071,82 @@ struct pm_hit {
 	uintptr_t value;
 };
 
-static inline uintptr_t pm_child_at(const struct pm_branch *b, unsigned rank)
+
+/* Slot i of a node's child or value array, as a reader loads it. */
+static inline uintptr_t pm_slot_load(const _Atomic uintptr_t *v, unsigned i)
 {
-	return gm_load_acquire((_Atomic uintptr_t *)&b->child[rank]);
+	return gm_load_acquire((_Atomic uintptr_t *)&v[i]);
 }
 
-/* Smallest (or largest, when last) entry under node p; p != 0. */
-static void pm_extreme(uintptr_t p, bool last, struct pm_hit *hit)
+static bool pm_extreme(uintptr_t p, bool last, struct pm_hit *hit);
+
+/*
+ * The first (ge) or last (!ge) entry under the children of packed or direct
+ * branch b at chunks strictly after (before) chunk c (c = -1 or 64: all).
+ * A child of a direct branch seen as 0, or one whose extreme is not found
+ * (a direct node emptied and refilled around the reader), is passed over:
+ * keys present throughout stay in slots that stay non-zero.
+ */
+static bool pm_branch_beyond(const struct pm_branch *b, int c, bool ge, struct pm_hit *hit)
 {
-	for (;;) {
-		void *n = pm_ptr(p);
-		switch (pm_tag(p)) {
-		case PM_TAG_BRANCH: {
-			const struct pm_branch *b = n;
-			unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
-			p = pm_child_at(b, last ? cnt - 1 : 0);
+	uint64_t bm = b->bitmap;
+	bool direct = pm_is_direct_branch(b);
+	for (int i = ge ? c + 1 : c - 1; i >= 0 && i < 64; i += ge ? 1 : -1) {
+		if (!(bm >> i & 1))
 			continue;
+		uintptr_t q = pm_slot_load(b->child, direct ? (unsigned)i : pm_rank(bm, (unsigned)i));
+		if (q && pm_extreme(q, !ge, hit))
+			return true;
+	}
+	return false;
+}
+
+/* The first (ge) or last (!ge) key of bitmap leaf p from chunk c on (c
+ * included; c = 64 or -1 to start past the end). */
+static bool pm_bits_beyond(uintptr_t p, int c, bool ge, struct pm_hit *hit)
+{
+	const void *n = pm_ptr(p);
+	const _Atomic uintptr_t *v = pm_bits_vals(p);
+	if (pm_tag(p) == PM_TAG_FULL) {
+		for (int i = c; i >= 0 && i < 64; i += ge ? 1 : -1) {
+			uintptr_t x = pm_slot_load(v, (unsigned)i);
+			if (x) {
+				hit->key = pm_prefix(n) | (unsigned)i;
+				hit->value = x;
+				return true;
+			}
 		}
-		case PM_TAG_BITS:
-		case PM_TAG_FULL: {
-			uint64_t bm = pm_bits_map(p);
-			unsigned cnt = (unsigned)__builtin_popcountll(bm);
-			unsigned c = last ? 63 - (unsigned)__builtin_clzll(bm)
-					  : (unsigned)__builtin_ctzll(bm);
-			hit->key = pm_prefix(n) | c;
-			hit->value = gm_load_acquire(&pm_bits_vals(p)[last ? cnt - 1 : 0]);
-			return;
-		}
-		default: {
-			const struct pm_sorted *l = n;
-			unsigned i = last ? l->count - 1 : 0;
-			hit->key = pm_sorted_key(l, i);
-			hit->value = gm_load_acquire(&pm_sorted_values(l)[i]);
-			return;
-		}
-		}
+		return false;
+	}
+	uint64_t bm = pm_bits_map(p);
+	uint64_t rest = c < 0 ? 0 : c > 63 ? (ge ? 0 : bm)
+		: ge ? bm & ~((1ULL << c) - 1) : bm & (~0ULL >> (63 - c));
+	if (!rest)
+		return false;
+	unsigned at = ge ? (unsigned)__builtin_ctzll(rest) : 63 - (unsigned)__builtin_clzll(rest);
+	hit->key = pm_prefix(n) | at;
+	hit->value = pm_slot_load(v, pm_rank(bm, at));
+	return true;
+}
+
+/* Smallest (or largest, when last) entry under node p; p != 0. False only
+ * if a direct node below held no key as the reader passed. */
+static bool pm_extreme(uintptr_t p, bool last, struct pm_hit *hit)
+{
+	void *n = pm_ptr(p);
+	switch (pm_tag(p)) {
+	case PM_TAG_BRANCH:
+		return pm_branch_beyond(n, last ? 64 : -1, !last, hit);
+	case PM_TAG_BITS:
+	case PM_TAG_FULL:
+		return pm_bits_beyond(p, last ? 63 : 0, !last, hit);
+	default: {
+		const struct pm_sorted *l = n;
+		unsigned i = last ? l->count - 1 : 0;
+		hit->key = pm_sorted_key(l, i);
+		hit->value = gm_load_acquire(&pm_sorted_values(l)[i]);
+		return true;
+	}
 	}
 }
 
@@ -1009,37 +1159,24 @@ static bool pm_seek(uintptr_t p, uint64_t key, bool ge, struct pm_hit *hit)
 		bool node_above = (ps & ~63ULL) > key;
 		if (node_above != ge)
 			return false;
-		pm_extreme(p, !ge, hit);
-		return true;
+		return pm_extreme(p, !ge, hit);
 	}
 	unsigned s = ps & 63;
 	switch (pm_tag(p)) {
 	case PM_TAG_BRANCH: {
 		const struct pm_branch *b = n;
 		unsigned c = pm_chunk(key, s);
-		uint64_t bit = 1ULL << c;
-		if ((b->bitmap & bit) && pm_seek(pm_child_at(b, pm_rank(b->bitmap, c)), key, ge, hit))
-			return true;
-		uint64_t rest = ge ? b->bitmap & ~(bit | (bit - 1)) : b->bitmap & (bit - 1);
-		if (!rest)
-			return false;
-		unsigned next = ge ? (unsigned)__builtin_ctzll(rest) : 63 - (unsigned)__builtin_clzll(rest);
-		pm_extreme(pm_child_at(b, pm_rank(b->bitmap, next)), !ge, hit);
-		return true;
+		if (b->bitmap >> c & 1) {
+			unsigned at = pm_is_direct_branch(b) ? c : pm_rank(b->bitmap, c);
+			uintptr_t q = pm_slot_load(b->child, at);
+			if (q && pm_seek(q, key, ge, hit))
+				return true;
+		}
+		return pm_branch_beyond(b, (int)c, ge, hit);
 	}
 	case PM_TAG_BITS:
-	case PM_TAG_FULL: {
-		uint64_t bm = pm_bits_map(p);
-		unsigned c = key & 63;
-		uint64_t bit = 1ULL << c;
-		uint64_t rest = ge ? bm & ~(bit - 1) : bm & (bit | (bit - 1));
-		if (!rest)
-			return false;
-		unsigned at = ge ? (unsigned)__builtin_ctzll(rest) : 63 - (unsigned)__builtin_clzll(rest);
-		hit->key = pm_prefix(n) | at;
-		hit->value = gm_load_acquire(&pm_bits_vals(p)[pm_rank(bm, at)]);
-		return true;
-	}
+	case PM_TAG_FULL:
+		return pm_bits_beyond(p, (int)(key & 63), ge, hit);
 	default: {
 		const struct pm_sorted *l = n;
 		unsigned i = pm_sorted_lower_bound(l, key);
@@ -1147,6 +1284,7 @@ int gm_pagemap_create(struct gm_pagemap **out, unsigned flags,
 	memset(map, 0, sizeof(*map));
 	atomic_init(&map->root, 0);
 	atomic_init(&map->count, 0);
+	atomic_init(&map->bytes, 0);
 	map->alloc = alloc ? alloc : gm_alloc_default();
 	map->flags = flags;
 	gm_reclaim_init(pm_reclaim(map), map->alloc, flags & GM_RCU);
@@ -1158,11 +1296,55 @@ static void pm_count_add(struct gm_pagemap *m, int64_t d)
 	gm_store_relaxed(&m->count, gm_load_relaxed(&m->count) + (uint64_t)d);
 }
 
-/* Copy of branch b with child `child` added at chunk c. */
+/* Direct copy of packed branch b with `child` added at chunk c. */
+static uintptr_t pm_branch_direct(struct gm_pagemap *m, const struct pm_branch *b,
+				  unsigned c, uintptr_t child)
+{
+	unsigned s = pm_shift(b), slots = pm_slots_of(s);
+	struct pm_branch *nb = pm_node_alloc(m, PM_TAG_BRANCH, pm_branch_size(slots));
+	if (!nb)
+		return 0;
+	nb->prefix_shift = b->prefix_shift;
+	nb->bitmap = pm_all_chunks(s);
+	uint64_t bm = b->bitmap;
+	for (unsigned i = 0; i < slots; i++)
+		atomic_init(&nb->child[i], 0);
+	for (unsigned j = 0; bm; bm &= bm - 1)
+		atomic_init(&nb->child[__builtin_ctzll(bm)], gm_load_relaxed(&b->child[j++]));
+	atomic_init(&nb->child[c], child);
+	return pm_tagged(nb, PM_TAG_BRANCH);
+}
+
+/* Packed copy of direct branch b without its child at chunk c; fewer than
+ * PM_BRANCH_PACK and at least 2 children remain. */
+static uintptr_t pm_branch_pack(struct gm_pagemap *m, const struct pm_branch *b, unsigned c)
+{
+	unsigned slots = pm_slots_of(pm_shift(b));
+	uint64_t bm = 0;
+	for (unsigned i = 0; i < slots; i++)
+		if (i != c && gm_load_relaxed(&b->child[i]))
+			bm |= 1ULL << i;
+	struct pm_branch *nb = pm_node_alloc(m, PM_TAG_BRANCH,
+					     pm_branch_size((unsigned)__builtin_popcountll(bm)));
+	if (!nb)
+		return 0;
+	nb->prefix_shift = b->prefix_shift;
+	nb->bitmap = bm;
+	for (unsigned j = 0; bm; bm &= bm - 1)
+		atomic_init(&nb->child[j++], gm_load_relaxed(&b->child[__builtin_ctzll(bm)]));
+	return pm_tagged(nb, PM_TAG_BRANCH);
+}
+
+/* Copy of packed branch b with child `child` added at chunk c (a direct
+ * copy once it reaches PM_BRANCH_DIRECT children in a map where direct
+ * nodes are made, or every chunk). */
 static uintptr_t pm_branch_with(struct gm_pagemap *m, const struct pm_branch *b,
 				unsigned c, uintptr_t child)
 {
 	unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
+	if ((cnt + 1 >= PM_BRANCH_DIRECT && pm_direct_ok(m)) ||
+	    (b->bitmap | 1ULL << c) == pm_all_chunks(pm_shift(b)))
+		return pm_branch_direct(m, b, c, child);
 	struct pm_branch *nb = pm_node_alloc(m, PM_TAG_BRANCH, pm_branch_size(cnt + 1));
 	if (!nb)
 		return 0;
@@ -1224,16 +1406,61 @@ static int pm_insert_beside(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	return 0;
 }
 
-/* Key's chunk is free in branch p: copy the branch with a new leaf. */
+/* A direct leaf holding only key. */
+static uintptr_t pm_make_direct1(struct gm_pagemap *m, uint64_t key, uintptr_t value)
+{
+	struct pm_full *f = pm_node_alloc(m, PM_TAG_FULL, sizeof(struct pm_full));
+	if (!f)
+		return 0;
+	f->prefix_shift = key & ~63ULL;
+	for (unsigned i = 0; i < 64; i++)
+		atomic_init(&f->value[i], 0);
+	atomic_init(&f->value[key & 63], value);
+	return pm_tagged(f, PM_TAG_FULL);
+}
+
+/* True if branch b (at shift 6) holds a full leaf just below key's chunk:
+ * frames filled in order, whose next leaf is best made direct at once. */
+static bool pm_follows_full(const struct gm_pagemap *m, const struct pm_branch *b,
+			    uint64_t key)
+{
+	unsigned c = pm_chunk(key, 6);
+	if (!pm_direct_ok(m) || c == 0 || !(b->bitmap >> (c - 1) & 1))
+		return false;
+	unsigned at = pm_is_direct_branch(b) ? c - 1 : pm_rank(b->bitmap, c - 1);
+	uintptr_t prev = gm_load_relaxed(&b->child[at]);
+	return pm_tag(prev) == PM_TAG_FULL && pm_direct_count(prev) == 64;
+}
+
+/* The one-key leaf under branch b (shift s) for key: a direct leaf when
+ * it follows a full one (pm_follows_full), else the smallest kind. */
+static uintptr_t pm_new_child_leaf(struct gm_pagemap *m, const struct pm_branch *b,
+				   unsigned s, uint64_t key, uintptr_t value)
+{
+	if (s == 6 && pm_follows_full(m, b, key))
+		return pm_make_direct1(m, key, value);
+	return pm_make_leaf(m, s - 6, &key, &value, 1);
+}
+
+/* Key's chunk is free in branch p: a new leaf, stored in place in a direct
+ * branch, else in a copy of the branch. */
 static int pm_insert_child(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 			   uintptr_t p, uint64_t key, uintptr_t value)
 {
-	const struct pm_branch *b = pm_ptr(p);
+	struct pm_branch *b = pm_ptr(p);
 	unsigned s = pm_shift(b);
+	if (pm_is_direct_branch(b)) {
+		uintptr_t leaf = pm_new_child_leaf(m, b, s, key, value);
+		if (!leaf)
+			return -ENOMEM;
+		gm_store_release(&b->child[pm_chunk(key, s)], leaf);
+		gm_store_release(slot, pm_with_count(p, pm_direct_count(p) + 1));
+		return 0;
+	}
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
 	if (rc)
 		return rc;
-	uintptr_t leaf = pm_make_leaf(m, s - 6, &key, &value, 1);
+	uintptr_t leaf = pm_new_child_leaf(m, b, s, key, value);
 	if (!leaf)
 		return -ENOMEM;
 	uintptr_t nb = pm_branch_with(m, b, pm_chunk(key, s), leaf);
@@ -1246,22 +1473,58 @@ static int pm_insert_child(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	return 0;
 }
 
+/* A direct leaf with the keys of packed leaf p plus key (value). */
+static uintptr_t pm_bits_direct(struct gm_pagemap *m, uintptr_t p, uint64_t key,
+				uintptr_t value)
+{
+	struct pm_full *f = pm_node_alloc(m, PM_TAG_FULL, sizeof(struct pm_full));
+	if (!f)
+		return 0;
+	uint64_t bm = pm_bits_map(p);
+	const _Atomic uintptr_t *old = pm_bits_vals(p);
+	f->prefix_shift = pm_prefix(pm_ptr(p));
+	for (unsigned i = 0; i < 64; i++)
+		atomic_init(&f->value[i], 0);
+	for (unsigned j = 0; bm; bm &= bm - 1)
+		atomic_init(&f->value[__builtin_ctzll(bm)], gm_load_relaxed(&old[j++]));
+	atomic_init(&f->value[key & 63], value);
+	return pm_tagged(f, PM_TAG_FULL);
+}
+
+/* Key is absent from bitmap leaf p: in place in a direct leaf, else in a
+ * copy (direct once it reaches PM_LEAF_DIRECT keys in a map where direct
+ * nodes are made, or 64). */
 static int pm_insert_bits(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 			  uintptr_t p, uint64_t key, uintptr_t value)
 {
+	unsigned c = key & 63;
+	if (pm_tag(p) == PM_TAG_FULL) {
+		gm_store_release(&((struct pm_full *)pm_ptr(p))->value[c], value);
+		gm_store_release(slot, pm_with_count(p, pm_direct_count(p) + 1));
+		return 0;
+	}
 	uint64_t bm = pm_bits_map(p);
 	const _Atomic uintptr_t *old = pm_bits_vals(p);
-	unsigned cnt = (unsigned)__builtin_popcountll(bm), c = key & 63;
+	unsigned cnt = (unsigned)__builtin_popcountll(bm);
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
 	if (rc)
 		return rc;
-	uintptr_t q = pm_alloc_bits(m, pm_prefix(pm_ptr(p)), bm | 1ULL << c);
+	/* in order: key follows the last key inserted, and the leaf's keys
+	 * are one run ending just below it */
+	bool in_order = key == m->last_key + 1 && cnt >= PM_LEAF_SEQ && c >= cnt &&
+			bm >> (c - cnt) == (1ULL << cnt) - 1;
+	bool direct = cnt + 1 == 64 || in_order ||
+		      (cnt + 1 >= PM_LEAF_DIRECT && pm_direct_ok(m));
+	uintptr_t q = direct ? pm_bits_direct(m, p, key, value)
+			     : pm_alloc_bits(m, pm_prefix(pm_ptr(p)), bm | 1ULL << c);
 	if (!q)
 		return -ENOMEM;
-	_Atomic uintptr_t *nv = pm_bits_vals(q);
-	unsigned at = pm_rank(bm, c);
-	for (unsigned i = 0, j = 0; i <= cnt; i++)
-		atomic_init(&nv[i], i == at ? value : gm_load_relaxed(&old[j++]));
+	if (!direct) {
+		_Atomic uintptr_t *nv = pm_bits_vals(q);
+		unsigned at = pm_rank(bm, c);
+		for (unsigned i = 0, j = 0; i <= cnt; i++)
+			atomic_init(&nv[i], i == at ? value : gm_load_relaxed(&old[j++]));
+	}
 	gm_store_release(slot, q);
 	pm_node_retire(m, p);
 	return 0;
@@ -1323,11 +1586,77 @@ static bool pm_bitmaps_are_smaller(const uint64_t *keys, unsigned n)
 	return 24 * groups < 4 * n;
 }
 
+/*
+ * Copy of sorted leaf l with entry `at` left out (drop) or (key, value)
+ * put before it (!drop): two block copies of the suffixes and two of the
+ * values, no per-entry work. The source's values are only written by this
+ * writer, so the plain copy reads what its relaxed loads would.
+ */
+static uintptr_t pm_sorted_splice(struct gm_pagemap *m, const struct pm_sorted *l,
+				  unsigned at, bool drop, uint64_t key, uintptr_t value)
+{
+	unsigned s = pm_shift(l), n = l->count, nn = drop ? n - 1 : n + 1;
+	struct pm_sorted *q = pm_node_alloc(m, PM_TAG_SORTED, pm_sorted_size(s, nn));
+	if (!q)
+		return 0;
+	size_t w = pm_sorted_narrow(s) ? 4 : 8, skip = drop ? 1 : 0;
+	q->prefix_shift = l->prefix_shift;
+	q->count = nn;
+	q->pad = 0;
+	const char *os = (const char *)(l + 1);
+	char *ns = (char *)(q + 1);
+	memcpy(ns, os, at * w);
+	memcpy(ns + (at + !drop) * w, os + (at + skip) * w, (n - at - skip) * w);
+	if (!drop) {
+		uint64_t suffix = key & ~pm_above_mask(s);
+		if (w == 4) {
+			uint32_t v32 = (uint32_t)suffix;
+			memcpy(ns + at * w, &v32, 4);
+		} else {
+			memcpy(ns + at * w, &suffix, 8);
+		}
+	}
+	if (w == 4 && (nn & 1))
+		pm_suffix32(q)[nn] = 0; /* padding word: keep it defined */
+	const char *ov = (const char *)(const void *)pm_sorted_values(l);
+	char *nv = (char *)(void *)pm_sorted_values(q);
+	memcpy(nv, ov, at * 8);
+	memcpy(nv + (at + !drop) * 8, ov + (at + skip) * 8, (n - at - skip) * 8);
+	if (!drop)
+		atomic_init(&pm_sorted_values(q)[at], value);
+	return pm_tagged(q, PM_TAG_SORTED);
+}
+
+/* True unless inserting key into sorted leaf l may call for a split or
+ * for bitmap leaves (pm_bitmaps_are_smaller): the keys then span more than
+ * one shift-6 branch's 4096 keys, decided from the ends alone. */
+static bool pm_sorted_plain_insert(const struct pm_sorted *l, uint64_t key)
+{
+	unsigned n = l->count;
+	if (n + 1 > PM_SORTED_MAX)
+		return false;
+	uint64_t lo = pm_sorted_key(l, 0), hi = pm_sorted_key(l, n - 1);
+	lo = key < lo ? key : lo;
+	hi = key > hi ? key : hi;
+	return pm_split_shift((lo ^ hi) | 1) > 6;
+}
+
 static int pm_insert_sorted(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 			    uintptr_t p, unsigned at, uint64_t key, uintptr_t value)
 {
 	const struct pm_sorted *l = pm_ptr(p);
 	unsigned n = l->count;
+	if (pm_sorted_plain_insert(l, key)) {
+		int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
+		if (rc)
+			return rc;
+		uintptr_t q = pm_sorted_splice(m, l, at, false, key, value);
+		if (!q)
+			return -ENOMEM;
+		gm_store_release(slot, q);
+		pm_node_retire(m, p);
+		return 0;
+	}
 	uint64_t keys[PM_SORTED_MAX + 1];
 	uintptr_t vals[PM_SORTED_MAX + 1];
 	const _Atomic uintptr_t *lv = pm_sorted_values(l);
@@ -1354,6 +1683,25 @@ static int pm_insert_sorted(struct gm_pagemap *m, _Atomic uintptr_t *slot,
 	return 0;
 }
 
+/* Writer side: the slot of key's chunk in branch b (packed: NULL if the
+ * chunk is absent; direct: the slot, which may hold 0). */
+static _Atomic uintptr_t *pm_branch_slot(struct pm_branch *b, uint64_t key)
+{
+	unsigned c = pm_chunk(key, pm_shift(b));
+	if (pm_is_direct_branch(b))
+		return &b->child[c];
+	return b->bitmap >> c & 1 ? &b->child[pm_rank(b->bitmap, c)] : NULL;
+}
+/* The same for the value slot of key in bitmap leaf p. */
+static _Atomic uintptr_t *pm_bits_slot(uintptr_t p, uint64_t key)
+{
+	unsigned c = key & 63;
+	if (pm_tag(p) == PM_TAG_FULL)
+		return &((struct pm_full *)pm_ptr(p))->value[c];
+	uint64_t bm = pm_bits_map(p);
+	return bm >> c & 1 ? &pm_bits_vals(p)[pm_rank(bm, c)] : NULL;
+}
+
 /* Shared by insert and store. replace: overwrite an existing value. */
 static int pm_set(struct gm_pagemap *m, uint64_t key, uintptr_t value,
 		  bool replace, uintptr_t *old)
@@ -1378,21 +1726,19 @@ static int pm_set(struct gm_pagemap *m, uint64_t key, uintptr_t value,
 			break;
 		}
 		if (pm_tag(p) == PM_TAG_BRANCH) {
-			struct pm_branch *b = n;
-			unsigned c = pm_chunk(key, pm_shift(b));
-			if (!(b->bitmap >> c & 1)) {
+			_Atomic uintptr_t *cs = pm_branch_slot(n, key);
+			if (!cs || !gm_load_relaxed(cs)) {
 				rc = pm_insert_child(m, slot, p, key, value);
 				break;
 			}
-			slot = &b->child[pm_rank(b->bitmap, c)];
+			slot = cs;
 			p = gm_load_relaxed(slot);
 			continue;
 		}
 		if (pm_is_bits(pm_tag(p))) {
-			uint64_t bm = pm_bits_map(p);
-			unsigned c = key & 63;
-			if (bm >> c & 1) {
-				vslot = &pm_bits_vals(p)[pm_rank(bm, c)];
+			_Atomic uintptr_t *vs = pm_bits_slot(p, key);
+			if (vs && gm_load_relaxed(vs)) {
+				vslot = vs;
 				break;
 			}
 			rc = pm_insert_bits(m, slot, p, key, value);
@@ -1414,15 +1760,65 @@ static int pm_set(struct gm_pagemap *m, uint64_t key, uintptr_t value,
 		gm_store_release(vslot, value);
 		return 0;
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		pm_count_add(m, 1);
+		m->last_key = key;
+	}
 	return rc;
+}
+
+/*
+ * Writer fast path: the slot holding the direct leaf of key, found the way
+ * pm_lookup goes (no prefix checks on the way: a direct leaf whose prefix
+ * is key's own is the one place key can be), or NULL when the path ends
+ * elsewhere (then the full walk decides).
+ */
+static _Atomic uintptr_t *pm_direct_leaf_slot(struct gm_pagemap *m, uint64_t key)
+{
+	_Atomic uintptr_t *slot = &m->root;
+	uintptr_t p = gm_load_relaxed(slot);
+	while (pm_tag(p) == PM_TAG_BRANCH) {
+		unsigned h = pm_hint(p);
+		struct pm_branch *b = pm_ptr(p);
+		if (h & PM_HINT_FULL) {
+			slot = &b->child[pm_chunk(key, pm_hint_shift(h))];
+		} else {
+			unsigned c = pm_chunk(key, pm_shift(b));
+			if (!(b->bitmap >> c & 1))
+				return NULL;
+			slot = &b->child[pm_rank(b->bitmap, c)];
+		}
+		p = gm_load_relaxed(slot);
+	}
+	if (pm_tag(p) != PM_TAG_FULL || (key ^ pm_prefix(pm_ptr(p))) >> 6)
+		return NULL;
+	return slot;
+}
+
+/* Insert into a direct leaf in place: 0, -EEXIST, or 1 if not the case. */
+static int pm_insert_fast(struct gm_pagemap *m, uint64_t key, uintptr_t value)
+{
+	_Atomic uintptr_t *slot = pm_direct_leaf_slot(m, key);
+	if (!slot)
+		return 1;
+	uintptr_t p = gm_load_relaxed(slot);
+	_Atomic uintptr_t *v = &((struct pm_full *)pm_ptr(p))->value[key & 63];
+	if (gm_load_relaxed(v))
+		return -EEXIST;
+	gm_store_release(v, value);
+	gm_store_release(slot, pm_with_count(p, pm_direct_count(p) + 1));
+	pm_count_add(m, 1);
+	m->last_key = key;
+	return 0;
 }
 
 int gm_pagemap_insert(struct gm_pagemap *map, uint64_t key, void *value)
 {
 	if (!map || !value)
 		return -EINVAL;
+	int rc = pm_insert_fast(map, key, (uintptr_t)value);
+	if (rc <= 0)
+		return rc;
 	uintptr_t old;
 	return pm_set(map, key, (uintptr_t)value, false, &old);
 }
@@ -1436,6 +1832,38 @@ int gm_pagemap_store(struct gm_pagemap *map, uint64_t key, void *value, void **o
 	if (rc == 0 && old)
 		*old = (void *)was;
 	return rc;
+}
+
+/* pm_unlink_leaf for a direct parent: clears the slot in place while
+ * PM_BRANCH_PACK children remain, else packs the parent (or, with one child
+ * left, puts that child in its place). Retirements are reserved. */
+static int pm_unlink_direct(struct gm_pagemap *m, _Atomic uintptr_t **slots,
+			    unsigned depth)
+{
+	_Atomic uintptr_t *pslot = slots[depth - 1];
+	uintptr_t leaf = gm_load_relaxed(slots[depth]), bp = gm_load_relaxed(pslot);
+	struct pm_branch *b = pm_ptr(bp);
+	unsigned c = (unsigned)(slots[depth] - b->child), cnt = pm_direct_count(bp);
+	if (cnt - 1 >= PM_BRANCH_PACK) {
+		gm_store_release(slots[depth], 0);
+		gm_store_release(pslot, pm_with_count(bp, cnt - 1));
+		pm_node_retire(m, leaf);
+		return 0;
+	}
+	uintptr_t replacement = 0;
+	if (cnt == 2) {
+		for (unsigned i = 0; i < pm_slots_of(pm_shift(b)) && !replacement; i++)
+			if (i != c)
+				replacement = gm_load_relaxed(&b->child[i]);
+	} else {
+		replacement = pm_branch_pack(m, b, c);
+		if (!replacement)
+			return -ENOMEM;
+	}
+	gm_store_release(pslot, replacement);
+	pm_node_retire(m, bp);
+	pm_node_retire(m, leaf);
+	return 0;
 }
 
 /* Removes the leaf in slots[depth] that became empty from its parent. */
@@ -1459,6 +1887,8 @@ static int pm_unlink_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 2);
 	if (rc)
 		return rc;
+	if (pm_is_direct_branch(b))
+		return pm_unlink_direct(m, slots, depth);
 	uintptr_t replacement;
 	if (cnt == 2) {
 		replacement = gm_load_relaxed(&b->child[1 - rank]);
@@ -1477,11 +1907,61 @@ static int pm_unlink_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 	return 0;
 }
 
+/* Packed copy of direct leaf p without chunk c (fewer than PM_LEAF_PACK
+ * and at least one key remain). */
+static uintptr_t pm_direct_pack(struct gm_pagemap *m, uintptr_t p, unsigned c)
+{
+	const struct pm_full *f = pm_ptr(p);
+	uint64_t bm = 0;
+	for (unsigned i = 0; i < 64; i++)
+		if (i != c && gm_load_relaxed(&f->value[i]))
+			bm |= 1ULL << i;
+	uintptr_t q = pm_alloc_bits(m, pm_prefix(f), bm);
+	if (!q)
+		return 0;
+	_Atomic uintptr_t *nv = pm_bits_vals(q);
+	for (unsigned j = 0; bm; bm &= bm - 1)
+		atomic_init(&nv[j++], gm_load_relaxed(&f->value[__builtin_ctzll(bm)]));
+	return q;
+}
+
+/* Removes key from direct leaf slots[depth]: in place while PM_LEAF_PACK
+ * keys remain, else into a packed copy (or the leaf goes). */
+static int pm_erase_in_direct(struct gm_pagemap *m, _Atomic uintptr_t **slots,
+			      unsigned depth, uint64_t key, uintptr_t *old)
+{
+	uintptr_t p = gm_load_relaxed(slots[depth]);
+	struct pm_full *f = pm_ptr(p);
+	unsigned c = key & 63, cnt = pm_direct_count(p);
+	uintptr_t v = gm_load_relaxed(&f->value[c]);
+	if (!v)
+		return -ENOENT;
+	*old = v;
+	if (cnt == 1)
+		return pm_unlink_leaf(m, slots, depth);
+	if (cnt - 1 >= PM_LEAF_PACK) {
+		gm_store_release(&f->value[c], 0);
+		gm_store_release(slots[depth], pm_with_count(p, cnt - 1));
+		return 0;
+	}
+	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
+	if (rc)
+		return rc;
+	uintptr_t q = pm_direct_pack(m, p, c);
+	if (!q)
+		return -ENOMEM;
+	gm_store_release(slots[depth], q);
+	pm_node_retire(m, p);
+	return 0;
+}
+
 static int pm_erase_in_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 			    unsigned depth, uint64_t key, uintptr_t *old)
 {
 	uintptr_t p = gm_load_relaxed(slots[depth]);
 	void *n = pm_ptr(p);
+	if (pm_tag(p) == PM_TAG_FULL)
+		return pm_erase_in_direct(m, slots, depth, key, old);
 	if (pm_is_bits(pm_tag(p))) {
 		uint64_t bm = pm_bits_map(p);
 		const _Atomic uintptr_t *ov = pm_bits_vals(p);
@@ -1514,20 +1994,10 @@ static int pm_erase_in_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 	*old = gm_load_relaxed(&pm_sorted_values(l)[at]);
 	if (l->count == 1)
 		return pm_unlink_leaf(m, slots, depth);
-	uint64_t keys[PM_SORTED_MAX];
-	uintptr_t vals[PM_SORTED_MAX];
-	const _Atomic uintptr_t *lv = pm_sorted_values(l);
-	unsigned k = 0;
-	for (unsigned i = 0; i < l->count; i++) {
-		if (i == at)
-			continue;
-		keys[k] = pm_sorted_key(l, i);
-		vals[k++] = gm_load_relaxed(&lv[i]);
-	}
 	int rc = gm_reclaim_reserve(pm_reclaim(m), 1);
 	if (rc)
 		return rc;
-	uintptr_t q = pm_make_sorted(m, pm_shift(l), keys, vals, k);
+	uintptr_t q = pm_sorted_splice(m, l, at, 1, 0, 0);
 	if (!q)
 		return -ENOMEM;
 	gm_store_release(slots[depth], q);
@@ -1535,10 +2005,36 @@ static int pm_erase_in_leaf(struct gm_pagemap *m, _Atomic uintptr_t **slots,
 	return 0;
 }
 
+/* Remove from a direct leaf in place while PM_LEAF_PACK keys remain: 0,
+ * -ENOENT, or 1 if not the case. */
+static int pm_remove_fast(struct gm_pagemap *m, uint64_t key, void **old)
+{
+	_Atomic uintptr_t *slot = pm_direct_leaf_slot(m, key);
+	if (!slot)
+		return 1;
+	uintptr_t p = gm_load_relaxed(slot);
+	_Atomic uintptr_t *v = &((struct pm_full *)pm_ptr(p))->value[key & 63];
+	uintptr_t was = gm_load_relaxed(v);
+	unsigned cnt = pm_direct_count(p);
+	if (!was)
+		return -ENOENT;
+	if (cnt - 1 < PM_LEAF_PACK)
+		return 1;
+	gm_store_release(v, 0);
+	gm_store_release(slot, pm_with_count(p, cnt - 1));
+	pm_count_add(m, -1);
+	if (old)
+		*old = (void *)was;
+	return 0;
+}
+
 int gm_pagemap_remove(struct gm_pagemap *map, uint64_t key, void **old)
 {
 	if (!map)
 		return -EINVAL;
+	int fast = pm_remove_fast(map, key, old);
+	if (fast <= 0)
+		return fast;
 	_Atomic uintptr_t *slots[16];
 	unsigned depth = 0;
 	slots[0] = &map->root;
@@ -1548,12 +2044,11 @@ int gm_pagemap_remove(struct gm_pagemap *map, uint64_t key, void **old)
 			return -ENOENT;
 		if (pm_tag(p) != PM_TAG_BRANCH)
 			break;
-		struct pm_branch *b = pm_ptr(p);
-		unsigned c = pm_chunk(key, pm_shift(b));
-		if (!(b->bitmap >> c & 1))
+		_Atomic uintptr_t *cs = pm_branch_slot(pm_ptr(p), key);
+		if (!cs)
 			return -ENOENT;
-		slots[++depth] = &b->child[pm_rank(b->bitmap, c)];
-		p = gm_load_relaxed(slots[depth]);
+		slots[++depth] = cs;
+		p = gm_load_relaxed(cs);
 	}
 	uintptr_t was = 0;
 	int rc = pm_erase_in_leaf(map, slots, depth, key, &was);
@@ -1576,11 +2071,17 @@ static void pm_free_tree(struct gm_pagemap *m, uintptr_t p,
 		struct pm_branch *b = n;
 		unsigned cnt = (unsigned)__builtin_popcountll(b->bitmap);
 		for (unsigned i = 0; i < cnt; i++)
-			pm_free_tree(m, gm_load_relaxed(&b->child[i]), fn, ctx);
+			if (gm_load_relaxed(&b->child[i]))
+				pm_free_tree(m, gm_load_relaxed(&b->child[i]), fn, ctx);
 		break;
 	}
-	case PM_TAG_BITS:
-	case PM_TAG_FULL: {
+	case PM_TAG_FULL:
+		for (unsigned i = 0; fn && i < 64; i++)
+			if (gm_load_relaxed(&((struct pm_full *)n)->value[i]))
+				fn(pm_prefix(n) | i,
+				   (void *)gm_load_relaxed(&((struct pm_full *)n)->value[i]), ctx);
+		break;
+	case PM_TAG_BITS: {
 		if (fn) {
 			uint64_t bm = pm_bits_map(p);
 			_Atomic uintptr_t *v = pm_bits_vals(p);
@@ -1619,7 +2120,7 @@ void gm_pagemap_destroy(struct gm_pagemap *map)
 
 size_t gm_pagemap_bytes_(const struct gm_pagemap *map)
 {
-	return map->bytes + sizeof(*map);
+	return gm_load_relaxed(&((struct gm_pagemap *)map)->bytes) + sizeof(*map);
 }
 
 struct pm_check {
@@ -1660,33 +2161,44 @@ static bool pm_check_node(uintptr_t p, uint64_t prefix, unsigned limit,
 		chk->max_depth = depth + 1;
 	chk->nodes[tag]++;
 	chk->bytes += pm_node_size(p);
-	uint64_t valid_chunks = s == PM_TOP_SHIFT ? 0xffffULL : ~0ULL;
+	uint64_t valid_chunks = pm_all_chunks(s);
 	switch (tag) {
 	case PM_TAG_BRANCH: {
 		struct pm_branch *b = n;
+		bool direct = pm_is_direct_branch(b);
 		if (s == 0)
 			PM_FAIL(chk, "I1: branch at shift 0");
 		if (__builtin_popcountll(b->bitmap) < 2)
 			PM_FAIL(chk, "I3: branch with fewer than 2 children");
 		if (b->bitmap & ~valid_chunks)
 			PM_FAIL(chk, "I3: branch bitmap uses chunks beyond the key");
+		if (direct && pm_direct_count(p) < PM_BRANCH_PACK)
+			PM_FAIL(chk, "I7: direct branch with fewer than PM_BRANCH_PACK children");
 		uint64_t bm = b->bitmap;
 		for (unsigned i = 0; bm; i++, bm &= bm - 1) {
 			uint64_t c = (unsigned)__builtin_ctzll(bm);
-			if (!pm_check_node(gm_load_relaxed(&b->child[i]), np | c << s, s,
-					   depth + 1, chk))
+			uintptr_t q = gm_load_relaxed(&b->child[i]);
+			if ((q || !direct) &&
+			    !pm_check_node(q, np | c << s, s, depth + 1, chk))
 				return false;
 		}
 		return true;
 	}
-	case PM_TAG_BITS:
 	case PM_TAG_FULL: {
+		if (s != 0)
+			PM_FAIL(chk, "I4: bitmap leaf not at shift 0");
+		if (pm_direct_count(p) < 1)
+			PM_FAIL(chk, "I7: empty direct leaf");
+		chk->entries += pm_direct_count(p);
+		return true;
+	}
+	case PM_TAG_BITS: {
 		uint64_t bm = pm_bits_map(p);
 		if (s != 0)
 			PM_FAIL(chk, "I4: bitmap leaf not at shift 0");
 		if (!bm)
 			PM_FAIL(chk, "I4: empty bitmap leaf");
-		if (tag == PM_TAG_BITS && bm == ~0ULL)
+		if (bm == ~0ULL)
 			PM_FAIL(chk, "I4: bitmap leaf with all 64 keys not in the full layout");
 		unsigned cnt = (unsigned)__builtin_popcountll(bm);
 		for (unsigned i = 0; i < cnt; i++)
@@ -1733,7 +2245,7 @@ int gm_pagemap_validate(const struct gm_pagemap *map, const char **reason)
 		why = chk.reason;
 	else if (chk.entries != gm_load_relaxed(&((struct gm_pagemap *)map)->count))
 		why = "I5: count does not match the entries in the tree";
-	else if (chk.bytes != map->bytes)
+	else if (chk.bytes != gm_load_relaxed(&((struct gm_pagemap *)map)->bytes))
 		why = "I5: bytes does not match the nodes in the tree";
 	else if (chk.nodes[PM_TAG_BRANCH] != map->nodes[PM_TAG_BRANCH] ||
 		 chk.nodes[PM_TAG_BITS] != map->nodes[PM_TAG_BITS] ||
@@ -1752,7 +2264,7 @@ int gm_pagemap_stats(const struct gm_pagemap *map, struct gm_pagemap_stats *stat
 	struct pm_check chk;
 	pm_check_tree(map, &chk);
 	stats->entries = gm_pagemap_count(map);
-	stats->bytes = map->bytes;
+	stats->bytes = gm_load_relaxed(&((struct gm_pagemap *)map)->bytes);
 	stats->branches = map->nodes[PM_TAG_BRANCH];
 	stats->bitmap_leaves = map->nodes[PM_TAG_BITS] + map->nodes[PM_TAG_FULL];
 	stats->sorted_leaves = map->nodes[PM_TAG_SORTED];

@@ -270,6 +270,62 @@ GM_TEST(grow_and_shrink_each_distribution)
 	}
 }
 
+/* Direct branches and leaves: frames filled ascending, descending and in
+ * random order turn leaves and branches direct (in place), and drained in
+ * random order they pass back through the packed forms; every step is
+ * validated and checked against the model, ordered reads included. */
+GM_TEST(direct_nodes_fill_and_drain)
+{
+	struct gm_rng *r = gm_test_rng();
+	for (int order = 0; order < 3; order++) {
+		struct gm_alloc_counting c;
+		gm_alloc_counting_init(&c, NULL);
+		struct gm_pagemap *map;
+		CHECK_EQ(gm_pagemap_create(&map, order == 2 ? GM_RCU : 0, &c.allocator), 0);
+		struct model m = {0};
+		enum { N = 3 * 4096 };
+		static uint64_t keys[N];
+		for (unsigned i = 0; i < N; i++)
+			keys[i] = 0x5000000ULL * (i / 4096) + (order == 1 ? 4095 - i % 4096 : i % 4096);
+		for (unsigned i = N; order == 2 && i > 1; i--) {
+			unsigned j = (unsigned)gm_rng_below(r, i);
+			uint64_t t = keys[i - 1];
+			keys[i - 1] = keys[j];
+			keys[j] = t;
+		}
+		if (order == 2)
+			gm_rcu_register_thread();
+		for (unsigned i = 0; i < N; i++) {
+			uintptr_t v = pick_value(r);
+			CHECK_EQ(gm_pagemap_insert(map, keys[i], (void *)v), 0);
+			model_set(&m, keys[i], v);
+			if (i % 61 == 0)
+				CHECK_VALID(gm_pagemap_validate(map, &reason), reason);
+		}
+		check_same(map, &m);
+		struct gm_pagemap_stats st;
+		gm_pagemap_stats(map, &st);
+		CHECK(st.bytes < 8.5 * N); /* full direct leaves */
+		while (m.n) {
+			uint64_t key = m.keys[gm_rng_below(r, m.n)];
+			void *old;
+			CHECK_EQ(gm_pagemap_remove(map, key, &old), 0);
+			CHECK_EQ((uintptr_t)old, model_get(&m, key));
+			model_del(&m, key);
+			CHECK_VALID(gm_pagemap_validate(map, &reason), reason);
+			for (int probe = 0; probe < 2; probe++)
+				random_step(map, &m, r);
+		}
+		if (order != 2) /* RCU: retired nodes wait for a grace period */
+			CHECK_EQ(gm_alloc_counting_bytes(&c), gm_pagemap_bytes_(map));
+		gm_pagemap_destroy(map);
+		if (order == 2)
+			gm_rcu_unregister_thread();
+		CHECK_EQ(gm_alloc_counting_bytes(&c), 0);
+		model_free(&m);
+	}
+}
+
 /* Sorted leaves whose keys are far from uniform: the interpolated start
  * of a lookup is then far from the key, so the windowed count misses it and
  * the galloping search must find it (and misses must stay misses). 256

@@ -1079,9 +1079,12 @@ static void run_consume(struct world *w, struct gchange *c)
 		CHECK(pl == c->l || !o->bit[pl + 1 - w->base]);
 		oracle_set(&c->after[0], pf, pl, 0);
 	}
-	for (unsigned i = 0; i < got->n; i++)
-		for (uint64_t x = got->first[i]; x <= got->last[i]; x++)
+	for (unsigned i = 0; i < got->n; i++) /* x == last ends it: last may be UINT64_MAX */
+		for (uint64_t x = got->first[i];; x++) {
 			CHECK(o->bit[x - w->base]);
+			if (x == got->last[i])
+				break;
+		}
 	c->want = got->n ? limit_rc(w, c->a, &c->after[0]) : 0;
 	if (c->want == 0 && stopped)
 		c->want = 7;

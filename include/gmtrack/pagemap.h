@@ -12,6 +12,9 @@
  * branch costs 16 + 8 * children bytes), and two kinds of leaf:
  *  - bitmap leaves for 64 neighbouring keys: 16 + 8 * entries bytes, so
  *    dense and clustered frames cost ~8.3 bytes per entry;
+ *  - branches and bitmap leaves holding many children or keys are direct
+ *    (a slot per chunk, 0 when absent), and take inserts and removals in
+ *    place, without a copy;
  *  - sorted leaves of up to 256 (suffix, value) pairs for sparse keys, whose
  *    suffixes are 32-bit once the leaf spans <= 2^30 keys (12 B/entry).
  * Nothing needs its size guessed: the tree grows and shrinks a node at a
@@ -19,9 +22,10 @@
  *
  * Concurrency: with GM_RCU, load, load_many, next, prev, iteration
  * and count may run under gm_rcu_read_lock() while ONE writer (serialized by
- * the caller) changes the map. Writers copy a node on every change of its
- * shape and publish it with one release store; replaced nodes are freed
- * after a grace period. A reader sees each key either before or after a
+ * the caller) changes the map. Writers fill or clear a direct node's slot
+ * with one release store, copy any other node whose shape changes and
+ * publish the copy with one release store; replaced nodes are freed after
+ * a grace period. A reader sees each key either before or after a
  * change, never a key missing that was present throughout.
  * Without the flag, the map is for one thread (or caller-locked use).
  */
@@ -76,8 +80,8 @@ GM_EXPORT int gm_pagemap_create(struct gm_pagemap **out, unsigned flags,
 GM_EXPORT void gm_pagemap_destroy(struct gm_pagemap *map);
 
 /*
- * gm_pagemap_insert — adds key -> value. O(log64 n) plus one copy of a node
- * of at most 256 slots. Writer only (one at a time). Returns 0, -EEXIST if
+ * gm_pagemap_insert — adds key -> value. O(log64 n) plus, unless the key's
+ * leaf or branch is direct, one copy of a node of at most 256 slots. Writer only (one at a time). Returns 0, -EEXIST if
  * key is present (map unchanged), -EINVAL for a NULL map or value, -ENOMEM
  * with the map unchanged.
  */
