@@ -1,5 +1,5 @@
 /*
- * bench/scenarios/kvm_migrate.c — gmvm (vmm/) on the real KVM (issue 16):
+ * bench/scenarios/kvm_migrate.c — gmvm (vmm/) on the real KVM:
  * live migration of a running guest between two VMs of this process,
  * gm_space holding every dirty log.
  *

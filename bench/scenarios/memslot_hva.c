@@ -1,6 +1,6 @@
 /*
  * bench/scenarios/memslot_hva.c — hva -> memslot: which memslots overlap an
- * MMU-notifier invalidation of a host-virtual range? (issue 5; the
+ * MMU-notifier invalidation of a host-virtual range? (seed 003; the
  * scalable-memslots series measured a 32k-slot unmap at 3.88 s with the
  * linear scan and 0.035 s with an interval tree.)
  *
@@ -532,7 +532,7 @@ static double itree_rest_bytes(struct world *w, const struct gm_alloc_counting *
 	return held_per_entry(c, w->n);
 }
 
-/* The measure of bytes/entry before issue 18: the same inserts into a
+/* The earlier measure of bytes/entry: the same inserts into a
  * plain-mode tree through a counting allocator, right after the build
  * (no churn, so no retired nodes and no free slots they leave). */
 static double plain_twin_bytes(const struct world *w, const uint64_t *order)
@@ -788,7 +788,7 @@ static void run(struct gmb_ctx *ctx)
 		char measured[64];
 		snprintf(measured, sizeof(measured), "%.4g B", twin[i]);
 		gmb_target_verdict(ctx, "bytes/entry <= 48 at 32764 slots, measured "
-					"as before issue 18 (plain-mode twin right "
+					"the earlier way (plain-mode twin right "
 					"after the build)", measured, twin[i] <= 48.0);
 	}
 	for (unsigned i = 0; i < nsizes && sizes[i] <= max; i++)

@@ -456,7 +456,7 @@ static void run(struct gmb_ctx *ctx)
 		total = (size_t)max;
 	gmb_reference(ctx, "kvm14");
 	/* 1, 10, then 64 (the first length well past the inline head and a
-	 * one-line table: where the flat line of issue 19 starts), 100, ... */
+	 * one-line table: where the flat line starts), 100, ... */
 	for (uint64_t len = 1; len <= max; len = len == 10 ? 64 : len == 64 ? 100 : len * 10) {
 		gmb_progress(ctx, "chains of %llu", (unsigned long long)len);
 		run_chain(ctx, (size_t)len, total);
@@ -481,7 +481,7 @@ static void run(struct gmb_ctx *ctx)
 		      "excluded. gm_rmap adds retried after -ENOMEM (size not stocked): %zu "
 		      "over the whole run. zap: all mappings of %zu random pages at the peak.",
 		 total, total, TOPUP, pages, children, gm_retries, pages / 4);
-	/* issue 19: O(1) whatever the length, from 64 up (both past the head) */
+	/* O(1) whatever the length, from 64 up (both past the head) */
 	for (uint64_t len = 1000; len <= max; len *= 10) {
 		for (int w = 0; w < 2; w++) {
 			const char *op = w ? "remove" : "add";

@@ -1,6 +1,6 @@
 /*
- * bench/scenarios/shadow_pages.c — frame number -> shadow page (issue 4,
- * seed: GVT-g moving its shadow-page table from a 256-bucket hash to a
+ * bench/scenarios/shadow_pages.c — frame number -> shadow page (seed
+ * 000: GVT-g moving its shadow-page table from a 256-bucket hash to a
  * radix tree). gm_pagemap against the designs that answer the same
  * question: hash256 (before), radix64 (after), BSD rbtree, JudyL, a good
  * open-addressing hash (openhash) and, for dense keys, a flat array.

@@ -1,6 +1,6 @@
 /*
  * bench/scenarios/vm_lifecycle.c — one guest address space through a VM's
- * life (issue 8): the scalable-memslots table (add, delete, move a slot;
+ * life: the scalable-memslots table (add, delete, move a slot;
  * set up all slots) at n = 10, 100, 509, 8194, 32764 slots, translations
  * (cache hit / miss), MMU-notifier hva invalidations, private/shared
  * conversions and dirty-log harvests.
