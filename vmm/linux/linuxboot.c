@@ -54,6 +54,7 @@
 
 static bool verbose;
 static bool g_cpuid_min;
+static bool int3_assist = true;
 
 static void die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 static void die(int code, const char *fmt, ...)
@@ -92,6 +93,7 @@ struct vm {
 	bool reset;
 	uint64_t unhandled_pio, unhandled_mmio;
 	uint64_t exits, io_exits, mmio_exits;
+	uint64_t int3_assists;
 };
 
 static void irq_line(struct vm *vm, unsigned irq, int level)
@@ -349,6 +351,57 @@ static void dump_state(struct vm *vm, const char *why)
 	}
 }
 
+/*
+ * Instructions kvm_pvm's emulator gives up on (KVM_EXIT_INTERNAL_ERROR,
+ * emulation failure) that the VMM completes itself; true if it did.
+ * - INT3: KVM's emulator delivers software interrupts only in real mode
+ *   (emulate_int: "protected mode interrupts unimplemented"), and Linux
+ *   executes one in int3_selftest (alternative_instructions) and hits the
+ *   ones text_poke_bp plants while patching. RIP goes past the INT3 and #BP
+ *   is injected (KVM_SET_VCPU_EVENTS): the guest's IDT handles it as the
+ *   CPU would have.
+ * - FWAIT (fpu__drop): no x87 exception can be pending for the emulator,
+ *   so it is a no-op; RIP goes past it.
+ */
+static bool assist_int3(struct vm *vm)
+{
+	struct kvm_regs r;
+	struct kvm_sregs sr;
+	if (ioctl(vm->vcpu, KVM_GET_REGS, &r) < 0 || ioctl(vm->vcpu, KVM_GET_SREGS, &sr) < 0)
+		return false;
+	uint64_t gpa = gva_to_gpa(vm, &sr, sr.cs.base + r.rip);
+	uint8_t *b = gpa == UINT64_MAX ? NULL : gpa_ptr(vm, gpa, 1);
+	if (b && *b == 0x9b) {
+		/* FWAIT: KVM's emulator has no x87 exception state to wait
+		 * for; with none pending (the guest's fxsave'd state decides
+		 * that, and Linux ignores a fault here) it is a no-op. */
+		r.rip += 1;
+		if (ioctl(vm->vcpu, KVM_SET_REGS, &r) < 0)
+			return false;
+		if (verbose)
+			fprintf(stderr, "gm-linuxboot: FWAIT at rip %#llx: skipped\n", r.rip - 1);
+		return true;
+	}
+	if (!b || *b != 0xcc)
+		return false;
+	struct kvm_vcpu_events ev;
+	if (ioctl(vm->vcpu, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return false;
+	if (ev.exception.injected || ev.exception.pending || ev.interrupt.injected)
+		return false;
+	r.rip += 1;
+	ev.exception.injected = 1;
+	ev.exception.nr = 3;
+	ev.exception.has_error_code = 0;
+	ev.exception.error_code = 0;
+	ev.flags = 0;
+	if (ioctl(vm->vcpu, KVM_SET_REGS, &r) < 0 || ioctl(vm->vcpu, KVM_SET_VCPU_EVENTS, &ev) < 0)
+		return false;
+	if (verbose)
+		fprintf(stderr, "gm-linuxboot: INT3 at rip %#llx: #BP injected\n", r.rip - 1);
+	return true;
+}
+
 /* ---- CPUID ---------------------------------------------------------------------- */
 
 struct cpuid_clear {
@@ -403,6 +456,11 @@ static void setup_cpuid(struct vm *vm, const struct cpuid_clear *clr, int nclr)
 				e->ecx &= (1u << 0) | (1u << 5), e->edx &= 0x28100800u | (1u << 27) | (1u << 29);
 		}
 	}
+	if (verbose)
+		for (uint32_t i = 0; i < c->nent; i++)
+			fprintf(stderr, "gm-linuxboot: cpuid %#010x.%u: %08x %08x %08x %08x\n",
+				c->entries[i].function, c->entries[i].index, c->entries[i].eax,
+				c->entries[i].ebx, c->entries[i].ecx, c->entries[i].edx);
 	if (ioctl(vm->vcpu, KVM_SET_CPUID2, c) < 0)
 		die(EXIT_KVM, "KVM_SET_CPUID2: %s", strerror(errno));
 	free(c);
@@ -417,6 +475,16 @@ static void on_alarm(int sig)
 {
 	(void)sig;
 	g_alarm = 1;
+	if (g_run)
+		g_run->immediate_exit = 1;
+}
+
+static volatile sig_atomic_t g_status;
+
+static void on_status(int sig)
+{
+	(void)sig;
+	g_status = 1;
 	if (g_run)
 		g_run->immediate_exit = 1;
 }
@@ -474,6 +542,8 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "--verbose")) {
 			verbose = true;
+		} else if (!strcmp(a, "--no-int3-assist")) {
+			int3_assist = false;
 		} else if (!strcmp(a, "--cpuid-min")) {
 			g_cpuid_min = true;
 		} else if (!strcmp(a, "--keep-cpuid")) {
@@ -663,6 +733,9 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_alarm };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, NULL);
+	struct sigaction su = { .sa_handler = on_status }; /* kill -USR1: where is it */
+	sigemptyset(&su.sa_mask);
+	sigaction(SIGUSR1, &su, NULL);
 	arm(timeout);
 	double deadline = vm.start + timeout;
 	double halt_seen = 0;
@@ -676,6 +749,13 @@ int main(int argc, char **argv)
 			die(EXIT_KVM, "KVM_RUN: %s", strerror(e));
 		if (r < 0 || vm.run->immediate_exit || g_alarm) {
 			vm.run->immediate_exit = 0;
+			if (g_status) {
+				g_status = 0;
+				char what[96];
+				snprintf(what, sizeof what, "status after %.1f s, %llu exits",
+					 now() - vm.start, (unsigned long long)vm.exits);
+				dump_state(&vm, what);
+			}
 			if (vm.exit_port >= 0) {
 				code = vm.exit_port, why = "exit port 0x501 written";
 			} else if (vm.reset) {
@@ -759,6 +839,11 @@ int main(int argc, char **argv)
 			fprintf(stderr, "gm-linuxboot: system event type %u\n", run->system_event.type);
 			break;
 		case KVM_EXIT_INTERNAL_ERROR: {
+			if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && int3_assist &&
+			    assist_int3(&vm)) {
+				vm.int3_assists++;
+				break;
+			}
 			char msg[256];
 			int n = snprintf(msg, sizeof msg, "KVM_EXIT_INTERNAL_ERROR suberror %u (%s), %u data words:",
 					 run->internal.suberror,
@@ -819,9 +904,10 @@ int main(int argc, char **argv)
 	}
 	fflush(stdout);
 	fprintf(stderr, "gm-linuxboot: %s after %.1f s: exit %d (%llu exits: %llu PIO, %llu MMIO; "
-		"%llu PIO and %llu MMIO accesses to no device)\n",
+		"%llu PIO and %llu MMIO accesses to no device; %llu INT3 completed by the VMM)\n",
 		why, now() - vm.start, code, (unsigned long long)vm.exits,
 		(unsigned long long)vm.io_exits, (unsigned long long)vm.mmio_exits,
-		(unsigned long long)vm.unhandled_pio, (unsigned long long)vm.unhandled_mmio);
+		(unsigned long long)vm.unhandled_pio, (unsigned long long)vm.unhandled_mmio,
+		(unsigned long long)vm.int3_assists);
 	return code;
 }
