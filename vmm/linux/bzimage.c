@@ -201,6 +201,192 @@ static int guest_write(struct gm_space *s, struct gm_space_cache *c,
 	return 0;
 }
 
+/* ---- host-side decompression (GM_LINUX_BOOT_VMLINUX) -------------------- */
+
+#define HDR_PAYLOAD_OFFSET 0x248
+#define HDR_PAYLOAD_LENGTH 0x24c
+#define LZ4_LEGACY_MAGIC 0x184c2102u
+#define VMLINUX_MAX (1ull << 30)
+
+/* One LZ4 block: src[0, n) into dst[*pos, cap). -1 on malformed input. */
+static int lz4_block(const uint8_t *src, size_t n, uint8_t *dst, size_t *pos, size_t cap)
+{
+	size_t i = 0, o = *pos;
+	while (i < n) {
+		uint8_t token = src[i++];
+		size_t lit = token >> 4;
+		if (lit == 15) {
+			uint8_t b;
+			do {
+				if (i >= n)
+					return -1;
+				b = src[i++];
+				lit += b;
+			} while (b == 255);
+		}
+		if (lit > n - i || lit > cap - o)
+			return -1;
+		memcpy(dst + o, src + i, lit);
+		i += lit;
+		o += lit;
+		if (i == n)
+			break; /* the last sequence has literals only */
+		if (n - i < 2)
+			return -1;
+		size_t off = src[i] | (size_t)src[i + 1] << 8;
+		i += 2;
+		if (off == 0 || off > o)
+			return -1;
+		size_t len = (token & 15) + 4;
+		if ((token & 15) == 15) {
+			uint8_t b;
+			do {
+				if (i >= n)
+					return -1;
+				b = src[i++];
+				len += b;
+			} while (b == 255);
+		}
+		if (len > cap - o)
+			return -1;
+		for (size_t k = 0; k < len; k++, o++)
+			dst[o] = dst[o - off];
+	}
+	*pos = o;
+	return 0;
+}
+
+/* The vmlinux ELF inside the bzImage's payload, in a malloc'd buffer. */
+static int extract_vmlinux(const uint8_t *kb, size_t klen, const struct gm_bzimage *img,
+			   uint8_t **out, size_t *outlen, char *err, size_t errlen)
+{
+	if (img->version < 0x0208)
+		return fail(err, errlen, -ENOTSUP, "protocol %u.%02u has no payload fields",
+			    img->version >> 8, img->version & 0xff);
+	uint64_t po = rd32(kb + HDR_PAYLOAD_OFFSET), pl = rd32(kb + HDR_PAYLOAD_LENGTH);
+	uint64_t at = img->setup_size + po;
+	if (pl < 8 || at > klen || pl > klen - at)
+		return fail(err, errlen, -EINVAL,
+			    "payload [%#llx, +%#llx) lies outside the %zu-byte file",
+			    (unsigned long long)at, (unsigned long long)pl, klen);
+	const uint8_t *p = kb + at;
+	if (!memcmp(p, "\x7f" "ELF", 4)) {
+		uint8_t *e = malloc(pl);
+		if (!e)
+			return fail(err, errlen, -ENOMEM, "out of memory");
+		memcpy(e, p, pl);
+		*out = e;
+		*outlen = pl;
+		return 0;
+	}
+	if (rd32(p) != LZ4_LEGACY_MAGIC) {
+		const char *what = p[0] == 0x1f && p[1] == 0x8b ? "gzip" :
+				   !memcmp(p, "\xfd" "7zXZ", 5) ? "xz" :
+				   rd32(p) == 0xfd2fb528u ? "zstd" :
+				   p[0] == 0x5d && p[1] == 0 ? "lzma" :
+				   p[0] == 'B' && p[1] == 'Z' ? "bzip2" :
+				   p[0] == 0x89 && p[1] == 'L' ? "lzo" : "unknown";
+		return fail(err, errlen, -ENOTSUP,
+			    "the kernel's payload is %s-compressed: host-side decompression "
+			    "handles LZ4 only (boot the bzImage itself instead)", what);
+	}
+	/* kernel's size_append: the decompressed size in the last 4 bytes */
+	uint64_t size = rd32(p + pl - 4);
+	if (size < 64 || size > VMLINUX_MAX)
+		return fail(err, errlen, -EINVAL, "payload says the kernel is %llu bytes",
+			    (unsigned long long)size);
+	uint8_t *dst = malloc(size);
+	if (!dst)
+		return fail(err, errlen, -ENOMEM, "out of memory for a %llu-byte vmlinux",
+			    (unsigned long long)size);
+	size_t i = 4, o = 0, end = pl - 4;
+	while (i < end && o < size) {
+		if (end - i < 4)
+			break;
+		uint32_t n = rd32(p + i);
+		i += 4;
+		if (n == LZ4_LEGACY_MAGIC)
+			continue; /* concatenated streams */
+		if (n > end - i || lz4_block(p + i, n, dst, &o, size)) {
+			free(dst);
+			return fail(err, errlen, -EINVAL, "corrupt LZ4 payload at offset %zu", i);
+		}
+		i += n;
+	}
+	if (o != size) {
+		free(dst);
+		return fail(err, errlen, -EINVAL,
+			    "LZ4 payload decompressed to %zu bytes, the header says %llu",
+			    o, (unsigned long long)size);
+	}
+	*out = dst;
+	*outlen = size;
+	return 0;
+}
+
+struct elf_load {
+	uint64_t lo, hi, entry;
+	unsigned nload;
+};
+
+/* Checks the vmlinux ELF's program headers: PT_LOAD segments within the
+ * file, physical ranges above 1 MiB, entry inside one of them. */
+static int elf_check(const uint8_t *e, size_t len, struct elf_load *l, char *err, size_t errlen)
+{
+	if (len < 64 || memcmp(e, "\x7f" "ELF", 4) || e[4] != 2 || e[5] != 1 ||
+	    rd16(e + 18) != 62)
+		return fail(err, errlen, -EINVAL, "the payload is not a 64-bit x86 ELF");
+	uint64_t phoff = rd64(e + 32);
+	unsigned phentsize = rd16(e + 54), phnum = rd16(e + 56);
+	if (phentsize < 56 || phoff > len || (uint64_t)phnum * phentsize > len - phoff)
+		return fail(err, errlen, -EINVAL, "vmlinux: program headers outside the file");
+	l->lo = UINT64_MAX;
+	l->hi = 0;
+	l->nload = 0;
+	l->entry = rd64(e + 24);
+	bool entry_ok = false;
+	for (unsigned i = 0; i < phnum; i++) {
+		const uint8_t *ph = e + phoff + (uint64_t)i * phentsize;
+		if (rd32(ph) != 1 /* PT_LOAD */)
+			continue;
+		uint64_t off = rd64(ph + 8), pa = rd64(ph + 24), fsz = rd64(ph + 32),
+			 msz = rd64(ph + 40);
+		if (off > len || fsz > len - off || fsz > msz || pa < HIGH_START ||
+		    pa + msz < pa || pa + msz > IDENTITY_LIMIT)
+			return fail(err, errlen, -EINVAL,
+				    "vmlinux: segment %u (paddr %#llx, %#llx bytes) is malformed",
+				    i, (unsigned long long)pa, (unsigned long long)msz);
+		if (pa < l->lo)
+			l->lo = pa;
+		if (pa + msz > l->hi)
+			l->hi = pa + msz;
+		if (l->entry >= pa && l->entry < pa + msz)
+			entry_ok = true;
+		l->nload++;
+	}
+	if (!l->nload || !entry_ok)
+		return fail(err, errlen, -EINVAL, "vmlinux: no loadable segment holds the entry %#llx",
+			    (unsigned long long)l->entry);
+	return 0;
+}
+
+static int elf_write(struct gm_space *s, struct gm_space_cache *c, const uint8_t *e)
+{
+	uint64_t phoff = rd64(e + 32);
+	unsigned phentsize = rd16(e + 54), phnum = rd16(e + 56);
+	for (unsigned i = 0; i < phnum; i++) {
+		const uint8_t *ph = e + phoff + (uint64_t)i * phentsize;
+		if (rd32(ph) != 1)
+			continue;
+		uint64_t off = rd64(ph + 8), pa = rd64(ph + 24), fsz = rd64(ph + 32),
+			 msz = rd64(ph + 40);
+		if (guest_write(s, c, pa, e + off, fsz) ||
+		    guest_write(s, c, pa + fsz, NULL, msz - fsz))
+			return -EFAULT;
+	}
+	return 0;
+}
+
 static bool in_ram(const struct gm_linux_boot *b, uint64_t gpa, uint64_t len)
 {
 	for (size_t i = 0; i < b->nram; i++) {
@@ -340,6 +526,32 @@ int gm_linux_load(struct gm_space *s, const struct gm_linux_boot *boot,
 			    "no RAM range covers [0, %#llx): the GDT, boot_params, page "
 			    "tables and command line go there",
 			    (unsigned long long)EBDA_START);
+	uint8_t *elf = NULL;
+	size_t elf_len = 0;
+	struct elf_load el = { 0 };
+	uint64_t kend;
+	if (boot->flags & ~GM_LINUX_BOOT_VMLINUX)
+		return fail(err, errlen, -EINVAL, "unknown flags %#x", boot->flags);
+	if (boot->flags & GM_LINUX_BOOT_VMLINUX) {
+		rc = extract_vmlinux(boot->kernel, boot->kernel_size, img, &elf, &elf_len,
+				     err, errlen);
+		if (rc)
+			return rc;
+		rc = elf_check(elf, elf_len, &el, err, errlen);
+		if (!rc && !in_ram(boot, el.lo, el.hi - el.lo))
+			rc = fail(err, errlen, -ENOSPC,
+				  "the kernel needs RAM at [%#llx, %#llx) (%llu MiB): give the "
+				  "guest more memory",
+				  (unsigned long long)el.lo, (unsigned long long)el.hi,
+				  (unsigned long long)(el.hi >> 20) + 1);
+		if (rc) {
+			free(elf);
+			return rc;
+		}
+		entry->kernel_gpa = el.lo;
+		entry->kernel_end = kend = el.hi;
+		goto place_initrd;
+	}
 	/* The kernel: copied to 1 MiB; it runs (decompresses) from
 	 * max(1 MiB aligned, pref_address) up to init_size bytes on. */
 	uint64_t align = img->kernel_alignment ? img->kernel_alignment : 0x200000;
@@ -351,7 +563,7 @@ int gm_linux_load(struct gm_space *s, const struct gm_linux_boot *boot,
 		run = img->pref_address;
 	if (!img->relocatable)
 		run = img->pref_address > KERNEL_GPA ? img->pref_address : KERNEL_GPA;
-	uint64_t kend = run + img->init_size;
+	kend = run + img->init_size;
 	if (KERNEL_GPA + img->kernel_size > kend)
 		kend = KERNEL_GPA + img->kernel_size;
 	if (!in_ram(boot, KERNEL_GPA, kend - KERNEL_GPA))
@@ -362,6 +574,7 @@ int gm_linux_load(struct gm_space *s, const struct gm_linux_boot *boot,
 			    (unsigned long long)(kend >> 20) + 1, img->init_size);
 	entry->kernel_gpa = KERNEL_GPA;
 	entry->kernel_end = kend;
+place_initrd:;
 	/* The initrd: high, below initrd_addr_max and 4 GiB, above the kernel. */
 	uint64_t rd_gpa = 0;
 	if (boot->initrd_size) {
@@ -371,12 +584,14 @@ int gm_linux_load(struct gm_space *s, const struct gm_linux_boot *boot,
 		if (limit > IDENTITY_LIMIT)
 			limit = IDENTITY_LIMIT; /* keep it inside the ident map */
 		rd_gpa = place_high(&map, boot->initrd_size, (kend + 0xfff) & ~0xfffull, limit);
-		if (!rd_gpa)
+		if (!rd_gpa) {
+			free(elf);
 			return fail(err, errlen, -ENOSPC,
 				    "the initrd (%zu bytes) does not fit in RAM between the kernel's "
 				    "end %#llx and %#llx: give the guest more memory",
 				    boot->initrd_size, (unsigned long long)kend,
 				    (unsigned long long)limit);
+		}
 	}
 
 	/* boot_params: zero, then the setup header as the image has it. */
@@ -417,8 +632,11 @@ int gm_linux_load(struct gm_space *s, const struct gm_linux_boot *boot,
 	struct gm_space_cache c;
 	gm_space_cache_init(&c);
 	const char *what = "";
-	if ((what = "kernel", guest_write(s, &c, KERNEL_GPA, kb + img->setup_size,
-					  img->kernel_size)) ||
+	bool vmlinux = elf != NULL;
+	int krc = elf ? elf_write(s, &c, elf)
+		      : guest_write(s, &c, KERNEL_GPA, kb + img->setup_size, img->kernel_size);
+	free(elf);
+	if ((what = "kernel", krc) ||
 	    (what = "initrd", boot->initrd_size &&
 			      guest_write(s, &c, rd_gpa, boot->initrd, boot->initrd_size)) ||
 	    (what = "command line", guest_write(s, &c, CMDLINE_GPA, cmdline, cmdlen + 1)) ||
@@ -436,7 +654,7 @@ int gm_linux_load(struct gm_space *s, const struct gm_linux_boot *boot,
 	entry->boot_params_gpa = BOOT_PARAMS_GPA;
 	entry->cmdline_gpa = CMDLINE_GPA;
 	entry->e820_entries = map.n;
-	entry->rip = KERNEL_GPA + 0x200;
+	entry->rip = vmlinux ? el.entry : KERNEL_GPA + 0x200;
 	entry->rsi = BOOT_PARAMS_GPA;
 	entry->rsp = STACK_TOP;
 	entry->rflags = 0x2;

@@ -34,6 +34,7 @@
  * 4 GiB, above the kernel's init_size, page-aligned.
  *
  * Errors are a negative errno and a sentence in err (may be NULL):
+ * -ENOTSUP (GM_LINUX_BOOT_VMLINUX and a payload it cannot decompress),
  * -EINVAL (NULL arguments, not a bzImage, boot protocol older than 2.12,
  * no 64-bit entry (XLF_KERNEL_64), a command line longer than the kernel
  * takes, ranges that overlap or are misaligned), -E2BIG (more than 128 e820
@@ -111,7 +112,19 @@ struct gm_linux_boot {
 	const char *cmdline;           /* NULL: "" */
 	const struct gm_linux_ram *ram; /* sorted or not; must not overlap */
 	size_t nram;
+	unsigned flags;                /* GM_LINUX_BOOT_* */
 };
+
+/*
+ * GM_LINUX_BOOT_VMLINUX — decompress the bzImage's payload on the host
+ * (LZ4, the Debian cloud kernel's; an uncompressed ELF too) and load the
+ * vmlinux ELF's segments at their physical addresses, entering at its
+ * startup_64 with the same boot_params (what Firecracker does with a
+ * vmlinux). Skips the in-guest decompressor, which is minutes of emulated
+ * code under kvm_pvm. No KASLR then (the decompressor does it). Other
+ * payload formats are -ENOTSUP with a sentence.
+ */
+#define GM_LINUX_BOOT_VMLINUX 0x1u
 
 /* A segment register, KVM's layout of fields (struct kvm_segment). */
 struct gm_linux_segment {

@@ -7,6 +7,7 @@
 
 #include <gmtrack/rcu.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +226,89 @@ static void test_load(void)
 	free(k);
 }
 
+/* A bzImage whose payload is an LZ4 legacy stream (one literal-only block)
+ * of a minimal vmlinux ELF: one PT_LOAD at paddr 2 MiB, entry there. */
+static uint8_t *fake_vmlinux(size_t *len, bool corrupt)
+{
+	uint8_t elf[64 + 56 + 256];
+	memset(elf, 0, sizeof elf);
+	memcpy(elf, "\x7f" "ELF", 4);
+	elf[4] = 2, elf[5] = 1, elf[6] = 1;
+	put16(elf + 16, 2);
+	put16(elf + 18, 62);
+	put32(elf + 24, 0x200000);          /* e_entry */
+	put32(elf + 32, 64);                /* e_phoff */
+	put16(elf + 54, 56);
+	put16(elf + 56, 1);
+	uint8_t *ph = elf + 64;
+	put32(ph, 1);                       /* PT_LOAD */
+	put32(ph + 8, 120);                 /* p_offset */
+	put32(ph + 16, 0x200000);           /* p_vaddr */
+	put32(ph + 24, 0x200000);           /* p_paddr */
+	put32(ph + 32, 256);                /* p_filesz */
+	put32(ph + 40, 0x3000);             /* p_memsz */
+	for (int i = 0; i < 256; i++)
+		elf[120 + i] = (uint8_t)(0xc0 + i);
+	size_t n = sizeof elf;                /* 376 literals: 15 + 255 + 106 */
+	uint8_t blk[400];
+	size_t b = 0;
+	blk[b++] = 0xf0;
+	blk[b++] = 255;
+	blk[b++] = (uint8_t)(n - 15 - 255);
+	memcpy(blk + b, elf, n);
+	b += n;
+	size_t payload = 4 + 4 + b + 4;
+	uint8_t *k = fake(payload, len);
+	uint8_t *p = k + 2560;
+	put32(p, 0x184c2102);
+	put32(p + 4, (uint32_t)b);
+	memcpy(p + 8, blk, b);
+	put32(p + 8 + b, (uint32_t)n);
+	if (corrupt)
+		p[10] = 200; /* literal length past the block */
+	put32(k + 0x248, 0);
+	put32(k + 0x24c, (uint32_t)payload);
+	return k;
+}
+
+static void test_vmlinux(void)
+{
+	char err[256];
+	size_t len;
+	struct guest g;
+	guest_init(&g, 64ull << 20);
+	struct gm_linux_ram ram = { 0, g.size, GM_E820_RAM };
+	uint8_t *k = fake_vmlinux(&len, false);
+	struct gm_linux_boot boot = { .kernel = k, .kernel_size = len, .ram = &ram, .nram = 1,
+				      .flags = GM_LINUX_BOOT_VMLINUX };
+	struct gm_linux_entry e;
+	memset(g.ram + 0x200000 + 256, 0xee, 64);
+	CHECK(gm_linux_load(g.s, &boot, &e, err, sizeof err) == 0);
+	CHECK(e.rip == 0x200000 && e.kernel_gpa == 0x200000 && e.kernel_end == 0x203000);
+	CHECK(g.ram[0x200000] == 0xc0 && g.ram[0x2000ff] == (uint8_t)(0xc0 + 255));
+	CHECK(g.ram[0x200000 + 256] == 0 && g.ram[0x200000 + 300] == 0); /* bss zeroed */
+	free(k);
+	k = fake_vmlinux(&len, true);
+	boot.kernel = k;
+	CHECK(gm_linux_load(g.s, &boot, &e, err, sizeof err) == -EINVAL);
+	CHECK(strstr(err, "LZ4"));
+	free(k);
+	/* a gzip payload: not decompressed on the host */
+	k = fake_vmlinux(&len, false);
+	k[2560] = 0x1f, k[2561] = 0x8b;
+	boot.kernel = k;
+	CHECK(gm_linux_load(g.s, &boot, &e, err, sizeof err) == -ENOTSUP);
+	CHECK(strstr(err, "gzip"));
+	/* payload fields pointing past the file */
+	k[2560] = 0x02, k[2561] = 0x21;
+	put32(k + 0x24c, 1u << 30);
+	CHECK(gm_linux_load(g.s, &boot, &e, err, sizeof err) == -EINVAL);
+	boot.flags = 0x80;
+	CHECK(gm_linux_load(g.s, &boot, &e, err, sizeof err) == -EINVAL);
+	free(k);
+	guest_fini(&g);
+}
+
 static void test_files(const char *real)
 {
 	char err[256];
@@ -257,6 +341,14 @@ static void test_files(const char *real)
 	struct gm_linux_boot boot = { .kernel = buf, .kernel_size = len, .ram = &ram, .nram = 1 };
 	struct gm_linux_entry e;
 	CHECK(gm_linux_load(g.s, &boot, &e, err, sizeof err) == 0);
+	/* and its vmlinux, decompressed here */
+	boot.flags = GM_LINUX_BOOT_VMLINUX;
+	int rc = gm_linux_load(g.s, &boot, &e, err, sizeof err);
+	CHECK(rc == 0 || rc == -ENOTSUP);
+	if (rc == 0)
+		CHECK(e.rip >= 0x100000 && e.kernel_gpa <= e.rip && e.rip < e.kernel_end);
+	else
+		printf("bzimage_test: %s\n", err);
 	guest_fini(&g);
 	free(buf);
 }
@@ -266,6 +358,7 @@ int main(int argc, char **argv)
 	gm_rcu_register_thread();
 	test_parse_bad();
 	test_load();
+	test_vmlinux();
 	test_files(argc > 1 ? argv[1] : NULL);
 	gm_rcu_unregister_thread();
 	if (failures) {

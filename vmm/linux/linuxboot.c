@@ -505,9 +505,11 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: gm-linuxboot --kernel BZIMAGE [--initrd FILE] [--mem MiB] [--timeout SECONDS]\n"
-		"                    [--keep-cpuid] [--cpuid-clear LEAF:REG:BIT]... [--verbose]\n"
+		"                    [--vmlinux] [--keep-cpuid] [--cpuid-min] [--cpuid-clear LEAF:REG:BIT]...\n"
+		"                    [--no-int3-assist] [--verbose]\n"
 		"                    [-- \"kernel command line\"]\n"
-		"  CPUID is KVM_GET_SUPPORTED_CPUID with CX16 (1:ecx:13) cleared unless --keep-cpuid.\n");
+		"  CPUID is KVM_GET_SUPPORTED_CPUID with CX16 (1:ecx:13) cleared unless --keep-cpuid.\n"
+		"  --vmlinux: decompress the bzImage's payload on the host and enter the vmlinux ELF.\n");
 }
 
 static int parse_reg(const char *s)
@@ -527,6 +529,7 @@ int main(int argc, char **argv)
 	struct cpuid_clear clr[32];
 	int nclr = 0;
 	bool keep_cpuid = false;
+	unsigned boot_flags = 0;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -542,6 +545,8 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "--verbose")) {
 			verbose = true;
+		} else if (!strcmp(a, "--vmlinux")) {
+			boot_flags |= GM_LINUX_BOOT_VMLINUX;
 		} else if (!strcmp(a, "--no-int3-assist")) {
 			int3_assist = false;
 		} else if (!strcmp(a, "--cpuid-min")) {
@@ -676,7 +681,7 @@ int main(int argc, char **argv)
 	/* Load. */
 	struct gm_linux_boot boot = {
 		.kernel = kbuf, .kernel_size = klen, .initrd = ibuf, .initrd_size = ilen,
-		.cmdline = cmdline, .ram = ranges, .nram = nranges,
+		.cmdline = cmdline, .ram = ranges, .nram = nranges, .flags = boot_flags,
 	};
 	struct gm_linux_entry en;
 	int rc = gm_linux_load(vm.space, &boot, &en, err, sizeof err);
