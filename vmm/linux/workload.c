@@ -2,7 +2,10 @@
  * gmwork — the Linux guest's workload (vmm/linux): writes a working set of
  * SIZE bytes in ROUNDS rounds and prints a checksum of the set after each.
  * Parameters come from argv (gmwork SIZE_MIB ROUNDS) or, absent those, from
- * /proc/cmdline (gmwork.mib=N gmwork.rounds=R); defaults 16 MiB, 4 rounds.
+ * /proc/cmdline (gmwork_mib=N gmwork_rounds=R, or gmwork.mib / gmwork.rounds);
+ * defaults 16 MiB, 4 rounds. gminit.c runs the same rounds as the guest's
+ * /init; this one is the busybox init.sh's workload and the host's
+ * reference for the expected checksums.
  * The values written depend only on (round, offset), so every run (and a
  * migrated one) prints the same checksums. Built with gcc -static.
  */
@@ -43,8 +46,12 @@ int main(int argc, char **argv)
 			cmdline[0] = 0;
 		fclose(f);
 	}
-	unsigned long mib = argc > 1 ? strtoul(argv[1], NULL, 0) : param(cmdline, "gmwork.mib", 16);
-	unsigned long rounds = argc > 2 ? strtoul(argv[2], NULL, 0) : param(cmdline, "gmwork.rounds", 4);
+	unsigned long mib = param(cmdline, "gmwork_mib", param(cmdline, "gmwork.mib", 16));
+	unsigned long rounds = param(cmdline, "gmwork_rounds", param(cmdline, "gmwork.rounds", 4));
+	if (argc > 1)
+		mib = strtoul(argv[1], NULL, 0);
+	if (argc > 2)
+		rounds = strtoul(argv[2], NULL, 0);
 	if (mib == 0 || mib > 65536 || rounds == 0 || rounds > 1000000) {
 		fprintf(stderr, "gmwork: bad size %lu MiB or rounds %lu\n", mib, rounds);
 		return 1;
