@@ -54,14 +54,19 @@ if [ -n "$reason" ]; then
 fi
 
 gmwork=$(dirname "$initrd")/gmwork
+# kvm_pvm: no system call of a non-PVM kernel's user space reaches the
+# kernel (vmm/linux/README.md), so init reports through its mailbox page
+# and cannot power off; elsewhere it prints and powers off itself.
+nosys=
+[ -d /sys/module/kvm_pvm ] && nosys="gminit_syscalls=0"
 # What the kvm_pvm emulator cannot run hidden from the kernel (it ignores
 # KVM_SET_CPUID2 for these leaves), what costs emulated time switched off;
 # see vmm/linux/README.md.
 pvm="noxsave nopku nofsgsbase clearcpuid=cx16,monitor,pni,ssse3,sse4_1,adx,bmi1,bmi2,movbe,fma,f16c,avx,avx2,pcid,invpcid,smap,rdrand,rdseed,popcnt,clflushopt,clwb,serialize,sse4_2,pclmulqdq,aes,sha_ni,gfni,vaes,vpclmulqdq,rdpid,movdiri,movdir64b,cldemote,rtm,hle"
 quick="init_on_alloc=0 mitigations=off acpi=off pci=off numa=off tsc=reliable no_timer_check nowatchdog audit=0 apparmor=0 i8042.noaux i8042.nokbd idle=halt cryptomgr.notests kfence.sample_interval=0 transparent_hugepage=never preempt=none"
-cmdline="console=ttyS0 quiet loglevel=1 nokaslr panic=-1 reboot=k $pvm $quick gmwork_mib=$mib gmwork_rounds=$rounds"
+cmdline="console=ttyS0 quiet loglevel=1 nokaslr panic=-1 reboot=k $pvm $quick gmwork_mib=$mib gmwork_rounds=$rounds $nosys"
 start=$(date +%s)
-timeout $((timeout_s + 30)) "$boot" --vmlinux --kernel "$kernel" --initrd "$initrd" --mem 128 \
+timeout $((timeout_s + 30)) "$boot" --vmlinux --mailbox --kernel "$kernel" --initrd "$initrd" --mem 128 \
   --timeout "$timeout_s" -- "$cmdline" >"$out" 2>"$err"; rc=$?
 echo "boot: exit $rc after $(( $(date +%s) - start )) s"
 cat "$out"
@@ -75,7 +80,12 @@ fi
 [ $rc -eq 0 ] || bad "boot: exit $rc, expected 0 (clean power-off)"
 grep -q "^init: " "$out" || bad "init never ran"
 grep -q "^gmwork: done" "$out" || bad "gmwork did not finish"
-grep -q "reboot: System halted\|reboot: Power down" "$out" || bad "no power-off line"
+if [ -n "$nosys" ]; then
+  grep -q "workload done (mailbox)" "$err" || bad "no 'done' in the mailbox"
+  echo "boot: no power-off: under kvm_pvm the guest's user space cannot make system calls"
+else
+  grep -q "reboot: System halted\|reboot: Power down" "$out" || bad "no power-off line"
+fi
 if [ -x "$gmwork" ]; then
   want=$("$gmwork" $mib $rounds | grep checksum)
   got=$(grep "^gmwork: round" "$out")

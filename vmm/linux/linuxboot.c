@@ -94,6 +94,12 @@ struct vm {
 	uint64_t unhandled_pio, unhandled_mmio;
 	uint64_t exits, io_exits, mmio_exits;
 	uint64_t int3_assists;
+	/* --mailbox: gminit's output page, found in guest RAM */
+	bool mailbox;
+	const struct gm_linux_ram *ram;
+	size_t nram;
+	volatile struct mailbox *mb;
+	uint32_t mb_printed;
 };
 
 static void irq_line(struct vm *vm, unsigned irq, int level)
@@ -402,6 +408,55 @@ static bool assist_int3(struct vm *vm)
 	return true;
 }
 
+/* ---- the mailbox (gminit.c) ------------------------------------------------
+ * A page of guest memory, starting with two magic words, where the guest's
+ * init writes what it prints: under kvm_pvm no system call of a non-PVM
+ * kernel's user space reaches the kernel, so this is its way out. The VMM
+ * finds it by scanning guest RAM through gm_space's gfn->hva. */
+#define MB_MAGIC0 0x786f626c69616d67ull /* "gmailbox" */
+struct mailbox {
+	uint64_t magic[2];
+	uint32_t state; /* 1 running, 2 done */
+	uint32_t len;
+	char text[4096 - 24];
+};
+
+/* Prints what is new; true once the guest says done. */
+static bool mailbox_poll(struct vm *vm)
+{
+	if (vm->mb && (vm->mb->magic[0] != MB_MAGIC0 || vm->mb->magic[1] != ~MB_MAGIC0))
+		vm->mb = NULL; /* the page moved (or was freed): look again */
+	for (size_t i = 0; !vm->mb && i < vm->nram; i++) {
+		uint64_t first = vm->ram[i].gpa >> 12, n = vm->ram[i].size >> 12;
+		gm_rcu_read_lock();
+		for (uint64_t g = first; g < first + n; g++) {
+			uint64_t hva;
+			if (gm_space_gfn_to_hva(vm->space, &vm->cache, g, &hva))
+				continue;
+			volatile uint64_t *w = (volatile uint64_t *)(uintptr_t)hva;
+			if (w[0] == MB_MAGIC0 && w[1] == ~MB_MAGIC0) {
+				vm->mb = (volatile struct mailbox *)(uintptr_t)hva;
+				if (verbose)
+					fprintf(stderr, "gm-linuxboot: mailbox at gpa %#llx\n",
+						(unsigned long long)(g << 12));
+				break;
+			}
+		}
+		gm_rcu_read_unlock();
+	}
+	if (!vm->mb)
+		return false;
+	uint32_t len = __atomic_load_n(&vm->mb->len, __ATOMIC_ACQUIRE);
+	if (len > sizeof vm->mb->text)
+		len = sizeof vm->mb->text;
+	if (len < vm->mb_printed)
+		vm->mb_printed = 0; /* a new mailbox (init restarted?) */
+	for (uint32_t i = vm->mb_printed; i < len; i++)
+		console_char(vm, vm->mb->text[i]);
+	vm->mb_printed = len;
+	return vm->mb->state == 2;
+}
+
 /* ---- CPUID ---------------------------------------------------------------------- */
 
 struct cpuid_clear {
@@ -506,10 +561,11 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: gm-linuxboot --kernel BZIMAGE [--initrd FILE] [--mem MiB] [--timeout SECONDS]\n"
 		"                    [--vmlinux] [--keep-cpuid] [--cpuid-min] [--cpuid-clear LEAF:REG:BIT]...\n"
-		"                    [--no-int3-assist] [--verbose]\n"
+		"                    [--no-int3-assist] [--mailbox] [--verbose]\n"
 		"                    [-- \"kernel command line\"]\n"
 		"  CPUID is KVM_GET_SUPPORTED_CPUID with CX16 (1:ecx:13) cleared unless --keep-cpuid.\n"
-		"  --vmlinux: decompress the bzImage's payload on the host and enter the vmlinux ELF.\n");
+		"  --vmlinux: decompress the bzImage's payload on the host and enter the vmlinux ELF.\n"
+		"  --mailbox: also print what gminit writes to its mailbox page; its \"done\" ends the run.\n");
 }
 
 static int parse_reg(const char *s)
@@ -530,6 +586,7 @@ int main(int argc, char **argv)
 	int nclr = 0;
 	bool keep_cpuid = false;
 	unsigned boot_flags = 0;
+	bool mailbox = false;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -545,6 +602,8 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "--verbose")) {
 			verbose = true;
+		} else if (!strcmp(a, "--mailbox")) {
+			mailbox = true;
 		} else if (!strcmp(a, "--vmlinux")) {
 			boot_flags |= GM_LINUX_BOOT_VMLINUX;
 		} else if (!strcmp(a, "--no-int3-assist")) {
@@ -606,7 +665,7 @@ int main(int argc, char **argv)
 	if (initrd && gm_linux_read_file(initrd, 1ul << 31, &ibuf, &ilen, err, sizeof err))
 		die(EXIT_USAGE, "initrd: %s", err);
 
-	struct vm vm = { .exit_port = -1 };
+	struct vm vm = { .exit_port = -1, .mailbox = mailbox };
 	vm.start = now();
 	vm.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm.kvm < 0)
@@ -741,7 +800,9 @@ int main(int argc, char **argv)
 	struct sigaction su = { .sa_handler = on_status }; /* kill -USR1: where is it */
 	sigemptyset(&su.sa_mask);
 	sigaction(SIGUSR1, &su, NULL);
-	arm(timeout);
+	vm.ram = ranges;
+	vm.nram = nranges;
+	arm(vm.mailbox && timeout > 0.25 ? 0.25 : timeout);
 	double deadline = vm.start + timeout;
 	double halt_seen = 0;
 	int code = -1;
@@ -768,7 +829,11 @@ int main(int argc, char **argv)
 				why = "guest reset through the i8042 (0x64 <- 0xfe)";
 			} else if (g_alarm) {
 				g_alarm = 0;
-				if (vm.halting && now() - halt_seen >= 0.25) {
+				if (vm.mailbox && mailbox_poll(&vm)) {
+					code = EXIT_OFF;
+					why = "workload done (mailbox): the guest cannot make the system "
+					      "call to power off here";
+				} else if (vm.halting && now() - halt_seen >= 0.25) {
 					code = vm.panicked ? EXIT_RESET : EXIT_OFF;
 					why = "guest halted after power-off (no exit for 0.3 s)";
 				} else if (now() >= deadline) {
@@ -777,7 +842,8 @@ int main(int argc, char **argv)
 				} else if (vm.halting) {
 					arm(0.3);
 				} else {
-					arm(deadline - now());
+					double left = deadline - now();
+					arm(vm.mailbox && left > 0.25 ? 0.25 : left);
 				}
 			}
 			if (r < 0)
