@@ -264,7 +264,8 @@ work:;
 		put(line);
 	}
 	put("gmwork: done\n");
-	put("init: gmwork exited with 0, powering off\n");
+	put(use_syscalls ? "init: gmwork exited with 0, powering off\n"
+			 : "init: gmwork exited with 0; no system calls, so no power-off: done\n");
 	__atomic_store_n(&mb.state, 2, __ATOMIC_RELEASE);
 	if (!use_syscalls)
 		for (;;)
