@@ -2659,6 +2659,36 @@ static void rrun_chunk(struct rrun *r, uint64_t ci, uint64_t lo, uint64_t hi)
 		}
 }
 
+/* The whole slot: each top word exchanged at once (one atomic for 64
+ * chunks), then every chunk it names. After an error the chunk's summary
+ * bits are back (rrun_chunk_whole), so its top bit goes back too, with
+ * those of the chunks not reached; later top words were never taken. */
+static void harvest_whole(struct rrun *r)
+{
+	struct slot *sl = r->sl;
+	uint64_t ntop = (sl->nchunks + 63) / 64;
+	for (uint64_t tw = 0; tw < ntop && !r->err; tw++) {
+		if (!atomic_load_explicit(&sl->top[tw], memory_order_relaxed))
+			continue;
+		uint64_t t = atomic_exchange(&sl->top[tw], 0);
+		while (t) {
+			uint64_t ci = tw * 64 + (uint64_t)__builtin_ctzll(t);
+			t &= t - 1;
+			struct dchunk *c = atomic_load_explicit(&sl->chunks[ci], memory_order_acquire);
+			rrun_chunk_whole(r, c, ci << DC_SHIFT);
+			if (r->err) {
+				uint64_t back = t;
+				for (unsigned sw = 0; sw < DC_SUMS; sw++)
+					if (atomic_load(&c->sum[sw]))
+						back |= 1ull << (ci & 63);
+				if (back)
+					atomic_fetch_or(&sl->top[tw], back);
+				return;
+			}
+		}
+	}
+}
+
 int64_t gm_space_dirty_harvest(struct gm_space *s, const struct gm_space_slot *p,
 			       uint64_t first_gfn, uint64_t last_gfn, gm_space_dirty_fn fn,
 			       void *ctx)
@@ -2674,6 +2704,11 @@ int64_t gm_space_dirty_harvest(struct gm_space *s, const struct gm_space_slot *p
 	uint64_t lo = (first_gfn > p->base_gfn ? first_gfn : p->base_gfn) - p->base_gfn;
 	uint64_t hi = (last_gfn < slast ? last_gfn : slast) - p->base_gfn;
 	struct rrun r = {fn, ctx, sl, 0, 0, 0, 0};
+	if (lo == 0 && hi == p->npages - 1) {
+		harvest_whole(&r);
+		rrun_flush(&r);
+		return r.err ? r.err : r.delivered;
+	}
 	uint64_t ci = lo >> DC_SHIFT, cl = hi >> DC_SHIFT;
 	while (ci <= cl && !r.err) {
 		uint64_t t = atomic_load_explicit(&sl->top[ci >> 6], memory_order_acquire) >> (ci & 63);

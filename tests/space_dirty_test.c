@@ -169,6 +169,8 @@ static long random_op(struct gm_rng *r, struct gm_space *s,
 	}
 	default: { /* ranged harvest, possibly failing at some run */
 		struct collect c;
+		if (gm_rng_chance(r, 1, 3)) /* the whole slot: its own path */
+			a = 0, b = NP - 1;
 		long fail = gm_rng_chance(r, 1, 2) ? (long)gm_rng_below(r, 5) : -1;
 		collect_init(&c, &got, fail);
 		long rc = gm_space_dirty_harvest(s, slot, BASE + a, BASE + b, collect_fn, &c);
