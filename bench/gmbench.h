@@ -118,6 +118,15 @@ struct gmb_sel {
  * bytes_per_entry (either pointer may be NULL); false if there is none
  * (e.g. a size --size left out). For gmb_answer's sentence. */
 bool gmb_value(struct gmb_ctx *ctx, struct gmb_sel sel, double *ns, double *bytes);
+/* The same as a number: the row's ns_per_op (bytes_per_entry when bytes is
+ * true), 0 when there is no such row. */
+static inline double gmb_value_of(struct gmb_ctx *ctx, const char *structure,
+				  const char *op, uint64_t n, const char *dist, bool bytes)
+{
+	double ns = 0, b = 0;
+	gmb_value(ctx, (struct gmb_sel){structure, op, n, dist}, &ns, &b);
+	return bytes ? b : ns;
+}
 /* The largest n of this scenario's rows of (structure, op, dist), 0 if none. */
 uint64_t gmb_largest_n(struct gmb_ctx *ctx, const char *structure, const char *op,
 		       const char *dist);

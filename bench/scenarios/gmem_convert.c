@@ -199,26 +199,19 @@ static void measure_converts(struct gmb_ctx *ctx, struct guest *g, uint64_t np, 
 	free(starts);
 }
 
-static double value_of(struct gmb_ctx *ctx, const char *structure, const char *op,
-		       uint64_t n, const char *dist, bool bytes)
-{
-	double ns = 0, b = 0;
-	gmb_value(ctx, (struct gmb_sel){structure, op, n, dist}, &ns, &b);
-	return bytes ? b : ns;
-}
 
 /* The seed's question (a per-page XArray loop for every conversion): the
  * largest conversion this run measured, at a random place. */
 static void answer(struct gmb_ctx *ctx)
 {
 	uint64_t n = gmb_largest_n(ctx, "gm_rangemap", "convert", "random");
-	double gm = value_of(ctx, "gm_rangemap", "convert", n, "random", false);
-	double xa = value_of(ctx, "xaloop", "convert", n, "random", false);
+	double gm = gmb_value_of(ctx, "gm_rangemap", "convert", n, "random", false);
+	double xa = gmb_value_of(ctx, "xaloop", "convert", n, "random", false);
 	gmb_answer(ctx, "converting %llu pages (%.0f MiB) at a random place costs %.0f ns with "
 		   "gm_rangemap against %.3g ns for the per-page XArray loop (%.0fx); with "
 		   "coalescing it takes %.2fx the non-coalescing map's time.",
 		   (unsigned long long)n, (double)n / 256, gm, xa, gm > 0 ? xa / gm : 0,
-		   gm / value_of(ctx, "gm_rangemap/nocoalesce", "convert", n, "random", false));
+		   gm / gmb_value_of(ctx, "gm_rangemap/nocoalesce", "convert", n, "random", false));
 }
 
 static void run(struct gmb_ctx *ctx)

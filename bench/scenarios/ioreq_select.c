@@ -417,30 +417,23 @@ static void change_targets(struct gmb_ctx *ctx, uint64_t n, const char *dist)
 	}
 }
 
-static double value_of(struct gmb_ctx *ctx, const char *structure, const char *op,
-		       uint64_t n, const char *dist, bool bytes)
-{
-	double ns = 0, b = 0;
-	gmb_value(ctx, (struct gmb_sel){structure, op, n, dist}, &ns, &b);
-	return bytes ? b : ns;
-}
 
 /* The seed's question (Xen's lists vs a tree), at the largest size run. */
 static void answer(struct gmb_ctx *ctx)
 {
 	uint64_t n = gmb_largest_n(ctx, "gm_rangeset", "select", "scattered");
-	double gm = value_of(ctx, "gm_rangeset", "select", n, "scattered", false);
-	double xl = value_of(ctx, "xenlist", "select", n, "scattered", false);
+	double gm = gmb_value_of(ctx, "gm_rangeset", "select", n, "scattered", false);
+	double xl = gmb_value_of(ctx, "xenlist", "select", n, "scattered", false);
 	gmb_answer(ctx, "at %llu write-protected pages per server, choosing the server of a "
 		   "trapped access costs %.0f ns through a gm_rangeset group, against %.0f ns "
 		   "for Xen's linked lists (%.0fx) and %.0f ns for red-black trees; %.0f B per "
 		   "range (trees: %.0f), and a remove costs %.0f ns (trees: %.0f).", (unsigned long long)n,
 		   gm, xl, gm > 0 ? xl / gm : 0,
-		   value_of(ctx, "rbranges", "select", n, "scattered", false),
-		   value_of(ctx, "gm_rangeset", "select", n, "scattered", true),
-		   value_of(ctx, "rbranges", "select", n, "scattered", true),
-		   value_of(ctx, "gm_rangeset", "remove", n, "scattered", false),
-		   value_of(ctx, "rbranges", "remove", n, "scattered", false));
+		   gmb_value_of(ctx, "rbranges", "select", n, "scattered", false),
+		   gmb_value_of(ctx, "gm_rangeset", "select", n, "scattered", true),
+		   gmb_value_of(ctx, "rbranges", "select", n, "scattered", true),
+		   gmb_value_of(ctx, "gm_rangeset", "remove", n, "scattered", false),
+		   gmb_value_of(ctx, "rbranges", "remove", n, "scattered", false));
 }
 
 static void run(struct gmb_ctx *ctx)

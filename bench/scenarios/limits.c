@@ -103,13 +103,6 @@ static void read_sections(struct gmb_ctx *ctx)
 			 GMB_NS, GMB_AT_MOST, 2.0);
 }
 
-static double value_of(struct gmb_ctx *ctx, const char *structure, const char *op,
-		       uint64_t n, const char *dist, bool bytes)
-{
-	double ns = 0, b = 0;
-	gmb_value(ctx, (struct gmb_sel){structure, op, n, dist}, &ns, &b);
-	return bytes ? b : ns;
-}
 
 /* The summary's sentence: the floors, with this run's numbers. */
 static void answer(struct gmb_ctx *ctx)
@@ -118,10 +111,10 @@ static void answer(struct gmb_ctx *ctx)
 	gmb_answer(ctx, "a read section costs %.2f ns (liburcu memb's calls: %.2f ns); at %llu "
 		   "entries a random read of a flat array costs %.1f ns and a binary search "
 		   "%.1f ns, the floors every other row is judged against.",
-		   value_of(ctx, "gm_rcu", "read_section", 1, "empty", false),
-		   value_of(ctx, "urcu_memb", "read_section", 1, "empty", false), (unsigned long long)n,
-		   value_of(ctx, "flat", "read", n, "random", false),
-		   value_of(ctx, "sorted", "search", n, "random", false));
+		   gmb_value_of(ctx, "gm_rcu", "read_section", 1, "empty", false),
+		   gmb_value_of(ctx, "urcu_memb", "read_section", 1, "empty", false), (unsigned long long)n,
+		   gmb_value_of(ctx, "flat", "read", n, "random", false),
+		   gmb_value_of(ctx, "sorted", "search", n, "random", false));
 }
 
 static void run(struct gmb_ctx *ctx)

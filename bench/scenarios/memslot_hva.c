@@ -692,13 +692,6 @@ static void targets_at(struct gmb_ctx *ctx, uint64_t n, const char *dist,
 	gmb_target_verdict(ctx, what, measured, rest <= 64.0);
 }
 
-static double value_of(struct gmb_ctx *ctx, const char *structure, const char *op,
-		       uint64_t n, const char *dist, bool bytes)
-{
-	double ns = 0, b = 0;
-	gmb_value(ctx, (struct gmb_sel){structure, op, n, dist}, &ns, &b);
-	return bytes ? b : ns;
-}
 
 /* The seed's question (an interval tree for hva lookups), at the largest
  * slot count run. */
@@ -710,11 +703,11 @@ static void answer(struct gmb_ctx *ctx)
 		   "(an augmented red-black tree: %.0f, the pre-2021 linear scan: %.0f), an "
 		   "insert+remove %.0f ns (the tree: %.0f), and gm_itree's readers never miss a "
 		   "slot during a change.", (unsigned long long)n,
-		   value_of(ctx, "gm_itree", "query", n, d, false),
-		   value_of(ctx, "augrb", "query", n, d, false),
-		   value_of(ctx, "linear", "query", n, d, false),
-		   value_of(ctx, "gm_itree", "churn", n, d, false),
-		   value_of(ctx, "augrb", "churn", n, d, false));
+		   gmb_value_of(ctx, "gm_itree", "query", n, d, false),
+		   gmb_value_of(ctx, "augrb", "query", n, d, false),
+		   gmb_value_of(ctx, "linear", "query", n, d, false),
+		   gmb_value_of(ctx, "gm_itree", "churn", n, d, false),
+		   gmb_value_of(ctx, "augrb", "churn", n, d, false));
 }
 
 static void run(struct gmb_ctx *ctx)

@@ -486,13 +486,6 @@ static void size_targets(struct gmb_ctx *ctx, uint64_t n)
 			 GMB_BYTES, GMB_AT_MOST, 16);
 }
 
-static double value_of(struct gmb_ctx *ctx, const char *structure, const char *op,
-		       uint64_t n, const char *dist, bool bytes)
-{
-	double ns = 0, b = 0;
-	gmb_value(ctx, (struct gmb_sel){structure, op, n, dist}, &ns, &b);
-	return bytes ? b : ns;
-}
 
 /* The summary's sentence, at the largest n this run measured. */
 static void answer(struct gmb_ctx *ctx)
@@ -501,13 +494,13 @@ static void answer(struct gmb_ctx *ctx)
 	gmb_answer(ctx, "at %llu isolated ranges gm_rangemap loads in %.0f ns (a red-black tree "
 		   "of ranges: %.0f, a sorted array's binary search: %.0f) and stores in %.0f ns "
 		   "(the tree: %.0f), in %.1f bytes per range (the tree: %.0f).", (unsigned long long)n,
-		   value_of(ctx, "gm_rangemap", "load", n, "isolated", false),
-		   value_of(ctx, "rbranges", "load", n, "isolated", false),
-		   value_of(ctx, "sorted", "load", n, "isolated", false),
-		   value_of(ctx, "gm_rangemap", "store", n, "isolated", false),
-		   value_of(ctx, "rbranges", "store", n, "isolated", false),
-		   value_of(ctx, "gm_rangemap", "load", n, "isolated", true),
-		   value_of(ctx, "rbranges", "load", n, "isolated", true));
+		   gmb_value_of(ctx, "gm_rangemap", "load", n, "isolated", false),
+		   gmb_value_of(ctx, "rbranges", "load", n, "isolated", false),
+		   gmb_value_of(ctx, "sorted", "load", n, "isolated", false),
+		   gmb_value_of(ctx, "gm_rangemap", "store", n, "isolated", false),
+		   gmb_value_of(ctx, "rbranges", "store", n, "isolated", false),
+		   gmb_value_of(ctx, "gm_rangemap", "load", n, "isolated", true),
+		   gmb_value_of(ctx, "rbranges", "load", n, "isolated", true));
 }
 
 static void run(struct gmb_ctx *ctx)

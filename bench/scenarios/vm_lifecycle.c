@@ -442,13 +442,6 @@ static void attr_footprint(struct gmb_ctx *ctx)
 	gm_space_destroy(sp);
 }
 
-static double value_of(struct gmb_ctx *ctx, const char *structure, const char *op,
-		       uint64_t n, const char *dist, bool bytes)
-{
-	double ns = 0, b = 0;
-	gmb_value(ctx, (struct gmb_sel){structure, op, n, dist}, &ns, &b);
-	return bytes ? b : ns;
-}
 
 /* One guest's memslots against KVM's 2020 copy-the-array design and
  * rust-vmm's sorted Vec, at the largest slot count run. */
@@ -459,12 +452,12 @@ static void answer(struct gmb_ctx *ctx)
 		   "for KVM's 2020 memslots and %.0f ns for rust-vmm's snapshots; gfn->hva costs "
 		   "%.1f ns on a vCPU cache hit and %.0f ns on a miss (rust-vmm's binary search: "
 		   "%.0f ns).", (unsigned long long)n,
-		   value_of(ctx, "gm_space", "add", n, "memslots", false),
-		   value_of(ctx, "kvm2020", "add", n, "memslots", false),
-		   value_of(ctx, "vecsnap", "add", n, "memslots", false),
-		   value_of(ctx, "gm_space", "translate_hit", n, "memslots", false),
-		   value_of(ctx, "gm_space", "translate_miss", n, "memslots", false),
-		   value_of(ctx, "vecsnap", "translate_miss", n, "memslots", false));
+		   gmb_value_of(ctx, "gm_space", "add", n, "memslots", false),
+		   gmb_value_of(ctx, "kvm2020", "add", n, "memslots", false),
+		   gmb_value_of(ctx, "vecsnap", "add", n, "memslots", false),
+		   gmb_value_of(ctx, "gm_space", "translate_hit", n, "memslots", false),
+		   gmb_value_of(ctx, "gm_space", "translate_miss", n, "memslots", false),
+		   gmb_value_of(ctx, "vecsnap", "translate_miss", n, "memslots", false));
 }
 
 static void run(struct gmb_ctx *ctx)
