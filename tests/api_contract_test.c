@@ -526,6 +526,35 @@ GM_TEST(space_contract)
 	CHECK(gm_space_rmap_head(s, NULL, 0, true) == NULL);
 	CHECK(gm_space_rmap_head(s, slot, 16, true) == NULL);
 	gm_rcu_read_unlock();
+	/* the bulk dirty calls and the slot iterator */
+	uint64_t bits[2] = {~0ull, ~0ull}, gfns[2] = {3, UINT64_MAX};
+	CHECK_EQ(gm_space_dirty_import(NULL, slot, 0, bits, 16), -EINVAL);
+	CHECK_EQ(gm_space_dirty_import(s, NULL, 0, bits, 16), -EINVAL);
+	CHECK_EQ(gm_space_dirty_import(s, slot, 0, NULL, 16), -EINVAL);
+	CHECK_EQ(gm_space_dirty_import(s, slot, 0, bits, 17), -EINVAL);          /* past the slot */
+	CHECK_EQ(gm_space_dirty_import(s, slot, UINT64_MAX, bits, 2), -EINVAL);
+	CHECK_EQ(gm_space_dirty_import(s, slot, 1, bits, UINT64_MAX), -EINVAL);
+	CHECK_EQ(gm_space_dirty_import_gfns(s, slot, NULL, 1), -EINVAL);
+	CHECK_EQ(gm_space_dirty_import_gfns(s, slot, gfns, 2), -EINVAL);        /* all or nothing */
+	CHECK_EQ(gm_space_dirty_import_gfns(NULL, slot, gfns, 1), -EINVAL);
+	CHECK_EQ(gm_space_dirty_restore(s, slot, 0, UINT64_MAX), -EINVAL);
+	CHECK_EQ(gm_space_dirty_restore(s, slot, UINT64_MAX, 1), -EINVAL);
+	CHECK_EQ(gm_space_dirty_restore(NULL, slot, 0, 1), -EINVAL);
+	CHECK_EQ(gm_space_dirty_harvest(s, slot, 0, UINT64_MAX, dirty_nop, NULL), 0); /* none marked */
+	struct gm_space_slot_iter si;
+	const struct gm_space_slot *got;
+	CHECK_EQ(gm_space_slot_iter_init(NULL, s, 0, 1, 0), -EINVAL);
+	CHECK_EQ(gm_space_slot_iter_init(&si, NULL, 0, 1, 0), -EINVAL);
+	CHECK_EQ(gm_space_slot_iter_next(&si, &got), -ENOENT);
+	CHECK_EQ(gm_space_slot_iter_init(&si, s, 1, 0, 0), -EINVAL);
+	CHECK_EQ(gm_space_slot_iter_init(&si, s, 0, 1, BAD_FLAGS), -EINVAL);
+	CHECK_EQ(gm_space_slot_iter_init(&si, s, 0, UINT64_MAX, GM_ITER_REVERSE), 0);
+	CHECK_EQ(gm_space_slot_iter_next(&si, NULL), -EINVAL);
+	CHECK_EQ(gm_space_slot_iter_next(NULL, &got), -EINVAL);
+	CHECK_EQ(gm_space_slot_iter_next(&si, &got), 0);
+	CHECK(got == slot);
+	CHECK_EQ(gm_space_slot_iter_next(&si, &got), -ENOENT);
+	gm_rcu_call(NULL, NULL); /* void: a no-op */
 	CHECK_EQ(gm_space_attr_set(s, 1, 0, 1), -EINVAL);
 	CHECK(!gm_space_attr_all(s, 1, 0, 0));
 	CHECK_EQ(gm_space_protect(s, 1, 0), -EINVAL);
