@@ -795,25 +795,58 @@ static int count_sizes(const char *scenario, const char *op, const char *dist)
 	return k;
 }
 
+/* A gnuplot script for the plot named pl->base (made a file name) in dir,
+ * its preamble written up to "plot "; false if it cannot be written. */
+struct plot {
+	FILE *gp;
+	char base[512], path[600];
+};
+
+static bool plot_open(struct plot *pl, const char *dir, const char *scenario,
+		      const char *title, const char *ylabel)
+{
+	for (char *p = pl->base; *p; p++)
+		if (*p == '/' || *p == ' ')
+			*p = '-';
+	snprintf(pl->path, sizeof(pl->path), "%s/%s.gp", dir, pl->base);
+	pl->gp = fopen(pl->path, "w");
+	if (!pl->gp)
+		return false;
+	fprintf(pl->gp, "set terminal svg size 800,500 dynamic background '#ffffff'\n"
+			"set output '%s/%s.svg'\n"
+			"set title '%s: %s' noenhanced\n"
+			"set logscale xy\nset xlabel '%s' noenhanced\nset ylabel '%s'\n"
+			"set key outside right noenhanced\nset grid\nplot ",
+		dir, pl->base, scenario, title, n_counts(scenario), ylabel);
+	return true;
+}
+
+/* Runs gnuplot on the script when it has lines to draw; on success the
+ * script goes and the report links the SVG. 0, or -1. */
+static int plot_finish(struct plot *pl, bool drawn, FILE *report)
+{
+	fclose(pl->gp);
+	char cmd[1400];
+	snprintf(cmd, sizeof(cmd), "gnuplot '%s' 2>/dev/null", pl->path);
+	if (!drawn || system(cmd) != 0) {
+		remove(pl->path);
+		return -1;
+	}
+	remove(pl->path);
+	fprintf(report, "![%s](%s.svg)\n\n", pl->base, pl->base);
+	return 0;
+}
+
 static int write_plot(const char *dir, const char *scenario, const char *op,
 		      const char *dist, FILE *report)
 {
-	char base[512], path[600];
-	snprintf(base, sizeof(base), "%s_%s_%s", scenario, op, dist);
-	for (char *p = base; *p; p++)
-		if (*p == '/' || *p == ' ')
-			*p = '-';
-	snprintf(path, sizeof(path), "%s/%s.gp", dir, base);
-	FILE *gp = fopen(path, "w");
-	if (!gp)
+	struct plot pl;
+	char title[300];
+	snprintf(pl.base, sizeof(pl.base), "%s_%s_%s", scenario, op, dist);
+	snprintf(title, sizeof(title), "%s (%s)", op, dist);
+	if (!plot_open(&pl, dir, scenario, title, "ns per op"))
 		return -1;
-	fprintf(gp, "set terminal svg size 800,500 dynamic background '#ffffff'\n"
-		    "set output '%s/%s.svg'\n"
-		    "set title '%s: %s (%s)' noenhanced\n"
-		    "set logscale xy\nset xlabel '%s' noenhanced\nset ylabel 'ns per op'\n"
-		    "set key outside right noenhanced\nset grid\n",
-		dir, base, scenario, op, dist, n_counts(scenario));
-	fprintf(gp, "plot ");
+	FILE *gp = pl.gp;
 	bool first = true;
 	for (size_t i = 0; i < nrows; i++) {
 		const struct row *r = &rows[i];
@@ -838,16 +871,7 @@ static int write_plot(const char *dir, const char *scenario, const char *op,
 		}
 		fprintf(gp, "e\n");
 	}
-	fclose(gp);
-	char cmd[1400];
-	snprintf(cmd, sizeof(cmd), "gnuplot '%s' 2>/dev/null", path);
-	int rc = system(cmd);
-	if (rc == 0) {
-		remove(path);
-		fprintf(report, "![%s](%s.svg)\n\n", base, base);
-		return 0;
-	}
-	return -1;
+	return plot_finish(&pl, !first, report);
 }
 
 static void write_plots(const char *dir, const char *scenario, FILE *report)
@@ -1081,21 +1105,13 @@ static const char *first_op_with_bytes(const struct row *r)
 static int write_bytes_plot(const char *dir, const char *scenario, const char *dist,
 			    FILE *report)
 {
-	char base[512], path[600];
-	snprintf(base, sizeof(base), "%s_bytes_%s", scenario, dist);
-	for (char *p = base; *p; p++)
-		if (*p == '/' || *p == ' ')
-			*p = '-';
-	snprintf(path, sizeof(path), "%s/%s.gp", dir, base);
-	FILE *gp = fopen(path, "w");
-	if (!gp)
+	struct plot pl;
+	char title[300];
+	snprintf(pl.base, sizeof(pl.base), "%s_bytes_%s", scenario, dist);
+	snprintf(title, sizeof(title), "memory (%s)", dist);
+	if (!plot_open(&pl, dir, scenario, title, "bytes per entry"))
 		return -1;
-	fprintf(gp, "set terminal svg size 800,500 dynamic background '#ffffff'\n"
-		    "set output '%s/%s.svg'\n"
-		    "set title '%s: memory (%s)' noenhanced\n"
-		    "set logscale xy\nset xlabel '%s' noenhanced\nset ylabel 'bytes per entry'\n"
-		    "set key outside right noenhanced\nset grid\nplot ",
-		dir, base, scenario, dist, n_counts(scenario));
+	FILE *gp = pl.gp;
 	int lines = 0;
 	for (size_t i = 0; i < nrows; i++) {
 		const struct row *r = &rows[i];
@@ -1120,14 +1136,7 @@ static int write_bytes_plot(const char *dir, const char *scenario, const char *d
 		}
 		fprintf(gp, "e\n");
 	}
-	fclose(gp);
-	char cmd[1400];
-	snprintf(cmd, sizeof(cmd), "gnuplot '%s' 2>/dev/null", path);
-	if (lines == 0 || system(cmd) != 0)
-		return -1;
-	remove(path);
-	fprintf(report, "![%s](%s.svg)\n\n", base, base);
-	return 0;
+	return plot_finish(&pl, lines > 0, report);
 }
 
 static void write_bytes_plots(const char *dir, const char *scenario, FILE *report)
