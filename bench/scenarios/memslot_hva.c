@@ -100,22 +100,28 @@ static uint64_t query_pages(struct gmb_rng *r)
 	return 1 + gmb_rng_below(r, 16384);
 }
 
-/* Query, stab and churn scripts over the slots' hva space [lo, hi). */
-static void gen_ops_uniform(struct world *w, struct gmb_rng *r, uint64_t nq,
-			    uint64_t nc)
+/* Room for nq queries and stabs and nc moves; the generators fill it. */
+static void alloc_scripts(struct world *w, uint64_t nq, uint64_t nc)
 {
 	w->nq = nq;
 	w->qa = malloc(nq * sizeof(uint64_t));
 	w->qb = malloc(nq * sizeof(uint64_t));
 	w->pt = malloc(nq * sizeof(uint64_t));
+	w->nc = nc;
+	w->moves = malloc(nc * sizeof(*w->moves));
+}
+
+/* Query, stab and churn scripts over the slots' hva space [lo, hi). */
+static void gen_ops_uniform(struct world *w, struct gmb_rng *r, uint64_t nq,
+			    uint64_t nc)
+{
+	alloc_scripts(w, nq, nc);
 	for (uint64_t i = 0; i < nq; i++) {
 		uint64_t a = w->lo + gmb_rng_below(r, w->hi - w->lo) / PAGE * PAGE;
 		w->qa[i] = a;
 		w->qb[i] = a + query_pages(r) * PAGE - 1;
 		w->pt[i] = w->lo + gmb_rng_below(r, w->hi - w->lo);
 	}
-	w->nc = nc;
-	w->moves = malloc(nc * sizeof(*w->moves));
 	for (uint64_t i = 0; i < nc; i++) {
 		uint64_t first = w->lo + gmb_rng_below(r, w->hi - w->lo) / PAGE * PAGE;
 		w->moves[i] = (struct move){(uint32_t)gmb_rng_below(r, w->n), first,
@@ -220,10 +226,7 @@ static void synthetic_maps(struct world *w, struct gmb_rng *r)
 static void gen_ops_maps(struct world *w, struct gmb_rng *r, uint64_t nq,
 			 uint64_t nc)
 {
-	w->nq = nq;
-	w->qa = malloc(nq * sizeof(uint64_t));
-	w->qb = malloc(nq * sizeof(uint64_t));
-	w->pt = malloc(nq * sizeof(uint64_t));
+	alloc_scripts(w, nq, nc);
 	for (uint64_t i = 0; i < nq; i++) {
 		const struct slot *s = &w->slots[gmb_rng_below(r, w->n)];
 		uint64_t size = s->last - s->first + 1;
@@ -234,8 +237,6 @@ static void gen_ops_maps(struct world *w, struct gmb_rng *r, uint64_t nq,
 		s = &w->slots[gmb_rng_below(r, w->n)];
 		w->pt[i] = s->first + gmb_rng_below(r, s->last - s->first + 1);
 	}
-	w->nc = nc;
-	w->moves = malloc(nc * sizeof(*w->moves));
 	for (uint64_t i = 0; i < nc; i++) {
 		const struct slot *to = &w->slots[gmb_rng_below(r, w->n)];
 		w->moves[i] = (struct move){(uint32_t)gmb_rng_below(r, w->n),
