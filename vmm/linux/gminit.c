@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gmwork_round.h"
+
 #define NR_exit 1
 #define NR_read 3
 #define NR_write 4
@@ -134,16 +136,6 @@ static const char *find(const char *hay, const char *key)
 	return NULL;
 }
 
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
 /*
  * The mailbox: where this init also writes every line it prints, for a VMM
  * to read out of guest memory (gm-linuxboot --mailbox). Under kvm_pvm no
@@ -246,12 +238,7 @@ work:;
 	put(line);
 	size_t words = (size_t)mib << 17;
 	for (uint64_t r = 1; r <= rounds; r++) {
-		uint64_t seed = mix(r);
-		for (size_t i = 0; i < words; i++)
-			set[i] = (i & 7) ? set[i] + seed + i : mix(seed ^ i ^ set[i]);
-		uint64_t sum = 0;
-		for (size_t i = 0; i < words; i++)
-			sum = mix(sum ^ set[i]) + i;
+		uint64_t sum = gmwork_round(set, words, r);
 		p = line;
 		p = cat(p, "gmwork: round ");
 		p = fmt_u(p, r);

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "gmwork_round.h"
+
 static unsigned long param(const char *cmdline, const char *key, unsigned long dflt)
 {
 	const char *p = cmdline;
@@ -25,16 +27,6 @@ static unsigned long param(const char *cmdline, const char *key, unsigned long d
 		p += n;
 	}
 	return dflt;
-}
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
 }
 
 int main(int argc, char **argv)
@@ -66,14 +58,7 @@ int main(int argc, char **argv)
 	printf("gmwork: %lu MiB, %lu rounds\n", mib, rounds);
 	fflush(stdout);
 	for (unsigned long r = 1; r <= rounds; r++) {
-		/* Each round rewrites every page: one word in eight fully
-		 * mixed, the rest cheap, so a round is quick but dirties all. */
-		uint64_t seed = mix(r);
-		for (size_t i = 0; i < words; i++)
-			set[i] = (i & 7) ? set[i] + seed + i : mix(seed ^ i ^ set[i]);
-		uint64_t sum = 0;
-		for (size_t i = 0; i < words; i++)
-			sum = mix(sum ^ set[i]) + i;
+		uint64_t sum = gmwork_round(set, words, r);
 		printf("gmwork: round %lu/%lu checksum %016llx\n", r, rounds,
 		       (unsigned long long)sum);
 		fflush(stdout);
